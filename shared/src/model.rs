@@ -1,0 +1,310 @@
+//! The records a run is made of, as the state store keeps them, and the messages the
+//! handlers pass through the work queues. Plain data: no behaviour beyond small queries.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+
+/// A point in time (UTC, millisecond precision in storage).
+pub type Timestamp = DateTime<Utc>;
+
+/// Status of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    TimedOut,
+}
+
+impl RunStatus {
+    pub fn is_final(self) -> bool {
+        !matches!(self, RunStatus::Queued | RunStatus::Running)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::TimedOut => "timed_out",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        ALL_RUN_STATUSES.iter().copied().find(|r| r.as_str() == s)
+    }
+}
+
+const ALL_RUN_STATUSES: [RunStatus; 6] = [
+    RunStatus::Queued,
+    RunStatus::Running,
+    RunStatus::Succeeded,
+    RunStatus::Failed,
+    RunStatus::Cancelled,
+    RunStatus::TimedOut,
+];
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Status of a step (or of one `for_each` iteration).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Pending,
+    Ready,
+    Running,
+    Waiting,
+    Retrying,
+    Succeeded,
+    Failed,
+    Skipped,
+    Cancelled,
+}
+
+impl StepStatus {
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            StepStatus::Succeeded | StepStatus::Failed | StepStatus::Skipped | StepStatus::Cancelled
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Ready => "ready",
+            StepStatus::Running => "running",
+            StepStatus::Waiting => "waiting",
+            StepStatus::Retrying => "retrying",
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        ALL_STEP_STATUSES.iter().copied().find(|r| r.as_str() == s)
+    }
+}
+
+/// Every step status, for adapters that store statuses as text.
+pub const ALL_STEP_STATUSES: [StepStatus; 9] = [
+    StepStatus::Pending,
+    StepStatus::Ready,
+    StepStatus::Running,
+    StepStatus::Waiting,
+    StepStatus::Retrying,
+    StepStatus::Succeeded,
+    StepStatus::Failed,
+    StepStatus::Skipped,
+    StepStatus::Cancelled,
+];
+
+impl fmt::Display for StepStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A unit of work: a step, or iteration `index` of a `for_each` step.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StepKey {
+    pub step: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
+}
+
+impl StepKey {
+    pub fn step(step: &str) -> Self {
+        StepKey {
+            step: step.to_string(),
+            index: None,
+        }
+    }
+
+    pub fn iteration(step: &str, index: u32) -> Self {
+        StepKey {
+            step: step.to_string(),
+            index: Some(index),
+        }
+    }
+}
+
+impl fmt::Display for StepKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.index {
+            Some(i) => write!(f, "{}[{i}]", self.step),
+            None => f.write_str(&self.step),
+        }
+    }
+}
+
+/// Why a step or a run failed: `{"error": "...", "message": "..."}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    pub error: String,
+    pub message: String,
+}
+
+impl ErrorInfo {
+    pub fn new(error: impl Into<String>, message: impl Into<String>) -> Self {
+        ErrorInfo {
+            error: error.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A JSON value kept inline, or a reference to bytes in the payload store.
+///
+/// Values over the inline limit are offloaded so records and messages stay small; the
+/// handlers load them back transparently, so users never see the difference.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Data {
+    Inline(Value),
+    Stored { key: String, bytes: u64 },
+}
+
+/// A workflow definition as registered: the source text, identified by content.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Definition {
+    pub workflow: String,
+    /// Content hash of `source`: a new version never changes runs already going.
+    pub version: String,
+    /// File name used in error messages.
+    pub file: String,
+    pub source: String,
+}
+
+/// The run record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub workflow: String,
+    pub version: String,
+    pub status: RunStatus,
+    pub params: Value,
+    pub trigger: Value,
+    pub created_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    /// When the run times out, from the workflow's `timeout`.
+    pub deadline: Option<Timestamp>,
+    /// Set when a step failed for good: no new step starts (fail fast).
+    pub failing: bool,
+    /// Top-level steps not yet final; the run finishes when it reaches zero.
+    pub open_steps: u32,
+    pub output: Option<Data>,
+    pub error: Option<ErrorInfo>,
+    pub idempotency_key: Option<String>,
+}
+
+/// Progress of a `for_each` step's iterations.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FanOut {
+    pub total: u32,
+    /// Iterations created so far (indexes `0..launched`).
+    pub launched: u32,
+    pub finished: u32,
+    pub failed: u32,
+}
+
+/// A step record, or one iteration of a `for_each` step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub run_id: String,
+    pub key: StepKey,
+    pub status: StepStatus,
+    /// The attempt running or last run (1-based); 0 before the first claim.
+    pub attempt: u32,
+    /// While running: when the attempt is presumed lost.
+    pub lease_until: Option<Timestamp>,
+    /// While retrying or waiting: when the step may go on.
+    pub due_at: Option<Timestamp>,
+    /// `needs` already final in a way that lets this step run.
+    pub satisfied: Vec<String>,
+    pub output: Option<Data>,
+    pub error: Option<ErrorInfo>,
+    /// For an iteration: its `item`.
+    pub item: Option<Data>,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub fan_out: Option<FanOut>,
+}
+
+impl StepRecord {
+    /// A fresh record in `status`.
+    pub fn new(run_id: &str, key: StepKey, status: StepStatus) -> Self {
+        StepRecord {
+            run_id: run_id.to_string(),
+            key,
+            status,
+            attempt: 0,
+            lease_until: None,
+            due_at: None,
+            satisfied: Vec::new(),
+            output: None,
+            error: None,
+            item: None,
+            started_at: None,
+            finished_at: None,
+            fan_out: None,
+        }
+    }
+}
+
+/// A "ready" message: run attempt `attempt` of `key` (or, for a waiting step, check it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DispatchMsg {
+    pub run_id: String,
+    pub key: StepKey,
+    pub attempt: u32,
+}
+
+/// The outcome of one attempt.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Succeeded { output: Data },
+    Failed { error: ErrorInfo, retryable: bool },
+    /// `when` was false.
+    Skipped,
+    /// A `for_each` list was evaluated: this many iterations.
+    Expanded { items: Data, total: u32 },
+}
+
+/// A "result" message: attempt `attempt` of `key` ended with `outcome`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResultMsg {
+    pub run_id: String,
+    pub key: StepKey,
+    pub attempt: u32,
+    pub outcome: Outcome,
+}
+
+/// A lifecycle event published to the event sink (EventBridge on AWS).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LifecycleEvent {
+    /// `run.started`, `run.finished`, `step.finished`.
+    pub kind: String,
+    pub run_id: String,
+    pub workflow: String,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
+    pub at: Timestamp,
+}

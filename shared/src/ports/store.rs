@@ -1,0 +1,110 @@
+use super::PortResult;
+use crate::model::{Definition, ErrorInfo, RunRecord, RunStatus, StepKey, StepRecord, StepStatus};
+use async_trait::async_trait;
+
+/// The condition a step write depends on: the record's current status is one of
+/// `statuses` and, when given, its attempt is `attempt`.
+///
+/// Every step transition is guarded, which is what makes duplicate and late messages
+/// harmless: a second claim or a stale result finds the guard false and changes nothing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Guard {
+    pub statuses: Vec<StepStatus>,
+    pub attempt: Option<u32>,
+}
+
+impl Guard {
+    pub fn status(statuses: &[StepStatus]) -> Self {
+        Guard {
+            statuses: statuses.to_vec(),
+            attempt: None,
+        }
+    }
+
+    pub fn at(statuses: &[StepStatus], attempt: u32) -> Self {
+        Guard {
+            statuses: statuses.to_vec(),
+            attempt: Some(attempt),
+        }
+    }
+
+    pub fn holds(&self, rec: &StepRecord) -> bool {
+        self.statuses.contains(&rec.status) && self.attempt.is_none_or(|a| a == rec.attempt)
+    }
+}
+
+/// What [`StateStore::create_run`] did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Created {
+    New,
+    /// The idempotency key was used before: this is the run it started.
+    Existing(RunRecord),
+}
+
+/// What a final step write changed besides the step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finalized {
+    /// The run after the write (for a top-level step, `open_steps` went down by one).
+    pub run: RunRecord,
+    /// For an iteration: its `for_each` step after counting it.
+    pub parent: Option<StepRecord>,
+}
+
+/// Which runs to list.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunFilter {
+    pub workflow: Option<String>,
+    pub status: Option<RunStatus>,
+    pub limit: usize,
+}
+
+/// Run and step records with atomic, conditional transitions (DynamoDB; embedded: SQLite).
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// Stores a definition; storing the same version again changes nothing.
+    async fn put_definition(&self, def: &Definition) -> PortResult<()>;
+    async fn get_definition(&self, workflow: &str, version: &str) -> PortResult<Definition>;
+
+    /// Creates the run and its step records in one atomic write. When the run's
+    /// idempotency key was used before, writes nothing and returns that run.
+    async fn create_run(&self, run: &RunRecord, steps: &[StepRecord]) -> PortResult<Created>;
+    async fn get_run(&self, run_id: &str) -> PortResult<RunRecord>;
+    /// Runs newest first.
+    async fn list_runs(&self, filter: &RunFilter) -> PortResult<Vec<RunRecord>>;
+    /// Runs not final, oldest first: what the sweeper looks at.
+    async fn active_runs(&self, limit: usize) -> PortResult<Vec<RunRecord>>;
+
+    async fn get_step(&self, run_id: &str, key: &StepKey) -> PortResult<StepRecord>;
+    /// Every step and iteration record of a run, steps before their iterations.
+    async fn list_steps(&self, run_id: &str) -> PortResult<Vec<StepRecord>>;
+    /// The iterations of a `for_each` step in index order.
+    async fn list_iterations(&self, run_id: &str, step: &str) -> PortResult<Vec<StepRecord>>;
+
+    /// Replaces a step record with a non-final `new` if `guard` holds; false otherwise.
+    async fn update_step(&self, guard: &Guard, new: &StepRecord) -> PortResult<bool>;
+
+    /// Replaces a step record with a final `new` if `guard` holds, and in the same atomic
+    /// write counts it: a top-level step lowers the run's `open_steps`; an iteration
+    /// raises its parent's `finished` (and `failed`). `None` when the guard is false.
+    async fn finalize_step(&self, guard: &Guard, new: &StepRecord) -> PortResult<Option<Finalized>>;
+
+    /// Adds `dep` to the satisfied needs of `dependent` if it is not there yet, and
+    /// returns the dependent as it is after the write.
+    async fn satisfy(&self, run_id: &str, dependent: &str, dep: &str) -> PortResult<StepRecord>;
+
+    /// Records a `for_each` expansion if `guard` holds on the parent: the parent is
+    /// replaced by `parent` (with its fan-out set) and the pending `iterations` are
+    /// created, atomically. False when the guard is false.
+    async fn expand(&self, guard: &Guard, parent: &StepRecord, iterations: &[StepRecord]) -> PortResult<bool>;
+
+    /// Marks the next pending iterations of a running `for_each` step ready, keeping at
+    /// most `max_in_flight` launched-but-unfinished; returns the indexes launched.
+    async fn launch_iterations(&self, run_id: &str, step: &str, max_in_flight: u32) -> PortResult<Vec<u32>>;
+
+    /// Turns on fail-fast for a running run, once: true if this call did.
+    async fn mark_failing(&self, run_id: &str, error: &ErrorInfo) -> PortResult<bool>;
+
+    /// Moves a run that is not final to `run.status` with its output, error and finish
+    /// time, once: false if it was already final.
+    async fn finish_run(&self, run: &RunRecord) -> PortResult<bool>;
+}

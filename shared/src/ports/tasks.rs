@@ -1,0 +1,58 @@
+use async_trait::async_trait;
+use indexmap::IndexMap;
+use serde_json::Value;
+use std::time::Duration;
+
+/// A step's work with every expression rendered.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Task {
+    Http {
+        method: String,
+        url: String,
+        headers: IndexMap<String, String>,
+        json: Option<Value>,
+        body: Option<String>,
+        /// Request time limit (the step's timeout applies on top).
+        timeout: Option<Duration>,
+        /// Statuses that count as success; `None` means any 2xx.
+        expect: Option<Vec<u16>>,
+    },
+    Lambda {
+        function: String,
+        payload: Value,
+    },
+}
+
+/// Why an attempt failed, and whether another attempt may succeed.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{error}: {message}")]
+pub struct TaskError {
+    pub error: String,
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl TaskError {
+    pub fn retryable(error: impl Into<String>, message: impl Into<String>) -> Self {
+        TaskError {
+            error: error.into(),
+            message: message.into(),
+            retryable: true,
+        }
+    }
+
+    pub fn fatal(error: impl Into<String>, message: impl Into<String>) -> Self {
+        TaskError {
+            error: error.into(),
+            message: message.into(),
+            retryable: false,
+        }
+    }
+}
+
+/// Carries out tasks of one kind (HTTP via reqwest; Lambda via an Invoke API or a local
+/// Runtime API).
+#[async_trait]
+pub trait TaskRunner: Send + Sync {
+    async fn run(&self, task: &Task) -> Result<Value, TaskError>;
+}

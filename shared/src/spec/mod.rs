@@ -1,0 +1,84 @@
+//! The workflow language (SPEC §1): parsing, validation and the checked model.
+//!
+//! [`parse`] reads YAML or JSON text into [`decl`] types (syntax), reports every unknown
+//! key at once ([`keys`]), then [`validate`] checks meaning (ids, needs, cycles, kinds,
+//! durations, cron, expressions, upstream references) and builds a [`Workflow`].
+//! Nothing here does I/O.
+
+pub mod decl;
+mod duration;
+mod error;
+mod keys;
+mod located;
+mod model;
+mod schedule;
+mod validate;
+
+pub use duration::{format_duration, parse_duration};
+pub use error::{Diagnostic, Invalid};
+pub use located::{At, Pos};
+pub use model::*;
+pub use schedule::{Cadence, Schedule};
+
+use error::Collector;
+
+/// The JSON Schema of the workflow file, generated from the Rust types.
+pub fn json_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(decl::WorkflowDecl);
+    serde_json::to_value(schema).expect("a schema is always JSON")
+}
+
+/// Parses and validates a workflow file's text. `file` names the file in errors.
+pub fn parse(file: &str, text: &str) -> Result<Workflow, Invalid> {
+    let mut diags = Collector::default();
+    let options = serde_saphyr::options! {
+        strict_booleans: true,
+        leading_zero_numbers_as_strings: true,
+        underscored_numbers_as_strings: true,
+    };
+    match serde_saphyr::from_str_with_options::<At<keys::Node>>(text, options.clone()) {
+        Ok(tree) => {
+            if !matches!(tree.value, keys::Node::Map(_)) {
+                diags.push(tree.pos, "a workflow file must be a map with `name` and `steps`");
+                return Err(diags.finish(file).unwrap_err());
+            }
+            keys::check_keys(&tree, &json_schema(), &mut diags);
+        }
+        Err(e) => {
+            diags.push(error_pos(&e), syntax_message(&e));
+            return Err(diags.finish(file).unwrap_err());
+        }
+    }
+    if !diags.items.is_empty() {
+        return Err(diags.finish(file).unwrap_err());
+    }
+    let decl: decl::WorkflowDecl = match serde_saphyr::from_str_with_options(text, options) {
+        Ok(d) => d,
+        Err(e) => {
+            diags.push(error_pos(&e), syntax_message(&e));
+            return Err(diags.finish(file).unwrap_err());
+        }
+    };
+    let wf = validate::validate(decl, text, &mut diags);
+    diags.finish(file)?;
+    Ok(wf)
+}
+
+fn error_pos(e: &serde_saphyr::Error) -> Pos {
+    e.location().map(Pos::from).unwrap_or_default()
+}
+
+/// The error text without serde-saphyr's own "line X column Y" prefix or source snippet:
+/// the position is printed once, by [`Invalid`]'s `Display`.
+fn syntax_message(e: &serde_saphyr::Error) -> String {
+    let full = e.to_string();
+    let first = full.lines().next().unwrap_or_default().trim();
+    let msg = match first.find(": ") {
+        Some(i) if first[..i].contains("line") => &first[i + 2..],
+        _ => first,
+    };
+    msg.to_string()
+}
+
+#[cfg(test)]
+mod tests;
