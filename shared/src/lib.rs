@@ -7,7 +7,12 @@
 //!
 //! The language and the engine do no I/O.
 
+pub mod engine;
 pub mod expr;
+pub mod handlers;
 pub mod model;
 pub mod ports;
 pub mod spec;
+
+#[cfg(feature = "local")]
+pub mod local;

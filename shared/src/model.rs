@@ -76,7 +76,10 @@ impl StepStatus {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            StepStatus::Succeeded | StepStatus::Failed | StepStatus::Skipped | StepStatus::Cancelled
+            StepStatus::Succeeded
+                | StepStatus::Failed
+                | StepStatus::Skipped
+                | StepStatus::Cancelled
         )
     }
 
@@ -277,12 +280,20 @@ pub struct DispatchMsg {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
-    Succeeded { output: Data },
-    Failed { error: ErrorInfo, retryable: bool },
+    Succeeded {
+        output: Data,
+    },
+    Failed {
+        error: ErrorInfo,
+        retryable: bool,
+    },
     /// `when` was false.
     Skipped,
     /// A `for_each` list was evaluated: this many iterations.
-    Expanded { items: Data, total: u32 },
+    Expanded {
+        items: Data,
+        total: u32,
+    },
 }
 
 /// A "result" message: attempt `attempt` of `key` ended with `outcome`.

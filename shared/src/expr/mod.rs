@@ -163,14 +163,17 @@ impl Renderer {
     /// A renderer whose `secret(name)` asks `secrets`.
     pub fn new(secrets: SecretResolver) -> Self {
         let mut env = base_env();
-        env.add_function("secret", move |name: String| -> Result<String, minijinja::Error> {
-            secrets(&name).ok_or_else(|| {
-                minijinja::Error::new(
-                    minijinja::ErrorKind::InvalidOperation,
-                    format!("secret `{name}` is not set"),
-                )
-            })
-        });
+        env.add_function(
+            "secret",
+            move |name: String| -> Result<String, minijinja::Error> {
+                secrets(&name).ok_or_else(|| {
+                    minijinja::Error::new(
+                        minijinja::ErrorKind::InvalidOperation,
+                        format!("secret `{name}` is not set"),
+                    )
+                })
+            },
+        );
         Renderer { env: Arc::new(env) }
     }
 

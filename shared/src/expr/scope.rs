@@ -25,8 +25,10 @@ impl Scope {
 
     /// Adds a finished step's status and output.
     pub fn add_step(&mut self, id: &str, status: &str, output: Value) {
-        self.steps
-            .insert(id.to_string(), json!({ "status": status, "output": output }));
+        self.steps.insert(
+            id.to_string(),
+            json!({ "status": status, "output": output }),
+        );
     }
 
     pub(crate) fn to_context(&self) -> JValue {

@@ -26,7 +26,9 @@ fn single_expression_keeps_its_json_type() {
 #[test]
 fn mixed_text_renders_to_a_string() {
     let r = Renderer::default();
-    let out = r.render(&json!("hello {{ params.name }}!"), &scope()).unwrap();
+    let out = r
+        .render(&json!("hello {{ params.name }}!"), &scope())
+        .unwrap();
     assert_eq!(out, json!("hello acme!"));
 }
 
@@ -34,7 +36,10 @@ fn mixed_text_renders_to_a_string() {
 fn undefined_names_are_errors() {
     let r = Renderer::default();
     assert!(r.render(&json!("{{ nosuch }}"), &scope()).is_err());
-    assert!(r.render(&json!("{{ steps.split.output.nosuch }}"), &scope()).is_err());
+    assert!(
+        r.render(&json!("{{ steps.split.output.nosuch }}"), &scope())
+            .is_err()
+    );
     assert!(r.render(&json!("x {{ nosuch.field }}"), &scope()).is_err());
 }
 
@@ -43,7 +48,10 @@ fn length_and_subscripts_work_as_in_jinja() {
     let r = Renderer::default();
     let out = r
         .render(
-            &json!(["{{ steps.split.output.chunks | length }}", "{{ steps['big-day'].status }}"]),
+            &json!([
+                "{{ steps.split.output.chunks | length }}",
+                "{{ steps['big-day'].status }}"
+            ]),
             &scope(),
         )
         .unwrap();
@@ -53,8 +61,13 @@ fn length_and_subscripts_work_as_in_jinja() {
 #[test]
 fn secrets_resolve_through_the_resolver_and_missing_ones_fail() {
     let r = Renderer::new(Arc::new(|n| (n == "k").then(|| "s3cr3t".to_string())));
-    assert_eq!(r.render(&json!("{{ secret('k') }}"), &scope()).unwrap(), json!("s3cr3t"));
-    let err = r.render(&json!("{{ secret('other') }}"), &scope()).unwrap_err();
+    assert_eq!(
+        r.render(&json!("{{ secret('k') }}"), &scope()).unwrap(),
+        json!("s3cr3t")
+    );
+    let err = r
+        .render(&json!("{{ secret('other') }}"), &scope())
+        .unwrap_err();
     assert!(err.message.contains("other"), "{err}");
 }
 
@@ -96,6 +109,11 @@ fn when_and_for_each_helpers() {
     let r = Renderer::default();
     assert!(r.truthy("{{ params.n > 3 }}", &scope()).unwrap());
     assert!(!r.truthy("{{ params.n > 30 }}", &scope()).unwrap());
-    assert_eq!(r.list("{{ steps.split.output.chunks }}", &scope()).unwrap().len(), 3);
+    assert_eq!(
+        r.list("{{ steps.split.output.chunks }}", &scope())
+            .unwrap()
+            .len(),
+        3
+    );
     assert!(r.list("{{ params.n }}", &scope()).is_err());
 }

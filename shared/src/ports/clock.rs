@@ -55,6 +55,8 @@ pub struct UlidIds;
 impl Ids for UlidIds {
     fn run_id(&self, now: Timestamp) -> String {
         let ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
-        ulid::Ulid::from_parts(ms, fastrand::u128(..)).to_string().to_lowercase()
+        ulid::Ulid::from_parts(ms, fastrand::u128(..))
+            .to_string()
+            .to_lowercase()
     }
 }

@@ -1,5 +1,7 @@
 use super::PortResult;
-use crate::model::{Definition, ErrorInfo, RunRecord, RunStatus, StepKey, StepRecord, StepStatus};
+use crate::model::{
+    Definition, ErrorInfo, RunRecord, RunStatus, StepKey, StepRecord, StepStatus, Timestamp,
+};
 use async_trait::async_trait;
 
 /// The condition a step write depends on: the record's current status is one of
@@ -86,7 +88,8 @@ pub trait StateStore: Send + Sync {
     /// Replaces a step record with a final `new` if `guard` holds, and in the same atomic
     /// write counts it: a top-level step lowers the run's `open_steps`; an iteration
     /// raises its parent's `finished` (and `failed`). `None` when the guard is false.
-    async fn finalize_step(&self, guard: &Guard, new: &StepRecord) -> PortResult<Option<Finalized>>;
+    async fn finalize_step(&self, guard: &Guard, new: &StepRecord)
+    -> PortResult<Option<Finalized>>;
 
     /// Adds `dep` to the satisfied needs of `dependent` if it is not there yet, and
     /// returns the dependent as it is after the write.
@@ -95,11 +98,23 @@ pub trait StateStore: Send + Sync {
     /// Records a `for_each` expansion if `guard` holds on the parent: the parent is
     /// replaced by `parent` (with its fan-out set) and the pending `iterations` are
     /// created, atomically. False when the guard is false.
-    async fn expand(&self, guard: &Guard, parent: &StepRecord, iterations: &[StepRecord]) -> PortResult<bool>;
+    async fn expand(
+        &self,
+        guard: &Guard,
+        parent: &StepRecord,
+        iterations: &[StepRecord],
+    ) -> PortResult<bool>;
 
     /// Marks the next pending iterations of a running `for_each` step ready, keeping at
     /// most `max_in_flight` launched-but-unfinished; returns the indexes launched.
-    async fn launch_iterations(&self, run_id: &str, step: &str, max_in_flight: u32) -> PortResult<Vec<u32>>;
+    /// Launched iterations are `ready` with `due_at = now`.
+    async fn launch_iterations(
+        &self,
+        run_id: &str,
+        step: &str,
+        max_in_flight: u32,
+        now: Timestamp,
+    ) -> PortResult<Vec<u32>>;
 
     /// Turns on fail-fast for a running run, once: true if this call did.
     async fn mark_failing(&self, run_id: &str, error: &ErrorInfo) -> PortResult<bool>;

@@ -11,7 +11,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let mut total: u128 = 0;
     let mut rest = text;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(format!(
                 "bad duration `{s}`: expected a number then a unit (ms, s, m, h, d), e.g. `30s`"
@@ -56,7 +58,13 @@ pub fn format_duration(d: Duration) -> String {
         return "0s".into();
     }
     let mut out = String::new();
-    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ] {
         if ms >= size {
             out.push_str(&format!("{}{unit}", ms / size));
             ms %= size;
@@ -80,8 +88,16 @@ mod tests {
     #[test]
     fn bad_durations_say_why() {
         assert!(parse_duration("5").unwrap_err().contains("missing unit"));
-        assert!(parse_duration("5 minutes").unwrap_err().contains("unknown unit"));
-        assert!(parse_duration("m5").unwrap_err().contains("expected a number"));
+        assert!(
+            parse_duration("5 minutes")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+        assert!(
+            parse_duration("m5")
+                .unwrap_err()
+                .contains("expected a number")
+        );
         assert!(parse_duration("").is_err());
     }
 

@@ -111,7 +111,10 @@ fn resolve<'a>(schema: &'a Value, root: &'a Value) -> &'a Value {
     let mut s = schema;
     for _ in 0..16 {
         match s.get("$ref").and_then(Value::as_str) {
-            Some(r) => match r.strip_prefix("#/$defs/").and_then(|n| root.get("$defs")?.get(n)) {
+            Some(r) => match r
+                .strip_prefix("#/$defs/")
+                .and_then(|n| root.get("$defs")?.get(n))
+            {
                 Some(target) => s = target,
                 None => return s,
             },
@@ -186,7 +189,9 @@ fn unknown_key_message(key: &str, context: &str, known: &[&str]) -> String {
     };
     match nearest {
         Some((_, k)) => format!("unknown key `{key}` {place}; did you mean `{k}`?"),
-        None => format!("unknown key `{key}` {place}; expected one of: {}", known.join(", ")),
+        None => format!(
+            "unknown key `{key}` {place}; expected one of: {}",
+            known.join(", ")
+        ),
     }
 }
-

@@ -19,6 +19,7 @@ pub use error::{Diagnostic, Invalid};
 pub use located::{At, Pos};
 pub use model::*;
 pub use schedule::{Cadence, Schedule};
+pub use validate::{param_accepts, param_type_name};
 
 use error::Collector;
 
@@ -39,7 +40,10 @@ pub fn parse(file: &str, text: &str) -> Result<Workflow, Invalid> {
     match serde_saphyr::from_str_with_options::<At<keys::Node>>(text, options.clone()) {
         Ok(tree) => {
             if !matches!(tree.value, keys::Node::Map(_)) {
-                diags.push(tree.pos, "a workflow file must be a map with `name` and `steps`");
+                diags.push(
+                    tree.pos,
+                    "a workflow file must be a map with `name` and `steps`",
+                );
                 return Err(diags.finish(file).unwrap_err());
             }
             keys::check_keys(&tree, &json_schema(), &mut diags);

@@ -32,12 +32,16 @@ impl Workflow {
 
     /// Steps that list `id` in their `needs`.
     pub fn dependents<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a Step> + 'a {
-        self.steps.iter().filter(move |s| s.needs.iter().any(|n| n == id))
+        self.steps
+            .iter()
+            .filter(move |s| s.needs.iter().any(|n| n == id))
     }
 
     /// Steps no other step needs: their outputs form the default run output.
     pub fn leaves(&self) -> impl Iterator<Item = &Step> {
-        self.steps.iter().filter(|s| self.dependents(&s.id).next().is_none())
+        self.steps
+            .iter()
+            .filter(|s| self.dependents(&s.id).next().is_none())
     }
 
     /// Steps with no `needs`: they start with the run.
@@ -142,14 +146,29 @@ impl Default for RetryPolicy {
 /// What a step does.
 #[derive(Debug, Clone)]
 pub enum StepKind {
-    Lambda { function: String },
+    Lambda {
+        function: String,
+    },
     Http(HttpCall),
-    Pass { value: Value },
+    Pass {
+        value: Value,
+    },
     Wait(WaitFor),
-    Approval { message: Option<String>, timeout: Option<Duration> },
-    Signal { name: String, timeout: Option<Duration> },
-    Workflow { name: String },
-    Fail { error: String, message: Option<String> },
+    Approval {
+        message: Option<String>,
+        timeout: Option<Duration>,
+    },
+    Signal {
+        name: String,
+        timeout: Option<Duration>,
+    },
+    Workflow {
+        name: String,
+    },
+    Fail {
+        error: String,
+        message: Option<String>,
+    },
 }
 
 impl StepKind {

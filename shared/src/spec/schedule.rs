@@ -26,9 +26,9 @@ impl Schedule {
     pub fn parse(expression: &str, timezone: Option<&str>) -> Result<Self, String> {
         let timezone = match timezone {
             None => Tz::UTC,
-            Some(name) => name
-                .parse::<Tz>()
-                .map_err(|_| format!("unknown time zone `{name}` (use an IANA name such as `Europe/Paris`)"))?,
+            Some(name) => name.parse::<Tz>().map_err(|_| {
+                format!("unknown time zone `{name}` (use an IANA name such as `Europe/Paris`)")
+            })?,
         };
         let cadence = parse_cadence(expression)?;
         Ok(Schedule {
@@ -64,16 +64,19 @@ fn parse_cadence(expression: &str) -> Result<Cadence, String> {
         let (Some(n), Some(unit), None) = (parts.next(), parts.next(), parts.next()) else {
             return Err(format!("bad rate `{e}`: write e.g. `rate(5 minutes)`"));
         };
-        let n: u64 = n
-            .parse()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| format!("bad rate `{e}`: the count must be a positive whole number"))?;
+        let n: u64 =
+            n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                format!("bad rate `{e}`: the count must be a positive whole number")
+            })?;
         let secs = match unit.trim_end_matches('s') {
             "minute" => 60,
             "hour" => 3600,
             "day" => 86400,
-            _ => return Err(format!("bad rate `{e}`: unit must be minutes, hours or days")),
+            _ => {
+                return Err(format!(
+                    "bad rate `{e}`: unit must be minutes, hours or days"
+                ));
+            }
         };
         return Ok(Cadence::Rate(Duration::from_secs(n * secs)));
     }
@@ -100,7 +103,11 @@ mod tests {
     fn five_field_cron_and_rates_parse() {
         assert!(Schedule::parse("0 2 * * *", None).is_ok());
         assert!(Schedule::parse("rate(5 minutes)", None).is_ok());
-        assert!(Schedule::parse("0 2 * *", None).unwrap_err().contains("5 fields"));
+        assert!(
+            Schedule::parse("0 2 * *", None)
+                .unwrap_err()
+                .contains("5 fields")
+        );
         assert!(Schedule::parse("0 0 2 * * *", None).is_err());
         assert!(Schedule::parse("99 2 * * *", None).is_err());
         assert!(Schedule::parse("0 2 * * *", Some("Mars/Base")).is_err());
@@ -110,16 +117,22 @@ mod tests {
     #[test]
     fn paris_schedule_fires_at_local_two_across_dst() {
         let s = Schedule::parse("0 2 * * *", Some("Europe/Paris")).unwrap();
-        let winter = s.next_after(Utc.with_ymd_and_hms(2026, 1, 10, 12, 0, 0).unwrap()).unwrap();
+        let winter = s
+            .next_after(Utc.with_ymd_and_hms(2026, 1, 10, 12, 0, 0).unwrap())
+            .unwrap();
         assert_eq!(winter, Utc.with_ymd_and_hms(2026, 1, 11, 1, 0, 0).unwrap());
-        let summer = s.next_after(Utc.with_ymd_and_hms(2026, 7, 10, 12, 0, 0).unwrap()).unwrap();
+        let summer = s
+            .next_after(Utc.with_ymd_and_hms(2026, 7, 10, 12, 0, 0).unwrap())
+            .unwrap();
         assert_eq!(summer, Utc.with_ymd_and_hms(2026, 7, 11, 0, 0, 0).unwrap());
     }
 
     #[test]
     fn rates_align_to_their_period() {
         let s = Schedule::parse("rate(5 minutes)", None).unwrap();
-        let t = s.next_after(Utc.with_ymd_and_hms(2026, 1, 1, 0, 7, 30).unwrap()).unwrap();
+        let t = s
+            .next_after(Utc.with_ymd_and_hms(2026, 1, 1, 0, 7, 30).unwrap())
+            .unwrap();
         assert_eq!(t, Utc.with_ymd_and_hms(2026, 1, 1, 0, 10, 0).unwrap());
     }
 }

@@ -73,7 +73,10 @@ impl Ctx<'_> {
         for (s, msg) in problems {
             let needle = s.split("{{").nth(1).map_or(s.as_str(), str::trim);
             let at = self.locate(pos, needle.split("}}").next().unwrap_or(needle).trim());
-            self.err(at, format!("{field}: expression `{}` does not parse: {msg}", s.trim()));
+            self.err(
+                at,
+                format!("{field}: expression `{}` does not parse: {msg}", s.trim()),
+            );
         }
         refs
     }
@@ -84,15 +87,15 @@ fn valid_name(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 63
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
 fn valid_step_id(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b
-            .iter()
+        && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'_')
 }
 
@@ -144,15 +147,26 @@ pub(super) fn validate(decl: WorkflowDecl, text: &str, diags: &mut Collector) ->
     }
 
     let params = params(&mut cx, decl.params);
-    let triggers = decl.triggers.into_iter().filter_map(|t| trigger(&mut cx, t)).collect();
+    let triggers = decl
+        .triggers
+        .into_iter()
+        .filter_map(|t| trigger(&mut cx, t))
+        .collect();
     let (default_retry, default_timeout) = match &decl.defaults {
         Some(d) => (
-            d.retry.as_ref().map(|r| retry(&mut cx, r, &RetryPolicy::default())),
-            d.timeout.as_ref().and_then(|t| cx.duration(t, "defaults.timeout")),
+            d.retry
+                .as_ref()
+                .map(|r| retry(&mut cx, r, &RetryPolicy::default())),
+            d.timeout
+                .as_ref()
+                .and_then(|t| cx.duration(t, "defaults.timeout")),
         ),
         None => (None, None),
     };
-    let timeout = decl.timeout.as_ref().and_then(|t| cx.duration(t, "timeout"));
+    let timeout = decl
+        .timeout
+        .as_ref()
+        .and_then(|t| cx.duration(t, "timeout"));
     if let Some(c) = &decl.concurrency
         && c.value == 0
     {
@@ -163,12 +177,19 @@ pub(super) fn validate(decl: WorkflowDecl, text: &str, diags: &mut Collector) ->
         for r in refs {
             if !decl.steps.iter().any(|s| s.id.value == r) {
                 let at = cx.locate(o.pos, &r);
-                cx.err(at, format!("output reads `steps.{r}`, but there is no step `{r}`"));
+                cx.err(
+                    at,
+                    format!("output reads `steps.{r}`, but there is no step `{r}`"),
+                );
             }
         }
         o.value
     });
-    let notify = decl.notify.into_iter().filter_map(|n| notify(&mut cx, n)).collect();
+    let notify = decl
+        .notify
+        .into_iter()
+        .filter_map(|n| notify(&mut cx, n))
+        .collect();
 
     let defaults = RetryPolicy::default();
     let default_retry = default_retry.unwrap_or(defaults);
@@ -178,7 +199,10 @@ pub(super) fn validate(decl: WorkflowDecl, text: &str, diags: &mut Collector) ->
         .filter_map(|s| step(&mut cx, s, &default_retry, default_timeout))
         .collect();
     if decl.steps.is_empty() {
-        cx.err(Pos::default(), "the workflow has no steps; add at least one under `steps`");
+        cx.err(
+            Pos::default(),
+            "the workflow has no steps; add at least one under `steps`",
+        );
     }
     graph(&mut cx, &decl.steps, &steps);
 
@@ -304,7 +328,10 @@ fn trigger(cx: &mut Ctx, t: At<TriggerDecl>) -> Option<Trigger> {
         }
     } else if let Some(e) = event {
         if !e.value.is_object() {
-            cx.err(e.pos, "event trigger: the pattern must be a map, e.g. `{ source: [acme.orders] }`");
+            cx.err(
+                e.pos,
+                "event trigger: the pattern must be a map, e.g. `{ source: [acme.orders] }`",
+            );
             return None;
         }
         TriggerSource::Event { pattern: e.value }
@@ -316,7 +343,10 @@ fn trigger(cx: &mut Ctx, t: At<TriggerDecl>) -> Option<Trigger> {
         if !path_ok {
             cx.err(
                 w.pos,
-                format!("webhook trigger: path `{}` may use letters, digits, `-`, `_` and `/`", w.path),
+                format!(
+                    "webhook trigger: path `{}` may use letters, digits, `-`, `_` and `/`",
+                    w.path
+                ),
             );
         }
         if w.secret.contains("{{") || w.secret.len() > 128 {
@@ -332,7 +362,9 @@ fn trigger(cx: &mut Ctx, t: At<TriggerDecl>) -> Option<Trigger> {
         }
     } else {
         let q = sqs.expect("one kind is set");
-        TriggerSource::Sqs { queue: q.value.queue }
+        TriggerSource::Sqs {
+            queue: q.value.queue,
+        }
     };
     Some(Trigger {
         source,
@@ -345,27 +377,42 @@ fn notify(cx: &mut Ctx, n: At<NotifyDecl>) -> Option<Notify> {
         if !NOTIFY_STATUSES.contains(&s.value.as_str()) {
             cx.err(
                 s.pos,
-                format!("notify: unknown status `{}`; expected one of: {}", s.value, NOTIFY_STATUSES.join(", ")),
+                format!(
+                    "notify: unknown status `{}`; expected one of: {}",
+                    s.value,
+                    NOTIFY_STATUSES.join(", ")
+                ),
             );
         }
     }
     let on = n.on.iter().map(|s| s.value.clone()).collect();
     let target = match (&n.slack, &n.webhook) {
         (Some(s), None) => {
-            cx.expressions(&Value::String(s.webhook_url.value.clone()), s.webhook_url.pos, "notify.slack.webhook_url");
+            cx.expressions(
+                &Value::String(s.webhook_url.value.clone()),
+                s.webhook_url.pos,
+                "notify.slack.webhook_url",
+            );
             NotifyTarget::Slack {
                 webhook_url: s.webhook_url.value.clone(),
             }
         }
         (None, Some(w)) => {
-            cx.expressions(&Value::String(w.url.value.clone()), w.url.pos, "notify.webhook.url");
+            cx.expressions(
+                &Value::String(w.url.value.clone()),
+                w.url.pos,
+                "notify.webhook.url",
+            );
             NotifyTarget::Webhook {
                 url: w.url.value.clone(),
                 secret: w.secret.clone(),
             }
         }
         _ => {
-            cx.err(n.pos, "a notify entry needs exactly one of `slack` or `webhook`");
+            cx.err(
+                n.pos,
+                "a notify entry needs exactly one of `slack` or `webhook`",
+            );
             return None;
         }
     };
@@ -376,7 +423,10 @@ fn retry(cx: &mut Ctx, r: &At<RetryDecl>, base: &RetryPolicy) -> RetryPolicy {
     let mut p = base.clone();
     if let Some(a) = r.attempts {
         if a == 0 {
-            cx.err(r.pos, "retry.attempts counts every try and must be at least 1");
+            cx.err(
+                r.pos,
+                "retry.attempts counts every try and must be at least 1",
+            );
         }
         p.attempts = a.max(1);
     }
@@ -387,7 +437,10 @@ fn retry(cx: &mut Ctx, r: &At<RetryDecl>, base: &RetryPolicy) -> RetryPolicy {
     }
     if let Some(f) = r.factor {
         if !(f.is_finite() && f >= 1.0) {
-            cx.err(r.pos, format!("retry.factor must be a number of at least 1, got {f}"));
+            cx.err(
+                r.pos,
+                format!("retry.factor must be a number of at least 1, got {f}"),
+            );
         }
         p.factor = f;
     }
@@ -430,10 +483,16 @@ fn step(
     }
     if let Some(m) = &s.max_parallel {
         if s.for_each.is_none() {
-            cx.err(m.pos, format!("step `{id}`: max_parallel only applies to `for_each` steps"));
+            cx.err(
+                m.pos,
+                format!("step `{id}`: max_parallel only applies to `for_each` steps"),
+            );
         }
         if m.value == 0 {
-            cx.err(m.pos, format!("step `{id}`: max_parallel must be at least 1"));
+            cx.err(
+                m.pos,
+                format!("step `{id}`: max_parallel must be at least 1"),
+            );
         }
     }
     let retry = s
@@ -448,17 +507,38 @@ fn step(
     let mut kinds: Vec<(&str, StepKind)> = Vec::new();
     if let Some(l) = &s.lambda {
         field_exprs(cx, &Value::String(l.value.clone()), l.pos, "lambda");
-        kinds.push(("lambda", StepKind::Lambda { function: l.value.clone() }));
+        kinds.push((
+            "lambda",
+            StepKind::Lambda {
+                function: l.value.clone(),
+            },
+        ));
     }
     if let Some(h) = &s.http {
-        let method = h.method.clone().unwrap_or_else(|| "GET".into()).to_ascii_uppercase();
-        if !["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"].contains(&method.as_str()) {
-            cx.err(h.pos, format!("step `{id}`: http.method `{method}` is not an HTTP method"));
+        let method = h
+            .method
+            .clone()
+            .unwrap_or_else(|| "GET".into())
+            .to_ascii_uppercase();
+        if !["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"].contains(&method.as_str())
+        {
+            cx.err(
+                h.pos,
+                format!("step `{id}`: http.method `{method}` is not an HTTP method"),
+            );
         }
         if h.json.is_some() && h.body.is_some() {
-            cx.err(h.pos, format!("step `{id}`: http takes `json` or `body`, not both"));
+            cx.err(
+                h.pos,
+                format!("step `{id}`: http takes `json` or `body`, not both"),
+            );
         }
-        field_exprs(cx, &Value::String(h.url.value.clone()), h.url.pos, "http.url");
+        field_exprs(
+            cx,
+            &Value::String(h.url.value.clone()),
+            h.url.pos,
+            "http.url",
+        );
         for v in h.headers.values() {
             field_exprs(cx, &Value::String(v.clone()), h.pos, "http.headers");
         }
@@ -471,9 +551,15 @@ fn step(
         if let Some(e) = &h.expect
             && e.iter().any(|c| !(100..=599).contains(c))
         {
-            cx.err(h.pos, format!("step `{id}`: http.expect lists a status outside 100..599"));
+            cx.err(
+                h.pos,
+                format!("step `{id}`: http.expect lists a status outside 100..599"),
+            );
         }
-        let timeout = h.timeout.as_ref().and_then(|t| cx.duration(t, &format!("step `{id}`: http.timeout")));
+        let timeout = h
+            .timeout
+            .as_ref()
+            .and_then(|t| cx.duration(t, &format!("step `{id}`: http.timeout")));
         kinds.push((
             "http",
             StepKind::Http(HttpCall {
@@ -489,7 +575,12 @@ fn step(
     }
     if let Some(p) = &s.pass {
         field_exprs(cx, &p.value, p.pos, "pass");
-        kinds.push(("pass", StepKind::Pass { value: p.value.clone() }));
+        kinds.push((
+            "pass",
+            StepKind::Pass {
+                value: p.value.clone(),
+            },
+        ));
     }
     if let Some(w) = &s.wait {
         let wait = match &w.value {
@@ -503,7 +594,10 @@ fn step(
                 } else if chrono::DateTime::parse_from_rfc3339(&u.until).is_err() {
                     cx.err(
                         w.pos,
-                        format!("step `{id}`: wait.until `{}` is not an RFC 3339 timestamp", u.until),
+                        format!(
+                            "step `{id}`: wait.until `{}` is not an RFC 3339 timestamp",
+                            u.until
+                        ),
                     );
                 }
                 Some(WaitFor::Until(u.until.clone()))
@@ -514,7 +608,10 @@ fn step(
         }
     }
     if let Some(a) = &s.approval {
-        let timeout = a.timeout.as_ref().and_then(|t| cx.duration(t, &format!("step `{id}`: approval.timeout")));
+        let timeout = a
+            .timeout
+            .as_ref()
+            .and_then(|t| cx.duration(t, &format!("step `{id}`: approval.timeout")));
         kinds.push((
             "approval",
             StepKind::Approval {
@@ -524,7 +621,10 @@ fn step(
         ));
     }
     if let Some(sg) = &s.signal {
-        let timeout = sg.timeout.as_ref().and_then(|t| cx.duration(t, &format!("step `{id}`: signal.timeout")));
+        let timeout = sg
+            .timeout
+            .as_ref()
+            .and_then(|t| cx.duration(t, &format!("step `{id}`: signal.timeout")));
         kinds.push((
             "signal",
             StepKind::Signal {
@@ -535,9 +635,17 @@ fn step(
     }
     if let Some(w) = &s.workflow {
         if !valid_name(&w.value) {
-            cx.err(w.pos, format!("step `{id}`: `{}` is not a valid workflow name", w.value));
+            cx.err(
+                w.pos,
+                format!("step `{id}`: `{}` is not a valid workflow name", w.value),
+            );
         }
-        kinds.push(("workflow", StepKind::Workflow { name: w.value.clone() }));
+        kinds.push((
+            "workflow",
+            StepKind::Workflow {
+                name: w.value.clone(),
+            },
+        ));
     }
     if let Some(f) = &s.fail {
         field_exprs(cx, &Value::String(f.error.clone()), f.pos, "fail.error");
@@ -552,7 +660,12 @@ fn step(
             },
         ));
     }
-    if s.input.is_some() && !kinds.iter().any(|(k, _)| *k == "lambda" || *k == "workflow") && kinds.len() == 1 {
+    if s.input.is_some()
+        && !kinds
+            .iter()
+            .any(|(k, _)| *k == "lambda" || *k == "workflow")
+        && kinds.len() == 1
+    {
         cx.err(
             s.input.as_ref().map_or(s.pos, |i| i.pos),
             format!("step `{id}`: `input` is for `lambda` and `workflow` steps; a {} step takes its data in its own field", kinds[0].0),
@@ -571,7 +684,11 @@ fn step(
             let names: Vec<&str> = kinds.iter().map(|(k, _)| *k).collect();
             cx.err(
                 s.pos,
-                format!("step `{id}` has {} kinds ({}); give exactly one", names.len(), names.join(", ")),
+                format!(
+                    "step `{id}` has {} kinds ({}); give exactly one",
+                    names.len(),
+                    names.join(", ")
+                ),
             );
             return None;
         }
@@ -600,7 +717,10 @@ fn graph(cx: &mut Ctx, decls: &[At<StepDecl>], steps: &[Step]) {
         if let Some(prev) = first.get(s.id.value.as_str()) {
             cx.err(
                 s.id.pos,
-                format!("duplicate step id `{}` (first defined at {prev})", s.id.value),
+                format!(
+                    "duplicate step id `{}` (first defined at {prev})",
+                    s.id.value
+                ),
             );
         } else {
             first.insert(&s.id.value, s.id.pos);
@@ -622,10 +742,16 @@ fn graph(cx: &mut Ctx, decls: &[At<StepDecl>], steps: &[Step]) {
                     .unwrap_or_default();
                 cx.err(
                     n.pos,
-                    format!("step `{}` needs `{}`, but there is no such step{hint}", s.id.value, n.value),
+                    format!(
+                        "step `{}` needs `{}`, but there is no such step{hint}",
+                        s.id.value, n.value
+                    ),
                 );
             } else if !seen.insert(n.value.as_str()) {
-                cx.err(n.pos, format!("step `{}` lists `{}` twice in needs", s.id.value, n.value));
+                cx.err(
+                    n.pos,
+                    format!("step `{}` lists `{}` twice in needs", s.id.value, n.value),
+                );
             }
         }
     }
@@ -648,16 +774,22 @@ fn graph(cx: &mut Ctx, decls: &[At<StepDecl>], steps: &[Step]) {
     let mut reported: BTreeSet<Vec<&str>> = BTreeSet::new();
     for s in decls {
         let mut stack: Vec<&str> = Vec::new();
-        find_cycles(s.id.value.as_str(), &needs, &mut state, &mut stack, &mut |cycle| {
-            let mut key = cycle.to_vec();
-            key.sort_unstable();
-            if reported.insert(key) {
-                let mut names: Vec<&str> = cycle.to_vec();
-                names.push(cycle[0]);
-                let pos = first.get(cycle[0]).copied().unwrap_or_default();
-                cx.err(pos, format!("steps form a cycle: {}", names.join(" → ")));
-            }
-        });
+        find_cycles(
+            s.id.value.as_str(),
+            &needs,
+            &mut state,
+            &mut stack,
+            &mut |cycle| {
+                let mut key = cycle.to_vec();
+                key.sort_unstable();
+                if reported.insert(key) {
+                    let mut names: Vec<&str> = cycle.to_vec();
+                    names.push(cycle[0]);
+                    let pos = first.get(cycle[0]).copied().unwrap_or_default();
+                    cx.err(pos, format!("steps form a cycle: {}", names.join(" → ")));
+                }
+            },
+        );
     }
     if !reported.is_empty() {
         return;
@@ -688,10 +820,19 @@ fn graph(cx: &mut Ctx, decls: &[At<StepDecl>], steps: &[Step]) {
         let up = ancestors(decl.id.value.as_str(), &needs, &mut upstream);
         for r in &step.reads {
             if r == &step.id {
-                cx.err(decl.pos, format!("step `{}` reads its own output (`steps.{r}`)", step.id));
+                cx.err(
+                    decl.pos,
+                    format!("step `{}` reads its own output (`steps.{r}`)", step.id),
+                );
             } else if !first.contains_key(r.as_str()) {
                 let at = cx.locate(decl.pos, &format!("steps.{r}"));
-                cx.err(at, format!("step `{}` reads `steps.{r}`, but there is no step `{r}`", step.id));
+                cx.err(
+                    at,
+                    format!(
+                        "step `{}` reads `steps.{r}`, but there is no step `{r}`",
+                        step.id
+                    ),
+                );
             } else if !up.contains(r.as_str()) {
                 let at = cx.locate(decl.pos, &format!("steps.{r}"));
                 cx.err(

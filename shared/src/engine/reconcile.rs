@@ -1,0 +1,139 @@
+//! What a sweep must repair in one run.
+//!
+//! The queues are only wake-ups; the records are the truth. Any message can be lost
+//! between a state write and its send (a crash, a dropped message), so the sweeper
+//! looks at a run's records and names every consequence that should have followed and
+//! did not. Each repair is carried out with the same idempotent operations the handlers
+//! use, so repairing something that was not broken changes nothing.
+
+use super::gates;
+use crate::model::{DispatchMsg, RunRecord, StepKey, StepRecord, StepStatus, Timestamp};
+use crate::spec::Workflow;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// One repair.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Repair {
+    /// The run's deadline passed.
+    TimeOut,
+    /// Every step is final but the run is not.
+    FinishRun,
+    /// A final step whose consequences (releasing dependents, fail fast, fan-in) may
+    /// not have been carried out.
+    Settle(StepKey),
+    /// A step that should be running or checked but whose message may be lost.
+    Dispatch(DispatchMsg),
+    /// A running attempt past its lease: it timed out or its worker died.
+    ExpireLease { key: StepKey, attempt: u32 },
+    /// A step that can no longer run because the run is failing.
+    Cancel(StepKey),
+    /// A running `for_each` step that can launch more iterations or finish.
+    AdvanceFanOut(String),
+}
+
+/// Lists the repairs `run` needs at `now`. A message younger than `stale` is presumed
+/// still on its way and is not re-sent.
+pub fn reconcile(
+    wf: &Workflow,
+    run: &RunRecord,
+    steps: &[StepRecord],
+    now: Timestamp,
+    stale: Duration,
+) -> Vec<Repair> {
+    if run.status.is_final() {
+        return Vec::new();
+    }
+    if run.deadline.is_some_and(|d| d <= now) {
+        return vec![Repair::TimeOut];
+    }
+    if run.open_steps == 0 {
+        return vec![Repair::FinishRun];
+    }
+    let stale = chrono::Duration::from_std(stale).unwrap_or(chrono::Duration::zero());
+    let overdue = |t: Option<Timestamp>| t.is_none_or(|t| t + stale <= now);
+    let top: HashMap<&str, &StepRecord> = steps
+        .iter()
+        .filter(|r| r.key.index.is_none())
+        .map(|r| (r.key.step.as_str(), r))
+        .collect();
+    let mut out = Vec::new();
+    for rec in steps {
+        let Some(step) = wf.step(&rec.key.step) else {
+            continue;
+        };
+        let top_level = rec.key.index.is_none();
+        let dispatch = |attempt| {
+            Repair::Dispatch(DispatchMsg {
+                run_id: run.id.clone(),
+                key: rec.key.clone(),
+                attempt,
+            })
+        };
+        match rec.status {
+            StepStatus::Running => {
+                if rec.lease_until.is_some_and(|l| l <= now) {
+                    out.push(Repair::ExpireLease {
+                        key: rec.key.clone(),
+                        attempt: rec.attempt,
+                    });
+                } else if let (true, Some(f)) = (top_level, rec.fan_out) {
+                    let in_flight = f.launched - f.finished;
+                    let can_launch = !run.failing
+                        && f.launched < f.total
+                        && in_flight < gates::max_in_flight(step, f.total);
+                    let failed = f.failed > 0 && !step.continue_on_failure;
+                    let done = f.finished == f.total || failed || (run.failing && in_flight == 0);
+                    if can_launch || done {
+                        out.push(Repair::AdvanceFanOut(rec.key.step.clone()));
+                    }
+                }
+            }
+            StepStatus::Ready | StepStatus::Retrying | StepStatus::Waiting
+                if run.failing && top_level =>
+            {
+                out.push(Repair::Cancel(rec.key.clone()));
+            }
+            StepStatus::Ready | StepStatus::Retrying if overdue(rec.due_at) => {
+                out.push(dispatch(rec.attempt + 1))
+            }
+            StepStatus::Waiting if overdue(rec.due_at) => out.push(dispatch(rec.attempt)),
+            StepStatus::Pending if top_level => {
+                if run.failing {
+                    out.push(Repair::Cancel(rec.key.clone()));
+                    continue;
+                }
+                let passed: Vec<&String> = step
+                    .needs
+                    .iter()
+                    .filter(|n| {
+                        top.get(n.as_str())
+                            .zip(wf.step(n))
+                            .is_some_and(|(r, s)| gates::lets_dependents_run(s, r.status))
+                    })
+                    .collect();
+                let missing: Vec<&&String> = passed
+                    .iter()
+                    .filter(|n| !rec.satisfied.contains(n))
+                    .collect();
+                if !missing.is_empty() {
+                    out.extend(
+                        missing
+                            .into_iter()
+                            .map(|n| Repair::Settle(StepKey::step(n))),
+                    );
+                } else if gates::is_ready(step, &rec.satisfied)
+                    && let Some(n) = step.needs.first()
+                {
+                    out.push(Repair::Settle(StepKey::step(n)));
+                }
+            }
+            s if s.is_final() && top_level && gates::fails_run(step, s) && !run.failing => {
+                out.push(Repair::Settle(rec.key.clone()));
+            }
+            _ => {}
+        }
+    }
+    out.dedup();
+    out
+}

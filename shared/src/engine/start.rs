@@ -1,0 +1,79 @@
+//! The records of a new run.
+
+use crate::model::{DispatchMsg, RunRecord, RunStatus, StepKey, StepRecord, StepStatus, Timestamp};
+use crate::spec::Workflow;
+use serde_json::Value;
+
+/// What starting a run writes and sends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunPlan {
+    pub run: RunRecord,
+    /// One record per step: roots `ready`, the rest `pending`.
+    pub steps: Vec<StepRecord>,
+    /// A "ready" message per root step, sent once the records are stored.
+    pub dispatch: Vec<DispatchMsg>,
+}
+
+/// Who starts the run and with what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartInfo {
+    pub run_id: String,
+    pub version: String,
+    /// Params as resolved by [`super::params::resolve`].
+    pub params: Value,
+    pub trigger: Value,
+    pub idempotency_key: Option<String>,
+}
+
+/// Plans a new run: every step gets its record up front, so the run's progress is
+/// always visible and `open_steps` counts down to the run's end.
+pub fn plan(wf: &Workflow, info: StartInfo, now: Timestamp) -> RunPlan {
+    let deadline = wf
+        .timeout
+        .and_then(|t| chrono::Duration::from_std(t).ok())
+        .map(|t| now + t);
+    let run = RunRecord {
+        id: info.run_id.clone(),
+        workflow: wf.name.clone(),
+        version: info.version,
+        status: RunStatus::Running,
+        params: info.params,
+        trigger: info.trigger,
+        created_at: now,
+        finished_at: None,
+        deadline,
+        failing: false,
+        open_steps: u32::try_from(wf.steps.len()).unwrap_or(u32::MAX),
+        output: None,
+        error: None,
+        idempotency_key: info.idempotency_key,
+    };
+    let mut steps = Vec::with_capacity(wf.steps.len());
+    let mut dispatch = Vec::new();
+    for s in &wf.steps {
+        let root = s.needs.is_empty();
+        let mut rec = StepRecord::new(
+            &info.run_id,
+            StepKey::step(&s.id),
+            if root {
+                StepStatus::Ready
+            } else {
+                StepStatus::Pending
+            },
+        );
+        if root {
+            rec.due_at = Some(now);
+            dispatch.push(DispatchMsg {
+                run_id: info.run_id.clone(),
+                key: rec.key.clone(),
+                attempt: 1,
+            });
+        }
+        steps.push(rec);
+    }
+    RunPlan {
+        run,
+        steps,
+        dispatch,
+    }
+}

@@ -1,0 +1,120 @@
+//! Complete: record an attempt's outcome with a guarded write, then carry out what
+//! follows (see [`super::settle`]).
+
+use super::{HandlerResult, Handlers};
+use crate::engine::verdict::{self, Verdict};
+use crate::model::{Data, DispatchMsg, FanOut, ResultMsg, StepRecord, StepStatus};
+use crate::ports::Guard;
+use serde_json::Value;
+
+/// The statuses an attempt can be recorded from: running, or waiting for a `wait` step.
+const IN_FLIGHT: &[StepStatus] = &[StepStatus::Running, StepStatus::Waiting];
+
+impl Handlers {
+    /// Handles a "result" message. A duplicate or stale result finds the guard false.
+    pub async fn complete(&self, msg: &ResultMsg) -> HandlerResult<()> {
+        let now = self.now();
+        let run = self.ports.store.get_run(&msg.run_id).await?;
+        let rec = self.ports.store.get_step(&msg.run_id, &msg.key).await?;
+        let guard = Guard::at(IN_FLIGHT, msg.attempt);
+        if !guard.holds(&rec) {
+            return Ok(());
+        }
+        let wf = self.workflow(&run).await?;
+        let Some(step) = wf.step(&msg.key.step) else {
+            return Ok(());
+        };
+        match verdict::decide(step, msg.attempt, &msg.outcome, now, fastrand::f64()) {
+            Verdict::Retry { due_at, error } => {
+                let retrying = StepRecord {
+                    status: StepStatus::Retrying,
+                    lease_until: None,
+                    due_at: Some(due_at),
+                    error: Some(error),
+                    ..rec.clone()
+                };
+                if self.ports.store.update_step(&guard, &retrying).await? {
+                    let delay = (due_at - now).to_std().unwrap_or_default();
+                    // Longer than the queue can delay: the sweeper fires it from `due_at`.
+                    if delay <= self.settings.max_queue_delay {
+                        let next = DispatchMsg {
+                            run_id: rec.run_id.clone(),
+                            key: rec.key.clone(),
+                            attempt: rec.attempt + 1,
+                        };
+                        self.send_dispatch(vec![(next, delay)]).await?;
+                    }
+                }
+                Ok(())
+            }
+            Verdict::Expand { items, total } => self.expand(&wf, rec, &items, total).await,
+            Verdict::Final {
+                status,
+                output,
+                error,
+            } => {
+                let done = StepRecord {
+                    status,
+                    output,
+                    error,
+                    lease_until: None,
+                    due_at: None,
+                    finished_at: Some(now),
+                    ..rec
+                };
+                if let Some(fin) = self.ports.store.finalize_step(&guard, &done).await? {
+                    self.settle(&wf, fin.run, &done, true).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Records a fan-out: one pending iteration per item, then launches the first ones.
+    async fn expand(
+        &self,
+        wf: &crate::spec::Workflow,
+        rec: StepRecord,
+        items: &Data,
+        total: u32,
+    ) -> HandlerResult<()> {
+        let guard = Guard::at(&[StepStatus::Running], rec.attempt);
+        let items = match self.load(items).await? {
+            Value::Array(a) => a,
+            _ => Vec::new(),
+        };
+        let mut iterations = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            let index = i as u32;
+            let key = crate::model::StepKey::iteration(&rec.key.step, index);
+            let mut it = StepRecord::new(&rec.run_id, key, StepStatus::Pending);
+            it.item = Some(
+                self.store_value(
+                    &format!("runs/{}/{}/{index}/item.json", rec.run_id, rec.key.step),
+                    item,
+                )
+                .await?,
+            );
+            iterations.push(it);
+        }
+        // The fan-out step holds no lease: its iterations have their own.
+        let parent = StepRecord {
+            fan_out: Some(FanOut {
+                total,
+                ..FanOut::default()
+            }),
+            lease_until: None,
+            ..rec
+        };
+        if self
+            .ports
+            .store
+            .expand(&guard, &parent, &iterations)
+            .await?
+        {
+            self.advance_fan_out(wf, &parent.run_id, &parent.key.step)
+                .await?;
+        }
+        Ok(())
+    }
+}

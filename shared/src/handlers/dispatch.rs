@@ -1,0 +1,336 @@
+//! Dispatch: claim a ready step with a guarded write, render its fields, run its task,
+//! and report the outcome to the result queue.
+
+use super::{HandlerResult, Handlers, span};
+use crate::expr::ExprError;
+use crate::model::{DispatchMsg, ErrorInfo, Outcome, ResultMsg, RunRecord, StepRecord, StepStatus};
+use crate::ports::{Guard, Task, TaskError};
+use crate::spec::{Step, StepKind, WaitFor};
+use serde_json::Value;
+use std::time::Duration;
+
+/// Extra lease beyond a step's timeout, so the dispatcher's own timeout fires first.
+const LEASE_GRACE: Duration = Duration::from_secs(30);
+
+fn expr_failure(step: &Step, field: &str, text: &str, e: &ExprError) -> Outcome {
+    Outcome::Failed {
+        error: ErrorInfo::new(
+            "expression",
+            format!(
+                "step `{}`, field `{field}`: expression `{}` failed: {}",
+                step.id,
+                text.trim(),
+                e.message
+            ),
+        ),
+        retryable: false,
+    }
+}
+
+fn task_failure(e: TaskError) -> Outcome {
+    Outcome::Failed {
+        retryable: e.retryable,
+        error: ErrorInfo {
+            error: e.error,
+            message: e.message,
+        },
+    }
+}
+
+impl Handlers {
+    /// Handles a "ready" message. Duplicate, stale and early messages change nothing.
+    pub async fn dispatch(&self, msg: &DispatchMsg) -> HandlerResult<()> {
+        let now = self.now();
+        let run = self.ports.store.get_run(&msg.run_id).await?;
+        if run.status.is_final() {
+            return Ok(());
+        }
+        let rec = self.ports.store.get_step(&msg.run_id, &msg.key).await?;
+        let wf = self.workflow(&run).await?;
+        let Some(step) = wf.step(&msg.key.step) else {
+            return Ok(());
+        };
+        match rec.status {
+            StepStatus::Waiting if rec.attempt == msg.attempt => return self.wake(&rec, now).await,
+            StepStatus::Ready | StepStatus::Retrying if rec.attempt + 1 == msg.attempt => {}
+            _ => return Ok(()),
+        }
+        if run.failing && rec.key.index.is_none() {
+            return self.cancel(&wf, &rec).await;
+        }
+        if let Some(due) = rec.due_at
+            && due > now
+        {
+            let wait = (due - now).to_std().unwrap_or_default();
+            return self.send_dispatch(vec![(msg.clone(), wait)]).await;
+        }
+        let lease = step.timeout.unwrap_or(self.settings.default_lease) + LEASE_GRACE;
+        let claimed = StepRecord {
+            status: StepStatus::Running,
+            attempt: msg.attempt,
+            lease_until: Some(now + span(lease)),
+            due_at: None,
+            started_at: rec.started_at.or(Some(now)),
+            ..rec.clone()
+        };
+        // The claim: only one dispatcher moves this attempt from ready to running.
+        let guard = Guard::at(&[StepStatus::Ready, StepStatus::Retrying], rec.attempt);
+        if !self.ports.store.update_step(&guard, &claimed).await? {
+            return Ok(());
+        }
+        if let Some(outcome) = self.execute(&run, step, &claimed).await? {
+            self.send_result(&ResultMsg {
+                run_id: run.id.clone(),
+                key: claimed.key.clone(),
+                attempt: claimed.attempt,
+                outcome,
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// A waiting step's wake-up: done when due, else wait again.
+    async fn wake(&self, rec: &StepRecord, now: crate::model::Timestamp) -> HandlerResult<()> {
+        let due = rec.due_at.unwrap_or(now);
+        if due > now {
+            let msg = DispatchMsg {
+                run_id: rec.run_id.clone(),
+                key: rec.key.clone(),
+                attempt: rec.attempt,
+            };
+            return self
+                .send_dispatch(vec![(msg, (due - now).to_std().unwrap_or_default())])
+                .await;
+        }
+        self.send_result(&ResultMsg {
+            run_id: rec.run_id.clone(),
+            key: rec.key.clone(),
+            attempt: rec.attempt,
+            outcome: Outcome::Succeeded {
+                output: crate::model::Data::Inline(Value::Null),
+            },
+        })
+        .await
+    }
+
+    /// Runs a claimed attempt; `None` when the step parked itself (a `wait`).
+    async fn execute(
+        &self,
+        run: &RunRecord,
+        step: &Step,
+        rec: &StepRecord,
+    ) -> HandlerResult<Option<Outcome>> {
+        let iteration = rec.key.index.is_some();
+        let scope = self
+            .scope(run, &step.reads, iteration.then_some(rec))
+            .await?;
+        let r = &self.renderer;
+        let base = format!("runs/{}/{}", run.id, rec.key.step);
+        let slot = match rec.key.index {
+            Some(i) => format!("{base}/{i}/{}", rec.attempt),
+            None => format!("{base}/{}", rec.attempt),
+        };
+        if !iteration {
+            if let Some(when) = &step.when {
+                match r.truthy(when, &scope) {
+                    Ok(false) => return Ok(Some(Outcome::Skipped)),
+                    Ok(true) => {}
+                    Err(e) => return Ok(Some(expr_failure(step, "when", when, &e))),
+                }
+            }
+            if let Some(list) = &step.for_each {
+                return Ok(Some(match r.list(list, &scope) {
+                    Ok(items) => {
+                        let total = u32::try_from(items.len()).unwrap_or(u32::MAX);
+                        let items = self
+                            .store_value(&format!("{slot}/items.json"), Value::Array(items))
+                            .await?;
+                        Outcome::Expanded { items, total }
+                    }
+                    Err(e) => expr_failure(step, "for_each", list, &e),
+                }));
+            }
+        }
+        let rendered = |field: &str, v: &Value| {
+            r.render(v, &scope)
+                .map_err(|e| (field.to_string(), v.to_string(), e))
+        };
+        let task = match &step.kind {
+            StepKind::Pass { value } => {
+                return Ok(Some(match rendered("pass", value) {
+                    Ok(v) => Outcome::Succeeded {
+                        output: self.store_value(&format!("{slot}/output.json"), v).await?,
+                    },
+                    Err((f, t, e)) => expr_failure(step, &f, &t, &e),
+                }));
+            }
+            StepKind::Fail { error, message } => {
+                let msg = message
+                    .clone()
+                    .unwrap_or_else(|| format!("step `{}` failed", step.id));
+                let rendered_err = rendered("fail.error", &Value::String(error.clone()));
+                let rendered_msg = rendered("fail.message", &Value::String(msg));
+                return Ok(Some(match (rendered_err, rendered_msg) {
+                    (Ok(e), Ok(m)) => Outcome::Failed {
+                        error: ErrorInfo::new(as_text(e), as_text(m)),
+                        retryable: false,
+                    },
+                    (Err((f, t, e)), _) | (_, Err((f, t, e))) => expr_failure(step, &f, &t, &e),
+                }));
+            }
+            StepKind::Wait(w) => return self.park(step, rec, w, &scope).await,
+            StepKind::Http(call) => {
+                let mut parts = Vec::new();
+                for (field, v) in [
+                    ("http.url", Value::String(call.url.clone())),
+                    (
+                        "http.headers",
+                        serde_json::to_value(&call.headers).unwrap_or_default(),
+                    ),
+                    ("http.json", call.json.clone().unwrap_or(Value::Null)),
+                    (
+                        "http.body",
+                        call.body.clone().map(Value::String).unwrap_or(Value::Null),
+                    ),
+                ] {
+                    match rendered(field, &v) {
+                        Ok(x) => parts.push(x),
+                        Err((f, t, e)) => return Ok(Some(expr_failure(step, &f, &t, &e))),
+                    }
+                }
+                let [url, headers, json, body]: [Value; 4] = parts.try_into().expect("four parts");
+                Task::Http {
+                    method: call.method.clone(),
+                    url: as_text(url),
+                    headers: serde_json::from_value(headers).unwrap_or_default(),
+                    json: call.json.as_ref().map(|_| json),
+                    body: call.body.as_ref().map(|_| as_text(body)),
+                    timeout: call.timeout,
+                    expect: call.expect.clone(),
+                }
+            }
+            StepKind::Lambda { function } => {
+                let payload = match step
+                    .input
+                    .as_ref()
+                    .map(|i| rendered("input", i))
+                    .transpose()
+                {
+                    Ok(p) => p.unwrap_or(Value::Object(Default::default())),
+                    Err((f, t, e)) => return Ok(Some(expr_failure(step, &f, &t, &e))),
+                };
+                let function = match rendered("lambda", &Value::String(function.clone())) {
+                    Ok(f) => as_text(f),
+                    Err((f, t, e)) => return Ok(Some(expr_failure(step, &f, &t, &e))),
+                };
+                Task::Lambda { function, payload }
+            }
+            StepKind::Approval { .. } | StepKind::Signal { .. } | StepKind::Workflow { .. } => {
+                return Ok(Some(Outcome::Failed {
+                    error: ErrorInfo::new(
+                        "unsupported",
+                        format!(
+                            "step `{}`: `{}` steps are not supported by this version of Braid",
+                            step.id,
+                            step.kind.name()
+                        ),
+                    ),
+                    retryable: false,
+                }));
+            }
+        };
+        let runner = match task {
+            Task::Http { .. } => &self.ports.http,
+            Task::Lambda { .. } => &self.ports.lambda,
+        };
+        let result = match step.timeout {
+            Some(limit) => match tokio::time::timeout(limit, runner.run(&task)).await {
+                Ok(r) => r,
+                Err(_) => Err(TaskError::retryable(
+                    "timeout",
+                    format!(
+                        "step `{}` attempt {} exceeded its timeout of {}",
+                        step.id,
+                        rec.attempt,
+                        crate::spec::format_duration(limit)
+                    ),
+                )),
+            },
+            None => runner.run(&task).await,
+        };
+        Ok(Some(match result {
+            Ok(v) => Outcome::Succeeded {
+                output: self.store_value(&format!("{slot}/output.json"), v).await?,
+            },
+            Err(e) => task_failure(e),
+        }))
+    }
+
+    /// Parks a `wait` step until its time: a record change and a delayed message, no
+    /// sleeping thread. Waits beyond the queue's longest delay are woken by the sweeper.
+    async fn park(
+        &self,
+        step: &Step,
+        rec: &StepRecord,
+        w: &WaitFor,
+        scope: &crate::expr::Scope,
+    ) -> HandlerResult<Option<Outcome>> {
+        let now = self.now();
+        let due = match w {
+            WaitFor::Duration(d) => now + span(*d),
+            WaitFor::Until(text) => {
+                let v = match self.renderer.render(&Value::String(text.clone()), scope) {
+                    Ok(v) => as_text(v),
+                    Err(e) => return Ok(Some(expr_failure(step, "wait.until", text, &e))),
+                };
+                match chrono::DateTime::parse_from_rfc3339(&v) {
+                    Ok(t) => t.with_timezone(&chrono::Utc),
+                    Err(_) => {
+                        return Ok(Some(Outcome::Failed {
+                            error: ErrorInfo::new(
+                                "invalid_input",
+                                format!(
+                                    "step `{}`: wait.until `{v}` is not an RFC 3339 timestamp",
+                                    step.id
+                                ),
+                            ),
+                            retryable: false,
+                        }));
+                    }
+                }
+            }
+        };
+        let waiting = StepRecord {
+            status: StepStatus::Waiting,
+            lease_until: None,
+            due_at: Some(due),
+            ..rec.clone()
+        };
+        if self
+            .ports
+            .store
+            .update_step(&Guard::at(&[StepStatus::Running], rec.attempt), &waiting)
+            .await?
+        {
+            let msg = DispatchMsg {
+                run_id: rec.run_id.clone(),
+                key: rec.key.clone(),
+                attempt: rec.attempt,
+            };
+            let delay = (due - now).to_std().unwrap_or_default();
+            if delay <= self.settings.max_queue_delay {
+                self.send_dispatch(vec![(msg, delay)]).await?;
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// A rendered value as text: strings as they are, anything else as JSON.
+fn as_text(v: Value) -> String {
+    match v {
+        Value::String(s) => s,
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,83 @@
+//! Intake: validate the input, create the run and its steps atomically (guarded by the
+//! idempotency key), then wake the root steps.
+
+use super::{HandlerError, HandlerResult, Handlers};
+use crate::engine::{params, start};
+use crate::model::{Definition, LifecycleEvent, RunRecord};
+use crate::ports::Created;
+use serde_json::Value;
+use std::time::Duration;
+
+/// An explicit start (CLI, API) or a trigger's start.
+#[derive(Debug, Clone)]
+pub struct StartRequest {
+    pub definition: Definition,
+    pub input: Value,
+    /// The event that started the run (`trigger` in expressions).
+    pub trigger: Value,
+    /// A start with a key that was used before returns the run it started.
+    pub idempotency_key: Option<String>,
+}
+
+/// The run a start created or found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Started {
+    pub run: RunRecord,
+    /// True when the idempotency key was used before and no run was created.
+    pub existing: bool,
+}
+
+impl Handlers {
+    /// Starts a run. Bad input is rejected before anything is written.
+    pub async fn start(&self, req: StartRequest) -> HandlerResult<Started> {
+        let wf = super::parse_definition(&req.definition)?;
+        let params = params::resolve(&wf, &req.input).map_err(|problems| {
+            HandlerError::Invalid(format!(
+                "invalid input for workflow `{}`: {}",
+                wf.name,
+                problems.join("; ")
+            ))
+        })?;
+        let now = self.now();
+        self.ports.store.put_definition(&req.definition).await?;
+        let plan = start::plan(
+            &wf,
+            start::StartInfo {
+                run_id: self.ports.ids.run_id(now),
+                version: req.definition.version.clone(),
+                params,
+                trigger: req.trigger,
+                idempotency_key: req.idempotency_key,
+            },
+            now,
+        );
+        if let Created::Existing(run) = self.ports.store.create_run(&plan.run, &plan.steps).await? {
+            return Ok(Started {
+                run,
+                existing: true,
+            });
+        }
+        // The records are durable: from here a lost message is re-sent by the sweeper.
+        self.send_dispatch(
+            plan.dispatch
+                .into_iter()
+                .map(|m| (m, Duration::ZERO))
+                .collect(),
+        )
+        .await?;
+        self.publish(vec![LifecycleEvent {
+            kind: "run.started".into(),
+            run_id: plan.run.id.clone(),
+            workflow: plan.run.workflow.clone(),
+            status: plan.run.status.as_str().into(),
+            step: None,
+            error: None,
+            at: now,
+        }])
+        .await;
+        Ok(Started {
+            run: plan.run,
+            existing: false,
+        })
+    }
+}

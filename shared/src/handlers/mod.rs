@@ -1,0 +1,226 @@
+//! The handlers: intake (start a run), dispatch (claim, render, run the task, report),
+//! complete (record, release dependents, fan in, finish the run), tick (the sweeper).
+//!
+//! They are generic over the ports ([`Ports`]), so the same code runs in the Lambda
+//! functions, in the local runtime and in tests. Each handler is idempotent: a message
+//! delivered twice, or a repair applied to something that was not broken, changes
+//! nothing, because every write is guarded (see [`crate::ports::Guard`]).
+
+mod complete;
+mod context;
+mod dispatch;
+mod intake;
+mod settle;
+mod tick;
+
+pub use intake::{StartRequest, Started};
+pub use tick::TickReport;
+
+use crate::expr::Renderer;
+use crate::model::{
+    Data, Definition, DispatchMsg, LifecycleEvent, ResultMsg, RunRecord, Timestamp,
+};
+use crate::ports::{
+    Clock, EventSink, Ids, Outgoing, PayloadStore, PortError, StateStore, TaskRunner, WorkQueue,
+};
+use crate::spec::{self, Workflow};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The adapters the handlers work through.
+#[derive(Clone)]
+pub struct Ports {
+    pub store: Arc<dyn StateStore>,
+    /// "Ready" messages: a step to run ([`DispatchMsg`]).
+    pub ready: Arc<dyn WorkQueue>,
+    /// "Result" messages: an attempt's outcome ([`ResultMsg`]).
+    pub results: Arc<dyn WorkQueue>,
+    pub payloads: Arc<dyn PayloadStore>,
+    pub events: Arc<dyn EventSink>,
+    pub http: Arc<dyn TaskRunner>,
+    pub lambda: Arc<dyn TaskRunner>,
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<dyn Ids>,
+}
+
+/// Tunables, with the defaults both backends use.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Values whose JSON is larger than this many bytes go to the payload store.
+    pub inline_limit: usize,
+    /// Lease of an attempt of a step without a `timeout`.
+    pub default_lease: Duration,
+    /// A message not acted on after this long is presumed lost and re-sent by the sweeper.
+    pub stale_after: Duration,
+    /// The longest delay the work queue takes (SQS: 15 minutes); longer waits are
+    /// fired by the sweeper from the record's `due_at`.
+    pub max_queue_delay: Duration,
+    /// Runs the sweeper looks at per tick.
+    pub sweep_limit: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            inline_limit: 4096,
+            default_lease: Duration::from_secs(15 * 60),
+            stale_after: Duration::from_secs(60),
+            max_queue_delay: Duration::from_secs(15 * 60),
+            sweep_limit: 1000,
+        }
+    }
+}
+
+/// Why a handler could not finish its work on a message.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The input is wrong and always will be: report it, do not retry.
+    #[error("{0}")]
+    Invalid(String),
+    /// A port failed; the message should be delivered again.
+    #[error(transparent)]
+    Port(#[from] PortError),
+}
+
+impl HandlerError {
+    /// Whether delivering the same message again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, HandlerError::Port(PortError::Backend(_)))
+    }
+}
+
+pub type HandlerResult<T> = Result<T, HandlerError>;
+
+/// The handlers with their ports, settings and a cache of parsed definitions.
+pub struct Handlers {
+    pub ports: Ports,
+    pub settings: Settings,
+    renderer: Renderer,
+    workflows: Mutex<HashMap<(String, String), Arc<Workflow>>>,
+}
+
+impl Handlers {
+    pub fn new(ports: Ports, settings: Settings, renderer: Renderer) -> Self {
+        Handlers {
+            ports,
+            settings,
+            renderer,
+            workflows: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        self.ports.clock.now()
+    }
+
+    /// The parsed workflow a run was started with (cached: definitions never change).
+    pub async fn workflow(&self, run: &RunRecord) -> HandlerResult<Arc<Workflow>> {
+        let key = (run.workflow.clone(), run.version.clone());
+        if let Some(wf) = self.workflows.lock().expect("cache lock").get(&key) {
+            return Ok(wf.clone());
+        }
+        let def = self
+            .ports
+            .store
+            .get_definition(&run.workflow, &run.version)
+            .await?;
+        let wf = Arc::new(parse_definition(&def)?);
+        self.workflows
+            .lock()
+            .expect("cache lock")
+            .insert(key, wf.clone());
+        Ok(wf)
+    }
+
+    /// Keeps `value` inline when small, else stores it under `key` and returns a reference.
+    async fn store_value(&self, key: &str, value: Value) -> HandlerResult<Data> {
+        let bytes = serde_json::to_vec(&value).map_err(|e| HandlerError::Invalid(e.to_string()))?;
+        if bytes.len() <= self.settings.inline_limit {
+            return Ok(Data::Inline(value));
+        }
+        let len = bytes.len() as u64;
+        self.ports.payloads.put(key, bytes).await?;
+        Ok(Data::Stored {
+            key: key.to_string(),
+            bytes: len,
+        })
+    }
+
+    /// The value behind `data`, loading it from the payload store when offloaded.
+    pub async fn load(&self, data: &Data) -> HandlerResult<Value> {
+        match data {
+            Data::Inline(v) => Ok(v.clone()),
+            Data::Stored { key, .. } => {
+                let bytes = self.ports.payloads.get(key).await?;
+                serde_json::from_slice(&bytes).map_err(|e| {
+                    HandlerError::Port(PortError::Backend(format!(
+                        "payload {key} is not JSON: {e}"
+                    )))
+                })
+            }
+        }
+    }
+
+    async fn send_dispatch(&self, msgs: Vec<(DispatchMsg, Duration)>) -> HandlerResult<()> {
+        if msgs.is_empty() {
+            return Ok(());
+        }
+        let out = msgs
+            .into_iter()
+            .map(|(m, delay)| Outgoing {
+                body: serde_json::to_string(&m).expect("messages serialize"),
+                delay: delay.min(self.settings.max_queue_delay),
+            })
+            .collect();
+        self.ports.ready.send(out).await?;
+        Ok(())
+    }
+
+    async fn send_result(&self, msg: &ResultMsg) -> HandlerResult<()> {
+        let body = serde_json::to_string(msg).expect("messages serialize");
+        self.ports
+            .results
+            .send(vec![Outgoing {
+                body,
+                delay: Duration::ZERO,
+            }])
+            .await?;
+        Ok(())
+    }
+
+    /// Publishes lifecycle events; a failure to publish never fails the run.
+    async fn publish(&self, events: Vec<LifecycleEvent>) {
+        if let Err(e) = self.ports.events.publish(&events).await {
+            tracing::warn!(error = %e, "publishing lifecycle events failed");
+        }
+    }
+}
+
+/// Parses a stored definition; a definition that no longer parses is a hard error.
+pub fn parse_definition(def: &Definition) -> HandlerResult<Workflow> {
+    spec::parse(&def.file, &def.source).map_err(|e| HandlerError::Invalid(e.to_string()))
+}
+
+/// Makes a definition from a workflow file's text; its version is a content hash.
+pub fn definition(file: &str, source: &str) -> Result<(Definition, Workflow), spec::Invalid> {
+    use sha2::{Digest, Sha256};
+    let wf = spec::parse(file, source)?;
+    let digest = Sha256::digest(source.as_bytes());
+    let version: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    Ok((
+        Definition {
+            workflow: wf.name.clone(),
+            version,
+            file: file.to_string(),
+            source: source.to_string(),
+        },
+        wf,
+    ))
+}
+
+/// Converts a std duration for timestamp arithmetic, saturating.
+fn span(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}

@@ -1,0 +1,296 @@
+//! What follows a step becoming final: releasing dependents, fail fast, fan-in, and
+//! finishing the run. Every operation here is idempotent, so the sweeper runs the same
+//! code to repair whatever a crash left half done.
+
+use super::{HandlerResult, Handlers};
+use crate::engine::{gates, output};
+use crate::model::{
+    DispatchMsg, ErrorInfo, LifecycleEvent, RunRecord, RunStatus, StepKey, StepRecord, StepStatus,
+};
+use crate::ports::{Finalized, Guard};
+use crate::spec::Workflow;
+use std::time::Duration;
+
+/// Statuses a step can be cancelled from: not final and not running (attempts in
+/// flight finish and are recorded).
+const CANCELLABLE: &[StepStatus] = &[
+    StepStatus::Pending,
+    StepStatus::Ready,
+    StepStatus::Retrying,
+    StepStatus::Waiting,
+];
+
+impl Handlers {
+    /// Carries out the consequences of `rec` having become final. `fresh` is true when
+    /// the caller just made it final (publish its event), false for a sweeper repair.
+    pub(super) async fn settle(
+        &self,
+        wf: &Workflow,
+        run: RunRecord,
+        rec: &StepRecord,
+        fresh: bool,
+    ) -> HandlerResult<()> {
+        if fresh {
+            self.publish(vec![LifecycleEvent {
+                kind: "step.finished".into(),
+                run_id: run.id.clone(),
+                workflow: run.workflow.clone(),
+                status: rec.status.as_str().into(),
+                step: Some(rec.key.to_string()),
+                error: rec.error.clone(),
+                at: self.now(),
+            }])
+            .await;
+        }
+        let Some(step) = wf.step(&rec.key.step) else {
+            return Ok(());
+        };
+        if rec.key.index.is_some() {
+            return self.advance_fan_out(wf, &run.id, &rec.key.step).await;
+        }
+        if gates::fails_run(step, rec.status) {
+            let e = rec
+                .error
+                .clone()
+                .unwrap_or_else(|| ErrorInfo::new("failed", "failed"));
+            let error =
+                ErrorInfo::new(e.error, format!("step `{}` failed: {}", step.id, e.message));
+            return self.fail_fast(wf, &run.id, &error).await;
+        }
+        if !run.failing && gates::lets_dependents_run(step, rec.status) {
+            let mut wake = Vec::new();
+            for dependent in wf.dependents(&step.id) {
+                if let Some(msg) = self.release(&run.id, dependent, &step.id).await? {
+                    wake.push((msg, Duration::ZERO));
+                }
+            }
+            self.send_dispatch(wake).await?;
+        }
+        self.finish_if_done(wf, &run.id).await
+    }
+
+    /// Records that `dep` lets `dependent` run; makes it ready when it was the last need.
+    async fn release(
+        &self,
+        run_id: &str,
+        dependent: &crate::spec::Step,
+        dep: &str,
+    ) -> HandlerResult<Option<DispatchMsg>> {
+        let rec = self.ports.store.satisfy(run_id, &dependent.id, dep).await?;
+        if rec.status != StepStatus::Pending || !gates::is_ready(dependent, &rec.satisfied) {
+            return Ok(None);
+        }
+        let ready = StepRecord {
+            status: StepStatus::Ready,
+            due_at: Some(self.now()),
+            ..rec
+        };
+        // Guarded on pending: of two completers releasing the last needs, one wins.
+        if !self
+            .ports
+            .store
+            .update_step(&Guard::status(&[StepStatus::Pending]), &ready)
+            .await?
+        {
+            return Ok(None);
+        }
+        Ok(Some(DispatchMsg {
+            run_id: run_id.to_string(),
+            key: ready.key,
+            attempt: 1,
+        }))
+    }
+
+    /// Fail fast: no new step starts; steps that can no longer run are cancelled;
+    /// attempts in flight finish and are recorded; the run fails when nothing is open.
+    async fn fail_fast(&self, wf: &Workflow, run_id: &str, error: &ErrorInfo) -> HandlerResult<()> {
+        self.ports.store.mark_failing(run_id, error).await?;
+        for rec in self.ports.store.list_steps(run_id).await? {
+            if rec.key.index.is_some() {
+                continue;
+            }
+            if CANCELLABLE.contains(&rec.status) {
+                self.cancel(wf, &rec).await?;
+            } else if rec.status == StepStatus::Running && rec.fan_out.is_some() {
+                self.advance_fan_out(wf, run_id, &rec.key.step).await?;
+            }
+        }
+        self.finish_if_done(wf, run_id).await
+    }
+
+    /// Cancels a step that has not started (or is between attempts).
+    pub(super) async fn cancel(&self, wf: &Workflow, rec: &StepRecord) -> HandlerResult<()> {
+        let cancelled = StepRecord {
+            status: StepStatus::Cancelled,
+            due_at: None,
+            finished_at: Some(self.now()),
+            ..rec.clone()
+        };
+        if self
+            .ports
+            .store
+            .finalize_step(&Guard::status(CANCELLABLE), &cancelled)
+            .await?
+            .is_some()
+        {
+            self.finish_if_done(wf, &rec.run_id).await?;
+        }
+        Ok(())
+    }
+
+    /// Launches more iterations of a running `for_each` step, or fans in when all are
+    /// done (or, in a failing run, when none is in flight any more).
+    pub(super) async fn advance_fan_out(
+        &self,
+        wf: &Workflow,
+        run_id: &str,
+        step_id: &str,
+    ) -> HandlerResult<()> {
+        let Some(step) = wf.step(step_id) else {
+            return Ok(());
+        };
+        let parent = self
+            .ports
+            .store
+            .get_step(run_id, &StepKey::step(step_id))
+            .await?;
+        let Some(f) = parent
+            .fan_out
+            .filter(|_| parent.status == StepStatus::Running)
+        else {
+            return Ok(());
+        };
+        let run = self.ports.store.get_run(run_id).await?;
+        let drained = run.failing && f.launched == f.finished;
+        let failed_for_good = f.failed > 0 && !step.continue_on_failure;
+        if f.finished < f.total && !drained && !failed_for_good {
+            if run.failing {
+                return Ok(());
+            }
+            let now = self.now();
+            let launched = self
+                .ports
+                .store
+                .launch_iterations(run_id, step_id, gates::max_in_flight(step, f.total), now)
+                .await?;
+            let msgs = launched
+                .into_iter()
+                .map(|i| {
+                    let msg = DispatchMsg {
+                        run_id: run_id.to_string(),
+                        key: StepKey::iteration(step_id, i),
+                        attempt: 1,
+                    };
+                    (msg, Duration::ZERO)
+                })
+                .collect();
+            return self.send_dispatch(msgs).await;
+        }
+        let iterations = self.ports.store.list_iterations(run_id, step_id).await?;
+        let mut parts = Vec::with_capacity(iterations.len());
+        let mut first_error = None;
+        for it in &iterations {
+            if it.status == StepStatus::Failed && first_error.is_none() {
+                first_error = it.error.clone().map(|e| ErrorInfo {
+                    message: format!(
+                        "iteration {} failed: {}",
+                        it.key.index.unwrap_or(0),
+                        e.message
+                    ),
+                    ..e
+                });
+            }
+            let out = match &it.output {
+                Some(d) => Some(self.load(d).await?),
+                None => None,
+            };
+            parts.push((it.status, out));
+        }
+        let (mut status, list) = output::fan_in(parts);
+        if failed_for_good {
+            return self
+                .finalize_top(wf, parent, StepStatus::Failed, None, first_error)
+                .await;
+        }
+        if drained && f.finished < f.total {
+            status = StepStatus::Cancelled;
+        }
+        let out = self
+            .store_value(&format!("runs/{run_id}/{step_id}/output.json"), list)
+            .await?;
+        self.finalize_top(wf, parent, status, Some(out), first_error)
+            .await
+    }
+
+    /// Makes a running top-level step final and settles it.
+    async fn finalize_top(
+        &self,
+        wf: &Workflow,
+        rec: StepRecord,
+        status: StepStatus,
+        output: Option<crate::model::Data>,
+        error: Option<ErrorInfo>,
+    ) -> HandlerResult<()> {
+        let done = StepRecord {
+            status,
+            output,
+            error,
+            lease_until: None,
+            finished_at: Some(self.now()),
+            ..rec
+        };
+        let guard = Guard::at(&[StepStatus::Running], done.attempt);
+        if let Some(Finalized { run, .. }) = self.ports.store.finalize_step(&guard, &done).await? {
+            Box::pin(self.settle(wf, run, &done, true)).await?;
+        }
+        Ok(())
+    }
+
+    /// Finishes the run once nothing is open: failed if fail fast began, else succeeded
+    /// with its output.
+    pub(super) async fn finish_if_done(&self, wf: &Workflow, run_id: &str) -> HandlerResult<()> {
+        let run = self.ports.store.get_run(run_id).await?;
+        if run.status.is_final() || run.open_steps > 0 {
+            return Ok(());
+        }
+        let now = self.now();
+        let mut done = RunRecord {
+            finished_at: Some(now),
+            ..run.clone()
+        };
+        if run.failing {
+            done.status = RunStatus::Failed;
+        } else {
+            let scope = self.output_scope(wf, &run).await?;
+            match output::run_output(wf, &self.renderer, &scope) {
+                Ok(v) => {
+                    done.status = RunStatus::Succeeded;
+                    done.output = Some(
+                        self.store_value(&format!("runs/{run_id}/output.json"), v)
+                            .await?,
+                    );
+                }
+                Err(e) => {
+                    done.status = RunStatus::Failed;
+                    done.error = Some(ErrorInfo::new(
+                        "expression",
+                        format!("the run output failed to render: {}", e.message),
+                    ));
+                }
+            }
+        }
+        if self.ports.store.finish_run(&done).await? {
+            self.publish(vec![LifecycleEvent {
+                kind: "run.finished".into(),
+                run_id: done.id.clone(),
+                workflow: done.workflow.clone(),
+                status: done.status.as_str().into(),
+                step: None,
+                error: done.error.clone(),
+                at: now,
+            }])
+            .await;
+        }
+        Ok(())
+    }
+}

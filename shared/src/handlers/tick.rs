@@ -1,0 +1,145 @@
+//! The tick: every minute on AWS (every second locally), fire due timers and sweep.
+//! It looks at every active run's records and repairs what a lost message or a crash
+//! left undone ([`crate::engine::reconcile`]).
+
+use super::{HandlerResult, Handlers};
+use crate::engine::reconcile::{Repair, reconcile};
+use crate::model::{
+    ErrorInfo, LifecycleEvent, Outcome, ResultMsg, RunRecord, RunStatus, StepRecord, StepStatus,
+};
+use crate::ports::Guard;
+use crate::spec::{Workflow, format_duration};
+use std::time::Duration;
+
+/// What one tick did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct TickReport {
+    pub runs_checked: usize,
+    pub repairs: usize,
+}
+
+/// Every status that is not final.
+const OPEN: &[StepStatus] = &[
+    StepStatus::Pending,
+    StepStatus::Ready,
+    StepStatus::Running,
+    StepStatus::Waiting,
+    StepStatus::Retrying,
+];
+
+impl Handlers {
+    /// Sweeps the active runs once.
+    pub async fn tick(&self) -> HandlerResult<TickReport> {
+        let mut report = TickReport::default();
+        for run in self
+            .ports
+            .store
+            .active_runs(self.settings.sweep_limit)
+            .await?
+        {
+            report.runs_checked += 1;
+            report.repairs += self.sweep_run(&run).await?;
+        }
+        Ok(report)
+    }
+
+    /// Repairs one run; returns how many repairs it applied.
+    pub async fn sweep_run(&self, run: &RunRecord) -> HandlerResult<usize> {
+        let now = self.now();
+        let wf = self.workflow(run).await?;
+        let steps = self.ports.store.list_steps(&run.id).await?;
+        let repairs = reconcile(&wf, run, &steps, now, self.settings.stale_after);
+        let count = repairs.len();
+        let mut wake = Vec::new();
+        for repair in repairs {
+            match repair {
+                Repair::TimeOut => self.time_out(&wf, run, &steps).await?,
+                Repair::FinishRun => self.finish_if_done(&wf, &run.id).await?,
+                Repair::Settle(key) => {
+                    let rec = self.ports.store.get_step(&run.id, &key).await?;
+                    let fresh_run = self.ports.store.get_run(&run.id).await?;
+                    if rec.status.is_final() {
+                        self.settle(&wf, fresh_run, &rec, false).await?;
+                    }
+                }
+                Repair::Dispatch(msg) => wake.push((msg, Duration::ZERO)),
+                Repair::ExpireLease { key, attempt } => {
+                    let limit = wf.step(&key.step).and_then(|s| s.timeout);
+                    let message = match limit {
+                        Some(t) => format!(
+                            "step `{key}` attempt {attempt} exceeded its timeout of {}",
+                            format_duration(t)
+                        ),
+                        None => format!(
+                            "step `{key}` attempt {attempt} was lost: its worker stopped reporting"
+                        ),
+                    };
+                    self.complete(&ResultMsg {
+                        run_id: run.id.clone(),
+                        key,
+                        attempt,
+                        outcome: Outcome::Failed {
+                            error: ErrorInfo::new("timeout", message),
+                            retryable: true,
+                        },
+                    })
+                    .await?;
+                }
+                Repair::Cancel(key) => {
+                    let rec = self.ports.store.get_step(&run.id, &key).await?;
+                    self.cancel(&wf, &rec).await?;
+                }
+                Repair::AdvanceFanOut(step) => self.advance_fan_out(&wf, &run.id, &step).await?,
+            }
+        }
+        self.send_dispatch(wake).await?;
+        Ok(count)
+    }
+
+    /// Ends a run that passed its deadline: the run first (so late results are
+    /// dropped), then every step still open.
+    async fn time_out(
+        &self,
+        wf: &Workflow,
+        run: &RunRecord,
+        steps: &[StepRecord],
+    ) -> HandlerResult<()> {
+        let now = self.now();
+        let limit = wf.timeout.map(format_duration).unwrap_or_default();
+        let done = RunRecord {
+            status: RunStatus::TimedOut,
+            finished_at: Some(now),
+            error: Some(ErrorInfo::new(
+                "timed_out",
+                format!("the run exceeded its timeout of {limit}"),
+            )),
+            ..run.clone()
+        };
+        if self.ports.store.finish_run(&done).await? {
+            self.publish(vec![LifecycleEvent {
+                kind: "run.finished".into(),
+                run_id: run.id.clone(),
+                workflow: run.workflow.clone(),
+                status: done.status.as_str().into(),
+                step: None,
+                error: done.error.clone(),
+                at: now,
+            }])
+            .await;
+        }
+        for rec in steps.iter().filter(|r| !r.status.is_final()) {
+            let cancelled = StepRecord {
+                status: StepStatus::Cancelled,
+                lease_until: None,
+                due_at: None,
+                finished_at: Some(now),
+                ..rec.clone()
+            };
+            self.ports
+                .store
+                .finalize_step(&Guard::status(OPEN), &cancelled)
+                .await?;
+        }
+        Ok(())
+    }
+}

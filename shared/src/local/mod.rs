@@ -1,0 +1,3 @@
+//! The embedded backend: everything `braid run` and `braid dev` need on a laptop.
+
+pub mod store;

@@ -1,0 +1,440 @@
+//! The state store in an SQLite database file.
+//!
+//! Records are stored as JSON bodies next to the few columns that guards and listings
+//! need. Every port operation is one `BEGIN IMMEDIATE` transaction, so a guard is
+//! checked and its write applied with no other writer in between — the same guarantee
+//! DynamoDB's conditional writes give the AWS adapter.
+
+use crate::model::{
+    Definition, ErrorInfo, RunRecord, RunStatus, StepKey, StepRecord, StepStatus, Timestamp,
+};
+use crate::ports::{Created, Finalized, Guard, PortError, PortResult, RunFilter, StateStore};
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use std::path::Path;
+use std::sync::Mutex;
+
+/// SQLite-backed [`StateStore`].
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS definitions (
+    workflow TEXT NOT NULL, version TEXT NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (workflow, version)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, workflow TEXT NOT NULL, status TEXT NOT NULL,
+    idempotency_key TEXT, active INTEGER NOT NULL, body TEXT NOT NULL) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS runs_idempotency ON runs(workflow, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs(workflow, id);
+CREATE INDEX IF NOT EXISTS runs_active ON runs(active, id);
+CREATE TABLE IF NOT EXISTS steps (
+    run_id TEXT NOT NULL, step TEXT NOT NULL, idx INTEGER NOT NULL,
+    status TEXT NOT NULL, attempt INTEGER NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (run_id, step, idx)) WITHOUT ROWID;
+";
+
+/// Top-level steps are stored with index -1, so they sort before their iterations.
+fn idx(key: &StepKey) -> i64 {
+    key.index.map_or(-1, i64::from)
+}
+
+fn enc<T: serde::Serialize>(v: &T) -> PortResult<String> {
+    serde_json::to_string(v).map_err(PortError::backend)
+}
+
+fn dec<T: serde::de::DeserializeOwned>(s: &str) -> PortResult<T> {
+    serde_json::from_str(s).map_err(|e| PortError::Backend(format!("corrupt record: {e}")))
+}
+
+fn db(e: rusqlite::Error) -> PortError {
+    PortError::backend(e)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`.
+    ///
+    /// WAL with `synchronous=NORMAL`: a power loss may drop the last commits but never
+    /// corrupts the file, and the sweeper repairs a run whichever commits survived.
+    pub fn open(path: &Path) -> PortResult<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(PortError::backend)?;
+        }
+        let conn = Connection::open(path).map_err(db)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(db)?;
+        conn.execute_batch(SCHEMA).map_err(db)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn with_tx<T>(&self, f: impl FnOnce(&rusqlite::Transaction) -> PortResult<T>) -> PortResult<T> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| PortError::Backend("store lock poisoned".into()))?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let out = f(&tx)?;
+        tx.commit().map_err(db)?;
+        Ok(out)
+    }
+}
+
+fn read_run(tx: &Connection, id: &str) -> PortResult<RunRecord> {
+    let body: Option<String> = tx
+        .query_row("SELECT body FROM runs WHERE id = ?1", [id], |r| r.get(0))
+        .optional()
+        .map_err(db)?;
+    dec(&body.ok_or_else(|| PortError::NotFound(format!("run {id}")))?)
+}
+
+fn write_run(tx: &Connection, run: &RunRecord) -> PortResult<()> {
+    tx.execute(
+        "UPDATE runs SET status = ?2, active = ?3, body = ?4 WHERE id = ?1",
+        params![
+            run.id,
+            run.status.as_str(),
+            !run.status.is_final(),
+            enc(run)?
+        ],
+    )
+    .map_err(db)?;
+    Ok(())
+}
+
+fn read_step(tx: &Connection, run_id: &str, key: &StepKey) -> PortResult<Option<StepRecord>> {
+    let body: Option<String> = tx
+        .query_row(
+            "SELECT body FROM steps WHERE run_id = ?1 AND step = ?2 AND idx = ?3",
+            params![run_id, key.step, idx(key)],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db)?;
+    body.map(|b| dec(&b)).transpose()
+}
+
+fn write_step(tx: &Connection, rec: &StepRecord) -> PortResult<()> {
+    tx.execute(
+        "INSERT INTO steps (run_id, step, idx, status, attempt, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (run_id, step, idx) DO UPDATE SET status = ?4, attempt = ?5, body = ?6",
+        params![rec.run_id, rec.key.step, idx(&rec.key), rec.status.as_str(), rec.attempt, enc(rec)?],
+    )
+    .map_err(db)?;
+    Ok(())
+}
+
+fn guarded(tx: &Connection, guard: &Guard, new: &StepRecord) -> PortResult<Option<StepRecord>> {
+    match read_step(tx, &new.run_id, &new.key)? {
+        Some(cur) if guard.holds(&cur) => Ok(Some(cur)),
+        Some(_) => Ok(None),
+        None => Err(PortError::NotFound(format!(
+            "step {} of run {}",
+            new.key, new.run_id
+        ))),
+    }
+}
+
+fn query_bodies<T: serde::de::DeserializeOwned>(
+    tx: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> PortResult<Vec<T>> {
+    let mut stmt = tx.prepare_cached(sql).map_err(db)?;
+    let rows = stmt
+        .query_map(args, |r| r.get::<_, String>(0))
+        .map_err(db)?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(dec(&row.map_err(db)?)?);
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl StateStore for SqliteStore {
+    async fn put_definition(&self, def: &Definition) -> PortResult<()> {
+        self.with_tx(|tx| {
+            tx.execute(
+                "INSERT OR IGNORE INTO definitions (workflow, version, body) VALUES (?1, ?2, ?3)",
+                params![def.workflow, def.version, enc(def)?],
+            )
+            .map_err(db)?;
+            Ok(())
+        })
+    }
+
+    async fn get_definition(&self, workflow: &str, version: &str) -> PortResult<Definition> {
+        self.with_tx(|tx| {
+            let body: Option<String> = tx
+                .query_row(
+                    "SELECT body FROM definitions WHERE workflow = ?1 AND version = ?2",
+                    params![workflow, version],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db)?;
+            dec(&body
+                .ok_or_else(|| PortError::NotFound(format!("definition {workflow}@{version}")))?)
+        })
+    }
+
+    async fn create_run(&self, run: &RunRecord, steps: &[StepRecord]) -> PortResult<Created> {
+        self.with_tx(|tx| {
+            if let Some(key) = &run.idempotency_key {
+                let existing: Option<String> = tx
+                    .query_row(
+                        "SELECT body FROM runs WHERE workflow = ?1 AND idempotency_key = ?2",
+                        params![run.workflow, key],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(db)?;
+                if let Some(body) = existing {
+                    return Ok(Created::Existing(dec(&body)?));
+                }
+            }
+            let inserted = tx
+                .execute(
+                    "INSERT OR IGNORE INTO runs (id, workflow, status, idempotency_key, active, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        run.id,
+                        run.workflow,
+                        run.status.as_str(),
+                        run.idempotency_key,
+                        !run.status.is_final(),
+                        enc(run)?
+                    ],
+                )
+                .map_err(db)?;
+            if inserted == 0 {
+                return Err(PortError::Conflict(format!("run {} exists", run.id)));
+            }
+            for s in steps {
+                write_step(tx, s)?;
+            }
+            Ok(Created::New)
+        })
+    }
+
+    async fn get_run(&self, run_id: &str) -> PortResult<RunRecord> {
+        self.with_tx(|tx| read_run(tx, run_id))
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> PortResult<Vec<RunRecord>> {
+        let limit = if filter.limit == 0 { 100 } else { filter.limit } as i64;
+        self.with_tx(|tx| {
+            query_bodies(
+                tx,
+                "SELECT body FROM runs WHERE (?1 IS NULL OR workflow = ?1) AND (?2 IS NULL OR status = ?2)
+                 ORDER BY id DESC LIMIT ?3",
+                params![filter.workflow, filter.status.map(RunStatus::as_str), limit],
+            )
+        })
+    }
+
+    async fn active_runs(&self, limit: usize) -> PortResult<Vec<RunRecord>> {
+        self.with_tx(|tx| {
+            query_bodies(
+                tx,
+                "SELECT body FROM runs WHERE active = 1 ORDER BY id LIMIT ?1",
+                [limit as i64],
+            )
+        })
+    }
+
+    async fn get_step(&self, run_id: &str, key: &StepKey) -> PortResult<StepRecord> {
+        self.with_tx(|tx| {
+            read_step(tx, run_id, key)?
+                .ok_or_else(|| PortError::NotFound(format!("step {key} of run {run_id}")))
+        })
+    }
+
+    async fn list_steps(&self, run_id: &str) -> PortResult<Vec<StepRecord>> {
+        self.with_tx(|tx| {
+            query_bodies(
+                tx,
+                "SELECT body FROM steps WHERE run_id = ?1 ORDER BY idx, step",
+                [run_id],
+            )
+        })
+    }
+
+    async fn list_iterations(&self, run_id: &str, step: &str) -> PortResult<Vec<StepRecord>> {
+        self.with_tx(|tx| {
+            query_bodies(
+                tx,
+                "SELECT body FROM steps WHERE run_id = ?1 AND step = ?2 AND idx >= 0 ORDER BY idx",
+                params![run_id, step],
+            )
+        })
+    }
+
+    async fn update_step(&self, guard: &Guard, new: &StepRecord) -> PortResult<bool> {
+        debug_assert!(
+            !new.status.is_final(),
+            "final writes go through finalize_step"
+        );
+        self.with_tx(|tx| {
+            if guarded(tx, guard, new)?.is_none() {
+                return Ok(false);
+            }
+            write_step(tx, new)?;
+            Ok(true)
+        })
+    }
+
+    async fn finalize_step(
+        &self,
+        guard: &Guard,
+        new: &StepRecord,
+    ) -> PortResult<Option<Finalized>> {
+        debug_assert!(new.status.is_final());
+        self.with_tx(|tx| {
+            if guarded(tx, guard, new)?.is_none() {
+                return Ok(None);
+            }
+            write_step(tx, new)?;
+            let mut run = read_run(tx, &new.run_id)?;
+            let parent = match new.key.index {
+                None => {
+                    run.open_steps = run.open_steps.saturating_sub(1);
+                    write_run(tx, &run)?;
+                    None
+                }
+                Some(_) => {
+                    let pkey = StepKey::step(&new.key.step);
+                    let mut parent = read_step(tx, &new.run_id, &pkey)?.ok_or_else(|| {
+                        PortError::NotFound(format!("step {pkey} of run {}", new.run_id))
+                    })?;
+                    let f = parent.fan_out.get_or_insert_with(Default::default);
+                    f.finished += 1;
+                    if new.status == StepStatus::Failed {
+                        f.failed += 1;
+                    }
+                    write_step(tx, &parent)?;
+                    Some(parent)
+                }
+            };
+            Ok(Some(Finalized { run, parent }))
+        })
+    }
+
+    async fn satisfy(&self, run_id: &str, dependent: &str, dep: &str) -> PortResult<StepRecord> {
+        self.with_tx(|tx| {
+            let key = StepKey::step(dependent);
+            let mut rec = read_step(tx, run_id, &key)?
+                .ok_or_else(|| PortError::NotFound(format!("step {key} of run {run_id}")))?;
+            if !rec.satisfied.iter().any(|d| d == dep) {
+                rec.satisfied.push(dep.to_string());
+                write_step(tx, &rec)?;
+            }
+            Ok(rec)
+        })
+    }
+
+    async fn expand(
+        &self,
+        guard: &Guard,
+        parent: &StepRecord,
+        iterations: &[StepRecord],
+    ) -> PortResult<bool> {
+        self.with_tx(|tx| {
+            if guarded(tx, guard, parent)?.is_none() {
+                return Ok(false);
+            }
+            write_step(tx, parent)?;
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO steps (run_id, step, idx, status, attempt, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(db)?;
+            for it in iterations {
+                stmt.execute(params![
+                    it.run_id,
+                    it.key.step,
+                    idx(&it.key),
+                    it.status.as_str(),
+                    it.attempt,
+                    enc(it)?
+                ])
+                .map_err(db)?;
+            }
+            Ok(true)
+        })
+    }
+
+    async fn launch_iterations(
+        &self,
+        run_id: &str,
+        step: &str,
+        max_in_flight: u32,
+        now: Timestamp,
+    ) -> PortResult<Vec<u32>> {
+        self.with_tx(|tx| {
+            let pkey = StepKey::step(step);
+            let Some(mut parent) = read_step(tx, run_id, &pkey)? else {
+                return Err(PortError::NotFound(format!("step {pkey} of run {run_id}")));
+            };
+            let Some(mut f) = parent.fan_out else {
+                return Ok(Vec::new());
+            };
+            if parent.status != StepStatus::Running {
+                return Ok(Vec::new());
+            }
+            let in_flight = f.launched - f.finished;
+            let n = max_in_flight
+                .saturating_sub(in_flight)
+                .min(f.total - f.launched);
+            let launched: Vec<u32> = (f.launched..f.launched + n).collect();
+            for &i in &launched {
+                let key = StepKey::iteration(step, i);
+                let mut it = read_step(tx, run_id, &key)?
+                    .ok_or_else(|| PortError::NotFound(format!("step {key} of run {run_id}")))?;
+                it.status = StepStatus::Ready;
+                it.due_at = Some(now);
+                write_step(tx, &it)?;
+            }
+            f.launched += n;
+            parent.fan_out = Some(f);
+            write_step(tx, &parent)?;
+            Ok(launched)
+        })
+    }
+
+    async fn mark_failing(&self, run_id: &str, error: &ErrorInfo) -> PortResult<bool> {
+        self.with_tx(|tx| {
+            let mut run = read_run(tx, run_id)?;
+            if run.status.is_final() || run.failing {
+                return Ok(false);
+            }
+            run.failing = true;
+            run.error = Some(error.clone());
+            write_run(tx, &run)?;
+            Ok(true)
+        })
+    }
+
+    async fn finish_run(&self, run: &RunRecord) -> PortResult<bool> {
+        self.with_tx(|tx| {
+            let cur = read_run(tx, &run.id)?;
+            if cur.status.is_final() {
+                return Ok(false);
+            }
+            write_run(tx, run)?;
+            Ok(true)
+        })
+    }
+}
