@@ -1,1 +1,392 @@
+//! Table-driven tests of the engine's rules (SPEC §2), as pure functions.
 
+use super::reconcile::{Repair, reconcile};
+use super::*;
+use crate::model::*;
+use crate::spec::{self, RetryPolicy, Workflow};
+use chrono::TimeZone;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+fn wf(yaml: &str) -> Workflow {
+    spec::parse("t.yaml", yaml).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn t0() -> Timestamp {
+    chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+}
+
+fn secs(n: i64) -> chrono::Duration {
+    chrono::Duration::seconds(n)
+}
+
+const DIAMOND: &str = "
+name: diamond
+timeout: 1h
+params:
+  n: { type: integer, default: 3 }
+  who: { type: string, required: true }
+steps:
+  - id: a
+    pass: 1
+  - id: b
+    needs: [a]
+    pass: 2
+  - id: c
+    needs: [a]
+    continue_on_failure: true
+    pass: 3
+  - id: d
+    needs: [b, c]
+    pass: 4
+";
+
+#[test]
+fn params_fill_defaults_and_check_types_and_required() {
+    let w = wf(DIAMOND);
+    assert_eq!(
+        params::resolve(&w, &json!({"who": "x"})).unwrap(),
+        json!({"n": 3, "who": "x"})
+    );
+    let cases: &[(Value, &str)] = &[
+        (json!({}), "param `who` is required"),
+        (
+            json!({"who": 1}),
+            "param `who` must be of type string, got integer",
+        ),
+        (
+            json!({"who": "x", "n": 1.5}),
+            "param `n` must be of type integer, got number",
+        ),
+        (json!({"who": "x", "m": 1}), "input `m` is not a param"),
+        (json!([1]), "must be a JSON object"),
+    ];
+    for (input, expected) in cases {
+        let errs = params::resolve(&w, input).unwrap_err();
+        assert!(
+            errs.iter().any(|e| e.contains(expected)),
+            "{input}: {errs:?}"
+        );
+    }
+}
+
+#[test]
+fn a_new_run_makes_roots_ready_and_everything_else_pending() {
+    let w = wf(DIAMOND);
+    let plan = start::plan(
+        &w,
+        start::StartInfo {
+            run_id: "r1".into(),
+            version: "v".into(),
+            params: json!({}),
+            trigger: Value::Null,
+            idempotency_key: None,
+        },
+        t0(),
+    );
+    assert_eq!(plan.run.status, RunStatus::Running);
+    assert_eq!(plan.run.open_steps, 4);
+    assert_eq!(plan.run.deadline, Some(t0() + secs(3600)));
+    let statuses: Vec<_> = plan
+        .steps
+        .iter()
+        .map(|s| (s.key.step.as_str(), s.status))
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            ("a", StepStatus::Ready),
+            ("b", StepStatus::Pending),
+            ("c", StepStatus::Pending),
+            ("d", StepStatus::Pending)
+        ]
+    );
+    assert_eq!(plan.dispatch.len(), 1);
+    assert_eq!(plan.dispatch[0].attempt, 1);
+}
+
+#[test]
+fn retry_waits_grow_by_factor_up_to_the_cap() {
+    let p = RetryPolicy {
+        attempts: 6,
+        backoff: Duration::from_secs(2),
+        factor: 2.0,
+        max_backoff: Some(Duration::from_secs(10)),
+        jitter: false,
+    };
+    let waits: Vec<u64> = (1..=5)
+        .map(|a| retry::delay(&p, a, 0.5).as_secs())
+        .collect();
+    assert_eq!(waits, vec![2, 4, 8, 10, 10]);
+}
+
+#[test]
+fn full_jitter_scales_the_wait_by_the_random_draw() {
+    let p = RetryPolicy {
+        jitter: true,
+        backoff: Duration::from_secs(8),
+        ..RetryPolicy::default()
+    };
+    assert_eq!(retry::delay(&p, 1, 0.25), Duration::from_secs(2));
+    assert_eq!(retry::delay(&p, 1, 0.0), Duration::ZERO);
+}
+
+fn failed(retryable: bool) -> Outcome {
+    Outcome::Failed {
+        error: ErrorInfo::new("boom", "it broke"),
+        retryable,
+    }
+}
+
+#[test]
+fn outcomes_become_final_retry_or_fan_out() {
+    let w = wf("
+name: r
+steps:
+  - id: flaky
+    retry: { attempts: 3, backoff: 1s }
+    pass: 1
+  - id: once
+    pass: 1
+");
+    let flaky = w.step("flaky").unwrap();
+    let once = w.step("once").unwrap();
+    let ok = Outcome::Succeeded {
+        output: Data::Inline(json!(1)),
+    };
+    let cases: Vec<(&spec::Step, u32, Outcome, &str)> = vec![
+        (flaky, 1, ok.clone(), "final succeeded"),
+        (flaky, 1, Outcome::Skipped, "final skipped"),
+        (flaky, 1, failed(true), "retry"),
+        (flaky, 2, failed(true), "retry"),
+        (flaky, 3, failed(true), "final failed"),
+        (flaky, 1, failed(false), "final failed"),
+        (once, 1, failed(true), "final failed"),
+        (
+            flaky,
+            1,
+            Outcome::Expanded {
+                items: Data::Inline(json!([1])),
+                total: 1,
+            },
+            "expand",
+        ),
+    ];
+    for (step, attempt, outcome, expected) in cases {
+        let got = match verdict::decide(step, attempt, &outcome, t0(), 0.5) {
+            verdict::Verdict::Final { status, .. } => format!("final {status}"),
+            verdict::Verdict::Retry { due_at, .. } => {
+                assert!(due_at > t0());
+                "retry".to_string()
+            }
+            verdict::Verdict::Expand { .. } => "expand".to_string(),
+        };
+        assert_eq!(got, expected, "{} attempt {attempt} {outcome:?}", step.id);
+    }
+}
+
+#[test]
+fn skipped_and_tolerated_failures_let_dependents_run_but_failures_do_not() {
+    let w = wf(DIAMOND);
+    let (b, c) = (w.step("b").unwrap(), w.step("c").unwrap());
+    assert!(gates::lets_dependents_run(b, StepStatus::Succeeded));
+    assert!(gates::lets_dependents_run(b, StepStatus::Skipped));
+    assert!(!gates::lets_dependents_run(b, StepStatus::Failed));
+    assert!(!gates::lets_dependents_run(b, StepStatus::Cancelled));
+    assert!(gates::lets_dependents_run(c, StepStatus::Failed));
+    assert!(gates::fails_run(b, StepStatus::Failed));
+    assert!(!gates::fails_run(c, StepStatus::Failed));
+    let d = w.step("d").unwrap();
+    assert!(!gates::is_ready(d, &["b".into()]));
+    assert!(gates::is_ready(d, &["c".into(), "b".into()]));
+}
+
+#[test]
+fn fan_in_keeps_item_order_and_fails_if_any_iteration_failed() {
+    let (s, v) = output::fan_in(vec![
+        (StepStatus::Succeeded, Some(json!("a"))),
+        (StepStatus::Succeeded, Some(json!("b"))),
+    ]);
+    assert_eq!((s, v), (StepStatus::Succeeded, json!(["a", "b"])));
+    let (s, v) = output::fan_in(vec![
+        (StepStatus::Failed, None),
+        (StepStatus::Succeeded, Some(json!(2))),
+    ]);
+    assert_eq!((s, v), (StepStatus::Failed, json!([null, 2])));
+}
+
+#[test]
+fn default_run_output_maps_leaf_steps() {
+    let w = wf(DIAMOND);
+    assert_eq!(output::reads(&w).into_iter().collect::<Vec<_>>(), vec!["d"]);
+    let mut scope = crate::expr::Scope::default();
+    scope.add_step("d", "succeeded", json!(4));
+    let out = output::run_output(&w, &crate::expr::Renderer::default(), &scope).unwrap();
+    assert_eq!(out, json!({"d": 4}));
+}
+
+fn run(open: u32) -> RunRecord {
+    RunRecord {
+        id: "r".into(),
+        workflow: "diamond".into(),
+        version: "v".into(),
+        status: RunStatus::Running,
+        params: json!({}),
+        trigger: Value::Null,
+        created_at: t0(),
+        finished_at: None,
+        deadline: Some(t0() + secs(3600)),
+        failing: false,
+        open_steps: open,
+        output: None,
+        error: None,
+        idempotency_key: None,
+    }
+}
+
+fn rec(step: &str, status: StepStatus) -> StepRecord {
+    StepRecord::new("r", StepKey::step(step), status)
+}
+
+const STALE: Duration = Duration::from_secs(60);
+
+#[test]
+fn sweep_re_sends_ready_steps_only_once_their_message_is_stale() {
+    let w = wf(DIAMOND);
+    let mut a = rec("a", StepStatus::Ready);
+    a.due_at = Some(t0());
+    let steps = vec![
+        a,
+        rec("b", StepStatus::Pending),
+        rec("c", StepStatus::Pending),
+        rec("d", StepStatus::Pending),
+    ];
+    assert!(reconcile(&w, &run(4), &steps, t0() + secs(10), STALE).is_empty());
+    let repairs = reconcile(&w, &run(4), &steps, t0() + secs(61), STALE);
+    assert_eq!(
+        repairs,
+        vec![Repair::Dispatch(DispatchMsg {
+            run_id: "r".into(),
+            key: StepKey::step("a"),
+            attempt: 1
+        })]
+    );
+}
+
+#[test]
+fn sweep_settles_a_final_step_whose_dependents_were_not_released() {
+    let w = wf(DIAMOND);
+    let steps = vec![
+        rec("a", StepStatus::Succeeded),
+        rec("b", StepStatus::Pending),
+        rec("c", StepStatus::Pending),
+        rec("d", StepStatus::Pending),
+    ];
+    let repairs = reconcile(&w, &run(3), &steps, t0(), STALE);
+    assert_eq!(repairs, vec![Repair::Settle(StepKey::step("a"))]);
+}
+
+#[test]
+fn sweep_expires_leases_and_times_out_runs() {
+    let w = wf(DIAMOND);
+    let mut a = rec("a", StepStatus::Running);
+    a.attempt = 2;
+    a.lease_until = Some(t0() + secs(5));
+    let steps = vec![
+        a,
+        rec("b", StepStatus::Pending),
+        rec("c", StepStatus::Pending),
+        rec("d", StepStatus::Pending),
+    ];
+    assert!(reconcile(&w, &run(4), &steps, t0(), STALE).is_empty());
+    assert_eq!(
+        reconcile(&w, &run(4), &steps, t0() + secs(6), STALE),
+        vec![Repair::ExpireLease {
+            key: StepKey::step("a"),
+            attempt: 2
+        }]
+    );
+    assert_eq!(
+        reconcile(&w, &run(4), &steps, t0() + secs(3600), STALE),
+        vec![Repair::TimeOut]
+    );
+}
+
+#[test]
+fn sweep_cancels_what_can_no_longer_run_in_a_failing_run_and_finishes_empty_runs() {
+    let w = wf(DIAMOND);
+    let mut failing = run(2);
+    failing.failing = true;
+    let steps = vec![
+        rec("a", StepStatus::Succeeded),
+        rec("b", StepStatus::Failed),
+        rec("c", StepStatus::Running),
+        rec("d", StepStatus::Pending),
+    ];
+    assert_eq!(
+        reconcile(&w, &failing, &steps, t0(), STALE),
+        vec![Repair::Cancel(StepKey::step("d"))]
+    );
+    assert_eq!(
+        reconcile(&w, &run(0), &steps, t0(), STALE),
+        vec![Repair::FinishRun]
+    );
+}
+
+#[test]
+fn sweep_fails_the_run_when_a_fatal_failure_was_not_acted_on() {
+    let w = wf(DIAMOND);
+    let steps = vec![
+        rec("a", StepStatus::Succeeded),
+        rec("b", StepStatus::Failed),
+        rec("c", StepStatus::Succeeded),
+        rec("d", StepStatus::Pending),
+    ];
+    let mut d_ready = steps.clone();
+    d_ready[3].satisfied = vec!["c".into()];
+    let repairs = reconcile(&w, &run(2), &d_ready, t0(), STALE);
+    assert!(
+        repairs.contains(&Repair::Settle(StepKey::step("b"))),
+        "{repairs:?}"
+    );
+}
+
+#[test]
+fn sweep_advances_fan_outs_with_free_slots_or_all_iterations_done() {
+    let w = wf("
+name: fan
+steps:
+  - id: f
+    for_each: '{{ [1, 2, 3] }}'
+    max_parallel: 2
+    pass: '{{ item }}'
+");
+    let mut f = rec("f", StepStatus::Running);
+    f.fan_out = Some(FanOut {
+        total: 3,
+        launched: 2,
+        finished: 0,
+        failed: 0,
+    });
+    assert!(reconcile(&w, &run(1), std::slice::from_ref(&f), t0(), STALE).is_empty());
+    f.fan_out = Some(FanOut {
+        total: 3,
+        launched: 2,
+        finished: 1,
+        failed: 0,
+    });
+    assert_eq!(
+        reconcile(&w, &run(1), std::slice::from_ref(&f), t0(), STALE),
+        vec![Repair::AdvanceFanOut("f".into())]
+    );
+    f.fan_out = Some(FanOut {
+        total: 3,
+        launched: 3,
+        finished: 3,
+        failed: 0,
+    });
+    assert_eq!(
+        reconcile(&w, &run(1), &[f], t0(), STALE),
+        vec![Repair::AdvanceFanOut("f".into())]
+    );
+}
