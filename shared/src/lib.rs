@@ -16,3 +16,6 @@ pub mod spec;
 
 #[cfg(feature = "local")]
 pub mod local;
+
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;

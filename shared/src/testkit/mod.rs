@@ -1,0 +1,3 @@
+//! Conformance suites: one per port, run against every adapter.
+
+pub mod store;

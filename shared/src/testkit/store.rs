@@ -1,0 +1,374 @@
+//! Conformance suite for [`StateStore`]: every adapter runs every check.
+//!
+//! Each check uses fresh run ids, so one store can run the whole suite.
+
+use crate::model::*;
+use crate::ports::{Created, Guard, PortError, RunFilter, StateStore};
+use chrono::TimeZone;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+fn t0() -> Timestamp {
+    chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+}
+
+fn fresh_id(tag: &str) -> String {
+    format!(
+        "{tag}-{}",
+        ulid::Ulid::from_parts(0, fastrand::u128(..))
+            .to_string()
+            .to_lowercase()
+    )
+}
+
+fn run_record(id: &str, workflow: &str, open: u32, key: Option<&str>) -> RunRecord {
+    RunRecord {
+        id: id.to_string(),
+        workflow: workflow.to_string(),
+        version: "v1".into(),
+        status: RunStatus::Running,
+        params: json!({"p": 1}),
+        trigger: Value::Null,
+        created_at: t0(),
+        finished_at: None,
+        deadline: None,
+        failing: false,
+        open_steps: open,
+        output: None,
+        error: None,
+        idempotency_key: key.map(str::to_string),
+    }
+}
+
+/// A run with steps `a` (ready) and `b` (pending, needs a), created in the store.
+async fn two_step_run(store: &dyn StateStore, tag: &str) -> RunRecord {
+    let run = run_record(&fresh_id(tag), "conformance", 2, None);
+    let a = StepRecord::new(&run.id, StepKey::step("a"), StepStatus::Ready);
+    let b = StepRecord::new(&run.id, StepKey::step("b"), StepStatus::Pending);
+    assert_eq!(store.create_run(&run, &[a, b]).await.unwrap(), Created::New);
+    run
+}
+
+fn claimed(rec: &StepRecord, attempt: u32) -> StepRecord {
+    StepRecord {
+        status: StepStatus::Running,
+        attempt,
+        lease_until: Some(t0()),
+        ..rec.clone()
+    }
+}
+
+/// Runs every check against `store`.
+pub async fn run_all(store: Arc<dyn StateStore>) {
+    definitions_round_trip(&*store).await;
+    created_run_and_steps_read_back(&*store).await;
+    idempotency_key_returns_the_existing_run(&*store).await;
+    claim_succeeds_once(&*store).await;
+    concurrent_claims_have_one_winner(store.clone()).await;
+    finalize_counts_down_open_steps_once(&*store).await;
+    satisfy_is_idempotent(&*store).await;
+    fan_out_launches_within_the_limit_and_counts_iterations(&*store).await;
+    failing_and_finishing_happen_once(&*store).await;
+    listings_filter_and_order_runs(&*store).await;
+    missing_records_are_not_found(&*store).await;
+}
+
+pub async fn definitions_round_trip(store: &dyn StateStore) {
+    let def = Definition {
+        workflow: fresh_id("wf"),
+        version: "abc".into(),
+        file: "wf.yaml".into(),
+        source: "name: x\n".into(),
+    };
+    store.put_definition(&def).await.unwrap();
+    store.put_definition(&def).await.unwrap();
+    assert_eq!(
+        store.get_definition(&def.workflow, "abc").await.unwrap(),
+        def
+    );
+    assert!(matches!(
+        store.get_definition(&def.workflow, "nope").await,
+        Err(PortError::NotFound(_))
+    ));
+}
+
+pub async fn created_run_and_steps_read_back(store: &dyn StateStore) {
+    let run = two_step_run(store, "create").await;
+    assert_eq!(store.get_run(&run.id).await.unwrap(), run);
+    let steps = store.list_steps(&run.id).await.unwrap();
+    let keys: Vec<String> = steps.iter().map(|s| s.key.to_string()).collect();
+    assert_eq!(keys, vec!["a", "b"]);
+    assert_eq!(
+        store
+            .get_step(&run.id, &StepKey::step("b"))
+            .await
+            .unwrap()
+            .status,
+        StepStatus::Pending
+    );
+}
+
+pub async fn idempotency_key_returns_the_existing_run(store: &dyn StateStore) {
+    let key = fresh_id("key");
+    let first = run_record(&fresh_id("idem"), "idem-wf", 1, Some(&key));
+    let a = StepRecord::new(&first.id, StepKey::step("a"), StepStatus::Ready);
+    assert_eq!(
+        store
+            .create_run(&first, std::slice::from_ref(&a))
+            .await
+            .unwrap(),
+        Created::New
+    );
+    let second = run_record(&fresh_id("idem"), "idem-wf", 1, Some(&key));
+    let a2 = StepRecord::new(&second.id, StepKey::step("a"), StepStatus::Ready);
+    match store.create_run(&second, &[a2]).await.unwrap() {
+        Created::Existing(r) => assert_eq!(r.id, first.id),
+        Created::New => panic!("a used idempotency key must not start a second run"),
+    }
+    assert!(matches!(
+        store.get_run(&second.id).await,
+        Err(PortError::NotFound(_))
+    ));
+    // The same key under another workflow is another run.
+    let other = run_record(&fresh_id("idem"), "idem-other", 1, Some(&key));
+    assert_eq!(store.create_run(&other, &[]).await.unwrap(), Created::New);
+}
+
+pub async fn claim_succeeds_once(store: &dyn StateStore) {
+    let run = two_step_run(store, "claim").await;
+    let a = store.get_step(&run.id, &StepKey::step("a")).await.unwrap();
+    let guard = Guard::at(&[StepStatus::Ready, StepStatus::Retrying], 0);
+    assert!(store.update_step(&guard, &claimed(&a, 1)).await.unwrap());
+    assert!(
+        !store.update_step(&guard, &claimed(&a, 1)).await.unwrap(),
+        "a duplicate claim must fail"
+    );
+    let stale = Guard::at(&[StepStatus::Running], 7);
+    assert!(
+        !store.update_step(&stale, &claimed(&a, 8)).await.unwrap(),
+        "a stale attempt must fail"
+    );
+    let now = store.get_step(&run.id, &StepKey::step("a")).await.unwrap();
+    assert_eq!((now.status, now.attempt), (StepStatus::Running, 1));
+}
+
+pub async fn concurrent_claims_have_one_winner(store: Arc<dyn StateStore>) {
+    let run = two_step_run(&*store, "race").await;
+    let a = store.get_step(&run.id, &StepKey::step("a")).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (store, a) = (store.clone(), a.clone());
+        tasks.push(tokio::spawn(async move {
+            let guard = Guard::at(&[StepStatus::Ready], 0);
+            store.update_step(&guard, &claimed(&a, 1)).await.unwrap()
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        wins += usize::from(t.await.unwrap());
+    }
+    assert_eq!(wins, 1, "exactly one concurrent claim wins");
+}
+
+pub async fn finalize_counts_down_open_steps_once(store: &dyn StateStore) {
+    let run = two_step_run(store, "final").await;
+    let a = store.get_step(&run.id, &StepKey::step("a")).await.unwrap();
+    store
+        .update_step(&Guard::at(&[StepStatus::Ready], 0), &claimed(&a, 1))
+        .await
+        .unwrap();
+    let done = StepRecord {
+        status: StepStatus::Succeeded,
+        attempt: 1,
+        output: Some(Data::Inline(json!({"x": 1}))),
+        ..a.clone()
+    };
+    let guard = Guard::at(&[StepStatus::Running], 1);
+    let fin = store
+        .finalize_step(&guard, &done)
+        .await
+        .unwrap()
+        .expect("first finalize applies");
+    assert_eq!(fin.run.open_steps, 1);
+    assert!(fin.parent.is_none());
+    assert!(
+        store.finalize_step(&guard, &done).await.unwrap().is_none(),
+        "a duplicate result is recorded once"
+    );
+    assert_eq!(store.get_run(&run.id).await.unwrap().open_steps, 1);
+    assert_eq!(
+        store
+            .get_step(&run.id, &StepKey::step("a"))
+            .await
+            .unwrap()
+            .output,
+        done.output
+    );
+}
+
+pub async fn satisfy_is_idempotent(store: &dyn StateStore) {
+    let run = two_step_run(store, "satisfy").await;
+    let once = store.satisfy(&run.id, "b", "a").await.unwrap();
+    let twice = store.satisfy(&run.id, "b", "a").await.unwrap();
+    assert_eq!(once.satisfied, vec!["a".to_string()]);
+    assert_eq!(twice.satisfied, vec!["a".to_string()]);
+}
+
+pub async fn fan_out_launches_within_the_limit_and_counts_iterations(store: &dyn StateStore) {
+    let run = run_record(&fresh_id("fan"), "conformance", 1, None);
+    let f = StepRecord::new(&run.id, StepKey::step("f"), StepStatus::Ready);
+    store
+        .create_run(&run, std::slice::from_ref(&f))
+        .await
+        .unwrap();
+    store
+        .update_step(&Guard::at(&[StepStatus::Ready], 0), &claimed(&f, 1))
+        .await
+        .unwrap();
+    let parent = StepRecord {
+        fan_out: Some(FanOut {
+            total: 5,
+            ..FanOut::default()
+        }),
+        ..claimed(&f, 1)
+    };
+    let iterations: Vec<StepRecord> = (0..5)
+        .map(|i| {
+            let mut it = StepRecord::new(&run.id, StepKey::iteration("f", i), StepStatus::Pending);
+            it.item = Some(Data::Inline(json!(i)));
+            it
+        })
+        .collect();
+    let guard = Guard::at(&[StepStatus::Running], 1);
+    assert!(store.expand(&guard, &parent, &iterations).await.unwrap());
+    assert_eq!(store.list_iterations(&run.id, "f").await.unwrap().len(), 5);
+    assert_eq!(
+        store
+            .launch_iterations(&run.id, "f", 2, t0())
+            .await
+            .unwrap(),
+        vec![0, 1]
+    );
+    assert!(
+        store
+            .launch_iterations(&run.id, "f", 2, t0())
+            .await
+            .unwrap()
+            .is_empty(),
+        "two are in flight"
+    );
+    let it0 = store
+        .get_step(&run.id, &StepKey::iteration("f", 0))
+        .await
+        .unwrap();
+    assert_eq!(it0.status, StepStatus::Ready);
+    store
+        .update_step(&Guard::at(&[StepStatus::Ready], 0), &claimed(&it0, 1))
+        .await
+        .unwrap();
+    let failed = StepRecord {
+        status: StepStatus::Failed,
+        error: Some(ErrorInfo::new("x", "y")),
+        ..claimed(&it0, 1)
+    };
+    let fin = store
+        .finalize_step(&Guard::at(&[StepStatus::Running], 1), &failed)
+        .await
+        .unwrap()
+        .expect("iteration finalizes");
+    let counted = fin
+        .parent
+        .expect("an iteration reports its parent")
+        .fan_out
+        .unwrap();
+    assert_eq!(
+        (counted.launched, counted.finished, counted.failed),
+        (2, 1, 1)
+    );
+    assert_eq!(
+        fin.run.open_steps, 1,
+        "iterations do not count as top-level steps"
+    );
+    assert_eq!(
+        store
+            .launch_iterations(&run.id, "f", 2, t0())
+            .await
+            .unwrap(),
+        vec![2]
+    );
+    let iterations = store.list_iterations(&run.id, "f").await.unwrap();
+    let order: Vec<Option<u32>> = iterations.iter().map(|i| i.key.index).collect();
+    assert_eq!(order, vec![Some(0), Some(1), Some(2), Some(3), Some(4)]);
+    assert!(
+        !store.expand(&guard, &parent, &iterations).await.unwrap()
+            || store.list_iterations(&run.id, "f").await.unwrap().len() == 5
+    );
+}
+
+pub async fn failing_and_finishing_happen_once(store: &dyn StateStore) {
+    let run = two_step_run(store, "finish").await;
+    let err = ErrorInfo::new("boom", "step `a` failed");
+    assert!(store.mark_failing(&run.id, &err).await.unwrap());
+    assert!(!store.mark_failing(&run.id, &err).await.unwrap());
+    let failing = store.get_run(&run.id).await.unwrap();
+    assert!(failing.failing);
+    assert_eq!(failing.error, Some(err));
+    let done = RunRecord {
+        status: RunStatus::Failed,
+        finished_at: Some(t0()),
+        ..failing
+    };
+    assert!(store.finish_run(&done).await.unwrap());
+    assert!(
+        !store.finish_run(&done).await.unwrap(),
+        "a run finishes once"
+    );
+    let active = store.active_runs(10_000).await.unwrap();
+    assert!(
+        !active.iter().any(|r| r.id == run.id),
+        "finished runs are not active"
+    );
+}
+
+pub async fn listings_filter_and_order_runs(store: &dyn StateStore) {
+    let wf = fresh_id("list");
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let id = format!("{}-{i}", fresh_id("l"));
+        let r = run_record(&id, &wf, 0, None);
+        store.create_run(&r, &[]).await.unwrap();
+        ids.push(id);
+    }
+    let listed = store
+        .list_runs(&RunFilter {
+            workflow: Some(wf.clone()),
+            limit: 10,
+            ..RunFilter::default()
+        })
+        .await
+        .unwrap();
+    let got: Vec<&str> = listed.iter().map(|r| r.id.as_str()).collect();
+    let mut expected: Vec<&str> = ids.iter().map(String::as_str).collect();
+    expected.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(got, expected, "newest first");
+    let none = store
+        .list_runs(&RunFilter {
+            workflow: Some(wf),
+            status: Some(RunStatus::Succeeded),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}
+
+pub async fn missing_records_are_not_found(store: &dyn StateStore) {
+    assert!(matches!(
+        store.get_run("no-such-run").await,
+        Err(PortError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.get_step("no-such-run", &StepKey::step("a")).await,
+        Err(PortError::NotFound(_))
+    ));
+}
