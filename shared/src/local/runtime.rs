@@ -1,0 +1,163 @@
+//! The local runtime: drives the handlers message by message, the way SQS event source
+//! mappings and the one-minute schedule drive the Lambda functions — receive a batch,
+//! hand each message to its handler, acknowledge the ones handled, leave the others
+//! for redelivery — plus a tick every second. There is no other execution path.
+
+use crate::handlers::{HandlerError, Handlers};
+use crate::model::{DispatchMsg, ResultMsg, RunRecord};
+use crate::ports::Received;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+
+/// How the runtime paces itself.
+#[derive(Debug, Clone)]
+pub struct RuntimeSettings {
+    /// Tasks (HTTP calls, Lambda invocations) running at once.
+    pub concurrency: usize,
+    /// Messages taken per receive.
+    pub batch: usize,
+    /// How often the sweeper runs.
+    pub tick_every: Duration,
+    /// Longest idle pause between polls.
+    pub idle_poll: Duration,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        RuntimeSettings {
+            concurrency: 64,
+            batch: 256,
+            tick_every: Duration::from_secs(1),
+            idle_poll: Duration::from_millis(20),
+        }
+    }
+}
+
+/// Runs the handlers over the work queues in one process.
+pub struct LocalRuntime {
+    handlers: Arc<Handlers>,
+    settings: RuntimeSettings,
+}
+
+/// What became of one message.
+enum Handled {
+    Ack(String),
+    Retry,
+}
+
+fn judge(receipt: String, kind: &str, r: Result<(), HandlerError>) -> Handled {
+    match r {
+        Ok(()) => Handled::Ack(receipt),
+        Err(e) if e.is_retryable() => {
+            tracing::warn!(error = %e, "{kind} message failed; it will be delivered again");
+            Handled::Retry
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "{kind} message dropped: it can never succeed");
+            Handled::Ack(receipt)
+        }
+    }
+}
+
+impl LocalRuntime {
+    pub fn new(handlers: Arc<Handlers>, settings: RuntimeSettings) -> Self {
+        LocalRuntime { handlers, settings }
+    }
+
+    pub fn handlers(&self) -> &Arc<Handlers> {
+        &self.handlers
+    }
+
+    /// Drives every run until `run_id` is final, and returns its record.
+    pub async fn run_to_end(&self, run_id: &str) -> Result<RunRecord, HandlerError> {
+        let ports = &self.handlers.ports;
+        let mut tasks: JoinSet<Handled> = JoinSet::new();
+        let mut next_tick = tokio::time::Instant::now();
+        let mut idle = Duration::from_millis(1);
+        loop {
+            let mut worked = false;
+            let mut acks = Vec::new();
+            while let Some(done) = tasks.try_join_next() {
+                if let Ok(Handled::Ack(r)) = done {
+                    acks.push(r);
+                }
+                worked = true;
+            }
+            if !acks.is_empty() {
+                ports.ready.ack(&acks).await?;
+            }
+
+            let results = ports.results.receive(self.settings.batch, Duration::from_secs(60)).await?;
+            worked |= !results.is_empty();
+            let mut acks = Vec::with_capacity(results.len());
+            for m in results {
+                if let Handled::Ack(r) = self.complete_one(m).await {
+                    acks.push(r);
+                }
+            }
+            if !acks.is_empty() {
+                ports.results.ack(&acks).await?;
+            }
+
+            let free = self.settings.concurrency.saturating_sub(tasks.len()).min(self.settings.batch);
+            if free > 0 {
+                let visibility = self.handlers.settings.default_lease + Duration::from_secs(60);
+                let ready = ports.ready.receive(free, visibility).await?;
+                worked |= !ready.is_empty();
+                for m in ready {
+                    let handlers = self.handlers.clone();
+                    tasks.spawn(async move { dispatch_one(&handlers, m).await });
+                }
+            }
+
+            if tokio::time::Instant::now() >= next_tick {
+                self.handlers.tick().await?;
+                next_tick = tokio::time::Instant::now() + self.settings.tick_every;
+            }
+
+            if !worked {
+                let run = ports.store.get_run(run_id).await?;
+                if run.status.is_final() {
+                    return Ok(run);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(idle) => {}
+                    Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                        if let Ok(Handled::Ack(r)) = done {
+                            ports.ready.ack(&[r]).await?;
+                        }
+                    }
+                }
+                idle = (idle * 2).min(self.settings.idle_poll);
+            } else {
+                idle = Duration::from_millis(1);
+            }
+        }
+    }
+
+    async fn complete_one(&self, m: Received) -> Handled {
+        match serde_json::from_str::<ResultMsg>(&m.body) {
+            Ok(msg) => {
+                let span = tracing::debug_span!("complete", run = %msg.run_id, step = %msg.key);
+                let _enter = span.enter();
+                judge(m.receipt, "result", self.handlers.complete(&msg).await)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "result message is not valid; dropped");
+                Handled::Ack(m.receipt)
+            }
+        }
+    }
+}
+
+async fn dispatch_one(handlers: &Handlers, m: Received) -> Handled {
+    match serde_json::from_str::<DispatchMsg>(&m.body) {
+        Ok(msg) => judge(m.receipt, "ready", handlers.dispatch(&msg).await),
+        Err(e) => {
+            tracing::error!(error = %e, "ready message is not valid; dropped");
+            Handled::Ack(m.receipt)
+        }
+    }
+}
+
