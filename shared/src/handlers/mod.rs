@@ -12,9 +12,11 @@ mod dispatch;
 mod intake;
 mod settle;
 mod tick;
+mod view;
 
 pub use intake::{StartRequest, Started};
 pub use tick::TickReport;
+pub use view::{RunView, StepView};
 
 use crate::expr::Renderer;
 use crate::model::{
