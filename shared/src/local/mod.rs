@@ -2,3 +2,4 @@
 
 pub mod store;
 pub mod runtime;
+pub mod backend;

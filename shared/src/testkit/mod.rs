@@ -1,3 +1,4 @@
 //! Conformance suites: one per port, run against every adapter.
 
 pub mod store;
+pub mod faults;

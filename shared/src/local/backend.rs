@@ -1,0 +1,110 @@
+//! The embedded backend assembled: every port wired to its local adapter under one
+//! state folder, ready for the handlers and the local runtime.
+//!
+//! ```text
+//! .braid/
+//!   state.db      runs, steps, definitions and both work queues (SQLite, WAL)
+//!   payloads/     values over the inline limit
+//! ```
+
+use super::lambda::{FunctionMap, LambdaConfigError, LambdaRunner};
+use super::payloads::FolderPayloads;
+use super::queue::SqliteQueue;
+use super::runtime::{LocalRuntime, RuntimeSettings};
+use super::store::SqliteStore;
+use crate::expr::Renderer;
+use crate::handlers::{Handlers, Ports, Settings};
+use crate::ports::{Clock, NullSink, PortError, SystemClock, UlidIds};
+use crate::runners::http::HttpRunner;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Where the embedded backend keeps its state and how it runs.
+#[derive(Clone)]
+pub struct LocalOptions {
+    pub state_dir: PathBuf,
+    /// The function map for `lambda` steps (see [`super::lambda::functions`]).
+    pub functions: Option<PathBuf>,
+    pub settings: Settings,
+    pub runtime: RuntimeSettings,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl LocalOptions {
+    /// Defaults with state under `state_dir`.
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        LocalOptions {
+            state_dir: state_dir.into(),
+            functions: None,
+            settings: Settings::default(),
+            runtime: RuntimeSettings::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// Why the embedded backend could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("cannot open the state in {dir}: {source}")]
+    State { dir: PathBuf, source: PortError },
+    #[error(transparent)]
+    Functions(#[from] LambdaConfigError),
+    #[error("cannot build the HTTP client: {0}")]
+    Http(String),
+}
+
+/// The name of the database file inside the state folder.
+pub const DB_FILE: &str = "state.db";
+
+/// Builds the ports of the embedded backend.
+pub fn local_ports(opts: &LocalOptions) -> Result<Ports, LocalError> {
+    let dir = &opts.state_dir;
+    let state = |source| LocalError::State { dir: dir.clone(), source };
+    let db = dir.join(DB_FILE);
+    let map = match &opts.functions {
+        Some(path) => FunctionMap::load(path)?,
+        None => FunctionMap::default(),
+    };
+    Ok(Ports {
+        store: Arc::new(SqliteStore::open(&db).map_err(state)?),
+        ready: Arc::new(SqliteQueue::open(&db, "ready", opts.clock.clone()).map_err(state)?),
+        results: Arc::new(SqliteQueue::open(&db, "results", opts.clock.clone()).map_err(state)?),
+        payloads: Arc::new(FolderPayloads::open(&dir.join("payloads")).map_err(state)?),
+        events: Arc::new(NullSink),
+        http: Arc::new(HttpRunner::new().map_err(|e| LocalError::Http(e.to_string()))?),
+        lambda: Arc::new(LambdaRunner::from_env(map)?),
+        clock: opts.clock.clone(),
+        ids: Arc::new(UlidIds),
+    })
+}
+
+/// The local secret resolver: `secret('orders-hook')` reads `BRAID_SECRET_ORDERS_HOOK`.
+pub fn env_secrets() -> Renderer {
+    Renderer::new(Arc::new(|name: &str| std::env::var(secret_env_name(name)).ok()))
+}
+
+/// The environment variable holding secret `name`.
+pub fn secret_env_name(name: &str) -> String {
+    let upper: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .collect();
+    format!("BRAID_SECRET_{upper}")
+}
+
+/// The handlers and the runtime over `ports`.
+pub fn local_runtime(ports: Ports, opts: &LocalOptions) -> LocalRuntime {
+    let handlers = Handlers::new(ports, opts.settings.clone(), env_secrets());
+    LocalRuntime::new(Arc::new(handlers), opts.runtime.clone())
+}
+
+/// Opens the embedded backend in `opts.state_dir`.
+pub fn open(opts: &LocalOptions) -> Result<LocalRuntime, LocalError> {
+    Ok(local_runtime(local_ports(opts)?, opts))
+}
+
+/// The default state folder: `.braid` in the working directory.
+pub fn default_state_dir() -> &'static Path {
+    Path::new(".braid")
+}

@@ -1,0 +1,313 @@
+//! Whole runs through the handlers and the local runtime on the embedded backend, with
+//! faults injected into the work queues: lost messages (a crash between a state write
+//! and its send), duplicated messages, shuffled delivery, and restarts.
+
+use braid::handlers::{RunView, StartRequest, definition};
+use braid::local::backend::{LocalOptions, local_ports, local_runtime};
+use braid::local::runtime::RuntimeSettings;
+use braid::model::{RunStatus, StepStatus};
+use braid::ports::{Ports, WorkQueue};
+use braid::testkit::faults::FaultyQueue;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Options tuned for tests: the sweeper runs often and re-sends quickly.
+fn options(dir: &Path) -> LocalOptions {
+    let mut o = LocalOptions::new(dir);
+    o.settings.stale_after = Duration::from_millis(150);
+    o.runtime = RuntimeSettings {
+        tick_every: Duration::from_millis(40),
+        idle_poll: Duration::from_millis(5),
+        ..RuntimeSettings::default()
+    };
+    o
+}
+
+/// Runs `yaml` to the end with the queues wrapped by `wrap`; returns the run view.
+async fn run_with(dir: &Path, yaml: &str, input: Value, wrap: impl FnOnce(&mut Ports)) -> RunView {
+    let opts = options(dir);
+    let mut ports = local_ports(&opts).unwrap();
+    wrap(&mut ports);
+    let rt = local_runtime(ports, &opts);
+    let (def, _) = definition("wf.yaml", yaml).unwrap();
+    let started = rt
+        .handlers()
+        .start(StartRequest {
+            definition: def,
+            input,
+            trigger: Value::Null,
+            idempotency_key: None,
+        })
+        .await
+        .unwrap();
+    let run = tokio::time::timeout(Duration::from_secs(30), rt.run_to_end(&started.run.id))
+        .await
+        .expect("the run finishes")
+        .unwrap();
+    rt.handlers().run_view(&run.id).await.unwrap()
+}
+
+async fn run_plain(yaml: &str, input: Value) -> RunView {
+    let dir = tempfile::tempdir().unwrap();
+    run_with(dir.path(), yaml, input, |_| {}).await
+}
+
+/// The parts of a view that must not depend on delivery: statuses, attempts, outputs.
+fn outcome(v: &RunView) -> Value {
+    let steps: serde_json::Map<String, Value> = v
+        .steps
+        .iter()
+        .map(|(k, s)| (k.clone(), json!([s.status, s.attempts, s.output, s.error])))
+        .collect();
+    json!({"status": v.status, "output": v.output, "steps": steps})
+}
+
+const SHAPES: &str = r#"
+name: shapes
+params:
+  items: { type: array, default: [1, 2, 3, 4, 5] }
+steps:
+  - id: start
+    pass: { items: "{{ params.items }}" }
+  - id: fan
+    needs: [start]
+    for_each: "{{ steps.start.output.items }}"
+    max_parallel: 2
+    pass: "{{ item * 10 + index }}"
+  - id: big
+    needs: [start]
+    when: "{{ steps.start.output.items | length > 3 }}"
+    pass: "big"
+  - id: small
+    needs: [start]
+    when: "{{ steps.start.output.items | length <= 3 }}"
+    pass: "small"
+  - id: tolerated
+    needs: [start]
+    continue_on_failure: true
+    fail: { error: expected, message: "this one may fail" }
+  - id: join
+    needs: [fan, big, small, tolerated]
+    pass:
+      total: "{{ steps.fan.output | sum }}"
+      branch: "{{ steps.big.status }}/{{ steps.small.status }}"
+"#;
+
+#[tokio::test]
+async fn fan_out_when_branches_and_tolerated_failures_rejoin() {
+    let v = run_plain(SHAPES, json!({})).await;
+    assert_eq!(v.status, RunStatus::Succeeded, "{v:?}");
+    assert_eq!(v.steps["fan"].output, json!([10, 21, 32, 43, 54]));
+    assert_eq!(v.steps["fan"].iterations, Some(5));
+    assert_eq!(v.steps["big"].status, StepStatus::Succeeded);
+    assert_eq!(v.steps["small"].status, StepStatus::Skipped);
+    assert_eq!(v.steps["tolerated"].status, StepStatus::Failed);
+    assert_eq!(v.steps["join"].output, json!({"total": 160, "branch": "succeeded/skipped"}));
+    assert_eq!(v.output, json!({"join": {"total": 160, "branch": "succeeded/skipped"}}));
+}
+
+#[tokio::test]
+async fn every_message_delivered_twice_changes_nothing() {
+    let baseline = run_plain(SHAPES, json!({})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let twice = run_with(dir.path(), SHAPES, json!({}), |p| {
+        p.ready = Arc::new(FaultyQueue::duplicating(p.ready.clone()));
+        p.results = Arc::new(FaultyQueue::duplicating(p.results.clone()));
+    })
+    .await;
+    assert_eq!(outcome(&twice), outcome(&baseline));
+}
+
+/// How many messages a fault-free run of `yaml` sends on each queue.
+async fn count_sends(yaml: &str) -> (usize, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let counters: Arc<std::sync::Mutex<Vec<Arc<FaultyQueue>>>> = Arc::default();
+    let c = counters.clone();
+    run_with(dir.path(), yaml, json!({}), move |p| {
+        let ready = Arc::new(FaultyQueue::losing(p.ready.clone(), |_, _| false));
+        let results = Arc::new(FaultyQueue::losing(p.results.clone(), |_, _| false));
+        c.lock().unwrap().extend([ready.clone(), results.clone()]);
+        p.ready = ready;
+        p.results = results;
+    })
+    .await;
+    let c = counters.lock().unwrap();
+    (c[0].sent(), c[1].sent())
+}
+
+#[tokio::test]
+async fn a_lost_message_at_any_point_is_repaired_by_the_sweeper() {
+    let baseline = run_plain(SHAPES, json!({})).await;
+    let (ready_sends, result_sends) = count_sends(SHAPES).await;
+    assert!(ready_sends > 10 && result_sends > 10);
+    for (queue, n) in (0..ready_sends).map(|n| ("ready", n)).chain((0..result_sends).map(|n| ("results", n))) {
+        let dir = tempfile::tempdir().unwrap();
+        let lossy = |q: Arc<dyn WorkQueue>| -> Arc<dyn WorkQueue> { Arc::new(FaultyQueue::losing(q, move |i, _| i == n)) };
+        let v = run_with(dir.path(), SHAPES, json!({}), |p| {
+            if queue == "ready" {
+                p.ready = lossy(p.ready.clone());
+            } else {
+                p.results = lossy(p.results.clone());
+            }
+        })
+        .await;
+        assert_eq!(outcome(&v), outcome(&baseline), "losing {queue} message #{n}");
+    }
+}
+
+#[tokio::test]
+async fn a_runtime_killed_mid_run_is_finished_after_restart() {
+    let baseline = run_plain(SHAPES, json!({})).await;
+    for kill_after_ms in [0u64, 2, 5, 10, 20] {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = options(dir.path());
+        let rt = local_runtime(local_ports(&opts).unwrap(), &opts);
+        let (def, _) = definition("wf.yaml", SHAPES).unwrap();
+        let started = rt
+            .handlers()
+            .start(StartRequest {
+                definition: def,
+                input: json!({}),
+                trigger: Value::Null,
+                idempotency_key: None,
+            })
+            .await
+            .unwrap();
+        // Kill: drop the runtime future wherever it is.
+        let _ = tokio::time::timeout(Duration::from_millis(kill_after_ms), rt.run_to_end(&started.run.id)).await;
+        drop(rt);
+        let rt = local_runtime(local_ports(&opts).unwrap(), &opts);
+        let run = tokio::time::timeout(Duration::from_secs(30), rt.run_to_end(&started.run.id))
+            .await
+            .expect("the restarted runtime finishes the run")
+            .unwrap();
+        let v = rt.handlers().run_view(&run.id).await.unwrap();
+        assert_eq!(outcome(&v), outcome(&baseline), "killed after {kill_after_ms} ms");
+    }
+}
+
+#[tokio::test]
+async fn fail_fast_records_steps_in_flight_and_cancels_the_rest() {
+    let yaml = r#"
+name: failfast
+steps:
+  - id: a
+    pass: 1
+  - id: slow
+    needs: [a]
+    wait: 300ms
+  - id: boom
+    needs: [a]
+    fail: { error: broken, message: "it broke" }
+  - id: after-slow
+    needs: [slow]
+    pass: 2
+  - id: after-boom
+    needs: [boom]
+    pass: 3
+"#;
+    let v = run_plain(yaml, json!({})).await;
+    assert_eq!(v.status, RunStatus::Failed);
+    assert_eq!(v.steps["boom"].status, StepStatus::Failed);
+    assert_eq!(v.steps["slow"].status, StepStatus::Cancelled, "a parked wait holds no compute and is cancelled");
+    assert_eq!(v.steps["after-slow"].status, StepStatus::Cancelled);
+    assert_eq!(v.steps["after-boom"].status, StepStatus::Cancelled);
+    let err = v.error.expect("a failed run says why");
+    assert_eq!(err.error, "broken");
+    assert!(err.message.contains("step `boom` failed: it broke"), "{}", err.message);
+}
+
+#[tokio::test]
+async fn a_failing_iteration_fails_its_for_each_step_and_the_run() {
+    let yaml = r#"
+name: fanfail
+steps:
+  - id: fan
+    for_each: "{{ [1, 2, 0, 4] }}"
+    max_parallel: 1
+    pass: "{{ 10 // item }}"
+"#;
+    let v = run_plain(yaml, json!({})).await;
+    assert_eq!(v.status, RunStatus::Failed);
+    assert_eq!(v.steps["fan"].status, StepStatus::Failed);
+    let err = v.steps["fan"].error.clone().unwrap();
+    assert!(err.message.contains("iteration 2"), "{}", err.message);
+}
+
+#[tokio::test]
+async fn a_large_payload_passes_through_three_steps_intact() {
+    let yaml = r#"
+name: big
+params:
+  blob: { type: string, required: true }
+steps:
+  - id: one
+    pass: { data: "{{ params.blob }}" }
+  - id: two
+    needs: [one]
+    pass: "{{ steps.one.output }}"
+  - id: three
+    needs: [two]
+    pass: { data: "{{ steps.two.output.data }}", size: "{{ steps.two.output.data | length }}" }
+"#;
+    let blob: String = (0..10 * 1024 * 1024).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let v = run_with(dir.path(), yaml, json!({ "blob": blob }), |_| {}).await;
+    assert_eq!(v.status, RunStatus::Succeeded);
+    assert_eq!(v.steps["three"].output["size"], json!(blob.len()));
+    assert!(v.steps["three"].output["data"].as_str() == Some(blob.as_str()), "the payload arrives intact");
+    let stored = std::fs::read_dir(dir.path().join("payloads")).map(|d| d.count()).unwrap_or(0);
+    assert!(stored > 0, "large values are offloaded to the payload folder");
+}
+
+/// A random DAG: each step needs some earlier steps; some fail, some are tolerated,
+/// some are skipped.
+fn random_workflow(shape: &[(Vec<bool>, u8)]) -> String {
+    let mut y = String::from("name: random\nsteps:\n");
+    for (i, (needs, kind)) in shape.iter().enumerate() {
+        y.push_str(&format!("  - id: s{i}\n"));
+        let deps: Vec<String> = needs.iter().enumerate().filter(|(j, n)| **n && *j < i).map(|(j, _)| format!("s{j}")).collect();
+        if !deps.is_empty() {
+            y.push_str(&format!("    needs: [{}]\n", deps.join(", ")));
+        }
+        match kind % 6 {
+            0 => y.push_str("    fail: { error: e, message: m }\n    continue_on_failure: true\n"),
+            1 => y.push_str("    when: \"{{ false }}\"\n    pass: skipped\n"),
+            2 => y.push_str("    for_each: \"{{ [1, 2, 3] }}\"\n    pass: \"{{ item }}\"\n"),
+            3 if i > 2 => y.push_str("    fail: { error: e, message: m }\n"),
+            _ => y.push_str(&format!("    pass: {{ n: {i} }}\n")),
+        }
+    }
+    y
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+    #[test]
+    fn outcomes_do_not_depend_on_delivery_order_duplicates_or_losses(
+        shape in prop::collection::vec((prop::collection::vec(any::<bool>(), 8), any::<u8>()), 2..8),
+        lose in 0usize..40,
+    ) {
+        let yaml = random_workflow(&shape);
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async {
+            let baseline = run_plain(&yaml, json!({})).await;
+            prop_assert!(baseline.status.is_final());
+            for s in baseline.steps.values() {
+                prop_assert!(s.status.is_final(), "every step ends final: {:?}", baseline);
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let chaotic = run_with(dir.path(), &yaml, json!({}), |p| {
+                let shuffled: Arc<dyn WorkQueue> = Arc::new(FaultyQueue::reordering(p.ready.clone(), Duration::from_millis(20)));
+                let doubled: Arc<dyn WorkQueue> = Arc::new(FaultyQueue::duplicating(shuffled));
+                p.ready = Arc::new(FaultyQueue::losing(doubled, move |i, _| i == lose));
+                p.results = Arc::new(FaultyQueue::reordering(p.results.clone(), Duration::from_millis(20)));
+            }).await;
+            prop_assert_eq!(outcome(&chaotic), outcome(&baseline), "{}", yaml);
+            Ok(())
+        })?;
+    }
+}
