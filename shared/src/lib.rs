@@ -11,3 +11,5 @@ pub mod expr;
 pub mod model;
 pub mod ports;
 pub mod spec;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
