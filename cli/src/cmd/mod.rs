@@ -1,0 +1,57 @@
+//! One module per command, plus what they share: exit statuses, loading a workflow
+//! file, and reporting errors.
+
+pub mod graph;
+pub mod schema;
+pub mod validate;
+
+use anyhow::Context;
+use braid::spec::{Invalid, Workflow};
+use std::path::Path;
+use std::process::ExitCode;
+
+/// What a command tells the shell (SPEC §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The command worked, or the run succeeded.
+    Success,
+    /// The run ended failed, cancelled or timed out.
+    #[allow(dead_code, reason = "used by the run commands")]
+    RunFailed,
+    /// Bad usage, an invalid workflow or invalid input.
+    Invalid,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> Self {
+        ExitCode::from(match e {
+            Exit::Success => 0,
+            Exit::RunFailed => 1,
+            Exit::Invalid => 2,
+        })
+    }
+}
+
+/// Reads and validates a workflow file. The file is named in errors as the user wrote
+/// it, so `file:line:col` points where they can jump to.
+pub fn load_workflow(path: &Path) -> anyhow::Result<Workflow> {
+    let text = read_file(path)?;
+    Ok(braid::spec::parse(&path.display().to_string(), &text)?)
+}
+
+/// Reads a file, naming it in the error.
+pub fn read_file(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))
+}
+
+/// Prints an error that ended a command on stderr and picks the exit status.
+///
+/// An invalid workflow prints as its diagnostics, one `file:line:col: message` a line,
+/// exactly as `braid validate` prints them; anything else as `error: ...` with causes.
+pub fn report(e: &anyhow::Error) -> Exit {
+    match e.downcast_ref::<Invalid>() {
+        Some(invalid) => eprintln!("{invalid}"),
+        None => eprintln!("error: {e:#}"),
+    }
+    Exit::Invalid
+}

@@ -1,0 +1,41 @@
+//! `braid`, the command line (SPEC §3).
+//!
+//! This file only parses arguments and dispatches: each command lives in its own module
+//! under [`cmd`] and returns the [`cmd::Exit`] status the shell sees.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Braid: a serverless workflow orchestrator for AWS.
+#[derive(Debug, Parser)]
+#[command(name = "braid", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check workflow files; print every problem with its line and column.
+    Validate(cmd::validate::Args),
+    /// Print a workflow's DAG as Mermaid or Graphviz DOT source.
+    Graph(cmd::graph::Args),
+    /// Print the JSON Schema of the workflow file.
+    Schema(cmd::schema::Args),
+}
+
+fn main() -> ExitCode {
+    // clap exits with 2 on usage errors, which is the contract's "bad usage" code.
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Validate(args) => cmd::validate::run(&args),
+        Command::Graph(args) => cmd::graph::run(&args),
+        Command::Schema(args) => cmd::schema::run(&args),
+    };
+    match outcome {
+        Ok(exit) => exit.into(),
+        Err(e) => cmd::report(&e).into(),
+    }
+}
