@@ -24,15 +24,30 @@ enum Command {
     Graph(cmd::graph::Args),
     /// Print the JSON Schema of the workflow file.
     Schema(cmd::schema::Args),
+    /// Run a workflow locally to the end and print the result.
+    Run(cmd::run::Args),
+    /// List the runs in the local state, newest first.
+    Runs(cmd::runs::Args),
+    /// Show one run with its steps, outputs and errors.
+    Show(cmd::show::Args),
 }
 
 fn main() -> ExitCode {
     // clap exits with 2 on usage errors, which is the contract's "bad usage" code.
     let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BRAID_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let outcome = match cli.command {
         Command::Validate(args) => cmd::validate::run(&args),
         Command::Graph(args) => cmd::graph::run(&args),
         Command::Schema(args) => cmd::schema::run(&args),
+        Command::Run(args) => cmd::run::run(&args),
+        Command::Runs(args) => cmd::runs::run(&args),
+        Command::Show(args) => cmd::show::run(&args),
     };
     match outcome {
         Ok(exit) => exit.into(),

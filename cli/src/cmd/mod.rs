@@ -2,7 +2,13 @@
 //! file, and reporting errors.
 
 pub mod graph;
+pub mod local;
+pub mod progress;
+pub mod report;
+pub mod run;
+pub mod runs;
 pub mod schema;
+pub mod show;
 pub mod validate;
 
 use anyhow::Context;
@@ -16,7 +22,6 @@ pub enum Exit {
     /// The command worked, or the run succeeded.
     Success,
     /// The run ended failed, cancelled or timed out.
-    #[allow(dead_code, reason = "used by the run commands")]
     RunFailed,
     /// Bad usage, an invalid workflow or invalid input.
     Invalid,

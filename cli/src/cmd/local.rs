@@ -1,0 +1,48 @@
+//! Options shared by the commands that work on the local state: where it lives and
+//! where `lambda` steps run.
+
+use anyhow::Context;
+use braid::local::backend::{self, LocalOptions};
+use braid::local::runtime::LocalRuntime;
+use std::path::{Path, PathBuf};
+
+/// `--state` and `--functions`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StateArgs {
+    /// Folder of the local state (database and payloads).
+    #[arg(long, value_name = "PATH", default_value = ".braid", global = true)]
+    pub state: PathBuf,
+}
+
+/// The function map for `lambda` steps: `--functions`, else `BRAID_FUNCTIONS`, else a
+/// `functions.yaml` beside the workflow file, if there is one.
+pub fn function_map(flag: Option<&Path>, workflow: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = flag {
+        return Some(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os("BRAID_FUNCTIONS").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let beside = workflow?.parent()?.join("functions.yaml");
+    beside.is_file().then_some(beside)
+}
+
+/// Opens the embedded backend.
+pub fn open(state: &Path, functions: Option<PathBuf>) -> anyhow::Result<LocalRuntime> {
+    let mut opts = LocalOptions::new(state);
+    opts.functions = functions;
+    backend::open(&opts).with_context(|| format!("cannot open the local state in `{}`", state.display()))
+}
+
+/// A runtime for commands that run no task (listing, showing).
+pub fn open_readonly(state: &Path) -> anyhow::Result<LocalRuntime> {
+    if !state.join(backend::DB_FILE).exists() {
+        anyhow::bail!("no local state in `{}`: run a workflow first (braid run FILE)", state.display());
+    }
+    open(state, None)
+}
+
+/// A multi-threaded tokio runtime for the async commands.
+pub fn tokio() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
