@@ -8,6 +8,8 @@
 //! The language and the engine do no I/O.
 
 pub mod expr;
+#[cfg(feature = "local")]
+pub mod local;
 pub mod model;
 pub mod ports;
 pub mod spec;
