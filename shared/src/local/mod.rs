@@ -1,5 +1,14 @@
-//! The embedded backend: everything `braid run` and `braid dev` need on a laptop.
+//! The embedded backend: the ports' adapters for one process on a laptop — an SQLite
+//! file and a folder — and the runtime that drives the handlers over them.
+//!
+//! - [`store`]: the state store (SQLite);
+//! - [`queue`]: the work queues (SQLite);
+//! - [`payloads`]: the payload store (a folder);
+//! - [`lambda`]: `lambda` steps without AWS (Invoke API endpoints, local binaries);
+//! - [`runtime`]: the message loop;
+//! - [`backend`]: all of it wired under one state folder.
 
-pub mod store;
-pub mod runtime;
 pub mod backend;
+pub mod queue;
+pub mod runtime;
+pub mod store;
