@@ -30,6 +30,8 @@ enum Command {
     Runs(cmd::runs::Args),
     /// Show one run with its steps, outputs and errors.
     Show(cmd::show::Args),
+    /// Measure local throughput (steps/s) and peak memory.
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::run(&args),
         Command::Runs(args) => cmd::runs::run(&args),
         Command::Show(args) => cmd::show::run(&args),
+        Command::Bench(args) => cmd::bench::run(&args),
     };
     match outcome {
         Ok(exit) => exit.into(),

@@ -1,6 +1,7 @@
 //! One module per command, plus what they share: exit statuses, loading a workflow
 //! file, and reporting errors.
 
+pub mod bench;
 pub mod graph;
 pub mod local;
 pub mod progress;

@@ -201,7 +201,7 @@ impl StateStore for SqliteStore {
                     .optional()
                     .map_err(db)?;
                 if let Some(body) = existing {
-                    return Ok(Created::Existing(dec(&body)?));
+                    return Ok(Created::Existing(Box::new(dec(&body)?)));
                 }
             }
             let inserted = tx

@@ -40,7 +40,7 @@ impl Guard {
 pub enum Created {
     New,
     /// The idempotency key was used before: this is the run it started.
-    Existing(RunRecord),
+    Existing(Box<RunRecord>),
 }
 
 /// What a final step write changed besides the step.

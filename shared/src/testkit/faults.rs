@@ -7,11 +7,14 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// Decides from a message's number and body whether to lose it.
+type LoseRule = Box<dyn Fn(usize, &str) -> bool + Send + Sync>;
+
 /// Wraps a queue; numbers every message sent through it from 0.
 pub struct FaultyQueue {
     inner: Arc<dyn WorkQueue>,
     sent: AtomicUsize,
-    lose: Box<dyn Fn(usize, &str) -> bool + Send + Sync>,
+    lose: LoseRule,
     duplicate: bool,
     /// Extra random delay per message, so deliveries arrive in a shuffled order.
     jitter: std::time::Duration,
