@@ -4,10 +4,13 @@
 //! # Layout
 //! - [`spec`]: the workflow file — parsing, validation, the checked [`spec::Workflow`].
 //! - [`expr`]: `{{ ... }}` expressions (minijinja).
+//! - [`runners`]: task runners shared by every backend (HTTP).
 //!
 //! The language and the engine do no I/O.
 
 pub mod expr;
 pub mod model;
 pub mod ports;
+pub mod runners;
 pub mod spec;
+
