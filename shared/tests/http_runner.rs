@@ -13,17 +13,22 @@ use std::time::Duration;
 /// Serves the test routes on an ephemeral port; returns the base URL.
 async fn serve() -> String {
     let app = Router::new()
-        .route("/json", get(|| async { axum::Json(json!({"total": 42, "items": [1, 2]})) }))
+        .route(
+            "/json",
+            get(|| async { axum::Json(json!({"total": 42, "items": [1, 2]})) }),
+        )
         .route(
             "/text",
             get(|| async { ([(header::CONTENT_TYPE, "text/plain")], "hello, world") }),
         )
         .route(
             "/status/{code}",
-            any(|axum::extract::Path(code): axum::extract::Path<u16>| async move {
-                let status = StatusCode::from_u16(code).unwrap();
-                (status, format!("answered {code}"))
-            }),
+            any(
+                |axum::extract::Path(code): axum::extract::Path<u16>| async move {
+                    let status = StatusCode::from_u16(code).unwrap();
+                    (status, format!("answered {code}"))
+                },
+            ),
         )
         .route(
             "/slow",
@@ -112,7 +117,9 @@ async fn json_requests_send_json_with_the_given_headers() {
 #[tokio::test]
 async fn server_errors_are_retryable() {
     let base = serve().await;
-    let err = run(get_task(format!("{base}/status/503"))).await.unwrap_err();
+    let err = run(get_task(format!("{base}/status/503")))
+        .await
+        .unwrap_err();
     assert_eq!(err.error, "http.status_503");
     assert!(err.retryable);
     assert!(
@@ -126,7 +133,9 @@ async fn server_errors_are_retryable() {
 #[tokio::test]
 async fn not_found_is_not_retryable() {
     let base = serve().await;
-    let err = run(get_task(format!("{base}/status/404"))).await.unwrap_err();
+    let err = run(get_task(format!("{base}/status/404")))
+        .await
+        .unwrap_err();
     assert_eq!(err.error, "http.status_404");
     assert!(!err.retryable);
 }

@@ -227,7 +227,9 @@ mod tests {
 
     #[tokio::test]
     async fn price_totals_and_counts_a_chunk() {
-        let out = run(op("price", json!({"chunk": [1, 2, 3.5]}))).await.unwrap();
+        let out = run(op("price", json!({"chunk": [1, 2, 3.5]})))
+            .await
+            .unwrap();
         assert_eq!(out, json!({"total": 6.5, "count": 3}));
         let out = run(op("price", json!({"chunk": [10, 20]}))).await.unwrap();
         assert_eq!(out, json!({"total": 30, "count": 2}));
@@ -239,7 +241,9 @@ mod tests {
             run(op("sum", json!({"values": [1, 2, 3]}))).await.unwrap(),
             json!({"total": 6})
         );
-        let err = run(op("sum", json!({"values": [1, "x"]}))).await.unwrap_err();
+        let err = run(op("sum", json!({"values": [1, "x"]})))
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("values[1]"), "{err}");
     }
 

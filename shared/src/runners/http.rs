@@ -206,7 +206,10 @@ fn transport_error(what: &str, e: reqwest::Error) -> TaskError {
     if e.is_timeout() {
         TaskError::retryable("http.timeout", format!("{what}: timed out ({detail})"))
     } else if e.is_connect() {
-        TaskError::retryable("http.connect", format!("{what}: could not connect: {detail}"))
+        TaskError::retryable(
+            "http.connect",
+            format!("{what}: could not connect: {detail}"),
+        )
     } else if e.is_redirect() {
         TaskError::fatal("http.redirect", format!("{what}: {detail}"))
     } else if e.is_builder() {
@@ -310,7 +313,10 @@ mod tests {
         assert_eq!(body_json(Some("text/plain"), b"42"), json!("42"));
         assert_eq!(body_json(None, br#" {"a": 1}"#), json!({"a": 1}));
         assert_eq!(body_json(Some("text/plain"), b"[1, 2]"), json!([1, 2]));
-        assert_eq!(body_json(Some("application/json"), b"{oops"), json!("{oops"));
+        assert_eq!(
+            body_json(Some("application/json"), b"{oops"),
+            json!("{oops")
+        );
         assert_eq!(body_json(Some("application/json"), b""), Value::Null);
         assert_eq!(body_json(None, b"hello"), json!("hello"));
     }
@@ -342,7 +348,10 @@ mod tests {
         );
         assert_eq!(e.error, "http.status_404");
         assert!(!e.retryable);
-        assert!(e.message.starts_with("GET http://h/ returned 404 Not Found (expected a 2xx status): xxx"));
+        assert!(
+            e.message
+                .starts_with("GET http://h/ returned 404 Not Found (expected a 2xx status): xxx")
+        );
         assert!(e.message.chars().count() < 400);
     }
 }
