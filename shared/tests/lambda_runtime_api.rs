@@ -143,6 +143,23 @@ async fn an_invocation_past_its_deadline_times_out_and_the_process_is_replaced()
 }
 
 #[tokio::test]
+async fn a_cancelled_invocation_does_not_leave_a_busy_process_behind() {
+    let runner = worker(|_| {});
+    let flaky = json!({"op": "flaky", "key": "c", "fail_times": 5});
+    let err = runner.invoke(&flaky).await.unwrap_err();
+    assert!(err.message.contains("attempt 1"), "{err}");
+    // The step's own timeout drops the invocation mid-flight.
+    let sleep = json!({"op": "sleep", "ms": 10_000});
+    let cancelled = tokio::time::timeout(Duration::from_millis(200), runner.invoke(&sleep)).await;
+    assert!(cancelled.is_err());
+    // The next invocation does not wait for the abandoned one: it gets a fresh process.
+    let started = std::time::Instant::now();
+    let err = runner.invoke(&flaky).await.unwrap_err();
+    assert!(err.message.contains("attempt 1"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
 async fn the_function_sees_the_lambda_environment_and_its_own_variables() {
     // `sh -c` stands in for a runtime that reports its environment, so the variables
     // the Runtime API runner sets can be checked without a special worker op.
@@ -162,6 +179,43 @@ async fn the_function_sees_the_lambda_environment_and_its_own_variables() {
     assert!(err.message.contains("env-check 512 hi"), "{err}");
 }
 
+/// Not a test of its own: when `an_init_error_fails_the_attempt` launches this test
+/// binary as a function, this plays a runtime whose initialisation fails.
+#[tokio::test]
+async fn fake_runtime_with_a_failing_init() {
+    let (Ok(api), Ok("init_error")) = (
+        std::env::var("AWS_LAMBDA_RUNTIME_API"),
+        std::env::var("BRAID_FAKE_RUNTIME").as_deref(),
+    ) else {
+        return;
+    };
+    reqwest::Client::new()
+        .post(format!("http://{api}/2018-06-01/runtime/init/error"))
+        .header("lambda-runtime-function-error-type", "Runtime.InitError")
+        .body(r#"{"errorType":"ConfigMissing","errorMessage":"TABLE_NAME is not set"}"#)
+        .send()
+        .await
+        .unwrap();
+    std::process::exit(1);
+}
+
+#[tokio::test]
+async fn an_init_error_fails_the_attempt() {
+    let mut spec = ProcessSpec::new(std::env::current_exe().unwrap());
+    spec.args = ["fake_runtime_with_a_failing_init", "--exact", "--nocapture"]
+        .map(String::from)
+        .to_vec();
+    spec.env = IndexMap::from([("BRAID_FAKE_RUNTIME".to_string(), "init_error".to_string())]);
+    let runner = RuntimeApiRunner::new("broken-init", spec);
+    let err = runner.invoke(&json!({})).await.unwrap_err();
+    assert_eq!(err.error, "lambda.init_error");
+    assert!(err.retryable);
+    assert!(
+        err.message.contains("ConfigMissing: TABLE_NAME is not set"),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn a_missing_binary_is_a_fatal_spawn_error() {
     let runner = RuntimeApiRunner::new("ghost", ProcessSpec::new("/nonexistent/ghost"));
@@ -175,13 +229,13 @@ async fn a_missing_binary_is_a_fatal_spawn_error() {
 async fn concurrent_invocations_use_up_to_the_allowed_processes() {
     let runner = worker(|p| p.concurrency = 2);
     let started = std::time::Instant::now();
-    let sleep = json!({"op": "sleep", "ms": 700});
+    let sleep = json!({"op": "sleep", "ms": 1000});
     let (a, b) = tokio::join!(runner.invoke(&sleep), runner.invoke(&sleep));
-    assert_eq!(a.unwrap(), json!({"slept_ms": 700}));
-    assert_eq!(b.unwrap(), json!({"slept_ms": 700}));
+    assert_eq!(a.unwrap(), json!({"slept_ms": 1000}));
+    assert_eq!(b.unwrap(), json!({"slept_ms": 1000}));
     // Side by side, not one after the other.
     assert!(
-        started.elapsed() < Duration::from_millis(1400),
+        started.elapsed() < Duration::from_millis(1900),
         "{:?}",
         started.elapsed()
     );
