@@ -4,14 +4,23 @@
 //! # Layout
 //! - [`spec`]: the workflow file — parsing, validation, the checked [`spec::Workflow`].
 //! - [`expr`]: `{{ ... }}` expressions (minijinja).
+//! - [`engine`]: pure decisions: what follows from records, an event and the time.
+//! - [`model`]: run and step records, queue messages, lifecycle events.
+//! - [`ports`]: what the handlers need from outside (state, queues, payloads, tasks).
+//! - [`handlers`]: intake, dispatch, complete, tick — generic over the ports.
+//! - [`runners`]: task runners shared by every backend (HTTP).
+//! - `local` (feature `local`): the embedded backend's adapters and runtime loop.
+//! - `testkit` (feature `testkit`): conformance suites and fault injection.
 //!
-//! The language and the engine do no I/O.
+//! The language, the expressions and the engine do no I/O: they import no AWS SDK,
+//! no database, no HTTP client; the handlers reach the world only through ports.
 
 pub mod engine;
 pub mod expr;
 pub mod handlers;
 pub mod model;
 pub mod ports;
+pub mod runners;
 pub mod spec;
 
 #[cfg(feature = "local")]

@@ -53,7 +53,7 @@ impl Handlers {
         );
         if let Created::Existing(run) = self.ports.store.create_run(&plan.run, &plan.steps).await? {
             return Ok(Started {
-                run,
+                run: *run,
                 existing: true,
             });
         }

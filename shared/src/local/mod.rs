@@ -9,6 +9,7 @@
 //! - [`backend`]: all of it wired under one state folder.
 
 pub mod backend;
+pub mod lambda;
 pub mod payloads;
 pub mod queue;
 pub mod runtime;

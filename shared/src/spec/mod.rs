@@ -74,7 +74,7 @@ fn error_pos(e: &serde_saphyr::Error) -> Pos {
 
 /// The error text without serde-saphyr's own "line X column Y" prefix or source snippet:
 /// the position is printed once, by [`Invalid`]'s `Display`.
-fn syntax_message(e: &serde_saphyr::Error) -> String {
+pub(crate) fn syntax_message(e: &serde_saphyr::Error) -> String {
     let full = e.to_string();
     let first = full.lines().next().unwrap_or_default().trim();
     let msg = match first.find(": ") {

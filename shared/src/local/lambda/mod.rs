@@ -1,0 +1,145 @@
+//! Lambda steps on the embedded backend: no AWS account needed.
+//!
+//! A [`LambdaRunner`] routes each function name, as the [`FunctionMap`] says, to:
+//! - a [`RuntimeApiRunner`]: the function's own binary, launched locally and fed
+//!   invocations through the Lambda Runtime API that the runner serves itself; or
+//! - an [`InvokeApiRunner`]: any endpoint serving the Lambda Invoke API
+//!   (`cargo lambda watch`, LocalStack).
+//!
+//! # Errors
+//!
+//! A function error fails the attempt with the function's own `errorType` and
+//! `errorMessage` (e.g. `Flaky`), retryable as in Lambda. Other failures are named
+//! `lambda.*`:
+//!
+//! | error | when | retryable |
+//! |---|---|---|
+//! | `lambda.unknown_function` | the name is not mapped, or the Invoke API does not know it | no |
+//! | `lambda.spawn` | the function's command cannot be started | no |
+//! | `lambda.init_error` | the function reported an initialisation error | yes |
+//! | `lambda.init_timeout` | a launched function did not ask for work within `init_timeout` | yes |
+//! | `lambda.crash` | a launched function exited before answering | yes |
+//! | `lambda.timeout` | no answer within the function's `timeout` | yes |
+//! | `lambda.connect` | the Invoke API endpoint cannot be reached | yes |
+//! | `lambda.transport` | the connection to the Invoke API broke | yes |
+//! | `lambda.status_<code>` | the Invoke API answered with another error status | for 5xx, 408 and 429 |
+//! | `lambda.runtime_api` | the local Runtime API could not be served | yes |
+//! | `lambda.streaming_response` | a launched function streamed its response (unsupported locally) | no |
+//! | `Function.ResponseSizeTooLarge` | a launched function answered with more than 6 MB, Lambda's limit | no |
+//! | `lambda.invalid_endpoint` | the endpoint URL cannot take a path | no |
+//! | `runner.unsupported_task` | the task is not a Lambda task | no |
+
+mod functions;
+mod invoke_api;
+mod runtime_api;
+
+pub use functions::{
+    ENDPOINT_ENV, EndpointSpec, FunctionMap, FunctionTarget, LambdaConfigError, LambdaRunner,
+};
+pub use invoke_api::InvokeApiRunner;
+pub use runtime_api::{ProcessSpec, RuntimeApiRunner};
+
+use crate::ports::TaskError;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The error document a Lambda function answers with: `{"errorType", "errorMessage"}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorDocument {
+    error_type: Option<String>,
+    error_message: Option<String>,
+}
+
+/// The function's error document, if `body` is one.
+fn error_document(body: &[u8]) -> Option<(Option<String>, Option<String>)> {
+    let doc: ErrorDocument = serde_json::from_slice(body).ok()?;
+    if doc.error_type.is_none() && doc.error_message.is_none() {
+        return None;
+    }
+    Some((doc.error_type, doc.error_message))
+}
+
+/// A function error: the attempt fails with the function's error type and message, and
+/// may be retried (Lambda's own retry policy treats function errors as retryable).
+fn function_error(body: &[u8], fallback_type: &str) -> TaskError {
+    match error_document(body) {
+        Some((error_type, message)) => TaskError::retryable(
+            error_type
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| fallback_type.to_string()),
+            message.unwrap_or_default(),
+        ),
+        None => TaskError::retryable(fallback_type, excerpt(body)),
+    }
+}
+
+/// A function's answer as a step sees it: JSON when it is JSON, `null` when empty,
+/// text otherwise.
+fn payload_value(body: &[u8]) -> Value {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Value::Null;
+    }
+    serde_json::from_slice(body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+}
+
+/// The start of a body, for error messages.
+fn excerpt(body: &[u8]) -> String {
+    const MAX_CHARS: usize = 300;
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    let mut out: String = text.chars().take(MAX_CHARS).collect();
+    if text.chars().count() > MAX_CHARS {
+        out.push('…');
+    }
+    out
+}
+
+/// The function name inside an ARN (`arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]`
+/// or the partial `ACCOUNT:function:NAME`), with its qualifier; a plain name as is.
+fn split_function_name(function: &str) -> (&str, Option<&str>) {
+    let parts: Vec<&str> = function.split(':').collect();
+    match parts.iter().position(|p| *p == "function") {
+        Some(i) if i + 1 < parts.len() => (parts[i + 1], parts.get(i + 2).copied()),
+        _ => (function, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn arns_name_their_function() {
+        assert_eq!(split_function_name("orders"), ("orders", None));
+        assert_eq!(
+            split_function_name("arn:aws:lambda:eu-west-1:123456789012:function:orders"),
+            ("orders", None)
+        );
+        assert_eq!(
+            split_function_name("arn:aws:lambda:eu-west-1:123456789012:function:orders:live"),
+            ("orders", Some("live"))
+        );
+        assert_eq!(
+            split_function_name("123456789012:function:orders"),
+            ("orders", None)
+        );
+    }
+
+    #[test]
+    fn function_errors_keep_the_function_error_type() {
+        let e = function_error(br#"{"errorType":"Flaky","errorMessage":"try again"}"#, "x");
+        assert_eq!(e, TaskError::retryable("Flaky", "try again"));
+        let e = function_error(b"boom", "Unhandled");
+        assert_eq!(e, TaskError::retryable("Unhandled", "boom"));
+    }
+
+    #[test]
+    fn payloads_are_json_when_they_parse() {
+        assert_eq!(payload_value(br#"{"a":1}"#), json!({"a": 1}));
+        assert_eq!(payload_value(b""), Value::Null);
+        assert_eq!(payload_value(b"plain"), json!("plain"));
+    }
+}
