@@ -16,7 +16,10 @@ use std::time::Duration;
 /// `/count` tells how many requests `/flaky` saw per key.
 async fn serve() -> (String, tokio::task::JoinHandle<()>) {
     type Counts = Arc<Mutex<HashMap<String, u32>>>;
-    async fn flaky(State(c): State<Counts>, UrlPath((key, n)): UrlPath<(String, u32)>) -> (StatusCode, String) {
+    async fn flaky(
+        State(c): State<Counts>,
+        UrlPath((key, n)): UrlPath<(String, u32)>,
+    ) -> (StatusCode, String) {
         let seen = {
             let mut c = c.lock().unwrap();
             let e = c.entry(key.clone()).or_default();
@@ -26,7 +29,10 @@ async fn serve() -> (String, tokio::task::JoinHandle<()>) {
         if seen <= n {
             (StatusCode::SERVICE_UNAVAILABLE, "try again".into())
         } else {
-            (StatusCode::OK, json!({"key": key, "calls": seen}).to_string())
+            (
+                StatusCode::OK,
+                json!({"key": key, "calls": seen}).to_string(),
+            )
         }
     }
     async fn slow(UrlPath(ms): UrlPath<u64>) -> String {
@@ -65,7 +71,17 @@ async fn run_json(yaml: &str, input: Value) -> (i32, Value, String) {
     std::fs::write(dir.path().join("wf.yaml"), yaml).unwrap();
     let path = dir.path().to_path_buf();
     let out = tokio::task::spawn_blocking(move || {
-        let out = braid(&path, &["run", "wf.yaml", "--output", "json", "--input", &input.to_string()]);
+        let out = braid(
+            &path,
+            &[
+                "run",
+                "wf.yaml",
+                "--output",
+                "json",
+                "--input",
+                &input.to_string(),
+            ],
+        );
         drop(path);
         out
     })
@@ -120,7 +136,10 @@ steps:
     assert_eq!(v["steps"]["unavailable"]["status"], "failed");
     assert_eq!(v["steps"]["unavailable"]["attempts"], 2);
     assert_eq!(v["steps"]["missing"]["status"], "failed");
-    assert_eq!(v["steps"]["missing"]["attempts"], 1, "a 404 is not retryable");
+    assert_eq!(
+        v["steps"]["missing"]["attempts"], 1,
+        "a 404 is not retryable"
+    );
     assert!(v["steps"]["missing"]["error"]["error"].is_string());
     assert!(v["steps"]["missing"]["error"]["message"].is_string());
 }
@@ -181,7 +200,10 @@ steps:
     assert_eq!(code, 1);
     assert_eq!(v["status"], "failed");
     assert_eq!(v["steps"]["boom"]["status"], "failed");
-    assert_eq!(v["steps"]["boom"]["error"], json!({"error": "bad_data", "message": "row 7 is broken"}));
+    assert_eq!(
+        v["steps"]["boom"]["error"],
+        json!({"error": "bad_data", "message": "row 7 is broken"})
+    );
     assert_eq!(v["steps"]["next"]["status"], "cancelled");
     assert_eq!(v["steps"]["later"]["status"], "cancelled");
 }
@@ -233,7 +255,10 @@ steps:
         v["steps"]["lengths"]["output"],
         json!([{"word": "a", "n": 1, "at": 0}, {"word": "bb", "n": 2, "at": 1}, {"word": "ccc", "n": 3, "at": 2}])
     );
-    assert_eq!(v["output"]["lengths"][2]["n"], 3, "the default output maps leaf steps");
+    assert_eq!(
+        v["output"]["lengths"][2]["n"], 3,
+        "the default output maps leaf steps"
+    );
 }
 
 #[tokio::test]
@@ -250,7 +275,10 @@ async fn bad_input_exits_2_and_starts_nothing() {
     let out = braid(dir.path(), &["run", "wf.yaml", "--input", "{not json"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not valid JSON"));
-    let out = braid(dir.path(), &["run", "wf.yaml", "--input", r#"{"bucket": 7}"#]);
+    let out = braid(
+        dir.path(),
+        &["run", "wf.yaml", "--input", r#"{"bucket": 7}"#],
+    );
     assert_eq!(out.status.code(), Some(2));
     let runs = braid(dir.path(), &["runs", "--output", "json"]);
     let listed: Value = serde_json::from_slice(&runs.stdout).unwrap_or(json!([]));
@@ -260,7 +288,11 @@ async fn bad_input_exits_2_and_starts_nothing() {
 #[tokio::test]
 async fn an_invalid_workflow_exits_2_with_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("wf.yaml"), "name: bad\nsteps:\n  - id: a\n    neds: [b]\n    pass: 1\n").unwrap();
+    std::fs::write(
+        dir.path().join("wf.yaml"),
+        "name: bad\nsteps:\n  - id: a\n    neds: [b]\n    pass: 1\n",
+    )
+    .unwrap();
     let out = braid(dir.path(), &["run", "wf.yaml"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -271,7 +303,11 @@ async fn an_invalid_workflow_exits_2_with_line_and_column() {
 #[tokio::test]
 async fn runs_and_show_read_back_what_run_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("wf.yaml"), "name: hello\nsteps:\n  - id: a\n    pass: { hi: there }\n").unwrap();
+    std::fs::write(
+        dir.path().join("wf.yaml"),
+        "name: hello\nsteps:\n  - id: a\n    pass: { hi: there }\n",
+    )
+    .unwrap();
     let out = braid(dir.path(), &["run", "wf.yaml", "--output", "json"]);
     assert_eq!(out.status.code(), Some(0));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -290,10 +326,40 @@ async fn runs_and_show_read_back_what_run_recorded() {
 #[tokio::test]
 async fn an_idempotency_key_used_twice_shows_the_first_run() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("wf.yaml"), "name: once\nsteps:\n  - id: a\n    pass: 1\n").unwrap();
-    let first: Value =
-        serde_json::from_slice(&braid(dir.path(), &["run", "wf.yaml", "--output", "json", "--idempotency-key", "k1"]).stdout).unwrap();
-    let second: Value =
-        serde_json::from_slice(&braid(dir.path(), &["run", "wf.yaml", "--output", "json", "--idempotency-key", "k1"]).stdout).unwrap();
+    std::fs::write(
+        dir.path().join("wf.yaml"),
+        "name: once\nsteps:\n  - id: a\n    pass: 1\n",
+    )
+    .unwrap();
+    let first: Value = serde_json::from_slice(
+        &braid(
+            dir.path(),
+            &[
+                "run",
+                "wf.yaml",
+                "--output",
+                "json",
+                "--idempotency-key",
+                "k1",
+            ],
+        )
+        .stdout,
+    )
+    .unwrap();
+    let second: Value = serde_json::from_slice(
+        &braid(
+            dir.path(),
+            &[
+                "run",
+                "wf.yaml",
+                "--output",
+                "json",
+                "--idempotency-key",
+                "k1",
+            ],
+        )
+        .stdout,
+    )
+    .unwrap();
     assert_eq!(first["run_id"], second["run_id"]);
 }

@@ -105,8 +105,14 @@ async fn fan_out_when_branches_and_tolerated_failures_rejoin() {
     assert_eq!(v.steps["big"].status, StepStatus::Succeeded);
     assert_eq!(v.steps["small"].status, StepStatus::Skipped);
     assert_eq!(v.steps["tolerated"].status, StepStatus::Failed);
-    assert_eq!(v.steps["join"].output, json!({"total": 160, "branch": "succeeded/skipped"}));
-    assert_eq!(v.output, json!({"join": {"total": 160, "branch": "succeeded/skipped"}}));
+    assert_eq!(
+        v.steps["join"].output,
+        json!({"total": 160, "branch": "succeeded/skipped"})
+    );
+    assert_eq!(
+        v.output,
+        json!({"join": {"total": 160, "branch": "succeeded/skipped"}})
+    );
 }
 
 #[tokio::test]
@@ -143,9 +149,14 @@ async fn a_lost_message_at_any_point_is_repaired_by_the_sweeper() {
     let baseline = run_plain(SHAPES, json!({})).await;
     let (ready_sends, result_sends) = count_sends(SHAPES).await;
     assert!(ready_sends > 10 && result_sends > 10);
-    for (queue, n) in (0..ready_sends).map(|n| ("ready", n)).chain((0..result_sends).map(|n| ("results", n))) {
+    for (queue, n) in (0..ready_sends)
+        .map(|n| ("ready", n))
+        .chain((0..result_sends).map(|n| ("results", n)))
+    {
         let dir = tempfile::tempdir().unwrap();
-        let lossy = |q: Arc<dyn WorkQueue>| -> Arc<dyn WorkQueue> { Arc::new(FaultyQueue::losing(q, move |i, _| i == n)) };
+        let lossy = |q: Arc<dyn WorkQueue>| -> Arc<dyn WorkQueue> {
+            Arc::new(FaultyQueue::losing(q, move |i, _| i == n))
+        };
         let v = run_with(dir.path(), SHAPES, json!({}), |p| {
             if queue == "ready" {
                 p.ready = lossy(p.ready.clone());
@@ -154,7 +165,11 @@ async fn a_lost_message_at_any_point_is_repaired_by_the_sweeper() {
             }
         })
         .await;
-        assert_eq!(outcome(&v), outcome(&baseline), "losing {queue} message #{n}");
+        assert_eq!(
+            outcome(&v),
+            outcome(&baseline),
+            "losing {queue} message #{n}"
+        );
     }
 }
 
@@ -177,7 +192,11 @@ async fn a_runtime_killed_mid_run_is_finished_after_restart() {
             .await
             .unwrap();
         // Kill: drop the runtime future wherever it is.
-        let _ = tokio::time::timeout(Duration::from_millis(kill_after_ms), rt.run_to_end(&started.run.id)).await;
+        let _ = tokio::time::timeout(
+            Duration::from_millis(kill_after_ms),
+            rt.run_to_end(&started.run.id),
+        )
+        .await;
         drop(rt);
         let rt = local_runtime(local_ports(&opts).unwrap(), &opts);
         let run = tokio::time::timeout(Duration::from_secs(30), rt.run_to_end(&started.run.id))
@@ -185,7 +204,11 @@ async fn a_runtime_killed_mid_run_is_finished_after_restart() {
             .expect("the restarted runtime finishes the run")
             .unwrap();
         let v = rt.handlers().run_view(&run.id).await.unwrap();
-        assert_eq!(outcome(&v), outcome(&baseline), "killed after {kill_after_ms} ms");
+        assert_eq!(
+            outcome(&v),
+            outcome(&baseline),
+            "killed after {kill_after_ms} ms"
+        );
     }
 }
 
@@ -212,12 +235,20 @@ steps:
     let v = run_plain(yaml, json!({})).await;
     assert_eq!(v.status, RunStatus::Failed);
     assert_eq!(v.steps["boom"].status, StepStatus::Failed);
-    assert_eq!(v.steps["slow"].status, StepStatus::Cancelled, "a parked wait holds no compute and is cancelled");
+    assert_eq!(
+        v.steps["slow"].status,
+        StepStatus::Cancelled,
+        "a parked wait holds no compute and is cancelled"
+    );
     assert_eq!(v.steps["after-slow"].status, StepStatus::Cancelled);
     assert_eq!(v.steps["after-boom"].status, StepStatus::Cancelled);
     let err = v.error.expect("a failed run says why");
     assert_eq!(err.error, "broken");
-    assert!(err.message.contains("step `boom` failed: it broke"), "{}", err.message);
+    assert!(
+        err.message.contains("step `boom` failed: it broke"),
+        "{}",
+        err.message
+    );
 }
 
 #[tokio::test]
@@ -253,14 +284,24 @@ steps:
     needs: [two]
     pass: { data: "{{ steps.two.output.data }}", size: "{{ steps.two.output.data | length }}" }
 "#;
-    let blob: String = (0..10 * 1024 * 1024).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    let blob: String = (0..10 * 1024 * 1024)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
     let dir = tempfile::tempdir().unwrap();
     let v = run_with(dir.path(), yaml, json!({ "blob": blob }), |_| {}).await;
     assert_eq!(v.status, RunStatus::Succeeded);
     assert_eq!(v.steps["three"].output["size"], json!(blob.len()));
-    assert!(v.steps["three"].output["data"].as_str() == Some(blob.as_str()), "the payload arrives intact");
-    let stored = std::fs::read_dir(dir.path().join("payloads")).map(|d| d.count()).unwrap_or(0);
-    assert!(stored > 0, "large values are offloaded to the payload folder");
+    assert!(
+        v.steps["three"].output["data"].as_str() == Some(blob.as_str()),
+        "the payload arrives intact"
+    );
+    let stored = std::fs::read_dir(dir.path().join("payloads"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(
+        stored > 0,
+        "large values are offloaded to the payload folder"
+    );
 }
 
 /// A random DAG: each step needs some earlier steps; some fail, some are tolerated,
@@ -269,7 +310,12 @@ fn random_workflow(shape: &[(Vec<bool>, u8)]) -> String {
     let mut y = String::from("name: random\nsteps:\n");
     for (i, (needs, kind)) in shape.iter().enumerate() {
         y.push_str(&format!("  - id: s{i}\n"));
-        let deps: Vec<String> = needs.iter().enumerate().filter(|(j, n)| **n && *j < i).map(|(j, _)| format!("s{j}")).collect();
+        let deps: Vec<String> = needs
+            .iter()
+            .enumerate()
+            .filter(|(j, n)| **n && *j < i)
+            .map(|(j, _)| format!("s{j}"))
+            .collect();
         if !deps.is_empty() {
             y.push_str(&format!("    needs: [{}]\n", deps.join(", ")));
         }

@@ -52,14 +52,22 @@ async fn time_run(yaml: &str) -> anyhow::Result<f64> {
         .await?;
     let run = rt.run_to_end(&started.run.id).await?;
     let took = started_at.elapsed().as_secs_f64();
-    anyhow::ensure!(run.status == braid::model::RunStatus::Succeeded, "benchmark run ended {}", run.status);
+    anyhow::ensure!(
+        run.status == braid::model::RunStatus::Succeeded,
+        "benchmark run ended {}",
+        run.status
+    );
     drop(rt);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(took)
 }
 
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("braid-bench-{}-{}", std::process::id(), unique_suffix()));
+    let dir = std::env::temp_dir().join(format!(
+        "braid-bench-{}-{}",
+        std::process::id(),
+        unique_suffix()
+    ));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }

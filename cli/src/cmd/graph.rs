@@ -74,7 +74,9 @@ fn mermaid_ids(wf: &Workflow) -> Vec<String> {
 
 /// Escapes text for a double-quoted Mermaid label.
 fn mermaid_text(s: &str) -> String {
-    s.replace('"', "#quot;").replace('<', "#lt;").replace('>', "#gt;")
+    s.replace('"', "#quot;")
+        .replace('<', "#lt;")
+        .replace('>', "#gt;")
 }
 
 /// The workflow as a Mermaid flowchart.
@@ -90,7 +92,11 @@ pub fn mermaid(wf: &Workflow) -> String {
     let _ = writeln!(out, "---\ntitle: {}\n---", mermaid_text(&wf.name));
     out.push_str("flowchart TD\n");
     for (step, id) in wf.steps.iter().zip(&ids) {
-        let label = format!("{}<br/>{}", mermaid_text(&step.id), mermaid_text(&caption(step)));
+        let label = format!(
+            "{}<br/>{}",
+            mermaid_text(&step.id),
+            mermaid_text(&caption(step))
+        );
         // A subroutine box for fan-out, a hexagon for a conditional step.
         let (open, close) = match (step.for_each.is_some(), step.when.is_some()) {
             (true, _) => ("[[", "]]"),
@@ -111,7 +117,10 @@ pub fn mermaid(wf: &Workflow) -> String {
 
 /// Quotes text as a DOT string.
 fn dot_string(s: &str) -> String {
-    let escaped = s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    let escaped = s
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n");
     format!("\"{escaped}\"")
 }
 
@@ -190,16 +199,29 @@ steps:
     #[test]
     fn mermaid_keeps_dashed_ids_in_quoted_labels_and_out_of_node_ids() {
         let out = mermaid(&workflow());
-        assert!(out.contains(r#"s_big_day{{"big-day<br/>pass · when"}}"#), "{out}");
-        assert!(out.contains(r#"s_price_each[["price-each<br/>pass · for_each"]]"#), "{out}");
+        assert!(
+            out.contains(r#"s_big_day{{"big-day<br/>pass · when"}}"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"s_price_each[["price-each<br/>pass · for_each"]]"#),
+            "{out}"
+        );
         // No node id (the text before a shape or around an arrow) contains a dash.
-        for line in out.lines().skip_while(|l| !l.starts_with("flowchart")).skip(1) {
+        for line in out
+            .lines()
+            .skip_while(|l| !l.starts_with("flowchart"))
+            .skip(1)
+        {
             let ids = match line.split_once(" --> ") {
                 Some((a, b)) => vec![a.trim(), b.trim()],
                 None => vec![line.trim().split(['[', '{']).next().unwrap_or_default()],
             };
             for id in ids {
-                assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{id}");
+                assert!(
+                    id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                    "{id}"
+                );
             }
         }
     }

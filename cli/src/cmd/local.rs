@@ -31,18 +31,24 @@ pub fn function_map(flag: Option<&Path>, workflow: Option<&Path>) -> Option<Path
 pub fn open(state: &Path, functions: Option<PathBuf>) -> anyhow::Result<LocalRuntime> {
     let mut opts = LocalOptions::new(state);
     opts.functions = functions;
-    backend::open(&opts).with_context(|| format!("cannot open the local state in `{}`", state.display()))
+    backend::open(&opts)
+        .with_context(|| format!("cannot open the local state in `{}`", state.display()))
 }
 
 /// A runtime for commands that run no task (listing, showing).
 pub fn open_readonly(state: &Path) -> anyhow::Result<LocalRuntime> {
     if !state.join(backend::DB_FILE).exists() {
-        anyhow::bail!("no local state in `{}`: run a workflow first (braid run FILE)", state.display());
+        anyhow::bail!(
+            "no local state in `{}`: run a workflow first (braid run FILE)",
+            state.display()
+        );
     }
     open(state, None)
 }
 
 /// A multi-threaded tokio runtime for the async commands.
 pub fn tokio() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }

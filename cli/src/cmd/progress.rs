@@ -27,7 +27,9 @@ impl Progress {
             } else {
                 ProgressDrawTarget::hidden()
             });
-            let style = ProgressStyle::with_template("{prefix} {msg} {bar:30.cyan/blue} {pos}/{len}").expect("template");
+            let style =
+                ProgressStyle::with_template("{prefix} {msg} {bar:30.cyan/blue} {pos}/{len}")
+                    .expect("template");
             let line = ProgressStyle::with_template("{prefix} {msg}").expect("template");
             let bars: HashMap<String, ProgressBar> = step_order
                 .iter()
@@ -42,7 +44,9 @@ impl Progress {
             loop {
                 if let Ok(steps) = handlers.ports.store.list_steps(&run_id).await {
                     for rec in steps.iter().filter(|r| r.key.index.is_none()) {
-                        let Some(bar) = bars.get(&rec.key.step) else { continue };
+                        let Some(bar) = bars.get(&rec.key.step) else {
+                            continue;
+                        };
                         bar.set_prefix(status_mark(rec.status));
                         let label = format!("{} {}", rec.key.step, rec.status);
                         if let Some(f) = rec.fan_out {
@@ -51,8 +55,16 @@ impl Progress {
                             bar.set_position(u64::from(f.finished));
                         }
                         bar.set_message(label);
-                        if !tty && rec.status.is_final() && printed.get(&rec.key.step) != Some(&rec.status) {
-                            eprintln!("{} {} {}", status_mark(rec.status), rec.key.step, rec.status);
+                        if !tty
+                            && rec.status.is_final()
+                            && printed.get(&rec.key.step) != Some(&rec.status)
+                        {
+                            eprintln!(
+                                "{} {} {}",
+                                status_mark(rec.status),
+                                rec.key.step,
+                                rec.status
+                            );
                             printed.insert(rec.key.step.clone(), rec.status);
                         }
                     }
@@ -75,4 +87,3 @@ impl Progress {
         let _ = self.task.await;
     }
 }
-

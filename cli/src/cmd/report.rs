@@ -29,11 +29,20 @@ pub fn summary(v: &RunView) -> String {
     let mut out = String::new();
     let took = v
         .finished_at
-        .map(|f| format!(" in {:.1}s", (f - v.started_at).num_milliseconds() as f64 / 1000.0))
+        .map(|f| {
+            format!(
+                " in {:.1}s",
+                (f - v.started_at).num_milliseconds() as f64 / 1000.0
+            )
+        })
         .unwrap_or_default();
     let _ = writeln!(out, "run {} ({}): {}{took}", v.run_id, v.workflow, v.status);
     let width = v.steps.keys().map(String::len).max().unwrap_or(4).max(4);
-    let _ = writeln!(out, "\n  {:<width$}  {:<10} {:>8} {:>6}  ERROR", "STEP", "STATUS", "ATTEMPTS", "ITEMS");
+    let _ = writeln!(
+        out,
+        "\n  {:<width$}  {:<10} {:>8} {:>6}  ERROR",
+        "STEP", "STATUS", "ATTEMPTS", "ITEMS"
+    );
     for (id, s) in &v.steps {
         let items = s.iterations.map(|n| n.to_string()).unwrap_or_default();
         let error = s

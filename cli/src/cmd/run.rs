@@ -34,7 +34,9 @@ pub struct Args {
 
 /// Parses `--input`: inline JSON or `@file`.
 pub fn parse_input(input: Option<&str>) -> anyhow::Result<Value> {
-    let Some(text) = input else { return Ok(Value::Object(Default::default())) };
+    let Some(text) = input else {
+        return Ok(Value::Object(Default::default()));
+    };
     let (source, body) = match text.strip_prefix('@') {
         Some(path) => (format!("input file `{path}`"), read_file(path.as_ref())?),
         None => ("--input".to_string(), text.to_string()),
@@ -67,8 +69,13 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
             }
             Err(e) => return Err(e.into()),
         };
-        let progress = (args.output == Format::Text)
-            .then(|| Progress::start(&rt, &started.run.id, wf.steps.iter().map(|s| s.id.clone()).collect()));
+        let progress = (args.output == Format::Text).then(|| {
+            Progress::start(
+                &rt,
+                &started.run.id,
+                wf.steps.iter().map(|s| s.id.clone()).collect(),
+            )
+        });
         let result = rt.run_to_end(&started.run.id).await;
         if let Some(p) = progress {
             p.stop().await;
@@ -79,6 +86,10 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
             Format::Text => print!("{}", report::summary(&view)),
             Format::Json => println!("{}", report::json(&view)),
         }
-        Ok(if view.status == RunStatus::Succeeded { Exit::Success } else { Exit::RunFailed })
+        Ok(if view.status == RunStatus::Succeeded {
+            Exit::Success
+        } else {
+            Exit::RunFailed
+        })
     })
 }

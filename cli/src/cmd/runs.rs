@@ -1,8 +1,8 @@
 //! `braid runs`: the runs in the local state, newest first.
 
+use super::Exit;
 use super::local::{StateArgs, open_readonly, tokio};
 use super::report::Format;
-use super::Exit;
 use braid::model::RunStatus;
 use braid::ports::RunFilter;
 
@@ -48,11 +48,19 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
             println!("{}", serde_json::Value::Array(list));
         }
         Format::Text => {
-            println!("{:<26}  {:<24} {:<10} {:<20} DURATION", "RUN", "WORKFLOW", "STATUS", "STARTED");
+            println!(
+                "{:<26}  {:<24} {:<10} {:<20} DURATION",
+                "RUN", "WORKFLOW", "STATUS", "STARTED"
+            );
             for r in &runs {
                 let took = r
                     .finished_at
-                    .map(|f| format!("{:.1}s", (f - r.created_at).num_milliseconds() as f64 / 1000.0))
+                    .map(|f| {
+                        format!(
+                            "{:.1}s",
+                            (f - r.created_at).num_milliseconds() as f64 / 1000.0
+                        )
+                    })
                     .unwrap_or_else(|| "-".into());
                 println!(
                     "{:<26}  {:<24} {:<10} {:<20} {took}",

@@ -1,8 +1,8 @@
 //! `braid show RUN`: one run with its steps, outputs and errors.
 
+use super::Exit;
 use super::local::{StateArgs, open_readonly, tokio};
 use super::report::{self, Format};
-use super::Exit;
 use braid::handlers::HandlerError;
 use braid::ports::PortError;
 
@@ -28,7 +28,11 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
             Ok(Exit::Success)
         }
         Err(HandlerError::Port(PortError::NotFound(_))) => {
-            eprintln!("error: no run `{}` in `{}`", args.run_id, args.state.state.display());
+            eprintln!(
+                "error: no run `{}` in `{}`",
+                args.run_id,
+                args.state.state.display()
+            );
             Ok(Exit::Invalid)
         }
         Err(e) => Err(e.into()),

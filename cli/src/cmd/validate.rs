@@ -32,5 +32,9 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
             }
         }
     }
-    Ok(if all_valid { Exit::Success } else { Exit::Invalid })
+    Ok(if all_valid {
+        Exit::Success
+    } else {
+        Exit::Invalid
+    })
 }

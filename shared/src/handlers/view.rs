@@ -43,7 +43,9 @@ impl Handlers {
         records.retain(|r| r.key.index.is_none());
         let mut steps = IndexMap::new();
         for s in &wf.steps {
-            let Some(rec) = records.iter().find(|r| r.key.step == s.id) else { continue };
+            let Some(rec) = records.iter().find(|r| r.key.step == s.id) else {
+                continue;
+            };
             let output = match &rec.output {
                 Some(d) => self.load(d).await?,
                 None => Value::Null,
@@ -54,7 +56,9 @@ impl Handlers {
                     status: rec.status,
                     attempts: rec.attempt,
                     output,
-                    error: rec.error.clone().filter(|_| rec.status == StepStatus::Failed || rec.status == StepStatus::Retrying),
+                    error: rec.error.clone().filter(|_| {
+                        rec.status == StepStatus::Failed || rec.status == StepStatus::Retrying
+                    }),
                     iterations: rec.fan_out.map(|f| f.total),
                 },
             );

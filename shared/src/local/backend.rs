@@ -60,7 +60,10 @@ pub const DB_FILE: &str = "state.db";
 /// Builds the ports of the embedded backend.
 pub fn local_ports(opts: &LocalOptions) -> Result<Ports, LocalError> {
     let dir = &opts.state_dir;
-    let state = |source| LocalError::State { dir: dir.clone(), source };
+    let state = |source| LocalError::State {
+        dir: dir.clone(),
+        source,
+    };
     let db = dir.join(DB_FILE);
     let map = match &opts.functions {
         Some(path) => FunctionMap::load(path)?,
@@ -81,14 +84,22 @@ pub fn local_ports(opts: &LocalOptions) -> Result<Ports, LocalError> {
 
 /// The local secret resolver: `secret('orders-hook')` reads `BRAID_SECRET_ORDERS_HOOK`.
 pub fn env_secrets() -> Renderer {
-    Renderer::new(Arc::new(|name: &str| std::env::var(secret_env_name(name)).ok()))
+    Renderer::new(Arc::new(|name: &str| {
+        std::env::var(secret_env_name(name)).ok()
+    }))
 }
 
 /// The environment variable holding secret `name`.
 pub fn secret_env_name(name: &str) -> String {
     let upper: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("BRAID_SECRET_{upper}")
 }

@@ -88,7 +88,10 @@ impl LocalRuntime {
                 ports.ready.ack(&acks).await?;
             }
 
-            let results = ports.results.receive(self.settings.batch, Duration::from_secs(60)).await?;
+            let results = ports
+                .results
+                .receive(self.settings.batch, Duration::from_secs(60))
+                .await?;
             worked |= !results.is_empty();
             let mut acks = Vec::with_capacity(results.len());
             for m in results {
@@ -100,7 +103,11 @@ impl LocalRuntime {
                 ports.results.ack(&acks).await?;
             }
 
-            let free = self.settings.concurrency.saturating_sub(tasks.len()).min(self.settings.batch);
+            let free = self
+                .settings
+                .concurrency
+                .saturating_sub(tasks.len())
+                .min(self.settings.batch);
             if free > 0 {
                 let visibility = self.handlers.settings.default_lease + Duration::from_secs(60);
                 let ready = ports.ready.receive(free, visibility).await?;
@@ -160,4 +167,3 @@ async fn dispatch_one(handlers: &Handlers, m: Received) -> Handled {
         }
     }
 }
-

@@ -22,7 +22,10 @@ pub struct FaultyQueue {
 
 impl FaultyQueue {
     /// Loses every message for which `lose(number, body)` is true.
-    pub fn losing(inner: Arc<dyn WorkQueue>, lose: impl Fn(usize, &str) -> bool + Send + Sync + 'static) -> Self {
+    pub fn losing(
+        inner: Arc<dyn WorkQueue>,
+        lose: impl Fn(usize, &str) -> bool + Send + Sync + 'static,
+    ) -> Self {
         FaultyQueue {
             inner,
             sent: AtomicUsize::new(0),
@@ -84,7 +87,11 @@ impl WorkQueue for FaultyQueue {
         self.inner.send(kept).await
     }
 
-    async fn receive(&self, max: usize, visibility: std::time::Duration) -> PortResult<Vec<Received>> {
+    async fn receive(
+        &self,
+        max: usize,
+        visibility: std::time::Duration,
+    ) -> PortResult<Vec<Received>> {
         self.inner.receive(max, visibility).await
     }
 
