@@ -2,11 +2,12 @@
 //! faults injected into the work queues: lost messages (a crash between a state write
 //! and its send), duplicated messages, shuffled delivery, and restarts.
 
+use braid::handlers::Ports;
 use braid::handlers::{RunView, StartRequest, definition};
 use braid::local::backend::{LocalOptions, local_ports, local_runtime};
 use braid::local::runtime::RuntimeSettings;
-use braid::model::{RunStatus, StepStatus};
-use braid::ports::{Ports, WorkQueue};
+use braid::model::{LifecycleEvent, RunStatus, StepStatus};
+use braid::ports::{EventSink, PortResult, WorkQueue};
 use braid::testkit::faults::FaultyQueue;
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -26,10 +27,26 @@ fn options(dir: &Path) -> LocalOptions {
     o
 }
 
-/// Runs `yaml` to the end with the queues wrapped by `wrap`; returns the run view.
+/// Keeps every lifecycle event published.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<LifecycleEvent>>);
+
+#[async_trait::async_trait]
+impl EventSink for Recorder {
+    async fn publish(&self, events: &[LifecycleEvent]) -> PortResult<()> {
+        self.0.lock().unwrap().extend_from_slice(events);
+        Ok(())
+    }
+}
+
+/// Runs `yaml` to the end with the queues wrapped by `wrap`; returns the run view after
+/// checking what must hold whatever the delivery: no step started before its needs
+/// were final, no step or iteration recorded final twice, the run finished once.
 async fn run_with(dir: &Path, yaml: &str, input: Value, wrap: impl FnOnce(&mut Ports)) -> RunView {
     let opts = options(dir);
     let mut ports = local_ports(&opts).unwrap();
+    let recorder = Arc::new(Recorder::default());
+    ports.events = recorder.clone();
     wrap(&mut ports);
     let rt = local_runtime(ports, &opts);
     let (def, _) = definition("wf.yaml", yaml).unwrap();
@@ -47,6 +64,47 @@ async fn run_with(dir: &Path, yaml: &str, input: Value, wrap: impl FnOnce(&mut P
         .await
         .expect("the run finishes")
         .unwrap();
+    let records = rt.handlers().ports.store.list_steps(&run.id).await.unwrap();
+    let def_wf = braid::spec::parse("wf.yaml", yaml).unwrap();
+    for rec in records.iter().filter(|r| r.key.index.is_none()) {
+        let Some(started) = rec.started_at else {
+            continue;
+        };
+        for need in &def_wf.step(&rec.key.step).unwrap().needs {
+            let dep = records
+                .iter()
+                .find(|r| r.key.index.is_none() && &r.key.step == need)
+                .unwrap();
+            let finished = dep.finished_at.expect("a need of a started step is final");
+            assert!(
+                finished <= started,
+                "{} started before its need {need} was final",
+                rec.key
+            );
+        }
+    }
+    let mut finished = std::collections::HashSet::new();
+    for e in recorder
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.kind == "step.finished")
+    {
+        assert!(
+            finished.insert(e.step.clone()),
+            "step {:?} recorded final twice",
+            e.step
+        );
+    }
+    let run_ends = recorder
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.kind == "run.finished")
+        .count();
+    assert_eq!(run_ends, 1, "the run finishes exactly once");
     rt.handlers().run_view(&run.id).await.unwrap()
 }
 
@@ -89,8 +147,11 @@ steps:
     needs: [start]
     continue_on_failure: true
     fail: { error: expected, message: "this one may fail" }
+  - id: pause
+    needs: [start]
+    wait: 30ms
   - id: join
-    needs: [fan, big, small, tolerated]
+    needs: [fan, big, small, tolerated, pause]
     pass:
       total: "{{ steps.fan.output | sum }}"
       branch: "{{ steps.big.status }}/{{ steps.small.status }}"
@@ -148,7 +209,10 @@ async fn count_sends(yaml: &str) -> (usize, usize) {
 async fn a_lost_message_at_any_point_is_repaired_by_the_sweeper() {
     let baseline = run_plain(SHAPES, json!({})).await;
     let (ready_sends, result_sends) = count_sends(SHAPES).await;
-    assert!(ready_sends > 10 && result_sends > 10);
+    assert!(
+        ready_sends > 10 && result_sends >= 1,
+        "{ready_sends} {result_sends}"
+    );
     for (queue, n) in (0..ready_sends)
         .map(|n| ("ready", n))
         .chain((0..result_sends).map(|n| ("results", n)))
@@ -305,8 +369,9 @@ steps:
 }
 
 /// A random DAG: each step needs some earlier steps; some fail, some are tolerated,
-/// some are skipped.
-fn random_workflow(shape: &[(Vec<bool>, u8)]) -> String {
+/// some are skipped. Also says whether any step fails the run.
+fn random_workflow(shape: &[(Vec<bool>, u8)]) -> (String, bool) {
+    let mut fatal = false;
     let mut y = String::from("name: random\nsteps:\n");
     for (i, (needs, kind)) in shape.iter().enumerate() {
         y.push_str(&format!("  - id: s{i}\n"));
@@ -323,11 +388,14 @@ fn random_workflow(shape: &[(Vec<bool>, u8)]) -> String {
             0 => y.push_str("    fail: { error: e, message: m }\n    continue_on_failure: true\n"),
             1 => y.push_str("    when: \"{{ false }}\"\n    pass: skipped\n"),
             2 => y.push_str("    for_each: \"{{ [1, 2, 3] }}\"\n    pass: \"{{ item }}\"\n"),
-            3 if i > 2 => y.push_str("    fail: { error: e, message: m }\n"),
+            3 if i > 2 => {
+                fatal = true;
+                y.push_str("    fail: { error: e, message: m }\n");
+            }
             _ => y.push_str(&format!("    pass: {{ n: {i} }}\n")),
         }
     }
-    y
+    (y, fatal)
 }
 
 proptest! {
@@ -337,7 +405,7 @@ proptest! {
         shape in prop::collection::vec((prop::collection::vec(any::<bool>(), 8), any::<u8>()), 2..8),
         lose in 0usize..40,
     ) {
-        let yaml = random_workflow(&shape);
+        let (yaml, fatal) = random_workflow(&shape);
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         rt.block_on(async {
             let baseline = run_plain(&yaml, json!({})).await;
@@ -352,7 +420,20 @@ proptest! {
                 p.ready = Arc::new(FaultyQueue::losing(doubled, move |i, _| i == lose));
                 p.results = Arc::new(FaultyQueue::reordering(p.results.clone(), Duration::from_millis(20)));
             }).await;
-            prop_assert_eq!(outcome(&chaotic), outcome(&baseline), "{}", yaml);
+            if fatal {
+                // Fail fast: which steps were in flight when the first failure landed
+                // depends on timing, so only the run's end and the outputs of the steps
+                // that did succeed must agree.
+                prop_assert_eq!(chaotic.status, baseline.status);
+                for (id, s) in &chaotic.steps {
+                    prop_assert!(s.status.is_final(), "{} ends final", id);
+                    if s.status == StepStatus::Succeeded && baseline.steps[id].status == StepStatus::Succeeded {
+                        prop_assert_eq!(&s.output, &baseline.steps[id].output);
+                    }
+                }
+            } else {
+                prop_assert_eq!(outcome(&chaotic), outcome(&baseline), "{}", yaml);
+            }
             Ok(())
         })?;
     }

@@ -1,5 +1,10 @@
 //! Complete: record an attempt's outcome with a guarded write, then carry out what
 //! follows (see [`super::settle`]).
+//!
+//! The dispatcher records the outcomes of the tasks it runs by calling [`Handlers::complete`]
+//! directly; the result queue carries the outcomes that arrive on their own: a `wait`
+//! that is over, an attempt whose lease expired (from the tick), and later callbacks,
+//! approvals and signals.
 
 use super::{HandlerResult, Handlers};
 use crate::engine::verdict::{self, Verdict};
@@ -11,7 +16,8 @@ use serde_json::Value;
 const IN_FLIGHT: &[StepStatus] = &[StepStatus::Running, StepStatus::Waiting];
 
 impl Handlers {
-    /// Handles a "result" message. A duplicate or stale result finds the guard false.
+    /// Records an outcome, from a "result" message or straight from the dispatcher.
+    /// A duplicate or stale result finds the guard false and changes nothing.
     pub async fn complete(&self, msg: &ResultMsg) -> HandlerResult<()> {
         let now = self.now();
         let run = self.ports.store.get_run(&msg.run_id).await?;

@@ -1,5 +1,5 @@
 //! Dispatch: claim a ready step with a guarded write, render its fields, run its task,
-//! and report the outcome to the result queue.
+//! and record the outcome (see [`super::complete`]).
 
 use super::{HandlerResult, Handlers, span};
 use crate::expr::ExprError;
@@ -79,7 +79,9 @@ impl Handlers {
             return Ok(());
         }
         if let Some(outcome) = self.execute(&run, step, &claimed).await? {
-            self.send_result(&ResultMsg {
+            // Recorded here, not sent on: an outcome that only lived in a message could
+            // be lost with it, and the attempt would have to wait out its lease.
+            self.complete(&ResultMsg {
                 run_id: run.id.clone(),
                 key: claimed.key.clone(),
                 attempt: claimed.attempt,
@@ -90,7 +92,8 @@ impl Handlers {
         Ok(())
     }
 
-    /// A waiting step's wake-up: done when due, else wait again.
+    /// A waiting step's wake-up: when due, its outcome goes to the result queue (the
+    /// completer records it); else it waits again.
     async fn wake(&self, rec: &StepRecord, now: crate::model::Timestamp) -> HandlerResult<()> {
         let due = rec.due_at.unwrap_or(now);
         if due > now {

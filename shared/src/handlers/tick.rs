@@ -74,7 +74,7 @@ impl Handlers {
                             "step `{key}` attempt {attempt} was lost: its worker stopped reporting"
                         ),
                     };
-                    self.complete(&ResultMsg {
+                    self.send_result(&ResultMsg {
                         run_id: run.id.clone(),
                         key,
                         attempt,
