@@ -10,6 +10,7 @@ use super::{HandlerResult, Handlers};
 use crate::engine::verdict::{self, Verdict};
 use crate::model::{Data, DispatchMsg, FanOut, ResultMsg, StepRecord, StepStatus};
 use crate::ports::Guard;
+use crate::spec::Workflow;
 use serde_json::Value;
 
 /// The statuses an attempt can be recorded from: running, or waiting for a `wait` step.
@@ -19,14 +20,24 @@ impl Handlers {
     /// Records an outcome, from a "result" message or straight from the dispatcher.
     /// A duplicate or stale result finds the guard false and changes nothing.
     pub async fn complete(&self, msg: &ResultMsg) -> HandlerResult<()> {
-        let now = self.now();
         let run = self.ports.store.get_run(&msg.run_id).await?;
         let rec = self.ports.store.get_step(&msg.run_id, &msg.key).await?;
+        let wf = self.workflow(&run).await?;
+        self.record(&wf, rec, msg).await
+    }
+
+    /// Records `msg`'s outcome on `rec`, the step's record as last read.
+    pub(super) async fn record(
+        &self,
+        wf: &Workflow,
+        rec: StepRecord,
+        msg: &ResultMsg,
+    ) -> HandlerResult<()> {
+        let now = self.now();
         let guard = Guard::at(IN_FLIGHT, msg.attempt);
         if !guard.holds(&rec) {
             return Ok(());
         }
-        let wf = self.workflow(&run).await?;
         let Some(step) = wf.step(&msg.key.step) else {
             return Ok(());
         };
@@ -53,7 +64,7 @@ impl Handlers {
                 }
                 Ok(())
             }
-            Verdict::Expand { items, total } => self.expand(&wf, rec, &items, total).await,
+            Verdict::Expand { items, total } => self.expand(wf, rec, &items, total).await,
             Verdict::Final {
                 status,
                 output,
@@ -69,7 +80,7 @@ impl Handlers {
                     ..rec
                 };
                 if let Some(fin) = self.ports.store.finalize_step(&guard, &done).await? {
-                    self.settle(&wf, fin.run, &done, true).await?;
+                    self.settle(wf, fin.run, &done, fin.parent, true).await?;
                 }
                 Ok(())
             }
@@ -118,8 +129,8 @@ impl Handlers {
             .expand(&guard, &parent, &iterations)
             .await?
         {
-            self.advance_fan_out(wf, &parent.run_id, &parent.key.step)
-                .await?;
+            let run = self.ports.store.get_run(&parent.run_id).await?;
+            self.advance_fan_out(wf, &run, parent).await?;
         }
         Ok(())
     }

@@ -81,13 +81,13 @@ impl Handlers {
         if let Some(outcome) = self.execute(&run, step, &claimed).await? {
             // Recorded here, not sent on: an outcome that only lived in a message could
             // be lost with it, and the attempt would have to wait out its lease.
-            self.complete(&ResultMsg {
+            let msg = ResultMsg {
                 run_id: run.id.clone(),
                 key: claimed.key.clone(),
                 attempt: claimed.attempt,
                 outcome,
-            })
-            .await?;
+            };
+            self.record(&wf, claimed, &msg).await?;
         }
         Ok(())
     }

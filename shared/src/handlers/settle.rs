@@ -28,6 +28,7 @@ impl Handlers {
         wf: &Workflow,
         run: RunRecord,
         rec: &StepRecord,
+        parent: Option<StepRecord>,
         fresh: bool,
     ) -> HandlerResult<()> {
         if fresh {
@@ -46,7 +47,16 @@ impl Handlers {
             return Ok(());
         };
         if rec.key.index.is_some() {
-            return self.advance_fan_out(wf, &run.id, &rec.key.step).await;
+            let parent = match parent {
+                Some(p) => p,
+                None => {
+                    self.ports
+                        .store
+                        .get_step(&run.id, &StepKey::step(&rec.key.step))
+                        .await?
+                }
+            };
+            return self.advance_fan_out(wf, &run, parent).await;
         }
         if gates::fails_run(step, rec.status) {
             let e = rec
@@ -66,7 +76,12 @@ impl Handlers {
             }
             self.send_dispatch(wake).await?;
         }
-        self.finish_if_done(wf, &run.id).await
+        // `run` is as this step's final write left it: if others are still open, the
+        // last of them to finish sees zero and finishes the run.
+        if run.open_steps == 0 {
+            self.finish(wf, run).await?;
+        }
+        Ok(())
     }
 
     /// Records that `dep` lets `dependent` run; makes it ready when it was the last need.
@@ -112,7 +127,8 @@ impl Handlers {
             if CANCELLABLE.contains(&rec.status) {
                 self.cancel(wf, &rec).await?;
             } else if rec.status == StepStatus::Running && rec.fan_out.is_some() {
-                self.advance_fan_out(wf, run_id, &rec.key.step).await?;
+                let run = self.ports.store.get_run(run_id).await?;
+                self.advance_fan_out(wf, &run, rec).await?;
             }
         }
         self.finish_if_done(wf, run_id).await
@@ -143,28 +159,24 @@ impl Handlers {
     pub(super) async fn advance_fan_out(
         &self,
         wf: &Workflow,
-        run_id: &str,
-        step_id: &str,
+        run: &RunRecord,
+        parent: StepRecord,
     ) -> HandlerResult<()> {
+        let (run_id, step_id) = (run.id.as_str(), parent.key.step.clone());
+        let step_id = step_id.as_str();
         let Some(step) = wf.step(step_id) else {
             return Ok(());
         };
-        let parent = self
-            .ports
-            .store
-            .get_step(run_id, &StepKey::step(step_id))
-            .await?;
         let Some(f) = parent
             .fan_out
             .filter(|_| parent.status == StepStatus::Running)
         else {
             return Ok(());
         };
-        let run = self.ports.store.get_run(run_id).await?;
         let drained = run.failing && f.launched == f.finished;
         let failed_for_good = f.failed > 0 && !step.continue_on_failure;
         if f.finished < f.total && !drained && !failed_for_good {
-            if run.failing {
+            if run.failing || f.launched == f.total {
                 return Ok(());
             }
             let now = self.now();
@@ -241,7 +253,7 @@ impl Handlers {
         };
         let guard = Guard::at(&[StepStatus::Running], done.attempt);
         if let Some(Finalized { run, .. }) = self.ports.store.finalize_step(&guard, &done).await? {
-            Box::pin(self.settle(wf, run, &done, true)).await?;
+            Box::pin(self.settle(wf, run, &done, None, true)).await?;
         }
         Ok(())
     }
@@ -250,9 +262,18 @@ impl Handlers {
     /// with its output.
     pub(super) async fn finish_if_done(&self, wf: &Workflow, run_id: &str) -> HandlerResult<()> {
         let run = self.ports.store.get_run(run_id).await?;
-        if run.status.is_final() || run.open_steps > 0 {
+        if run.open_steps == 0 {
+            self.finish(wf, run).await?;
+        }
+        Ok(())
+    }
+
+    /// Finishes `run`, whose steps are all final, once.
+    async fn finish(&self, wf: &Workflow, run: RunRecord) -> HandlerResult<()> {
+        if run.status.is_final() {
             return Ok(());
         }
+        let run_id = run.id.as_str();
         let now = self.now();
         let mut done = RunRecord {
             finished_at: Some(now),

@@ -59,7 +59,7 @@ impl Handlers {
                     let rec = self.ports.store.get_step(&run.id, &key).await?;
                     let fresh_run = self.ports.store.get_run(&run.id).await?;
                     if rec.status.is_final() {
-                        self.settle(&wf, fresh_run, &rec, false).await?;
+                        self.settle(&wf, fresh_run, &rec, None, false).await?;
                     }
                 }
                 Repair::Dispatch(msg) => wake.push((msg, Duration::ZERO)),
@@ -89,7 +89,14 @@ impl Handlers {
                     let rec = self.ports.store.get_step(&run.id, &key).await?;
                     self.cancel(&wf, &rec).await?;
                 }
-                Repair::AdvanceFanOut(step) => self.advance_fan_out(&wf, &run.id, &step).await?,
+                Repair::AdvanceFanOut(step) => {
+                    let parent = self
+                        .ports
+                        .store
+                        .get_step(&run.id, &crate::model::StepKey::step(&step))
+                        .await?;
+                    self.advance_fan_out(&wf, run, parent).await?;
+                }
             }
         }
         self.send_dispatch(wake).await?;

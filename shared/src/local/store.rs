@@ -76,6 +76,15 @@ impl SqliteStore {
         })
     }
 
+    /// Reads need no write lock: a single statement sees one consistent snapshot.
+    fn with_read<T>(&self, f: impl FnOnce(&Connection) -> PortResult<T>) -> PortResult<T> {
+        let conn = self
+            .conn
+            .lock()
+            .map_err(|_| PortError::Backend("store lock poisoned".into()))?;
+        f(&conn)
+    }
+
     fn with_tx<T>(&self, f: impl FnOnce(&rusqlite::Transaction) -> PortResult<T>) -> PortResult<T> {
         let mut conn = self
             .conn
@@ -175,7 +184,7 @@ impl StateStore for SqliteStore {
     }
 
     async fn get_definition(&self, workflow: &str, version: &str) -> PortResult<Definition> {
-        self.with_tx(|tx| {
+        self.with_read(|tx| {
             let body: Option<String> = tx
                 .query_row(
                     "SELECT body FROM definitions WHERE workflow = ?1 AND version = ?2",
@@ -229,12 +238,12 @@ impl StateStore for SqliteStore {
     }
 
     async fn get_run(&self, run_id: &str) -> PortResult<RunRecord> {
-        self.with_tx(|tx| read_run(tx, run_id))
+        self.with_read(|tx| read_run(tx, run_id))
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> PortResult<Vec<RunRecord>> {
         let limit = if filter.limit == 0 { 100 } else { filter.limit } as i64;
-        self.with_tx(|tx| {
+        self.with_read(|tx| {
             query_bodies(
                 tx,
                 "SELECT body FROM runs WHERE (?1 IS NULL OR workflow = ?1) AND (?2 IS NULL OR status = ?2)
@@ -245,7 +254,7 @@ impl StateStore for SqliteStore {
     }
 
     async fn active_runs(&self, limit: usize) -> PortResult<Vec<RunRecord>> {
-        self.with_tx(|tx| {
+        self.with_read(|tx| {
             query_bodies(
                 tx,
                 "SELECT body FROM runs WHERE active = 1 ORDER BY id LIMIT ?1",
@@ -255,14 +264,14 @@ impl StateStore for SqliteStore {
     }
 
     async fn get_step(&self, run_id: &str, key: &StepKey) -> PortResult<StepRecord> {
-        self.with_tx(|tx| {
+        self.with_read(|tx| {
             read_step(tx, run_id, key)?
                 .ok_or_else(|| PortError::NotFound(format!("step {key} of run {run_id}")))
         })
     }
 
     async fn list_steps(&self, run_id: &str) -> PortResult<Vec<StepRecord>> {
-        self.with_tx(|tx| {
+        self.with_read(|tx| {
             query_bodies(
                 tx,
                 "SELECT body FROM steps WHERE run_id = ?1 ORDER BY idx, step",
@@ -272,7 +281,7 @@ impl StateStore for SqliteStore {
     }
 
     async fn list_iterations(&self, run_id: &str, step: &str) -> PortResult<Vec<StepRecord>> {
-        self.with_tx(|tx| {
+        self.with_read(|tx| {
             query_bodies(
                 tx,
                 "SELECT body FROM steps WHERE run_id = ?1 AND step = ?2 AND idx >= 0 ORDER BY idx",
