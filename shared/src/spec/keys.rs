@@ -106,6 +106,16 @@ impl<'de> Deserialize<'de> for KeyText {
     }
 }
 
+/// What a top-level value is, for "a workflow file must be a map".
+pub(crate) fn describe_top(node: &Node) -> &'static str {
+    match node {
+        Node::Map(_) => "a map",
+        Node::Seq(_) => "a list",
+        Node::Scalar(Value::Null) => "empty",
+        Node::Scalar(_) => "a single value",
+    }
+}
+
 /// Reports every problem of shape in `node`, the whole file, against `root`, its schema.
 pub(crate) fn check_shape(node: &At<Node>, root: &Value, out: &mut Collector) {
     let mut problems = Vec::new();
@@ -299,6 +309,8 @@ fn walk(node: &At<Node>, schema: &Value, root: &Value, path: &mut Vec<Seg>, out:
         Node::Map(entries) => {
             let props = s.get("properties").and_then(Value::as_object);
             let additional = s.get("additionalProperties");
+            // A misspelt required key is one mistake: report the typo, not also the gap.
+            let mut suggested = Vec::new();
             for (key, value) in entries {
                 path.push(Seg::Key(key.value.clone()));
                 let sub = props.and_then(|p| p.get(&key.value));
@@ -312,7 +324,9 @@ fn walk(node: &At<Node>, schema: &Value, root: &Value, path: &mut Vec<Seg>, out:
                         let known: Vec<&str> = props
                             .map(|p| p.keys().map(String::as_str).collect())
                             .unwrap_or_default();
-                        out.push((key.pos, unknown_key(&key.value, path, &known)));
+                        let (message, suggestion) = unknown_key(&key.value, path, &known);
+                        suggested.extend(suggestion);
+                        out.push((key.pos, message));
                     }
                     _ => {
                         path.pop();
@@ -321,7 +335,7 @@ fn walk(node: &At<Node>, schema: &Value, root: &Value, path: &mut Vec<Seg>, out:
             }
             let required = s.get("required").and_then(Value::as_array);
             for name in required.into_iter().flatten().filter_map(Value::as_str) {
-                if !entries.iter().any(|(k, _)| k.value == name) {
+                if !entries.iter().any(|(k, _)| k.value == name) && !suggested.contains(&name) {
                     out.push((
                         node.pos,
                         format!("missing required key `{name}` {}", place(path)),
@@ -459,6 +473,11 @@ const FAMILIAR: &[(&str, &str)] = &[
     ("payload", "input"),
     ("function", "lambda"),
     ("sleep", "wait"),
+    ("retries", "retry"),
+    ("delay", "backoff"),
+    ("max_delay", "max_backoff"),
+    ("timezone_name", "timezone"),
+    ("tz", "timezone"),
 ];
 
 /// Step keys that belong one level down.
@@ -475,12 +494,13 @@ const NESTED: &[(&str, &str)] = &[
     ("expect", "http"),
 ];
 
-fn unknown_key(key: &str, path: &[Seg], known: &[&str]) -> String {
+/// The message for an unknown key, and the known key it suggests, if any.
+fn unknown_key<'a>(key: &str, path: &[Seg], known: &[&'a str]) -> (String, Option<&'a str>) {
     let place = place(path);
     let familiar = FAMILIAR
         .iter()
         .find(|(from, to)| *from == key && known.contains(to))
-        .map(|(_, to)| *to);
+        .and_then(|(_, to)| known.iter().find(|k| *k == to).copied());
     let nearest = familiar.or_else(|| {
         known
             .iter()
@@ -490,16 +510,23 @@ fn unknown_key(key: &str, path: &[Seg], known: &[&str]) -> String {
             .map(|(_, k)| k)
     });
     if let Some(k) = nearest {
-        return format!("unknown key `{key}` {place}; did you mean `{k}`?");
+        return (
+            format!("unknown key `{key}` {place}; did you mean `{k}`?"),
+            Some(k),
+        );
     }
     if let Some((_, parent)) = NESTED
         .iter()
         .find(|(k, parent)| *k == key && known.contains(parent))
     {
-        return format!("unknown key `{key}` {place}; it belongs under `{parent}`");
+        return (
+            format!("unknown key `{key}` {place}; it belongs under `{parent}`"),
+            None,
+        );
     }
-    format!(
+    let message = format!(
         "unknown key `{key}` {place}; expected one of: {}",
         known.join(", ")
-    )
+    );
+    (message, None)
 }

@@ -40,10 +40,13 @@ pub fn parse(file: &str, text: &str) -> Result<Workflow, Invalid> {
     match serde_saphyr::from_str_with_options::<At<keys::Node>>(text, options.clone()) {
         Ok(tree) => {
             if !matches!(tree.value, keys::Node::Map(_)) {
-                diags.push(
-                    tree.pos,
-                    "a workflow file must be a map with `name` and `steps`",
-                );
+                let got = keys::describe_top(&tree.value);
+                let message = if got == "empty" {
+                    "the file is empty; a workflow is a map with `name` and `steps`".to_string()
+                } else {
+                    format!("a workflow file must be a map with `name` and `steps`, not {got}")
+                };
+                diags.push(tree.pos, message);
                 return Err(diags.finish(file).unwrap_err());
             }
             keys::check_shape(&tree, &json_schema(), &mut diags);

@@ -111,8 +111,7 @@ impl Ctx<'_> {
         let mut refs = BTreeSet::new();
         for s in strings {
             if let Err(e) = expr::check(s) {
-                let needle = s.split("{{").nth(1).map_or(s, str::trim);
-                let at = self.locate(pos, needle.split("}}").next().unwrap_or(needle).trim());
+                let at = self.locate(pos, broken_part(s));
                 self.err(
                     at,
                     format!(
@@ -214,6 +213,23 @@ impl Ctx<'_> {
             self.locate(outer, &at.value)
         }
     }
+}
+
+/// The text of the first `{{ ... }}` in `s` that does not parse on its own, so an
+/// error points at it rather than at a good expression before it.
+fn broken_part(s: &str) -> &str {
+    let parts: Vec<&str> = s
+        .split("{{")
+        .skip(1)
+        .map(|p| p.split("}}").next().unwrap_or(p).trim())
+        .filter(|p| !p.is_empty())
+        .collect();
+    parts
+        .iter()
+        .find(|p| expr::check(&format!("{{{{ {p} }}}}")).is_err())
+        .or(parts.first())
+        .copied()
+        .unwrap_or(s)
 }
 
 /// The candidate closest to `word`, if close enough to be a likely typo.
