@@ -438,6 +438,15 @@ fn a_key_with_no_close_match_lists_the_known_keys() {
 }
 
 #[test]
+fn a_misspelt_required_key_is_one_problem() {
+    let p = problem("name: x\nsteps:\n  - id: a\n    http: { ur: \"https://x\" }\n");
+    assert_eq!(
+        p,
+        "4:13: unknown key `ur` in `http` of step `a`; did you mean `url`?"
+    );
+}
+
+#[test]
 fn a_step_without_id_is_reported_at_the_step() {
     let p = problem("name: x\nsteps:\n  - pass: 1\n");
     assert_eq!(p, "3:5: missing required key `id` in step #1");
@@ -501,7 +510,16 @@ fn a_list_is_not_a_workflow() {
     let p = problem("- id: a\n  pass: 1\n");
     assert_eq!(
         p,
-        "1:1: a workflow file must be a map with `name` and `steps`"
+        "1:1: a workflow file must be a map with `name` and `steps`, not a list"
+    );
+}
+
+#[test]
+fn an_empty_file_says_so() {
+    let p = problem("# nothing yet\n");
+    assert!(
+        p.ends_with("the file is empty; a workflow is a map with `name` and `steps`"),
+        "{p}"
     );
 }
 
