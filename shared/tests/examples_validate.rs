@@ -5,6 +5,10 @@
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
+/// Files in `examples/` that are not workflows: the map of where the examples' Lambda
+/// functions run locally.
+const NOT_WORKFLOWS: &[&str] = &["functions.yaml"];
+
 fn examples() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -14,6 +18,9 @@ fn examples() -> Vec<PathBuf> {
             p.is_file()
                 && p.extension()
                     .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+                && !p
+                    .file_name()
+                    .is_some_and(|n| NOT_WORKFLOWS.iter().any(|w| n == *w))
         })
         .collect();
     files.sort();
