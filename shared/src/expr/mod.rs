@@ -91,20 +91,26 @@ pub fn check(s: &str) -> Result<BTreeSet<String>, ExprError> {
 }
 
 /// Step ids named as `steps.X` or `steps['X']` in a string.
+pub fn step_refs(s: &str) -> BTreeSet<String> {
+    attr_refs(s, "steps")
+}
+
+/// Attribute names read from the variable `root`, as `root.X`, `root['X']` or
+/// `root["X"]`, in a string: e.g. the params a field reads.
 ///
 /// A text scan rather than minijinja's `undeclared_variables`, which stops at subscripts
 /// and so misses `steps['big-day']`.
-pub fn step_refs(s: &str) -> BTreeSet<String> {
+pub fn attr_refs(s: &str, root: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let bytes = s.as_bytes();
     let mut i = 0;
-    while let Some(off) = s[i..].find("steps") {
+    while let Some(off) = s[i..].find(root) {
         let start = i + off;
         let before_ok = start == 0 || {
             let c = bytes[start - 1];
             !(c.is_ascii_alphanumeric() || c == b'_' || c == b'.')
         };
-        let mut j = start + 5;
+        let mut j = start + root.len();
         if before_ok && j < bytes.len() {
             if bytes[j] == b'.' {
                 j += 1;
@@ -129,6 +135,23 @@ pub fn step_refs(s: &str) -> BTreeSet<String> {
         i = j.max(start + 1);
     }
     out
+}
+
+/// The top-level names a string's expressions read (`params`, `steps`, `item`, ...),
+/// excluding names the template itself binds (`{% for x in ... %}`). Empty when the
+/// string has no expression or does not parse.
+pub fn root_names(s: &str) -> BTreeSet<String> {
+    let env = syntax_env();
+    let names = match shape(s) {
+        Shape::Literal => return BTreeSet::new(),
+        Shape::Single(e) => env
+            .compile_expression(e)
+            .map(|e| e.undeclared_variables(false)),
+        Shape::Mixed => env
+            .template_from_str(s)
+            .map(|t| t.undeclared_variables(false)),
+    };
+    names.map(|n| n.into_iter().collect()).unwrap_or_default()
 }
 
 /// Calls `f` on every string inside a JSON value (keys excluded), depth first.

@@ -117,3 +117,27 @@ fn when_and_for_each_helpers() {
     );
     assert!(r.list("{{ params.n }}", &scope()).is_err());
 }
+
+#[test]
+fn root_names_are_the_variables_an_expression_reads() {
+    let names = root_names("{{ params.n + steps['a'].output | length + item }}");
+    assert_eq!(
+        names.into_iter().collect::<Vec<_>>(),
+        vec!["item", "params", "steps"]
+    );
+    let names = root_names("{% for x in params.list %}{{ x }}{% endfor %}");
+    assert_eq!(names.into_iter().collect::<Vec<_>>(), vec!["params"]);
+    assert!(root_names("no braces").is_empty());
+}
+
+#[test]
+fn attribute_references_are_found_for_any_root() {
+    let refs = attr_refs(
+        "{{ params.bucket ~ params['the-key'] ~ myparams.x }}",
+        "params",
+    );
+    assert_eq!(
+        refs.into_iter().collect::<Vec<_>>(),
+        vec!["bucket", "the-key"]
+    );
+}

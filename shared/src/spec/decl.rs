@@ -44,7 +44,7 @@ pub struct WorkflowDecl {
     #[serde(default)]
     pub notify: Vec<At<NotifyDecl>>,
     /// The steps of the DAG.
-    pub steps: Vec<At<StepDecl>>,
+    pub steps: At<Vec<At<StepDecl>>>,
 }
 
 /// JSON type of a parameter.
@@ -68,7 +68,7 @@ pub struct ParamDecl {
     pub kind: Option<ParamType>,
     /// Value used when the input does not give one.
     #[serde(default)]
-    pub default: Option<Value>,
+    pub default: Option<At<Value>>,
     /// The input must give this parameter.
     #[serde(default)]
     pub required: bool,
@@ -112,16 +112,16 @@ pub enum ScheduleDecl {
 #[serde(deny_unknown_fields)]
 pub struct ScheduleFullDecl {
     /// 5-field cron expression or `rate(N unit)`.
-    pub cron: String,
+    pub cron: At<String>,
     /// IANA time zone, e.g. `Europe/Paris` (default UTC).
     #[serde(default)]
-    pub timezone: Option<String>,
+    pub timezone: Option<At<String>>,
     /// What to do with instants missed while nothing ran.
     #[serde(default)]
     pub catchup: Option<CatchupPolicy>,
     /// How far back catch-up looks, e.g. `6h` (default 24h).
     #[serde(default)]
-    pub catchup_window: Option<String>,
+    pub catchup_window: Option<At<String>>,
     /// What to do when the previous run is still active.
     #[serde(default)]
     pub overlap: Option<OverlapPolicy>,
@@ -199,13 +199,13 @@ pub struct DefaultsDecl {
 pub struct RetryDecl {
     /// Tries in all, the first included (default 1: no retry).
     #[serde(default)]
-    pub attempts: Option<u32>,
+    pub attempts: Option<At<u32>>,
     /// Wait before the second attempt, e.g. `2s` (default 1s).
     #[serde(default)]
     pub backoff: Option<At<String>>,
     /// Multiplier of the wait for each further attempt (default 2).
     #[serde(default)]
-    pub factor: Option<f64>,
+    pub factor: Option<At<f64>>,
     /// Upper bound of the wait, e.g. `1m`.
     #[serde(default)]
     pub max_backoff: Option<At<String>>,
@@ -304,7 +304,7 @@ pub struct StepDecl {
 pub struct HttpDecl {
     /// HTTP method (default GET).
     #[serde(default)]
-    pub method: Option<String>,
+    pub method: Option<At<String>>,
     pub url: At<String>,
     #[serde(default)]
     pub headers: IndexMap<String, String>,
@@ -333,7 +333,7 @@ pub enum WaitDecl {
 #[serde(deny_unknown_fields)]
 pub struct WaitUntilDecl {
     /// RFC 3339 timestamp, or an expression yielding one.
-    pub until: String,
+    pub until: At<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -26,7 +26,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit())
             .unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
+        let unit = rest[..unit_len].trim();
         let ms_per = match unit {
             "ms" => 1,
             "s" => 1_000,
@@ -39,8 +39,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
                 ));
             }
             other => {
+                let hint = match familiar_unit(other) {
+                    Some(u) => format!("; write `{n}{u}`"),
+                    None => String::new(),
+                };
                 return Err(format!(
-                    "bad duration `{s}`: unknown unit `{other}` (units: ms, s, m, h, d)"
+                    "bad duration `{s}`: unknown unit `{other}`{hint} (units: ms, s, m, h, d)"
                 ));
             }
         };
@@ -49,6 +53,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
     let ms = u64::try_from(total).map_err(|_| format!("bad duration `{s}`: too large"))?;
     Ok(Duration::from_millis(ms))
+}
+
+/// The unit people mean by a spelled-out one.
+fn familiar_unit(word: &str) -> Option<&'static str> {
+    Some(match word.to_ascii_lowercase().as_str() {
+        "millisecond" | "milliseconds" | "msec" => "ms",
+        "sec" | "secs" | "second" | "seconds" => "s",
+        "min" | "mins" | "minute" | "minutes" => "m",
+        "hr" | "hrs" | "hour" | "hours" => "h",
+        "day" | "days" => "d",
+        _ => return None,
+    })
 }
 
 /// Formats a duration the way users write them (`1h30m`, `250ms`).
@@ -99,6 +115,8 @@ mod tests {
                 .contains("expected a number")
         );
         assert!(parse_duration("").is_err());
+        let err = parse_duration("1 minute").unwrap_err();
+        assert!(err.contains("unknown unit `minute`; write `1m`"), "{err}");
     }
 
     #[test]

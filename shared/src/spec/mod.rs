@@ -40,16 +40,22 @@ pub fn parse(file: &str, text: &str) -> Result<Workflow, Invalid> {
     match serde_saphyr::from_str_with_options::<At<keys::Node>>(text, options.clone()) {
         Ok(tree) => {
             if !matches!(tree.value, keys::Node::Map(_)) {
-                diags.push(
-                    tree.pos,
-                    "a workflow file must be a map with `name` and `steps`",
-                );
+                let got = keys::describe_top(&tree.value);
+                let message = if got == "empty" {
+                    "the file is empty; a workflow is a map with `name` and `steps`".to_string()
+                } else {
+                    format!("a workflow file must be a map with `name` and `steps`, not {got}")
+                };
+                diags.push(tree.pos, message);
                 return Err(diags.finish(file).unwrap_err());
             }
-            keys::check_keys(&tree, &json_schema(), &mut diags);
+            keys::check_shape(&tree, &json_schema(), &mut diags);
         }
         Err(e) => {
-            diags.push(error_pos(&e), syntax_message(&e));
+            diags.push(
+                error_pos(&e),
+                format!("invalid YAML: {}", syntax_message(&e)),
+            );
             return Err(diags.finish(file).unwrap_err());
         }
     }
@@ -72,15 +78,21 @@ fn error_pos(e: &serde_saphyr::Error) -> Pos {
     e.location().map(Pos::from).unwrap_or_default()
 }
 
-/// The error text without serde-saphyr's own "line X column Y" prefix or source snippet:
-/// the position is printed once, by [`Invalid`]'s `Display`.
+/// The error text without serde-saphyr's own location or source snippet: the position is
+/// printed once, by [`Invalid`]'s `Display`.
 pub(crate) fn syntax_message(e: &serde_saphyr::Error) -> String {
-    let full = e.to_string();
-    let first = full.lines().next().unwrap_or_default().trim();
-    let msg = match first.find(": ") {
-        Some(i) if first[..i].contains("line") => &first[i + 2..],
-        _ => first,
-    };
+    use serde_saphyr::MessageFormatter;
+    let text = serde_saphyr::UserMessageFormatter.format_message(e.without_snippet());
+    let mut msg = text.lines().next().unwrap_or_default().trim();
+    // Some messages carry their own "error: line X column Y: " prefix.
+    if let Some(rest) = msg.strip_prefix("error: ") {
+        msg = rest;
+    }
+    if msg.starts_with("line ")
+        && let Some((_, rest)) = msg.split_once(": ")
+    {
+        msg = rest;
+    }
     msg.to_string()
 }
 

@@ -26,9 +26,7 @@ impl Schedule {
     pub fn parse(expression: &str, timezone: Option<&str>) -> Result<Self, String> {
         let timezone = match timezone {
             None => Tz::UTC,
-            Some(name) => name.parse::<Tz>().map_err(|_| {
-                format!("unknown time zone `{name}` (use an IANA name such as `Europe/Paris`)")
-            })?,
+            Some(name) => parse_timezone(name)?,
         };
         let cadence = parse_cadence(expression)?;
         Ok(Schedule {
@@ -54,6 +52,51 @@ impl Schedule {
                     .map(|t| t.with_timezone(&Utc))
             }
         }
+    }
+}
+
+/// Parses an IANA time zone name.
+pub fn parse_timezone(name: &str) -> Result<Tz, String> {
+    name.parse::<Tz>().map_err(|_| {
+        format!("unknown time zone `{name}`: use an IANA name such as `Europe/Paris` or `UTC`")
+    })
+}
+
+/// The five cron fields with the numbers each accepts.
+const CRON_FIELDS: [(&str, u32, u32); 5] = [
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day-of-month", 1, 31),
+    ("month", 1, 12),
+    ("day-of-week", 0, 7),
+];
+
+/// Names the first cron field holding a number outside its range, which croner only
+/// reports as "number out of bounds".
+fn cron_field_problem(e: &str) -> Option<String> {
+    for (text, (name, lo, hi)) in e.split_whitespace().zip(CRON_FIELDS) {
+        for part in text.split(',') {
+            // `a-b/step`, `n#k` (nth weekday): only the range bounds are field values.
+            let range = part.split(['/', '#']).next().unwrap_or_default();
+            for n in range.split('-').filter_map(|p| p.parse::<u32>().ok()) {
+                if n < lo || n > hi {
+                    return Some(format!(
+                        "the {name} field is `{text}`, but {name} must be between {lo} and {hi}"
+                    ));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Lowercases the first letter and drops a final period, to fit Braid's messages.
+fn quiet(msg: &str) -> String {
+    let msg = msg.trim().trim_end_matches('.');
+    let mut chars = msg.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => String::new(),
     }
 }
 
@@ -90,7 +133,10 @@ fn parse_cadence(expression: &str) -> Result<Cadence, String> {
         .year(Year::Disallowed)
         .build()
         .parse(e)
-        .map_err(|err| format!("bad cron `{e}`: {err}"))?;
+        .map_err(|err| {
+            let why = cron_field_problem(e).unwrap_or_else(|| quiet(&err.to_string()));
+            format!("bad cron `{e}`: {why}")
+        })?;
     Ok(Cadence::Cron(Box::new(cron)))
 }
 
@@ -112,6 +158,14 @@ mod tests {
         assert!(Schedule::parse("99 2 * * *", None).is_err());
         assert!(Schedule::parse("0 2 * * *", Some("Mars/Base")).is_err());
         assert!(Schedule::parse("rate(0 minutes)", None).is_err());
+    }
+
+    #[test]
+    fn a_cron_number_out_of_range_names_its_field() {
+        let err = Schedule::parse("0 25 * * *", None).unwrap_err();
+        assert!(err.contains("hour field is `25`"), "{err}");
+        let err = Schedule::parse("*/5 * 1-32 * *", None).unwrap_err();
+        assert!(err.contains("day-of-month"), "{err}");
     }
 
     #[test]

@@ -1,25 +1,51 @@
-//! Meaning checks: everything a syntactically correct file can still get wrong.
-//! Every check runs, so one pass reports every problem.
+//! Meaning checks: everything a well-shaped file can still get wrong.
+//! Every check runs, so one pass reports every problem, each naming the step and field.
 
 use super::decl::*;
 use super::duration::parse_duration;
 use super::error::Collector;
 use super::located::{At, Pos};
 use super::model::*;
-use super::schedule::Schedule;
+use super::schedule::{Schedule, parse_timezone};
 use crate::expr;
 use indexmap::IndexMap;
 use serde_json::Value;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 /// Run statuses a `notify` entry may name.
 pub const NOTIFY_STATUSES: &[&str] = &["started", "succeeded", "failed", "cancelled", "timed_out"];
 
+/// Variables an expression may read.
+const SCOPE: &[&str] = &["params", "trigger", "steps", "item", "index", "run"];
+
+/// Functions an expression may call: Braid's `secret` and minijinja's global functions.
+const FUNCTIONS: &[&str] = &["secret", "range", "dict", "namespace"];
+
+/// Whether a field is rendered once per `for_each` item, so it sees `item` and `index`.
+#[derive(Clone, Copy)]
+enum Item {
+    Bound,
+    /// Not bound; the text says why.
+    Unbound(&'static str),
+}
+
+const NOT_A_FOR_EACH_STEP: Item =
+    Item::Unbound("only the fields of a `for_each` step see `item` and `index`");
+const ONCE_PER_STEP: Item = Item::Unbound(
+    "`when` and `for_each` are evaluated once for the whole step, before there is an item",
+);
+const RUN_LEVEL: Item =
+    Item::Unbound("only the fields of a `for_each` step see `item` and `index`");
+
 struct Ctx<'a> {
     text: &'a str,
     line_starts: Vec<usize>,
     diags: &'a mut Collector,
+    /// Declared param names, to check `params.X`.
+    params: Vec<String>,
+    /// Every step id, to recognise `steps.big-day` (which Jinja reads as a subtraction).
+    step_ids: Vec<String>,
 }
 
 impl Ctx<'_> {
@@ -37,49 +63,182 @@ impl Ctx<'_> {
         }
     }
 
-    /// Position of `needle` at or after `from`, so an expression error points at the
-    /// expression itself rather than at the start of the field that holds it.
-    fn locate(&self, from: Pos, needle: &str) -> Pos {
-        if !from.is_known() {
-            return from;
-        }
-        let Some(&line_start) = self.line_starts.get(from.line as usize - 1) else {
-            return from;
-        };
-        let start = self.text[line_start..]
-            .char_indices()
-            .nth(from.column.saturating_sub(1) as usize)
-            .map_or(self.text.len(), |(i, _)| line_start + i);
-        let Some(off) = self.text[start..].find(needle) else {
-            return from;
-        };
-        let at = start + off;
-        let line = self.line_starts.partition_point(|&s| s <= at);
-        let col = self.text[self.line_starts[line - 1]..at].chars().count() + 1;
+    /// Byte offset of a position in the text.
+    fn offset(&self, pos: Pos) -> Option<usize> {
+        let line_start = *self.line_starts.get((pos.line as usize).checked_sub(1)?)?;
+        Some(
+            self.text[line_start..]
+                .char_indices()
+                .nth(pos.column.saturating_sub(1) as usize)
+                .map_or(self.text.len(), |(i, _)| line_start + i),
+        )
+    }
+
+    fn pos_at(&self, offset: usize) -> Pos {
+        let line = self.line_starts.partition_point(|&s| s <= offset);
+        let col = self.text[self.line_starts[line - 1]..offset]
+            .chars()
+            .count()
+            + 1;
         Pos {
             line: line as u32,
             column: col as u32,
         }
     }
 
-    /// Checks every expression in a value; returns the step ids it reads.
-    fn expressions(&mut self, v: &Value, pos: Pos, field: &str) -> BTreeSet<String> {
+    /// Position of `needle` at or after `from`, so an error points at the expression
+    /// itself rather than at the start of the field that holds it.
+    fn locate(&self, from: Pos, needle: &str) -> Pos {
+        self.locate_before(from, None, needle).unwrap_or(from)
+    }
+
+    /// Position of `needle` between `from` and `end` (the end of the text when `None`).
+    fn locate_before(&self, from: Pos, end: Option<Pos>, needle: &str) -> Option<Pos> {
+        let start = self.offset(from)?;
+        let end = end
+            .and_then(|e| self.offset(e))
+            .unwrap_or(self.text.len())
+            .max(start);
+        let off = self.text[start..end].find(needle)?;
+        Some(self.pos_at(start + off))
+    }
+
+    /// Checks every expression in a value: syntax, the names it reads, the params it
+    /// reads. Returns the step ids it reads; `field` names the field in messages.
+    fn expressions(&mut self, v: &Value, pos: Pos, field: &str, item: Item) -> BTreeSet<String> {
+        let mut strings = Vec::new();
+        expr::for_each_string(v, &mut |s| strings.push(s));
         let mut refs = BTreeSet::new();
-        let mut problems = Vec::new();
-        expr::for_each_string(v, &mut |s| match expr::check(s) {
-            Ok(r) => refs.extend(r),
-            Err(e) => problems.push((s.to_string(), e.message)),
-        });
-        for (s, msg) in problems {
-            let needle = s.split("{{").nth(1).map_or(s.as_str(), str::trim);
-            let at = self.locate(pos, needle.split("}}").next().unwrap_or(needle).trim());
-            self.err(
-                at,
-                format!("{field}: expression `{}` does not parse: {msg}", s.trim()),
+        for s in strings {
+            if let Err(e) = expr::check(s) {
+                let at = self.locate(pos, broken_part(s));
+                self.err(
+                    at,
+                    format!(
+                        "{field}: expression `{}` does not parse: {}",
+                        s.trim(),
+                        e.message
+                    ),
+                );
+                continue;
+            }
+            // `steps.big-day` parses as `steps.big - day`: report it once, and not the
+            // `big` step or the `day` name it seems to read.
+            let dashed = self.dashed_step_reads(s);
+            let mut misread = BTreeSet::new();
+            for id in &dashed {
+                let at = self.locate(pos, &format!("steps.{id}"));
+                let mut parts = id.split('-');
+                let head = parts.next().unwrap_or_default();
+                misread.extend(parts.map(str::to_string));
+                self.err(
+                    at,
+                    format!(
+                        "{field}: `steps.{id}` reads as `steps.{head}` minus the rest; write `steps['{id}']` for an id with dashes"
+                    ),
+                );
+            }
+            refs.extend(
+                expr::step_refs(s)
+                    .into_iter()
+                    .filter(|r| !dashed.iter().any(|d| d.starts_with(&format!("{r}-")))),
             );
+            for name in expr::root_names(s) {
+                if FUNCTIONS.contains(&name.as_str()) || misread.contains(&name) {
+                    continue;
+                }
+                if name == "item" || name == "index" {
+                    if let Item::Unbound(why) = item {
+                        let at = self.locate(pos, &name);
+                        self.err(at, format!("{field}: `{name}` is not set here: {why}"));
+                    }
+                    continue;
+                }
+                if SCOPE.contains(&name.as_str()) {
+                    continue;
+                }
+                let hint = nearest(&name, SCOPE.iter().chain(FUNCTIONS).copied())
+                    .map(|n| format!("; did you mean `{n}`?"))
+                    .unwrap_or_else(|| {
+                        "; expressions read params, trigger, steps, item, index, run and secret(name)"
+                            .into()
+                    });
+                let at = self.locate(pos, &name);
+                self.err(at, format!("{field}: unknown name `{name}`{hint}"));
+            }
+            for p in expr::attr_refs(s, "params") {
+                if self.params.contains(&p) {
+                    continue;
+                }
+                let hint = match nearest(&p, self.params.iter().map(String::as_str)) {
+                    Some(n) => format!("; did you mean `{n}`?"),
+                    None if self.params.is_empty() => "; declare it under `params`".into(),
+                    None => format!(
+                        "; declare it under `params` (declared: {})",
+                        self.params.join(", ")
+                    ),
+                };
+                let at = self.locate(pos, &p);
+                self.err(
+                    at,
+                    format!("{field}: `params.{p}` is not a declared param{hint}"),
+                );
+            }
         }
         refs
     }
+
+    /// Ids of steps with dashes that `s` reads as `steps.big-day`.
+    fn dashed_step_reads(&self, s: &str) -> Vec<String> {
+        self.step_ids
+            .iter()
+            .filter(|id| id.contains('-'))
+            .filter(|id| {
+                let needle = format!("steps.{id}");
+                s.match_indices(&needle).any(|(i, _)| {
+                    let next = s[i + needle.len()..].chars().next();
+                    !next.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                })
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// The position of a value inside an untagged enum (whose positions serde loses),
+    /// found by its text from the enclosing value's position.
+    fn inner_pos(&self, at: &At<String>, outer: Pos) -> Pos {
+        if at.pos.is_known() {
+            at.pos
+        } else {
+            self.locate(outer, &at.value)
+        }
+    }
+}
+
+/// The text of the first `{{ ... }}` in `s` that does not parse on its own, so an
+/// error points at it rather than at a good expression before it.
+fn broken_part(s: &str) -> &str {
+    let parts: Vec<&str> = s
+        .split("{{")
+        .skip(1)
+        .map(|p| p.split("}}").next().unwrap_or(p).trim())
+        .filter(|p| !p.is_empty())
+        .collect();
+    parts
+        .iter()
+        .find(|p| expr::check(&format!("{{{{ {p} }}}}")).is_err())
+        .or(parts.first())
+        .copied()
+        .unwrap_or(s)
+}
+
+/// The candidate closest to `word`, if close enough to be a likely typo.
+fn nearest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        .filter(|(d, c)| *d <= 2 && *d < c.len())
+        .min()
+        .map(|(_, c)| c)
 }
 
 fn valid_name(s: &str) -> bool {
@@ -97,6 +256,13 @@ fn valid_step_id(s: &str) -> bool {
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
         && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'_')
+}
+
+fn valid_param_name(s: &str) -> bool {
+    s.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn type_matches(kind: ParamType, v: &Value) -> bool {
@@ -134,6 +300,8 @@ pub(super) fn validate(decl: WorkflowDecl, text: &str, diags: &mut Collector) ->
         text,
         line_starts,
         diags,
+        params: decl.params.keys().cloned().collect(),
+        step_ids: decl.steps.iter().map(|s| s.id.value.clone()).collect(),
     };
 
     if !valid_name(&decl.name) {
@@ -156,7 +324,7 @@ pub(super) fn validate(decl: WorkflowDecl, text: &str, diags: &mut Collector) ->
         Some(d) => (
             d.retry
                 .as_ref()
-                .map(|r| retry(&mut cx, r, &RetryPolicy::default())),
+                .map(|r| retry(&mut cx, r, &RetryPolicy::default(), "defaults.retry")),
             d.timeout
                 .as_ref()
                 .and_then(|t| cx.duration(t, "defaults.timeout")),
@@ -173,13 +341,16 @@ pub(super) fn validate(decl: WorkflowDecl, text: &str, diags: &mut Collector) ->
         cx.err(c.pos, "concurrency must be at least 1");
     }
     let output = decl.output.map(|o| {
-        let refs = cx.expressions(&o.value, o.pos, "output");
+        let refs = cx.expressions(&o.value, o.pos, "output", RUN_LEVEL);
         for r in refs {
             if !decl.steps.iter().any(|s| s.id.value == r) {
-                let at = cx.locate(o.pos, &r);
+                let at = cx.locate(o.pos, &format!("steps.{r}"));
+                let hint = nearest(&r, cx.step_ids.iter().map(String::as_str))
+                    .map(|n| format!("; did you mean `{n}`?"))
+                    .unwrap_or_default();
                 cx.err(
                     at,
-                    format!("output reads `steps.{r}`, but there is no step `{r}`"),
+                    format!("output reads `steps.{r}`, but there is no step `{r}`{hint}"),
                 );
             }
         }
@@ -191,8 +362,7 @@ pub(super) fn validate(decl: WorkflowDecl, text: &str, diags: &mut Collector) ->
         .filter_map(|n| notify(&mut cx, n))
         .collect();
 
-    let defaults = RetryPolicy::default();
-    let default_retry = default_retry.unwrap_or(defaults);
+    let default_retry = default_retry.unwrap_or_default();
     let steps: Vec<Step> = decl
         .steps
         .iter()
@@ -200,7 +370,7 @@ pub(super) fn validate(decl: WorkflowDecl, text: &str, diags: &mut Collector) ->
         .collect();
     if decl.steps.is_empty() {
         cx.err(
-            Pos::default(),
+            decl.steps.pos,
             "the workflow has no steps; add at least one under `steps`",
         );
     }
@@ -222,45 +392,55 @@ pub(super) fn validate(decl: WorkflowDecl, text: &str, diags: &mut Collector) ->
 fn params(cx: &mut Ctx, decls: IndexMap<String, At<ParamDecl>>) -> IndexMap<String, Param> {
     let mut out = IndexMap::new();
     for (name, p) in decls {
-        let ok_name = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !ok_name {
+        if !valid_param_name(&name) {
             cx.err(
                 p.pos,
-                format!("param `{name}`: names must be letters, digits and `_`, not starting with a digit"),
+                format!(
+                    "param `{name}`: names must be letters, digits and `_`, not starting with a digit"
+                ),
             );
         }
         if let (Some(kind), Some(d)) = (p.kind, &p.default)
             && !type_matches(kind, d)
         {
             cx.err(
-                p.pos,
+                d.pos,
                 format!(
-                    "param `{name}`: default {} is not of type {}",
-                    d,
+                    "param `{name}`: the default is {} {}, but the param's type is {}",
+                    article(expr::json_type(d)),
+                    expr::json_type(d),
                     param_type_name(kind)
                 ),
             );
         }
-        if p.required && p.default.is_some() {
+        if let Some(d) = &p.default
+            && p.required
+        {
             cx.err(
-                p.pos,
-                format!("param `{name}`: a required param cannot have a default; drop one of them"),
+                d.pos,
+                format!(
+                    "param `{name}`: a required param cannot have a default; drop `required` or the default"
+                ),
             );
         }
         out.insert(
             name,
             Param {
                 kind: p.value.kind,
-                default: p.value.default,
+                default: p.value.default.map(|d| d.value),
                 required: p.value.required,
             },
         );
     }
     out
+}
+
+fn article(word: &str) -> &'static str {
+    // "an http step": the letter h is said "aitch".
+    match word.chars().next() {
+        Some('a' | 'e' | 'i' | 'o' | 'u' | 'h') => "an",
+        _ => "a",
+    }
 }
 
 fn trigger(cx: &mut Ctx, t: At<TriggerDecl>) -> Option<Trigger> {
@@ -273,43 +453,58 @@ fn trigger(cx: &mut Ctx, t: At<TriggerDecl>) -> Option<Trigger> {
         sqs,
         params,
     } = t.value;
-    let kinds = [
-        schedule.is_some(),
-        s3.is_some(),
-        event.is_some(),
-        webhook.is_some(),
-        sqs.is_some(),
+    let kinds: Vec<&str> = [
+        ("schedule", schedule.is_some()),
+        ("s3", s3.is_some()),
+        ("event", event.is_some()),
+        ("webhook", webhook.is_some()),
+        ("sqs", sqs.is_some()),
     ]
     .iter()
-    .filter(|x| **x)
-    .count();
-    if kinds != 1 {
+    .filter(|(_, set)| *set)
+    .map(|(k, _)| *k)
+    .collect();
+    if kinds.len() != 1 {
+        let has = if kinds.is_empty() {
+            "this one has none".to_string()
+        } else {
+            format!("this one has {}", kinds.join(" and "))
+        };
         cx.err(
             pos,
-            format!(
-                "a trigger needs exactly one of schedule, s3, event, webhook, sqs; this one has {kinds}"
-            ),
+            format!("a trigger needs exactly one of schedule, s3, event, webhook, sqs; {has}"),
         );
         return None;
     }
     if let Some(p) = &params {
-        cx.expressions(&p.value, p.pos, "trigger params");
+        cx.expressions(&p.value, p.pos, "trigger params", RUN_LEVEL);
     }
     let source = if let Some(s) = schedule {
         let (cron, tz, catchup, window, overlap) = match s.value {
-            ScheduleDecl::Short(c) => (c, None, None, None, None),
+            ScheduleDecl::Short(c) => (At::new(c, s.pos), None, None, None, None),
             ScheduleDecl::Full(f) => (f.cron, f.timezone, f.catchup, f.catchup_window, f.overlap),
         };
-        let schedule = match Schedule::parse(&cron, tz.as_deref()) {
-            Ok(s) => s,
-            Err(e) => {
-                cx.err(s.pos, e);
-                return None;
-            }
-        };
+        let mut ok = true;
+        if let Err(e) = Schedule::parse(&cron.value, None) {
+            cx.err(cx.inner_pos(&cron, s.pos), e);
+            ok = false;
+        }
+        if let Some(tz) = &tz
+            && let Err(e) = parse_timezone(&tz.value)
+        {
+            cx.err(cx.inner_pos(tz, s.pos), e);
+            ok = false;
+        }
         let window = match window {
-            Some(w) => cx.duration(&At::new(w, s.pos), "catchup_window")?,
-            None => Duration::from_secs(86_400),
+            Some(w) => {
+                let w = At::new(w.value.clone(), cx.inner_pos(&w, s.pos));
+                cx.duration(&w, "schedule.catchup_window")
+            }
+            None => Some(Duration::from_secs(86_400)),
+        };
+        let schedule = Schedule::parse(&cron.value, tz.as_ref().map(|t| t.value.as_str()));
+        let (true, Ok(schedule), Some(window)) = (ok, schedule, window) else {
+            return None;
         };
         TriggerSource::Schedule {
             schedule,
@@ -375,15 +570,24 @@ fn trigger(cx: &mut Ctx, t: At<TriggerDecl>) -> Option<Trigger> {
 fn notify(cx: &mut Ctx, n: At<NotifyDecl>) -> Option<Notify> {
     for s in &n.on {
         if !NOTIFY_STATUSES.contains(&s.value.as_str()) {
+            let hint = nearest(&s.value, NOTIFY_STATUSES.iter().copied())
+                .map(|n| format!("did you mean `{n}`? "))
+                .unwrap_or_default();
             cx.err(
                 s.pos,
                 format!(
-                    "notify: unknown status `{}`; expected one of: {}",
+                    "notify: unknown status `{}`; {hint}expected one of: {}",
                     s.value,
                     NOTIFY_STATUSES.join(", ")
                 ),
             );
         }
+    }
+    if n.on.is_empty() {
+        cx.err(
+            n.pos,
+            "notify: `on` lists no status, so this notification would never be sent",
+        );
     }
     let on = n.on.iter().map(|s| s.value.clone()).collect();
     let target = match (&n.slack, &n.webhook) {
@@ -392,6 +596,7 @@ fn notify(cx: &mut Ctx, n: At<NotifyDecl>) -> Option<Notify> {
                 &Value::String(s.webhook_url.value.clone()),
                 s.webhook_url.pos,
                 "notify.slack.webhook_url",
+                RUN_LEVEL,
             );
             NotifyTarget::Slack {
                 webhook_url: s.webhook_url.value.clone(),
@@ -402,6 +607,7 @@ fn notify(cx: &mut Ctx, n: At<NotifyDecl>) -> Option<Notify> {
                 &Value::String(w.url.value.clone()),
                 w.url.pos,
                 "notify.webhook.url",
+                RUN_LEVEL,
             );
             NotifyTarget::Webhook {
                 url: w.url.value.clone(),
@@ -419,33 +625,39 @@ fn notify(cx: &mut Ctx, n: At<NotifyDecl>) -> Option<Notify> {
     Some(Notify { on, target })
 }
 
-fn retry(cx: &mut Ctx, r: &At<RetryDecl>, base: &RetryPolicy) -> RetryPolicy {
+/// A retry policy over `base`; `field` names it in messages (`step `x`: retry`).
+fn retry(cx: &mut Ctx, r: &At<RetryDecl>, base: &RetryPolicy, field: &str) -> RetryPolicy {
     let mut p = base.clone();
-    if let Some(a) = r.attempts {
-        if a == 0 {
+    if let Some(a) = &r.attempts {
+        if a.value == 0 {
             cx.err(
-                r.pos,
-                "retry.attempts counts every try and must be at least 1",
+                a.pos,
+                format!(
+                    "{field}.attempts must be at least 1: it counts every try, the first included"
+                ),
             );
         }
-        p.attempts = a.max(1);
+        p.attempts = a.value.max(1);
     }
     if let Some(b) = &r.backoff
-        && let Some(d) = cx.duration(b, "retry.backoff")
+        && let Some(d) = cx.duration(b, &format!("{field}.backoff"))
     {
         p.backoff = d;
     }
-    if let Some(f) = r.factor {
-        if !(f.is_finite() && f >= 1.0) {
+    if let Some(f) = &r.factor {
+        if !(f.value.is_finite() && f.value >= 1.0) {
             cx.err(
-                r.pos,
-                format!("retry.factor must be a number of at least 1, got {f}"),
+                f.pos,
+                format!(
+                    "{field}.factor must be a number of at least 1, got {}",
+                    f.value
+                ),
             );
         }
-        p.factor = f;
+        p.factor = f.value;
     }
     if let Some(m) = &r.max_backoff
-        && let Some(d) = cx.duration(m, "retry.max_backoff")
+        && let Some(d) = cx.duration(m, &format!("{field}.max_backoff"))
     {
         p.max_backoff = Some(d);
     }
@@ -453,6 +665,19 @@ fn retry(cx: &mut Ctx, r: &At<RetryDecl>, base: &RetryPolicy) -> RetryPolicy {
         p.jitter = j;
     }
     p
+}
+
+/// Checks that `when` or `for_each` is one `{{ expression }}`: text around the braces
+/// would make it a string, which is always true and never a list.
+fn single_expression(cx: &mut Ctx, v: &At<String>, id: &str, key: &str, example: &str) {
+    if !matches!(expr::shape(&v.value), expr::Shape::Single(_)) {
+        cx.err(
+            v.pos,
+            format!(
+                "step `{id}`: `{key}` must be a single `{{{{ expression }}}}` with nothing around it, e.g. `{example}`"
+            ),
+        );
+    }
 }
 
 fn step(
@@ -468,24 +693,43 @@ fn step(
             format!("step id `{id}` is invalid: use lowercase letters, digits, `-` and `_`, starting with a letter or digit"),
         );
     }
+    let fields = if s.for_each.is_some() {
+        Item::Bound
+    } else {
+        NOT_A_FOR_EACH_STEP
+    };
     let mut reads = BTreeSet::new();
-    let mut field_exprs = |cx: &mut Ctx, v: &Value, pos: Pos, field: &str| {
-        reads.extend(cx.expressions(v, pos, &format!("step `{id}`: {field}")));
+    let mut field_exprs = |cx: &mut Ctx, v: &Value, pos: Pos, field: &str, item: Item| {
+        reads.extend(cx.expressions(v, pos, &format!("step `{id}`: {field}"), item));
     };
     if let Some(w) = &s.when {
-        field_exprs(cx, &Value::String(w.value.clone()), w.pos, "when");
+        single_expression(cx, w, &id, "when", "{{ steps.check.output.ok }}");
+        field_exprs(
+            cx,
+            &Value::String(w.value.clone()),
+            w.pos,
+            "when",
+            ONCE_PER_STEP,
+        );
     }
     if let Some(f) = &s.for_each {
-        field_exprs(cx, &Value::String(f.value.clone()), f.pos, "for_each");
+        single_expression(cx, f, &id, "for_each", "{{ steps.split.output.chunks }}");
+        field_exprs(
+            cx,
+            &Value::String(f.value.clone()),
+            f.pos,
+            "for_each",
+            ONCE_PER_STEP,
+        );
     }
     if let Some(i) = &s.input {
-        field_exprs(cx, &i.value, i.pos, "input");
+        field_exprs(cx, &i.value, i.pos, "input", fields);
     }
     if let Some(m) = &s.max_parallel {
         if s.for_each.is_none() {
             cx.err(
                 m.pos,
-                format!("step `{id}`: max_parallel only applies to `for_each` steps"),
+                format!("step `{id}`: max_parallel only applies to `for_each` steps; add `for_each` or remove it"),
             );
         }
         if m.value == 0 {
@@ -495,10 +739,10 @@ fn step(
             );
         }
     }
-    let retry = s
-        .retry
-        .as_ref()
-        .map_or_else(|| default_retry.clone(), |r| retry(cx, r, default_retry));
+    let retry = s.retry.as_ref().map_or_else(
+        || default_retry.clone(),
+        |r| retry(cx, r, default_retry, &format!("step `{id}`: retry")),
+    );
     let timeout = match &s.timeout {
         Some(t) => cx.duration(t, &format!("step `{id}`: timeout")),
         None => default_timeout,
@@ -506,7 +750,7 @@ fn step(
 
     let mut kinds: Vec<(&str, StepKind)> = Vec::new();
     if let Some(l) = &s.lambda {
-        field_exprs(cx, &Value::String(l.value.clone()), l.pos, "lambda");
+        field_exprs(cx, &Value::String(l.value.clone()), l.pos, "lambda", fields);
         kinds.push((
             "lambda",
             StepKind::Lambda {
@@ -517,14 +761,13 @@ fn step(
     if let Some(h) = &s.http {
         let method = h
             .method
-            .clone()
-            .unwrap_or_else(|| "GET".into())
-            .to_ascii_uppercase();
+            .as_ref()
+            .map_or_else(|| "GET".into(), |m| m.value.to_ascii_uppercase());
         if !["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"].contains(&method.as_str())
         {
             cx.err(
-                h.pos,
-                format!("step `{id}`: http.method `{method}` is not an HTTP method"),
+                h.method.as_ref().map_or(h.pos, |m| m.pos),
+                format!("step `{id}`: http.method `{method}` is not an HTTP method; use GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS"),
             );
         }
         if h.json.is_some() && h.body.is_some() {
@@ -538,15 +781,16 @@ fn step(
             &Value::String(h.url.value.clone()),
             h.url.pos,
             "http.url",
+            fields,
         );
         for v in h.headers.values() {
-            field_exprs(cx, &Value::String(v.clone()), h.pos, "http.headers");
+            field_exprs(cx, &Value::String(v.clone()), h.pos, "http.headers", fields);
         }
         if let Some(j) = &h.json {
-            field_exprs(cx, j, h.pos, "http.json");
+            field_exprs(cx, j, h.pos, "http.json", fields);
         }
         if let Some(b) = &h.body {
-            field_exprs(cx, &Value::String(b.clone()), h.pos, "http.body");
+            field_exprs(cx, &Value::String(b.clone()), h.pos, "http.body", fields);
         }
         if let Some(e) = &h.expect
             && e.iter().any(|c| !(100..=599).contains(c))
@@ -574,7 +818,7 @@ fn step(
         ));
     }
     if let Some(p) = &s.pass {
-        field_exprs(cx, &p.value, p.pos, "pass");
+        field_exprs(cx, &p.value, p.pos, "pass", fields);
         kinds.push((
             "pass",
             StepKind::Pass {
@@ -584,28 +828,34 @@ fn step(
     }
     if let Some(w) = &s.wait {
         let wait = match &w.value {
-            WaitDecl::For(d) => cx
-                .duration(&At::new(d.clone(), w.pos), &format!("step `{id}`: wait"))
-                .map(WaitFor::Duration),
+            WaitDecl::For(d) => WaitFor::Duration(
+                // A bad duration is reported; the step still has its kind.
+                cx.duration(&At::new(d.clone(), w.pos), &format!("step `{id}`: wait"))
+                    .unwrap_or_default(),
+            ),
             WaitDecl::Until(u) => {
-                let is_expr = u.until.contains("{{");
-                if is_expr {
-                    field_exprs(cx, &Value::String(u.until.clone()), w.pos, "wait.until");
+                let until_pos = cx.inner_pos(&u.until, w.pos);
+                if u.until.contains("{{") {
+                    field_exprs(
+                        cx,
+                        &Value::String(u.until.value.clone()),
+                        until_pos,
+                        "wait.until",
+                        fields,
+                    );
                 } else if chrono::DateTime::parse_from_rfc3339(&u.until).is_err() {
                     cx.err(
-                        w.pos,
+                        until_pos,
                         format!(
-                            "step `{id}`: wait.until `{}` is not an RFC 3339 timestamp",
-                            u.until
+                            "step `{id}`: wait.until `{}` is not an RFC 3339 timestamp such as `2026-01-01T09:00:00Z`",
+                            u.until.value
                         ),
                     );
                 }
-                Some(WaitFor::Until(u.until.clone()))
+                WaitFor::Until(u.until.value.clone())
             }
         };
-        if let Some(wait) = wait {
-            kinds.push(("wait", StepKind::Wait(wait)));
-        }
+        kinds.push(("wait", StepKind::Wait(wait)));
     }
     if let Some(a) = &s.approval {
         let timeout = a
@@ -648,9 +898,15 @@ fn step(
         ));
     }
     if let Some(f) = &s.fail {
-        field_exprs(cx, &Value::String(f.error.clone()), f.pos, "fail.error");
+        field_exprs(
+            cx,
+            &Value::String(f.error.clone()),
+            f.pos,
+            "fail.error",
+            fields,
+        );
         if let Some(m) = &f.message {
-            field_exprs(cx, &Value::String(m.clone()), f.pos, "fail.message");
+            field_exprs(cx, &Value::String(m.clone()), f.pos, "fail.message", fields);
         }
         kinds.push((
             "fail",
@@ -660,15 +916,15 @@ fn step(
             },
         ));
     }
-    if s.input.is_some()
-        && !kinds
-            .iter()
-            .any(|(k, _)| *k == "lambda" || *k == "workflow")
-        && kinds.len() == 1
+    if let (Some(input), [(kind, _)]) = (&s.input, kinds.as_slice())
+        && !matches!(*kind, "lambda" | "workflow")
     {
         cx.err(
-            s.input.as_ref().map_or(s.pos, |i| i.pos),
-            format!("step `{id}`: `input` is for `lambda` and `workflow` steps; a {} step takes its data in its own field", kinds[0].0),
+            input.pos,
+            format!(
+                "step `{id}`: `input` is for `lambda` and `workflow` steps; {} {kind} step takes its data in its own field",
+                article(kind)
+            ),
         );
     }
     match kinds.len() {
@@ -718,7 +974,7 @@ fn graph(cx: &mut Ctx, decls: &[At<StepDecl>], steps: &[Step]) {
             cx.err(
                 s.id.pos,
                 format!(
-                    "duplicate step id `{}` (first defined at {prev})",
+                    "duplicate step id `{}` (first defined at {prev}); step ids must be unique",
                     s.id.value
                 ),
             );
@@ -726,19 +982,20 @@ fn graph(cx: &mut Ctx, decls: &[At<StepDecl>], steps: &[Step]) {
             first.insert(&s.id.value, s.id.pos);
         }
     }
-    let ids: Vec<&str> = first.keys().copied().collect();
     for s in decls {
         let mut seen = BTreeSet::new();
         for n in &s.needs {
             if n.value == s.id.value {
-                cx.err(n.pos, format!("step `{}` needs itself", s.id.value));
+                cx.err(
+                    n.pos,
+                    format!(
+                        "step `{}` needs itself; remove `{}` from its needs",
+                        s.id.value, n.value
+                    ),
+                );
             } else if !first.contains_key(n.value.as_str()) {
-                let hint = ids
-                    .iter()
-                    .map(|i| (strsim::damerau_levenshtein(i, &n.value), *i))
-                    .filter(|(d, _)| *d <= 2)
-                    .min()
-                    .map(|(_, i)| format!("; did you mean `{i}`?"))
+                let hint = nearest(&n.value, decls.iter().map(|d| d.id.value.as_str()))
+                    .map(|i| format!("; did you mean `{i}`?"))
                     .unwrap_or_default();
                 cx.err(
                     n.pos,
@@ -756,7 +1013,7 @@ fn graph(cx: &mut Ctx, decls: &[At<StepDecl>], steps: &[Step]) {
         }
     }
 
-    // Cycles: depth-first search; a back edge names the whole cycle.
+    // The needs graph over known steps; self-needs are reported above, not as cycles.
     let needs: HashMap<&str, Vec<&str>> = decls
         .iter()
         .map(|s| {
@@ -765,11 +1022,13 @@ fn graph(cx: &mut Ctx, decls: &[At<StepDecl>], steps: &[Step]) {
                 s.needs
                     .iter()
                     .map(|n| n.value.as_str())
-                    .filter(|n| first.contains_key(n))
+                    .filter(|n| first.contains_key(n) && *n != s.id.value)
                     .collect(),
             )
         })
         .collect();
+
+    // Cycles: depth-first search; a back edge names the whole cycle.
     let mut state: HashMap<&str, u8> = HashMap::new();
     let mut reported: BTreeSet<Vec<&str>> = BTreeSet::new();
     for s in decls {
@@ -782,59 +1041,70 @@ fn graph(cx: &mut Ctx, decls: &[At<StepDecl>], steps: &[Step]) {
             &mut |cycle| {
                 let mut key = cycle.to_vec();
                 key.sort_unstable();
-                if reported.insert(key) {
-                    let mut names: Vec<&str> = cycle.to_vec();
-                    names.push(cycle[0]);
-                    let pos = first.get(cycle[0]).copied().unwrap_or_default();
-                    cx.err(pos, format!("steps form a cycle: {}", names.join(" → ")));
+                if !reported.insert(key) {
+                    return;
                 }
+                let links: Vec<String> = (0..cycle.len())
+                    .map(|i| format!("`{}` needs `{}`", cycle[i], cycle[(i + 1) % cycle.len()]))
+                    .collect();
+                // Point at the need that closes the cycle from its first step.
+                let pos = decls
+                    .iter()
+                    .find(|d| d.id.value == cycle[0])
+                    .and_then(|d| {
+                        let next = cycle[1 % cycle.len()];
+                        d.needs.iter().find(|n| n.value == next).map(|n| n.pos)
+                    })
+                    .or_else(|| first.get(cycle[0]).copied())
+                    .unwrap_or_default();
+                cx.err(
+                    pos,
+                    format!(
+                        "needs form a cycle: {}; remove one of these needs",
+                        links.join(", ")
+                    ),
+                );
             },
         );
     }
-    if !reported.is_empty() {
-        return;
-    }
 
     // Upstream references: a field may read only steps it (transitively) needs.
-    let mut upstream: HashMap<&str, BTreeSet<&str>> = HashMap::new();
-    fn ancestors<'a>(
-        id: &'a str,
-        needs: &HashMap<&'a str, Vec<&'a str>>,
-        memo: &mut HashMap<&'a str, BTreeSet<&'a str>>,
-    ) -> BTreeSet<&'a str> {
-        if let Some(a) = memo.get(id) {
-            return a.clone();
-        }
-        let mut out = BTreeSet::new();
-        for n in needs.get(id).into_iter().flatten() {
-            out.insert(*n);
-            out.extend(ancestors(n, needs, memo));
-        }
-        memo.insert(id, out.clone());
-        out
-    }
-    for step in steps.iter() {
-        let Some(decl) = decls.iter().find(|d| d.id.value == step.id) else {
+    for (i, decl) in decls.iter().enumerate() {
+        let Some(step) = steps.iter().find(|s| s.pos == decl.id.pos) else {
             continue;
         };
-        let up = ancestors(decl.id.value.as_str(), &needs, &mut upstream);
+        // Search for the reference within this step's text only.
+        let end = decls.get(i + 1).map(|d| d.pos);
+        let up = ancestors(&step.id, &needs);
         for r in &step.reads {
+            let at = [
+                format!("steps.{r}"),
+                format!("steps['{r}']"),
+                format!("steps[\"{r}\"]"),
+            ]
+            .iter()
+            .find_map(|needle| cx.locate_before(decl.pos, end, needle))
+            .unwrap_or(decl.pos);
             if r == &step.id {
-                cx.err(
-                    decl.pos,
-                    format!("step `{}` reads its own output (`steps.{r}`)", step.id),
-                );
-            } else if !first.contains_key(r.as_str()) {
-                let at = cx.locate(decl.pos, &format!("steps.{r}"));
                 cx.err(
                     at,
                     format!(
-                        "step `{}` reads `steps.{r}`, but there is no step `{r}`",
+                        "step `{}` reads its own output (`steps.{r}`); a step can only read the steps it needs",
+                        step.id
+                    ),
+                );
+            } else if !first.contains_key(r.as_str()) {
+                let hint = nearest(r, decls.iter().map(|d| d.id.value.as_str()))
+                    .map(|n| format!("; did you mean `{n}`?"))
+                    .unwrap_or_default();
+                cx.err(
+                    at,
+                    format!(
+                        "step `{}` reads `steps.{r}`, but there is no step `{r}`{hint}",
                         step.id
                     ),
                 );
             } else if !up.contains(r.as_str()) {
-                let at = cx.locate(decl.pos, &format!("steps.{r}"));
                 cx.err(
                     at,
                     format!(
@@ -845,6 +1115,18 @@ fn graph(cx: &mut Ctx, decls: &[At<StepDecl>], steps: &[Step]) {
             }
         }
     }
+}
+
+/// Every step `id` needs, directly or through other steps; safe on cycles.
+fn ancestors<'a>(id: &str, needs: &HashMap<&'a str, Vec<&'a str>>) -> BTreeSet<&'a str> {
+    let mut out = BTreeSet::new();
+    let mut queue: VecDeque<&str> = needs.get(id).into_iter().flatten().copied().collect();
+    while let Some(n) = queue.pop_front() {
+        if out.insert(n) {
+            queue.extend(needs.get(n).into_iter().flatten().copied());
+        }
+    }
+    out
 }
 
 fn find_cycles<'a>(

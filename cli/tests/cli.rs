@@ -1,0 +1,252 @@
+//! The `braid` binary as users run it: output, stderr and exit codes (SPEC §3).
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn braid(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_braid"))
+        .args(args)
+        .output()
+        .expect("the braid binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+/// Every workflow file in `examples/` (not the local function map, `functions.yaml`).
+fn example_workflows() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(examples_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "json"))
+        .filter(|p| !p.ends_with("functions.yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn example(name: &str) -> String {
+    examples_dir().join(name).display().to_string()
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+const GOOD: &str =
+    "name: good\nsteps:\n  - id: a\n    pass: 1\n  - id: b\n    needs: [a]\n    pass: 2\n";
+const BAD: &str =
+    "name: bad\nsteps:\n  - id: a\n    neds: [b]\n    pass: 1\n  - id: a\n    pass: 2\n";
+
+#[test]
+fn validate_prints_ok_for_a_valid_file_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(&dir, "good.yaml", GOOD);
+    let out = braid(&["validate", &good]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("ok {good}\n"));
+    assert_eq!(stderr(&out), "");
+}
+
+#[test]
+fn validate_prints_every_problem_with_file_line_and_column_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(&dir, "bad.yaml", BAD);
+    let out = braid(&["validate", &bad]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stdout(&out), "");
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "{bad}:4:5: unknown key `neds` in step `a`; did you mean `needs`?"
+        )),
+        "{err}"
+    );
+    // Shape problems are reported before meaning problems, so the duplicate id waits.
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn validate_checks_every_file_even_after_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(
+        &dir,
+        "dup.yaml",
+        "name: dup\nsteps:\n  - id: a\n    pass: 1\n  - id: a\n    pass: 2\n",
+    );
+    let good = write(&dir, "good.yaml", GOOD);
+    let out = braid(&["validate", &bad, &good]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stdout(&out), format!("ok {good}\n"));
+    assert!(
+        stderr(&out).contains(&format!("{bad}:5:9: duplicate step id `a`")),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn validate_names_a_file_it_cannot_read() {
+    let out = braid(&["validate", "no/such/workflow.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("cannot read `no/such/workflow.yaml`"), "{err}");
+}
+
+#[test]
+fn validate_accepts_json_files() {
+    let out = braid(&["validate", &example("hello.json")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn every_example_validates() {
+    let files: Vec<String> = example_workflows()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let mut args = vec!["validate"];
+    args.extend(files.iter().map(String::as_str));
+    let out = braid(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), files.len());
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["validate"][..],
+        &["no-such-command"][..],
+        &["graph"][..],
+        &["graph", "x.yaml", "--format", "png"][..],
+    ] {
+        let out = braid(args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "braid {args:?}: {}",
+            stderr(&out)
+        );
+        assert!(!stderr(&out).is_empty(), "braid {args:?} explained nothing");
+    }
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    assert_eq!(braid(&["--help"]).status.code(), Some(0));
+    assert_eq!(braid(&["--version"]).status.code(), Some(0));
+}
+
+/// The `needs` edges of examples/branch-and-rejoin.yaml, from needed step to step.
+const EDGES: &[(&str, &str)] = &[
+    ("classify", "big-order"),
+    ("big-order", "cool-down"),
+    ("classify", "small-order"),
+    ("cool-down", "receipt"),
+    ("small-order", "receipt"),
+];
+
+#[test]
+fn graph_prints_mermaid_by_default_with_every_edge() {
+    let out = braid(&["graph", &example("branch-and-rejoin.yaml")]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("flowchart TD"), "{text}");
+    for (from, to) in EDGES {
+        let edge = format!(
+            "s_{} --> s_{}",
+            from.replace('-', "_"),
+            to.replace('-', "_")
+        );
+        assert!(text.contains(&edge), "no `{edge}` in\n{text}");
+    }
+    assert_eq!(text.matches("-->").count(), EDGES.len(), "{text}");
+    assert!(text.contains(r#""big-order<br/>pass · when""#), "{text}");
+}
+
+#[test]
+fn graph_prints_dot_with_every_edge() {
+    let out = braid(&[
+        "graph",
+        &example("branch-and-rejoin.yaml"),
+        "--format",
+        "dot",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("digraph \"branch-and-rejoin\" {"),
+        "{text}"
+    );
+    for (from, to) in EDGES {
+        let edge = format!("\"{from}\" -> \"{to}\";");
+        assert!(text.contains(&edge), "no `{edge}` in\n{text}");
+    }
+    assert_eq!(text.matches(" -> ").count(), EDGES.len(), "{text}");
+}
+
+#[test]
+fn graph_marks_for_each_steps() {
+    let out = braid(&["graph", &example("nightly-report.yaml"), "--format", "dot"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains(r#""figures" [label="figures\nlambda · for_each", shape=box3d];"#),
+        "{text}"
+    );
+    let out = braid(&["graph", &example("nightly-report.yaml")]);
+    let text = stdout(&out);
+    assert!(
+        text.contains(r#"s_figures[["figures<br/>lambda · for_each"]]"#),
+        "{text}"
+    );
+}
+
+#[test]
+fn graph_of_an_invalid_file_prints_its_problems_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(&dir, "bad.yaml", BAD);
+    let out = braid(&["graph", &bad]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stdout(&out), "");
+    assert!(
+        stderr(&out).starts_with(&format!("{bad}:4:5: unknown key `neds`")),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn schema_prints_a_json_schema_that_every_example_matches() {
+    let out = braid(&["schema"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let schema: Value = serde_json::from_slice(&out.stdout).expect("the schema is JSON");
+    assert_eq!(schema["title"], "Braid workflow");
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    for path in example_workflows() {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let doc: Value = match path.extension().and_then(|e| e.to_str()) {
+            Some("json") => serde_json::from_str(&text).unwrap(),
+            Some("yaml") => serde_saphyr::from_str(&text).unwrap(),
+            _ => continue,
+        };
+        let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{}: {errors:#?}", path.display());
+    }
+    let typo: Value = serde_saphyr::from_str(BAD).unwrap();
+    assert!(
+        !validator.is_valid(&typo),
+        "the schema accepts an unknown key"
+    );
+}
