@@ -3,8 +3,17 @@
 //!
 //! ```text
 //! .braid/
-//!   state.db      runs, steps, definitions and both work queues (SQLite, WAL)
+//!   state.db      runs, steps and definitions (SQLite, WAL)
+//!   ready.db      the "ready" work queue
+//!   results.db    the "result" work queue
 //!   payloads/     values over the inline limit
+//! ```
+//!
+//! Each SQLite file has one writer at a time; a second connection that finds the file
+//! locked backs off for milliseconds. One file per writer keeps the hot path free of
+//! that wait (measured: about twice the steps per second of a shared file).
+//!
+//! ```text
 //! ```
 
 use super::lambda::{FunctionMap, LambdaConfigError, LambdaRunner};
@@ -71,8 +80,13 @@ pub fn local_ports(opts: &LocalOptions) -> Result<Ports, LocalError> {
     };
     Ok(Ports {
         store: Arc::new(SqliteStore::open(&db).map_err(state)?),
-        ready: Arc::new(SqliteQueue::open(&db, "ready", opts.clock.clone()).map_err(state)?),
-        results: Arc::new(SqliteQueue::open(&db, "results", opts.clock.clone()).map_err(state)?),
+        ready: Arc::new(
+            SqliteQueue::open(&dir.join("ready.db"), "ready", opts.clock.clone()).map_err(state)?,
+        ),
+        results: Arc::new(
+            SqliteQueue::open(&dir.join("results.db"), "results", opts.clock.clone())
+                .map_err(state)?,
+        ),
         payloads: Arc::new(FolderPayloads::open(&dir.join("payloads")).map_err(state)?),
         events: Arc::new(NullSink),
         http: Arc::new(HttpRunner::new().map_err(|e| LocalError::Http(e.to_string()))?),

@@ -9,6 +9,10 @@ use crate::ports::Received;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// How often the result queue and the run's status are looked at when nothing happens.
+const POLL_RARE: Duration = Duration::from_millis(5);
 
 /// How the runtime paces itself.
 #[derive(Debug, Clone)]
@@ -73,8 +77,12 @@ impl LocalRuntime {
     pub async fn run_to_end(&self, run_id: &str) -> Result<RunRecord, HandlerError> {
         let ports = &self.handlers.ports;
         let mut tasks: JoinSet<Handled> = JoinSet::new();
-        let mut next_tick = tokio::time::Instant::now();
+        let mut next_tick = Instant::now();
+        // The result queue and the run's status change rarely compared with the ready
+        // queue: they are looked at every `POLL_RARE` unless there is news.
+        let mut next_rare = Instant::now();
         let mut idle = Duration::from_millis(1);
+        let mut drained = false;
         loop {
             let mut worked = false;
             let mut acks = Vec::new();
@@ -88,29 +96,17 @@ impl LocalRuntime {
                 ports.ready.ack(&acks).await?;
             }
 
-            let results = ports
-                .results
-                .receive(self.settings.batch, Duration::from_secs(60))
-                .await?;
-            worked |= !results.is_empty();
-            let mut acks = Vec::with_capacity(results.len());
-            for m in results {
-                if let Handled::Ack(r) = self.complete_one(m).await {
-                    acks.push(r);
-                }
-            }
-            if !acks.is_empty() {
-                ports.results.ack(&acks).await?;
-            }
-
             let free = self
                 .settings
                 .concurrency
                 .saturating_sub(tasks.len())
                 .min(self.settings.batch);
-            if free > 0 {
+            // A receive that came back short drained the queue: until a task ends (and
+            // may have sent more) or the rare poll comes round, asking again finds nothing.
+            if free > 0 && (!drained || worked || Instant::now() >= next_rare) {
                 let visibility = self.handlers.settings.default_lease + Duration::from_secs(60);
                 let ready = ports.ready.receive(free, visibility).await?;
+                drained = ready.len() < free;
                 worked |= !ready.is_empty();
                 for m in ready {
                     let handlers = self.handlers.clone();
@@ -118,28 +114,53 @@ impl LocalRuntime {
                 }
             }
 
-            if tokio::time::Instant::now() >= next_tick {
-                self.handlers.tick().await?;
-                next_tick = tokio::time::Instant::now() + self.settings.tick_every;
-            }
-
-            if !worked {
-                let run = ports.store.get_run(run_id).await?;
-                if run.status.is_final() {
-                    return Ok(run);
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(idle) => {}
-                    Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                        if let Ok(Handled::Ack(r)) = done {
-                            ports.ready.ack(&[r]).await?;
-                        }
+            if Instant::now() >= next_rare {
+                let results = ports
+                    .results
+                    .receive(self.settings.batch, Duration::from_secs(60))
+                    .await?;
+                let mut acks = Vec::with_capacity(results.len());
+                let news = !results.is_empty();
+                for m in results {
+                    if let Handled::Ack(r) = self.complete_one(m).await {
+                        acks.push(r);
                     }
                 }
-                idle = (idle * 2).min(self.settings.idle_poll);
-            } else {
-                idle = Duration::from_millis(1);
+                if !acks.is_empty() {
+                    ports.results.ack(&acks).await?;
+                }
+                if !news && tasks.is_empty() {
+                    let run = ports.store.get_run(run_id).await?;
+                    if run.status.is_final() {
+                        return Ok(run);
+                    }
+                }
+                worked |= news;
+                if !news {
+                    next_rare = Instant::now() + POLL_RARE;
+                }
             }
+
+            if Instant::now() >= next_tick {
+                self.handlers.tick().await?;
+                next_tick = Instant::now() + self.settings.tick_every;
+            }
+
+            if worked {
+                idle = Duration::from_millis(1);
+                continue;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(idle) => {}
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    if let Ok(Handled::Ack(r)) = done {
+                        ports.ready.ack(&[r]).await?;
+                    }
+                    drained = false;
+                    continue;
+                }
+            }
+            idle = (idle * 2).min(self.settings.idle_poll);
         }
     }
 
