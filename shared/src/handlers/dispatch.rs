@@ -229,6 +229,7 @@ impl Handlers {
                 };
                 Task::Lambda { function, payload }
             }
+            // Refused at intake; only a run begun by an older definition reaches here.
             StepKind::Approval { .. } | StepKind::Signal { .. } | StepKind::Workflow { .. } => {
                 return Ok(Some(Outcome::Failed {
                     error: ErrorInfo::new(

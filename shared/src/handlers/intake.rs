@@ -5,6 +5,7 @@ use super::{HandlerError, HandlerResult, Handlers};
 use crate::engine::{params, start};
 use crate::model::{Definition, LifecycleEvent, RunRecord};
 use crate::ports::Created;
+use crate::spec::StepKind;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -31,6 +32,24 @@ impl Handlers {
     /// Starts a run. Bad input is rejected before anything is written.
     pub async fn start(&self, req: StartRequest) -> HandlerResult<Started> {
         let wf = super::parse_definition(&req.definition)?;
+        let unsupported: Vec<String> = wf
+            .steps
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s.kind,
+                    StepKind::Approval { .. } | StepKind::Signal { .. } | StepKind::Workflow { .. }
+                )
+            })
+            .map(|s| format!("`{}` ({})", s.id, s.kind.name()))
+            .collect();
+        if !unsupported.is_empty() {
+            return Err(HandlerError::Invalid(format!(
+                "workflow `{}` cannot run: approval, signal and child-workflow steps are not supported by this version yet: {}",
+                wf.name,
+                unsupported.join(", ")
+            )));
+        }
         let params = params::resolve(&wf, &req.input).map_err(|problems| {
             HandlerError::Invalid(format!(
                 "invalid input for workflow `{}`: {}",

@@ -54,7 +54,12 @@ impl Handlers {
                 s.id.clone(),
                 StepView {
                     status: rec.status,
-                    attempts: rec.attempt,
+                    // A skipped step's one dispatch only evaluated `when`: no attempt ran.
+                    attempts: if rec.status == StepStatus::Skipped {
+                        0
+                    } else {
+                        rec.attempt
+                    },
                     output,
                     error: rec.error.clone().filter(|_| {
                         rec.status == StepStatus::Failed || rec.status == StepStatus::Retrying

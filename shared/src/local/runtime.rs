@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// How often the result queue and the run's status are looked at when nothing happens.
 const POLL_RARE: Duration = Duration::from_millis(5);
@@ -168,8 +169,8 @@ impl LocalRuntime {
         match serde_json::from_str::<ResultMsg>(&m.body) {
             Ok(msg) => {
                 let span = tracing::debug_span!("complete", run = %msg.run_id, step = %msg.key);
-                let _enter = span.enter();
-                judge(m.receipt, "result", self.handlers.complete(&msg).await)
+                let outcome = self.handlers.complete(&msg).instrument(span).await;
+                judge(m.receipt, "result", outcome)
             }
             Err(e) => {
                 tracing::error!(error = %e, "result message is not valid; dropped");
@@ -181,7 +182,14 @@ impl LocalRuntime {
 
 async fn dispatch_one(handlers: &Handlers, m: Received) -> Handled {
     match serde_json::from_str::<DispatchMsg>(&m.body) {
-        Ok(msg) => judge(m.receipt, "ready", handlers.dispatch(&msg).await),
+        Ok(msg) => {
+            let span = tracing::debug_span!("dispatch", run = %msg.run_id, step = %msg.key, attempt = msg.attempt);
+            judge(
+                m.receipt,
+                "ready",
+                handlers.dispatch(&msg).instrument(span).await,
+            )
+        }
         Err(e) => {
             tracing::error!(error = %e, "ready message is not valid; dropped");
             Handled::Ack(m.receipt)
