@@ -99,16 +99,33 @@ impl SqliteStore {
     }
 }
 
+/// The body column of the one row `sql` selects, if any; statements are cached, as
+/// every message runs the same few.
+fn one_body(
+    conn: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> PortResult<Option<String>> {
+    conn.prepare_cached(sql)
+        .and_then(|mut st| st.query_row(args, |r| r.get(0)).optional())
+        .map_err(db)
+}
+
+/// Runs a cached write statement.
+fn exec(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> PortResult<usize> {
+    conn.prepare_cached(sql)
+        .and_then(|mut st| st.execute(args))
+        .map_err(db)
+}
+
 fn read_run(tx: &Connection, id: &str) -> PortResult<RunRecord> {
-    let body: Option<String> = tx
-        .query_row("SELECT body FROM runs WHERE id = ?1", [id], |r| r.get(0))
-        .optional()
-        .map_err(db)?;
+    let body: Option<String> = one_body(tx, "SELECT body FROM runs WHERE id = ?1", [id])?;
     dec(&body.ok_or_else(|| PortError::NotFound(format!("run {id}")))?)
 }
 
 fn write_run(tx: &Connection, run: &RunRecord) -> PortResult<()> {
-    tx.execute(
+    exec(
+        tx,
         "UPDATE runs SET status = ?2, active = ?3, body = ?4 WHERE id = ?1",
         params![
             run.id,
@@ -116,30 +133,22 @@ fn write_run(tx: &Connection, run: &RunRecord) -> PortResult<()> {
             !run.status.is_final(),
             enc(run)?
         ],
-    )
-    .map_err(db)?;
+    )?;
     Ok(())
 }
 
 fn read_step(tx: &Connection, run_id: &str, key: &StepKey) -> PortResult<Option<StepRecord>> {
-    let body: Option<String> = tx
-        .query_row(
-            "SELECT body FROM steps WHERE run_id = ?1 AND step = ?2 AND idx = ?3",
-            params![run_id, key.step, idx(key)],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(db)?;
+    let body: Option<String> = one_body(
+        tx,
+        "SELECT body FROM steps WHERE run_id = ?1 AND step = ?2 AND idx = ?3",
+        params![run_id, key.step, idx(key)],
+    )?;
     body.map(|b| dec(&b)).transpose()
 }
 
 fn write_step(tx: &Connection, rec: &StepRecord) -> PortResult<()> {
-    tx.execute(
-        "INSERT INTO steps (run_id, step, idx, status, attempt, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (run_id, step, idx) DO UPDATE SET status = ?4, attempt = ?5, body = ?6",
-        params![rec.run_id, rec.key.step, idx(&rec.key), rec.status.as_str(), rec.attempt, enc(rec)?],
-    )
-    .map_err(db)?;
+    exec(tx, "INSERT INTO steps (run_id, step, idx, status, attempt, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (run_id, step, idx) DO UPDATE SET status = ?4, attempt = ?5, body = ?6", params![rec.run_id, rec.key.step, idx(&rec.key), rec.status.as_str(), rec.attempt, enc(rec)?])?;
     Ok(())
 }
 
@@ -174,25 +183,22 @@ fn query_bodies<T: serde::de::DeserializeOwned>(
 impl StateStore for SqliteStore {
     async fn put_definition(&self, def: &Definition) -> PortResult<()> {
         self.with_tx(|tx| {
-            tx.execute(
+            exec(
+                tx,
                 "INSERT OR IGNORE INTO definitions (workflow, version, body) VALUES (?1, ?2, ?3)",
                 params![def.workflow, def.version, enc(def)?],
-            )
-            .map_err(db)?;
+            )?;
             Ok(())
         })
     }
 
     async fn get_definition(&self, workflow: &str, version: &str) -> PortResult<Definition> {
         self.with_read(|tx| {
-            let body: Option<String> = tx
-                .query_row(
-                    "SELECT body FROM definitions WHERE workflow = ?1 AND version = ?2",
-                    params![workflow, version],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(db)?;
+            let body: Option<String> = one_body(
+                tx,
+                "SELECT body FROM definitions WHERE workflow = ?1 AND version = ?2",
+                params![workflow, version],
+            )?;
             dec(&body
                 .ok_or_else(|| PortError::NotFound(format!("definition {workflow}@{version}")))?)
         })
@@ -201,32 +207,28 @@ impl StateStore for SqliteStore {
     async fn create_run(&self, run: &RunRecord, steps: &[StepRecord]) -> PortResult<Created> {
         self.with_tx(|tx| {
             if let Some(key) = &run.idempotency_key {
-                let existing: Option<String> = tx
-                    .query_row(
-                        "SELECT body FROM runs WHERE workflow = ?1 AND idempotency_key = ?2",
-                        params![run.workflow, key],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(db)?;
+                let existing: Option<String> = one_body(
+                    tx,
+                    "SELECT body FROM runs WHERE workflow = ?1 AND idempotency_key = ?2",
+                    params![run.workflow, key],
+                )?;
                 if let Some(body) = existing {
                     return Ok(Created::Existing(Box::new(dec(&body)?)));
                 }
             }
-            let inserted = tx
-                .execute(
-                    "INSERT OR IGNORE INTO runs (id, workflow, status, idempotency_key, active, body)
+            let inserted = exec(
+                tx,
+                "INSERT OR IGNORE INTO runs (id, workflow, status, idempotency_key, active, body)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![
-                        run.id,
-                        run.workflow,
-                        run.status.as_str(),
-                        run.idempotency_key,
-                        !run.status.is_final(),
-                        enc(run)?
-                    ],
-                )
-                .map_err(db)?;
+                params![
+                    run.id,
+                    run.workflow,
+                    run.status.as_str(),
+                    run.idempotency_key,
+                    !run.status.is_final(),
+                    enc(run)?
+                ],
+            )?;
             if inserted == 0 {
                 return Err(PortError::Conflict(format!("run {} exists", run.id)));
             }

@@ -5,7 +5,7 @@ use super::located::Pos;
 use super::schedule::Schedule;
 use indexmap::IndexMap;
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 /// A validated workflow.
@@ -22,26 +22,62 @@ pub struct Workflow {
     pub notify: Vec<Notify>,
     /// Steps in file order.
     pub steps: Vec<Step>,
+    /// Lookups the handlers make for every message, built once by [`Workflow::new`].
+    pub(super) index: StepIndex,
+}
+
+/// Step positions by id, and who needs whom, so lookups cost the same in a workflow of
+/// three steps and of three thousand.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StepIndex {
+    by_id: HashMap<String, usize>,
+    dependents: Vec<Vec<usize>>,
 }
 
 impl Workflow {
+    /// Builds the lookup index of `wf.steps` (ids are unique once validated).
+    pub(super) fn new(mut wf: Workflow) -> Workflow {
+        let by_id: HashMap<String, usize> = wf
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.clone(), i))
+            .collect();
+        let mut dependents = vec![Vec::new(); wf.steps.len()];
+        for (i, s) in wf.steps.iter().enumerate() {
+            for n in &s.needs {
+                if let Some(&j) = by_id.get(n) {
+                    dependents[j].push(i);
+                }
+            }
+        }
+        wf.index = StepIndex { by_id, dependents };
+        wf
+    }
+
     /// The step with this id.
     pub fn step(&self, id: &str) -> Option<&Step> {
-        self.steps.iter().find(|s| s.id == id)
+        self.index.by_id.get(id).map(|&i| &self.steps[i])
     }
 
     /// Steps that list `id` in their `needs`.
-    pub fn dependents<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a Step> + 'a {
-        self.steps
-            .iter()
-            .filter(move |s| s.needs.iter().any(|n| n == id))
+    pub fn dependents<'a>(&'a self, id: &str) -> impl Iterator<Item = &'a Step> + 'a {
+        let list = self
+            .index
+            .by_id
+            .get(id)
+            .map(|&i| self.index.dependents[i].as_slice())
+            .unwrap_or(&[]);
+        list.iter().map(move |&i| &self.steps[i])
     }
 
     /// Steps no other step needs: their outputs form the default run output.
     pub fn leaves(&self) -> impl Iterator<Item = &Step> {
         self.steps
             .iter()
-            .filter(|s| self.dependents(&s.id).next().is_none())
+            .enumerate()
+            .filter(|(i, _)| self.index.dependents[*i].is_empty())
+            .map(|(_, s)| s)
     }
 
     /// Steps with no `needs`: they start with the run.

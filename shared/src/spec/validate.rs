@@ -10,7 +10,7 @@ use super::schedule::{Schedule, parse_timezone};
 use crate::expr;
 use indexmap::IndexMap;
 use serde_json::Value;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 /// Run statuses a `notify` entry may name.
@@ -376,7 +376,7 @@ pub(super) fn validate(decl: WorkflowDecl, text: &str, diags: &mut Collector) ->
     }
     graph(&mut cx, &decl.steps, &steps);
 
-    Workflow {
+    Workflow::new(Workflow {
         name: decl.name.value,
         description: decl.description,
         params,
@@ -386,7 +386,8 @@ pub(super) fn validate(decl: WorkflowDecl, text: &str, diags: &mut Collector) ->
         output,
         notify,
         steps,
-    }
+        index: Default::default(),
+    })
 }
 
 fn params(cx: &mut Ctx, decls: IndexMap<String, At<ParamDecl>>) -> IndexMap<String, Param> {
@@ -1069,13 +1070,13 @@ fn graph(cx: &mut Ctx, decls: &[At<StepDecl>], steps: &[Step]) {
     }
 
     // Upstream references: a field may read only steps it (transitively) needs.
+    let by_pos: HashMap<Pos, &Step> = steps.iter().map(|s| (s.pos, s)).collect();
     for (i, decl) in decls.iter().enumerate() {
-        let Some(step) = steps.iter().find(|s| s.pos == decl.id.pos) else {
+        let Some(step) = by_pos.get(&decl.id.pos) else {
             continue;
         };
         // Search for the reference within this step's text only.
         let end = decls.get(i + 1).map(|d| d.pos);
-        let up = ancestors(&step.id, &needs);
         for r in &step.reads {
             let at = [
                 format!("steps.{r}"),
@@ -1104,7 +1105,7 @@ fn graph(cx: &mut Ctx, decls: &[At<StepDecl>], steps: &[Step]) {
                         step.id
                     ),
                 );
-            } else if !up.contains(r.as_str()) {
+            } else if !is_upstream(r, &step.id, &needs) {
                 cx.err(
                     at,
                     format!(
@@ -1117,16 +1118,20 @@ fn graph(cx: &mut Ctx, decls: &[At<StepDecl>], steps: &[Step]) {
     }
 }
 
-/// Every step `id` needs, directly or through other steps; safe on cycles.
-fn ancestors<'a>(id: &str, needs: &HashMap<&'a str, Vec<&'a str>>) -> BTreeSet<&'a str> {
-    let mut out = BTreeSet::new();
+/// Whether `id` needs `target`, directly or through other steps; safe on cycles. Stops
+/// as soon as it finds it, so a long chain reading its predecessor costs little.
+fn is_upstream(target: &str, id: &str, needs: &HashMap<&str, Vec<&str>>) -> bool {
+    let mut seen: HashSet<&str> = HashSet::new();
     let mut queue: VecDeque<&str> = needs.get(id).into_iter().flatten().copied().collect();
     while let Some(n) = queue.pop_front() {
-        if out.insert(n) {
+        if n == target {
+            return true;
+        }
+        if seen.insert(n) {
             queue.extend(needs.get(n).into_iter().flatten().copied());
         }
     }
-    out
+    false
 }
 
 fn find_cycles<'a>(
