@@ -84,17 +84,21 @@ impl LocalRuntime {
         let mut next_rare = Instant::now();
         let mut idle = Duration::from_millis(1);
         let mut drained = false;
+        // Handled messages are acknowledged in batches: an ack is a write, and a message
+        // redelivered because its ack was late changes nothing.
+        let mut acks: Vec<String> = Vec::new();
         loop {
             let mut worked = false;
-            let mut acks = Vec::new();
             while let Some(done) = tasks.try_join_next() {
                 if let Ok(Handled::Ack(r)) = done {
                     acks.push(r);
                 }
                 worked = true;
             }
-            if !acks.is_empty() {
-                ports.ready.ack(&acks).await?;
+            if acks.len() >= self.settings.batch
+                || (!acks.is_empty() && Instant::now() >= next_rare)
+            {
+                ports.ready.ack(&std::mem::take(&mut acks)).await?;
             }
 
             let free = self
@@ -120,19 +124,22 @@ impl LocalRuntime {
                     .results
                     .receive(self.settings.batch, Duration::from_secs(60))
                     .await?;
-                let mut acks = Vec::with_capacity(results.len());
+                let mut handled = Vec::with_capacity(results.len());
                 let news = !results.is_empty();
                 for m in results {
                     if let Handled::Ack(r) = self.complete_one(m).await {
-                        acks.push(r);
+                        handled.push(r);
                     }
                 }
-                if !acks.is_empty() {
-                    ports.results.ack(&acks).await?;
+                if !handled.is_empty() {
+                    ports.results.ack(&handled).await?;
                 }
                 if !news && tasks.is_empty() {
                     let run = ports.store.get_run(run_id).await?;
                     if run.status.is_final() {
+                        if !acks.is_empty() {
+                            ports.ready.ack(&acks).await?;
+                        }
                         return Ok(run);
                     }
                 }
@@ -155,7 +162,7 @@ impl LocalRuntime {
                 _ = tokio::time::sleep(idle) => {}
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                     if let Ok(Handled::Ack(r)) = done {
-                        ports.ready.ack(&[r]).await?;
+                        acks.push(r);
                     }
                     drained = false;
                     continue;
