@@ -46,9 +46,11 @@ pub fn open_readonly(state: &Path) -> anyhow::Result<LocalRuntime> {
     open(state, None)
 }
 
-/// A multi-threaded tokio runtime for the async commands.
+/// The tokio runtime for the async commands: one thread. The local runtime's work is
+/// short SQLite transactions and waiting on tasks; handing messages between worker
+/// threads cost more than it gained (see `braid bench`).
 pub fn tokio() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
+    Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
 }
