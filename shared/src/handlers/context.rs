@@ -21,7 +21,12 @@ impl Handlers {
             trigger: run.trigger.clone(),
             ..Scope::default()
         }
-        .with_run(&run.id, &run.workflow, &run.created_at.to_rfc3339());
+        .with_run(
+            &run.id,
+            &run.workflow,
+            &run.created_at
+                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        );
         for id in reads {
             let rec = self
                 .ports
