@@ -31,7 +31,7 @@ pub struct Started {
 impl Handlers {
     /// Starts a run. Bad input is rejected before anything is written.
     pub async fn start(&self, req: StartRequest) -> HandlerResult<Started> {
-        let wf = super::parse_definition(&req.definition)?;
+        let wf = self.parse_cached(&req.definition)?;
         let unsupported: Vec<String> = wf
             .steps
             .iter()

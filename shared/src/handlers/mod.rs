@@ -119,16 +119,33 @@ impl Handlers {
 
     /// The parsed workflow a run was started with (cached: definitions never change).
     pub async fn workflow(&self, run: &RunRecord) -> HandlerResult<Arc<Workflow>> {
-        let key = (run.workflow.clone(), run.version.clone());
-        if let Some(wf) = self.workflows.lock().expect("cache lock").get(&key) {
-            return Ok(wf.clone());
+        if let Some(wf) = self.cached(&run.workflow, &run.version) {
+            return Ok(wf);
         }
         let def = self
             .ports
             .store
             .get_definition(&run.workflow, &run.version)
             .await?;
-        let wf = Arc::new(parse_definition(&def)?);
+        self.parse_cached(&def)
+    }
+
+    fn cached(&self, workflow: &str, version: &str) -> Option<Arc<Workflow>> {
+        let key = (workflow.to_string(), version.to_string());
+        self.workflows
+            .lock()
+            .expect("cache lock")
+            .get(&key)
+            .cloned()
+    }
+
+    /// Parses a definition once per version and keeps the result.
+    fn parse_cached(&self, def: &Definition) -> HandlerResult<Arc<Workflow>> {
+        if let Some(wf) = self.cached(&def.workflow, &def.version) {
+            return Ok(wf);
+        }
+        let wf = Arc::new(parse_definition(def)?);
+        let key = (def.workflow.clone(), def.version.clone());
         self.workflows
             .lock()
             .expect("cache lock")
