@@ -74,7 +74,7 @@ fn lambda(function: &str, payload: Value) -> Task {
 async fn a_launched_function_echoes_its_payload() {
     let runner = worker(|_| {});
     let input = json!({"op": "echo", "nested": {"list": [1, 2, 3]}, "text": "héllo"});
-    let out = runner.run(&lambda("any", input.clone())).await.unwrap();
+    let out = runner.invoke(&input).await.unwrap();
     assert_eq!(out, input);
     let out = runner
         .invoke(&json!({"op": "split", "items": [1, 2, 3], "size": 2}))
@@ -290,10 +290,7 @@ fn invoke_runner(endpoint: &str) -> InvokeApiRunner {
 #[tokio::test]
 async fn the_invoke_api_runner_returns_the_function_response() {
     let runner = invoke_runner(&invoke_api_double().await);
-    let out = runner
-        .run(&lambda("echo", json!({"a": [1, 2]})))
-        .await
-        .unwrap();
+    let out = runner.invoke("echo", &json!({"a": [1, 2]})).await.unwrap();
     assert_eq!(out, json!({"a": [1, 2]}));
     // An ARN reaches the function by its name.
     let out = runner

@@ -9,10 +9,9 @@
 //! check signatures.
 
 use super::{error_document, excerpt, function_error, payload_value, split_function_name};
-use crate::ports::{Task, TaskError, TaskRunner};
+use crate::ports::TaskError;
 use crate::runners::error_chain;
 use crate::runners::http::status_is_retryable;
-use async_trait::async_trait;
 use reqwest::{Client, Url};
 use serde_json::Value;
 use std::time::Duration;
@@ -145,19 +144,6 @@ impl InvokeApiRunner {
                 "lambda.transport",
                 format!("invoking function `{function}` at {endpoint}: {detail}"),
             )
-        }
-    }
-}
-
-#[async_trait]
-impl TaskRunner for InvokeApiRunner {
-    async fn run(&self, task: &Task) -> Result<Value, TaskError> {
-        match task {
-            Task::Lambda { function, payload } => self.invoke(function, payload).await,
-            Task::Http { .. } => Err(TaskError::fatal(
-                "runner.unsupported_task",
-                "the Lambda runner cannot run an http task",
-            )),
         }
     }
 }

@@ -27,9 +27,8 @@
 //! kills every process it started.
 
 use super::{excerpt, function_error, payload_value};
-use crate::ports::{Task, TaskError, TaskRunner};
+use crate::ports::TaskError;
 use crate::spec::format_duration;
-use async_trait::async_trait;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -102,8 +101,7 @@ impl ProcessSpec {
 
 /// Runs one function's invocations on locally launched processes (see the module docs).
 ///
-/// Every [`Task::Lambda`] given to it runs on its function, whatever name the task
-/// carries: routing by name is [`super::LambdaRunner`]'s job.
+/// Routing invocations by function name is [`super::LambdaRunner`]'s job.
 pub struct RuntimeApiRunner {
     name: String,
     arn: String,
@@ -266,19 +264,6 @@ impl RuntimeApiRunner {
                 self.name
             ),
         )
-    }
-}
-
-#[async_trait]
-impl TaskRunner for RuntimeApiRunner {
-    async fn run(&self, task: &Task) -> Result<Value, TaskError> {
-        match task {
-            Task::Lambda { payload, .. } => self.invoke(payload).await,
-            Task::Http { .. } => Err(TaskError::fatal(
-                "runner.unsupported_task",
-                "the Lambda runner cannot run an http task",
-            )),
-        }
     }
 }
 
