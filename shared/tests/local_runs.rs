@@ -438,3 +438,139 @@ proptest! {
         })?;
     }
 }
+
+/// Publishing a failure's event is slow, so a sibling's success lands in between.
+struct SlowFailures;
+
+#[async_trait::async_trait]
+impl EventSink for SlowFailures {
+    async fn publish(&self, events: &[LifecycleEvent]) -> PortResult<()> {
+        if events.iter().any(|e| e.status == "failed") {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_failure_racing_the_last_success_still_fails_the_run() {
+    let yaml = r#"
+name: race
+steps:
+  - id: a
+    fail: { error: broken, message: "no" }
+  - id: b
+    pass: 1
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path());
+    let mut ports = local_ports(&opts).unwrap();
+    ports.events = Arc::new(SlowFailures);
+    let rt = local_runtime(ports, &opts);
+    let (def, _) = definition("wf.yaml", yaml).unwrap();
+    let started = rt
+        .handlers()
+        .start(StartRequest {
+            definition: def,
+            input: json!({}),
+            trigger: Value::Null,
+            idempotency_key: None,
+        })
+        .await
+        .unwrap();
+    let run = tokio::time::timeout(Duration::from_secs(30), rt.run_to_end(&started.run.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Failed);
+    assert_eq!(run.error.unwrap().error, "broken");
+}
+
+/// Answers every HTTP request with 200 after `delay`.
+async fn slow_server(delay: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                tokio::time::sleep(delay).await;
+                let body = "{\"ok\":true}";
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn a_failing_iteration_lets_iterations_in_flight_finish_before_the_run_fails() {
+    let slow = slow_server(Duration::from_millis(400)).await;
+    // Item 0 goes to a closed port and fails at once; items 1 and 2 take 400 ms; item 3
+    // never starts.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let yaml = format!(
+        r#"
+name: fan-fail-fast
+params:
+  urls: {{ type: array, default: ["{closed}", "{slow}", "{slow}", "{slow}"] }}
+steps:
+  - id: fan
+    for_each: "{{{{ params.urls }}}}"
+    max_parallel: 3
+    http: {{ url: "{{{{ item }}}}" }}
+"#
+    );
+    let v = run_plain(&yaml, json!({})).await;
+    assert_eq!(v.status, RunStatus::Failed);
+    assert_eq!(v.steps["fan"].status, StepStatus::Failed);
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path());
+    let rt = local_runtime(local_ports(&opts).unwrap(), &opts);
+    let (def, _) = definition("wf.yaml", &yaml).unwrap();
+    let started = rt
+        .handlers()
+        .start(StartRequest {
+            definition: def,
+            input: json!({}),
+            trigger: Value::Null,
+            idempotency_key: None,
+        })
+        .await
+        .unwrap();
+    let run = rt.run_to_end(&started.run.id).await.unwrap();
+    assert_eq!(run.status, RunStatus::Failed);
+    let its = rt
+        .handlers()
+        .ports
+        .store
+        .list_iterations(&run.id, "fan")
+        .await
+        .unwrap();
+    let statuses: Vec<StepStatus> = its.iter().map(|i| i.status).collect();
+    assert_eq!(statuses[0], StepStatus::Failed);
+    assert_eq!(
+        &statuses[1..3],
+        &[StepStatus::Succeeded, StepStatus::Succeeded],
+        "in flight: finished and recorded"
+    );
+    assert_ne!(statuses[3], StepStatus::Running, "nothing new started");
+    for it in &its[1..3] {
+        assert!(
+            it.finished_at.unwrap() <= run.finished_at.unwrap(),
+            "the run ends after its iterations"
+        );
+    }
+}

@@ -41,17 +41,25 @@ pub fn run_output(wf: &Workflow, renderer: &Renderer, scope: &Scope) -> Result<V
 }
 
 /// A `for_each` step's output: iteration outputs in item order (null where an
-/// iteration produced none), and the step's status: failed if any iteration failed.
+/// iteration produced none), and the step's status: failed if any iteration failed,
+/// else cancelled if any did not run to the end (fail fast stopped it), else succeeded.
 pub fn fan_in(
     iterations: impl IntoIterator<Item = (StepStatus, Option<Value>)>,
 ) -> (StepStatus, Value) {
-    let mut status = StepStatus::Succeeded;
+    let mut failed = false;
+    let mut stopped = false;
     let mut list = Vec::new();
     for (s, out) in iterations {
-        if s == StepStatus::Failed {
-            status = StepStatus::Failed;
-        }
+        failed |= s == StepStatus::Failed;
+        stopped |= !matches!(s, StepStatus::Succeeded | StepStatus::Failed);
         list.push(out.unwrap_or(Value::Null));
     }
+    let status = if failed {
+        StepStatus::Failed
+    } else if stopped {
+        StepStatus::Cancelled
+    } else {
+        StepStatus::Succeeded
+    };
     (status, Value::Array(list))
 }

@@ -79,19 +79,19 @@ pub fn reconcile(
                     });
                 } else if let (true, Some(f)) = (top_level, rec.fan_out) {
                     let in_flight = f.launched - f.finished;
-                    let can_launch = !run.failing
+                    let stopping = run.failing || (f.failed > 0 && !step.continue_on_failure);
+                    let can_launch = !stopping
                         && f.launched < f.total
                         && in_flight < gates::max_in_flight(step, f.total);
-                    let failed = f.failed > 0 && !step.continue_on_failure;
-                    let done = f.finished == f.total || failed || (run.failing && in_flight == 0);
+                    let done = f.finished == f.total || (stopping && in_flight == 0);
                     if can_launch || done {
                         out.push(Repair::AdvanceFanOut(rec.key.step.clone()));
                     }
                 }
             }
-            StepStatus::Ready | StepStatus::Retrying | StepStatus::Waiting
-                if run.failing && top_level =>
-            {
+            // A failing run starts nothing new: what waits to run is cancelled, launched
+            // iterations included.
+            StepStatus::Ready | StepStatus::Retrying | StepStatus::Waiting if run.failing => {
                 out.push(Repair::Cancel(rec.key.clone()));
             }
             StepStatus::Ready | StepStatus::Retrying if overdue(rec.due_at) => {
@@ -127,9 +127,6 @@ pub fn reconcile(
                 {
                     out.push(Repair::Settle(StepKey::step(n)));
                 }
-            }
-            s if s.is_final() && top_level && gates::fails_run(step, s) && !run.failing => {
-                out.push(Repair::Settle(rec.key.clone()));
             }
             _ => {}
         }

@@ -202,7 +202,7 @@ fn skipped_and_tolerated_failures_let_dependents_run_but_failures_do_not() {
 }
 
 #[test]
-fn fan_in_keeps_item_order_and_fails_if_any_iteration_failed() {
+fn fan_in_keeps_item_order_and_reports_failed_or_stopped_iterations() {
     let (s, v) = output::fan_in(vec![
         (StepStatus::Succeeded, Some(json!("a"))),
         (StepStatus::Succeeded, Some(json!("b"))),
@@ -213,6 +213,15 @@ fn fan_in_keeps_item_order_and_fails_if_any_iteration_failed() {
         (StepStatus::Succeeded, Some(json!(2))),
     ]);
     assert_eq!((s, v), (StepStatus::Failed, json!([null, 2])));
+    let (s, _) = output::fan_in(vec![
+        (StepStatus::Succeeded, Some(json!(1))),
+        (StepStatus::Cancelled, None),
+    ]);
+    assert_eq!(
+        s,
+        StepStatus::Cancelled,
+        "an iteration stopped by fail fast leaves the step cancelled"
+    );
 }
 
 #[test]
@@ -330,24 +339,6 @@ fn sweep_cancels_what_can_no_longer_run_in_a_failing_run_and_finishes_empty_runs
     assert_eq!(
         reconcile(&w, &run(0), &steps, t0(), STALE),
         vec![Repair::FinishRun]
-    );
-}
-
-#[test]
-fn sweep_fails_the_run_when_a_fatal_failure_was_not_acted_on() {
-    let w = wf(DIAMOND);
-    let steps = vec![
-        rec("a", StepStatus::Succeeded),
-        rec("b", StepStatus::Failed),
-        rec("c", StepStatus::Succeeded),
-        rec("d", StepStatus::Pending),
-    ];
-    let mut d_ready = steps.clone();
-    d_ready[3].satisfied = vec!["c".into()];
-    let repairs = reconcile(&w, &run(2), &d_ready, t0(), STALE);
-    assert!(
-        repairs.contains(&Repair::Settle(StepKey::step("b"))),
-        "{repairs:?}"
     );
 }
 

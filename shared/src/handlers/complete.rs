@@ -6,9 +6,11 @@
 //! that is over, an attempt whose lease expired (from the tick), and later callbacks,
 //! approvals and signals.
 
+use super::settle::run_error;
 use super::{HandlerResult, Handlers};
+use crate::engine::gates;
 use crate::engine::verdict::{self, Verdict};
-use crate::model::{Data, DispatchMsg, FanOut, ResultMsg, StepRecord, StepStatus};
+use crate::model::{Data, DispatchMsg, ErrorInfo, FanOut, ResultMsg, StepRecord, StepStatus};
 use crate::ports::Guard;
 use crate::spec::Workflow;
 use serde_json::Value;
@@ -79,7 +81,27 @@ impl Handlers {
                     finished_at: Some(now),
                     ..rec
                 };
-                if let Some(fin) = self.ports.store.finalize_step(&guard, &done).await? {
+                // A failure that fails the run says so in the same write (see the port).
+                let fail_run = done
+                    .error
+                    .as_ref()
+                    .filter(|_| gates::fails_run(step, status))
+                    .map(|e| match done.key.index {
+                        Some(i) => run_error(
+                            &step.id,
+                            &ErrorInfo::new(
+                                e.error.clone(),
+                                format!("iteration {i} failed: {}", e.message),
+                            ),
+                        ),
+                        None => run_error(&step.id, e),
+                    });
+                if let Some(fin) = self
+                    .ports
+                    .store
+                    .finalize_step(&guard, &done, fail_run.as_ref())
+                    .await?
+                {
                     self.settle(wf, fin.run, &done, fin.parent, true).await?;
                 }
                 Ok(())

@@ -55,7 +55,7 @@ impl Handlers {
             StepStatus::Ready | StepStatus::Retrying if rec.attempt + 1 == msg.attempt => {}
             _ => return Ok(()),
         }
-        if run.failing && rec.key.index.is_none() {
+        if run.failing {
             return self.cancel(&wf, &rec).await;
         }
         if let Some(due) = rec.due_at

@@ -20,6 +20,27 @@ const CANCELLABLE: &[StepStatus] = &[
     StepStatus::Waiting,
 ];
 
+/// Statuses a launched iteration can be cancelled from (a pending iteration was never
+/// launched and is not counted in its step's fan-out).
+const LAUNCHED_IDLE: &[StepStatus] =
+    &[StepStatus::Ready, StepStatus::Retrying, StepStatus::Waiting];
+
+/// Whether fail fast cancels `rec`.
+pub(super) fn cancellable(rec: &StepRecord) -> bool {
+    match rec.key.index {
+        None => CANCELLABLE.contains(&rec.status),
+        Some(_) => LAUNCHED_IDLE.contains(&rec.status),
+    }
+}
+
+/// The run's error when step `id` fails it.
+pub(super) fn run_error(id: &str, e: &ErrorInfo) -> ErrorInfo {
+    ErrorInfo::new(
+        e.error.clone(),
+        format!("step `{id}` failed: {}", e.message),
+    )
+}
+
 impl Handlers {
     /// Carries out the consequences of `rec` having become final. `fresh` is true when
     /// the caller just made it final (publish its event), false for a sweeper repair.
@@ -59,13 +80,7 @@ impl Handlers {
             return self.advance_fan_out(wf, &run, parent).await;
         }
         if gates::fails_run(step, rec.status) {
-            let e = rec
-                .error
-                .clone()
-                .unwrap_or_else(|| ErrorInfo::new("failed", "failed"));
-            let error =
-                ErrorInfo::new(e.error, format!("step `{}` failed: {}", step.id, e.message));
-            return self.fail_fast(wf, &run.id, &error).await;
+            return self.fail_fast(wf, &run.id).await;
         }
         if !run.failing && gates::lets_dependents_run(step, rec.status) {
             let mut wake = Vec::new();
@@ -116,15 +131,13 @@ impl Handlers {
         }))
     }
 
-    /// Fail fast: no new step starts; steps that can no longer run are cancelled;
-    /// attempts in flight finish and are recorded; the run fails when nothing is open.
-    async fn fail_fast(&self, wf: &Workflow, run_id: &str, error: &ErrorInfo) -> HandlerResult<()> {
-        self.ports.store.mark_failing(run_id, error).await?;
+    /// Fail fast (the run was marked failing by the failed step's own final write): no
+    /// new step starts; steps and launched iterations that can no longer run are
+    /// cancelled; attempts in flight finish and are recorded; the run fails when nothing
+    /// is open.
+    async fn fail_fast(&self, wf: &Workflow, run_id: &str) -> HandlerResult<()> {
         for rec in self.ports.store.list_steps(run_id).await? {
-            if rec.key.index.is_some() {
-                continue;
-            }
-            if CANCELLABLE.contains(&rec.status) {
+            if cancellable(&rec) {
                 self.cancel(wf, &rec).await?;
             } else if rec.status == StepStatus::Running && rec.fan_out.is_some() {
                 let run = self.ports.store.get_run(run_id).await?;
@@ -134,7 +147,8 @@ impl Handlers {
         self.finish_if_done(wf, run_id).await
     }
 
-    /// Cancels a step that has not started (or is between attempts).
+    /// Cancels a step that has not started (or is between attempts), or an iteration
+    /// that was launched but is not running, and settles it.
     pub(super) async fn cancel(&self, wf: &Workflow, rec: &StepRecord) -> HandlerResult<()> {
         let cancelled = StepRecord {
             status: StepStatus::Cancelled,
@@ -142,14 +156,18 @@ impl Handlers {
             finished_at: Some(self.now()),
             ..rec.clone()
         };
-        if self
+        let guard = Guard::status(if rec.key.index.is_some() {
+            LAUNCHED_IDLE
+        } else {
+            CANCELLABLE
+        });
+        if let Some(fin) = self
             .ports
             .store
-            .finalize_step(&Guard::status(CANCELLABLE), &cancelled)
+            .finalize_step(&guard, &cancelled, None)
             .await?
-            .is_some()
         {
-            self.finish_if_done(wf, &rec.run_id).await?;
+            Box::pin(self.settle(wf, fin.run, &cancelled, fin.parent, true)).await?;
         }
         Ok(())
     }
@@ -173,10 +191,16 @@ impl Handlers {
         else {
             return Ok(());
         };
-        let drained = run.failing && f.launched == f.finished;
+        let in_flight = f.launched - f.finished;
         let failed_for_good = f.failed > 0 && !step.continue_on_failure;
-        if f.finished < f.total && !drained && !failed_for_good {
-            if run.failing || f.launched == f.total {
+        // Once the run is failing (or an iteration failed for good), nothing new is
+        // launched and the step ends when the iterations in flight are recorded.
+        let stopping = run.failing || failed_for_good;
+        if stopping && in_flight > 0 {
+            return Ok(());
+        }
+        if f.finished < f.total && !stopping {
+            if f.launched == f.total {
                 return Ok(());
             }
             let now = self.now();
@@ -218,14 +242,11 @@ impl Handlers {
             };
             parts.push((it.status, out));
         }
-        let (mut status, list) = output::fan_in(parts);
+        let (status, list) = output::fan_in(parts);
         if failed_for_good {
             return self
                 .finalize_top(wf, parent, StepStatus::Failed, None, first_error)
                 .await;
-        }
-        if drained && f.finished < f.total {
-            status = StepStatus::Cancelled;
         }
         let out = self
             .store_value(&format!("runs/{run_id}/{step_id}/output.json"), list)
@@ -252,7 +273,16 @@ impl Handlers {
             ..rec
         };
         let guard = Guard::at(&[StepStatus::Running], done.attempt);
-        if let Some(Finalized { run, .. }) = self.ports.store.finalize_step(&guard, &done).await? {
+        let fail_run = wf
+            .step(&done.key.step)
+            .filter(|s| gates::fails_run(s, status))
+            .and_then(|s| done.error.as_ref().map(|e| run_error(&s.id, e)));
+        if let Some(Finalized { run, .. }) = self
+            .ports
+            .store
+            .finalize_step(&guard, &done, fail_run.as_ref())
+            .await?
+        {
             Box::pin(self.settle(wf, run, &done, None, true)).await?;
         }
         Ok(())

@@ -53,7 +53,7 @@ impl Handlers {
         let mut wake = Vec::new();
         for repair in repairs {
             match repair {
-                Repair::TimeOut => self.time_out(&wf, run, &steps).await?,
+                Repair::TimeOut => self.time_out(&wf, run).await?,
                 Repair::FinishRun => self.finish_if_done(&wf, &run.id).await?,
                 Repair::Settle(key) => {
                     let rec = self.ports.store.get_step(&run.id, &key).await?;
@@ -105,14 +105,11 @@ impl Handlers {
 
     /// Ends a run that passed its deadline: the run first (so late results are
     /// dropped), then every step still open.
-    async fn time_out(
-        &self,
-        wf: &Workflow,
-        run: &RunRecord,
-        steps: &[StepRecord],
-    ) -> HandlerResult<()> {
+    async fn time_out(&self, wf: &Workflow, run: &RunRecord) -> HandlerResult<()> {
         let now = self.now();
         let limit = wf.timeout.map(format_duration).unwrap_or_default();
+        // Read again: the sweep's copy may be older than the writes since.
+        let run = self.ports.store.get_run(&run.id).await?;
         let done = RunRecord {
             status: RunStatus::TimedOut,
             finished_at: Some(now),
@@ -134,7 +131,14 @@ impl Handlers {
             }])
             .await;
         }
-        for rec in steps.iter().filter(|r| !r.status.is_final()) {
+        for rec in self
+            .ports
+            .store
+            .list_steps(&run.id)
+            .await?
+            .iter()
+            .filter(|r| !r.status.is_final())
+        {
             let cancelled = StepRecord {
                 status: StepStatus::Cancelled,
                 lease_until: None,
@@ -144,7 +148,7 @@ impl Handlers {
             };
             self.ports
                 .store
-                .finalize_step(&Guard::status(OPEN), &cancelled)
+                .finalize_step(&Guard::status(OPEN), &cancelled, None)
                 .await?;
         }
         Ok(())

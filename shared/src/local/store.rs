@@ -310,6 +310,7 @@ impl StateStore for SqliteStore {
         &self,
         guard: &Guard,
         new: &StepRecord,
+        fail_run: Option<&ErrorInfo>,
     ) -> PortResult<Option<Finalized>> {
         debug_assert!(new.status.is_final());
         self.with_tx(|tx| {
@@ -318,6 +319,11 @@ impl StateStore for SqliteStore {
             }
             write_step(tx, new)?;
             let mut run = read_run(tx, &new.run_id)?;
+            let fails = fail_run.filter(|_| !run.failing && !run.status.is_final());
+            if let Some(error) = fails {
+                run.failing = true;
+                run.error = Some(error.clone());
+            }
             let parent = match new.key.index {
                 None => {
                     run.open_steps = run.open_steps.saturating_sub(1);
@@ -335,6 +341,9 @@ impl StateStore for SqliteStore {
                         f.failed += 1;
                     }
                     write_step(tx, &parent)?;
+                    if fails.is_some() {
+                        write_run(tx, &run)?;
+                    }
                     Some(parent)
                 }
             };
@@ -422,19 +431,6 @@ impl StateStore for SqliteStore {
             parent.fan_out = Some(f);
             write_step(tx, &parent)?;
             Ok(launched)
-        })
-    }
-
-    async fn mark_failing(&self, run_id: &str, error: &ErrorInfo) -> PortResult<bool> {
-        self.with_tx(|tx| {
-            let mut run = read_run(tx, run_id)?;
-            if run.status.is_final() || run.failing {
-                return Ok(false);
-            }
-            run.failing = true;
-            run.error = Some(error.clone());
-            write_run(tx, &run)?;
-            Ok(true)
         })
     }
 

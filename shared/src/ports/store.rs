@@ -87,9 +87,16 @@ pub trait StateStore: Send + Sync {
 
     /// Replaces a step record with a final `new` if `guard` holds, and in the same atomic
     /// write counts it: a top-level step lowers the run's `open_steps`; an iteration
-    /// raises its parent's `finished` (and `failed`). `None` when the guard is false.
-    async fn finalize_step(&self, guard: &Guard, new: &StepRecord)
-    -> PortResult<Option<Finalized>>;
+    /// raises its parent's `finished` (and `failed`). With `fail_run`, the same write
+    /// also turns on fail-fast for a run that is not final nor failing yet, with that
+    /// error — so no other writer can finish the run as succeeded in between, and a
+    /// crash right after leaves a run the sweeper fails. `None` when the guard is false.
+    async fn finalize_step(
+        &self,
+        guard: &Guard,
+        new: &StepRecord,
+        fail_run: Option<&ErrorInfo>,
+    ) -> PortResult<Option<Finalized>>;
 
     /// Adds `dep` to the satisfied needs of `dependent` if it is not there yet, and
     /// returns the dependent as it is after the write.
@@ -115,9 +122,6 @@ pub trait StateStore: Send + Sync {
         max_in_flight: u32,
         now: Timestamp,
     ) -> PortResult<Vec<u32>>;
-
-    /// Turns on fail-fast for a running run, once: true if this call did.
-    async fn mark_failing(&self, run_id: &str, error: &ErrorInfo) -> PortResult<bool>;
 
     /// Moves a run that is not final to `run.status` with its output, error and finish
     /// time, once: false if it was already final.

@@ -185,14 +185,18 @@ pub async fn finalize_counts_down_open_steps_once(store: &dyn StateStore) {
     };
     let guard = Guard::at(&[StepStatus::Running], 1);
     let fin = store
-        .finalize_step(&guard, &done)
+        .finalize_step(&guard, &done, None)
         .await
         .unwrap()
         .expect("first finalize applies");
     assert_eq!(fin.run.open_steps, 1);
     assert!(fin.parent.is_none());
     assert!(
-        store.finalize_step(&guard, &done).await.unwrap().is_none(),
+        store
+            .finalize_step(&guard, &done, None)
+            .await
+            .unwrap()
+            .is_none(),
         "a duplicate result is recorded once"
     );
     assert_eq!(store.get_run(&run.id).await.unwrap().open_steps, 1);
@@ -272,7 +276,7 @@ pub async fn fan_out_launches_within_the_limit_and_counts_iterations(store: &dyn
         ..claimed(&it0, 1)
     };
     let fin = store
-        .finalize_step(&Guard::at(&[StepStatus::Running], 1), &failed)
+        .finalize_step(&Guard::at(&[StepStatus::Running], 1), &failed, None)
         .await
         .unwrap()
         .expect("iteration finalizes");
@@ -305,14 +309,37 @@ pub async fn fan_out_launches_within_the_limit_and_counts_iterations(store: &dyn
     );
 }
 
+/// A failing step's final write turns on fail fast atomically, once; a run finishes once.
 pub async fn failing_and_finishing_happen_once(store: &dyn StateStore) {
     let run = two_step_run(store, "finish").await;
+    // Both steps fail the run; the first failure recorded is the run's error.
     let err = ErrorInfo::new("boom", "step `a` failed");
-    assert!(store.mark_failing(&run.id, &err).await.unwrap());
-    assert!(!store.mark_failing(&run.id, &err).await.unwrap());
+    let later = ErrorInfo::new("bang", "step `b` failed");
+    for (step, from, e) in [
+        ("a", StepStatus::Ready, &err),
+        ("b", StepStatus::Pending, &later),
+    ] {
+        let rec = store.get_step(&run.id, &StepKey::step(step)).await.unwrap();
+        let failed = StepRecord {
+            status: StepStatus::Failed,
+            error: Some(e.clone()),
+            ..rec
+        };
+        let fin = store
+            .finalize_step(&Guard::status(&[from]), &failed, Some(e))
+            .await
+            .unwrap()
+            .expect("the failure is recorded");
+        assert!(fin.run.failing, "the final write turns on fail fast");
+    }
     let failing = store.get_run(&run.id).await.unwrap();
     assert!(failing.failing);
-    assert_eq!(failing.error, Some(err));
+    assert_eq!(
+        failing.error,
+        Some(err),
+        "a later failure does not replace the first"
+    );
+    assert_eq!(failing.open_steps, 0);
     let done = RunRecord {
         status: RunStatus::Failed,
         finished_at: Some(t0()),
