@@ -106,24 +106,15 @@ impl Handlers {
         dependent: &crate::spec::Step,
         dep: &str,
     ) -> HandlerResult<Option<DispatchMsg>> {
-        let rec = self.ports.store.satisfy(run_id, &dependent.id, dep).await?;
-        if rec.status != StepStatus::Pending || !gates::is_ready(dependent, &rec.satisfied) {
-            return Ok(None);
-        }
-        let ready = StepRecord {
-            status: StepStatus::Ready,
-            due_at: Some(self.now()),
-            ..rec
-        };
-        // Guarded on pending: of two completers releasing the last needs, one wins.
-        if !self
+        // One guarded write: of two completers releasing the last needs, one wins.
+        let Some(ready) = self
             .ports
             .store
-            .update_step(&Guard::status(&[StepStatus::Pending]), &ready)
+            .satisfy(run_id, &dependent.id, dep, &dependent.needs, self.now())
             .await?
-        {
+        else {
             return Ok(None);
-        }
+        };
         Ok(Some(DispatchMsg {
             run_id: run_id.to_string(),
             key: ready.key,

@@ -351,16 +351,32 @@ impl StateStore for SqliteStore {
         })
     }
 
-    async fn satisfy(&self, run_id: &str, dependent: &str, dep: &str) -> PortResult<StepRecord> {
+    async fn satisfy(
+        &self,
+        run_id: &str,
+        dependent: &str,
+        dep: &str,
+        needs: &[String],
+        now: Timestamp,
+    ) -> PortResult<Option<StepRecord>> {
         self.with_tx(|tx| {
             let key = StepKey::step(dependent);
             let mut rec = read_step(tx, run_id, &key)?
                 .ok_or_else(|| PortError::NotFound(format!("step {key} of run {run_id}")))?;
-            if !rec.satisfied.iter().any(|d| d == dep) {
+            let added = !rec.satisfied.iter().any(|d| d == dep);
+            if added {
                 rec.satisfied.push(dep.to_string());
+            }
+            let ready = rec.status == StepStatus::Pending
+                && needs.iter().all(|n| rec.satisfied.contains(n));
+            if ready {
+                rec.status = StepStatus::Ready;
+                rec.due_at = Some(now);
+            }
+            if added || ready {
                 write_step(tx, &rec)?;
             }
-            Ok(rec)
+            Ok(ready.then_some(rec))
         })
     }
 

@@ -98,9 +98,18 @@ pub trait StateStore: Send + Sync {
         fail_run: Option<&ErrorInfo>,
     ) -> PortResult<Option<Finalized>>;
 
-    /// Adds `dep` to the satisfied needs of `dependent` if it is not there yet, and
-    /// returns the dependent as it is after the write.
-    async fn satisfy(&self, run_id: &str, dependent: &str, dep: &str) -> PortResult<StepRecord>;
+    /// Adds `dep` to the satisfied needs of `dependent` if it is not there yet and, in
+    /// the same write, makes a `pending` dependent `ready` (with `due_at = now`) once all
+    /// of `needs` are satisfied. Returns the dependent if this call made it ready — of
+    /// two callers releasing the last needs at once, exactly one gets it.
+    async fn satisfy(
+        &self,
+        run_id: &str,
+        dependent: &str,
+        dep: &str,
+        needs: &[String],
+        now: Timestamp,
+    ) -> PortResult<Option<StepRecord>>;
 
     /// Records a `for_each` expansion if `guard` holds on the parent: the parent is
     /// replaced by `parent` (with its fan-out set) and the pending `iterations` are

@@ -210,12 +210,47 @@ pub async fn finalize_counts_down_open_steps_once(store: &dyn StateStore) {
     );
 }
 
+/// Releasing needs is idempotent, and the write that completes them makes the
+/// dependent ready exactly once.
 pub async fn satisfy_is_idempotent(store: &dyn StateStore) {
     let run = two_step_run(store, "satisfy").await;
-    let once = store.satisfy(&run.id, "b", "a").await.unwrap();
-    let twice = store.satisfy(&run.id, "b", "a").await.unwrap();
-    assert_eq!(once.satisfied, vec!["a".to_string()]);
-    assert_eq!(twice.satisfied, vec!["a".to_string()]);
+    let needs = vec!["a".to_string(), "x".to_string()];
+    assert!(
+        store
+            .satisfy(&run.id, "b", "a", &needs, t0())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .satisfy(&run.id, "b", "a", &needs, t0())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let b = store.get_step(&run.id, &StepKey::step("b")).await.unwrap();
+    assert_eq!(
+        (b.satisfied.clone(), b.status),
+        (vec!["a".to_string()], StepStatus::Pending)
+    );
+    let ready = store
+        .satisfy(&run.id, "b", "x", &needs, t0())
+        .await
+        .unwrap()
+        .expect("the last need makes it ready");
+    assert_eq!(
+        (ready.status, ready.due_at),
+        (StepStatus::Ready, Some(t0()))
+    );
+    assert!(
+        store
+            .satisfy(&run.id, "b", "x", &needs, t0())
+            .await
+            .unwrap()
+            .is_none(),
+        "only once"
+    );
 }
 
 pub async fn fan_out_launches_within_the_limit_and_counts_iterations(store: &dyn StateStore) {
