@@ -574,3 +574,53 @@ steps:
         );
     }
 }
+
+#[tokio::test]
+async fn a_late_lease_expiry_does_not_touch_a_parked_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path());
+    let rt = local_runtime(local_ports(&opts).unwrap(), &opts);
+    let (def, _) = definition("wf.yaml", "name: nap\nsteps:\n  - id: nap\n    wait: 1h\n").unwrap();
+    let started = rt
+        .handlers()
+        .start(StartRequest {
+            definition: def,
+            input: json!({}),
+            trigger: Value::Null,
+            idempotency_key: None,
+        })
+        .await
+        .unwrap();
+    let run_id = started.run.id.clone();
+    // Let the runtime park the step, then stop it.
+    let _ = tokio::time::timeout(Duration::from_millis(300), rt.run_to_end(&run_id)).await;
+    let key = braid::model::StepKey::step("nap");
+    let parked = rt
+        .handlers()
+        .ports
+        .store
+        .get_step(&run_id, &key)
+        .await
+        .unwrap();
+    assert_eq!(parked.status, StepStatus::Waiting);
+    rt.handlers()
+        .complete(&braid::model::ResultMsg {
+            run_id: run_id.clone(),
+            key: key.clone(),
+            attempt: parked.attempt,
+            outcome: braid::model::Outcome::Failed {
+                error: braid::model::ErrorInfo::new("timeout", "lease expired"),
+                retryable: true,
+            },
+        })
+        .await
+        .unwrap();
+    let after = rt
+        .handlers()
+        .ports
+        .store
+        .get_step(&run_id, &key)
+        .await
+        .unwrap();
+    assert_eq!(after, parked, "the parked wait is unchanged");
+}

@@ -10,7 +10,9 @@ use super::settle::run_error;
 use super::{HandlerResult, Handlers};
 use crate::engine::gates;
 use crate::engine::verdict::{self, Verdict};
-use crate::model::{Data, DispatchMsg, ErrorInfo, FanOut, ResultMsg, StepRecord, StepStatus};
+use crate::model::{
+    Data, DispatchMsg, ErrorInfo, FanOut, Outcome, ResultMsg, StepRecord, StepStatus,
+};
 use crate::ports::Guard;
 use crate::spec::Workflow;
 use serde_json::Value;
@@ -38,6 +40,11 @@ impl Handlers {
         let now = self.now();
         let guard = Guard::at(IN_FLIGHT, msg.attempt);
         if !guard.holds(&rec) {
+            return Ok(());
+        }
+        // A parked step only ever ends by its wake-up; a lease expiry sent while it was
+        // still running arrives late and means nothing now.
+        if rec.status == StepStatus::Waiting && !matches!(msg.outcome, Outcome::Succeeded { .. }) {
             return Ok(());
         }
         let Some(step) = wf.step(&msg.key.step) else {
