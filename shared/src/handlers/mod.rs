@@ -1,5 +1,7 @@
-//! The handlers: intake (start a run), dispatch (claim, render, run the task, report),
-//! complete (record, release dependents, fan in, finish the run), tick (the sweeper).
+//! The handlers: intake (start a run), dispatch (claim, render, run the task, record
+//! its outcome), complete (record an outcome, release dependents, fan in, finish the
+//! run — for the dispatcher's outcomes and for those that arrive on the result queue),
+//! tick (the sweeper).
 //!
 //! They are generic over the ports ([`Ports`]), so the same code runs in the Lambda
 //! functions, in the local runtime and in tests. Each handler is idempotent: a message
