@@ -624,3 +624,75 @@ async fn a_late_lease_expiry_does_not_touch_a_parked_wait() {
         .unwrap();
     assert_eq!(after, parked, "the parked wait is unchanged");
 }
+
+#[tokio::test]
+async fn a_message_that_can_never_be_handled_fails_its_run_with_the_reason() {
+    use braid::model::{Definition, DispatchMsg, RunRecord, StepKey, StepRecord};
+    use braid::ports::Outgoing;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path());
+    let rt = local_runtime(local_ports(&opts).unwrap(), &opts);
+    let ports = &rt.handlers().ports;
+    // A run whose stored definition no longer parses: its messages can never succeed.
+    let def = Definition {
+        workflow: "broken".into(),
+        version: "v0".into(),
+        file: "broken.yaml".into(),
+        source: "name: broken\nsteps: 7\n".into(),
+    };
+    ports.store.put_definition(&def).await.unwrap();
+    let run = RunRecord {
+        id: "r-poison".into(),
+        workflow: "broken".into(),
+        version: "v0".into(),
+        status: RunStatus::Running,
+        params: json!({}),
+        trigger: Value::Null,
+        created_at: chrono::Utc::now(),
+        finished_at: None,
+        deadline: None,
+        failing: false,
+        open_steps: 1,
+        output: None,
+        error: None,
+        idempotency_key: None,
+    };
+    let step = StepRecord::new("r-poison", StepKey::step("a"), StepStatus::Ready);
+    ports.store.create_run(&run, &[step]).await.unwrap();
+    let msg = DispatchMsg {
+        run_id: "r-poison".into(),
+        key: StepKey::step("a"),
+        attempt: 1,
+    };
+    ports
+        .ready
+        .send(vec![Outgoing {
+            body: serde_json::to_string(&msg).unwrap(),
+            delay: Duration::ZERO,
+        }])
+        .await
+        .unwrap();
+    let done = tokio::time::timeout(Duration::from_secs(30), rt.run_to_end("r-poison"))
+        .await
+        .expect("the run is not left stuck")
+        .unwrap();
+    assert_eq!(done.status, RunStatus::Failed);
+    let err = done.error.unwrap();
+    // The dispatcher gives the message up, or the sweeper finds the run cannot go on:
+    // either way the run fails saying why.
+    assert!(
+        ["undeliverable", "invalid"].contains(&err.error.as_str()),
+        "{err:?}"
+    );
+    assert!(
+        err.message.contains("`steps` must be a list"),
+        "{}",
+        err.message
+    );
+    let a = ports
+        .store
+        .get_step("r-poison", &StepKey::step("a"))
+        .await
+        .unwrap();
+    assert_eq!(a.status, StepStatus::Cancelled);
+}

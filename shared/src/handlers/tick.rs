@@ -2,7 +2,7 @@
 //! It looks at every active run's records and repairs what a lost message or a crash
 //! left undone ([`crate::engine::reconcile`]).
 
-use super::{HandlerResult, Handlers};
+use super::{HandlerError, HandlerResult, Handlers};
 use crate::engine::reconcile::{Repair, reconcile};
 use crate::model::{
     ErrorInfo, LifecycleEvent, Outcome, ResultMsg, RunRecord, RunStatus, StepRecord, StepStatus,
@@ -38,7 +38,19 @@ impl Handlers {
             .await?
         {
             report.runs_checked += 1;
-            report.repairs += self.sweep_run(&run).await?;
+            // One run's trouble must not stop the sweep of the others.
+            match self.sweep_run(&run).await {
+                Ok(n) => report.repairs += n,
+                Err(HandlerError::Invalid(reason)) => {
+                    tracing::error!(run = %run.id, %reason, "run cannot go on; failing it");
+                    let error = ErrorInfo::new("invalid", reason);
+                    self.end_run(&run.id, RunStatus::Failed, error).await?;
+                    report.repairs += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(run = %run.id, error = %e, "sweeping the run failed; the next tick tries again");
+                }
+            }
         }
         Ok(report)
     }
@@ -103,20 +115,31 @@ impl Handlers {
         Ok(count)
     }
 
-    /// Ends a run that passed its deadline: the run first (so late results are
-    /// dropped), then every step still open.
+    /// Ends a run that passed its deadline.
     async fn time_out(&self, wf: &Workflow, run: &RunRecord) -> HandlerResult<()> {
-        let now = self.now();
         let limit = wf.timeout.map(format_duration).unwrap_or_default();
-        // Read again: the sweep's copy may be older than the writes since.
-        let run = self.ports.store.get_run(&run.id).await?;
+        let error = ErrorInfo::new(
+            "timed_out",
+            format!("the run exceeded its timeout of {limit}"),
+        );
+        self.end_run(&run.id, RunStatus::TimedOut, error).await
+    }
+
+    /// Ends a run at once with `status` and `error`: the run first (so late results are
+    /// dropped), then every step still open is cancelled. Used for timeouts and for
+    /// messages that can never be handled, so a run is never left stuck.
+    pub async fn end_run(
+        &self,
+        run_id: &str,
+        status: RunStatus,
+        error: ErrorInfo,
+    ) -> HandlerResult<()> {
+        let now = self.now();
+        let run = self.ports.store.get_run(run_id).await?;
         let done = RunRecord {
-            status: RunStatus::TimedOut,
+            status,
             finished_at: Some(now),
-            error: Some(ErrorInfo::new(
-                "timed_out",
-                format!("the run exceeded its timeout of {limit}"),
-            )),
+            error: Some(error),
             ..run.clone()
         };
         if self.ports.store.finish_run(&done).await? {

@@ -4,7 +4,7 @@
 //! for redelivery — plus a tick every second. There is no other execution path.
 
 use crate::handlers::{HandlerError, Handlers};
-use crate::model::{DispatchMsg, ResultMsg, RunRecord};
+use crate::model::{DispatchMsg, ErrorInfo, ResultMsg, RunRecord, RunStatus, StepKey};
 use crate::ports::Received;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,16 +51,41 @@ enum Handled {
     Retry,
 }
 
-fn judge(receipt: String, kind: &str, r: Result<(), HandlerError>) -> Handled {
-    match r {
-        Ok(()) => Handled::Ack(receipt),
-        Err(e) if e.is_retryable() => {
-            tracing::warn!(error = %e, "{kind} message failed; it will be delivered again");
-            Handled::Retry
-        }
+/// Deliveries after which a message that keeps failing is given up on and its run
+/// failed with the reason — the local counterpart of an SQS queue's `maxReceiveCount`
+/// and its dead-letter queue. A run is never left stuck on a poison message.
+pub const MAX_RECEIVES: u32 = 5;
+
+/// What to do with a message after its handler returned `r`.
+async fn judge(
+    handlers: &Handlers,
+    m: Received,
+    kind: &str,
+    run_id: &str,
+    key: &StepKey,
+    r: Result<(), HandlerError>,
+) -> Handled {
+    let e = match r {
+        Ok(()) => return Handled::Ack(m.receipt),
+        Err(e) => e,
+    };
+    if e.is_retryable() && m.receive_count < MAX_RECEIVES {
+        tracing::warn!(error = %e, "{kind} message failed; it will be delivered again");
+        return Handled::Retry;
+    }
+    tracing::error!(error = %e, run = run_id, step = %key, "{kind} message given up; failing its run");
+    let reason = ErrorInfo::new(
+        "undeliverable",
+        format!(
+            "the {kind} message for step `{key}` could not be handled (delivered {} time(s)): {e}",
+            m.receive_count
+        ),
+    );
+    match handlers.end_run(run_id, RunStatus::Failed, reason).await {
+        Ok(()) => Handled::Ack(m.receipt),
         Err(e) => {
-            tracing::error!(error = %e, "{kind} message dropped: it can never succeed");
-            Handled::Ack(receipt)
+            tracing::warn!(error = %e, "failing the run failed; the message will be delivered again");
+            Handled::Retry
         }
     }
 }
@@ -177,7 +202,7 @@ impl LocalRuntime {
             Ok(msg) => {
                 let span = tracing::debug_span!("complete", run = %msg.run_id, step = %msg.key);
                 let outcome = self.handlers.complete(&msg).instrument(span).await;
-                judge(m.receipt, "result", outcome)
+                judge(&self.handlers, m, "result", &msg.run_id, &msg.key, outcome).await
             }
             Err(e) => {
                 tracing::error!(error = %e, "result message is not valid; dropped");
@@ -191,11 +216,8 @@ async fn dispatch_one(handlers: &Handlers, m: Received) -> Handled {
     match serde_json::from_str::<DispatchMsg>(&m.body) {
         Ok(msg) => {
             let span = tracing::debug_span!("dispatch", run = %msg.run_id, step = %msg.key, attempt = msg.attempt);
-            judge(
-                m.receipt,
-                "ready",
-                handlers.dispatch(&msg).instrument(span).await,
-            )
+            let outcome = handlers.dispatch(&msg).instrument(span).await;
+            judge(handlers, m, "ready", &msg.run_id, &msg.key, outcome).await
         }
         Err(e) => {
             tracing::error!(error = %e, "ready message is not valid; dropped");
