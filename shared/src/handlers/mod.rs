@@ -103,6 +103,9 @@ pub struct Handlers {
     pub settings: Settings,
     renderer: Renderer,
     workflows: Mutex<HashMap<(String, String), Arc<Workflow>>>,
+    /// Where the next tick's sweep starts: each tick sweeps one page of active runs, so
+    /// every run is reached however many are active.
+    sweep_cursor: Mutex<Option<String>>,
 }
 
 impl Handlers {
@@ -112,6 +115,7 @@ impl Handlers {
             settings,
             renderer,
             workflows: Mutex::new(HashMap::new()),
+            sweep_cursor: Mutex::new(None),
         }
     }
 

@@ -28,15 +28,22 @@ const OPEN: &[StepStatus] = &[
 ];
 
 impl Handlers {
-    /// Sweeps the active runs once.
+    /// Sweeps one page of active runs (all of them when there are fewer than
+    /// `sweep_limit`).
     pub async fn tick(&self) -> HandlerResult<TickReport> {
         let mut report = TickReport::default();
-        for run in self
+        let after = self.sweep_cursor.lock().expect("cursor lock").clone();
+        let page = self
             .ports
             .store
-            .active_runs(self.settings.sweep_limit)
-            .await?
-        {
+            .active_runs(after.as_deref(), self.settings.sweep_limit)
+            .await?;
+        // A short page reached the end: the next tick starts from the oldest again.
+        let next = (page.len() >= self.settings.sweep_limit)
+            .then(|| page.last().map(|r| r.id.clone()))
+            .flatten();
+        *self.sweep_cursor.lock().expect("cursor lock") = next;
+        for run in page {
             report.runs_checked += 1;
             // One run's trouble must not stop the sweep of the others.
             match self.sweep_run(&run).await {

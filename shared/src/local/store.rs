@@ -255,12 +255,12 @@ impl StateStore for SqliteStore {
         })
     }
 
-    async fn active_runs(&self, limit: usize) -> PortResult<Vec<RunRecord>> {
+    async fn active_runs(&self, after: Option<&str>, limit: usize) -> PortResult<Vec<RunRecord>> {
         self.with_read(|tx| {
             query_bodies(
                 tx,
-                "SELECT body FROM runs WHERE active = 1 ORDER BY id LIMIT ?1",
-                [limit as i64],
+                "SELECT body FROM runs WHERE active = 1 AND id > ?1 ORDER BY id LIMIT ?2",
+                params![after.unwrap_or(""), limit as i64],
             )
         })
     }

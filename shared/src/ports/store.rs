@@ -73,8 +73,9 @@ pub trait StateStore: Send + Sync {
     async fn get_run(&self, run_id: &str) -> PortResult<RunRecord>;
     /// Runs newest first.
     async fn list_runs(&self, filter: &RunFilter) -> PortResult<Vec<RunRecord>>;
-    /// Runs not final, oldest first: what the sweeper looks at.
-    async fn active_runs(&self, limit: usize) -> PortResult<Vec<RunRecord>>;
+    /// Runs not final with ids after `after` (all when `None`), oldest first, at most
+    /// `limit`: what the sweeper looks at, a page at a time.
+    async fn active_runs(&self, after: Option<&str>, limit: usize) -> PortResult<Vec<RunRecord>>;
 
     async fn get_step(&self, run_id: &str, key: &StepKey) -> PortResult<StepRecord>;
     /// Every step and iteration record of a run, steps before their iterations.

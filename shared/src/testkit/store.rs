@@ -385,7 +385,7 @@ pub async fn failing_and_finishing_happen_once(store: &dyn StateStore) {
         !store.finish_run(&done).await.unwrap(),
         "a run finishes once"
     );
-    let active = store.active_runs(10_000).await.unwrap();
+    let active = store.active_runs(None, 10_000).await.unwrap();
     assert!(
         !active.iter().any(|r| r.id == run.id),
         "finished runs are not active"
@@ -413,6 +413,16 @@ pub async fn listings_filter_and_order_runs(store: &dyn StateStore) {
     let mut expected: Vec<&str> = ids.iter().map(String::as_str).collect();
     expected.sort_unstable_by(|a, b| b.cmp(a));
     assert_eq!(got, expected, "newest first");
+    // The sweeper pages through active runs: after the first, the rest follow in order.
+    let mut sorted = ids.clone();
+    sorted.sort();
+    let page = store.active_runs(Some(&sorted[0]), 2).await.unwrap();
+    let paged: Vec<&str> = page
+        .iter()
+        .map(|r| r.id.as_str())
+        .filter(|id| sorted.iter().any(|s| s == id))
+        .collect();
+    assert_eq!(paged, vec![sorted[1].as_str(), sorted[2].as_str()]);
     let none = store
         .list_runs(&RunFilter {
             workflow: Some(wf),
