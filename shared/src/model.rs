@@ -96,24 +96,7 @@ impl StepStatus {
             StepStatus::Cancelled => "cancelled",
         }
     }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        ALL_STEP_STATUSES.iter().copied().find(|r| r.as_str() == s)
-    }
 }
-
-/// Every step status, for adapters that store statuses as text.
-pub const ALL_STEP_STATUSES: [StepStatus; 9] = [
-    StepStatus::Pending,
-    StepStatus::Ready,
-    StepStatus::Running,
-    StepStatus::Waiting,
-    StepStatus::Retrying,
-    StepStatus::Succeeded,
-    StepStatus::Failed,
-    StepStatus::Skipped,
-    StepStatus::Cancelled,
-];
 
 impl fmt::Display for StepStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

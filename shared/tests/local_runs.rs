@@ -5,7 +5,7 @@
 use braid::handlers::Ports;
 use braid::handlers::{RunView, StartRequest, definition};
 use braid::local::backend::{LocalOptions, local_ports, local_runtime};
-use braid::local::runtime::RuntimeSettings;
+use braid::local::runtime::{LocalRuntime, RuntimeSettings};
 use braid::model::{LifecycleEvent, RunStatus, StepStatus};
 use braid::ports::{EventSink, PortResult, WorkQueue};
 use braid::testkit::faults::FaultyQueue;
@@ -49,17 +49,7 @@ async fn run_with(dir: &Path, yaml: &str, input: Value, wrap: impl FnOnce(&mut P
     ports.events = recorder.clone();
     wrap(&mut ports);
     let rt = local_runtime(ports, &opts);
-    let (def, _) = definition("wf.yaml", yaml).unwrap();
-    let started = rt
-        .handlers()
-        .start(StartRequest {
-            definition: def,
-            input,
-            trigger: Value::Null,
-            idempotency_key: None,
-        })
-        .await
-        .unwrap();
+    let started = start(&rt, yaml, input).await;
     let run = tokio::time::timeout(Duration::from_secs(30), rt.run_to_end(&started.run.id))
         .await
         .expect("the run finishes")
@@ -106,6 +96,20 @@ async fn run_with(dir: &Path, yaml: &str, input: Value, wrap: impl FnOnce(&mut P
         .count();
     assert_eq!(run_ends, 1, "the run finishes exactly once");
     rt.handlers().run_view(&run.id).await.unwrap()
+}
+
+/// Starts `yaml` on `rt`.
+async fn start(rt: &LocalRuntime, yaml: &str, input: Value) -> braid::handlers::Started {
+    let (def, _) = definition("wf.yaml", yaml).unwrap();
+    rt.handlers()
+        .start(StartRequest {
+            definition: def,
+            input,
+            trigger: Value::Null,
+            idempotency_key: None,
+        })
+        .await
+        .unwrap()
 }
 
 async fn run_plain(yaml: &str, input: Value) -> RunView {
@@ -244,17 +248,7 @@ async fn a_runtime_killed_mid_run_is_finished_after_restart() {
         let dir = tempfile::tempdir().unwrap();
         let opts = options(dir.path());
         let rt = local_runtime(local_ports(&opts).unwrap(), &opts);
-        let (def, _) = definition("wf.yaml", SHAPES).unwrap();
-        let started = rt
-            .handlers()
-            .start(StartRequest {
-                definition: def,
-                input: json!({}),
-                trigger: Value::Null,
-                idempotency_key: None,
-            })
-            .await
-            .unwrap();
+        let started = start(&rt, SHAPES, json!({})).await;
         // Kill: drop the runtime future wherever it is.
         let _ = tokio::time::timeout(
             Duration::from_millis(kill_after_ms),
@@ -467,17 +461,7 @@ steps:
     let mut ports = local_ports(&opts).unwrap();
     ports.events = Arc::new(SlowFailures);
     let rt = local_runtime(ports, &opts);
-    let (def, _) = definition("wf.yaml", yaml).unwrap();
-    let started = rt
-        .handlers()
-        .start(StartRequest {
-            definition: def,
-            input: json!({}),
-            trigger: Value::Null,
-            idempotency_key: None,
-        })
-        .await
-        .unwrap();
+    let started = start(&rt, yaml, json!({})).await;
     let run = tokio::time::timeout(Duration::from_secs(30), rt.run_to_end(&started.run.id))
         .await
         .unwrap()
@@ -539,17 +523,7 @@ steps:
     let dir = tempfile::tempdir().unwrap();
     let opts = options(dir.path());
     let rt = local_runtime(local_ports(&opts).unwrap(), &opts);
-    let (def, _) = definition("wf.yaml", &yaml).unwrap();
-    let started = rt
-        .handlers()
-        .start(StartRequest {
-            definition: def,
-            input: json!({}),
-            trigger: Value::Null,
-            idempotency_key: None,
-        })
-        .await
-        .unwrap();
+    let started = start(&rt, &yaml, json!({})).await;
     let run = rt.run_to_end(&started.run.id).await.unwrap();
     assert_eq!(run.status, RunStatus::Failed);
     let its = rt
@@ -580,17 +554,12 @@ async fn a_late_lease_expiry_does_not_touch_a_parked_wait() {
     let dir = tempfile::tempdir().unwrap();
     let opts = options(dir.path());
     let rt = local_runtime(local_ports(&opts).unwrap(), &opts);
-    let (def, _) = definition("wf.yaml", "name: nap\nsteps:\n  - id: nap\n    wait: 1h\n").unwrap();
-    let started = rt
-        .handlers()
-        .start(StartRequest {
-            definition: def,
-            input: json!({}),
-            trigger: Value::Null,
-            idempotency_key: None,
-        })
-        .await
-        .unwrap();
+    let started = start(
+        &rt,
+        "name: nap\nsteps:\n  - id: nap\n    wait: 1h\n",
+        json!({}),
+    )
+    .await;
     let run_id = started.run.id.clone();
     // Let the runtime park the step, then stop it.
     let _ = tokio::time::timeout(Duration::from_millis(300), rt.run_to_end(&run_id)).await;
@@ -695,4 +664,51 @@ async fn a_message_that_can_never_be_handled_fails_its_run_with_the_reason() {
         .await
         .unwrap();
     assert_eq!(a.status, StepStatus::Cancelled);
+}
+
+#[tokio::test]
+async fn the_sweeper_reaches_every_run_when_they_fill_more_than_one_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.settings.sweep_limit = 1;
+    let mut ports = local_ports(&opts).unwrap();
+    // Every run's first wake-up is lost: only the sweeper can start them.
+    ports.ready = Arc::new(FaultyQueue::losing(ports.ready.clone(), |i, _| i < 3));
+    let rt = local_runtime(ports, &opts);
+    // The oldest run stays active (a long wait), so a sweep that always began with the
+    // oldest page would never reach the others.
+    let parked = start(
+        &rt,
+        "name: parked\nsteps:\n  - id: nap\n    wait: 1h\n",
+        json!({}),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        ids.push(
+            start(
+                &rt,
+                "name: paged\nsteps:\n  - id: a\n    pass: 1\n",
+                json!({}),
+            )
+            .await
+            .run
+            .id,
+        );
+    }
+    for id in &ids {
+        let run = tokio::time::timeout(Duration::from_secs(30), rt.run_to_end(id))
+            .await
+            .expect("every run is swept")
+            .unwrap();
+        assert_eq!(run.status, RunStatus::Succeeded);
+    }
+    let nap = rt
+        .handlers()
+        .ports
+        .store
+        .get_step(&parked.run.id, &braid::model::StepKey::step("nap"))
+        .await
+        .unwrap();
+    assert_eq!(nap.status, StepStatus::Waiting);
 }

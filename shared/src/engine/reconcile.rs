@@ -112,21 +112,14 @@ pub fn reconcile(
                             .is_some_and(|(r, s)| gates::lets_dependents_run(s, r.status))
                     })
                     .collect();
-                let missing: Vec<&&String> = passed
-                    .iter()
-                    .filter(|n| !rec.satisfied.contains(n))
-                    .collect();
-                if !missing.is_empty() {
-                    out.extend(
-                        missing
-                            .into_iter()
-                            .map(|n| Repair::Settle(StepKey::step(n))),
-                    );
-                } else if gates::is_ready(step, &rec.satisfied)
-                    && let Some(n) = step.needs.first()
-                {
-                    out.push(Repair::Settle(StepKey::step(n)));
-                }
+                // Releasing the last need makes the step ready in the same write, so a
+                // pending step only ever lacks releases, never the move to ready.
+                out.extend(
+                    passed
+                        .into_iter()
+                        .filter(|n| !rec.satisfied.contains(n))
+                        .map(|n| Repair::Settle(StepKey::step(n))),
+                );
             }
             _ => {}
         }

@@ -25,7 +25,7 @@ use crate::expr::Renderer;
 use crate::handlers::{Handlers, Ports, Settings};
 use crate::ports::{Clock, NullSink, PortError, SystemClock, UlidIds};
 use crate::runners::http::HttpRunner;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Where the embedded backend keeps its state and how it runs.
@@ -127,9 +127,4 @@ pub fn local_runtime(ports: Ports, opts: &LocalOptions) -> LocalRuntime {
 /// Opens the embedded backend in `opts.state_dir`.
 pub fn open(opts: &LocalOptions) -> Result<LocalRuntime, LocalError> {
     Ok(local_runtime(local_ports(opts)?, opts))
-}
-
-/// The default state folder: `.braid` in the working directory.
-pub fn default_state_dir() -> &'static Path {
-    Path::new(".braid")
 }

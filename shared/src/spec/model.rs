@@ -79,11 +79,6 @@ impl Workflow {
             .filter(|(i, _)| self.index.dependents[*i].is_empty())
             .map(|(_, s)| s)
     }
-
-    /// Steps with no `needs`: they start with the run.
-    pub fn roots(&self) -> impl Iterator<Item = &Step> {
-        self.steps.iter().filter(|s| s.needs.is_empty())
-    }
 }
 
 #[derive(Debug, Clone)]
