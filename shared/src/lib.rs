@@ -10,6 +10,8 @@
 //! - [`handlers`]: intake, dispatch, complete, tick — generic over the ports.
 //! - [`runners`]: task runners shared by every backend (HTTP).
 //! - `local` (feature `local`): the embedded backend's adapters and runtime loop.
+//! - `aws` (feature `aws`): the AWS backend's adapters and the entry points the
+//!   Lambda functions hand their events to.
 //! - `testkit` (feature `testkit`): conformance suites and fault injection.
 //!
 //! The language, the expressions and the engine do no I/O: they import no AWS SDK,
@@ -25,6 +27,9 @@ pub mod spec;
 
 #[cfg(feature = "local")]
 pub mod local;
+
+#[cfg(feature = "aws")]
+pub mod aws;
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

@@ -10,12 +10,14 @@
 
 mod complete;
 mod context;
+mod deliver;
 mod dispatch;
 mod intake;
 mod settle;
 mod tick;
 mod view;
 
+pub use deliver::{Delivery, MAX_RECEIVES};
 pub use intake::{StartRequest, Started};
 pub use tick::TickReport;
 pub use view::{RunView, StepView};
@@ -103,9 +105,6 @@ pub struct Handlers {
     pub settings: Settings,
     renderer: Renderer,
     workflows: Mutex<HashMap<(String, String), Arc<Workflow>>>,
-    /// Where the next tick's sweep starts: each tick sweeps one page of active runs, so
-    /// every run is reached however many are active.
-    sweep_cursor: Mutex<Option<String>>,
 }
 
 impl Handlers {
@@ -115,7 +114,6 @@ impl Handlers {
             settings,
             renderer,
             workflows: Mutex::new(HashMap::new()),
-            sweep_cursor: Mutex::new(None),
         }
     }
 

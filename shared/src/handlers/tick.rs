@@ -32,7 +32,7 @@ impl Handlers {
     /// `sweep_limit`).
     pub async fn tick(&self) -> HandlerResult<TickReport> {
         let mut report = TickReport::default();
-        let after = self.sweep_cursor.lock().expect("cursor lock").clone();
+        let after = self.ports.store.sweep_cursor().await?;
         let page = self
             .ports
             .store
@@ -42,7 +42,9 @@ impl Handlers {
         let next = (page.len() >= self.settings.sweep_limit)
             .then(|| page.last().map(|r| r.id.clone()))
             .flatten();
-        *self.sweep_cursor.lock().expect("cursor lock") = next;
+        if next != after {
+            self.ports.store.set_sweep_cursor(next.as_deref()).await?;
+        }
         for run in page {
             report.runs_checked += 1;
             // One run's trouble must not stop the sweep of the others.

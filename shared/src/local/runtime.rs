@@ -3,14 +3,13 @@
 //! hand each message to its handler, acknowledge the ones handled, leave the others
 //! for redelivery — plus a tick every second. There is no other execution path.
 
-use crate::handlers::{HandlerError, Handlers};
-use crate::model::{DispatchMsg, ErrorInfo, ResultMsg, RunRecord, RunStatus, StepKey};
+use crate::handlers::{Delivery, HandlerError, Handlers};
+use crate::model::RunRecord;
 use crate::ports::Received;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tracing::Instrument;
 
 /// How often the result queue and the run's status are looked at when nothing happens.
 const POLL_RARE: Duration = Duration::from_millis(5);
@@ -43,51 +42,6 @@ impl Default for RuntimeSettings {
 pub struct LocalRuntime {
     handlers: Arc<Handlers>,
     settings: RuntimeSettings,
-}
-
-/// What became of one message.
-enum Handled {
-    Ack(String),
-    Retry,
-}
-
-/// Deliveries after which a message that keeps failing is given up on and its run
-/// failed with the reason — the local counterpart of an SQS queue's `maxReceiveCount`
-/// and its dead-letter queue. A run is never left stuck on a poison message.
-pub const MAX_RECEIVES: u32 = 5;
-
-/// What to do with a message after its handler returned `r`.
-async fn judge(
-    handlers: &Handlers,
-    m: Received,
-    kind: &str,
-    run_id: &str,
-    key: &StepKey,
-    r: Result<(), HandlerError>,
-) -> Handled {
-    let e = match r {
-        Ok(()) => return Handled::Ack(m.receipt),
-        Err(e) => e,
-    };
-    if e.is_retryable() && m.receive_count < MAX_RECEIVES {
-        tracing::warn!(error = %e, "{kind} message failed; it will be delivered again");
-        return Handled::Retry;
-    }
-    tracing::error!(error = %e, run = run_id, step = %key, "{kind} message given up; failing its run");
-    let reason = ErrorInfo::new(
-        "undeliverable",
-        format!(
-            "the {kind} message for step `{key}` could not be handled (delivered {} time(s)): {e}",
-            m.receive_count
-        ),
-    );
-    match handlers.end_run(run_id, RunStatus::Failed, reason).await {
-        Ok(()) => Handled::Ack(m.receipt),
-        Err(e) => {
-            tracing::warn!(error = %e, "failing the run failed; the message will be delivered again");
-            Handled::Retry
-        }
-    }
 }
 
 impl LocalRuntime {
@@ -140,7 +94,10 @@ impl LocalRuntime {
                 worked |= !ready.is_empty();
                 for m in ready {
                     let handlers = self.handlers.clone();
-                    tasks.spawn(async move { dispatch_one(&handlers, m).await });
+                    tasks.spawn(async move {
+                        let d = handlers.deliver_ready(&m).await;
+                        fate(m, d)
+                    });
                 }
             }
 
@@ -152,7 +109,8 @@ impl LocalRuntime {
                 let mut handled = Vec::with_capacity(results.len());
                 let news = !results.is_empty();
                 for m in results {
-                    if let Handled::Ack(r) = self.complete_one(m).await {
+                    let d = self.handlers.deliver_result(&m).await;
+                    if let Handled::Ack(r) = fate(m, d) {
                         handled.push(r);
                     }
                 }
@@ -196,32 +154,19 @@ impl LocalRuntime {
             idle = (idle * 2).min(self.settings.idle_poll);
         }
     }
+}
 
-    async fn complete_one(&self, m: Received) -> Handled {
-        match serde_json::from_str::<ResultMsg>(&m.body) {
-            Ok(msg) => {
-                let span = tracing::debug_span!("complete", run = %msg.run_id, step = %msg.key);
-                let outcome = self.handlers.complete(&msg).instrument(span).await;
-                judge(&self.handlers, m, "result", &msg.run_id, &msg.key, outcome).await
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "result message is not valid; dropped");
-                Handled::Ack(m.receipt)
-            }
-        }
+/// A message's fate: handled or set aside, it is acknowledged; a malformed message
+/// has no dead-letter queue to go to locally, so it is dropped with its reason logged.
+fn fate(m: Received, d: Delivery) -> Handled {
+    match d {
+        Delivery::Done | Delivery::Malformed(_) => Handled::Ack(m.receipt),
+        Delivery::Retry => Handled::Retry,
     }
 }
 
-async fn dispatch_one(handlers: &Handlers, m: Received) -> Handled {
-    match serde_json::from_str::<DispatchMsg>(&m.body) {
-        Ok(msg) => {
-            let span = tracing::debug_span!("dispatch", run = %msg.run_id, step = %msg.key, attempt = msg.attempt);
-            let outcome = handlers.dispatch(&msg).instrument(span).await;
-            judge(handlers, m, "ready", &msg.run_id, &msg.key, outcome).await
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "ready message is not valid; dropped");
-            Handled::Ack(m.receipt)
-        }
-    }
+/// What became of one message.
+enum Handled {
+    Ack(String),
+    Retry,
 }

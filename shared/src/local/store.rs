@@ -24,6 +24,10 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS definitions (
     workflow TEXT NOT NULL, version TEXT NOT NULL, body TEXT NOT NULL,
     PRIMARY KEY (workflow, version)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS current_definitions (
+    workflow TEXT PRIMARY KEY, version TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS markers (
+    name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, workflow TEXT NOT NULL, status TEXT NOT NULL,
     idempotency_key TEXT, active INTEGER NOT NULL, body TEXT NOT NULL) WITHOUT ROWID;
@@ -188,6 +192,47 @@ impl StateStore for SqliteStore {
                 "INSERT OR IGNORE INTO definitions (workflow, version, body) VALUES (?1, ?2, ?3)",
                 params![def.workflow, def.version, enc(def)?],
             )?;
+            exec(
+                tx,
+                "INSERT OR REPLACE INTO current_definitions (workflow, version) VALUES (?1, ?2)",
+                params![def.workflow, def.version],
+            )?;
+            Ok(())
+        })
+    }
+
+    async fn current_definition(&self, workflow: &str) -> PortResult<Definition> {
+        self.with_read(|tx| {
+            let body: Option<String> = one_body(
+                tx,
+                "SELECT d.body FROM current_definitions c JOIN definitions d
+                   ON d.workflow = c.workflow AND d.version = c.version WHERE c.workflow = ?1",
+                params![workflow],
+            )?;
+            dec(&body.ok_or_else(|| PortError::NotFound(format!("workflow {workflow}")))?)
+        })
+    }
+
+    async fn sweep_cursor(&self) -> PortResult<Option<String>> {
+        self.with_read(|tx| {
+            one_body(
+                tx,
+                "SELECT value FROM markers WHERE name = 'sweep_cursor'",
+                [],
+            )
+        })
+    }
+
+    async fn set_sweep_cursor(&self, cursor: Option<&str>) -> PortResult<()> {
+        self.with_tx(|tx| {
+            match cursor {
+                Some(c) => exec(
+                    tx,
+                    "INSERT OR REPLACE INTO markers (name, value) VALUES ('sweep_cursor', ?1)",
+                    params![c],
+                )?,
+                None => exec(tx, "DELETE FROM markers WHERE name = 'sweep_cursor'", [])?,
+            };
             Ok(())
         })
     }

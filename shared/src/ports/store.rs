@@ -63,9 +63,17 @@ pub struct RunFilter {
 /// Run and step records with atomic, conditional transitions (DynamoDB; embedded: SQLite).
 #[async_trait]
 pub trait StateStore: Send + Sync {
-    /// Stores a definition; storing the same version again changes nothing.
+    /// Stores a definition and makes it its workflow's current one (what a start by
+    /// name runs); storing the same version again only makes it current again.
     async fn put_definition(&self, def: &Definition) -> PortResult<()>;
     async fn get_definition(&self, workflow: &str, version: &str) -> PortResult<Definition>;
+    /// The definition last stored for `workflow`.
+    async fn current_definition(&self, workflow: &str) -> PortResult<Definition>;
+
+    /// Where the sweeper's next page starts (see [`StateStore::active_runs`]). Kept in
+    /// the store because on AWS each tick may run in a fresh process.
+    async fn sweep_cursor(&self) -> PortResult<Option<String>>;
+    async fn set_sweep_cursor(&self, cursor: Option<&str>) -> PortResult<()>;
 
     /// Creates the run and its step records in one atomic write. When the run's
     /// idempotency key was used before, writes nothing and returns that run.

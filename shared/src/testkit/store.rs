@@ -61,6 +61,8 @@ fn claimed(rec: &StepRecord, attempt: u32) -> StepRecord {
 /// Runs every check against `store`.
 pub async fn run_all(store: Arc<dyn StateStore>) {
     definitions_round_trip(&*store).await;
+    the_last_stored_definition_is_current(&*store).await;
+    sweep_cursor_round_trips(&*store).await;
     created_run_and_steps_read_back(&*store).await;
     idempotency_key_returns_the_existing_run(&*store).await;
     claim_succeeds_once(&*store).await;
@@ -90,6 +92,37 @@ pub async fn definitions_round_trip(store: &dyn StateStore) {
         store.get_definition(&def.workflow, "nope").await,
         Err(PortError::NotFound(_))
     ));
+}
+
+pub async fn the_last_stored_definition_is_current(store: &dyn StateStore) {
+    let v1 = Definition {
+        workflow: fresh_id("wf"),
+        version: "v1".into(),
+        file: "wf.yaml".into(),
+        source: "name: x\n".into(),
+    };
+    let v2 = Definition {
+        version: "v2".into(),
+        source: "name: x\n# changed\n".into(),
+        ..v1.clone()
+    };
+    assert!(matches!(
+        store.current_definition(&v1.workflow).await,
+        Err(PortError::NotFound(_))
+    ));
+    store.put_definition(&v1).await.unwrap();
+    assert_eq!(store.current_definition(&v1.workflow).await.unwrap(), v1);
+    store.put_definition(&v2).await.unwrap();
+    assert_eq!(store.current_definition(&v1.workflow).await.unwrap(), v2);
+    store.put_definition(&v1).await.unwrap();
+    assert_eq!(store.current_definition(&v1.workflow).await.unwrap(), v1);
+}
+
+pub async fn sweep_cursor_round_trips(store: &dyn StateStore) {
+    store.set_sweep_cursor(Some("01abc")).await.unwrap();
+    assert_eq!(store.sweep_cursor().await.unwrap().as_deref(), Some("01abc"));
+    store.set_sweep_cursor(None).await.unwrap();
+    assert_eq!(store.sweep_cursor().await.unwrap(), None);
 }
 
 pub async fn created_run_and_steps_read_back(store: &dyn StateStore) {
