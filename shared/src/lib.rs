@@ -9,6 +9,7 @@
 //! - [`ports`]: what the handlers need from outside (state, queues, payloads, tasks).
 //! - [`handlers`]: intake, dispatch, complete, tick — generic over the ports.
 //! - [`runners`]: task runners shared by every backend (HTTP).
+//! - [`secrets`]: where `secret(name)` finds its values.
 //! - `local` (feature `local`): the embedded backend's adapters and runtime loop.
 //! - `aws` (feature `aws`): the AWS backend's adapters and the entry points the
 //!   Lambda functions hand their events to.
@@ -23,6 +24,7 @@ pub mod handlers;
 pub mod model;
 pub mod ports;
 pub mod runners;
+pub mod secrets;
 pub mod spec;
 
 #[cfg(feature = "local")]

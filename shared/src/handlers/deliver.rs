@@ -44,7 +44,8 @@ impl Handlers {
             Ok(msg) => {
                 let span = tracing::info_span!("complete", run = %msg.run_id, step = %msg.key);
                 let outcome = self.complete(&msg).instrument(span).await;
-                self.judge(m, "result", &msg.run_id, &msg.key, outcome).await
+                self.judge(m, "result", &msg.run_id, &msg.key, outcome)
+                    .await
             }
             Err(e) => malformed("result", e),
         }

@@ -1,10 +1,11 @@
 //! Intake: validate the input, create the run and its steps atomically (guarded by the
 //! idempotency key), then wake the root steps.
 
+use super::api::StartBody;
 use super::{HandlerError, HandlerResult, Handlers};
 use crate::engine::{params, start};
 use crate::model::{Definition, LifecycleEvent, RunRecord};
-use crate::ports::Created;
+use crate::ports::{Created, PortError};
 use crate::spec::StepKind;
 use serde_json::Value;
 use std::time::Duration;
@@ -29,6 +30,28 @@ pub struct Started {
 }
 
 impl Handlers {
+    /// Starts a run of the current definition of a registered workflow (an explicit
+    /// start by name: `POST /runs`, a direct invoke, `braid start`).
+    pub async fn start_named(&self, body: StartBody, trigger: Value) -> HandlerResult<Started> {
+        let definition = match self.ports.store.current_definition(&body.workflow).await {
+            Ok(d) => d,
+            Err(PortError::NotFound(_)) => {
+                return Err(HandlerError::Port(PortError::NotFound(format!(
+                    "workflow `{}` is not registered (braid deploy FILE registers it)",
+                    body.workflow
+                ))));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.start(StartRequest {
+            definition,
+            input: body.input,
+            trigger,
+            idempotency_key: body.idempotency_key,
+        })
+        .await
+    }
+
     /// Starts a run. Bad input is rejected before anything is written.
     pub async fn start(&self, req: StartRequest) -> HandlerResult<Started> {
         let wf = self.parse_cached(&req.definition)?;

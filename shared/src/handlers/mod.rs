@@ -8,6 +8,7 @@
 //! delivered twice, or a repair applied to something that was not broken, changes
 //! nothing, because every write is guarded (see [`crate::ports::Guard`]).
 
+mod api;
 mod complete;
 mod context;
 mod deliver;
@@ -17,6 +18,7 @@ mod settle;
 mod tick;
 mod view;
 
+pub use api::{ApiRequest, ApiResponse, StartBody};
 pub use deliver::{Delivery, MAX_RECEIVES};
 pub use intake::{StartRequest, Started};
 pub use tick::TickReport;

@@ -21,10 +21,10 @@ use super::payloads::FolderPayloads;
 use super::queue::SqliteQueue;
 use super::runtime::{LocalRuntime, RuntimeSettings};
 use super::store::SqliteStore;
-use crate::expr::Renderer;
 use crate::handlers::{Handlers, Ports, Settings};
 use crate::ports::{Clock, NullSink, PortError, SystemClock, UlidIds};
 use crate::runners::http::HttpRunner;
+use crate::secrets::env_secrets;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -94,28 +94,6 @@ pub fn local_ports(opts: &LocalOptions) -> Result<Ports, LocalError> {
         clock: opts.clock.clone(),
         ids: Arc::new(UlidIds),
     })
-}
-
-/// The local secret resolver: `secret('orders-hook')` reads `BRAID_SECRET_ORDERS_HOOK`.
-pub fn env_secrets() -> Renderer {
-    Renderer::new(Arc::new(|name: &str| {
-        std::env::var(secret_env_name(name)).ok()
-    }))
-}
-
-/// The environment variable holding secret `name`.
-pub fn secret_env_name(name: &str) -> String {
-    let upper: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("BRAID_SECRET_{upper}")
 }
 
 /// The handlers and the runtime over `ports`.

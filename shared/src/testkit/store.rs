@@ -120,7 +120,10 @@ pub async fn the_last_stored_definition_is_current(store: &dyn StateStore) {
 
 pub async fn sweep_cursor_round_trips(store: &dyn StateStore) {
     store.set_sweep_cursor(Some("01abc")).await.unwrap();
-    assert_eq!(store.sweep_cursor().await.unwrap().as_deref(), Some("01abc"));
+    assert_eq!(
+        store.sweep_cursor().await.unwrap().as_deref(),
+        Some("01abc")
+    );
     store.set_sweep_cursor(None).await.unwrap();
     assert_eq!(store.sweep_cursor().await.unwrap(), None);
 }
