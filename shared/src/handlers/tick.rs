@@ -12,7 +12,7 @@ use crate::spec::{Workflow, format_duration};
 use std::time::Duration;
 
 /// What one tick did.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
 pub struct TickReport {
     pub runs_checked: usize,
     pub repairs: usize,

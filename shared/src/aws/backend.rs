@@ -1,0 +1,89 @@
+//! The AWS backend assembled: every port wired to its AWS adapter for one stack, ready
+//! for the handlers. The functions build this once per container.
+//!
+//! Lifecycle events go from the handlers to the event queue ([`QueueSink`]), and the
+//! notifier function forwards them to the event bus: a handler's write never waits on
+//! (nor fails with) EventBridge.
+
+use super::config::{AwsConfig, MissingConfig};
+use super::events::{EventBridgeSink, QueueSink};
+use super::lambda::AwsLambdaRunner;
+use super::payloads::S3Payloads;
+use super::queue::SqsQueue;
+use super::store::DynamoStore;
+use crate::handlers::{Handlers, Ports, Settings};
+use crate::ports::{SystemClock, UlidIds};
+use crate::runners::http::HttpRunner;
+use crate::secrets::env_secrets;
+use aws_config::SdkConfig;
+use std::sync::Arc;
+
+/// Why the backend could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error(transparent)]
+    Config(#[from] MissingConfig),
+    #[error("cannot build the HTTP client: {0}")]
+    Http(String),
+}
+
+/// Where offloaded payloads live in the bucket.
+pub const PAYLOAD_PREFIX: &str = "payloads/";
+
+/// An S3 client; path-style addressing when an endpoint is set (emulators serve
+/// buckets on one host, not as subdomains).
+pub fn s3_client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(sdk.endpoint_url().is_some())
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// The ports of the stack `cfg` names, over clients built from `sdk`.
+pub fn aws_ports(cfg: &AwsConfig, sdk: &SdkConfig) -> Result<Ports, BackendError> {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let queue = |url: &str| Arc::new(SqsQueue::new(sqs.clone(), url));
+    Ok(Ports {
+        store: Arc::new(DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(sdk),
+            &cfg.table,
+        )),
+        ready: queue(&cfg.ready_queue_url),
+        results: queue(&cfg.result_queue_url),
+        payloads: Arc::new(S3Payloads::new(s3_client(sdk), &cfg.bucket, PAYLOAD_PREFIX)),
+        events: Arc::new(QueueSink::new(queue(&cfg.event_queue_url))),
+        http: Arc::new(HttpRunner::new().map_err(|e| BackendError::Http(e.to_string()))?),
+        lambda: Arc::new(AwsLambdaRunner::new(aws_sdk_lambda::Client::new(sdk))),
+        clock: Arc::new(SystemClock),
+        ids: Arc::new(UlidIds),
+    })
+}
+
+/// The handlers over the stack `cfg` names.
+pub fn aws_handlers(cfg: &AwsConfig, sdk: &SdkConfig) -> Result<Handlers, BackendError> {
+    Ok(Handlers::new(
+        aws_ports(cfg, sdk)?,
+        Settings::default(),
+        env_secrets(),
+    ))
+}
+
+/// The SDK configuration from the environment (credentials, region, endpoint).
+pub async fn sdk_from_env() -> SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// The handlers, configured from the environment.
+pub async fn handlers_from_env() -> Result<Handlers, BackendError> {
+    aws_handlers(&AwsConfig::from_env()?, &sdk_from_env().await)
+}
+
+/// The stack's event bus, configured from the environment (the notifier's sink).
+pub async fn event_bus_from_env() -> Result<EventBridgeSink, BackendError> {
+    let cfg = AwsConfig::from_env()?;
+    let sdk = sdk_from_env().await;
+    Ok(EventBridgeSink::new(
+        aws_sdk_eventbridge::Client::new(&sdk),
+        &cfg.event_bus,
+    ))
+}
