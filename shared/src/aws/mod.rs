@@ -3,4 +3,6 @@
 //!
 //! # Layout
 //! - [`config`]: the stack's resources, from the environment.
+//! - [`store`]: the state store in one DynamoDB table.
 pub mod config;
+pub mod store;
