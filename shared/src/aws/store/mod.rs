@@ -1,0 +1,1007 @@
+//! The state store in one DynamoDB table.
+//!
+//! # Items
+//!
+//! | item | `pk` | `sk` | holds |
+//! |---|---|---|---|
+//! | definition | `WF#<workflow>` | `V#<version>` | the [`Definition`]; never expires |
+//! | current definition | `WF#<workflow>` | `CURRENT` | a copy of the current [`Definition`] |
+//! | run | `RUN#<id>` | `RUN` | the [`RunRecord`], plus the three index key pairs |
+//! | step | `RUN#<id>` | `STEP#<step>` | the [`StepRecord`] |
+//! | iteration | `RUN#<id>` | `STEP#<step>#<index, 10 digits>` | the [`StepRecord`] |
+//! | idempotency key | `IDEM#<workflow>#<key>` | `IDEM` | `run_id` of the run it started |
+//! | sweep cursor | `SWEEP` | `CURSOR` | `cursor` |
+//!
+//! A record's fields are top-level attributes (mapped with serde_dynamo), so conditions
+//! and updates can name `status`, `attempt`, `satisfied`, `fan_out.launched`,
+//! `open_steps`, `failing`… Fields holding user data (`params`, `trigger`, `output`,
+//! `item`) are JSON text: see [`codec`]. Step ids are `[a-z0-9_-]`, so `#` separates
+//! key parts unambiguously and a step's iterations share the prefix `STEP#<step>#`.
+//!
+//! Run, step and idempotency items get `expires_at` (epoch seconds, the table's TTL
+//! attribute) once the run is final: [`RETENTION`] after it finished.
+//!
+//! # Indexes (all projecting every attribute, keyed on run items only)
+//!
+//! - `by_workflow` (`gsi1pk = WF#<workflow>`, `gsi1sk = <run id>`): a workflow's runs,
+//!   newest first (run ids are ULIDs, which sort by time).
+//! - `all_runs` (`gsi2pk = RUNS#<shard>`, `gsi2sk = <run id>`): every run, newest first.
+//!   A single partition key would put every run start on one hot partition; runs are
+//!   spread over [`SHARDS`] keys and a listing merges one query per shard.
+//! - `active_runs` (`gsi3pk = ACTIVE#<shard>`, `gsi3sk = <run id>`): sparse — the
+//!   attributes are removed when a run finishes — so the sweeper reads only the runs
+//!   that may need repair, oldest first, without a Scan.
+//!
+//! # Concurrency
+//!
+//! Every transition is a conditional write (or a transaction of them), so the guard and
+//! the write are one atomic step as in the SQLite adapter. Reads that decide a write are
+//! strongly consistent; index queries are eventually consistent, which listings and the
+//! sweeper tolerate (the sweeper comes back next tick).
+
+mod codec;
+mod expr;
+
+pub use codec::shard;
+
+use crate::model::{
+    Definition, ErrorInfo, RunRecord, RunStatus, StepKey, StepRecord, StepStatus, Timestamp,
+};
+use crate::ports::{Created, Finalized, Guard, PortError, PortResult, RunFilter, StateStore};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
+use codec::{
+    RUN_OPAQUE, RUN_SK, STEP_OPAQUE, decode, encode, expiry, idem_pk, n, run_item, run_pk, s,
+    step_sk, wf_pk,
+};
+use expr::{Expr, backend, cancelled_on_conditions, condition_failed};
+use futures::{StreamExt, TryStreamExt};
+use std::collections::HashMap;
+
+/// One DynamoDB item.
+pub type Item = HashMap<String, AttributeValue>;
+
+/// Partition key attribute.
+pub const PK: &str = "pk";
+/// Sort key attribute.
+pub const SK: &str = "sk";
+/// The table's TTL attribute (epoch seconds).
+pub const TTL: &str = "expires_at";
+/// Index of a workflow's runs, and its key attributes.
+pub const BY_WORKFLOW: &str = "by_workflow";
+pub const WF_PK: &str = "gsi1pk";
+pub const WF_SK: &str = "gsi1sk";
+/// Index of all runs, and its key attributes.
+pub const ALL_RUNS: &str = "all_runs";
+pub const ALL_PK: &str = "gsi2pk";
+pub const ALL_SK: &str = "gsi2sk";
+/// Sparse index of the runs not final, and its key attributes.
+pub const ACTIVE_RUNS: &str = "active_runs";
+pub const ACTIVE_PK: &str = "gsi3pk";
+pub const ACTIVE_SK: &str = "gsi3sk";
+/// How many partition keys `all_runs` and `active_runs` spread runs over.
+pub const SHARDS: u32 = 8;
+/// How long a final run's records are kept.
+pub const RETENTION: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);
+
+/// DynamoDB holds at most 100 items in one transaction.
+const MAX_TX_ITEMS: usize = 100;
+/// Independent writes in flight at once (iterations, orphan-safe steps, TTL stamps).
+const PARALLEL_WRITES: usize = 16;
+
+const DEF_CURRENT: &str = "CURRENT";
+const IDEM_SK: &str = "IDEM";
+const SWEEP_PK: &str = "SWEEP";
+const SWEEP_SK: &str = "CURSOR";
+const ACTIVE: [RunStatus; 2] = [RunStatus::Queued, RunStatus::Running];
+
+/// DynamoDB-backed [`StateStore`].
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+fn key(pk: String, sk: &str) -> Item {
+    HashMap::from([(PK.to_string(), s(pk)), (SK.to_string(), s(sk))])
+}
+
+fn step_not_found(run_id: &str, key: &StepKey) -> PortError {
+    PortError::NotFound(format!("step {key} of run {run_id}"))
+}
+
+fn build_err(e: impl std::fmt::Display) -> PortError {
+    PortError::Backend(format!("invalid request: {e}"))
+}
+
+/// `#status IN (…)` for the given statuses.
+fn status_in(x: &mut Expr, statuses: impl IntoIterator<Item = &'static str>) -> String {
+    let vals: Vec<String> = statuses.into_iter().map(|st| x.value(s(st))).collect();
+    format!("{} IN ({})", x.name("status"), vals.join(", "))
+}
+
+/// The step write's condition: the record exists and `guard` holds on it.
+fn guard_condition(x: &mut Expr, guard: &Guard) -> String {
+    let mut cond = format!(
+        "attribute_exists({}) AND {}",
+        x.name(PK),
+        status_in(x, guard.statuses.iter().map(|st| st.as_str()))
+    );
+    if let Some(a) = guard.attempt {
+        cond += &format!(" AND {} = {}", x.name("attempt"), x.value(n(a)));
+    }
+    cond
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    async fn get_item(&self, key: Item) -> PortResult<Option<Item>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(out.item)
+    }
+
+    async fn read_run(&self, run_id: &str) -> PortResult<RunRecord> {
+        match self.get_item(key(run_pk(run_id), RUN_SK)).await? {
+            Some(item) => decode(item, RUN_OPAQUE),
+            None => Err(PortError::NotFound(format!("run {run_id}"))),
+        }
+    }
+
+    async fn read_step(&self, run_id: &str, k: &StepKey) -> PortResult<Option<StepRecord>> {
+        self.get_item(key(run_pk(run_id), &step_sk(k)))
+            .await?
+            .map(|item| decode(item, STEP_OPAQUE))
+            .transpose()
+    }
+
+    /// After a step's guard failed: `NotFound` if the step does not exist, else fine.
+    async fn guard_failed(&self, run_id: &str, k: &StepKey) -> PortResult<()> {
+        match self.read_step(run_id, k).await? {
+            Some(_) => Ok(()),
+            None => Err(step_not_found(run_id, k)),
+        }
+    }
+
+    /// Every item `q` returns, following `LastEvaluatedKey`, stopping once `want` are in.
+    async fn query(&self, q: QueryFluentBuilder, want: Option<usize>) -> PortResult<Vec<Item>> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = q
+                .clone()
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(backend)?;
+            out.extend(page.items.unwrap_or_default());
+            start = page.last_evaluated_key.filter(|k| !k.is_empty());
+            if start.is_none() || want.is_some_and(|w| out.len() >= w) {
+                break;
+            }
+        }
+        if let Some(w) = want {
+            out.truncate(w);
+        }
+        Ok(out)
+    }
+
+    /// Runs from one query per shard of `index`, merged in id order.
+    async fn query_shards(
+        &self,
+        index: &str,
+        prefix: &str,
+        after: Option<&str>,
+        status: Option<RunStatus>,
+        newest_first: bool,
+        limit: usize,
+    ) -> PortResult<Vec<RunRecord>> {
+        let (pk_attr, sk_attr) = if index == ALL_RUNS {
+            (ALL_PK, ALL_SK)
+        } else {
+            (ACTIVE_PK, ACTIVE_SK)
+        };
+        let per_shard = futures::stream::iter(0..SHARDS)
+            .map(|shard| {
+                let mut x = Expr::default();
+                let mut cond = format!(
+                    "{} = {}",
+                    x.name(pk_attr),
+                    x.value(s(format!("{prefix}{shard}")))
+                );
+                if let Some(a) = after {
+                    cond += &format!(" AND {} > {}", x.name(sk_attr), x.value(s(a)));
+                }
+                let filter =
+                    status.map(|st| format!("{} = {}", x.name("status"), x.value(s(st.as_str()))));
+                let q = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(index)
+                    .key_condition_expression(cond)
+                    .set_filter_expression(filter)
+                    .set_expression_attribute_names(x.names())
+                    .set_expression_attribute_values(x.values())
+                    .scan_index_forward(!newest_first)
+                    .limit(limit.clamp(1, 1000) as i32);
+                self.query(q, Some(limit))
+            })
+            .buffer_unordered(SHARDS as usize)
+            .try_collect::<Vec<_>>()
+            .await?;
+        let mut runs = per_shard
+            .into_iter()
+            .flatten()
+            .map(|item| decode::<RunRecord>(item, RUN_OPAQUE))
+            .collect::<PortResult<Vec<_>>>()?;
+        runs.sort_by(|a, b| a.id.cmp(&b.id));
+        if newest_first {
+            runs.reverse();
+        }
+        runs.truncate(limit);
+        Ok(runs)
+    }
+
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> PortResult<Result<(), Vec<usize>>> {
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Ok(())),
+            Err(e) => cancelled_on_conditions(e).map(Err),
+        }
+    }
+
+    /// A conditional put; false when the condition failed.
+    async fn put_if(&self, item: Item, condition: &str, x: &Expr) -> PortResult<bool> {
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .set_expression_attribute_names(x.names())
+            .set_expression_attribute_values(x.values())
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    /// Puts `item` unless an item with its key exists; false if one did.
+    async fn put_new(&self, item: Item) -> PortResult<bool> {
+        let mut x = Expr::default();
+        let cond = format!("attribute_not_exists({})", x.name(PK));
+        self.put_if(item, &cond, &x).await
+    }
+
+    /// A conditional update; `Some(new item)` when applied, `None` when the condition failed.
+    async fn update_if(
+        &self,
+        key: Item,
+        update: &str,
+        condition: &str,
+        x: &Expr,
+    ) -> PortResult<Option<Item>> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .update_expression(update)
+            .condition_expression(condition)
+            .set_expression_attribute_names(x.names())
+            .set_expression_attribute_values(x.values())
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match res {
+            Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
+            Err(e) if condition_failed(&e) => Ok(None),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    /// The guarded write of a step record, as a transaction item.
+    ///
+    /// An update setting every field rather than a put: a result that lands after the
+    /// run finished must keep the `expires_at` that [`StateStore::finish_run`] stamped.
+    fn guarded_step_write(&self, guard: &Guard, new: &StepRecord) -> PortResult<Update> {
+        let item = encode(new, STEP_OPAQUE)?;
+        let mut x = Expr::default();
+        let set = x.set_all(&item, &[PK, SK]);
+        let cond = guard_condition(&mut x, guard);
+        Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(run_pk(&new.run_id), &step_sk(&new.key))))
+            .update_expression(format!("SET {}", set.join(", ")))
+            .condition_expression(cond)
+            .set_expression_attribute_names(x.names())
+            .set_expression_attribute_values(x.values())
+            .build()
+            .map_err(build_err)
+    }
+
+    /// Stamps `expires_at` on the run's step and idempotency items once it is final.
+    /// Updates only existing items (never creates one), in parallel.
+    async fn expire_run_items(&self, run: &RunRecord, at: i64) -> PortResult<()> {
+        let mut x = Expr::default();
+        let cond = format!(
+            "{} = {} AND begins_with({}, {})",
+            x.name(PK),
+            x.value(s(run_pk(&run.id))),
+            x.name(SK),
+            x.value(s("STEP#"))
+        );
+        let q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression(cond)
+            .projection_expression(format!("{}, {}", x.name(PK), x.name(SK)))
+            .set_expression_attribute_names(x.names())
+            .set_expression_attribute_values(x.values())
+            .consistent_read(true);
+        let mut keys: Vec<Item> = self.query(q, None).await?;
+        if let Some(k) = &run.idempotency_key {
+            keys.push(key(idem_pk(&run.workflow, k), IDEM_SK));
+        }
+        futures::stream::iter(keys)
+            .map(|k| async move {
+                let mut x = Expr::default();
+                let update = format!("SET {} = {}", x.name(TTL), x.value(n(at)));
+                let cond = format!("attribute_exists({})", x.name(PK));
+                self.update_if(k, &update, &cond, &x).await.map(|_| ())
+            })
+            .buffer_unordered(PARALLEL_WRITES)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl StateStore for DynamoStore {
+    async fn put_definition(&self, def: &Definition) -> PortResult<()> {
+        // The version item first: the pointer never names a version not stored. Both
+        // plain puts — a version is a content hash, so rewriting it writes the same.
+        let mut item = encode(def, &[])?;
+        item.insert(PK.into(), s(wf_pk(&def.workflow)));
+        item.insert(SK.into(), s(format!("V#{}", def.version)));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item.clone()))
+            .send()
+            .await
+            .map_err(backend)?;
+        // The pointer holds a copy, so a start by name costs one read.
+        item.insert(SK.into(), s(DEF_CURRENT));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn get_definition(&self, workflow: &str, version: &str) -> PortResult<Definition> {
+        match self
+            .get_item(key(wf_pk(workflow), &format!("V#{version}")))
+            .await?
+        {
+            Some(item) => decode(item, &[]),
+            None => Err(PortError::NotFound(format!(
+                "definition {workflow}@{version}"
+            ))),
+        }
+    }
+
+    async fn current_definition(&self, workflow: &str) -> PortResult<Definition> {
+        match self.get_item(key(wf_pk(workflow), DEF_CURRENT)).await? {
+            Some(item) => decode(item, &[]),
+            None => Err(PortError::NotFound(format!("workflow {workflow}"))),
+        }
+    }
+
+    async fn sweep_cursor(&self) -> PortResult<Option<String>> {
+        let item = self.get_item(key(SWEEP_PK.into(), SWEEP_SK)).await?;
+        Ok(item.and_then(|mut i| match i.remove("cursor") {
+            Some(AttributeValue::S(c)) => Some(c),
+            _ => None,
+        }))
+    }
+
+    async fn set_sweep_cursor(&self, cursor: Option<&str>) -> PortResult<()> {
+        let k = key(SWEEP_PK.into(), SWEEP_SK);
+        match cursor {
+            Some(c) => {
+                let mut item = k;
+                item.insert("cursor".into(), s(c));
+                self.client
+                    .put_item()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    .send()
+                    .await
+                    .map_err(backend)?;
+            }
+            None => {
+                self.client
+                    .delete_item()
+                    .table_name(&self.table)
+                    .set_key(Some(k))
+                    .send()
+                    .await
+                    .map_err(backend)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_run(&self, run: &RunRecord, steps: &[StepRecord]) -> PortResult<Created> {
+        let new_item = |item: Item| -> PortResult<TransactWriteItem> {
+            let mut x = Expr::default();
+            let cond = format!("attribute_not_exists({})", x.name(PK));
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression(cond)
+                .set_expression_attribute_names(x.names())
+                .build()
+                .map_err(build_err)?;
+            Ok(TransactWriteItem::builder().put(put).build())
+        };
+        let mut step_items = Vec::with_capacity(steps.len());
+        for st in steps {
+            let mut item = encode(st, STEP_OPAQUE)?;
+            item.insert(PK.into(), s(run_pk(&st.run_id)));
+            item.insert(SK.into(), s(step_sk(&st.key)));
+            step_items.push(item);
+        }
+        // The idempotency item comes first (index 0) and the run second (index 1).
+        let mut tx = Vec::new();
+        if let Some(k) = &run.idempotency_key {
+            let mut idem = key(idem_pk(&run.workflow, k), IDEM_SK);
+            idem.insert("run_id".into(), s(&run.id));
+            tx.push(new_item(idem)?);
+        }
+        let run_index = tx.len();
+        tx.push(new_item(run_item(run)?)?);
+        if tx.len() + step_items.len() <= MAX_TX_ITEMS {
+            for item in step_items {
+                tx.push(new_item(item)?);
+            }
+        } else {
+            // Too many steps for one transaction: the steps go first, then the run and
+            // its idempotency key atomically. A crash in between leaves steps under a
+            // run id that does not exist; nothing reads steps without their run, so
+            // they are inert (and a retry of the same run finds them already there).
+            // Each put is conditional so that a retry after the run was created never
+            // resets a step that has moved on.
+            futures::stream::iter(step_items)
+                .map(|item| self.put_new(item))
+                .buffer_unordered(PARALLEL_WRITES)
+                .try_collect::<Vec<bool>>()
+                .await?;
+        }
+        match self.transact(tx).await? {
+            Ok(()) => Ok(Created::New),
+            Err(failed) if run_index == 1 && failed.contains(&0) => {
+                // The key was used: the run it started was written in the same
+                // transaction as the key, so it is there to read.
+                let k = run.idempotency_key.as_deref().unwrap_or_default();
+                let idem = self
+                    .get_item(key(idem_pk(&run.workflow, k), IDEM_SK))
+                    .await?;
+                let existing = match idem.as_ref().and_then(|i| i.get("run_id")) {
+                    Some(AttributeValue::S(id)) => id.clone(),
+                    _ => {
+                        return Err(PortError::Backend(format!(
+                            "idempotency key {k} of {} names no run",
+                            run.workflow
+                        )));
+                    }
+                };
+                Ok(Created::Existing(Box::new(self.read_run(&existing).await?)))
+            }
+            Err(_) => Err(PortError::Conflict(format!("run {} exists", run.id))),
+        }
+    }
+
+    async fn get_run(&self, run_id: &str) -> PortResult<RunRecord> {
+        self.read_run(run_id).await
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> PortResult<Vec<RunRecord>> {
+        let limit = if filter.limit == 0 { 100 } else { filter.limit };
+        let Some(wf) = &filter.workflow else {
+            return self
+                .query_shards(ALL_RUNS, "RUNS#", None, filter.status, true, limit)
+                .await;
+        };
+        let mut x = Expr::default();
+        let cond = format!("{} = {}", x.name(WF_PK), x.value(s(wf_pk(wf))));
+        let status = filter
+            .status
+            .map(|st| format!("{} = {}", x.name("status"), x.value(s(st.as_str()))));
+        let q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(BY_WORKFLOW)
+            .key_condition_expression(cond)
+            .set_filter_expression(status)
+            .set_expression_attribute_names(x.names())
+            .set_expression_attribute_values(x.values())
+            .scan_index_forward(false)
+            .limit(limit.clamp(1, 1000) as i32);
+        self.query(q, Some(limit))
+            .await?
+            .into_iter()
+            .map(|item| decode(item, RUN_OPAQUE))
+            .collect()
+    }
+
+    async fn active_runs(&self, after: Option<&str>, limit: usize) -> PortResult<Vec<RunRecord>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.query_shards(ACTIVE_RUNS, "ACTIVE#", after, None, false, limit)
+            .await
+    }
+
+    async fn get_step(&self, run_id: &str, key: &StepKey) -> PortResult<StepRecord> {
+        self.read_step(run_id, key)
+            .await?
+            .ok_or_else(|| step_not_found(run_id, key))
+    }
+
+    async fn list_steps(&self, run_id: &str) -> PortResult<Vec<StepRecord>> {
+        let mut steps = self.steps_with_prefix(run_id, "STEP#").await?;
+        // Steps before iterations, as the port says (the sort key interleaves them).
+        steps.sort_by(|a, b| {
+            (a.key.index.map_or(-1, i64::from), &a.key.step)
+                .cmp(&(b.key.index.map_or(-1, i64::from), &b.key.step))
+        });
+        Ok(steps)
+    }
+
+    async fn list_iterations(&self, run_id: &str, step: &str) -> PortResult<Vec<StepRecord>> {
+        self.steps_with_prefix(run_id, &format!("STEP#{step}#"))
+            .await
+    }
+
+    async fn update_step(&self, guard: &Guard, new: &StepRecord) -> PortResult<bool> {
+        debug_assert!(
+            !new.status.is_final(),
+            "final writes go through finalize_step"
+        );
+        if guard.statuses.is_empty() {
+            self.guard_failed(&new.run_id, &new.key).await?;
+            return Ok(false);
+        }
+        let u = self.guarded_step_write(guard, new)?;
+        let res = self
+            .client
+            .update_item()
+            .table_name(u.table_name())
+            .set_key(Some(u.key().clone()))
+            .update_expression(u.update_expression())
+            .set_condition_expression(u.condition_expression().map(str::to_string))
+            .set_expression_attribute_names(u.expression_attribute_names().cloned())
+            .set_expression_attribute_values(u.expression_attribute_values().cloned())
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => {
+                self.guard_failed(&new.run_id, &new.key).await?;
+                Ok(false)
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn finalize_step(
+        &self,
+        guard: &Guard,
+        new: &StepRecord,
+        fail_run: Option<&ErrorInfo>,
+    ) -> PortResult<Option<Finalized>> {
+        debug_assert!(new.status.is_final());
+        if guard.statuses.is_empty() {
+            self.guard_failed(&new.run_id, &new.key).await?;
+            return Ok(None);
+        }
+        let run_key = key(run_pk(&new.run_id), RUN_SK);
+        let parent_key = StepKey::step(&new.key.step);
+        // Fail fast must be turned on in the same transaction as the step's final write,
+        // or the last step of the run could finish it as succeeded in between. But it
+        // applies only to a run not final and not failing yet, and a condition on the
+        // run would cancel the whole write when it does not hold. So the run is read
+        // first and the write conditioned on what was read: `failing` only turns on and
+        // a run only becomes final, so a run seen failing or final stays so and needs no
+        // condition; one seen neither is written with the condition that it still is
+        // neither, and when another writer got there first, the transaction is redone
+        // against the new state (at most once more, since the state cannot go back).
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let turn_on = match fail_run {
+                Some(_) => {
+                    let run = self.read_run(&new.run_id).await?;
+                    !run.failing && !run.status.is_final()
+                }
+                None => false,
+            };
+            let step_write = self.guarded_step_write(guard, new)?;
+            let mut tx = vec![TransactWriteItem::builder().update(step_write).build()];
+            let mut x = Expr::default();
+            let mut sets = Vec::new();
+            let mut cond = format!("attribute_exists({})", x.name(PK));
+            if new.key.index.is_none() {
+                let o = x.name("open_steps");
+                sets.push(format!("{o} = {o} - {}", x.value(n(1))));
+            }
+            if let (true, Some(err)) = (turn_on, fail_run) {
+                let e = serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(err)
+                    .map_err(PortError::backend)?;
+                sets.push(format!(
+                    "{} = {}",
+                    x.name("failing"),
+                    x.value(AttributeValue::Bool(true))
+                ));
+                sets.push(format!("{} = {}", x.name("error"), x.value(e)));
+                cond += &format!(
+                    " AND {} = {} AND {}",
+                    x.name("failing"),
+                    x.value(AttributeValue::Bool(false)),
+                    status_in(&mut x, ACTIVE.map(RunStatus::as_str))
+                );
+            }
+            let run_index = if sets.is_empty() {
+                None
+            } else {
+                let u = Update::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(run_key.clone()))
+                    .update_expression(format!("SET {}", sets.join(", ")))
+                    .condition_expression(cond)
+                    .set_expression_attribute_names(x.names())
+                    .set_expression_attribute_values(x.values())
+                    .build()
+                    .map_err(build_err)?;
+                tx.push(TransactWriteItem::builder().update(u).build());
+                Some(tx.len() - 1)
+            };
+            if new.key.index.is_some() {
+                // An iteration counts towards its parent's fan-out.
+                let mut x = Expr::default();
+                let mut sets = vec![];
+                let fin = x.name("fan_out.finished");
+                sets.push(format!("{fin} = {fin} + {}", x.value(n(1))));
+                if new.status == StepStatus::Failed {
+                    let failed = x.name("fan_out.failed");
+                    sets.push(format!("{failed} = {failed} + {}", x.value(n(1))));
+                }
+                let cond = format!("attribute_exists({})", x.name(PK));
+                let u = Update::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key(run_pk(&new.run_id), &step_sk(&parent_key))))
+                    .update_expression(format!("SET {}", sets.join(", ")))
+                    .condition_expression(cond)
+                    .set_expression_attribute_names(x.names())
+                    .set_expression_attribute_values(x.values())
+                    .build()
+                    .map_err(build_err)?;
+                tx.push(TransactWriteItem::builder().update(u).build());
+            }
+            match self.transact(tx).await? {
+                Ok(()) => break,
+                Err(failed) if failed.contains(&0) => {
+                    self.guard_failed(&new.run_id, &new.key).await?;
+                    return Ok(None);
+                }
+                Err(failed)
+                    if turn_on && run_index.is_some_and(|i| failed == [i]) && attempts < 3 =>
+                {
+                    continue;
+                }
+                Err(failed) if run_index.is_some_and(|i| failed.contains(&i)) => {
+                    return Err(PortError::NotFound(format!("run {}", new.run_id)));
+                }
+                Err(_) => return Err(step_not_found(&new.run_id, &parent_key)),
+            }
+        }
+        let run = self.read_run(&new.run_id).await?;
+        let parent = match new.key.index {
+            Some(_) => Some(
+                self.read_step(&new.run_id, &parent_key)
+                    .await?
+                    .ok_or_else(|| step_not_found(&new.run_id, &parent_key))?,
+            ),
+            None => None,
+        };
+        Ok(Some(Finalized { run, parent }))
+    }
+
+    async fn satisfy(
+        &self,
+        run_id: &str,
+        dependent: &str,
+        dep: &str,
+        needs: &[String],
+        now: Timestamp,
+    ) -> PortResult<Option<StepRecord>> {
+        let k = StepKey::step(dependent);
+        let item_key = key(run_pk(run_id), &step_sk(&k));
+        let mut x = Expr::default();
+        let sat = x.name("satisfied");
+        let update = format!(
+            "SET {sat} = list_append(if_not_exists({sat}, {}), {})",
+            x.value(AttributeValue::L(vec![])),
+            x.value(AttributeValue::L(vec![s(dep)]))
+        );
+        let cond = format!(
+            "attribute_exists({}) AND NOT contains({sat}, {})",
+            x.name(PK),
+            x.value(s(dep))
+        );
+        let rec: StepRecord = match self.update_if(item_key.clone(), &update, &cond, &x).await? {
+            Some(item) => decode(item, STEP_OPAQUE)?,
+            // Already satisfied (or missing): still look whether the step can be made
+            // ready, so a crash between the two writes is repaired by the duplicate.
+            None => self
+                .read_step(run_id, &k)
+                .await?
+                .ok_or_else(|| step_not_found(run_id, &k))?,
+        };
+        if rec.status != StepStatus::Pending || !needs.iter().all(|d| rec.satisfied.contains(d)) {
+            return Ok(None);
+        }
+        // The promotion is its own conditional write: of the callers that see every need
+        // satisfied, exactly one finds the step still pending.
+        let mut x = Expr::default();
+        let st = x.name("status");
+        let due = serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(now)
+            .map_err(PortError::backend)?;
+        let update = format!(
+            "SET {st} = {}, {} = {}",
+            x.value(s(StepStatus::Ready.as_str())),
+            x.name("due_at"),
+            x.value(due)
+        );
+        let cond = format!("{st} = {}", x.value(s(StepStatus::Pending.as_str())));
+        self.update_if(item_key, &update, &cond, &x)
+            .await?
+            .map(|item| decode(item, STEP_OPAQUE))
+            .transpose()
+    }
+
+    async fn expand(
+        &self,
+        guard: &Guard,
+        parent: &StepRecord,
+        iterations: &[StepRecord],
+    ) -> PortResult<bool> {
+        // A cheap early answer for a duplicate message, before thousands of writes.
+        match self.read_step(&parent.run_id, &parent.key).await? {
+            None => return Err(step_not_found(&parent.run_id, &parent.key)),
+            Some(cur) if !guard.holds(&cur) => return Ok(false),
+            Some(_) => {}
+        }
+        // Iterations can be thousands, more than a transaction holds: they are created
+        // first, each only if absent, and the guarded parent write comes last. A crash
+        // in between leaves the parent unexpanded and pending iterations nobody
+        // launches; the retry re-puts nothing new and then expands the parent.
+        let mut items = Vec::with_capacity(iterations.len());
+        for it in iterations {
+            let mut item = encode(it, STEP_OPAQUE)?;
+            item.insert(PK.into(), s(run_pk(&it.run_id)));
+            item.insert(SK.into(), s(step_sk(&it.key)));
+            items.push(item);
+        }
+        futures::stream::iter(items)
+            .map(|item| self.put_new(item))
+            .buffer_unordered(PARALLEL_WRITES)
+            .try_collect::<Vec<bool>>()
+            .await?;
+        if guard.statuses.is_empty() {
+            return Ok(false);
+        }
+        let u = self.guarded_step_write(guard, parent)?;
+        let res = self
+            .client
+            .update_item()
+            .table_name(u.table_name())
+            .set_key(Some(u.key().clone()))
+            .update_expression(u.update_expression())
+            .set_condition_expression(u.condition_expression().map(str::to_string))
+            .set_expression_attribute_names(u.expression_attribute_names().cloned())
+            .set_expression_attribute_values(u.expression_attribute_values().cloned())
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn launch_iterations(
+        &self,
+        run_id: &str,
+        step: &str,
+        max_in_flight: u32,
+        now: Timestamp,
+    ) -> PortResult<Vec<u32>> {
+        let pkey = StepKey::step(step);
+        let parent = self
+            .read_step(run_id, &pkey)
+            .await?
+            .ok_or_else(|| step_not_found(run_id, &pkey))?;
+        let Some(f) = parent.fan_out else {
+            return Ok(Vec::new());
+        };
+        if parent.status != StepStatus::Running {
+            return Ok(Vec::new());
+        }
+        let in_flight = f.launched.saturating_sub(f.finished);
+        let count = max_in_flight
+            .saturating_sub(in_flight)
+            .min(f.total.saturating_sub(f.launched));
+        let due = serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(now)
+            .map_err(PortError::backend)?;
+        let mut launched = Vec::new();
+        let mut from = f.launched;
+        let end = f.launched + count;
+        // Each chunk is one transaction that moves `launched` on by exactly the
+        // iterations it makes ready, conditioned on the count it started from: a crash
+        // between chunks leaves a consistent parent, and of two callers launching at
+        // once the second finds `launched` moved and stops with what it launched.
+        while from < end {
+            let to = end.min(from + (MAX_TX_ITEMS as u32 - 1));
+            let mut x = Expr::default();
+            let l = x.name("fan_out.launched");
+            let update = format!("SET {l} = {}", x.value(n(to)));
+            let cond = format!(
+                "{l} = {} AND {} = {}",
+                x.value(n(from)),
+                x.name("status"),
+                x.value(s(StepStatus::Running.as_str()))
+            );
+            let pu = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(run_pk(run_id), &step_sk(&pkey))))
+                .update_expression(update)
+                .condition_expression(cond)
+                .set_expression_attribute_names(x.names())
+                .set_expression_attribute_values(x.values())
+                .build()
+                .map_err(build_err)?;
+            let mut tx = vec![TransactWriteItem::builder().update(pu).build()];
+            for i in from..to {
+                let mut x = Expr::default();
+                let update = format!(
+                    "SET {} = {}, {} = {}",
+                    x.name("status"),
+                    x.value(s(StepStatus::Ready.as_str())),
+                    x.name("due_at"),
+                    x.value(due.clone())
+                );
+                let cond = format!("attribute_exists({})", x.name(PK));
+                let u = Update::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key(
+                        run_pk(run_id),
+                        &step_sk(&StepKey::iteration(step, i)),
+                    )))
+                    .update_expression(update)
+                    .condition_expression(cond)
+                    .set_expression_attribute_names(x.names())
+                    .set_expression_attribute_values(x.values())
+                    .build()
+                    .map_err(build_err)?;
+                tx.push(TransactWriteItem::builder().update(u).build());
+            }
+            match self.transact(tx).await? {
+                Ok(()) => launched.extend(from..to),
+                Err(failed) if failed.contains(&0) => break,
+                Err(failed) => {
+                    let i = from + failed[0] as u32 - 1;
+                    return Err(step_not_found(run_id, &StepKey::iteration(step, i)));
+                }
+            }
+            from = to;
+        }
+        Ok(launched)
+    }
+
+    async fn finish_run(&self, run: &RunRecord) -> PortResult<bool> {
+        let finished = run.finished_at.unwrap_or_else(chrono::Utc::now);
+        let at = expiry(finished);
+        let rec = encode(run, RUN_OPAQUE)?;
+        let mut x = Expr::default();
+        let mut sets = Vec::new();
+        for f in ["status", "output", "error", "finished_at"] {
+            let v = rec.get(f).cloned().unwrap_or(AttributeValue::Null(true));
+            sets.push(format!("{} = {}", x.name(f), x.value(v)));
+        }
+        sets.push(format!("{} = {}", x.name(TTL), x.value(n(at))));
+        let update = format!(
+            "SET {} REMOVE {}, {}",
+            sets.join(", "),
+            x.name(ACTIVE_PK),
+            x.name(ACTIVE_SK)
+        );
+        let cond = status_in(&mut x, ACTIVE.map(RunStatus::as_str));
+        match self
+            .update_if(key(run_pk(&run.id), RUN_SK), &update, &cond, &x)
+            .await?
+        {
+            Some(_) => {
+                // Not atomic with the run's write (a run may have thousands of items):
+                // a crash in between leaves step items without an expiry, which costs
+                // storage only.
+                self.expire_run_items(run, at).await?;
+                Ok(true)
+            }
+            None => {
+                self.read_run(&run.id).await?;
+                Ok(false)
+            }
+        }
+    }
+}
+
+impl DynamoStore {
+    /// The step items of a run whose sort key starts with `prefix`, in key order.
+    async fn steps_with_prefix(&self, run_id: &str, prefix: &str) -> PortResult<Vec<StepRecord>> {
+        let mut x = Expr::default();
+        let cond = format!(
+            "{} = {} AND begins_with({}, {})",
+            x.name(PK),
+            x.value(s(run_pk(run_id))),
+            x.name(SK),
+            x.value(s(prefix))
+        );
+        let q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression(cond)
+            .set_expression_attribute_names(x.names())
+            .set_expression_attribute_values(x.values())
+            .consistent_read(true);
+        self.query(q, None)
+            .await?
+            .into_iter()
+            .map(|item| decode(item, STEP_OPAQUE))
+            .collect()
+    }
+}
