@@ -15,7 +15,7 @@
 //! A record's fields are top-level attributes (mapped with serde_dynamo), so conditions
 //! and updates can name `status`, `attempt`, `satisfied`, `fan_out.launched`,
 //! `open_steps`, `failing`… Fields holding user data (`params`, `trigger`, `output`,
-//! `item`) are JSON text: see [`codec`]. Step ids are `[a-z0-9_-]`, so `#` separates
+//! `item`) are JSON text, which keeps them exactly as written (see the codec module). Step ids are `[a-z0-9_-]`, so `#` separates
 //! key parts unambiguously and a step's iterations share the prefix `STEP#<step>#`.
 //!
 //! Run, step and idempotency items get `expires_at` (epoch seconds, the table's TTL
