@@ -3,11 +3,11 @@
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use braid::aws::store::{self as ds, DynamoStore};
-use braid::model::{FanOut, RunRecord, RunStatus, StepKey, StepRecord, StepStatus};
+use braid::model::{ErrorInfo, FanOut, RunRecord, RunStatus, StepKey, StepRecord, StepStatus};
 use braid::ports::{Created, Guard, StateStore};
 use std::sync::Arc;
 
@@ -196,9 +196,26 @@ async fn a_thousand_iterations_expand_and_launch_in_chunks() {
     assert_eq!(next.status, StepStatus::Pending);
 }
 
+/// The raw item under `pk`/`sk`, to look at the table's own attributes.
+async fn raw(client: &Client, table: &str, pk: &str, sk: &str) -> ds::Item {
+    client
+        .get_item()
+        .table_name(table)
+        .key(ds::PK, AttributeValue::S(pk.into()))
+        .key(ds::SK, AttributeValue::S(sk.into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("item exists")
+}
+
 #[tokio::test]
 async fn finished_runs_leave_the_active_index_and_expire() {
-    let store = store().await;
+    let client = client().await;
+    let table = create_table(&client).await;
+    let store = DynamoStore::new(client.clone(), table.clone());
     let mut r = run(&fresh("ttl"), 1);
     r.idempotency_key = Some("k".into());
     let a = StepRecord::new(&r.id, StepKey::step("a"), StepStatus::Ready);
@@ -206,18 +223,135 @@ async fn finished_runs_leave_the_active_index_and_expire() {
         .create_run(&r, std::slice::from_ref(&a))
         .await
         .unwrap();
+    let run_pk = format!("RUN#{}", r.id);
+    assert!(
+        !raw(&client, &table, &run_pk, "RUN")
+            .await
+            .contains_key(ds::TTL)
+    );
     let active = store.active_runs(None, 100).await.unwrap();
     assert_eq!(
         active.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
         [r.id.as_str()]
     );
+    let claimed = StepRecord {
+        status: StepStatus::Running,
+        attempt: 1,
+        ..a.clone()
+    };
+    assert!(
+        store
+            .update_step(&Guard::at(&[StepStatus::Ready], 0), &claimed)
+            .await
+            .unwrap()
+    );
+    let finished_at = chrono::Utc::now();
     let done = RunRecord {
-        status: RunStatus::Succeeded,
-        finished_at: Some(chrono::Utc::now()),
+        status: RunStatus::Cancelled,
+        finished_at: Some(finished_at),
         ..r.clone()
     };
     assert!(store.finish_run(&done).await.unwrap());
     assert!(store.active_runs(None, 100).await.unwrap().is_empty());
     let all = store.list_runs(&Default::default()).await.unwrap();
-    assert_eq!(all[0].status, RunStatus::Succeeded);
+    assert_eq!(all[0].status, RunStatus::Cancelled);
+    let expected = (finished_at.timestamp() + ds::RETENTION.as_secs() as i64).to_string();
+    let ttl = |item: &ds::Item| match item.get(ds::TTL) {
+        Some(AttributeValue::N(n)) => n.clone(),
+        other => panic!("no expiry: {other:?}"),
+    };
+    let run_item = raw(&client, &table, &run_pk, "RUN").await;
+    assert_eq!(ttl(&run_item), expected);
+    assert!(!run_item.contains_key(ds::ACTIVE_PK) && !run_item.contains_key(ds::ACTIVE_SK));
+    assert_eq!(
+        ttl(&raw(&client, &table, "IDEM#big#k", "IDEM").await),
+        expected
+    );
+    // The attempt still running reports after the run was cancelled: its record keeps
+    // the expiry.
+    let late = StepRecord {
+        status: StepStatus::Succeeded,
+        ..claimed.clone()
+    };
+    let fin = store
+        .finalize_step(&Guard::at(&[StepStatus::Running], 1), &late, None)
+        .await
+        .unwrap()
+        .expect("the late result is recorded");
+    assert_eq!(fin.run.open_steps, 0);
+    assert_eq!(
+        ttl(&raw(&client, &table, &run_pk, "STEP#a").await),
+        expected
+    );
+}
+
+#[tokio::test]
+async fn concurrent_releases_make_a_dependent_ready_once() {
+    let store = Arc::new(store().await);
+    let r = run(&fresh("join"), 1);
+    let j = StepRecord::new(&r.id, StepKey::step("j"), StepStatus::Pending);
+    store.create_run(&r, &[j]).await.unwrap();
+    let needs: Vec<String> = (0..8).map(|i| format!("n{i}")).collect();
+    let mut tasks = Vec::new();
+    for dep in needs.clone() {
+        let (store, id, needs) = (store.clone(), r.id.clone(), needs.clone());
+        tasks.push(tokio::spawn(async move {
+            // Every release is delivered twice.
+            let mut ready = 0;
+            for _ in 0..2 {
+                let got = store
+                    .satisfy(&id, "j", &dep, &needs, chrono::Utc::now())
+                    .await;
+                ready += usize::from(got.unwrap().is_some());
+            }
+            ready
+        }));
+    }
+    let mut ready = 0;
+    for t in tasks {
+        ready += t.await.unwrap();
+    }
+    assert_eq!(ready, 1, "exactly one release makes the dependent ready");
+    let j = store.get_step(&r.id, &StepKey::step("j")).await.unwrap();
+    let mut satisfied = j.satisfied.clone();
+    satisfied.sort();
+    assert_eq!((j.status, satisfied), (StepStatus::Ready, needs));
+}
+
+#[tokio::test]
+async fn a_failing_iteration_turns_on_fail_fast_once() {
+    let store = store().await;
+    let r = run(&fresh("itfail"), 1);
+    let f = StepRecord {
+        fan_out: Some(FanOut {
+            total: 2,
+            launched: 2,
+            ..FanOut::default()
+        }),
+        ..StepRecord::new(&r.id, StepKey::step("f"), StepStatus::Running)
+    };
+    let its: Vec<StepRecord> = (0..2)
+        .map(|i| StepRecord::new(&r.id, StepKey::iteration("f", i), StepStatus::Ready))
+        .collect();
+    let mut steps = vec![f];
+    steps.extend(its.iter().cloned());
+    store.create_run(&r, &steps).await.unwrap();
+    for (i, msg) in ["first", "second"].into_iter().enumerate() {
+        let err = ErrorInfo::new("boom", msg);
+        let failed = StepRecord {
+            status: StepStatus::Failed,
+            error: Some(err.clone()),
+            ..its[i].clone()
+        };
+        let fin = store
+            .finalize_step(&Guard::status(&[StepStatus::Ready]), &failed, Some(&err))
+            .await
+            .unwrap()
+            .expect("recorded");
+        assert!(fin.run.failing);
+        assert_eq!(fin.run.error.unwrap().message, "first");
+        assert_eq!(fin.run.open_steps, 1);
+        let fan = fin.parent.unwrap().fan_out.unwrap();
+        assert_eq!((fan.finished, fan.failed), (i as u32 + 1, i as u32 + 1));
+    }
 }

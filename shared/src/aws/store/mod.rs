@@ -15,8 +15,9 @@
 //! A record's fields are top-level attributes (mapped with serde_dynamo), so conditions
 //! and updates can name `status`, `attempt`, `satisfied`, `fan_out.launched`,
 //! `open_steps`, `failing`… Fields holding user data (`params`, `trigger`, `output`,
-//! `item`) are JSON text: see [`codec`]. Step ids are `[a-z0-9_-]`, so `#` separates
-//! key parts unambiguously and a step's iterations share the prefix `STEP#<step>#`.
+//! `item`) are JSON text, which keeps them exactly as written (DynamoDB would normalise
+//! their numbers). Step ids are `[a-z0-9_-]`, so `#` separates key parts unambiguously
+//! and a step's iterations share the prefix `STEP#<step>#`.
 //!
 //! Run, step and idempotency items get `expires_at` (epoch seconds, the table's TTL
 //! attribute) once the run is final: [`RETENTION`] after it finished.
