@@ -30,42 +30,56 @@ pub enum BackendError {
 /// Where offloaded payloads live in the bucket.
 pub const PAYLOAD_PREFIX: &str = "payloads/";
 
-/// An S3 client; path-style addressing when an endpoint is set (emulators serve
-/// buckets on one host, not as subdomains).
-pub fn s3_client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
-    let conf = aws_sdk_s3::config::Builder::from(sdk)
-        .force_path_style(sdk.endpoint_url().is_some())
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
+/// One client per AWS service the backend talks to, built once per process.
+#[derive(Debug, Clone)]
+pub struct AwsClients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub eventbridge: aws_sdk_eventbridge::Client,
+    pub lambda: aws_sdk_lambda::Client,
 }
 
-/// The ports of the stack `cfg` names, over clients built from `sdk`.
-pub fn aws_ports(cfg: &AwsConfig, sdk: &SdkConfig) -> Result<Ports, BackendError> {
-    let sqs = aws_sdk_sqs::Client::new(sdk);
-    let queue = |url: &str| Arc::new(SqsQueue::new(sqs.clone(), url));
+impl AwsClients {
+    /// Clients from one SDK configuration. S3 uses path-style addressing when an
+    /// endpoint is set (emulators serve buckets on one host, not as subdomains).
+    pub fn new(sdk: &SdkConfig) -> Self {
+        let s3 = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(sdk.endpoint_url().is_some())
+            .build();
+        AwsClients {
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            sqs: aws_sdk_sqs::Client::new(sdk),
+            s3: aws_sdk_s3::Client::from_conf(s3),
+            eventbridge: aws_sdk_eventbridge::Client::new(sdk),
+            lambda: aws_sdk_lambda::Client::new(sdk),
+        }
+    }
+}
+
+/// The ports of the stack `cfg` names.
+pub fn aws_ports(cfg: &AwsConfig, clients: &AwsClients) -> Result<Ports, BackendError> {
+    let queue = |url: &str| Arc::new(SqsQueue::new(clients.sqs.clone(), url));
     Ok(Ports {
-        store: Arc::new(DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(sdk),
-            &cfg.table,
-        )),
+        store: Arc::new(DynamoStore::new(clients.dynamodb.clone(), &cfg.table)),
         ready: queue(&cfg.ready_queue_url),
         results: queue(&cfg.result_queue_url),
-        payloads: Arc::new(S3Payloads::new(s3_client(sdk), &cfg.bucket, PAYLOAD_PREFIX)),
+        payloads: Arc::new(S3Payloads::new(
+            clients.s3.clone(),
+            &cfg.bucket,
+            PAYLOAD_PREFIX,
+        )),
         events: Arc::new(QueueSink::new(queue(&cfg.event_queue_url))),
         http: Arc::new(HttpRunner::new().map_err(|e| BackendError::Http(e.to_string()))?),
-        lambda: Arc::new(AwsLambdaRunner::new(aws_sdk_lambda::Client::new(sdk))),
+        lambda: Arc::new(AwsLambdaRunner::new(clients.lambda.clone())),
         clock: Arc::new(SystemClock),
         ids: Arc::new(UlidIds),
     })
 }
 
-/// The handlers over the stack `cfg` names.
-pub fn aws_handlers(cfg: &AwsConfig, sdk: &SdkConfig) -> Result<Handlers, BackendError> {
-    Ok(Handlers::new(
-        aws_ports(cfg, sdk)?,
-        Settings::default(),
-        env_secrets(),
-    ))
+/// The handlers over `ports`, with the backend's settings and secrets.
+pub fn aws_handlers(ports: Ports) -> Handlers {
+    Handlers::new(ports, Settings::default(), env_secrets())
 }
 
 /// The SDK configuration from the environment (credentials, region, endpoint).
@@ -75,7 +89,8 @@ pub async fn sdk_from_env() -> SdkConfig {
 
 /// The handlers, configured from the environment.
 pub async fn handlers_from_env() -> Result<Handlers, BackendError> {
-    aws_handlers(&AwsConfig::from_env()?, &sdk_from_env().await)
+    let clients = AwsClients::new(&sdk_from_env().await);
+    Ok(aws_handlers(aws_ports(&AwsConfig::from_env()?, &clients)?))
 }
 
 /// The stack's event bus, configured from the environment (the notifier's sink).

@@ -10,8 +10,12 @@ use tracing::Instrument;
 /// What became of one message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Delivery {
-    /// Handled (or given up on, its run failed): delete it.
+    /// Handled: delete it.
     Done,
+    /// Given up on: its run was failed with the reason. An SQS queue keeps it (as a
+    /// failure) until its redrive policy moves it to the dead-letter queue, where it
+    /// can be looked at; the local queue drops it.
+    GaveUp,
     /// Not handled this time: leave it for redelivery.
     Retry,
     /// Not a message of this queue: keep it out of the way (an SQS queue moves it to
@@ -20,9 +24,8 @@ pub enum Delivery {
 }
 
 /// Deliveries after which a message that keeps failing is given up on and its run
-/// failed with the reason. The SQS queues' `maxReceiveCount` is one more than this, so
-/// their dead-letter queues only catch messages whose run could not be failed either:
-/// a run is never left stuck on a poison message.
+/// failed with the reason; the SQS queues' `maxReceiveCount` is the same, so the message
+/// then moves to the dead-letter queue. A run is never left stuck on a poison message.
 pub const MAX_RECEIVES: u32 = 5;
 
 impl Handlers {
@@ -77,7 +80,7 @@ impl Handlers {
             ),
         );
         match self.end_run(run_id, RunStatus::Failed, reason).await {
-            Ok(()) => Delivery::Done,
+            Ok(()) => Delivery::GaveUp,
             Err(e) => {
                 tracing::warn!(error = %e, "failing the run failed; the message will be delivered again");
                 Delivery::Retry

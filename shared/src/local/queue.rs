@@ -34,7 +34,7 @@ use tokio::sync::Notify;
 
 /// Deliveries of one message before it is moved to the dead letters, unless set with
 /// [`SqliteQueue::with_max_receives`] (a typical SQS redrive policy's `maxReceiveCount`).
-pub const DEFAULT_MAX_RECEIVES: u32 = crate::handlers::MAX_RECEIVES + 1;
+pub const DEFAULT_MAX_RECEIVES: u32 = crate::handlers::MAX_RECEIVES;
 
 /// The longest delay SQS accepts; longer ones are refused here too, so that a workflow
 /// that runs locally does not fail once deployed.

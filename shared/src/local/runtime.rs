@@ -156,11 +156,11 @@ impl LocalRuntime {
     }
 }
 
-/// A message's fate: handled or set aside, it is acknowledged; a malformed message
-/// has no dead-letter queue to go to locally, so it is dropped with its reason logged.
+/// A message's fate: handled, given up on or malformed, it is acknowledged — locally
+/// the reason is in the run's error or the log, not in a dead-letter queue.
 fn fate(m: Received, d: Delivery) -> Handled {
     match d {
-        Delivery::Done | Delivery::Malformed(_) => Handled::Ack(m.receipt),
+        Delivery::Done | Delivery::GaveUp | Delivery::Malformed(_) => Handled::Ack(m.receipt),
         Delivery::Retry => Handled::Retry,
     }
 }

@@ -1,0 +1,203 @@
+//! Every AWS request the backend makes, counted by service and operation through an SDK
+//! interceptor, and priced at us-east-1 list prices.
+
+use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemInput;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_types::config_bag::ConfigBag;
+use braid::aws::backend::AwsClients;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::{Arc, Mutex};
+
+/// Requests so far: (service, operation) → count, and DynamoDB write request units.
+#[derive(Debug, Clone, Default)]
+pub struct RequestCounter(Arc<Mutex<Counts>>);
+
+#[derive(Debug, Clone, Default)]
+struct Counts {
+    requests: BTreeMap<(String, String), u64>,
+    /// A transaction of n items costs 2n write units; a batch write n.
+    dynamodb_write_units: u64,
+}
+
+impl Intercept for RequestCounter {
+    fn name(&self) -> &'static str {
+        "RequestCounter"
+    }
+
+    fn read_before_execution(
+        &self,
+        context: &BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(m) = cfg.load::<Metadata>() else {
+            return Ok(());
+        };
+        let input = context.input();
+        let units = match m.name() {
+            "PutItem" | "UpdateItem" | "DeleteItem" => 1,
+            "TransactWriteItems" => input
+                .downcast_ref::<TransactWriteItemsInput>()
+                .map_or(0, |t| 2 * t.transact_items().len() as u64),
+            "BatchWriteItem" => input
+                .downcast_ref::<BatchWriteItemInput>()
+                .map_or(0, |b| b.request_items().map_or(0, |r| r.values().map(|v| v.len() as u64).sum())),
+            _ => 0,
+        };
+        let mut counts = self.0.lock().unwrap();
+        *counts
+            .requests
+            .entry((m.service().to_string(), m.name().to_string()))
+            .or_default() += 1;
+        counts.dynamodb_write_units += units;
+        Ok(())
+    }
+}
+
+impl RequestCounter {
+    /// The backend's clients with this counter on every one.
+    pub fn clients(&self, sdk: &aws_config::SdkConfig) -> AwsClients {
+        let plain = AwsClients::new(sdk);
+        AwsClients {
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(
+                plain.dynamodb.config().to_builder().interceptor(self.clone()).build(),
+            ),
+            sqs: aws_sdk_sqs::Client::from_conf(
+                plain.sqs.config().to_builder().interceptor(self.clone()).build(),
+            ),
+            s3: aws_sdk_s3::Client::from_conf(
+                plain.s3.config().to_builder().interceptor(self.clone()).build(),
+            ),
+            eventbridge: aws_sdk_eventbridge::Client::from_conf(
+                plain.eventbridge.config().to_builder().interceptor(self.clone()).build(),
+            ),
+            lambda: aws_sdk_lambda::Client::from_conf(
+                plain.lambda.config().to_builder().interceptor(self.clone()).build(),
+            ),
+        }
+    }
+
+    /// Requests by (service, operation) so far.
+    pub fn requests(&self) -> BTreeMap<(String, String), u64> {
+        self.0.lock().unwrap().requests.clone()
+    }
+
+    /// DynamoDB write request units so far.
+    pub fn dynamodb_write_units(&self) -> u64 {
+        self.0.lock().unwrap().dynamodb_write_units
+    }
+
+    pub fn reset(&self) {
+        *self.0.lock().unwrap() = Counts::default();
+    }
+}
+
+/// us-east-1 list prices in dollars per request (per million / 1e6).
+mod price {
+    /// DynamoDB on-demand: $0.625 per million write request units.
+    pub const DYNAMODB_WRITE: f64 = 0.625e-6;
+    /// DynamoDB on-demand: $0.125 per million read request units.
+    pub const DYNAMODB_READ: f64 = 0.125e-6;
+    /// SQS standard: $0.40 per million requests (of up to 64 KB).
+    pub const SQS: f64 = 0.40e-6;
+    /// S3 Standard PUT and GET.
+    pub const S3_PUT: f64 = 5.0e-6;
+    pub const S3_GET: f64 = 0.40e-6;
+    /// EventBridge custom events: $1 per million.
+    pub const EVENTBRIDGE: f64 = 1.0e-6;
+    /// Lambda: $0.20 per million requests.
+    pub const LAMBDA_REQUEST: f64 = 0.20e-6;
+    /// Lambda arm64: $0.0000133334 per GB-second.
+    pub const LAMBDA_ARM_GB_SECOND: f64 = 0.000_013_333_4;
+}
+
+/// What the requests of `steps` steps cost, per service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostReport {
+    pub steps: u64,
+    /// (service, operation) → requests.
+    pub requests: BTreeMap<(String, String), u64>,
+    /// DynamoDB write request units (a transaction's items count twice).
+    pub dynamodb_write_units: u64,
+    /// Lambda invocations of the five functions (one per SQS batch or tick).
+    pub invocations: u64,
+    /// Their billed duration, in GB-seconds.
+    pub gb_seconds: f64,
+}
+
+/// DynamoDB writes are priced by units, not requests.
+fn is_dynamodb_write(op: &str) -> bool {
+    matches!(
+        op,
+        "PutItem" | "UpdateItem" | "DeleteItem" | "BatchWriteItem" | "TransactWriteItems"
+    )
+}
+
+fn request_price(service: &str, op: &str) -> f64 {
+    match service {
+        "dynamodb" | "DynamoDB" if is_dynamodb_write(op) => 0.0,
+        "dynamodb" | "DynamoDB" => price::DYNAMODB_READ,
+        "sqs" | "SQS" => price::SQS,
+        "s3" | "S3" => {
+            if op == "PutObject" {
+                price::S3_PUT
+            } else {
+                price::S3_GET
+            }
+        }
+        "eventbridge" | "EventBridge" => price::EVENTBRIDGE,
+        _ => 0.0,
+    }
+}
+
+impl CostReport {
+    /// Dollars per service for the whole run.
+    pub fn dollars(&self) -> BTreeMap<String, f64> {
+        let mut out: BTreeMap<String, f64> = BTreeMap::new();
+        for ((service, op), n) in &self.requests {
+            *out.entry(service.clone()).or_default() += request_price(service, op) * *n as f64;
+        }
+        *out.entry("dynamodb".into()).or_default() +=
+            self.dynamodb_write_units as f64 * price::DYNAMODB_WRITE;
+        *out.entry("lambda".into()).or_default() += self.invocations as f64
+            * price::LAMBDA_REQUEST
+            + self.gb_seconds * price::LAMBDA_ARM_GB_SECOND;
+        out
+    }
+
+    /// Orchestration cost per million steps.
+    pub fn per_million_steps(&self) -> f64 {
+        self.dollars().values().sum::<f64>() / self.steps as f64 * 1e6
+    }
+
+    /// The report as printed by the suite.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let per_step = |n: u64| n as f64 / self.steps as f64;
+        let _ = writeln!(out, "AWS requests per step ({} steps):", self.steps);
+        let mut by_service: BTreeMap<&str, u64> = BTreeMap::new();
+        for ((service, op), n) in &self.requests {
+            *by_service.entry(service).or_default() += n;
+            let _ = writeln!(out, "  {service:<12} {op:<22} {:>6.2}", per_step(*n));
+        }
+        for (service, n) in by_service {
+            let _ = writeln!(out, "  {service:<12} {:<22} {:>6.2}", "(all)", per_step(n));
+        }
+        let _ = writeln!(
+            out,
+            "  lambda       invocations            {:>6.2}  ({:.3} GB-s per step)",
+            per_step(self.invocations),
+            self.gb_seconds / self.steps as f64
+        );
+        let _ = writeln!(out, "cost per million steps (us-east-1 list prices):");
+        for (service, d) in self.dollars() {
+            let _ = writeln!(out, "  {service:<12} ${:.3}", d / self.steps as f64 * 1e6);
+        }
+        let _ = writeln!(out, "  total        ${:.3}", self.per_million_steps());
+        out
+    }
+}

@@ -1,0 +1,253 @@
+//! Whole runs on the AWS backend, on the emulator: the stack's resources made from
+//! `infra/template.yaml`, the five functions' handlers driven the way Lambda drives
+//! them (see `braid_e2e::driver`).
+
+use braid::handlers::{Handlers, Ports, RunView, Settings, StartRequest, definition};
+use braid::local::backend::{LocalOptions, local_ports, local_runtime};
+use braid::model::{RunStatus, StepStatus};
+use braid::ports::{PayloadStore, PortError, PortResult};
+use braid::secrets::env_secrets;
+use braid::testkit::faults::FaultyQueue;
+use braid_e2e::driver::Driver;
+use braid_e2e::examples::{self, Example};
+use braid_e2e::requests::CostReport;
+use braid_e2e::stack::Stack;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+/// Settings for tests: lost messages are re-sent after a second, not a minute.
+fn settings() -> Settings {
+    Settings {
+        stale_after: Duration::from_secs(1),
+        ..Settings::default()
+    }
+}
+
+async fn start(handlers: &Handlers, file: &str, source: &str, input: Value) -> String {
+    let (def, _) = definition(file, source).expect("a valid workflow");
+    handlers
+        .start(StartRequest {
+            definition: def,
+            input,
+            trigger: Value::Null,
+            idempotency_key: None,
+        })
+        .await
+        .expect("the run starts")
+        .run
+        .id
+}
+
+/// Runs `source` on the emulated stack with `ports` (adjusted by the test) to the end.
+async fn run_on_aws(stack: &Stack, ports: Ports, file: &str, source: &str, input: Value) -> RunView {
+    let driver = Driver::new(stack, Handlers::new(ports, settings(), env_secrets()));
+    let id = start(&driver.handlers, file, source, input).await;
+    driver.run_to_end(&id, RUN_LIMIT).await;
+    driver.handlers.run_view(&id).await.unwrap()
+}
+
+/// Runs `source` on the embedded backend to the end.
+async fn run_locally(file: &str, source: &str, input: Value) -> RunView {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = LocalOptions::new(dir.path().join("state"));
+    opts.settings = settings();
+    let mut ports = local_ports(&opts).unwrap();
+    ports.lambda = Arc::new(examples::worker_runner(dir.path()));
+    let rt = local_runtime(ports, &opts);
+    let id = start(rt.handlers(), file, source, input).await;
+    tokio::time::timeout(RUN_LIMIT, rt.run_to_end(&id))
+        .await
+        .expect("the local run finishes")
+        .unwrap();
+    rt.handlers().run_view(&id).await.unwrap()
+}
+
+/// What must agree between backends: the run's status and output, each step's status
+/// and output (attempt counts may differ: flaky steps are flaky).
+fn outcome(v: &RunView) -> Value {
+    let steps: serde_json::Map<String, Value> = v
+        .steps
+        .iter()
+        .map(|(id, s)| (id.clone(), json!({"status": s.status, "output": s.output})))
+        .collect();
+    json!({"status": v.status, "output": v.output, "error": v.error, "steps": steps})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_example_ends_the_same_on_the_embedded_and_the_emulated_aws_backend() {
+    let stack = Stack::create("parity").await;
+    let base_url = examples::http_service().await;
+    let dir = tempfile::tempdir().unwrap();
+    for Example { file, input } in examples::all() {
+        let input = examples::input_for(&Example { file, input }, &base_url);
+        let source = examples::source(file);
+        let local = run_locally(file, &source, input.clone()).await;
+        let mut ports = stack.ports();
+        ports.lambda = Arc::new(examples::worker_runner(dir.path()));
+        let aws = run_on_aws(&stack, ports, file, &source, input).await;
+        assert!(local.status.is_final(), "{file}: {local:?}");
+        assert_eq!(outcome(&aws), outcome(&local), "{file} differs between backends");
+    }
+}
+
+/// A workflow with a fan-out, a fan-in and a chain: the shape most runs have.
+const REPRESENTATIVE: &str = r#"
+name: representative
+steps:
+  - id: list
+    pass: "{{ range(20) | list }}"
+  - id: square
+    needs: [list]
+    for_each: "{{ steps.list.output }}"
+    max_parallel: 10
+    pass: "{{ item * item }}"
+  - id: total
+    needs: [square]
+    pass: "{{ steps.square.output | sum }}"
+  - id: report
+    needs: [total]
+    pass: { total: "{{ steps.total.output }}" }
+output: "{{ steps.report.output }}"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_delivered_twice_changes_nothing() {
+    let stack = Stack::create("dup").await;
+    let expected = run_on_aws(&stack, stack.ports(), "r.yaml", REPRESENTATIVE, json!({})).await;
+    assert_eq!(expected.status, RunStatus::Succeeded);
+    assert_eq!(expected.output, json!({"total": 2470}));
+
+    let mut ports = stack.ports();
+    ports.ready = Arc::new(FaultyQueue::duplicating(ports.ready.clone()));
+    ports.results = Arc::new(FaultyQueue::duplicating(ports.results.clone()));
+    let twice = run_on_aws(&stack, ports, "r.yaml", REPRESENTATIVE, json!({})).await;
+    assert_eq!(outcome(&twice), outcome(&expected));
+    for (id, step) in &twice.steps {
+        assert_eq!(step.attempts, 1, "step `{id}` ran again: {step:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_killed_between_its_write_and_its_send_is_repaired_by_the_cron_tick() {
+    let stack = Stack::create("crash").await;
+    let expected = run_on_aws(&stack, stack.ports(), "r.yaml", REPRESENTATIVE, json!({})).await;
+    // Every other "ready" message is never sent: the handler wrote the state, then died.
+    let mut ports = stack.ports();
+    let lossy = Arc::new(FaultyQueue::losing(ports.ready.clone(), |n, _| n % 2 == 0));
+    ports.ready = lossy.clone();
+    let repaired = run_on_aws(&stack, ports, "r.yaml", REPRESENTATIVE, json!({})).await;
+    assert!(lossy.sent() > 4, "messages were lost along the way");
+    assert_eq!(outcome(&repaired), outcome(&expected));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_20_mb_step_result_flows_through_s3_to_the_next_step() {
+    let stack = Stack::create("big").await;
+    let workflow = r#"
+name: big
+steps:
+  - id: make
+    pass: "{{ 'x' * 20000000 }}"
+  - id: measure
+    needs: [make]
+    pass: { length: "{{ steps.make.output | length }}", tail: "{{ steps.make.output[-3:] }}" }
+output: "{{ steps.measure.output }}"
+"#;
+    let view = run_on_aws(&stack, stack.ports(), "big.yaml", workflow, json!({})).await;
+    assert_eq!(view.status, RunStatus::Succeeded, "{:?}", view.error);
+    assert_eq!(view.output, json!({"length": 20_000_000, "tail": "xxx"}));
+    let puts = stack
+        .requests
+        .requests()
+        .get(&("s3".to_string(), "PutObject".to_string()))
+        .copied()
+        .unwrap_or(0);
+    assert!(puts >= 1, "the big value went to S3");
+}
+
+/// The payload store with S3 "down" for reads: every attempt to load a payload fails.
+struct UnreadablePayloads(Arc<dyn PayloadStore>);
+
+#[async_trait::async_trait]
+impl PayloadStore for UnreadablePayloads {
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> PortResult<()> {
+        self.0.put(key, bytes).await
+    }
+    async fn get(&self, _: &str) -> PortResult<Vec<u8>> {
+        Err(PortError::Backend("S3 is unavailable".into()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_always_fails_lands_in_the_dlq_and_fails_its_run() {
+    let stack = Stack::create("poison").await;
+    let workflow = r#"
+name: poison
+steps:
+  - id: make
+    pass: "{{ 'y' * 10000 }}"
+  - id: read
+    needs: [make]
+    pass: "{{ steps.make.output | length }}"
+"#;
+    let mut ports = stack.ports();
+    ports.payloads = Arc::new(UnreadablePayloads(ports.payloads.clone()));
+    let view = run_on_aws(&stack, ports, "poison.yaml", workflow, json!({})).await;
+    assert_eq!(view.status, RunStatus::Failed);
+    let error = view.error.expect("the run says why it failed");
+    assert_eq!(error.error, "undeliverable");
+    assert!(
+        error.message.contains("step `read`") && error.message.contains("S3 is unavailable"),
+        "{}",
+        error.message
+    );
+    assert_eq!(view.steps["read"].status, StepStatus::Cancelled);
+    // The message was reported failed after the run was failed: SQS moves it to the
+    // dead-letter queue on its next receive.
+    let driver = Driver::new(&stack, Handlers::new(stack.ports(), settings(), env_secrets()));
+    driver.deliver(braid_e2e::driver::Consumer::Dispatcher).await;
+    assert_eq!(stack.depth("ReadyDeadLetterQueue").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orchestration_costs_less_than_two_dollars_per_million_steps() {
+    let stack = Stack::create("cost").await;
+    let driver = Driver::new(&stack, Handlers::new(stack.ports(), settings(), env_secrets()));
+    stack.requests.reset();
+    let runs = 3;
+    let mut steps = 0;
+    for _ in 0..runs {
+        let id = start(&driver.handlers, "r.yaml", REPRESENTATIVE, json!({})).await;
+        driver.run_to_end(&id, RUN_LIMIT).await;
+        let records = driver.handlers.ports.store.list_steps(&id).await.unwrap();
+        // A step is a unit of work: every plain step and every iteration (the
+        // `for_each` step itself only fans out).
+        steps += records
+            .iter()
+            .filter(|r| r.key.index.is_some() || r.fan_out.is_none())
+            .count() as u64;
+    }
+    let inv = driver.invocations();
+    let report = CostReport {
+        steps,
+        requests: stack.requests.requests(),
+        dynamodb_write_units: stack.requests.dynamodb_write_units(),
+        invocations: inv.count,
+        gb_seconds: inv.gb_seconds,
+    };
+    println!("{}", report.render());
+    let requests_only = CostReport {
+        invocations: 0,
+        gb_seconds: 0.0,
+        ..report.clone()
+    };
+    assert!(
+        requests_only.per_million_steps() <= 2.0,
+        "requests alone cost ${:.3} per million steps:\n{}",
+        requests_only.per_million_steps(),
+        report.render()
+    );
+}
