@@ -3,4 +3,12 @@
 //!
 //! # Layout
 //! - [`config`]: the stack's resources, from the environment.
+//! - [`queue`]: the work queue on SQS.
+//! - [`payloads`]: the payload store on S3.
+//! - [`events`]: lifecycle events onto the notifier's queue, and from there to EventBridge.
+//! - [`lambda`]: `lambda` steps, invoked through the Lambda API.
 pub mod config;
+pub mod events;
+pub mod lambda;
+pub mod payloads;
+pub mod queue;
