@@ -2,17 +2,30 @@
 //! Lambda functions hand their events to.
 //!
 //! # Layout
-//! - [`config`]: the stack's resources, from the environment.
+//! Adapters, one per port:
 //! - [`store`]: the state store in one DynamoDB table.
+//! - [`queue`]: the work queue on SQS.
+//! - [`payloads`]: the payload store on S3.
+//! - [`events`]: lifecycle events onto the notifier's queue, and from there to EventBridge.
+//! - [`lambda`]: `lambda` steps, invoked through the Lambda API.
+//!
+//! Assembly and entry points:
+//! - [`config`]: the stack's resources, from the environment.
+//! - [`backend`]: the clients and the ports for one stack, built once per container.
+//! - [`intake`]: the trigger-intake function's events (direct starts, HTTP API), with
+//!   [`http_api`] converting API Gateway events.
 //! - [`sqs_batch`]: SQS batches to the dispatcher/completer handlers, partial failures back.
-//! - [`intake`]: the trigger-intake function's events (direct starts, HTTP API).
-//! - [`http_api`]: API Gateway HTTP API events to and from the backend-neutral API.
-//! - [`notify`]: the notifier function's batches, forwarded to EventBridge.
 //! - [`cron`]: the cron-tick function's scheduled event.
+//! - [`notify`]: the notifier function's batches, forwarded to EventBridge.
+pub mod backend;
 pub mod config;
 pub mod cron;
+pub mod events;
 pub mod http_api;
 pub mod intake;
+pub mod lambda;
 pub mod notify;
+pub mod payloads;
+pub mod queue;
 pub mod sqs_batch;
 pub mod store;

@@ -1,11 +1,13 @@
 //! Task runners that work the same locally and on AWS.
 //!
 //! - [`http`]: `http` steps, with reqwest.
-//!
-//! Lambda steps need a backend-specific runner: see `crate::local::lambda` for the
-//! embedded backend.
+//! - `lambda`: how a Lambda function's answer and errors are read, for the
+//!   backend-specific Lambda runners (`crate::local::lambda` for the embedded backend,
+//!   `crate::aws::lambda` on AWS).
 
 pub mod http;
+#[cfg(any(feature = "local", feature = "aws"))]
+pub(crate) mod lambda;
 
 pub use http::HttpRunner;
 

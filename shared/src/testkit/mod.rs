@@ -5,6 +5,7 @@
 //! Each check is a function named after the behaviour it asserts; it panics with a
 //! message when the adapter breaks the port's contract.
 
+pub mod events;
 pub mod faults;
 pub mod payloads;
 pub mod queue;

@@ -39,40 +39,9 @@ pub use functions::{
 pub use invoke_api::InvokeApiRunner;
 pub use runtime_api::{ProcessSpec, RuntimeApiRunner};
 
-use crate::ports::TaskError;
-use serde::Deserialize;
+// Shared with the AWS runner, so both backends read function errors alike.
+use crate::runners::lambda::{error_document, excerpt, function_error};
 use serde_json::Value;
-
-/// The error document a Lambda function answers with: `{"errorType", "errorMessage"}`.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ErrorDocument {
-    error_type: Option<String>,
-    error_message: Option<String>,
-}
-
-/// The function's error document, if `body` is one.
-fn error_document(body: &[u8]) -> Option<(Option<String>, Option<String>)> {
-    let doc: ErrorDocument = serde_json::from_slice(body).ok()?;
-    if doc.error_type.is_none() && doc.error_message.is_none() {
-        return None;
-    }
-    Some((doc.error_type, doc.error_message))
-}
-
-/// A function error: the attempt fails with the function's error type and message, and
-/// may be retried (Lambda's own retry policy treats function errors as retryable).
-fn function_error(body: &[u8], fallback_type: &str) -> TaskError {
-    match error_document(body) {
-        Some((error_type, message)) => TaskError::retryable(
-            error_type
-                .filter(|t| !t.is_empty())
-                .unwrap_or_else(|| fallback_type.to_string()),
-            message.unwrap_or_default(),
-        ),
-        None => TaskError::retryable(fallback_type, excerpt(body)),
-    }
-}
 
 /// A function's answer as a step sees it: JSON when it is JSON, `null` when empty,
 /// text otherwise.
@@ -82,18 +51,6 @@ fn payload_value(body: &[u8]) -> Value {
     }
     serde_json::from_slice(body)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
-}
-
-/// The start of a body, for error messages.
-fn excerpt(body: &[u8]) -> String {
-    const MAX_CHARS: usize = 300;
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    let mut out: String = text.chars().take(MAX_CHARS).collect();
-    if text.chars().count() > MAX_CHARS {
-        out.push('…');
-    }
-    out
 }
 
 /// The function name inside an ARN (`arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]`
@@ -126,14 +83,6 @@ mod tests {
             split_function_name("123456789012:function:orders"),
             ("orders", None)
         );
-    }
-
-    #[test]
-    fn function_errors_keep_the_function_error_type() {
-        let e = function_error(br#"{"errorType":"Flaky","errorMessage":"try again"}"#, "x");
-        assert_eq!(e, TaskError::retryable("Flaky", "try again"));
-        let e = function_error(b"boom", "Unhandled");
-        assert_eq!(e, TaskError::retryable("Unhandled", "boom"));
     }
 
     #[test]
