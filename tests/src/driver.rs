@@ -209,7 +209,10 @@ impl<'a> Driver<'a> {
                     while self.deliver(Consumer::Notifier).await > 0 {}
                     return run;
                 }
-                assert!(Instant::now() < deadline, "run {run_id} did not finish within {limit:?}: {run:?}");
+                if Instant::now() >= deadline {
+                    let steps = self.handlers.ports.store.list_steps(run_id).await;
+                    panic!("run {run_id} did not finish within {limit:?}: {run:?}\nsteps: {steps:#?}");
+                }
                 if last_tick.elapsed() >= tick_every {
                     self.tick().await;
                     last_tick = Instant::now();

@@ -7,6 +7,7 @@ use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use braid::aws::backend::AwsClients;
 use std::collections::BTreeMap;
@@ -29,9 +30,12 @@ impl Intercept for RequestCounter {
         "RequestCounter"
     }
 
-    fn read_before_execution(
+    /// Before serialization, the operation's metadata is in the config bag (it is not
+    /// yet before execution).
+    fn read_before_serialization(
         &self,
         context: &BeforeSerializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let Some(m) = cfg.load::<Metadata>() else {

@@ -162,7 +162,7 @@ output: "{{ steps.measure.output }}"
     let puts = stack
         .requests
         .requests()
-        .get(&("s3".to_string(), "PutObject".to_string()))
+        .get(&("S3".to_string(), "PutObject".to_string()))
         .copied()
         .unwrap_or(0);
     assert!(puts >= 1, "the big value went to S3");
