@@ -8,7 +8,7 @@ use crate::stack::Stack;
 use crate::template::Template;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use aws_sdk_sqs::types::MessageSystemAttributeName;
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use braid::aws::events::EventBridgeSink;
 use braid::aws::sqs_batch::{self, Source};
 use braid::aws::{cron, notify};
@@ -154,6 +154,9 @@ impl<'a> Driver<'a> {
             .iter()
             .map(|f| f.item_identifier.clone())
             .collect();
+        // Like the event source mapping: the successes are deleted in one batch, the
+        // failures left for redelivery.
+        let mut done = Vec::new();
         for m in &messages {
             let receipt = m.receipt_handle.clone().unwrap_or_default();
             if failed.contains(m.message_id.as_ref().unwrap()) {
@@ -167,13 +170,22 @@ impl<'a> Driver<'a> {
                         .expect("change visibility");
                 }
             } else {
-                sqs.delete_message()
-                    .queue_url(url)
-                    .receipt_handle(receipt)
-                    .send()
-                    .await
-                    .expect("delete");
+                done.push(
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(format!("m{}", done.len()))
+                        .receipt_handle(receipt)
+                        .build()
+                        .expect("an entry"),
+                );
             }
+        }
+        if !done.is_empty() {
+            sqs.delete_message_batch()
+                .queue_url(url)
+                .set_entries(Some(done))
+                .send()
+                .await
+                .expect("delete batch");
         }
         messages.len()
     }

@@ -16,7 +16,6 @@
 //! | `lambda.access_denied` | the caller may not invoke the function | no |
 //! | `lambda.invalid_request` | Lambda refuses the request or the payload | no |
 //! | `lambda.request_too_large` | the payload is over Lambda's 6 MB | no |
-//! | `lambda.invalid_response` | the function answered with something that is not JSON | no |
 //! | `lambda.throttled` | Lambda throttled the call (after the SDK's own retries) | yes |
 //! | `lambda.service` | any other error Lambda answered with | yes |
 //! | `lambda.timeout` | no answer in time | yes |
@@ -24,7 +23,7 @@
 //! | `runner.unsupported_task` | the task is not a Lambda task | no |
 
 use crate::ports::{Task, TaskError, TaskRunner};
-use crate::runners::lambda::{excerpt, function_error};
+use crate::runners::lambda::{excerpt, function_error, payload_value};
 use async_trait::async_trait;
 use aws_sdk_lambda::Client;
 use aws_sdk_lambda::config::http::HttpResponse;
@@ -60,7 +59,7 @@ impl AwsLambdaRunner {
         if let Some(kind) = out.function_error {
             return Err(function_error(&body, &kind));
         }
-        response_value(function, &body)
+        Ok(payload_value(&body))
     }
 }
 
@@ -75,23 +74,6 @@ impl TaskRunner for AwsLambdaRunner {
             )),
         }
     }
-}
-
-/// A successful invocation's response: its JSON, `null` when the function returned
-/// nothing.
-fn response_value(function: &str, body: &[u8]) -> Result<Value, TaskError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Value::Null);
-    }
-    serde_json::from_slice(body).map_err(|e| {
-        TaskError::fatal(
-            "lambda.invalid_response",
-            format!(
-                "function `{function}` answered with something that is not JSON ({e}): {}",
-                excerpt(body)
-            ),
-        )
-    })
 }
 
 /// An SDK failure as a task error: what a retry cannot fix is fatal, the rest (throttling,
@@ -196,7 +178,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn empty_response_is_null_and_text_is_fatal() {
+    async fn empty_response_is_null_and_text_is_a_string_as_locally() {
         let empty =
             mock!(Client::invoke).then_output(|| InvokeOutput::builder().status_code(200).build());
         assert_eq!(runner(&empty).run(&task("f")).await.unwrap(), Value::Null);
@@ -207,10 +189,7 @@ mod tests {
                 .payload(Blob::new("done"))
                 .build()
         });
-        let err = runner(&text).run(&task("f")).await.unwrap_err();
-        assert_eq!(err.error, "lambda.invalid_response");
-        assert!(!err.retryable);
-        assert!(err.message.contains("`f`"), "{}", err.message);
+        assert_eq!(runner(&text).run(&task("f")).await.unwrap(), Value::String("done".into()));
     }
 
     #[tokio::test]

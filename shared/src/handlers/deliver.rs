@@ -34,7 +34,10 @@ impl Handlers {
         match serde_json::from_str::<DispatchMsg>(&m.body) {
             Ok(msg) => {
                 let span = tracing::info_span!("dispatch", run = %msg.run_id, step = %msg.key, attempt = msg.attempt);
-                let outcome = self.dispatch(&msg).instrument(span).await;
+                let outcome = self
+                    .dispatch_delivery(&msg, m.receive_count > 1)
+                    .instrument(span)
+                    .await;
                 self.judge(m, "ready", &msg.run_id, &msg.key, outcome).await
             }
             Err(e) => malformed("ready", e),

@@ -40,6 +40,14 @@ fn task_failure(e: TaskError) -> Outcome {
 impl Handlers {
     /// Handles a "ready" message. Duplicate, stale and early messages change nothing.
     pub async fn dispatch(&self, msg: &DispatchMsg) -> HandlerResult<()> {
+        self.dispatch_delivery(msg, false).await
+    }
+
+    /// Handles a "ready" message; `redelivered` when this very message was received
+    /// before (its handler failed or died): an attempt it had claimed is resumed, not
+    /// left running until its lease runs out. A duplicate copy of a message is a new
+    /// message, so a step whose attempt is running elsewhere is not run twice by it.
+    pub async fn dispatch_delivery(&self, msg: &DispatchMsg, redelivered: bool) -> HandlerResult<()> {
         let now = self.now();
         let run = self.ports.store.get_run(&msg.run_id).await?;
         if run.status.is_final() {
@@ -53,6 +61,7 @@ impl Handlers {
         match rec.status {
             StepStatus::Waiting if rec.attempt == msg.attempt => return self.wake(&rec, now).await,
             StepStatus::Ready | StepStatus::Retrying if rec.attempt + 1 == msg.attempt => {}
+            StepStatus::Running if redelivered && rec.attempt == msg.attempt => {}
             _ => return Ok(()),
         }
         if run.failing {
@@ -73,8 +82,13 @@ impl Handlers {
             started_at: rec.started_at.or(Some(now)),
             ..rec.clone()
         };
-        // The claim: only one dispatcher moves this attempt from ready to running.
-        let guard = Guard::at(&[StepStatus::Ready, StepStatus::Retrying], rec.attempt);
+        // The claim: only one dispatcher moves this attempt from ready to running (or,
+        // resuming, renews the lease of the attempt this message had claimed).
+        let guard = if rec.status == StepStatus::Running {
+            Guard::at(&[StepStatus::Running], rec.attempt)
+        } else {
+            Guard::at(&[StepStatus::Ready, StepStatus::Retrying], rec.attempt)
+        };
         if !self.ports.store.update_step(&guard, &claimed).await? {
             return Ok(());
         }

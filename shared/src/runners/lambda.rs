@@ -1,6 +1,7 @@
 //! What Lambda functions answer, read the same way by every Lambda runner (the embedded
 //! backend's and the AWS one), so a function error fails an attempt alike everywhere.
 
+use serde_json::Value;
 use crate::ports::TaskError;
 use serde::Deserialize;
 
@@ -58,4 +59,14 @@ mod tests {
         let e = function_error(b"boom", "Unhandled");
         assert_eq!(e, TaskError::retryable("Unhandled", "boom"));
     }
+}
+
+/// A function's answer as a step sees it: JSON when it is JSON, `null` when empty,
+/// text otherwise.
+pub fn payload_value(body: &[u8]) -> Value {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Value::Null;
+    }
+    serde_json::from_slice(body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
 }

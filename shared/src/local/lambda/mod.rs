@@ -40,18 +40,8 @@ pub use invoke_api::InvokeApiRunner;
 pub use runtime_api::{ProcessSpec, RuntimeApiRunner};
 
 // Shared with the AWS runner, so both backends read function errors alike.
-use crate::runners::lambda::{error_document, excerpt, function_error};
+use crate::runners::lambda::{error_document, excerpt, function_error, payload_value};
 use serde_json::Value;
-
-/// A function's answer as a step sees it: JSON when it is JSON, `null` when empty,
-/// text otherwise.
-fn payload_value(body: &[u8]) -> Value {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Value::Null;
-    }
-    serde_json::from_slice(body)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
-}
 
 /// The function name inside an ARN (`arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]`
 /// or the partial `ACCOUNT:function:NAME`), with its qualifier; a plain name as is.

@@ -1,0 +1,221 @@
+//! Every sample event in `events/` is parsed by the types its function uses and pushed
+//! through its handler on the emulated stack.
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use aws_lambda_events::event::sqs::SqsEvent;
+use braid::aws::events::EventBridgeSink;
+use braid::aws::sqs_batch::{self, Source};
+use braid::aws::{cron, intake, notify};
+use braid::handlers::{Handlers, Settings, definition};
+use braid::model::RunStatus;
+use braid::secrets::env_secrets;
+use braid_e2e::driver::Driver;
+use braid_e2e::examples;
+use braid_e2e::stack::Stack;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The sample events and the tests that push them through their handlers.
+const COVERED: &[&str] = &[
+    "cron-tick-scheduled.json",
+    "notifier-sqs.json",
+    "step-completer-sqs.json",
+    "step-dispatcher-sqs.json",
+    "trigger-intake-direct-start.json",
+    "trigger-intake-http-list-runs.json",
+    "trigger-intake-http-start.json",
+];
+
+fn events_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../events")
+}
+
+fn sample(name: &str) -> String {
+    std::fs::read_to_string(events_dir().join(name)).expect("the sample exists")
+}
+
+/// A sample SQS event with its messages' `RUN_ID` set to `run_id`.
+fn sqs_sample(name: &str, run_id: &str) -> SqsEvent {
+    serde_json::from_str(&sample(name).replace("RUN_ID", run_id)).expect("an SQS event")
+}
+
+fn handlers(stack: &Stack) -> Handlers {
+    Handlers::new(stack.ports(), Settings::default(), env_secrets())
+}
+
+/// A stack with `examples/hello.yaml` registered.
+async fn stack_with_hello(tag: &str) -> Stack {
+    let stack = Stack::create(tag).await;
+    let (def, _) = definition("hello.yaml", &examples::source("hello.yaml")).unwrap();
+    stack.ports().store.put_definition(&def).await.unwrap();
+    stack
+}
+
+#[test]
+fn every_sample_event_is_covered_here() {
+    let mut found: Vec<String> = std::fs::read_dir(events_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    found.sort();
+    assert_eq!(found, COVERED, "add the new sample event to a test here");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_and_http_starts_start_runs_and_the_list_shows_them() {
+    let stack = stack_with_hello("intake").await;
+    let h = handlers(&stack);
+    let direct: Value = serde_json::from_str(&sample("trigger-intake-direct-start.json")).unwrap();
+    let answer = intake::handle(&h, direct.clone()).await.unwrap();
+    assert_eq!(answer["status"], "running");
+    assert_eq!(answer["existing"], false);
+    let again = intake::handle(&h, direct).await.unwrap();
+    assert_eq!(again["run_id"], answer["run_id"], "the idempotency key holds");
+    assert_eq!(again["existing"], true);
+
+    let http: Value = serde_json::from_str(&sample("trigger-intake-http-start.json")).unwrap();
+    let response = intake::handle(&h, http).await.unwrap();
+    assert_eq!(response["statusCode"], 202, "{response}");
+    let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    let run_id = body["run_id"].as_str().unwrap().to_string();
+
+    let list: Value = serde_json::from_str(&sample("trigger-intake-http-list-runs.json")).unwrap();
+    let response = intake::handle(&h, list).await.unwrap();
+    assert_eq!(response["statusCode"], 200, "{response}");
+    let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    let listed: Vec<&str> = body["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap())
+        .collect();
+    assert!(listed.contains(&run_id.as_str()), "{body}");
+    assert_eq!(listed.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_direct_start_is_refused_with_the_reason_and_starts_nothing() {
+    let stack = stack_with_hello("refuse").await;
+    let h = handlers(&stack);
+    let bad = serde_json::json!({"workflow": "hello", "inputs": {}});
+    let err = intake::handle(&h, bad).await.unwrap_err();
+    assert!(err.to_string().contains("unknown field `inputs`"), "{err}");
+    let wrong = serde_json::json!({"workflow": "hello", "input": {"who": 7}});
+    let err = intake::handle(&h, wrong).await.unwrap_err();
+    assert!(err.to_string().contains("invalid input for workflow `hello`"), "{err}");
+    let runs = h
+        .ports
+        .store
+        .list_runs(&braid::ports::RunFilter { limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    assert!(runs.is_empty(), "nothing was started: {runs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatcher_and_completer_samples_are_handled_and_duplicates_change_nothing() {
+    let stack = stack_with_hello("sqs").await;
+    let h = handlers(&stack);
+    let direct: Value = serde_json::from_str(&sample("trigger-intake-direct-start.json")).unwrap();
+    let run_id = intake::handle(&h, direct).await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The sample is the first step's "ready" message: it runs the step.
+    let response = sqs_batch::handle(&h, Source::Ready, sqs_sample("step-dispatcher-sqs.json", &run_id)).await;
+    assert!(response.batch_item_failures.is_empty());
+    let greet = h.ports.store.get_step(&run_id, &braid::model::StepKey::step("greet")).await.unwrap();
+    assert_eq!(greet.status, braid::model::StepStatus::Succeeded);
+    // The sample result repeats what was recorded: nothing changes.
+    let response = sqs_batch::handle(&h, Source::Results, sqs_sample("step-completer-sqs.json", &run_id)).await;
+    assert!(response.batch_item_failures.is_empty());
+
+    let driver = Driver::new(&stack, handlers(&stack));
+    let run = driver.run_to_end(&run_id, Duration::from_secs(60)).await;
+    assert_eq!(run.status, RunStatus::Succeeded);
+    let view = h.run_view(&run_id).await.unwrap();
+    assert_eq!(view.output["greeting"], "Hello, Ada!");
+    assert_eq!(view.steps["greet"].attempts, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifier_sample_reaches_the_event_bus_and_the_tick_sample_sweeps() {
+    let stack = Stack::create("notify").await;
+    // A rule on the bus sending every Braid event to a queue, to see what arrived.
+    let watch = stack
+        .clients
+        .sqs
+        .create_queue()
+        .queue_name(format!("{}-watch", stack.name))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let arn = stack
+        .clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&watch)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    let eb = &stack.clients.eventbridge;
+    eb.put_rule()
+        .name("watch")
+        .event_bus_name(&stack.config.event_bus)
+        .event_pattern(r#"{"source": ["braid"]}"#)
+        .send()
+        .await
+        .unwrap();
+    eb.put_targets()
+        .rule("watch")
+        .event_bus_name(&stack.config.event_bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("watch")
+                .arn(arn)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let event: SqsEvent = serde_json::from_str(&sample("notifier-sqs.json")).unwrap();
+    let sink = EventBridgeSink::new(eb.clone(), &stack.config.event_bus);
+    let response = notify::handle(&sink, event).await;
+    assert!(response.batch_item_failures.is_empty());
+    let mut kinds = Vec::new();
+    for _ in 0..20 {
+        let got = stack
+            .clients
+            .sqs
+            .receive_message()
+            .queue_url(&watch)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        for m in got.messages.unwrap_or_default() {
+            let envelope: Value = serde_json::from_str(m.body.as_deref().unwrap()).unwrap();
+            kinds.push(envelope["detail"]["kind"].as_str().unwrap().to_string());
+        }
+        if kinds.len() >= 2 {
+            break;
+        }
+    }
+    kinds.sort();
+    assert_eq!(kinds, ["run.finished", "step.finished"]);
+
+    let tick: EventBridgeEvent = serde_json::from_str(&sample("cron-tick-scheduled.json")).unwrap();
+    let report = cron::handle(&handlers(&stack), tick).await.unwrap();
+    assert_eq!(report.runs_checked, 0);
+}
