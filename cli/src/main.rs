@@ -2,6 +2,13 @@
 //!
 //! This file only parses arguments and dispatches: each command lives in its own module
 //! under [`cmd`] and returns the [`cmd::Exit`] status the shell sees.
+//!
+//! Locally (`run`, and `runs`/`show` by default) state lives under `.braid/`. Against a
+//! deployed stack (`deploy`, `start`, and `runs`/`show` with `--stack NAME` or the
+//! per-resource flags) the CLI works on the stack's table, queues and bucket directly
+//! through the AWS SDK with the caller's credentials, not through the HTTP API; that
+//! part is the cargo feature `aws` (on by default), so a local-only binary builds with
+//! `--no-default-features`.
 
 mod cmd;
 
@@ -26,9 +33,15 @@ enum Command {
     Schema(cmd::schema::Args),
     /// Run a workflow locally to the end and print the result.
     Run(cmd::run::Args),
-    /// List the runs in the local state, newest first.
+    /// Register workflow files in a deployed stack (--stack NAME).
+    #[cfg(feature = "aws")]
+    Deploy(cmd::deploy::Args),
+    /// Start a run of a registered workflow in a deployed stack; print its id.
+    #[cfg(feature = "aws")]
+    Start(cmd::start::Args),
+    /// List runs, newest first: in the local state, or in a stack with --stack NAME.
     Runs(cmd::runs::Args),
-    /// Show one run with its steps, outputs and errors.
+    /// Show one run with its steps, outputs and errors (locally or with --stack NAME).
     Show(cmd::show::Args),
     /// Measure local throughput (steps/s) and peak memory.
     Bench(cmd::bench::Args),
@@ -48,6 +61,10 @@ fn main() -> ExitCode {
         Command::Graph(args) => cmd::graph::run(&args),
         Command::Schema(args) => cmd::schema::run(&args),
         Command::Run(args) => cmd::run::run(&args),
+        #[cfg(feature = "aws")]
+        Command::Deploy(args) => cmd::deploy::run(&args),
+        #[cfg(feature = "aws")]
+        Command::Start(args) => cmd::start::run(&args),
         Command::Runs(args) => cmd::runs::run(&args),
         Command::Show(args) => cmd::show::run(&args),
         Command::Bench(args) => cmd::bench::run(&args),

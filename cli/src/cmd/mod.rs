@@ -1,7 +1,9 @@
 //! One module per command, plus what they share: exit statuses, loading a workflow
-//! file, and reporting errors.
+//! file, reporting errors, and where runs live ([`local`] state, a deployed [`stack`]).
 
 pub mod bench;
+#[cfg(feature = "aws")]
+pub mod deploy;
 pub mod graph;
 pub mod local;
 pub mod progress;
@@ -10,6 +12,11 @@ pub mod run;
 pub mod runs;
 pub mod schema;
 pub mod show;
+#[cfg(feature = "aws")]
+pub mod stack;
+#[cfg(feature = "aws")]
+pub mod start;
+pub mod target;
 pub mod validate;
 
 use anyhow::Context;

@@ -1,8 +1,9 @@
-//! `braid runs`: the runs in the local state, newest first.
+//! `braid runs`: the runs in the local state or a deployed stack, newest first.
 
 use super::Exit;
-use super::local::{StateArgs, open_readonly, tokio};
+use super::local::tokio;
 use super::report::Format;
+use super::target::{Target, TargetArgs};
 use braid::model::RunStatus;
 use braid::ports::RunFilter;
 
@@ -20,7 +21,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
     #[command(flatten)]
-    pub state: StateArgs,
+    pub target: TargetArgs,
 }
 
 fn parse_status(s: &str) -> Result<RunStatus, String> {
@@ -28,12 +29,15 @@ fn parse_status(s: &str) -> Result<RunStatus, String> {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<Exit> {
-    let rt = open_readonly(&args.state.state)?;
-    let runs = tokio()?.block_on(rt.handlers().ports.store.list_runs(&RunFilter {
+    let filter = RunFilter {
         workflow: args.workflow.clone(),
         status: args.status,
         limit: args.limit,
-    }))?;
+    };
+    let runs = tokio()?.block_on(async {
+        let target = Target::open(&args.target).await?;
+        anyhow::Ok(target.handlers().ports.store.list_runs(&filter).await?)
+    })?;
     match args.output {
         Format::Json => {
             let list: Vec<serde_json::Value> = runs

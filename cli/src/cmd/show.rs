@@ -1,8 +1,10 @@
-//! `braid show RUN`: one run with its steps, outputs and errors.
+//! `braid show RUN`: one run with its steps, outputs and errors, from the local state
+//! or a deployed stack.
 
 use super::Exit;
-use super::local::{StateArgs, open_readonly, tokio};
+use super::local::tokio;
 use super::report::{self, Format};
+use super::target::{Target, TargetArgs};
 use braid::handlers::HandlerError;
 use braid::ports::PortError;
 
@@ -14,12 +16,16 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
     #[command(flatten)]
-    pub state: StateArgs,
+    pub target: TargetArgs,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<Exit> {
-    let rt = open_readonly(&args.state.state)?;
-    match tokio()?.block_on(rt.handlers().run_view(&args.run_id)) {
+    let (view, place) = tokio()?.block_on(async {
+        let target = Target::open(&args.target).await?;
+        let view = target.handlers().run_view(&args.run_id).await;
+        anyhow::Ok((view, target.place().to_string()))
+    })?;
+    match view {
         Ok(view) => {
             match args.output {
                 Format::Text => print!("{}", report::summary(&view)),
@@ -28,11 +34,7 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
             Ok(Exit::Success)
         }
         Err(HandlerError::Port(PortError::NotFound(_))) => {
-            eprintln!(
-                "error: no run `{}` in `{}`",
-                args.run_id,
-                args.state.state.display()
-            );
+            eprintln!("error: no run `{}` in {place}", args.run_id);
             Ok(Exit::Invalid)
         }
         Err(e) => Err(e.into()),

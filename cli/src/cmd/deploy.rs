@@ -1,0 +1,57 @@
+//! `braid deploy FILE... --stack NAME`: register workflow definitions in a deployed
+//! stack, each becoming its workflow's current definition (what `braid start`, the API
+//! and triggers run).
+
+use super::local::tokio;
+use super::stack::StackArgs;
+use super::{Exit, read_file};
+use braid::handlers::definition;
+use braid::model::Definition;
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Workflow files (YAML or JSON).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub stack: StackArgs,
+}
+
+/// Every file is checked before any is registered: one invalid file registers nothing,
+/// so a deploy never leaves half of a set of related workflows updated.
+pub fn run(args: &Args) -> anyhow::Result<Exit> {
+    let Some(definitions) = check(&args.files) else {
+        return Ok(Exit::Invalid);
+    };
+    tokio()?.block_on(async {
+        let handlers = args.stack.handlers().await?;
+        for def in &definitions {
+            handlers.ports.store.put_definition(def).await?;
+            println!("registered {} {}", def.workflow, def.version);
+        }
+        Ok(Exit::Success)
+    })
+}
+
+/// The definitions of all files, or `None` after printing every problem on stderr as
+/// `braid validate` prints them.
+fn check(files: &[PathBuf]) -> Option<Vec<Definition>> {
+    let mut definitions = Vec::new();
+    let mut all_valid = true;
+    for path in files {
+        let name = path.display().to_string();
+        match read_file(path).map(|text| definition(&name, &text)) {
+            Ok(Ok((def, _))) => definitions.push(def),
+            Ok(Err(invalid)) => {
+                eprintln!("{invalid}");
+                all_valid = false;
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                all_valid = false;
+            }
+        }
+    }
+    all_valid.then_some(definitions)
+}

@@ -1,0 +1,57 @@
+//! Where `runs` and `show` read runs: the local state, or a deployed stack when one is
+//! named (`--stack` or the resource flags; built with the `aws` feature).
+
+use super::local::{StateArgs, open_readonly};
+#[cfg(feature = "aws")]
+use super::stack::StackArgs;
+use braid::handlers::Handlers;
+use braid::local::runtime::LocalRuntime;
+
+/// `--state`, and the stack options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TargetArgs {
+    #[command(flatten)]
+    pub state: StateArgs,
+    #[cfg(feature = "aws")]
+    #[command(flatten)]
+    pub stack: StackArgs,
+}
+
+/// The opened target and a description of it for messages.
+pub enum Target {
+    Local(LocalRuntime, String),
+    #[cfg(feature = "aws")]
+    Stack(Box<Handlers>, String),
+}
+
+impl Target {
+    pub async fn open(args: &TargetArgs) -> anyhow::Result<Target> {
+        #[cfg(feature = "aws")]
+        if args.stack.is_set() {
+            let handlers = args.stack.handlers().await?;
+            return Ok(Target::Stack(Box::new(handlers), args.stack.place()));
+        }
+        let state = &args.state.state;
+        Ok(Target::Local(
+            open_readonly(state)?,
+            format!("`{}`", state.display()),
+        ))
+    }
+
+    pub fn handlers(&self) -> &Handlers {
+        match self {
+            Target::Local(rt, _) => rt.handlers(),
+            #[cfg(feature = "aws")]
+            Target::Stack(h, _) => h,
+        }
+    }
+
+    /// Where the runs are: "`.braid`", "stack `prod`".
+    pub fn place(&self) -> &str {
+        match self {
+            Target::Local(_, place) => place,
+            #[cfg(feature = "aws")]
+            Target::Stack(_, place) => place,
+        }
+    }
+}
