@@ -41,7 +41,7 @@ impl EventSink for Recorder {
 
 /// Runs `yaml` to the end with the queues wrapped by `wrap`; returns the run view after
 /// checking what must hold whatever the delivery: no step started before its needs
-/// were final, no step or iteration recorded final twice, the run finished once.
+/// were final, no step (nor failed iteration) recorded final twice, the run finished once.
 async fn run_with(dir: &Path, yaml: &str, input: Value, wrap: impl FnOnce(&mut Ports)) -> RunView {
     let opts = options(dir);
     let mut ports = local_ports(&opts).unwrap();

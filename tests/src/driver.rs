@@ -195,7 +195,7 @@ impl<'a> Driver<'a> {
         let event: EventBridgeEvent = serde_json::from_value(json!({
             "version": "0", "id": "tick", "detail-type": "Scheduled Event",
             "source": "aws.events", "account": "000000000000",
-            "time": chrono_now(), "region": "us-east-1", "resources": [], "detail": {}
+            "time": chrono::Utc::now().to_rfc3339(), "region": "us-east-1", "resources": [], "detail": {}
         }))
         .expect("a scheduled event");
         let started = Instant::now();
@@ -211,11 +211,21 @@ impl<'a> Driver<'a> {
         let mut last_tick = Instant::now();
         loop {
             let mut moved = 0;
-            for c in [Consumer::Dispatcher, Consumer::Completer, Consumer::Notifier] {
+            for c in [
+                Consumer::Dispatcher,
+                Consumer::Completer,
+                Consumer::Notifier,
+            ] {
                 moved += self.deliver(c).await;
             }
             if moved == 0 {
-                let run = self.handlers.ports.store.get_run(run_id).await.expect("the run exists");
+                let run = self
+                    .handlers
+                    .ports
+                    .store
+                    .get_run(run_id)
+                    .await
+                    .expect("the run exists");
                 if run.status.is_final() {
                     // Drain what the end of the run published.
                     while self.deliver(Consumer::Notifier).await > 0 {}
@@ -223,7 +233,9 @@ impl<'a> Driver<'a> {
                 }
                 if Instant::now() >= deadline {
                     let steps = self.handlers.ports.store.list_steps(run_id).await;
-                    panic!("run {run_id} did not finish within {limit:?}: {run:?}\nsteps: {steps:#?}");
+                    panic!(
+                        "run {run_id} did not finish within {limit:?}: {run:?}\nsteps: {steps:#?}"
+                    );
                 }
                 if last_tick.elapsed() >= tick_every {
                     self.tick().await;
@@ -234,8 +246,4 @@ impl<'a> Driver<'a> {
             }
         }
     }
-}
-
-fn chrono_now() -> String {
-    braid::ports::Clock::now(&braid::ports::SystemClock).to_rfc3339()
 }

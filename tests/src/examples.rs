@@ -49,17 +49,29 @@ pub fn worker_binary() -> PathBuf {
         .get_or_init(|| {
             let exe = std::env::current_exe().expect("the test binary's path");
             // <target>/<profile>/deps/<test binary>
-            let profile_dir = exe.parent().and_then(Path::parent).expect("a profile folder");
+            let profile_dir = exe
+                .parent()
+                .and_then(Path::parent)
+                .expect("a profile folder");
             let target_dir = profile_dir.parent().expect("a target folder");
             let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
             build
                 .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-                .args(["build", "--quiet", "-p", "braid-example-worker", "--target-dir"])
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "braid-example-worker",
+                    "--target-dir",
+                ])
                 .arg(target_dir);
             if profile_dir.ends_with("release") {
                 build.arg("--release");
             }
-            assert!(build.status().expect("cargo runs").success(), "building the worker failed");
+            assert!(
+                build.status().expect("cargo runs").success(),
+                "building the worker failed"
+            );
             profile_dir.join("braid-example-worker")
         })
         .clone()
@@ -72,18 +84,22 @@ pub fn worker_runner(dir: &Path) -> LambdaRunner {
     let path = dir.join("functions.yaml");
     std::fs::write(
         &path,
-        format!("functions:\n  braid-example-worker:\n    command: {command}\n    concurrency: 2\n"),
+        format!(
+            "functions:\n  braid-example-worker:\n    command: {command}\n    concurrency: 2\n"
+        ),
     )
     .unwrap();
-    LambdaRunner::new(FunctionMap::load(&path).expect("a valid function map"))
-        .expect("a runner")
+    LambdaRunner::new(FunctionMap::load(&path).expect("a valid function map")).expect("a runner")
 }
 
 /// Serves `GET /get` and `POST /post` like httpbin, with answers that do not depend
 /// on the request's headers or time; returns its base URL.
 pub async fn http_service() -> String {
     let app = axum::Router::new()
-        .route("/get", get(|| async { Json(json!({"args": {}, "url": "/get"})) }))
+        .route(
+            "/get",
+            get(|| async { Json(json!({"args": {}, "url": "/get"})) }),
+        )
         .route(
             "/post",
             post(|Json(body): Json<Value>| async move {

@@ -47,9 +47,10 @@ impl Intercept for RequestCounter {
             "TransactWriteItems" => input
                 .downcast_ref::<TransactWriteItemsInput>()
                 .map_or(0, |t| 2 * t.transact_items().len() as u64),
-            "BatchWriteItem" => input
-                .downcast_ref::<BatchWriteItemInput>()
-                .map_or(0, |b| b.request_items().map_or(0, |r| r.values().map(|v| v.len() as u64).sum())),
+            "BatchWriteItem" => input.downcast_ref::<BatchWriteItemInput>().map_or(0, |b| {
+                b.request_items()
+                    .map_or(0, |r| r.values().map(|v| v.len() as u64).sum())
+            }),
             _ => 0,
         };
         let mut counts = self.0.lock().unwrap();
@@ -68,19 +69,44 @@ impl RequestCounter {
         let plain = AwsClients::new(sdk);
         AwsClients {
             dynamodb: aws_sdk_dynamodb::Client::from_conf(
-                plain.dynamodb.config().to_builder().interceptor(self.clone()).build(),
+                plain
+                    .dynamodb
+                    .config()
+                    .to_builder()
+                    .interceptor(self.clone())
+                    .build(),
             ),
             sqs: aws_sdk_sqs::Client::from_conf(
-                plain.sqs.config().to_builder().interceptor(self.clone()).build(),
+                plain
+                    .sqs
+                    .config()
+                    .to_builder()
+                    .interceptor(self.clone())
+                    .build(),
             ),
             s3: aws_sdk_s3::Client::from_conf(
-                plain.s3.config().to_builder().interceptor(self.clone()).build(),
+                plain
+                    .s3
+                    .config()
+                    .to_builder()
+                    .interceptor(self.clone())
+                    .build(),
             ),
             eventbridge: aws_sdk_eventbridge::Client::from_conf(
-                plain.eventbridge.config().to_builder().interceptor(self.clone()).build(),
+                plain
+                    .eventbridge
+                    .config()
+                    .to_builder()
+                    .interceptor(self.clone())
+                    .build(),
             ),
             lambda: aws_sdk_lambda::Client::from_conf(
-                plain.lambda.config().to_builder().interceptor(self.clone()).build(),
+                plain
+                    .lambda
+                    .config()
+                    .to_builder()
+                    .interceptor(self.clone())
+                    .build(),
             ),
         }
     }
@@ -167,8 +193,7 @@ impl CostReport {
         }
         *out.entry("dynamodb".into()).or_default() +=
             self.dynamodb_write_units as f64 * price::DYNAMODB_WRITE;
-        *out.entry("lambda".into()).or_default() += self.invocations as f64
-            * price::LAMBDA_REQUEST
+        *out.entry("lambda".into()).or_default() += self.invocations as f64 * price::LAMBDA_REQUEST
             + self.gb_seconds * price::LAMBDA_ARM_GB_SECOND;
         out
     }

@@ -4,8 +4,8 @@
 use crate::requests::RequestCounter;
 use crate::template::{Template, sub_name};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-    Projection, ProjectionType, ScalarAttributeType, SseSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, SseSpecification, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use braid::aws::backend::AwsClients;
@@ -55,25 +55,28 @@ impl Stack {
         let requests = RequestCounter::default();
         let clients = requests.clients(&sdk);
         let template = Template::load();
+        // Unique across tests and processes sharing one emulator; lowercase for S3.
         let name = format!(
-            "braid-{tag}-{:08x}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos()
-                ^ std::process::id()
+            "braid-{tag}-{}",
+            &ulid::Ulid::generate().to_string().to_lowercase()[16..]
         );
         let mut names: HashMap<String, String> = HashMap::new();
 
         for id in template.resources_of("AWS::DynamoDB::Table") {
             let table = format!("{name}-{}", id.to_lowercase());
-            create_table(&clients.dynamodb, &table, &template.resource(&id)["Properties"]).await;
+            create_table(
+                &clients.dynamodb,
+                &table,
+                &template.resource(&id)["Properties"],
+            )
+            .await;
             names.insert(id, table);
         }
 
         // Dead-letter queues first: the others' redrive policies name them.
         let mut queue_ids = template.resources_of("AWS::SQS::Queue");
-        queue_ids.sort_by_key(|id| template.resource(id)["Properties"]["RedrivePolicy"].is_object());
+        queue_ids
+            .sort_by_key(|id| template.resource(id)["Properties"]["RedrivePolicy"].is_object());
         let mut queues = HashMap::new();
         let mut arns = HashMap::new();
         for id in queue_ids {
@@ -82,8 +85,14 @@ impl Stack {
             let mut req = clients.sqs.create_queue().queue_name(&qname);
             for (key, attr) in [
                 ("VisibilityTimeout", QueueAttributeName::VisibilityTimeout),
-                ("MessageRetentionPeriod", QueueAttributeName::MessageRetentionPeriod),
-                ("SqsManagedSseEnabled", QueueAttributeName::SqsManagedSseEnabled),
+                (
+                    "MessageRetentionPeriod",
+                    QueueAttributeName::MessageRetentionPeriod,
+                ),
+                (
+                    "SqsManagedSseEnabled",
+                    QueueAttributeName::SqsManagedSseEnabled,
+                ),
             ] {
                 if let Some(v) = props.get(key) {
                     req = req.attributes(attr, scalar(v));
@@ -118,7 +127,13 @@ impl Stack {
 
         for id in template.resources_of("AWS::S3::Bucket") {
             let bucket = format!("{name}-{}", id.to_lowercase());
-            clients.s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
+            clients
+                .s3
+                .create_bucket()
+                .bucket(&bucket)
+                .send()
+                .await
+                .expect("create bucket");
             names.insert(id, bucket);
         }
 
@@ -223,16 +238,25 @@ async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str, props: &Val
                 .enabled(props["SSESpecification"]["SSEEnabled"] == true)
                 .build(),
         );
-    for a in props["AttributeDefinitions"].as_array().expect("attributes") {
+    for a in props["AttributeDefinitions"]
+        .as_array()
+        .expect("attributes")
+    {
         req = req.attribute_definitions(
             AttributeDefinition::builder()
                 .attribute_name(a["AttributeName"].as_str().unwrap())
-                .attribute_type(ScalarAttributeType::from(a["AttributeType"].as_str().unwrap()))
+                .attribute_type(ScalarAttributeType::from(
+                    a["AttributeType"].as_str().unwrap(),
+                ))
                 .build()
                 .unwrap(),
         );
     }
-    for g in props["GlobalSecondaryIndexes"].as_array().into_iter().flatten() {
+    for g in props["GlobalSecondaryIndexes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         req = req.global_secondary_indexes(
             GlobalSecondaryIndex::builder()
                 .index_name(g["IndexName"].as_str().unwrap())
@@ -249,4 +273,20 @@ async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str, props: &Val
         );
     }
     req.send().await.expect("create table");
+    let ttl = &props["TimeToLiveSpecification"];
+    if let Some(attribute) = ttl["AttributeName"].as_str() {
+        client
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name(attribute)
+                    .enabled(ttl["Enabled"] == true)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .expect("enable TTL");
+    }
 }

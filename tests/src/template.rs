@@ -50,9 +50,9 @@ impl Template {
             .expect("the functions' environment is set in Globals")
             .iter()
             .map(|(name, v)| {
-                let id = v["Ref"].as_str().unwrap_or_else(|| {
-                    panic!("{name} is not a Ref to a resource")
-                });
+                let id = v["Ref"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{name} is not a Ref to a resource"));
                 (name.clone(), id.to_string())
             })
             .collect()

@@ -42,7 +42,13 @@ async fn start(handlers: &Handlers, file: &str, source: &str, input: Value) -> S
 }
 
 /// Runs `source` on the emulated stack with `ports` (adjusted by the test) to the end.
-async fn run_on_aws(stack: &Stack, ports: Ports, file: &str, source: &str, input: Value) -> RunView {
+async fn run_on_aws(
+    stack: &Stack,
+    ports: Ports,
+    file: &str,
+    source: &str,
+    input: Value,
+) -> RunView {
     let driver = Driver::new(stack, Handlers::new(ports, settings(), env_secrets()));
     let id = start(&driver.handlers, file, source, input).await;
     driver.run_to_end(&id, RUN_LIMIT).await;
@@ -74,7 +80,12 @@ fn outcome(v: &RunView) -> Value {
     let steps: serde_json::Map<String, Value> = v
         .steps
         .iter()
-        .map(|(id, s)| (id.clone(), json!({"status": s.status, "output": without_date(&s.output)})))
+        .map(|(id, s)| {
+            (
+                id.clone(),
+                json!({"status": s.status, "output": without_date(&s.output)}),
+            )
+        })
         .collect();
     let o = json!({"status": v.status, "output": v.output, "error": v.error, "steps": steps});
     serde_json::from_str(&o.to_string().replace(&v.run_id, "RUN")).unwrap()
@@ -103,7 +114,11 @@ async fn every_example_ends_the_same_on_the_embedded_and_the_emulated_aws_backen
         ports.lambda = Arc::new(examples::worker_runner(dir.path()));
         let aws = run_on_aws(&stack, ports, file, &source, input).await;
         assert!(local.status.is_final(), "{file}: {local:?}");
-        assert_eq!(outcome(&aws), outcome(&local), "{file} differs between backends");
+        assert_eq!(
+            outcome(&aws),
+            outcome(&local),
+            "{file} differs between backends"
+        );
     }
 }
 
@@ -221,15 +236,23 @@ steps:
     assert_eq!(view.steps["read"].status, StepStatus::Cancelled);
     // The message was reported failed after the run was failed: SQS moves it to the
     // dead-letter queue on its next receive.
-    let driver = Driver::new(&stack, Handlers::new(stack.ports(), settings(), env_secrets()));
-    driver.deliver(braid_e2e::driver::Consumer::Dispatcher).await;
+    let driver = Driver::new(
+        &stack,
+        Handlers::new(stack.ports(), settings(), env_secrets()),
+    );
+    driver
+        .deliver(braid_e2e::driver::Consumer::Dispatcher)
+        .await;
     assert_eq!(stack.depth("ReadyDeadLetterQueue").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orchestration_cost_per_million_steps_is_measured_from_every_request() {
     let stack = Stack::create("cost").await;
-    let driver = Driver::new(&stack, Handlers::new(stack.ports(), settings(), env_secrets()));
+    let driver = Driver::new(
+        &stack,
+        Handlers::new(stack.ports(), settings(), env_secrets()),
+    );
     stack.requests.reset();
     let runs = 3;
     let mut steps = 0;

@@ -71,7 +71,10 @@ async fn direct_and_http_starts_start_runs_and_the_list_shows_them() {
     assert_eq!(answer["status"], "running");
     assert_eq!(answer["existing"], false);
     let again = intake::handle(&h, direct).await.unwrap();
-    assert_eq!(again["run_id"], answer["run_id"], "the idempotency key holds");
+    assert_eq!(
+        again["run_id"], answer["run_id"],
+        "the idempotency key holds"
+    );
     assert_eq!(again["existing"], true);
 
     let http: Value = serde_json::from_str(&sample("trigger-intake-http-start.json")).unwrap();
@@ -103,11 +106,18 @@ async fn a_bad_direct_start_is_refused_with_the_reason_and_starts_nothing() {
     assert!(err.to_string().contains("unknown field `inputs`"), "{err}");
     let wrong = serde_json::json!({"workflow": "hello", "input": {"who": 7}});
     let err = intake::handle(&h, wrong).await.unwrap_err();
-    assert!(err.to_string().contains("invalid input for workflow `hello`"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("invalid input for workflow `hello`"),
+        "{err}"
+    );
     let runs = h
         .ports
         .store
-        .list_runs(&braid::ports::RunFilter { limit: 10, ..Default::default() })
+        .list_runs(&braid::ports::RunFilter {
+            limit: 10,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert!(runs.is_empty(), "nothing was started: {runs:?}");
@@ -124,12 +134,27 @@ async fn dispatcher_and_completer_samples_are_handled_and_duplicates_change_noth
         .to_string();
 
     // The sample is the first step's "ready" message: it runs the step.
-    let response = sqs_batch::handle(&h, Source::Ready, sqs_sample("step-dispatcher-sqs.json", &run_id)).await;
+    let response = sqs_batch::handle(
+        &h,
+        Source::Ready,
+        sqs_sample("step-dispatcher-sqs.json", &run_id),
+    )
+    .await;
     assert!(response.batch_item_failures.is_empty());
-    let greet = h.ports.store.get_step(&run_id, &braid::model::StepKey::step("greet")).await.unwrap();
+    let greet = h
+        .ports
+        .store
+        .get_step(&run_id, &braid::model::StepKey::step("greet"))
+        .await
+        .unwrap();
     assert_eq!(greet.status, braid::model::StepStatus::Succeeded);
     // The sample result repeats what was recorded: nothing changes.
-    let response = sqs_batch::handle(&h, Source::Results, sqs_sample("step-completer-sqs.json", &run_id)).await;
+    let response = sqs_batch::handle(
+        &h,
+        Source::Results,
+        sqs_sample("step-completer-sqs.json", &run_id),
+    )
+    .await;
     assert!(response.batch_item_failures.is_empty());
 
     let driver = Driver::new(&stack, handlers(&stack));

@@ -8,7 +8,10 @@ use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use serde_json::Value;
 
 /// Runs one tick for a scheduled event.
-pub async fn handle(handlers: &Handlers, event: EventBridgeEvent<Value>) -> HandlerResult<TickReport> {
+pub async fn handle(
+    handlers: &Handlers,
+    event: EventBridgeEvent<Value>,
+) -> HandlerResult<TickReport> {
     let report = handlers.tick().await?;
     tracing::info!(
         scheduled = ?event.time,

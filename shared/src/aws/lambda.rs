@@ -23,7 +23,7 @@
 //! | `runner.unsupported_task` | the task is not a Lambda task | no |
 
 use crate::ports::{Task, TaskError, TaskRunner};
-use crate::runners::lambda::{excerpt, function_error, payload_value};
+use crate::runners::lambda::{function_error, payload_value};
 use async_trait::async_trait;
 use aws_sdk_lambda::Client;
 use aws_sdk_lambda::config::http::HttpResponse;
@@ -189,7 +189,10 @@ mod tests {
                 .payload(Blob::new("done"))
                 .build()
         });
-        assert_eq!(runner(&text).run(&task("f")).await.unwrap(), Value::String("done".into()));
+        assert_eq!(
+            runner(&text).run(&task("f")).await.unwrap(),
+            Value::String("done".into())
+        );
     }
 
     #[tokio::test]

@@ -47,7 +47,11 @@ impl Handlers {
     /// before (its handler failed or died): an attempt it had claimed is resumed, not
     /// left running until its lease runs out. A duplicate copy of a message is a new
     /// message, so a step whose attempt is running elsewhere is not run twice by it.
-    pub async fn dispatch_delivery(&self, msg: &DispatchMsg, redelivered: bool) -> HandlerResult<()> {
+    pub async fn dispatch_delivery(
+        &self,
+        msg: &DispatchMsg,
+        redelivered: bool,
+    ) -> HandlerResult<()> {
         let now = self.now();
         let run = self.ports.store.get_run(&msg.run_id).await?;
         if run.status.is_final() {

@@ -44,6 +44,10 @@ pub(super) fn run_error(id: &str, e: &ErrorInfo) -> ErrorInfo {
 impl Handlers {
     /// Carries out the consequences of `rec` having become final. `fresh` is true when
     /// the caller just made it final (publish its event), false for a sweeper repair.
+    ///
+    /// An iteration publishes an event only when it failed: its `for_each` step's own
+    /// event reports the whole fan-out, and an event per successful iteration would
+    /// flood the bus (and the bill) with thousands of events nobody routes.
     pub(super) async fn settle(
         &self,
         wf: &Workflow,
@@ -52,7 +56,7 @@ impl Handlers {
         parent: Option<StepRecord>,
         fresh: bool,
     ) -> HandlerResult<()> {
-        if fresh {
+        if fresh && (rec.key.index.is_none() || rec.status == StepStatus::Failed) {
             self.publish(vec![LifecycleEvent {
                 kind: "step.finished".into(),
                 run_id: run.id.clone(),

@@ -1,9 +1,9 @@
 //! What Lambda functions answer, read the same way by every Lambda runner (the embedded
 //! backend's and the AWS one), so a function error fails an attempt alike everywhere.
 
-use serde_json::Value;
 use crate::ports::TaskError;
 use serde::Deserialize;
+use serde_json::Value;
 
 /// The error document a Lambda function answers with: `{"errorType", "errorMessage"}`.
 #[derive(Debug, Deserialize)]
@@ -48,6 +48,16 @@ pub(crate) fn excerpt(body: &[u8]) -> String {
     out
 }
 
+/// A function's answer as a step sees it: JSON when it is JSON, `null` when empty,
+/// text otherwise.
+pub fn payload_value(body: &[u8]) -> Value {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Value::Null;
+    }
+    serde_json::from_slice(body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,14 +69,4 @@ mod tests {
         let e = function_error(b"boom", "Unhandled");
         assert_eq!(e, TaskError::retryable("Unhandled", "boom"));
     }
-}
-
-/// A function's answer as a step sees it: JSON when it is JSON, `null` when empty,
-/// text otherwise.
-pub fn payload_value(body: &[u8]) -> Value {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Value::Null;
-    }
-    serde_json::from_slice(body)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
 }

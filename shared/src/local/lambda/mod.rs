@@ -41,7 +41,6 @@ pub use runtime_api::{ProcessSpec, RuntimeApiRunner};
 
 // Shared with the AWS runner, so both backends read function errors alike.
 use crate::runners::lambda::{error_document, excerpt, function_error, payload_value};
-use serde_json::Value;
 
 /// The function name inside an ARN (`arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]`
 /// or the partial `ACCOUNT:function:NAME`), with its qualifier; a plain name as is.
@@ -78,7 +77,7 @@ mod tests {
     #[test]
     fn payloads_are_json_when_they_parse() {
         assert_eq!(payload_value(br#"{"a":1}"#), json!({"a": 1}));
-        assert_eq!(payload_value(b""), Value::Null);
+        assert_eq!(payload_value(b""), serde_json::Value::Null);
         assert_eq!(payload_value(b"plain"), json!("plain"));
     }
 }

@@ -1,100 +1,23 @@
 //! The state store conformance suite, and checks of DynamoDB's own limits, against
-//! the DynamoDB adapter on an AWS emulator (`AWS_ENDPOINT_URL`).
+//! the DynamoDB adapter on an AWS emulator (`AWS_ENDPOINT_URL`), each on a table made
+//! from the stack's template.
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use braid::aws::store::{self as ds, DynamoStore};
 use braid::model::{ErrorInfo, FanOut, RunRecord, RunStatus, StepKey, StepRecord, StepStatus};
 use braid::ports::{Created, Guard, StateStore};
+use braid_e2e::stack::Stack;
 use std::sync::Arc;
 
-async fn client() -> Client {
-    assert!(
-        std::env::var_os("AWS_ENDPOINT_URL").is_some(),
-        "set AWS_ENDPOINT_URL to an AWS emulator (./scripts/test starts one)"
-    );
-    let cfg = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    Client::new(&cfg)
-}
-
-fn key(name: &str, kind: KeyType) -> KeySchemaElement {
-    KeySchemaElement::builder()
-        .attribute_name(name)
-        .key_type(kind)
-        .build()
-        .unwrap()
-}
-
-fn gsi(name: &str, pk: &str, sk: &str) -> GlobalSecondaryIndex {
-    GlobalSecondaryIndex::builder()
-        .index_name(name)
-        .key_schema(key(pk, KeyType::Hash))
-        .key_schema(key(sk, KeyType::Range))
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::All)
-                .build(),
-        )
-        .build()
-        .unwrap()
-}
-
-/// Creates a fresh table with the stack's schema and returns its name.
-async fn create_table(client: &Client) -> String {
-    let name = format!(
-        "braid-test-{}",
-        ulid::Ulid::generate().to_string().to_lowercase()
-    );
-    let mut req = client
-        .create_table()
-        .table_name(&name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(key(ds::PK, KeyType::Hash))
-        .key_schema(key(ds::SK, KeyType::Range))
-        .global_secondary_indexes(gsi(ds::BY_WORKFLOW, ds::WF_PK, ds::WF_SK))
-        .global_secondary_indexes(gsi(ds::ALL_RUNS, ds::ALL_PK, ds::ALL_SK))
-        .global_secondary_indexes(gsi(ds::ACTIVE_RUNS, ds::ACTIVE_PK, ds::ACTIVE_SK));
-    for attr in [
-        ds::PK,
-        ds::SK,
-        ds::WF_PK,
-        ds::WF_SK,
-        ds::ALL_PK,
-        ds::ALL_SK,
-        ds::ACTIVE_PK,
-        ds::ACTIVE_SK,
-    ] {
-        req = req.attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name(attr)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        );
-    }
-    req.send().await.expect("create table");
-    client
-        .update_time_to_live()
-        .table_name(&name)
-        .time_to_live_specification(
-            TimeToLiveSpecification::builder()
-                .attribute_name(ds::TTL)
-                .enabled(true)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .expect("enable TTL");
-    name
+/// A fresh copy of the stack's table, made from the template.
+async fn table() -> (Client, String) {
+    let stack = Stack::create("store").await;
+    (stack.clients.dynamodb.clone(), stack.config.table.clone())
 }
 
 async fn store() -> DynamoStore {
-    let client = client().await;
-    let table = create_table(&client).await;
+    let (client, table) = table().await;
     DynamoStore::new(client, table)
 }
 
@@ -213,8 +136,7 @@ async fn raw(client: &Client, table: &str, pk: &str, sk: &str) -> ds::Item {
 
 #[tokio::test]
 async fn finished_runs_leave_the_active_index_and_expire() {
-    let client = client().await;
-    let table = create_table(&client).await;
+    let (client, table) = table().await;
     let store = DynamoStore::new(client.clone(), table.clone());
     let mut r = run(&fresh("ttl"), 1);
     r.idempotency_key = Some("k".into());
