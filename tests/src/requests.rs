@@ -3,6 +3,7 @@
 
 use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemInput;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput;
+use aws_sdk_eventbridge::operation::put_events::PutEventsInput;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
@@ -23,6 +24,8 @@ struct Counts {
     requests: BTreeMap<(String, String), u64>,
     /// A transaction of n items costs 2n write units; a batch write n.
     dynamodb_write_units: u64,
+    /// EventBridge bills each entry of a PutEvents, not the request.
+    eventbridge_entries: u64,
 }
 
 impl Intercept for RequestCounter {
@@ -53,7 +56,14 @@ impl Intercept for RequestCounter {
             }),
             _ => 0,
         };
+        let entries = match m.name() {
+            "PutEvents" => input
+                .downcast_ref::<PutEventsInput>()
+                .map_or(0, |p| p.entries().len() as u64),
+            _ => 0,
+        };
         let mut counts = self.0.lock().unwrap();
+        counts.eventbridge_entries += entries;
         *counts
             .requests
             .entry((m.service().to_string(), m.name().to_string()))
@@ -116,6 +126,11 @@ impl RequestCounter {
         self.0.lock().unwrap().requests.clone()
     }
 
+    /// EventBridge entries put so far.
+    pub fn eventbridge_entries(&self) -> u64 {
+        self.0.lock().unwrap().eventbridge_entries
+    }
+
     /// DynamoDB write request units so far.
     pub fn dynamodb_write_units(&self) -> u64 {
         self.0.lock().unwrap().dynamodb_write_units
@@ -153,6 +168,8 @@ pub struct CostReport {
     pub requests: BTreeMap<(String, String), u64>,
     /// DynamoDB write request units (a transaction's items count twice).
     pub dynamodb_write_units: u64,
+    /// EventBridge entries (billed each).
+    pub eventbridge_entries: u64,
     /// Lambda invocations of the five functions (one per SQS batch or tick).
     pub invocations: u64,
     /// Their billed duration, in GB-seconds.
@@ -167,19 +184,15 @@ fn is_dynamodb_write(op: &str) -> bool {
     )
 }
 
+/// The price of one request. DynamoDB writes (by units) and EventBridge (by entries)
+/// are priced in [`CostReport::dollars`] instead.
 fn request_price(service: &str, op: &str) -> f64 {
     match service {
-        "dynamodb" | "DynamoDB" if is_dynamodb_write(op) => 0.0,
-        "dynamodb" | "DynamoDB" => price::DYNAMODB_READ,
-        "sqs" | "SQS" => price::SQS,
-        "s3" | "S3" => {
-            if op == "PutObject" {
-                price::S3_PUT
-            } else {
-                price::S3_GET
-            }
-        }
-        "eventbridge" | "EventBridge" => price::EVENTBRIDGE,
+        "DynamoDB" if is_dynamodb_write(op) => 0.0,
+        "DynamoDB" => price::DYNAMODB_READ,
+        "SQS" => price::SQS,
+        "S3" if op == "PutObject" => price::S3_PUT,
+        "S3" => price::S3_GET,
         _ => 0.0,
     }
 }
@@ -191,7 +204,9 @@ impl CostReport {
         for ((service, op), n) in &self.requests {
             *out.entry(service.clone()).or_default() += request_price(service, op) * *n as f64;
         }
-        *out.entry("dynamodb".into()).or_default() +=
+        *out.entry("EventBridge".into()).or_default() +=
+            self.eventbridge_entries as f64 * price::EVENTBRIDGE;
+        *out.entry("DynamoDB".into()).or_default() +=
             self.dynamodb_write_units as f64 * price::DYNAMODB_WRITE;
         *out.entry("lambda".into()).or_default() += self.invocations as f64 * price::LAMBDA_REQUEST
             + self.gb_seconds * price::LAMBDA_ARM_GB_SECOND;

@@ -272,6 +272,7 @@ async fn orchestration_cost_per_million_steps_is_measured_from_every_request() {
         steps,
         requests: stack.requests.requests(),
         dynamodb_write_units: stack.requests.dynamodb_write_units(),
+        eventbridge_entries: stack.requests.eventbridge_entries(),
         invocations: inv.count,
         gb_seconds: inv.gb_seconds,
     };

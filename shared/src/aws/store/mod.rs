@@ -885,8 +885,18 @@ impl StateStore for DynamoStore {
         // iterations it makes ready, conditioned on the count it started from: a crash
         // between chunks leaves a consistent parent, and of two callers launching at
         // once the second finds `launched` moved and stops with what it launched.
+        // The first launch (right after the expansion, nobody else launching) goes in
+        // chunks as large as a transaction holds. Later launches come from iterations
+        // finishing, often several at once, each seeing the same free slots: they go one
+        // iteration per transaction, so a caller that loses the race on `launched` has
+        // written (and paid for) two items, not a whole chunk.
+        let chunk = if f.launched == 0 {
+            MAX_TX_ITEMS as u32 - 1
+        } else {
+            1
+        };
         while from < end {
-            let to = end.min(from + (MAX_TX_ITEMS as u32 - 1));
+            let to = end.min(from + chunk);
             let mut x = Expr::default();
             let l = x.name("fan_out.launched");
             let update = format!("SET {l} = {}", x.value(n(to)));
