@@ -7,7 +7,8 @@
 //! - [`engine`]: pure decisions: what follows from records, an event and the time.
 //! - [`model`]: run and step records, queue messages, lifecycle events.
 //! - [`ports`]: what the handlers need from outside (state, queues, payloads, tasks).
-//! - [`handlers`]: intake, dispatch, complete, tick — generic over the ports.
+//! - [`handlers`]: intake, dispatch, complete, tick, delivery, the HTTP API — generic over
+//!   the ports.
 //! - [`runners`]: task runners shared by every backend (HTTP).
 //! - [`secrets`]: where `secret(name)` finds its values.
 //! - `local` (feature `local`): the embedded backend's adapters and runtime loop.

@@ -1,7 +1,9 @@
 //! The handlers: intake (start a run), dispatch (claim, render, run the task, record
 //! its outcome), complete (record an outcome, release dependents, fan in, finish the
 //! run — for the dispatcher's outcomes and for those that arrive on the result queue),
-//! tick (the sweeper).
+//! tick (the sweeper); delivery (a queue message to its handler, and whether to delete,
+//! retry or give up on it — the same for the local runtime and the Lambda functions);
+//! the HTTP API's routes, backend-neutral.
 //!
 //! They are generic over the ports ([`Ports`]), so the same code runs in the Lambda
 //! functions, in the local runtime and in tests. Each handler is idempotent: a message

@@ -299,6 +299,27 @@ impl DynamoStore {
     }
 
     /// A conditional update; `Some(new item)` when applied, `None` when the condition failed.
+    /// Sends a guarded step write built for a transaction as a single update: true
+    /// when it was applied, false when its condition did not hold.
+    async fn send_guarded(&self, u: Update) -> PortResult<bool> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(u.table_name())
+            .set_key(Some(u.key().clone()))
+            .update_expression(u.update_expression())
+            .set_condition_expression(u.condition_expression().map(str::to_string))
+            .set_expression_attribute_names(u.expression_attribute_names().cloned())
+            .set_expression_attribute_values(u.expression_attribute_values().cloned())
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
     async fn update_if(
         &self,
         key: Item,
@@ -607,25 +628,11 @@ impl StateStore for DynamoStore {
             return Ok(false);
         }
         let u = self.guarded_step_write(guard, new)?;
-        let res = self
-            .client
-            .update_item()
-            .table_name(u.table_name())
-            .set_key(Some(u.key().clone()))
-            .update_expression(u.update_expression())
-            .set_condition_expression(u.condition_expression().map(str::to_string))
-            .set_expression_attribute_names(u.expression_attribute_names().cloned())
-            .set_expression_attribute_values(u.expression_attribute_values().cloned())
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => {
-                self.guard_failed(&new.run_id, &new.key).await?;
-                Ok(false)
-            }
-            Err(e) => Err(backend(e)),
+        if self.send_guarded(u).await? {
+            return Ok(true);
         }
+        self.guard_failed(&new.run_id, &new.key).await?;
+        Ok(false)
     }
 
     async fn finalize_step(
@@ -836,22 +843,7 @@ impl StateStore for DynamoStore {
             return Ok(false);
         }
         let u = self.guarded_step_write(guard, parent)?;
-        let res = self
-            .client
-            .update_item()
-            .table_name(u.table_name())
-            .set_key(Some(u.key().clone()))
-            .update_expression(u.update_expression())
-            .set_condition_expression(u.condition_expression().map(str::to_string))
-            .set_expression_attribute_names(u.expression_attribute_names().cloned())
-            .set_expression_attribute_values(u.expression_attribute_values().cloned())
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(backend(e)),
-        }
+        self.send_guarded(u).await
     }
 
     async fn launch_iterations(
