@@ -11,6 +11,7 @@
 //!   the ports.
 //! - [`runners`]: task runners shared by every backend (HTTP).
 //! - [`secrets`]: where `secret(name)` finds its values.
+//! - [`triggers`]: matching incoming events and schedules to the workflows they start.
 //! - `local` (feature `local`): the embedded backend's adapters and runtime loop.
 //! - `aws` (feature `aws`): the AWS backend's adapters and the entry points the
 //!   Lambda functions hand their events to.
@@ -27,6 +28,7 @@ pub mod ports;
 pub mod runners;
 pub mod secrets;
 pub mod spec;
+pub mod triggers;
 
 #[cfg(feature = "local")]
 pub mod local;
