@@ -197,6 +197,14 @@ pub struct RunRecord {
     pub idempotency_key: Option<String>,
 }
 
+impl RunRecord {
+    /// When the tick must look at this run whatever its steps do: its deadline, while
+    /// it is not final. State stores index it (see [`crate::ports::StateStore::due_runs`]).
+    pub fn timer(&self) -> Option<Timestamp> {
+        self.deadline.filter(|_| !self.status.is_final())
+    }
+}
+
 /// Progress of a `for_each` step's iterations.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FanOut {
@@ -247,6 +255,16 @@ impl StepRecord {
             started_at: None,
             finished_at: None,
             fan_out: None,
+        }
+    }
+    /// When the tick must look at this step: a running attempt's lease end (a lost
+    /// worker), or when a ready, retrying or waiting step is due (a lost or too-long
+    /// wake-up). Pending and final steps wait on nothing the clock decides.
+    pub fn timer(&self) -> Option<Timestamp> {
+        match self.status {
+            StepStatus::Running => self.lease_until,
+            StepStatus::Ready | StepStatus::Retrying | StepStatus::Waiting => self.due_at,
+            _ => None,
         }
     }
 }

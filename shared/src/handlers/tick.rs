@@ -1,6 +1,11 @@
 //! The tick: every minute on AWS (every second locally), fire due timers and sweep.
-//! It looks at every active run's records and repairs what a lost message or a crash
-//! left undone ([`crate::engine::reconcile`]).
+//!
+//! Two passes, both ending in [`crate::engine::reconcile`] over one run's records:
+//! first the runs the store's timer index says have something due (a retry or wait
+//! over, a lease run out, a wake-up lost, a run deadline) — found by index, so timers
+//! fire on time however many runs are active; then one page of all active runs, which
+//! repairs what leaves no timer behind (a crash between a step's final write and its
+//! dependents' release, a run whose last step finished but which was not closed).
 
 use super::{HandlerError, HandlerResult, Handlers};
 use crate::engine::reconcile::{Repair, reconcile};
@@ -28,10 +33,27 @@ const OPEN: &[StepStatus] = &[
 ];
 
 impl Handlers {
-    /// Sweeps one page of active runs (all of them when there are fewer than
-    /// `sweep_limit`).
+    /// Sweeps the runs with due timers, then one page of active runs (all of them when
+    /// there are fewer than `sweep_limit`).
     pub async fn tick(&self) -> HandlerResult<TickReport> {
         let mut report = TickReport::default();
+        let due = self
+            .ports
+            .store
+            .due_runs(self.now(), self.settings.sweep_limit)
+            .await?;
+        let mut swept = std::collections::HashSet::new();
+        for run_id in due {
+            let run = self.ports.store.get_run(&run_id).await?;
+            if run.status.is_final() {
+                // A crash after the run was closed and before its steps were: close them,
+                // which also clears their timers.
+                self.cancel_open_steps(&run_id).await?;
+                continue;
+            }
+            self.sweep_one(&run, &mut report).await?;
+            swept.insert(run_id);
+        }
         let after = self.ports.store.sweep_cursor().await?;
         let page = self
             .ports
@@ -45,23 +67,30 @@ impl Handlers {
         if next != after {
             self.ports.store.set_sweep_cursor(next.as_deref()).await?;
         }
-        for run in page {
-            report.runs_checked += 1;
-            // One run's trouble must not stop the sweep of the others.
-            match self.sweep_run(&run).await {
-                Ok(n) => report.repairs += n,
-                Err(HandlerError::Invalid(reason)) => {
-                    tracing::error!(run = %run.id, %reason, "run cannot go on; failing it");
-                    let error = ErrorInfo::new("invalid", reason);
-                    self.end_run(&run.id, RunStatus::Failed, error).await?;
-                    report.repairs += 1;
-                }
-                Err(e) => {
-                    tracing::warn!(run = %run.id, error = %e, "sweeping the run failed; the next tick tries again");
-                }
-            }
+        for run in page.iter().filter(|r| !swept.contains(&r.id)) {
+            self.sweep_one(run, &mut report).await?;
         }
         Ok(report)
+    }
+
+    /// Sweeps one run, counting it in `report`. One run's trouble must not stop the
+    /// sweep of the others: a run that cannot go on is failed, other errors are left
+    /// for the next tick.
+    async fn sweep_one(&self, run: &RunRecord, report: &mut TickReport) -> HandlerResult<()> {
+        report.runs_checked += 1;
+        match self.sweep_run(run).await {
+            Ok(n) => report.repairs += n,
+            Err(HandlerError::Invalid(reason)) => {
+                tracing::error!(run = %run.id, %reason, "run cannot go on; failing it");
+                let error = ErrorInfo::new("invalid", reason);
+                self.end_run(&run.id, RunStatus::Failed, error).await?;
+                report.repairs += 1;
+            }
+            Err(e) => {
+                tracing::warn!(run = %run.id, error = %e, "sweeping the run failed; the next tick tries again");
+            }
+        }
+        Ok(())
     }
 
     /// Repairs one run; returns how many repairs it applied.
@@ -163,10 +192,16 @@ impl Handlers {
             }])
             .await;
         }
+        self.cancel_open_steps(run_id).await
+    }
+
+    /// Cancels every step of a run that is not final.
+    async fn cancel_open_steps(&self, run_id: &str) -> HandlerResult<()> {
+        let now = self.now();
         for rec in self
             .ports
             .store
-            .list_steps(&run.id)
+            .list_steps(run_id)
             .await?
             .iter()
             .filter(|r| !r.status.is_final())

@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS markers (
     name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, workflow TEXT NOT NULL, status TEXT NOT NULL,
-    idempotency_key TEXT, active INTEGER NOT NULL, body TEXT NOT NULL) WITHOUT ROWID;
+    idempotency_key TEXT, active INTEGER NOT NULL, body TEXT NOT NULL,
+    timer INTEGER) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS runs_idempotency ON runs(workflow, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs(workflow, id);
@@ -38,8 +39,42 @@ CREATE INDEX IF NOT EXISTS runs_active ON runs(active, id);
 CREATE TABLE IF NOT EXISTS steps (
     run_id TEXT NOT NULL, step TEXT NOT NULL, idx INTEGER NOT NULL,
     status TEXT NOT NULL, attempt INTEGER NOT NULL, body TEXT NOT NULL,
+    timer INTEGER,
     PRIMARY KEY (run_id, step, idx)) WITHOUT ROWID;
 ";
+
+/// Columns added after the first release, for files made before them: (table, column).
+const ADDED_COLUMNS: &[(&str, &str)] = &[("runs", "timer INTEGER"), ("steps", "timer INTEGER")];
+
+/// Indexes over added columns, made once the columns exist.
+const INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS runs_timer ON runs(timer) WHERE timer IS NOT NULL;
+CREATE INDEX IF NOT EXISTS steps_timer ON steps(timer, run_id) WHERE timer IS NOT NULL;
+";
+
+/// Adds the columns a file made by an older release lacks. Their rows get no timer,
+/// which only means the tick finds them by its sweep instead of by their timers.
+fn migrate(conn: &Connection) -> PortResult<()> {
+    for (table, column) in ADDED_COLUMNS {
+        let name = column.split(' ').next().unwrap_or(column);
+        let has: bool = conn
+            .prepare(&format!(
+                "SELECT 1 FROM pragma_table_info('{table}') WHERE name = '{name}'"
+            ))
+            .and_then(|mut st| st.exists([]))
+            .map_err(db)?;
+        if !has {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column}"))
+                .map_err(db)?;
+        }
+    }
+    conn.execute_batch(INDEXES).map_err(db)
+}
+
+/// A timer as the `timer` column holds it: epoch milliseconds.
+fn timer_ms(t: Option<Timestamp>) -> Option<i64> {
+    t.map(|t| t.timestamp_millis())
+}
 
 /// Top-level steps are stored with index -1, so they sort before their iterations.
 fn idx(key: &StepKey) -> i64 {
@@ -75,6 +110,7 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
+        migrate(&conn)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
         })
@@ -130,12 +166,13 @@ fn read_run(tx: &Connection, id: &str) -> PortResult<RunRecord> {
 fn write_run(tx: &Connection, run: &RunRecord) -> PortResult<()> {
     exec(
         tx,
-        "UPDATE runs SET status = ?2, active = ?3, body = ?4 WHERE id = ?1",
+        "UPDATE runs SET status = ?2, active = ?3, body = ?4, timer = ?5 WHERE id = ?1",
         params![
             run.id,
             run.status.as_str(),
             !run.status.is_final(),
-            enc(run)?
+            enc(run)?,
+            timer_ms(run.timer())
         ],
     )?;
     Ok(())
@@ -151,8 +188,21 @@ fn read_step(tx: &Connection, run_id: &str, key: &StepKey) -> PortResult<Option<
 }
 
 fn write_step(tx: &Connection, rec: &StepRecord) -> PortResult<()> {
-    exec(tx, "INSERT INTO steps (run_id, step, idx, status, attempt, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (run_id, step, idx) DO UPDATE SET status = ?4, attempt = ?5, body = ?6", params![rec.run_id, rec.key.step, idx(&rec.key), rec.status.as_str(), rec.attempt, enc(rec)?])?;
+    exec(
+        tx,
+        "INSERT INTO steps (run_id, step, idx, status, attempt, body, timer)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (run_id, step, idx) DO UPDATE SET status = ?4, attempt = ?5, body = ?6, timer = ?7",
+        params![
+            rec.run_id,
+            rec.key.step,
+            idx(&rec.key),
+            rec.status.as_str(),
+            rec.attempt,
+            enc(rec)?,
+            timer_ms(rec.timer())
+        ],
+    )?;
     Ok(())
 }
 
@@ -263,15 +313,16 @@ impl StateStore for SqliteStore {
             }
             let inserted = exec(
                 tx,
-                "INSERT OR IGNORE INTO runs (id, workflow, status, idempotency_key, active, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT OR IGNORE INTO runs (id, workflow, status, idempotency_key, active, body, timer)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     run.id,
                     run.workflow,
                     run.status.as_str(),
                     run.idempotency_key,
                     !run.status.is_final(),
-                    enc(run)?
+                    enc(run)?,
+                    timer_ms(run.timer())
                 ],
             )?;
             if inserted == 0 {
@@ -307,6 +358,27 @@ impl StateStore for SqliteStore {
                 "SELECT body FROM runs WHERE active = 1 AND id > ?1 ORDER BY id LIMIT ?2",
                 params![after.unwrap_or(""), limit as i64],
             )
+        })
+    }
+
+    async fn due_runs(&self, before: Timestamp, limit: usize) -> PortResult<Vec<String>> {
+        self.with_read(|tx| {
+            let mut st = tx
+                .prepare_cached(
+                    "SELECT run_id FROM (
+                         SELECT run_id, timer FROM steps WHERE timer IS NOT NULL AND timer <= ?1
+                         UNION ALL
+                         SELECT id, timer FROM runs WHERE timer IS NOT NULL AND timer <= ?1)
+                     GROUP BY run_id ORDER BY MIN(timer) LIMIT ?2",
+                )
+                .map_err(db)?;
+            let ids = st
+                .query_map(params![before.timestamp_millis(), limit as i64], |r| {
+                    r.get(0)
+                })
+                .and_then(|rows| rows.collect())
+                .map_err(db)?;
+            Ok(ids)
         })
     }
 
@@ -438,8 +510,8 @@ impl StateStore for SqliteStore {
             write_step(tx, parent)?;
             let mut stmt = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO steps (run_id, step, idx, status, attempt, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT OR IGNORE INTO steps (run_id, step, idx, status, attempt, body, timer)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )
                 .map_err(db)?;
             for it in iterations {
@@ -449,7 +521,8 @@ impl StateStore for SqliteStore {
                     idx(&it.key),
                     it.status.as_str(),
                     it.attempt,
-                    enc(it)?
+                    enc(it)?,
+                    timer_ms(it.timer())
                 ])
                 .map_err(db)?;
             }

@@ -85,6 +85,12 @@ pub trait StateStore: Send + Sync {
     /// `limit`: what the sweeper looks at, a page at a time.
     async fn active_runs(&self, after: Option<&str>, limit: usize) -> PortResult<Vec<RunRecord>>;
 
+    /// Ids of runs with a timer at or before `before` — a step's or the run's own
+    /// ([`StepRecord::timer`], [`RunRecord::timer`]) — earliest timer first, at most
+    /// `limit`, each once. An index, never a scan: the tick fires due timers on time
+    /// however many runs are active. May name a run that has since finished.
+    async fn due_runs(&self, before: Timestamp, limit: usize) -> PortResult<Vec<String>>;
+
     async fn get_step(&self, run_id: &str, key: &StepKey) -> PortResult<StepRecord>;
     /// Every step and iteration record of a run, steps before their iterations.
     async fn list_steps(&self, run_id: &str) -> PortResult<Vec<StepRecord>>;

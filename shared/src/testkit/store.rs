@@ -71,6 +71,7 @@ pub async fn run_all(store: Arc<dyn StateStore>) {
     satisfy_is_idempotent(&*store).await;
     fan_out_launches_within_the_limit_and_counts_iterations(&*store).await;
     failing_and_finishing_happen_once(&*store).await;
+    due_runs_follow_timers(&*store).await;
     listings_filter_and_order_runs(&*store).await;
     missing_records_are_not_found(&*store).await;
 }
@@ -426,6 +427,118 @@ pub async fn failing_and_finishing_happen_once(store: &dyn StateStore) {
         !active.iter().any(|r| r.id == run.id),
         "finished runs are not active"
     );
+}
+
+/// A run whose one step `a` is in `status` with `due_at`/`lease_until` at `at`.
+async fn run_with_timer(
+    store: &dyn StateStore,
+    status: StepStatus,
+    at: Timestamp,
+    deadline: Option<Timestamp>,
+) -> RunRecord {
+    let mut run = run_record(&fresh_id("timer"), "conformance", 1, None);
+    run.deadline = deadline;
+    let mut a = StepRecord::new(&run.id, StepKey::step("a"), status);
+    match status {
+        StepStatus::Running => a.lease_until = Some(at),
+        _ => a.due_at = Some(at),
+    }
+    assert_eq!(store.create_run(&run, &[a]).await.unwrap(), Created::New);
+    run
+}
+
+pub async fn due_runs_follow_timers(store: &dyn StateStore) {
+    // A time of its own, far before every other check's, so their records stay out.
+    let base = chrono::Utc.with_ymd_and_hms(2001, 1, 1, 0, 0, 0).unwrap()
+        + chrono::Duration::seconds(fastrand::i64(0..86_400 * 300));
+    let min = |m: i64| base + chrono::Duration::minutes(m);
+    let far = Some(min(10_000));
+    let retrying = run_with_timer(store, StepStatus::Retrying, min(1), None).await;
+    let running = run_with_timer(store, StepStatus::Running, min(2), None).await;
+    let late = run_with_timer(store, StepStatus::Pending, min(0), Some(min(3))).await;
+    let waiting = run_with_timer(store, StepStatus::Waiting, min(20), far).await;
+    let pending = run_with_timer(store, StepStatus::Pending, min(0), None).await;
+    let due = |ids: Vec<String>| -> Vec<String> {
+        let ours = [
+            &retrying.id,
+            &running.id,
+            &late.id,
+            &waiting.id,
+            &pending.id,
+        ];
+        ids.into_iter().filter(|id| ours.contains(&id)).collect()
+    };
+
+    let got = due(store.due_runs(min(10), 10_000).await.unwrap());
+    assert_eq!(
+        got,
+        [retrying.id.clone(), running.id.clone(), late.id.clone()],
+        "due runs are those with a step or run timer passed, earliest first"
+    );
+    let got = due(store.due_runs(min(30), 10_000).await.unwrap());
+    assert!(got.contains(&waiting.id), "a wait is due once it is over");
+    assert!(!got.contains(&pending.id), "a pending step has no timer");
+
+    // A write that moves the timer on moves it in the index.
+    let rec = store
+        .get_step(&retrying.id, &StepKey::step("a"))
+        .await
+        .unwrap();
+    let claimed = StepRecord {
+        status: StepStatus::Running,
+        attempt: 1,
+        lease_until: Some(min(60)),
+        due_at: None,
+        ..rec
+    };
+    let guard = Guard::status(&[StepStatus::Retrying]);
+    assert!(store.update_step(&guard, &claimed).await.unwrap());
+    // A final write clears it.
+    let rec = store
+        .get_step(&running.id, &StepKey::step("a"))
+        .await
+        .unwrap();
+    let done = StepRecord {
+        status: StepStatus::Succeeded,
+        lease_until: None,
+        ..rec
+    };
+    let guard = Guard::status(&[StepStatus::Running]);
+    assert!(
+        store
+            .finalize_step(&guard, &done, None)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // A finished run has no deadline to keep.
+    let finished = RunRecord {
+        status: RunStatus::Cancelled,
+        finished_at: Some(min(4)),
+        ..store.get_run(&late.id).await.unwrap()
+    };
+    assert!(store.finish_run(&finished).await.unwrap());
+    // Releasing the last need makes the step ready now: due from now on.
+    assert!(
+        store
+            .satisfy(&pending.id, "a", "x", &["x".into()], min(5))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let got = due(store.due_runs(min(10), 10_000).await.unwrap());
+    assert_eq!(
+        got,
+        [pending.id.clone()],
+        "each timer moved with its record"
+    );
+    let got = due(store.due_runs(min(60), 10_000).await.unwrap());
+    assert_eq!(
+        got,
+        [pending.id.clone(), waiting.id.clone(), retrying.id.clone()]
+    );
+    let got = store.due_runs(min(60), 1).await.unwrap();
+    assert_eq!(got.len(), 1, "at most `limit` runs");
 }
 
 pub async fn listings_filter_and_order_runs(store: &dyn StateStore) {

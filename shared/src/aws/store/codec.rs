@@ -2,9 +2,10 @@
 //! as top-level attributes beside them.
 
 use super::{
-    ACTIVE_PK, ACTIVE_SK, ALL_PK, ALL_SK, Item, PK, RETENTION, SHARDS, SK, TTL, WF_PK, WF_SK,
+    ACTIVE_PK, ACTIVE_SK, ALL_PK, ALL_SK, Item, PK, RETENTION, SHARDS, SK, TIMER_PK, TIMER_SK, TTL,
+    WF_PK, WF_SK,
 };
-use crate::model::{RunRecord, StepKey, Timestamp};
+use crate::model::{RunRecord, StepKey, StepRecord, Timestamp};
 use crate::ports::{PortError, PortResult};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
@@ -20,7 +21,7 @@ pub(super) const STEP_OPAQUE: &[&str] = &["output", "item"];
 
 /// Attributes that belong to the table, not to the record.
 const TABLE_ATTRS: &[&str] = &[
-    PK, SK, WF_PK, WF_SK, ALL_PK, ALL_SK, ACTIVE_PK, ACTIVE_SK, TTL,
+    PK, SK, WF_PK, WF_SK, ALL_PK, ALL_SK, ACTIVE_PK, ACTIVE_SK, TIMER_PK, TIMER_SK, TTL,
 ];
 
 pub(super) fn s(v: impl Into<String>) -> AttributeValue {
@@ -63,6 +64,37 @@ pub fn shard(run_id: &str) -> u32 {
         h = h.wrapping_mul(0x0100_0193);
     }
     h % SHARDS
+}
+
+/// The `timers` index attributes of an item of run `run_id` whose timer is `at`. The
+/// sort key is epoch milliseconds, zero-padded so that text order is time order.
+pub(super) fn timer_attrs(run_id: &str, at: Timestamp) -> [(&'static str, AttributeValue); 2] {
+    [
+        (TIMER_PK, s(format!("TIMER#{}", shard(run_id)))),
+        (TIMER_SK, s(timer_key(at))),
+    ]
+}
+
+/// A timer as the `timers` index sorts it.
+pub(super) fn timer_key(at: Timestamp) -> String {
+    format!("{:013}", at.timestamp_millis().max(0))
+}
+
+/// The run id in a run, step or iteration item's partition key.
+pub(super) fn run_id_of(pk: &str) -> Option<&str> {
+    pk.strip_prefix("RUN#")
+}
+
+/// A new step or iteration item: the record, its key and, when it has a timer, its
+/// `timers` index attributes.
+pub(super) fn step_item(rec: &StepRecord) -> PortResult<Item> {
+    let mut item = encode(rec, STEP_OPAQUE)?;
+    item.insert(PK.into(), s(run_pk(&rec.run_id)));
+    item.insert(SK.into(), s(step_sk(&rec.key)));
+    if let Some(at) = rec.timer() {
+        item.extend(timer_attrs(&rec.run_id, at).map(|(k, v)| (k.to_string(), v)));
+    }
+    Ok(item)
 }
 
 /// Epoch seconds at which a record of a run finished at `finished` may be deleted.
@@ -130,6 +162,9 @@ pub(super) fn run_item(run: &RunRecord) -> PortResult<Item> {
         item.insert(ACTIVE_PK.into(), s(format!("ACTIVE#{shard}")));
         item.insert(ACTIVE_SK.into(), s(&run.id));
     }
+    if let Some(at) = run.timer() {
+        item.extend(timer_attrs(&run.id, at).map(|(k, v)| (k.to_string(), v)));
+    }
     Ok(item)
 }
 
@@ -148,6 +183,25 @@ mod tests {
         let item = encode(&rec, STEP_OPAQUE).unwrap();
         assert!(matches!(item["status"], AttributeValue::S(ref v) if v == "pending"));
         assert!(matches!(item["satisfied"], AttributeValue::L(_)));
+        let back: StepRecord = decode(item, STEP_OPAQUE).unwrap();
+        assert_eq!(back, rec);
+    }
+
+    #[test]
+    fn timer_keys_sort_in_time_order() {
+        let t = |ms| chrono::DateTime::from_timestamp_millis(ms).unwrap();
+        assert!(timer_key(t(999)) < timer_key(t(1_000)));
+        assert!(timer_key(t(1_700_000_000_000)) < timer_key(t(1_700_000_000_001)));
+    }
+
+    #[test]
+    fn only_records_with_a_timer_are_in_the_timers_index() {
+        let mut rec = StepRecord::new("r", StepKey::step("a"), StepStatus::Pending);
+        rec.due_at = Some(chrono::Utc::now());
+        assert!(!step_item(&rec).unwrap().contains_key(TIMER_PK));
+        rec.status = StepStatus::Retrying;
+        let item = step_item(&rec).unwrap();
+        assert!(matches!(&item[TIMER_PK], AttributeValue::S(v) if v.starts_with("TIMER#")));
         let back: StepRecord = decode(item, STEP_OPAQUE).unwrap();
         assert_eq!(back, rec);
     }

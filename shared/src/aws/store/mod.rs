@@ -22,7 +22,7 @@
 //! Run, step and idempotency items get `expires_at` (epoch seconds, the table's TTL
 //! attribute) once the run is final: [`RETENTION`] after it finished.
 //!
-//! # Indexes (all projecting every attribute, keyed on run items only)
+//! # Indexes (the run indexes project every attribute; `timers` only keys)
 //!
 //! - `by_workflow` (`gsi1pk = WF#<workflow>`, `gsi1sk = <run id>`): a workflow's runs,
 //!   newest first (run ids are ULIDs, which sort by time).
@@ -32,6 +32,10 @@
 //! - `active_runs` (`gsi3pk = ACTIVE#<shard>`, `gsi3sk = <run id>`): sparse — the
 //!   attributes are removed when a run finishes — so the sweeper reads only the runs
 //!   that may need repair, oldest first, without a Scan.
+//! - `timers` (`gsi4pk = TIMER#<shard of the run>`, `gsi4sk = <epoch ms, 13 digits>`),
+//!   keys only, on run and step items: sparse — present while the record has a timer
+//!   ([`RunRecord::timer`], [`StepRecord::timer`]) and removed by the write that ends
+//!   it — so the tick finds what is due with one query per shard.
 //!
 //! # Concurrency
 //!
@@ -54,8 +58,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
 use codec::{
-    RUN_OPAQUE, RUN_SK, STEP_OPAQUE, decode, encode, expiry, idem_pk, n, run_item, run_pk, s,
-    step_sk, wf_pk,
+    RUN_OPAQUE, RUN_SK, STEP_OPAQUE, decode, encode, expiry, idem_pk, n, run_id_of, run_item,
+    run_pk, s, step_item, step_sk, timer_attrs, timer_key, wf_pk,
 };
 use expr::{Expr, backend, cancelled_on_conditions, condition_failed};
 use futures::{StreamExt, TryStreamExt};
@@ -82,7 +86,11 @@ pub const ALL_SK: &str = "gsi2sk";
 pub const ACTIVE_RUNS: &str = "active_runs";
 pub const ACTIVE_PK: &str = "gsi3pk";
 pub const ACTIVE_SK: &str = "gsi3sk";
-/// How many partition keys `all_runs` and `active_runs` spread runs over.
+/// Sparse index of run and step items with a timer, and its key attributes.
+pub const TIMERS: &str = "timers";
+pub const TIMER_PK: &str = "gsi4pk";
+pub const TIMER_SK: &str = "gsi4sk";
+/// How many partition keys `all_runs`, `active_runs` and `timers` spread runs over.
 pub const SHARDS: u32 = 8;
 /// How long a final run's records are kept.
 pub const RETENTION: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);
@@ -107,6 +115,37 @@ pub struct DynamoStore {
 
 fn key(pk: String, sk: &str) -> Item {
     HashMap::from([(PK.to_string(), s(pk)), (SK.to_string(), s(sk))])
+}
+
+/// `SET` and `REMOVE` clauses as one update expression.
+fn update_expression(sets: &[String], removes: &[String]) -> String {
+    let mut out = String::new();
+    if !sets.is_empty() {
+        out = format!("SET {}", sets.join(", "));
+    }
+    if !removes.is_empty() {
+        out += &format!(" REMOVE {}", removes.join(", "));
+    }
+    out
+}
+
+/// Clauses that keep an item's `timers` attributes in step with its record's timer:
+/// set while there is one, removed when there is none.
+fn timer_clauses(
+    x: &mut Expr,
+    run_id: &str,
+    timer: Option<Timestamp>,
+    sets: &mut Vec<String>,
+    removes: &mut Vec<String>,
+) {
+    match timer {
+        Some(at) => {
+            for (attr, v) in timer_attrs(run_id, at) {
+                sets.push(format!("{} = {}", x.name(attr), x.value(v)));
+            }
+        }
+        None => removes.extend([x.name(TIMER_PK), x.name(TIMER_SK)]),
+    }
 }
 
 fn step_not_found(run_id: &str, key: &StepKey) -> PortError {
@@ -353,12 +392,14 @@ impl DynamoStore {
     fn guarded_step_write(&self, guard: &Guard, new: &StepRecord) -> PortResult<Update> {
         let item = encode(new, STEP_OPAQUE)?;
         let mut x = Expr::default();
-        let set = x.set_all(&item, &[PK, SK]);
+        let mut sets = x.set_all(&item, &[PK, SK]);
+        let mut removes = Vec::new();
+        timer_clauses(&mut x, &new.run_id, new.timer(), &mut sets, &mut removes);
         let cond = guard_condition(&mut x, guard);
         Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(run_pk(&new.run_id), &step_sk(&new.key))))
-            .update_expression(format!("SET {}", set.join(", ")))
+            .update_expression(update_expression(&sets, &removes))
             .condition_expression(cond)
             .set_expression_attribute_names(x.names())
             .set_expression_attribute_values(x.values())
@@ -366,7 +407,8 @@ impl DynamoStore {
             .map_err(build_err)
     }
 
-    /// Stamps `expires_at` on the run's step and idempotency items once it is final.
+    /// Stamps `expires_at` on the run's step and idempotency items once it is final, and
+    /// takes any step left with a timer out of the `timers` index (the run is over).
     /// Updates only existing items (never creates one), in parallel.
     async fn expire_run_items(&self, run: &RunRecord, at: i64) -> PortResult<()> {
         let mut x = Expr::default();
@@ -393,7 +435,13 @@ impl DynamoStore {
         futures::stream::iter(keys)
             .map(|k| async move {
                 let mut x = Expr::default();
-                let update = format!("SET {} = {}", x.name(TTL), x.value(n(at)));
+                let update = format!(
+                    "SET {} = {} REMOVE {}, {}",
+                    x.name(TTL),
+                    x.value(n(at)),
+                    x.name(TIMER_PK),
+                    x.name(TIMER_SK)
+                );
                 let cond = format!("attribute_exists({})", x.name(PK));
                 self.update_if(k, &update, &cond, &x).await.map(|_| ())
             })
@@ -498,13 +546,10 @@ impl StateStore for DynamoStore {
                 .map_err(build_err)?;
             Ok(TransactWriteItem::builder().put(put).build())
         };
-        let mut step_items = Vec::with_capacity(steps.len());
-        for st in steps {
-            let mut item = encode(st, STEP_OPAQUE)?;
-            item.insert(PK.into(), s(run_pk(&st.run_id)));
-            item.insert(SK.into(), s(step_sk(&st.key)));
-            step_items.push(item);
-        }
+        let step_items = steps
+            .iter()
+            .map(step_item)
+            .collect::<PortResult<Vec<_>>>()?;
         // The idempotency item comes first (index 0) and the run second (index 1).
         let mut tx = Vec::new();
         if let Some(k) = &run.idempotency_key {
@@ -595,6 +640,54 @@ impl StateStore for DynamoStore {
         }
         self.query_shards(ACTIVE_RUNS, "ACTIVE#", after, None, false, limit)
             .await
+    }
+
+    async fn due_runs(&self, before: Timestamp, limit: usize) -> PortResult<Vec<String>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let until = timer_key(before);
+        let per_shard = futures::stream::iter(0..SHARDS)
+            .map(|shard| {
+                let mut x = Expr::default();
+                let cond = format!(
+                    "{} = {} AND {} <= {}",
+                    x.name(TIMER_PK),
+                    x.value(s(format!("TIMER#{shard}"))),
+                    x.name(TIMER_SK),
+                    x.value(s(until.clone()))
+                );
+                let q = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(TIMERS)
+                    .key_condition_expression(cond)
+                    .set_expression_attribute_names(x.names())
+                    .set_expression_attribute_values(x.values())
+                    .limit(limit.clamp(1, 1000) as i32);
+                self.query(q, Some(limit))
+            })
+            .buffer_unordered(SHARDS as usize)
+            .try_collect::<Vec<_>>()
+            .await?;
+        // (timer, run id) of every item due, earliest first; a run once.
+        let mut due: Vec<(String, String)> = per_shard
+            .into_iter()
+            .flatten()
+            .filter_map(|item| {
+                let at = item.get(TIMER_SK)?.as_s().ok()?.clone();
+                let run = run_id_of(item.get(PK)?.as_s().ok()?)?.to_string();
+                Some((at, run))
+            })
+            .collect();
+        due.sort();
+        let mut seen = std::collections::HashSet::new();
+        Ok(due
+            .into_iter()
+            .filter_map(|(_, run)| seen.insert(run.clone()).then_some(run))
+            .take(limit)
+            .collect())
     }
 
     async fn get_step(&self, run_id: &str, key: &StepKey) -> PortResult<StepRecord> {
@@ -798,12 +891,12 @@ impl StateStore for DynamoStore {
         let st = x.name("status");
         let due = serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(now)
             .map_err(PortError::backend)?;
-        let update = format!(
-            "SET {st} = {}, {} = {}",
-            x.value(s(StepStatus::Ready.as_str())),
-            x.name("due_at"),
-            x.value(due)
-        );
+        let mut sets = vec![
+            format!("{st} = {}", x.value(s(StepStatus::Ready.as_str()))),
+            format!("{} = {}", x.name("due_at"), x.value(due)),
+        ];
+        timer_clauses(&mut x, run_id, Some(now), &mut sets, &mut Vec::new());
+        let update = update_expression(&sets, &[]);
         let cond = format!("{st} = {}", x.value(s(StepStatus::Pending.as_str())));
         self.update_if(item_key, &update, &cond, &x)
             .await?
@@ -827,13 +920,10 @@ impl StateStore for DynamoStore {
         // first, each only if absent, and the guarded parent write comes last. A crash
         // in between leaves the parent unexpanded and pending iterations nobody
         // launches; the retry re-puts nothing new and then expands the parent.
-        let mut items = Vec::with_capacity(iterations.len());
-        for it in iterations {
-            let mut item = encode(it, STEP_OPAQUE)?;
-            item.insert(PK.into(), s(run_pk(&it.run_id)));
-            item.insert(SK.into(), s(step_sk(&it.key)));
-            items.push(item);
-        }
+        let items = iterations
+            .iter()
+            .map(step_item)
+            .collect::<PortResult<Vec<_>>>()?;
         futures::stream::iter(items)
             .map(|item| self.put_new(item))
             .buffer_unordered(PARALLEL_WRITES)
@@ -910,13 +1000,16 @@ impl StateStore for DynamoStore {
             let mut tx = vec![TransactWriteItem::builder().update(pu).build()];
             for i in from..to {
                 let mut x = Expr::default();
-                let update = format!(
-                    "SET {} = {}, {} = {}",
-                    x.name("status"),
-                    x.value(s(StepStatus::Ready.as_str())),
-                    x.name("due_at"),
-                    x.value(due.clone())
-                );
+                let mut sets = vec![
+                    format!(
+                        "{} = {}",
+                        x.name("status"),
+                        x.value(s(StepStatus::Ready.as_str()))
+                    ),
+                    format!("{} = {}", x.name("due_at"), x.value(due.clone())),
+                ];
+                timer_clauses(&mut x, run_id, Some(now), &mut sets, &mut Vec::new());
+                let update = update_expression(&sets, &[]);
                 let cond = format!("attribute_exists({})", x.name(PK));
                 let u = Update::builder()
                     .table_name(&self.table)
@@ -956,12 +1049,8 @@ impl StateStore for DynamoStore {
             sets.push(format!("{} = {}", x.name(f), x.value(v)));
         }
         sets.push(format!("{} = {}", x.name(TTL), x.value(n(at))));
-        let update = format!(
-            "SET {} REMOVE {}, {}",
-            sets.join(", "),
-            x.name(ACTIVE_PK),
-            x.name(ACTIVE_SK)
-        );
+        let removes = [ACTIVE_PK, ACTIVE_SK, TIMER_PK, TIMER_SK].map(|a| x.name(a));
+        let update = update_expression(&sets, &removes);
         let cond = status_in(&mut x, ACTIVE.map(RunStatus::as_str));
         match self
             .update_if(key(run_pk(&run.id), RUN_SK), &update, &cond, &x)
