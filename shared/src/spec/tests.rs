@@ -730,6 +730,25 @@ steps:
 }
 
 #[test]
+fn a_bad_event_pattern_is_rejected_naming_the_path_inside_it() {
+    let p = problem(
+        r#"
+name: x
+triggers:
+  - event: { source: [acme.orders], detail: { price: [{ numeric: [">", zero] }] } }
+steps:
+  - id: a
+    pass: 1
+"#,
+    );
+    assert_eq!(
+        p,
+        "4:12: event trigger: pattern field `detail.price`: `numeric` needs pairs of an operator \
+         (<, <=, =, >, >=) and a number, e.g. [\">\", 0, \"<=\", 5]"
+    );
+}
+
+#[test]
 fn a_trigger_with_two_sources_is_rejected() {
     let p = problem(
         "name: x\ntriggers:\n  - schedule: \"0 2 * * *\"\n    sqs: { queue: q }\nsteps:\n  - id: a\n    pass: 1\n",

@@ -8,6 +8,7 @@ use super::located::{At, Pos};
 use super::model::*;
 use super::schedule::{Schedule, parse_timezone};
 use crate::expr;
+use crate::triggers::pattern::EventPattern;
 use indexmap::IndexMap;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
@@ -528,6 +529,18 @@ fn trigger(cx: &mut Ctx, t: At<TriggerDecl>) -> Option<Trigger> {
                 e.pos,
                 "event trigger: the pattern must be a map, e.g. `{ source: [acme.orders] }`",
             );
+            return None;
+        }
+        if let Err(err) = EventPattern::compile(&e.value) {
+            let message = if err.path.is_empty() {
+                format!("event trigger: {}", err.message)
+            } else {
+                format!(
+                    "event trigger: pattern field `{}`: {}",
+                    err.path, err.message
+                )
+            };
+            cx.err(e.pos, message);
             return None;
         }
         TriggerSource::Event { pattern: e.value }
