@@ -4,3 +4,4 @@
 //!
 //! Everything here is pure: the handlers feed it events and the time, and act on what
 //! it decides.
+pub mod schedule;
