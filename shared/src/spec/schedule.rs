@@ -1,6 +1,6 @@
 //! Schedules: 5-field cron expressions and `rate(N unit)`, in an IANA time zone.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, LocalResult, NaiveDateTime, TimeDelta, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
@@ -37,6 +37,14 @@ impl Schedule {
     }
 
     /// The first instant strictly after `after`.
+    ///
+    /// A cron expression is read on the wall clock of the schedule's time zone, and a
+    /// daylight-saving change is met as Vixie cron meets it (see [`WallClock`]): a
+    /// fixed-time schedule fires once for each time of day it names, even when the
+    /// clock skips or repeats that time, and a periodic one fires at every real instant
+    /// its wall clock matches. A rate
+    /// ignores the time zone: its instants are multiples of the period since the Unix
+    /// epoch.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match &self.cadence {
             Cadence::Rate(every) => {
@@ -46,13 +54,127 @@ impl Schedule {
                 DateTime::from_timestamp_millis(next)
             }
             Cadence::Cron(cron) => {
-                let local = after.with_timezone(&self.timezone);
-                cron.find_next_occurrence(&local, false)
-                    .ok()
-                    .map(|t| t.with_timezone(&Utc))
+                next_cron_after(cron, self.timezone, WallClock::of(&self.expression), after)
             }
         }
     }
+
+    /// The instants strictly after `after` and at or before `until`, in order.
+    pub fn occurrences(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> impl Iterator<Item = DateTime<Utc>> {
+        std::iter::successors(self.next_after(after), |t| self.next_after(*t))
+            .take_while(move |t| *t <= until)
+    }
+}
+
+/// How a cron expression meets a daylight-saving change: the rule of Vixie cron, which
+/// is what people who write crontabs expect.
+///
+/// croner 4 makes the same distinction but calls a schedule fixed-time only when its
+/// hour and minute fields each hold a single value, so `30 2,14 * * *` loses its 02:30
+/// run on the spring-forward day and runs twice on the fall-back day. Braid resolves
+/// the wall clock itself and asks croner only which wall-clock times match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WallClock {
+    /// Neither the minute nor the hour field starts with `*` (e.g. `30 2 * * *`,
+    /// `0 2,14 * * 1-5`): the schedule names times of day. A time skipped by the clock
+    /// going forward fires at the first instant after the gap; a time the clock passes
+    /// twice fires the first time only.
+    Fixed,
+    /// The minute or the hour field starts with `*` (e.g. `0 * * * *`, `*/15 9-17 * * *`):
+    /// the schedule names a rhythm. It fires at every real instant whose wall clock
+    /// matches, so a skipped hour has no runs and a repeated hour has them twice, and an
+    /// hourly schedule runs every real hour across both changes.
+    Periodic,
+}
+
+impl WallClock {
+    fn of(expression: &str) -> Self {
+        let wild = |field: Option<&str>| field.is_some_and(|f| f.starts_with(['*', '?']));
+        let mut fields = expression.split_whitespace();
+        if wild(fields.next()) || wild(fields.next()) {
+            WallClock::Periodic
+        } else {
+            WallClock::Fixed
+        }
+    }
+}
+
+/// The first instant strictly after `after` at which `cron` fires in `tz`.
+///
+/// croner walks wall-clock times (naive, so it never sees a change); each matching
+/// wall time is then turned into the instants it stands for. Walls come in order but
+/// their instants do not quite: in a repeated hour the second passes of all its wall
+/// times come after the first passes, so a second pass is held back (`later`) until a
+/// wall time that cannot precede it shows up.
+fn next_cron_after(
+    cron: &Cron,
+    tz: Tz,
+    kind: WallClock,
+    after: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let local = after.with_timezone(&tz).naive_local();
+    // When `after` lies in the first pass of a repeated hour, wall times from earlier in
+    // that hour still have their second pass ahead: start the walk that much earlier.
+    let lookback = match tz.from_local_datetime(&local) {
+        LocalResult::Ambiguous(first, second) => second.signed_duration_since(first),
+        _ => TimeDelta::zero(),
+    };
+    let mut wall = local.checked_sub_signed(lookback)?.with_nanosecond(0)?;
+    let mut inclusive = true;
+    let mut later: Option<DateTime<Utc>> = None;
+    // Ends: walls only move forward, and a wall far enough ahead maps past `after`.
+    loop {
+        wall = cron.find_next_occurrence(&wall, inclusive).ok()?;
+        inclusive = false;
+        let found = match tz.from_local_datetime(&wall) {
+            LocalResult::Single(t) => Some(t.with_timezone(&Utc)),
+            LocalResult::Ambiguous(first, second) => {
+                let (first, second) = (first.with_timezone(&Utc), second.with_timezone(&Utc));
+                if first > after {
+                    Some(first)
+                } else {
+                    if kind == WallClock::Periodic && second > after && later.is_none() {
+                        later = Some(second);
+                    }
+                    None
+                }
+            }
+            LocalResult::None => match kind {
+                WallClock::Fixed => first_instant_after_gap(tz, wall),
+                WallClock::Periodic => None,
+            },
+        };
+        if let Some(t) = found.filter(|t| *t > after) {
+            return Some(later.map_or(t, |l| l.min(t)));
+        }
+    }
+}
+
+/// The longest stretch of skipped wall-clock time searched for its end: a day, as when
+/// Samoa skipped 30 December 2011.
+const MAX_GAP_MINUTES: u32 = 26 * 60;
+
+/// The instant at which the clock, going forward, jumps over the wall time `gap` (one
+/// that does not exist in `tz`): the first instant after the gap.
+fn first_instant_after_gap(tz: Tz, gap: NaiveDateTime) -> Option<DateTime<Utc>> {
+    let mut probe = gap;
+    for _ in 0..MAX_GAP_MINUTES {
+        probe = probe.checked_add_signed(TimeDelta::minutes(1))?;
+        if let Some(t) = tz.from_local_datetime(&probe).earliest() {
+            // The gap ended within the last minute: back up to the second it did.
+            let mut t = t.with_timezone(&Utc);
+            let second = TimeDelta::seconds(1);
+            while (t - second).with_timezone(&tz).naive_local() > gap {
+                t -= second;
+            }
+            return Some(t);
+        }
+    }
+    None
 }
 
 /// Parses an IANA time zone name.
@@ -168,9 +290,25 @@ mod tests {
         assert!(err.contains("day-of-month"), "{err}");
     }
 
+    fn at(instant: &str) -> DateTime<Utc> {
+        instant.parse().unwrap()
+    }
+
+    fn paris(expression: &str) -> Schedule {
+        Schedule::parse(expression, Some("Europe/Paris")).unwrap()
+    }
+
+    fn between(s: &Schedule, after: &str, until: &str) -> Vec<DateTime<Utc>> {
+        s.occurrences(at(after), at(until)).collect()
+    }
+
+    fn instants(list: &[&str]) -> Vec<DateTime<Utc>> {
+        list.iter().map(|i| at(i)).collect()
+    }
+
     #[test]
     fn paris_schedule_fires_at_local_two_across_dst() {
-        let s = Schedule::parse("0 2 * * *", Some("Europe/Paris")).unwrap();
+        let s = paris("0 2 * * *");
         let winter = s
             .next_after(Utc.with_ymd_and_hms(2026, 1, 10, 12, 0, 0).unwrap())
             .unwrap();
@@ -179,6 +317,268 @@ mod tests {
             .next_after(Utc.with_ymd_and_hms(2026, 7, 10, 12, 0, 0).unwrap())
             .unwrap();
         assert_eq!(summer, Utc.with_ymd_and_hms(2026, 7, 11, 0, 0, 0).unwrap());
+    }
+
+    #[test]
+    fn two_am_fires_at_three_cest_on_the_spring_forward_day() {
+        let got = between(
+            &paris("0 2 * * *"),
+            "2026-03-27T12:00:00Z",
+            "2026-03-31T12:00:00Z",
+        );
+        let want = [
+            "2026-03-28T01:00:00Z",
+            "2026-03-29T01:00:00Z", // 02:00 does not exist: 03:00 CEST
+            "2026-03-30T00:00:00Z",
+            "2026-03-31T00:00:00Z",
+        ];
+        assert_eq!(got, instants(&want));
+    }
+
+    #[test]
+    fn two_am_fires_once_in_cest_on_the_fall_back_day() {
+        let got = between(
+            &paris("0 2 * * *"),
+            "2026-10-23T12:00:00Z",
+            "2026-10-27T12:00:00Z",
+        );
+        let want = [
+            "2026-10-24T00:00:00Z",
+            "2026-10-25T00:00:00Z", // 02:00 CEST; not again at 02:00 CET (01:00Z)
+            "2026-10-26T01:00:00Z",
+            "2026-10-27T01:00:00Z",
+        ];
+        assert_eq!(got, instants(&want));
+    }
+
+    #[test]
+    fn a_time_skipped_by_spring_forward_fires_at_the_first_instant_after_the_gap() {
+        let got = between(
+            &paris("30 2 * * *"),
+            "2026-03-27T12:00:00Z",
+            "2026-03-31T12:00:00Z",
+        );
+        let want = [
+            "2026-03-28T01:30:00Z",
+            "2026-03-29T01:00:00Z", // 02:30 does not exist: 03:00 CEST
+            "2026-03-30T00:30:00Z",
+            "2026-03-31T00:30:00Z",
+        ];
+        assert_eq!(got, instants(&want));
+    }
+
+    #[test]
+    fn a_time_repeated_by_fall_back_fires_once_at_its_first_pass() {
+        let s = paris("30 2 * * *");
+        let got = between(&s, "2026-10-23T12:00:00Z", "2026-10-27T12:00:00Z");
+        let want = [
+            "2026-10-24T00:30:00Z",
+            "2026-10-25T00:30:00Z", // 02:30 CEST; 02:30 CET (01:30Z) is skipped
+            "2026-10-26T01:30:00Z",
+            "2026-10-27T01:30:00Z",
+        ];
+        assert_eq!(got, instants(&want));
+        // Asked from inside either pass of the repeated hour, the next run is the next day.
+        for inside in ["2026-10-25T00:45:00Z", "2026-10-25T01:10:00Z"] {
+            assert_eq!(s.next_after(at(inside)), Some(at("2026-10-26T01:30:00Z")));
+        }
+    }
+
+    #[test]
+    fn an_hourly_schedule_fires_every_real_hour_across_both_changes() {
+        let s = paris("0 * * * *");
+        // 00:00 CET, 01:00 CET, 03:00 CEST, 04:00 CEST, 05:00 CEST: 02:00 does not exist.
+        let spring = between(&s, "2026-03-28T22:30:00Z", "2026-03-29T03:30:00Z");
+        let want = [
+            "2026-03-28T23:00:00Z",
+            "2026-03-29T00:00:00Z",
+            "2026-03-29T01:00:00Z",
+            "2026-03-29T02:00:00Z",
+            "2026-03-29T03:00:00Z",
+        ];
+        assert_eq!(spring, instants(&want));
+        // 01:00 CEST, 02:00 CEST, 02:00 CET, 03:00 CET, 04:00 CET: 02:00 happens twice.
+        let fall = between(&s, "2026-10-24T22:30:00Z", "2026-10-25T03:30:00Z");
+        let want = [
+            "2026-10-24T23:00:00Z",
+            "2026-10-25T00:00:00Z",
+            "2026-10-25T01:00:00Z",
+            "2026-10-25T02:00:00Z",
+            "2026-10-25T03:00:00Z",
+        ];
+        assert_eq!(fall, instants(&want));
+    }
+
+    #[test]
+    fn a_periodic_schedule_runs_both_passes_of_a_repeated_hour_in_real_order() {
+        let s = paris("*/30 * * * *");
+        let got = between(&s, "2026-10-24T23:40:00Z", "2026-10-25T02:00:00Z");
+        let want = [
+            "2026-10-25T00:00:00Z", // 02:00 CEST
+            "2026-10-25T00:30:00Z", // 02:30 CEST
+            "2026-10-25T01:00:00Z", // 02:00 CET
+            "2026-10-25T01:30:00Z", // 02:30 CET
+            "2026-10-25T02:00:00Z", // 03:00 CET
+        ];
+        assert_eq!(got, instants(&want));
+        // From late in the first pass, the next run is the start of the second pass.
+        assert_eq!(
+            s.next_after(at("2026-10-25T00:50:00Z")),
+            Some(at("2026-10-25T01:00:00Z"))
+        );
+        assert_eq!(
+            s.next_after(at("2026-10-25T01:10:00Z")),
+            Some(at("2026-10-25T01:30:00Z"))
+        );
+    }
+
+    #[test]
+    fn a_periodic_schedule_has_no_runs_in_a_skipped_hour() {
+        let got = between(
+            &paris("*/30 2 * * *"),
+            "2026-03-28T12:00:00Z",
+            "2026-03-30T12:00:00Z",
+        );
+        assert_eq!(
+            got,
+            instants(&["2026-03-30T00:00:00Z", "2026-03-30T00:30:00Z"])
+        );
+    }
+
+    #[test]
+    fn several_fixed_times_a_day_each_fire_once_across_dst() {
+        // croner alone would drop 02:30 on the spring day and run it twice in the fall.
+        let s = paris("30 2,14 * * *");
+        let spring = between(&s, "2026-03-28T23:00:00Z", "2026-03-29T23:00:00Z");
+        assert_eq!(
+            spring,
+            instants(&["2026-03-29T01:00:00Z", "2026-03-29T12:30:00Z"])
+        );
+        let fall = between(&s, "2026-10-24T22:00:00Z", "2026-10-25T22:00:00Z");
+        assert_eq!(
+            fall,
+            instants(&["2026-10-25T00:30:00Z", "2026-10-25T13:30:00Z"])
+        );
+    }
+
+    #[test]
+    fn fixed_times_that_meet_after_a_gap_fire_once() {
+        let got = between(
+            &paris("0 2,3 * * *"),
+            "2026-03-28T23:00:00Z",
+            "2026-03-30T01:30:00Z",
+        );
+        assert_eq!(
+            got,
+            instants(&[
+                "2026-03-29T01:00:00Z",
+                "2026-03-30T00:00:00Z",
+                "2026-03-30T01:00:00Z"
+            ])
+        );
+    }
+
+    #[test]
+    fn a_half_hour_gap_ends_where_the_clock_lands() {
+        // Lord Howe Island goes from +10:30 to +11 at 02:00 local: 02:15 becomes 02:30.
+        let s = Schedule::parse("15 2 * * *", Some("Australia/Lord_Howe")).unwrap();
+        let got = between(&s, "2026-10-02T12:00:00Z", "2026-10-04T12:00:00Z");
+        assert_eq!(
+            got,
+            instants(&["2026-10-02T15:45:00Z", "2026-10-03T15:30:00Z"])
+        );
+    }
+
+    #[test]
+    fn rates_ignore_the_time_zone() {
+        let s = Schedule::parse("rate(1 hour)", Some("Europe/Paris")).unwrap();
+        let got = between(&s, "2026-03-28T23:30:00Z", "2026-03-29T02:00:00Z");
+        assert_eq!(
+            got,
+            instants(&[
+                "2026-03-29T00:00:00Z",
+                "2026-03-29T01:00:00Z",
+                "2026-03-29T02:00:00Z"
+            ])
+        );
+    }
+
+    #[test]
+    fn occurrences_exclude_after_and_include_until() {
+        let s = Schedule::parse("0 * * * *", None).unwrap();
+        let got = between(&s, "2026-05-01T01:00:00Z", "2026-05-01T03:00:00Z");
+        assert_eq!(
+            got,
+            instants(&["2026-05-01T02:00:00Z", "2026-05-01T03:00:00Z"])
+        );
+    }
+
+    /// The rules read minute by minute: a periodic schedule fires at each instant whose
+    /// wall clock matches; a fixed-time one at the first pass of each matching wall time,
+    /// and at the end of a gap that swallowed one.
+    fn by_the_minute(s: &Schedule, from: DateTime<Utc>, days: i64) -> Vec<DateTime<Utc>> {
+        let Cadence::Cron(cron) = &s.cadence else {
+            unreachable!()
+        };
+        let tz = s.timezone;
+        let minute = TimeDelta::minutes(1);
+        let wall = |t: DateTime<Utc>| t.with_timezone(&tz).naive_local();
+        let matches = |w: NaiveDateTime| cron.is_time_matching(&w).unwrap();
+        let mut fired = Vec::new();
+        for n in 1..=days * 1440 {
+            let t = from + minute * n as i32;
+            let w = wall(t);
+            let first_pass = match tz.from_local_datetime(&w) {
+                LocalResult::Ambiguous(first, _) => first == t,
+                _ => true,
+            };
+            let fires = match WallClock::of(&s.expression) {
+                WallClock::Periodic => matches(w),
+                WallClock::Fixed => {
+                    let mut skipped = wall(t - minute) + minute;
+                    let mut swallowed = false;
+                    while skipped < w {
+                        swallowed |= matches(skipped);
+                        skipped += minute;
+                    }
+                    (matches(w) && first_pass) || swallowed
+                }
+            };
+            if fires {
+                fired.push(t);
+            }
+        }
+        fired
+    }
+
+    #[test]
+    fn next_after_agrees_with_a_minute_by_minute_reading_around_transitions() {
+        let around = [
+            ("Europe/Paris", "2026-03-28T00:00:00Z"),
+            ("Europe/Paris", "2026-10-24T00:00:00Z"),
+            ("America/New_York", "2026-03-07T12:00:00Z"),
+            ("America/New_York", "2026-10-31T12:00:00Z"),
+            ("Australia/Lord_Howe", "2026-04-04T00:00:00Z"),
+            ("Australia/Lord_Howe", "2026-10-03T00:00:00Z"),
+        ];
+        let expressions = [
+            "30 2 * * *",
+            "0 1-3 * * *",
+            "45 1,2,14 * * *",
+            "*/20 * * * *",
+            "10 * * * *",
+            "*/15 2 * * *",
+        ];
+        for (zone, from) in around {
+            for e in expressions {
+                let s = Schedule::parse(e, Some(zone)).unwrap();
+                let want = by_the_minute(&s, at(from), 3);
+                let got: Vec<_> = s
+                    .occurrences(at(from), at(from) + TimeDelta::days(3))
+                    .collect();
+                assert_eq!(got, want, "`{e}` in {zone} from {from}");
+            }
+        }
     }
 
     #[test]
