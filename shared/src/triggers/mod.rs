@@ -4,6 +4,7 @@
 //!
 //! Everything here is pure: the handlers feed it events and the time, and act on what
 //! it decides.
+
 pub mod incoming;
 pub mod pattern;
 pub mod route;
