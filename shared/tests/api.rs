@@ -28,6 +28,7 @@ fn request(method: &str, path: &str, body: Option<Value>) -> ApiRequest {
         method: method.into(),
         path: path.into(),
         query: HashMap::new(),
+        headers: Vec::new(),
         body: body.map(|b| b.to_string()),
     }
 }

@@ -14,7 +14,7 @@ use super::store::DynamoStore;
 use crate::handlers::{Handlers, Ports, Settings};
 use crate::ports::{SystemClock, UlidIds};
 use crate::runners::http::HttpRunner;
-use crate::secrets::env_secrets;
+use crate::secrets::{EnvSecrets, env_secrets};
 use aws_config::SdkConfig;
 use std::sync::Arc;
 
@@ -72,6 +72,7 @@ pub fn aws_ports(cfg: &AwsConfig, clients: &AwsClients) -> Result<Ports, Backend
         events: Arc::new(QueueSink::new(queue(&cfg.event_queue_url))),
         http: Arc::new(HttpRunner::new().map_err(|e| BackendError::Http(e.to_string()))?),
         lambda: Arc::new(AwsLambdaRunner::new(clients.lambda.clone())),
+        secrets: Arc::new(EnvSecrets::env_only()),
         clock: Arc::new(SystemClock),
         ids: Arc::new(UlidIds),
     })

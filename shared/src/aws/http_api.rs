@@ -35,6 +35,11 @@ pub fn request(event: &ApiGatewayV2httpRequest) -> Result<ApiRequest, ApiRespons
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        headers: event
+            .headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect(),
         body,
     })
 }

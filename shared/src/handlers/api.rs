@@ -2,7 +2,8 @@
 //! function converts API Gateway events to [`ApiRequest`], the local dev server its own
 //! requests; both serve the same routes with the same answers.
 //!
-//! Routes served here: `POST /runs`, `GET /runs`, `GET /runs/{run_id}`.
+//! Routes served here: `POST /runs`, `GET /runs`, `GET /runs/{run_id}`, and
+//! `POST /hooks/{path}` (signed webhooks, see [`Handlers::webhook`]).
 
 use super::{HandlerError, Handlers};
 use crate::model::RunStatus;
@@ -18,6 +19,8 @@ pub struct ApiRequest {
     /// The path without query string, e.g. `/runs/01j…`.
     pub path: String,
     pub query: HashMap<String, String>,
+    /// Header names as received (lookups ignore case).
+    pub headers: Vec<(String, String)>,
     pub body: Option<String>,
 }
 
@@ -29,7 +32,7 @@ pub struct ApiResponse {
 }
 
 impl ApiResponse {
-    fn ok(status: u16, body: Value) -> Self {
+    pub(super) fn ok(status: u16, body: Value) -> Self {
         ApiResponse { status, body }
     }
 
@@ -67,6 +70,10 @@ impl Handlers {
         let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
         match (req.method.as_str(), segments.as_slice()) {
             ("POST", ["runs"]) => self.api_start(req.body.as_deref()).await,
+            ("POST", ["hooks", path]) => {
+                self.webhook(path, &req.headers, req.body.as_deref().unwrap_or(""))
+                    .await
+            }
             ("GET", ["runs"]) => self.api_list(&req.query).await,
             ("GET", ["runs", id]) => match self.run_view(id).await {
                 Ok(view) => ApiResponse::ok(200, json!(view)),
@@ -146,7 +153,7 @@ impl Handlers {
 }
 
 /// The response for a handler error.
-fn failure(e: HandlerError) -> ApiResponse {
+pub(super) fn failure(e: HandlerError) -> ApiResponse {
     match e {
         HandlerError::Invalid(m) => ApiResponse::error(400, "invalid_request", m),
         HandlerError::Port(PortError::NotFound(m)) => ApiResponse::error(404, "not_found", m),

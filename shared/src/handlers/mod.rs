@@ -18,12 +18,14 @@ mod dispatch;
 mod intake;
 mod settle;
 mod tick;
+mod triggers;
 mod view;
 
 pub use api::{ApiRequest, ApiResponse, StartBody};
 pub use deliver::{Delivery, MAX_RECEIVES};
 pub use intake::{StartRequest, Started};
 pub use tick::TickReport;
+pub use triggers::TriggeredRun;
 pub use view::{RunView, StepView};
 
 use crate::expr::Renderer;
@@ -31,7 +33,8 @@ use crate::model::{
     Data, Definition, DispatchMsg, LifecycleEvent, ResultMsg, RunRecord, Timestamp,
 };
 use crate::ports::{
-    Clock, EventSink, Ids, Outgoing, PayloadStore, PortError, StateStore, TaskRunner, WorkQueue,
+    Clock, EventSink, Ids, Outgoing, PayloadStore, PortError, SecretStore, StateStore, TaskRunner,
+    WorkQueue,
 };
 use crate::spec::{self, Workflow};
 use serde_json::Value;
@@ -51,6 +54,7 @@ pub struct Ports {
     pub events: Arc<dyn EventSink>,
     pub http: Arc<dyn TaskRunner>,
     pub lambda: Arc<dyn TaskRunner>,
+    pub secrets: Arc<dyn SecretStore>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn Ids>,
 }

@@ -19,9 +19,14 @@ use std::time::Duration;
 /// What one tick did.
 #[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
 pub struct TickReport {
+    /// Runs started by schedules.
+    pub scheduled: usize,
     pub runs_checked: usize,
     pub repairs: usize,
 }
+
+/// The marker holding where the sweeper's next page starts.
+const SWEEP_CURSOR: &str = "sweep_cursor";
 
 /// Every status that is not final.
 const OPEN: &[StepStatus] = &[
@@ -37,6 +42,13 @@ impl Handlers {
     /// there are fewer than `sweep_limit`).
     pub async fn tick(&self) -> HandlerResult<TickReport> {
         let mut report = TickReport::default();
+        // Schedules first; their trouble must not stop the sweep.
+        match self.fire_schedules().await {
+            Ok(started) => report.scheduled = started.len(),
+            Err(e) => {
+                tracing::warn!(error = %e, "firing schedules failed; the next tick tries again")
+            }
+        }
         let due = self
             .ports
             .store
@@ -54,7 +66,7 @@ impl Handlers {
             self.sweep_one(&run, &mut report).await?;
             swept.insert(run_id);
         }
-        let after = self.ports.store.sweep_cursor().await?;
+        let after = self.ports.store.marker(SWEEP_CURSOR).await?;
         let page = self
             .ports
             .store
@@ -65,7 +77,10 @@ impl Handlers {
             .then(|| page.last().map(|r| r.id.clone()))
             .flatten();
         if next != after {
-            self.ports.store.set_sweep_cursor(next.as_deref()).await?;
+            self.ports
+                .store
+                .set_marker(SWEEP_CURSOR, next.as_deref())
+                .await?;
         }
         for run in page.iter().filter(|r| !swept.contains(&r.id)) {
             self.sweep_one(run, &mut report).await?;

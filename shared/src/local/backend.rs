@@ -24,7 +24,7 @@ use super::store::SqliteStore;
 use crate::handlers::{Handlers, Ports, Settings};
 use crate::ports::{Clock, NullSink, PortError, SystemClock, UlidIds};
 use crate::runners::http::HttpRunner;
-use crate::secrets::env_secrets;
+use crate::secrets::{EnvSecrets, env_secrets};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -63,6 +63,9 @@ pub enum LocalError {
     Http(String),
 }
 
+/// The webhook secrets file inside the state folder (see [`EnvSecrets`]).
+pub const SECRETS_FILE: &str = "secrets.toml";
+
 /// The name of the database file inside the state folder.
 pub const DB_FILE: &str = "state.db";
 
@@ -91,6 +94,7 @@ pub fn local_ports(opts: &LocalOptions) -> Result<Ports, LocalError> {
         events: Arc::new(NullSink),
         http: Arc::new(HttpRunner::new().map_err(|e| LocalError::Http(e.to_string()))?),
         lambda: Arc::new(LambdaRunner::from_env(map)?),
+        secrets: Arc::new(EnvSecrets::with_file(dir.join(SECRETS_FILE))),
         clock: opts.clock.clone(),
         ids: Arc::new(UlidIds),
     })

@@ -263,25 +263,30 @@ impl StateStore for SqliteStore {
         })
     }
 
-    async fn sweep_cursor(&self) -> PortResult<Option<String>> {
+    async fn current_definitions(&self) -> PortResult<Vec<Definition>> {
         self.with_read(|tx| {
-            one_body(
+            query_bodies(
                 tx,
-                "SELECT value FROM markers WHERE name = 'sweep_cursor'",
+                "SELECT d.body FROM current_definitions c JOIN definitions d
+                   ON d.workflow = c.workflow AND d.version = c.version ORDER BY c.workflow",
                 [],
             )
         })
     }
 
-    async fn set_sweep_cursor(&self, cursor: Option<&str>) -> PortResult<()> {
+    async fn marker(&self, name: &str) -> PortResult<Option<String>> {
+        self.with_read(|tx| one_body(tx, "SELECT value FROM markers WHERE name = ?1", [name]))
+    }
+
+    async fn set_marker(&self, name: &str, value: Option<&str>) -> PortResult<()> {
         self.with_tx(|tx| {
-            match cursor {
-                Some(c) => exec(
+            match value {
+                Some(v) => exec(
                     tx,
-                    "INSERT OR REPLACE INTO markers (name, value) VALUES ('sweep_cursor', ?1)",
-                    params![c],
+                    "INSERT OR REPLACE INTO markers (name, value) VALUES (?1, ?2)",
+                    params![name, v],
                 )?,
-                None => exec(tx, "DELETE FROM markers WHERE name = 'sweep_cursor'", [])?,
+                None => exec(tx, "DELETE FROM markers WHERE name = ?1", [name])?,
             };
             Ok(())
         })

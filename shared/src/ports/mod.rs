@@ -7,6 +7,7 @@
 mod clock;
 mod payloads;
 mod queue;
+mod secrets;
 mod sink;
 mod store;
 mod tasks;
@@ -14,6 +15,7 @@ mod tasks;
 pub use clock::{Clock, Ids, ManualClock, SystemClock, UlidIds};
 pub use payloads::PayloadStore;
 pub use queue::{Outgoing, Received, WorkQueue};
+pub use secrets::SecretStore;
 pub use sink::{EventSink, NullSink};
 pub use store::{Created, Finalized, Guard, RunFilter, StateStore};
 pub use tasks::{Task, TaskError, TaskRunner};

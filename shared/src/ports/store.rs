@@ -69,11 +69,16 @@ pub trait StateStore: Send + Sync {
     async fn get_definition(&self, workflow: &str, version: &str) -> PortResult<Definition>;
     /// The definition last stored for `workflow`.
     async fn current_definition(&self, workflow: &str) -> PortResult<Definition>;
+    /// The current definition of every registered workflow, by name: the registry that
+    /// triggers are matched against.
+    async fn current_definitions(&self) -> PortResult<Vec<Definition>>;
 
-    /// Where the sweeper's next page starts (see [`StateStore::active_runs`]). Kept in
-    /// the store because on AWS each tick may run in a fresh process.
-    async fn sweep_cursor(&self) -> PortResult<Option<String>>;
-    async fn set_sweep_cursor(&self, cursor: Option<&str>) -> PortResult<()>;
+    /// A named marker the tick keeps between runs — where the sweeper's next page starts
+    /// (see [`StateStore::active_runs`]), up to when a schedule was handled. Kept in the
+    /// store because on AWS each tick may run in a fresh process.
+    async fn marker(&self, name: &str) -> PortResult<Option<String>>;
+    /// Sets a marker, or removes it with `None`.
+    async fn set_marker(&self, name: &str, value: Option<&str>) -> PortResult<()>;
 
     /// Creates the run and its step records in one atomic write. When the run's
     /// idempotency key was used before, writes nothing and returns that run.

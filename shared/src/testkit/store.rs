@@ -62,7 +62,8 @@ fn claimed(rec: &StepRecord, attempt: u32) -> StepRecord {
 pub async fn run_all(store: Arc<dyn StateStore>) {
     definitions_round_trip(&*store).await;
     the_last_stored_definition_is_current(&*store).await;
-    sweep_cursor_round_trips(&*store).await;
+    markers_round_trip(&*store).await;
+    current_definitions_list_the_registry(&*store).await;
     created_run_and_steps_read_back(&*store).await;
     idempotency_key_returns_the_existing_run(&*store).await;
     claim_succeeds_once(&*store).await;
@@ -119,14 +120,44 @@ pub async fn the_last_stored_definition_is_current(store: &dyn StateStore) {
     assert_eq!(store.current_definition(&v1.workflow).await.unwrap(), v1);
 }
 
-pub async fn sweep_cursor_round_trips(store: &dyn StateStore) {
-    store.set_sweep_cursor(Some("01abc")).await.unwrap();
+pub async fn current_definitions_list_the_registry(store: &dyn StateStore) {
+    let one = |wf: &str, v: &str| Definition {
+        workflow: wf.to_string(),
+        version: v.into(),
+        file: "wf.yaml".into(),
+        source: format!("name: x\n# {v}\n"),
+    };
+    let (a, b) = (fresh_id("reg"), fresh_id("reg"));
+    for d in [one(&a, "v1"), one(&b, "v1"), one(&a, "v2")] {
+        store.put_definition(&d).await.unwrap();
+    }
+    let all = store.current_definitions().await.unwrap();
+    let ours: Vec<_> = all
+        .iter()
+        .filter(|d| d.workflow == a || d.workflow == b)
+        .collect();
+    assert_eq!(ours.len(), 2, "one entry per workflow: {ours:?}");
+    assert!(
+        ours.contains(&&one(&a, "v2")),
+        "the last stored version is listed"
+    );
+    assert!(ours.contains(&&one(&b, "v1")));
+}
+
+pub async fn markers_round_trip(store: &dyn StateStore) {
+    store.set_marker("other", Some("x")).await.unwrap();
+    store.set_marker("sweep", Some("01abc")).await.unwrap();
     assert_eq!(
-        store.sweep_cursor().await.unwrap().as_deref(),
+        store.marker("sweep").await.unwrap().as_deref(),
         Some("01abc")
     );
-    store.set_sweep_cursor(None).await.unwrap();
-    assert_eq!(store.sweep_cursor().await.unwrap(), None);
+    store.set_marker("sweep", None).await.unwrap();
+    assert_eq!(store.marker("sweep").await.unwrap(), None);
+    assert_eq!(
+        store.marker("other").await.unwrap().as_deref(),
+        Some("x"),
+        "markers are independent"
+    );
 }
 
 pub async fn created_run_and_steps_read_back(store: &dyn StateStore) {

@@ -5,12 +5,12 @@
 //! | item | `pk` | `sk` | holds |
 //! |---|---|---|---|
 //! | definition | `WF#<workflow>` | `V#<version>` | the [`Definition`]; never expires |
-//! | current definition | `WF#<workflow>` | `CURRENT` | a copy of the current [`Definition`] |
+//! | current definition | `REGISTRY` | `<workflow>` | a copy of the current [`Definition`]: the registry |
 //! | run | `RUN#<id>` | `RUN` | the [`RunRecord`], plus the three index key pairs |
 //! | step | `RUN#<id>` | `STEP#<step>` | the [`StepRecord`] |
 //! | iteration | `RUN#<id>` | `STEP#<step>#<index, 10 digits>` | the [`StepRecord`] |
 //! | idempotency key | `IDEM#<workflow>#<key>` | `IDEM` | `run_id` of the run it started |
-//! | sweep cursor | `SWEEP` | `CURSOR` | `cursor` |
+//! | marker | `MARKER` | `<name>` | `value`: the sweep cursor, schedules' progress |
 //!
 //! A record's fields are top-level attributes (mapped with serde_dynamo), so conditions
 //! and updates can name `status`, `attempt`, `satisfied`, `fan_out.launched`,
@@ -100,10 +100,10 @@ const MAX_TX_ITEMS: usize = 100;
 /// Independent writes in flight at once (iterations, orphan-safe steps, TTL stamps).
 const PARALLEL_WRITES: usize = 16;
 
-const DEF_CURRENT: &str = "CURRENT";
+/// The partition of current definitions, one item per workflow (sort key: its name).
+const REGISTRY_PK: &str = "REGISTRY";
 const IDEM_SK: &str = "IDEM";
-const SWEEP_PK: &str = "SWEEP";
-const SWEEP_SK: &str = "CURSOR";
+const MARKER_PK: &str = "MARKER";
 const ACTIVE: [RunStatus; 2] = [RunStatus::Queued, RunStatus::Running];
 
 /// DynamoDB-backed [`StateStore`].
@@ -467,8 +467,10 @@ impl StateStore for DynamoStore {
             .send()
             .await
             .map_err(backend)?;
-        // The pointer holds a copy, so a start by name costs one read.
-        item.insert(SK.into(), s(DEF_CURRENT));
+        // The registry entry holds a copy, so a start by name costs one read and the
+        // registry one query.
+        item.insert(PK.into(), s(REGISTRY_PK));
+        item.insert(SK.into(), s(&def.workflow));
         self.client
             .put_item()
             .table_name(&self.table)
@@ -492,26 +494,43 @@ impl StateStore for DynamoStore {
     }
 
     async fn current_definition(&self, workflow: &str) -> PortResult<Definition> {
-        match self.get_item(key(wf_pk(workflow), DEF_CURRENT)).await? {
+        match self.get_item(key(REGISTRY_PK.into(), workflow)).await? {
             Some(item) => decode(item, &[]),
             None => Err(PortError::NotFound(format!("workflow {workflow}"))),
         }
     }
 
-    async fn sweep_cursor(&self) -> PortResult<Option<String>> {
-        let item = self.get_item(key(SWEEP_PK.into(), SWEEP_SK)).await?;
-        Ok(item.and_then(|mut i| match i.remove("cursor") {
+    async fn current_definitions(&self) -> PortResult<Vec<Definition>> {
+        let mut x = Expr::default();
+        let cond = format!("{} = {}", x.name(PK), x.value(s(REGISTRY_PK)));
+        let q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression(cond)
+            .set_expression_attribute_names(x.names())
+            .set_expression_attribute_values(x.values());
+        self.query(q, None)
+            .await?
+            .into_iter()
+            .map(|item| decode(item, &[]))
+            .collect()
+    }
+
+    async fn marker(&self, name: &str) -> PortResult<Option<String>> {
+        let item = self.get_item(key(MARKER_PK.into(), name)).await?;
+        Ok(item.and_then(|mut i| match i.remove("value") {
             Some(AttributeValue::S(c)) => Some(c),
             _ => None,
         }))
     }
 
-    async fn set_sweep_cursor(&self, cursor: Option<&str>) -> PortResult<()> {
-        let k = key(SWEEP_PK.into(), SWEEP_SK);
-        match cursor {
+    async fn set_marker(&self, name: &str, value: Option<&str>) -> PortResult<()> {
+        let k = key(MARKER_PK.into(), name);
+        match value {
             Some(c) => {
                 let mut item = k;
-                item.insert("cursor".into(), s(c));
+                item.insert("value".into(), s(c));
                 self.client
                     .put_item()
                     .table_name(&self.table)

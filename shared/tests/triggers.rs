@@ -1,0 +1,428 @@
+//! Triggers on the embedded backend: each kind starts the right workflow with the right
+//! `trigger` data, a non-matching event starts nothing, a repeated event starts one run,
+//! bad webhooks get 401 and start nothing, and schedules fire at the right instants —
+//! across DST changes and after an outage, per catch-up policy.
+
+use braid::handlers::{ApiRequest, Handlers, definition};
+use braid::local::backend::{LocalOptions, open};
+use braid::local::runtime::LocalRuntime;
+use braid::model::RunRecord;
+use braid::ports::{ManualClock, RunFilter};
+use braid::triggers::incoming::{Incoming, S3Object, SqsMessage};
+use braid::triggers::signature::sign_braid;
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+const ORDERS: &str = r#"
+name: orders
+params:
+  key: { type: string, required: true }
+triggers:
+  - s3: { bucket: acme-orders, prefix: incoming/, suffix: .csv }
+    params: { key: "{{ trigger.key }}" }
+  - event: { source: [acme.orders], detail-type: [OrderBatchReady], detail: { count: [{ numeric: [">", 0] }] } }
+    params: { key: "{{ trigger.detail.key }}" }
+  - sqs: { queue: "arn:aws:sqs:us-east-1:111122223333:orders-in" }
+    params: { key: "{{ trigger.body.key }}" }
+  - webhook: { path: orders, secret: orders-hook }
+    params: { key: "{{ trigger.body.key }}" }
+steps:
+  - id: a
+    pass: { key: "{{ params.key }}" }
+"#;
+
+const SECRET: &str = "hook-secret-for-tests";
+
+struct Env {
+    _dir: tempfile::TempDir,
+    rt: LocalRuntime,
+    clock: Arc<ManualClock>,
+}
+
+impl Env {
+    fn handlers(&self) -> &Handlers {
+        self.rt.handlers()
+    }
+
+    async fn register(&self, file: &str, yaml: &str) {
+        let (def, _) = definition(file, yaml).unwrap();
+        self.handlers()
+            .ports
+            .store
+            .put_definition(&def)
+            .await
+            .unwrap();
+    }
+
+    async fn runs(&self, workflow: &str) -> Vec<RunRecord> {
+        let filter = RunFilter {
+            workflow: Some(workflow.into()),
+            status: None,
+            limit: 1000,
+        };
+        self.handlers()
+            .ports
+            .store
+            .list_runs(&filter)
+            .await
+            .unwrap()
+    }
+}
+
+async fn env(start: DateTime<Utc>) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("secrets.toml"),
+        format!("orders-hook = \"{SECRET}\"\n"),
+    )
+    .unwrap();
+    let clock = Arc::new(ManualClock::new(start));
+    let mut opts = LocalOptions::new(dir.path());
+    opts.clock = clock.clone();
+    let rt = open(&opts).unwrap();
+    let e = Env {
+        _dir: dir,
+        rt,
+        clock,
+    };
+    e.register("orders.yaml", ORDERS).await;
+    e
+}
+
+fn now() -> DateTime<Utc> {
+    Utc::now()
+}
+
+fn upload(bucket: &str, key: &str) -> Incoming {
+    Incoming::S3(S3Object {
+        bucket: bucket.into(),
+        key: key.into(),
+        size: Some(10),
+        etag: Some("e1".into()),
+        version_id: None,
+        sequencer: Some("0061".into()),
+        time: None,
+    })
+}
+
+#[tokio::test]
+async fn an_upload_starts_its_workflow_once_with_the_object_as_trigger() {
+    let e = env(now()).await;
+    for _ in 0..3 {
+        let started = e
+            .handlers()
+            .start_triggered(&upload("acme-orders", "incoming/d1.csv"))
+            .await
+            .unwrap();
+        assert_eq!(started.len(), 1);
+        assert!(started[0].outcome.is_ok(), "{started:?}");
+    }
+    let runs = e.runs("orders").await;
+    assert_eq!(runs.len(), 1, "three deliveries, one run");
+    assert_eq!(runs[0].trigger["kind"], "s3");
+    assert_eq!(runs[0].trigger["key"], "incoming/d1.csv");
+    assert_eq!(runs[0].params, json!({"key": "incoming/d1.csv"}));
+
+    for (bucket, key) in [
+        ("other", "incoming/d2.csv"),
+        ("acme-orders", "incoming/d2.txt"),
+    ] {
+        let started = e
+            .handlers()
+            .start_triggered(&upload(bucket, key))
+            .await
+            .unwrap();
+        assert!(started.is_empty(), "{bucket}/{key} matches no trigger");
+    }
+    assert_eq!(e.runs("orders").await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_eventbridge_event_starts_what_its_pattern_matches_once() {
+    let e = env(now()).await;
+    let event = |id: &str, count: i64| {
+        Incoming::from_eventbridge(json!({
+            "version": "0", "id": id, "source": "acme.orders", "detail-type": "OrderBatchReady",
+            "account": "1", "time": "2026-11-25T10:00:00Z", "region": "us-east-1", "resources": [],
+            "detail": {"key": "batch-7", "count": count}
+        }))
+    };
+    for _ in 0..3 {
+        e.handlers()
+            .start_triggered(&event("ev-1", 3))
+            .await
+            .unwrap();
+    }
+    let runs = e.runs("orders").await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].trigger["kind"], "event");
+    assert_eq!(runs[0].trigger["detail"]["key"], "batch-7");
+    let none = e
+        .handlers()
+        .start_triggered(&event("ev-2", 0))
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "count 0 fails the numeric filter");
+}
+
+#[tokio::test]
+async fn an_sqs_message_starts_its_workflow() {
+    let e = env(now()).await;
+    let msg = Incoming::Sqs(SqsMessage {
+        queue: "arn:aws:sqs:us-east-1:111122223333:orders-in".into(),
+        message_id: "m-1".into(),
+        body: r#"{"key": "from-queue"}"#.into(),
+        attributes: json!({}),
+    });
+    e.handlers().start_triggered(&msg).await.unwrap();
+    e.handlers().start_triggered(&msg).await.unwrap();
+    let runs = e.runs("orders").await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].params["key"], "from-queue");
+}
+
+#[tokio::test]
+async fn an_event_without_what_the_params_need_starts_nothing_and_says_why() {
+    let e = env(now()).await;
+    let msg = Incoming::Sqs(SqsMessage {
+        queue: "orders-in".into(),
+        message_id: "m-2".into(),
+        body: "not json".into(),
+        attributes: json!({}),
+    });
+    let started = e.handlers().start_triggered(&msg).await.unwrap();
+    let err = started[0].outcome.clone().unwrap_err();
+    assert!(err.contains("params"), "{err}");
+    assert!(e.runs("orders").await.is_empty());
+}
+
+fn hook(headers: Vec<(&str, String)>, body: &str) -> ApiRequest {
+    ApiRequest {
+        method: "POST".into(),
+        path: "/hooks/orders".into(),
+        headers: headers
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        body: Some(body.to_string()),
+        ..ApiRequest::default()
+    }
+}
+
+#[tokio::test]
+async fn a_signed_webhook_starts_one_run_and_bad_ones_get_401() {
+    let e = env(now()).await;
+    let body = r#"{"key": "hooked"}"#;
+    let t = e.clock_now().timestamp();
+    let signed = |secret: &str, t: i64| sign_braid(secret.as_bytes(), body.as_bytes(), t);
+
+    let ok = e
+        .handlers()
+        .api(&hook(
+            vec![
+                ("Braid-Signature", signed(SECRET, t)),
+                ("Braid-Delivery", "d-1".into()),
+            ],
+            body,
+        ))
+        .await;
+    assert_eq!(ok.status, 202, "{}", ok.body);
+    let run_id = ok.body["run_id"].as_str().unwrap().to_string();
+
+    let cases = [
+        (
+            "replayed",
+            vec![
+                ("Braid-Signature", signed(SECRET, t)),
+                ("Braid-Delivery", "d-1".into()),
+            ],
+        ),
+        (
+            "replayed without a delivery id",
+            vec![("Braid-Signature", signed(SECRET, t - 1))],
+        ),
+        ("forged", vec![("Braid-Signature", signed("guess", t))]),
+        ("unsigned", vec![]),
+        ("stale", vec![("Braid-Signature", signed(SECRET, t - 301))]),
+        (
+            "from the future",
+            vec![("Braid-Signature", signed(SECRET, t + 301))],
+        ),
+        ("malformed", vec![("Braid-Signature", "v1=abc".to_string())]),
+    ];
+    // The same signature again, without a delivery id, is a replay too.
+    let first_plain = e
+        .handlers()
+        .api(&hook(
+            vec![("Braid-Signature", signed(SECRET, t - 1))],
+            body,
+        ))
+        .await;
+    assert_eq!(first_plain.status, 202, "{}", first_plain.body);
+    for (what, headers) in cases {
+        let r = e.handlers().api(&hook(headers, body)).await;
+        assert_eq!(r.status, 401, "{what}: {}", r.body);
+        assert_eq!(r.body["error"], "unauthorized", "{what}");
+    }
+    let runs = e.runs("orders").await;
+    assert_eq!(runs.len(), 2, "only the two good deliveries started runs");
+    let run = runs.iter().find(|r| r.id == run_id).unwrap();
+    assert_eq!(run.trigger["kind"], "webhook");
+    assert_eq!(run.trigger["delivery"], "d-1");
+    assert_eq!(run.trigger["body"]["key"], "hooked");
+    assert!(
+        run.trigger["headers"].get("braid-signature").is_none(),
+        "signatures are not kept in the trigger data"
+    );
+
+    let unknown = e
+        .handlers()
+        .api(&ApiRequest {
+            path: "/hooks/nope".into(),
+            ..hook(vec![], body)
+        })
+        .await;
+    assert_eq!(unknown.status, 404);
+}
+
+impl Env {
+    fn clock_now(&self) -> DateTime<Utc> {
+        use braid::ports::Clock;
+        self.clock.now()
+    }
+
+    /// Ticks every minute from now until `until`, firing schedules; returns the
+    /// scheduled instants of the runs they started.
+    async fn tick_until(&self, until: DateTime<Utc>, step: Duration) -> Vec<String> {
+        let mut fired = Vec::new();
+        while self.clock_now() < until {
+            self.clock.advance(step);
+            for t in self.handlers().fire_schedules().await.unwrap() {
+                let started = t.outcome.expect("scheduled runs start");
+                fired.push(
+                    started.run.trigger["scheduled_at"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                );
+            }
+        }
+        fired
+    }
+}
+
+fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()
+}
+
+const NIGHTLY_PARIS: &str = r#"
+name: nightly
+triggers:
+  - schedule: { cron: "0 2 * * *", timezone: Europe/Paris }
+steps:
+  - id: a
+    pass: {}
+"#;
+
+#[tokio::test]
+async fn a_paris_2am_schedule_fires_at_the_right_instants_across_both_dst_changes() {
+    for (start, until, expected) in [
+        // Spring forward on 29 March 2026: 02:00 does not exist; it fires at 03:00 CEST.
+        (
+            utc(2026, 3, 27, 23, 0),
+            utc(2026, 3, 30, 3, 0),
+            [
+                "2026-03-28T01:00:00+00:00",
+                "2026-03-29T01:00:00+00:00",
+                "2026-03-30T00:00:00+00:00",
+            ],
+        ),
+        // Fall back on 25 October 2026: 02:00 happens twice; it fires once.
+        (
+            utc(2026, 10, 23, 23, 0),
+            utc(2026, 10, 26, 3, 0),
+            [
+                "2026-10-24T00:00:00+00:00",
+                "2026-10-25T00:00:00+00:00",
+                "2026-10-26T01:00:00+00:00",
+            ],
+        ),
+    ] {
+        let e = env(start).await;
+        e.register("nightly.yaml", NIGHTLY_PARIS).await;
+        let fired = e.tick_until(until, Duration::from_secs(60)).await;
+        assert_eq!(fired, expected);
+        assert_eq!(e.runs("nightly").await.len(), 3);
+    }
+}
+
+fn hourly(catchup: &str) -> String {
+    format!(
+        "name: hourly-{catchup}\ntriggers:\n  - schedule: {{ cron: \"0 * * * *\", catchup: {catchup}, catchup_window: 6h }}\nsteps:\n  - id: a\n    pass: {{}}\n"
+    )
+}
+
+#[tokio::test]
+async fn after_a_three_hour_outage_each_catchup_policy_does_what_it_says() {
+    for (policy, expected) in [
+        ("none", vec![]),
+        ("latest", vec!["2026-06-01T13:00:00+00:00"]),
+        (
+            "all",
+            vec![
+                "2026-06-01T11:00:00+00:00",
+                "2026-06-01T12:00:00+00:00",
+                "2026-06-01T13:00:00+00:00",
+            ],
+        ),
+    ] {
+        let e = env(utc(2026, 6, 1, 10, 30)).await;
+        e.register("h.yaml", &hourly(policy)).await;
+        // Registered and seen by a tick at 10:30; then nothing runs until 13:20.
+        assert!(e.handlers().fire_schedules().await.unwrap().is_empty());
+        e.clock.set(utc(2026, 6, 1, 13, 20));
+        let fired: Vec<String> = e
+            .handlers()
+            .fire_schedules()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| {
+                t.outcome.unwrap().run.trigger["scheduled_at"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(fired, expected, "catchup: {policy}");
+        // Back to normal: the 14:00 instant fires on time under every policy.
+        let next = e
+            .tick_until(utc(2026, 6, 1, 14, 1), Duration::from_secs(60))
+            .await;
+        assert_eq!(next, ["2026-06-01T14:00:00+00:00"], "catchup: {policy}");
+    }
+}
+
+#[tokio::test]
+async fn a_schedule_that_skips_overlaps_does_not_start_beside_an_active_run() {
+    let e = env(utc(2026, 6, 1, 10, 30)).await;
+    let yaml = "name: busy\ntriggers:\n  - schedule: { cron: \"*/10 * * * *\", overlap: skip }\nsteps:\n  - id: w\n    wait: 1h\n";
+    e.register("busy.yaml", yaml).await;
+    let fired = e
+        .tick_until(utc(2026, 6, 1, 11, 5), Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        fired,
+        ["2026-06-01T10:40:00+00:00"],
+        "later instants are skipped while it waits"
+    );
+    let runs: Vec<Value> = e
+        .runs("busy")
+        .await
+        .iter()
+        .map(|r| r.trigger.clone())
+        .collect();
+    assert_eq!(runs.len(), 1);
+}
