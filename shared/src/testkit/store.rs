@@ -560,7 +560,7 @@ pub async fn due_runs_follow_timers(store: &dyn StateStore) {
     let got = due(store.due_runs(min(10), 10_000).await.unwrap());
     assert_eq!(
         got,
-        [pending.id.clone()],
+        std::slice::from_ref(&pending.id),
         "each timer moved with its record"
     );
     let got = due(store.due_runs(min(60), 10_000).await.unwrap());
