@@ -118,6 +118,9 @@ impl RequestCounter {
                     .interceptor(self.clone())
                     .build(),
             ),
+            // Secrets are read once per warm function, not per step: not counted.
+            ssm: plain.ssm,
+            secrets_manager: plain.secrets_manager,
         }
     }
 

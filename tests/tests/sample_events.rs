@@ -23,9 +23,122 @@ const COVERED: &[&str] = &[
     "step-completer-sqs.json",
     "step-dispatcher-sqs.json",
     "trigger-intake-direct-start.json",
+    "trigger-intake-eventbridge-custom.json",
+    "trigger-intake-eventbridge-s3.json",
     "trigger-intake-http-list-runs.json",
     "trigger-intake-http-start.json",
+    "trigger-intake-http-webhook.json",
+    "trigger-intake-s3-notification.json",
+    "trigger-intake-sqs.json",
 ];
+
+/// A workflow with one trigger of each event kind the samples carry.
+const TRIGGERED: &str = r#"
+name: uploads
+params:
+  key: { type: string, required: true }
+triggers:
+  - s3: { bucket: acme-orders, prefix: incoming/, suffix: .csv }
+    params: { key: "{{ trigger.key }}" }
+  - event: { source: [acme.orders], detail-type: [OrderBatchReady] }
+    params: { key: "{{ trigger.detail.key }}" }
+  - sqs: { queue: orders-in }
+    params: { key: "{{ trigger.body.key }}" }
+  - webhook: { path: orders, secret: sample-hook, signature: github }
+    params: { key: "{{ trigger.body.key }}" }
+steps:
+  - id: take
+    pass: { key: "{{ params.key }}" }
+"#;
+
+/// Every trigger sample delivered three times starts one run, keyed and filled in from
+/// its event; the S3 upload seen through EventBridge and through a notification is one
+/// run. The webhook's secret comes from Parameter Store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_samples_each_start_one_run_with_their_event_as_trigger() {
+    let stack = Stack::create("triggers").await;
+    let (def, _) = definition("uploads.yaml", TRIGGERED).unwrap();
+    stack.ports().store.put_definition(&def).await.unwrap();
+    stack
+        .clients
+        .ssm
+        .put_parameter()
+        .name("/braid/secrets/sample-hook")
+        .value("sample-hook-secret")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+    let h = handlers(&stack);
+    let mut keys = Vec::new();
+    for name in [
+        "trigger-intake-s3-notification.json",
+        "trigger-intake-eventbridge-s3.json",
+        "trigger-intake-eventbridge-custom.json",
+        "trigger-intake-sqs.json",
+    ] {
+        let event: Value = serde_json::from_str(&sample(name)).unwrap();
+        for _ in 0..3 {
+            let answer = intake::handle(&h, event.clone()).await.unwrap();
+            if let Some(failures) = answer.get("batchItemFailures") {
+                assert_eq!(failures, &serde_json::json!([]), "{name}: {answer}");
+            } else {
+                assert_eq!(
+                    answer["started"][0]["workflow"], "uploads",
+                    "{name}: {answer}"
+                );
+            }
+        }
+        keys.push(name);
+    }
+    let webhook: Value = serde_json::from_str(&sample("trigger-intake-http-webhook.json")).unwrap();
+    let first = intake::handle(&h, webhook.clone()).await.unwrap();
+    assert_eq!(first["statusCode"], 202, "{first}");
+    let replay = intake::handle(&h, webhook.clone()).await.unwrap();
+    assert_eq!(
+        replay["statusCode"], 401,
+        "a delivery is taken once: {replay}"
+    );
+    let mut forged = webhook;
+    forged["body"] = Value::from(r#"{"key": "incoming/forged.csv", "action": "created"}"#);
+    let refused = intake::handle(&h, forged).await.unwrap();
+    assert_eq!(refused["statusCode"], 401, "{refused}");
+
+    let runs = h
+        .ports
+        .store
+        .list_runs(&braid::ports::RunFilter {
+            workflow: Some("uploads".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut got: Vec<(String, String)> = runs
+        .iter()
+        .map(|r| {
+            (
+                r.trigger["kind"].as_str().unwrap().to_string(),
+                r.params["key"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    let want = [
+        ("event", "batches/2026-11-25.csv"),
+        ("s3", "incoming/day 1.csv"),
+        ("sqs", "queued/order-77.csv"),
+        ("webhook", "incoming/hooked.csv"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    assert_eq!(
+        got,
+        want,
+        "one run per real event, {} samples",
+        keys.len() + 1
+    );
+}
 
 fn events_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../events")

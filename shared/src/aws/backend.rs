@@ -10,11 +10,12 @@ use super::events::{EventBridgeSink, QueueSink};
 use super::lambda::AwsLambdaRunner;
 use super::payloads::S3Payloads;
 use super::queue::SqsQueue;
+use super::secrets::AwsSecrets;
 use super::store::DynamoStore;
 use crate::handlers::{Handlers, Ports, Settings};
 use crate::ports::{SystemClock, UlidIds};
 use crate::runners::http::HttpRunner;
-use crate::secrets::{EnvSecrets, env_secrets};
+use crate::secrets::env_secrets;
 use aws_config::SdkConfig;
 use std::sync::Arc;
 
@@ -38,6 +39,8 @@ pub struct AwsClients {
     pub s3: aws_sdk_s3::Client,
     pub eventbridge: aws_sdk_eventbridge::Client,
     pub lambda: aws_sdk_lambda::Client,
+    pub ssm: aws_sdk_ssm::Client,
+    pub secrets_manager: aws_sdk_secretsmanager::Client,
 }
 
 impl AwsClients {
@@ -53,6 +56,8 @@ impl AwsClients {
             s3: aws_sdk_s3::Client::from_conf(s3),
             eventbridge: aws_sdk_eventbridge::Client::new(sdk),
             lambda: aws_sdk_lambda::Client::new(sdk),
+            ssm: aws_sdk_ssm::Client::new(sdk),
+            secrets_manager: aws_sdk_secretsmanager::Client::new(sdk),
         }
     }
 }
@@ -72,7 +77,10 @@ pub fn aws_ports(cfg: &AwsConfig, clients: &AwsClients) -> Result<Ports, Backend
         events: Arc::new(QueueSink::new(queue(&cfg.event_queue_url))),
         http: Arc::new(HttpRunner::new().map_err(|e| BackendError::Http(e.to_string()))?),
         lambda: Arc::new(AwsLambdaRunner::new(clients.lambda.clone())),
-        secrets: Arc::new(EnvSecrets::env_only()),
+        secrets: Arc::new(AwsSecrets::new(
+            clients.ssm.clone(),
+            clients.secrets_manager.clone(),
+        )),
         clock: Arc::new(SystemClock),
         ids: Arc::new(UlidIds),
     })

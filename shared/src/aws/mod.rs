@@ -8,11 +8,13 @@
 //! - [`payloads`]: the payload store on S3.
 //! - [`events`]: lifecycle events onto the notifier's queue, and from there to EventBridge.
 //! - [`lambda`]: `lambda` steps, invoked through the Lambda API.
+//! - [`secrets`]: webhook secrets from Parameter Store or Secrets Manager.
 //!
 //! Assembly and entry points:
 //! - [`config`]: the stack's resources, from the environment.
 //! - [`backend`]: the clients and the ports for one stack, built once per container.
-//! - [`intake`]: the trigger-intake function's events (direct starts, HTTP API), with
+//! - [`intake`]: the trigger-intake function's events (direct starts, the HTTP API and
+//!   webhooks, S3 notifications, EventBridge events, a user's SQS queue), with
 //!   [`http_api`] converting API Gateway events.
 //! - [`sqs_batch`]: SQS batches to the dispatcher/completer handlers, partial failures back.
 //! - [`cron`]: the cron-tick function's scheduled event.
@@ -27,5 +29,6 @@ pub mod lambda;
 pub mod notify;
 pub mod payloads;
 pub mod queue;
+pub mod secrets;
 pub mod sqs_batch;
 pub mod store;
