@@ -426,3 +426,93 @@ async fn a_schedule_that_skips_overlaps_does_not_start_beside_an_active_run() {
         .collect();
     assert_eq!(runs.len(), 1);
 }
+
+/// Arbitrary JSON, a few levels deep, biased towards the fields intake reads.
+fn arb_json() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        "[ -~]{0,12}".prop_map(Value::from),
+        Just(Value::from("acme-orders")),
+        Just(Value::from("ObjectCreated:Put")),
+        Just(Value::from("aws.s3")),
+        Just(Value::from("Object Created")),
+        Just(Value::from("%zz+%")),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        let keys = prop_oneof![
+            Just("eventName".to_string()),
+            Just("s3".to_string()),
+            Just("bucket".to_string()),
+            Just("name".to_string()),
+            Just("object".to_string()),
+            Just("key".to_string()),
+            Just("source".to_string()),
+            Just("detail-type".to_string()),
+            Just("detail".to_string()),
+            Just("id".to_string()),
+            "[a-z]{1,6}",
+        ];
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            proptest::collection::btree_map(keys, inner, 0..5)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+
+    /// Malformed events, bodies and headers never panic intake, are refused with a
+    /// reason, and start nothing.
+    #[test]
+    fn malformed_events_and_webhooks_are_refused_and_start_nothing(
+        record in arb_json(),
+        event in arb_json(),
+        headers in proptest::collection::vec(
+            (
+                proptest::prop_oneof![
+                    proptest::strategy::Just("Braid-Signature".to_string()),
+                    proptest::strategy::Just("Braid-Delivery".to_string()),
+                    "[A-Za-z-]{1,12}",
+                ],
+                "[ -~]{0,80}",
+            ),
+            0..4,
+        ),
+        body in "[ -~]{0,64}",
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let e = env(now()).await;
+            // A record either parses to an object upload or is refused with a reason.
+            match S3Object::from_notification(&record) {
+                Ok(Some(obj)) => {
+                    e.handlers().start_triggered(&Incoming::S3(obj)).await.unwrap();
+                }
+                Ok(None) => {}
+                Err(reason) => proptest::prop_assert!(reason.contains('`'), "names the field: {reason}"),
+            }
+            // The function's event shapes: recognised, or refused with the reason.
+            if let Err(e) = braid::aws::intake::IntakeEvent::parse(event.clone()) {
+                proptest::prop_assert!(!e.to_string().is_empty());
+            }
+            let _ = e.handlers().start_triggered(&Incoming::from_eventbridge(event)).await.unwrap();
+            let r = e
+                .handlers()
+                .api(&hook(headers.iter().map(|(k, v)| (k.as_str(), v.clone())).collect(), &body))
+                .await;
+            proptest::prop_assert_eq!(r.status, 401, "{}", r.body);
+            proptest::prop_assert!(r.body["message"].as_str().is_some_and(|m| !m.is_empty()));
+            let started: Vec<Value> = e.runs("orders").await.iter().map(|r| r.trigger.clone()).collect();
+            // Random data can only start a run by being a matching upload or event.
+            for t in &started {
+                proptest::prop_assert!(t["kind"] == "s3" || t["kind"] == "event", "{t}");
+            }
+            Ok(())
+        })?;
+    }
+}
