@@ -195,6 +195,13 @@ pub struct RunRecord {
     pub output: Option<Data>,
     pub error: Option<ErrorInfo>,
     pub idempotency_key: Option<String>,
+    /// At most this many runs of the workflow may hold a slot at once (its
+    /// `concurrency`): the run is created `queued` and starts when it takes one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// Whether the run holds one of its workflow's slots (released when it finishes).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub slot: bool,
 }
 
 impl RunRecord {

@@ -107,6 +107,7 @@ async fn start(rt: &LocalRuntime, yaml: &str, input: Value) -> braid::handlers::
             input,
             trigger: Value::Null,
             idempotency_key: None,
+            queue: false,
         })
         .await
         .unwrap()
@@ -625,6 +626,8 @@ async fn a_message_that_can_never_be_handled_fails_its_run_with_the_reason() {
         output: None,
         error: None,
         idempotency_key: None,
+        limit: None,
+        slot: false,
     };
     let step = StepRecord::new("r-poison", StepKey::step("a"), StepStatus::Ready);
     ports.store.create_run(&run, &[step]).await.unwrap();

@@ -516,3 +516,89 @@ proptest::proptest! {
         })?;
     }
 }
+
+const ONE_AT_A_TIME: &str = r#"
+name: serial
+concurrency: 1
+params:
+  n: { type: integer, default: 0 }
+steps:
+  - id: a
+    pass: { n: "{{ params.n }}" }
+"#;
+
+#[tokio::test]
+async fn with_concurrency_1_a_second_run_waits_for_the_first_and_runs_in_order() {
+    let e = env(now()).await;
+    let (def, _) = definition("serial.yaml", ONE_AT_A_TIME).unwrap();
+    let start = |n: i64| braid::handlers::StartRequest {
+        definition: def.clone(),
+        input: json!({ "n": n }),
+        trigger: Value::Null,
+        idempotency_key: None,
+        queue: false,
+    };
+    let first = e.handlers().start(start(1)).await.unwrap().run;
+    let second = e.handlers().start(start(2)).await.unwrap().run;
+    let third = e.handlers().start(start(3)).await.unwrap().run;
+    use braid::model::RunStatus::*;
+    let status = |id: String| {
+        let e = &e;
+        async move { e.handlers().ports.store.get_run(&id).await.unwrap().status }
+    };
+    assert_eq!(first.status, Running);
+    assert_eq!((second.status, third.status), (Queued, Queued));
+
+    // Nothing of the queued runs ran while the first held the slot.
+    let steps = e
+        .handlers()
+        .ports
+        .store
+        .list_steps(&second.id)
+        .await
+        .unwrap();
+    assert!(
+        steps
+            .iter()
+            .all(|s| s.status == braid::model::StepStatus::Pending)
+    );
+    let done = e.rt.run_to_end(&first.id).await.unwrap();
+    assert_eq!(done.status, Succeeded);
+    assert_ne!(
+        status(second.id.clone()).await,
+        Queued,
+        "the oldest queued run goes next"
+    );
+    assert_eq!(e.rt.run_to_end(&second.id).await.unwrap().status, Succeeded);
+    assert_eq!(e.rt.run_to_end(&third.id).await.unwrap().status, Succeeded);
+}
+
+#[tokio::test]
+async fn a_queued_run_left_behind_by_a_crash_is_admitted_by_the_sweeper() {
+    let e = env(now()).await;
+    let (def, _) = definition("serial.yaml", ONE_AT_A_TIME).unwrap();
+    let req = braid::handlers::StartRequest {
+        definition: def,
+        input: json!({}),
+        trigger: Value::Null,
+        idempotency_key: None,
+        queue: false,
+    };
+    let first = e.handlers().start(req.clone()).await.unwrap().run;
+    let second = e.handlers().start(req).await.unwrap().run;
+    // The first run ends, but the process stops before admitting the next one.
+    let store = &e.handlers().ports.store;
+    let ended = RunRecord {
+        status: braid::model::RunStatus::Cancelled,
+        finished_at: Some(now()),
+        ..store.get_run(&first.id).await.unwrap()
+    };
+    assert!(store.finish_run(&ended).await.unwrap());
+    assert_eq!(
+        store.get_run(&second.id).await.unwrap().status,
+        braid::model::RunStatus::Queued
+    );
+    e.handlers().tick().await.unwrap();
+    let done = e.rt.run_to_end(&second.id).await.unwrap();
+    assert_eq!(done.status, braid::model::RunStatus::Succeeded);
+}

@@ -34,6 +34,7 @@ async fn start(handlers: &Handlers, file: &str, source: &str, input: Value) -> S
             input,
             trigger: Value::Null,
             idempotency_key: None,
+            queue: false,
         })
         .await
         .expect("the run starts")
@@ -288,4 +289,57 @@ async fn orchestration_cost_per_million_steps_is_measured_from_every_request() {
         );
     }
     assert!(report.dynamodb_write_units > 0 && report.invocations > 0);
+}
+
+/// `concurrency: 1` on DynamoDB: the second and third runs wait queued, start in turn
+/// as slots free, and the slot count is back to zero at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_concurrency_1_runs_wait_their_turn_on_aws() {
+    let stack = Stack::create("serial").await;
+    let driver = Driver::new(
+        &stack,
+        Handlers::new(stack.ports(), settings(), env_secrets()),
+    );
+    let source = "name: serial\nconcurrency: 1\nsteps:\n  - id: a\n    pass: 1\n  - id: b\n    needs: [a]\n    pass: 2\n";
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(start(&driver.handlers, "serial.yaml", source, json!({})).await);
+    }
+    let store = &driver.handlers.ports.store;
+    let mut statuses = Vec::new();
+    for id in &ids {
+        statuses.push(store.get_run(id).await.unwrap().status);
+    }
+    assert_eq!(
+        statuses,
+        [RunStatus::Running, RunStatus::Queued, RunStatus::Queued]
+    );
+    for id in &ids {
+        let run = driver.run_to_end(id, RUN_LIMIT).await;
+        assert_eq!(run.status, RunStatus::Succeeded);
+    }
+    let slots = stack
+        .clients
+        .dynamodb
+        .get_item()
+        .table_name(&stack.config.table)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("SLOTS#serial".into()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("SLOTS".into()),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(
+        slots["held"].as_n().unwrap(),
+        "0",
+        "every slot was given back"
+    );
 }

@@ -37,6 +37,8 @@ fn run(id: &str, open: u32) -> RunRecord {
         output: None,
         error: None,
         idempotency_key: None,
+        limit: None,
+        slot: false,
     }
 }
 

@@ -48,6 +48,7 @@ async fn time_run(yaml: &str) -> anyhow::Result<f64> {
             input: Value::Null,
             trigger: Value::Null,
             idempotency_key: None,
+            queue: false,
         })
         .await?;
     let run = rt.run_to_end(&started.run.id).await?;

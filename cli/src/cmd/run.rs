@@ -59,6 +59,7 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
                 input,
                 trigger: Value::Null,
                 idempotency_key: args.idempotency_key.clone(),
+                queue: false,
             })
             .await
         {

@@ -7,7 +7,7 @@
 //! use, so repairing something that was not broken changes nothing.
 
 use super::gates;
-use crate::model::{DispatchMsg, RunRecord, StepKey, StepRecord, StepStatus, Timestamp};
+use crate::model::{DispatchMsg, RunRecord, RunStatus, StepKey, StepRecord, StepStatus, Timestamp};
 use crate::spec::Workflow;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -30,6 +30,11 @@ pub enum Repair {
     Cancel(StepKey),
     /// A running `for_each` step that can launch more iterations or finish.
     AdvanceFanOut(String),
+    /// A queued run: admit it (and the runs queued before it) if a slot is free.
+    Admit,
+    /// A root step of an admitted run still pending: the admission stopped before
+    /// making it ready.
+    ReleaseRoot(StepKey),
 }
 
 /// Lists the repairs `run` needs at `now`. A message younger than `stale` is presumed
@@ -43,6 +48,9 @@ pub fn reconcile(
 ) -> Vec<Repair> {
     if run.status.is_final() {
         return Vec::new();
+    }
+    if run.status == RunStatus::Queued {
+        return vec![Repair::Admit];
     }
     if run.deadline.is_some_and(|d| d <= now) {
         return vec![Repair::TimeOut];
@@ -101,6 +109,10 @@ pub fn reconcile(
             StepStatus::Pending if top_level => {
                 if run.failing {
                     out.push(Repair::Cancel(rec.key.clone()));
+                    continue;
+                }
+                if step.needs.is_empty() {
+                    out.push(Repair::ReleaseRoot(rec.key.clone()));
                     continue;
                 }
                 let passed: Vec<&String> = step

@@ -23,35 +23,50 @@ pub struct StartInfo {
     pub params: Value,
     pub trigger: Value,
     pub idempotency_key: Option<String>,
+    /// A concurrency limit: the run is planned `queued`, its roots `pending` and nothing
+    /// sent; it starts when it takes a slot ([`admit`]).
+    pub limit: Option<u32>,
+}
+
+/// When a run started at `now` times out.
+fn deadline(wf: &Workflow, now: Timestamp) -> Option<Timestamp> {
+    wf.timeout
+        .and_then(|t| chrono::Duration::from_std(t).ok())
+        .map(|t| now + t)
 }
 
 /// Plans a new run: every step gets its record up front, so the run's progress is
-/// always visible and `open_steps` counts down to the run's end.
+/// always visible and `open_steps` counts down to the run's end. A run under a
+/// concurrency limit is planned queued: nothing runs and its time does not count
+/// until it is admitted.
 pub fn plan(wf: &Workflow, info: StartInfo, now: Timestamp) -> RunPlan {
-    let deadline = wf
-        .timeout
-        .and_then(|t| chrono::Duration::from_std(t).ok())
-        .map(|t| now + t);
+    let queued = info.limit.is_some();
     let run = RunRecord {
         id: info.run_id.clone(),
         workflow: wf.name.clone(),
         version: info.version,
-        status: RunStatus::Running,
+        status: if queued {
+            RunStatus::Queued
+        } else {
+            RunStatus::Running
+        },
         params: info.params,
         trigger: info.trigger,
         created_at: now,
         finished_at: None,
-        deadline,
+        deadline: if queued { None } else { deadline(wf, now) },
         failing: false,
         open_steps: u32::try_from(wf.steps.len()).unwrap_or(u32::MAX),
         output: None,
         error: None,
         idempotency_key: info.idempotency_key,
+        limit: info.limit,
+        slot: false,
     };
     let mut steps = Vec::with_capacity(wf.steps.len());
     let mut dispatch = Vec::new();
     for s in &wf.steps {
-        let root = s.needs.is_empty();
+        let root = s.needs.is_empty() && !queued;
         let mut rec = StepRecord::new(
             &info.run_id,
             StepKey::step(&s.id),
@@ -76,4 +91,26 @@ pub fn plan(wf: &Workflow, info: StartInfo, now: Timestamp) -> RunPlan {
         steps,
         dispatch,
     }
+}
+
+/// What admitting a queued run writes and sends once it took a slot: the run running
+/// (its deadline from now), its root steps ready, a "ready" message each.
+pub fn admit(wf: &Workflow, queued: &RunRecord, now: Timestamp) -> (RunRecord, Vec<StepKey>) {
+    let run = RunRecord {
+        status: RunStatus::Running,
+        deadline: deadline(wf, now),
+        slot: true,
+        ..queued.clone()
+    };
+    let roots = roots(wf);
+    (run, roots)
+}
+
+/// The steps that need nothing.
+pub fn roots(wf: &Workflow) -> Vec<StepKey> {
+    wf.steps
+        .iter()
+        .filter(|s| s.needs.is_empty())
+        .map(|s| StepKey::step(&s.id))
+        .collect()
 }

@@ -81,6 +81,7 @@ fn a_new_run_makes_roots_ready_and_everything_else_pending() {
             params: json!({}),
             trigger: Value::Null,
             idempotency_key: None,
+            limit: None,
         },
         t0(),
     );
@@ -250,6 +251,8 @@ fn run(open: u32) -> RunRecord {
         output: None,
         error: None,
         idempotency_key: None,
+        limit: None,
+        slot: false,
     }
 }
 
@@ -379,5 +382,54 @@ steps:
     assert_eq!(
         reconcile(&w, &run(1), &[f], t0(), STALE),
         vec![Repair::AdvanceFanOut("f".into())]
+    );
+}
+
+#[test]
+fn a_run_under_a_concurrency_limit_is_planned_queued_with_nothing_to_run() {
+    let w = wf(DIAMOND);
+    let plan = start::plan(
+        &w,
+        start::StartInfo {
+            run_id: "r1".into(),
+            version: "v".into(),
+            params: json!({}),
+            trigger: Value::Null,
+            idempotency_key: None,
+            limit: Some(1),
+        },
+        t0(),
+    );
+    assert_eq!(plan.run.status, RunStatus::Queued);
+    assert_eq!(
+        plan.run.deadline, None,
+        "its time counts from its admission"
+    );
+    assert!(plan.dispatch.is_empty());
+    assert!(plan.steps.iter().all(|s| s.status == StepStatus::Pending));
+    let (run, roots) = start::admit(&w, &plan.run, t0() + secs(60));
+    assert_eq!((run.status, run.slot), (RunStatus::Running, true));
+    assert_eq!(run.deadline, Some(t0() + secs(60) + secs(3600)));
+    assert_eq!(roots, [StepKey::step("a")]);
+}
+
+#[test]
+fn the_sweeper_admits_queued_runs_and_releases_roots_an_admission_left_pending() {
+    let w = wf(DIAMOND);
+    let queued = RunRecord {
+        status: RunStatus::Queued,
+        ..run(4)
+    };
+    let pending: Vec<StepRecord> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|s| rec(s, StepStatus::Pending))
+        .collect();
+    assert_eq!(
+        reconcile(&w, &queued, &pending, t0(), Duration::from_secs(60)),
+        [Repair::Admit]
+    );
+    assert_eq!(
+        reconcile(&w, &run(4), &pending, t0(), Duration::from_secs(60)),
+        [Repair::ReleaseRoot(StepKey::step("a"))]
     );
 }

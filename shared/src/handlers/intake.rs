@@ -4,7 +4,7 @@
 use super::api::StartBody;
 use super::{HandlerError, HandlerResult, Handlers};
 use crate::engine::{params, start};
-use crate::model::{Definition, LifecycleEvent, RunRecord};
+use crate::model::{Definition, LifecycleEvent, RunRecord, RunStatus};
 use crate::ports::{Created, PortError};
 use crate::spec::StepKind;
 use serde_json::Value;
@@ -19,6 +19,9 @@ pub struct StartRequest {
     pub trigger: Value,
     /// A start with a key that was used before returns the run it started.
     pub idempotency_key: Option<String>,
+    /// Wait for a slot even if the workflow sets no `concurrency` (a schedule's
+    /// `overlap: queue`): as if it set 1.
+    pub queue: bool,
 }
 
 /// The run a start created or found.
@@ -48,6 +51,7 @@ impl Handlers {
             input: body.input,
             trigger,
             idempotency_key: body.idempotency_key,
+            queue: false,
         })
         .await
     }
@@ -90,6 +94,7 @@ impl Handlers {
                 params,
                 trigger: req.trigger,
                 idempotency_key: req.idempotency_key,
+                limit: wf.concurrency.or(req.queue.then_some(1)),
             },
             now,
         );
@@ -97,6 +102,14 @@ impl Handlers {
             return Ok(Started {
                 run: *run,
                 existing: true,
+            });
+        }
+        if plan.run.status == RunStatus::Queued {
+            // Behind the runs queued before it: admission goes oldest first.
+            self.admit(&plan.run.workflow).await?;
+            return Ok(Started {
+                run: self.ports.store.get_run(&plan.run.id).await?,
+                existing: false,
             });
         }
         // The records are durable: from here a lost message is re-sent by the sweeper.

@@ -10,6 +10,7 @@
 //! delivered twice, or a repair applied to something that was not broken, changes
 //! nothing, because every write is guarded (see [`crate::ports::Guard`]).
 
+mod admission;
 mod api;
 mod complete;
 mod context;

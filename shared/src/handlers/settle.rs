@@ -326,16 +326,7 @@ impl Handlers {
             }
         }
         if self.ports.store.finish_run(&done).await? {
-            self.publish(vec![LifecycleEvent {
-                kind: "run.finished".into(),
-                run_id: done.id.clone(),
-                workflow: done.workflow.clone(),
-                status: done.status.as_str().into(),
-                step: None,
-                error: done.error.clone(),
-                at: now,
-            }])
-            .await;
+            self.ended(&done, now).await?;
         }
         Ok(())
     }

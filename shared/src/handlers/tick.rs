@@ -9,9 +9,7 @@
 
 use super::{HandlerError, HandlerResult, Handlers};
 use crate::engine::reconcile::{Repair, reconcile};
-use crate::model::{
-    ErrorInfo, LifecycleEvent, Outcome, ResultMsg, RunRecord, RunStatus, StepRecord, StepStatus,
-};
+use crate::model::{ErrorInfo, Outcome, ResultMsg, RunRecord, RunStatus, StepRecord, StepStatus};
 use crate::ports::Guard;
 use crate::spec::{Workflow, format_duration};
 use std::time::Duration;
@@ -154,6 +152,11 @@ impl Handlers {
                     let rec = self.ports.store.get_step(&run.id, &key).await?;
                     self.cancel(&wf, &rec).await?;
                 }
+                Repair::Admit => self.admit(&run.workflow).await?,
+                Repair::ReleaseRoot(key) => {
+                    self.release_roots(run, std::slice::from_ref(&key), now)
+                        .await?;
+                }
                 Repair::AdvanceFanOut(step) => {
                     let parent = self
                         .ports
@@ -196,16 +199,7 @@ impl Handlers {
             ..run.clone()
         };
         if self.ports.store.finish_run(&done).await? {
-            self.publish(vec![LifecycleEvent {
-                kind: "run.finished".into(),
-                run_id: run.id.clone(),
-                workflow: run.workflow.clone(),
-                status: done.status.as_str().into(),
-                step: None,
-                error: done.error.clone(),
-                at: now,
-            }])
-            .await;
+            self.ended(&done, now).await?;
         }
         self.cancel_open_steps(run_id).await
     }

@@ -70,7 +70,13 @@ impl Handlers {
                 .find(|(d, _)| d.workflow == m.workflow)
                 .expect("routes name registered workflows");
             let outcome = self
-                .start_from(def, &wf.triggers[m.trigger], data.clone(), key.clone())
+                .start_from(
+                    def,
+                    &wf.triggers[m.trigger],
+                    data.clone(),
+                    key.clone(),
+                    false,
+                )
                 .await?;
             out.push(TriggeredRun {
                 workflow: m.workflow,
@@ -80,13 +86,15 @@ impl Handlers {
         Ok(out)
     }
 
-    /// Starts `def` from a trigger; `Err` inside when the event gives it no valid input.
+    /// Starts `def` from a trigger (waiting for a slot with `queue`); `Err` inside when
+    /// the event gives it no valid input.
     async fn start_from(
         &self,
         def: &Definition,
         trigger: &Trigger,
         data: Value,
         key: String,
+        queue: bool,
     ) -> HandlerResult<Result<Started, String>> {
         let input = match route::input(trigger, &data, &self.renderer) {
             Ok(v) => v,
@@ -98,6 +106,7 @@ impl Handlers {
                 input,
                 trigger: data,
                 idempotency_key: Some(key),
+                queue,
             })
             .await;
         match started {
@@ -181,7 +190,7 @@ impl Handlers {
             .unwrap_or_else(|| format!("sig:{}", verified.signature));
         let data = webhook_data(path, headers, body, &delivery);
         let outcome = self
-            .start_from(def, trigger, data, format!("hook:{path}:{delivery}"))
+            .start_from(def, trigger, data, format!("hook:{path}:{delivery}"), false)
             .await?;
         Ok(match outcome {
             Ok(s) if s.existing => {
@@ -238,10 +247,14 @@ impl Handlers {
         let mut out = Vec::new();
         for instant in &plan.fire {
             let active = self.active_runs_of(&wf.name).await?;
-            if overlap_decision(*overlap, active) == Overlap::Skip {
-                tracing::info!(workflow = %wf.name, %instant, "schedule skipped: a run is still active");
-                continue;
-            }
+            let queue = match overlap_decision(*overlap, active) {
+                Overlap::Skip => {
+                    tracing::info!(workflow = %wf.name, %instant, "schedule skipped: a run is still active");
+                    continue;
+                }
+                Overlap::Queue => true,
+                Overlap::Start => false,
+            };
             let data = json!({
                 "kind": "schedule",
                 "scheduled_at": instant.to_rfc3339(),
@@ -249,7 +262,7 @@ impl Handlers {
                 "timezone": schedule.timezone.name(),
             });
             let key = format!("schedule:{}", instant.to_rfc3339());
-            let outcome = self.start_from(def, trigger, data, key).await?;
+            let outcome = self.start_from(def, trigger, data, key, queue).await?;
             out.push(TriggeredRun {
                 workflow: wf.name.clone(),
                 outcome,

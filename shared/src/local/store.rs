@@ -583,4 +583,36 @@ impl StateStore for SqliteStore {
             Ok(true)
         })
     }
+
+    async fn queued_runs(&self, workflow: &str, limit: usize) -> PortResult<Vec<RunRecord>> {
+        self.with_read(|tx| {
+            query_bodies(
+                tx,
+                "SELECT body FROM runs WHERE workflow = ?1 AND status = 'queued' ORDER BY id LIMIT ?2",
+                params![workflow, limit as i64],
+            )
+        })
+    }
+
+    /// The slots held are counted, not kept in a counter: the transaction sees every
+    /// run of the workflow as it is.
+    async fn take_slot(&self, run: &RunRecord, limit: u32) -> PortResult<bool> {
+        self.with_tx(|tx| {
+            if read_run(tx, &run.id)?.status != RunStatus::Queued {
+                return Ok(false);
+            }
+            let held: i64 = tx
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM runs WHERE workflow = ?1 AND active = 1
+                       AND json_extract(body, '$.slot') = 1",
+                )
+                .and_then(|mut st| st.query_row([&run.workflow], |r| r.get(0)))
+                .map_err(db)?;
+            if held >= i64::from(limit) {
+                return Ok(false);
+            }
+            write_run(tx, run)?;
+            Ok(true)
+        })
+    }
 }

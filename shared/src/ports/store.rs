@@ -153,6 +153,16 @@ pub trait StateStore: Send + Sync {
     ) -> PortResult<Vec<u32>>;
 
     /// Moves a run that is not final to `run.status` with its output, error and finish
-    /// time, once: false if it was already final.
+    /// time, once: false if it was already final. A run holding a slot
+    /// ([`RunRecord::slot`]) gives it back in the same atomic write.
     async fn finish_run(&self, run: &RunRecord) -> PortResult<bool>;
+
+    /// Queued runs of `workflow`, oldest first, at most `limit`.
+    async fn queued_runs(&self, workflow: &str, limit: usize) -> PortResult<Vec<RunRecord>>;
+
+    /// Admits a queued run: replaces it by `run` (running, holding a slot) if it is
+    /// still queued and fewer than `limit` runs of its workflow hold a slot — checked
+    /// and taken in one atomic write, so concurrent admissions never exceed the limit.
+    /// False when no slot is free or the run is no longer queued.
+    async fn take_slot(&self, run: &RunRecord, limit: u32) -> PortResult<bool>;
 }

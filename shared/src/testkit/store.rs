@@ -37,6 +37,8 @@ fn run_record(id: &str, workflow: &str, open: u32, key: Option<&str>) -> RunReco
         output: None,
         error: None,
         idempotency_key: key.map(str::to_string),
+        limit: None,
+        slot: false,
     }
 }
 
@@ -73,6 +75,8 @@ pub async fn run_all(store: Arc<dyn StateStore>) {
     fan_out_launches_within_the_limit_and_counts_iterations(&*store).await;
     failing_and_finishing_happen_once(&*store).await;
     due_runs_follow_timers(&*store).await;
+    slots_admit_queued_runs_up_to_the_limit(&*store).await;
+    concurrent_admissions_never_exceed_the_limit(store.clone()).await;
     listings_filter_and_order_runs(&*store).await;
     missing_records_are_not_found(&*store).await;
 }
@@ -570,6 +574,92 @@ pub async fn due_runs_follow_timers(store: &dyn StateStore) {
     );
     let got = store.due_runs(min(60), 1).await.unwrap();
     assert_eq!(got.len(), 1, "at most `limit` runs");
+}
+
+/// `n` queued runs of a fresh workflow limited to `limit`, oldest first.
+async fn queued(store: &dyn StateStore, n: usize, limit: u32) -> Vec<RunRecord> {
+    let workflow = fresh_id("limited");
+    let mut out = Vec::new();
+    for _ in 0..n {
+        // Ids sort by creation, as ULIDs do.
+        let mut run = run_record(&format!("{workflow}-{}", out.len()), &workflow, 1, None);
+        run.status = RunStatus::Queued;
+        run.limit = Some(limit);
+        let a = StepRecord::new(&run.id, StepKey::step("a"), StepStatus::Pending);
+        assert_eq!(store.create_run(&run, &[a]).await.unwrap(), Created::New);
+        out.push(run);
+    }
+    out
+}
+
+fn admitted(run: &RunRecord) -> RunRecord {
+    RunRecord {
+        status: RunStatus::Running,
+        slot: true,
+        ..run.clone()
+    }
+}
+
+pub async fn slots_admit_queued_runs_up_to_the_limit(store: &dyn StateStore) {
+    let runs = queued(store, 3, 1).await;
+    let ids = |rs: Vec<RunRecord>| rs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let wf = &runs[0].workflow;
+    assert_eq!(
+        ids(store.queued_runs(wf, 10).await.unwrap()),
+        ids(runs.clone()),
+        "oldest first"
+    );
+    assert!(store.take_slot(&admitted(&runs[0]), 1).await.unwrap());
+    assert!(
+        !store.take_slot(&admitted(&runs[0]), 1).await.unwrap(),
+        "a run is admitted once"
+    );
+    assert!(
+        !store.take_slot(&admitted(&runs[1]), 1).await.unwrap(),
+        "no slot is free"
+    );
+    let first = store.get_run(&runs[0].id).await.unwrap();
+    assert_eq!((first.status, first.slot), (RunStatus::Running, true));
+    assert_eq!(ids(store.queued_runs(wf, 10).await.unwrap()).len(), 2);
+    // Ending the first gives its slot back.
+    let done = RunRecord {
+        status: RunStatus::Succeeded,
+        finished_at: Some(t0()),
+        ..first
+    };
+    assert!(store.finish_run(&done).await.unwrap());
+    assert!(store.take_slot(&admitted(&runs[1]), 1).await.unwrap());
+    assert_eq!(
+        ids(store.queued_runs(wf, 10).await.unwrap()),
+        [runs[2].id.clone()]
+    );
+    // A queued run that is cancelled holds no slot and gives none back.
+    let cancelled = RunRecord {
+        status: RunStatus::Cancelled,
+        finished_at: Some(t0()),
+        ..runs[2].clone()
+    };
+    assert!(store.finish_run(&cancelled).await.unwrap());
+    assert!(store.queued_runs(wf, 10).await.unwrap().is_empty());
+    let another = queued(store, 1, 1).await;
+    assert!(store.take_slot(&admitted(&another[0]), 1).await.unwrap());
+}
+
+pub async fn concurrent_admissions_never_exceed_the_limit(store: Arc<dyn StateStore>) {
+    let runs = queued(&*store, 6, 2).await;
+    let tasks: Vec<_> = runs
+        .iter()
+        .map(|r| {
+            let store = store.clone();
+            let run = admitted(r);
+            tokio::spawn(async move { store.take_slot(&run, 2).await.unwrap() })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        won += usize::from(t.await.unwrap());
+    }
+    assert_eq!(won, 2, "six admissions racing for two slots");
 }
 
 pub async fn listings_filter_and_order_runs(store: &dyn StateStore) {

@@ -2,10 +2,10 @@
 //! as top-level attributes beside them.
 
 use super::{
-    ACTIVE_PK, ACTIVE_SK, ALL_PK, ALL_SK, Item, PK, RETENTION, SHARDS, SK, TIMER_PK, TIMER_SK, TTL,
-    WF_PK, WF_SK,
+    ACTIVE_PK, ACTIVE_SK, ALL_PK, ALL_SK, Item, PK, QUEUED_PK, QUEUED_SK, RETENTION, SHARDS, SK,
+    TIMER_PK, TIMER_SK, TTL, WF_PK, WF_SK,
 };
-use crate::model::{RunRecord, StepKey, StepRecord, Timestamp};
+use crate::model::{RunRecord, RunStatus, StepKey, StepRecord, Timestamp};
 use crate::ports::{PortError, PortResult};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
@@ -21,7 +21,8 @@ pub(super) const STEP_OPAQUE: &[&str] = &["output", "item"];
 
 /// Attributes that belong to the table, not to the record.
 const TABLE_ATTRS: &[&str] = &[
-    PK, SK, WF_PK, WF_SK, ALL_PK, ALL_SK, ACTIVE_PK, ACTIVE_SK, TIMER_PK, TIMER_SK, TTL,
+    PK, SK, WF_PK, WF_SK, ALL_PK, ALL_SK, ACTIVE_PK, ACTIVE_SK, TIMER_PK, TIMER_SK, QUEUED_PK,
+    QUEUED_SK, TTL,
 ];
 
 pub(super) fn s(v: impl Into<String>) -> AttributeValue {
@@ -49,6 +50,16 @@ pub(super) fn step_sk(key: &StepKey) -> String {
 
 pub(super) fn wf_pk(workflow: &str) -> String {
     format!("WF#{workflow}")
+}
+
+/// The `queued_runs` partition of a workflow's queued runs.
+pub(super) fn queued_pk(workflow: &str) -> String {
+    format!("QUEUED#{workflow}")
+}
+
+/// The item counting the slots a workflow's runs hold.
+pub(super) fn slots_pk(workflow: &str) -> String {
+    format!("SLOTS#{workflow}")
 }
 
 pub(super) fn idem_pk(workflow: &str, key: &str) -> String {
@@ -164,6 +175,10 @@ pub(super) fn run_item(run: &RunRecord) -> PortResult<Item> {
     }
     if let Some(at) = run.timer() {
         item.extend(timer_attrs(&run.id, at).map(|(k, v)| (k.to_string(), v)));
+    }
+    if run.status == RunStatus::Queued {
+        item.insert(QUEUED_PK.into(), s(queued_pk(&run.workflow)));
+        item.insert(QUEUED_SK.into(), s(&run.id));
     }
     Ok(item)
 }

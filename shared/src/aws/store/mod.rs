@@ -11,6 +11,7 @@
 //! | iteration | `RUN#<id>` | `STEP#<step>#<index, 10 digits>` | the [`StepRecord`] |
 //! | idempotency key | `IDEM#<workflow>#<key>` | `IDEM` | `run_id` of the run it started |
 //! | marker | `MARKER` | `<name>` | `value`: the sweep cursor, schedules' progress |
+//! | slots | `SLOTS#<workflow>` | `SLOTS` | `held`: slots its runs hold (`concurrency`) |
 //!
 //! A record's fields are top-level attributes (mapped with serde_dynamo), so conditions
 //! and updates can name `status`, `attempt`, `satisfied`, `fan_out.launched`,
@@ -32,6 +33,8 @@
 //! - `active_runs` (`gsi3pk = ACTIVE#<shard>`, `gsi3sk = <run id>`): sparse — the
 //!   attributes are removed when a run finishes — so the sweeper reads only the runs
 //!   that may need repair, oldest first, without a Scan.
+//! - `queued_runs` (`gsi5pk = QUEUED#<workflow>`, `gsi5sk = <run id>`): sparse — a run
+//!   waiting for a concurrency slot, until admitted — so admission finds the oldest.
 //! - `timers` (`gsi4pk = TIMER#<shard of the run>`, `gsi4sk = <epoch ms, 13 digits>`),
 //!   keys only, on run and step items: sparse — present while the record has a timer
 //!   ([`RunRecord::timer`], [`StepRecord::timer`]) and removed by the write that ends
@@ -58,8 +61,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
 use codec::{
-    RUN_OPAQUE, RUN_SK, STEP_OPAQUE, decode, encode, expiry, idem_pk, n, run_id_of, run_item,
-    run_pk, s, step_item, step_sk, timer_attrs, timer_key, wf_pk,
+    RUN_OPAQUE, RUN_SK, STEP_OPAQUE, decode, encode, expiry, idem_pk, n, queued_pk, run_id_of,
+    run_item, run_pk, s, slots_pk, step_item, step_sk, timer_attrs, timer_key, wf_pk,
 };
 use expr::{Expr, backend, cancelled_on_conditions, condition_failed};
 use futures::{StreamExt, TryStreamExt};
@@ -90,6 +93,10 @@ pub const ACTIVE_SK: &str = "gsi3sk";
 pub const TIMERS: &str = "timers";
 pub const TIMER_PK: &str = "gsi4pk";
 pub const TIMER_SK: &str = "gsi4sk";
+/// Sparse index of queued runs by workflow, oldest first, and its key attributes.
+pub const QUEUED_RUNS: &str = "queued_runs";
+pub const QUEUED_PK: &str = "gsi5pk";
+pub const QUEUED_SK: &str = "gsi5sk";
 /// How many partition keys `all_runs`, `active_runs` and `timers` spread runs over.
 pub const SHARDS: u32 = 8;
 /// How long a final run's records are kept.
@@ -104,6 +111,7 @@ const PARALLEL_WRITES: usize = 16;
 const REGISTRY_PK: &str = "REGISTRY";
 const IDEM_SK: &str = "IDEM";
 const MARKER_PK: &str = "MARKER";
+const SLOTS_SK: &str = "SLOTS";
 const ACTIVE: [RunStatus; 2] = [RunStatus::Queued, RunStatus::Running];
 
 /// DynamoDB-backed [`StateStore`].
@@ -1068,29 +1076,132 @@ impl StateStore for DynamoStore {
             sets.push(format!("{} = {}", x.name(f), x.value(v)));
         }
         sets.push(format!("{} = {}", x.name(TTL), x.value(n(at))));
-        let removes = [ACTIVE_PK, ACTIVE_SK, TIMER_PK, TIMER_SK].map(|a| x.name(a));
+        let removes = [
+            ACTIVE_PK, ACTIVE_SK, TIMER_PK, TIMER_SK, QUEUED_PK, QUEUED_SK,
+        ]
+        .map(|a| x.name(a));
         let update = update_expression(&sets, &removes);
         let cond = status_in(&mut x, ACTIVE.map(RunStatus::as_str));
-        match self
-            .update_if(key(run_pk(&run.id), RUN_SK), &update, &cond, &x)
-            .await?
-        {
-            Some(_) => {
+        let run_key = key(run_pk(&run.id), RUN_SK);
+        let written = if run.slot {
+            // The slot is given back in the same transaction as the run ends.
+            let u = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(run_key))
+                .update_expression(update)
+                .condition_expression(cond)
+                .set_expression_attribute_names(x.names())
+                .set_expression_attribute_values(x.values())
+                .build()
+                .map_err(build_err)?;
+            let tx = vec![
+                TransactWriteItem::builder().update(u).build(),
+                self.slot_change(&run.workflow, -1, None)?,
+            ];
+            self.transact(tx).await?.is_ok()
+        } else {
+            self.update_if(run_key, &update, &cond, &x).await?.is_some()
+        };
+        match written {
+            true => {
                 // Not atomic with the run's write (a run may have thousands of items):
                 // a crash in between leaves step items without an expiry, which costs
                 // storage only.
                 self.expire_run_items(run, at).await?;
                 Ok(true)
             }
-            None => {
+            false => {
                 self.read_run(&run.id).await?;
                 Ok(false)
             }
         }
     }
+
+    async fn queued_runs(&self, workflow: &str, limit: usize) -> PortResult<Vec<RunRecord>> {
+        let mut x = Expr::default();
+        let cond = format!(
+            "{} = {}",
+            x.name(QUEUED_PK),
+            x.value(s(queued_pk(workflow)))
+        );
+        let q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(QUEUED_RUNS)
+            .key_condition_expression(cond)
+            .set_expression_attribute_names(x.names())
+            .set_expression_attribute_values(x.values())
+            .limit(limit.clamp(1, 1000) as i32);
+        self.query(q, Some(limit))
+            .await?
+            .into_iter()
+            .map(|item| decode(item, RUN_OPAQUE))
+            .collect()
+    }
+
+    async fn take_slot(&self, run: &RunRecord, limit: u32) -> PortResult<bool> {
+        let item = encode(run, RUN_OPAQUE)?;
+        let mut x = Expr::default();
+        let mut sets = x.set_all(&item, &[PK, SK]);
+        let mut removes = vec![x.name(QUEUED_PK), x.name(QUEUED_SK)];
+        timer_clauses(&mut x, &run.id, run.timer(), &mut sets, &mut removes);
+        let cond = format!(
+            "{} = {}",
+            x.name("status"),
+            x.value(s(RunStatus::Queued.as_str()))
+        );
+        let u = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(run_pk(&run.id), RUN_SK)))
+            .update_expression(update_expression(&sets, &removes))
+            .condition_expression(cond)
+            .set_expression_attribute_names(x.names())
+            .set_expression_attribute_values(x.values())
+            .build()
+            .map_err(build_err)?;
+        let tx = vec![
+            self.slot_change(&run.workflow, 1, Some(limit))?,
+            TransactWriteItem::builder().update(u).build(),
+        ];
+        Ok(self.transact(tx).await?.is_ok())
+    }
 }
 
 impl DynamoStore {
+    /// A transaction item moving a workflow's held slots by `by`; taking one (with
+    /// `below`) only while fewer than `below` are held.
+    fn slot_change(
+        &self,
+        workflow: &str,
+        by: i64,
+        below: Option<u32>,
+    ) -> PortResult<TransactWriteItem> {
+        let mut x = Expr::default();
+        let held = x.name("held");
+        let update = format!(
+            "SET {held} = if_not_exists({held}, {}) + {}",
+            x.value(n(0)),
+            x.value(n(by))
+        );
+        let cond = below.map(|limit| {
+            format!(
+                "attribute_not_exists({held}) OR {held} < {}",
+                x.value(n(limit))
+            )
+        });
+        let u = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(slots_pk(workflow), SLOTS_SK)))
+            .update_expression(update)
+            .set_condition_expression(cond)
+            .set_expression_attribute_names(x.names())
+            .set_expression_attribute_values(x.values())
+            .build()
+            .map_err(build_err)?;
+        Ok(TransactWriteItem::builder().update(u).build())
+    }
+
     /// The step items of a run whose sort key starts with `prefix`, in key order.
     async fn steps_with_prefix(&self, run_id: &str, prefix: &str) -> PortResult<Vec<StepRecord>> {
         let mut x = Expr::default();
