@@ -33,8 +33,8 @@ enum Command {
     Schema(cmd::schema::Args),
     /// Run a workflow locally to the end and print the result.
     Run(cmd::run::Args),
-    /// Register workflow files in a deployed stack (--stack NAME).
-    #[cfg(feature = "aws")]
+    /// Register workflow files (their triggers fire under `braid dev` or in the stack):
+    /// in the local state, or in a deployed stack with --stack NAME.
     Deploy(cmd::deploy::Args),
     /// Start a run of a registered workflow in a deployed stack; print its id.
     #[cfg(feature = "aws")]
@@ -61,7 +61,6 @@ fn main() -> ExitCode {
         Command::Graph(args) => cmd::graph::run(&args),
         Command::Schema(args) => cmd::schema::run(&args),
         Command::Run(args) => cmd::run::run(&args),
-        #[cfg(feature = "aws")]
         Command::Deploy(args) => cmd::deploy::run(&args),
         #[cfg(feature = "aws")]
         Command::Start(args) => cmd::start::run(&args),

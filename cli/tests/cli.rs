@@ -250,3 +250,30 @@ fn schema_prints_a_json_schema_that_every_example_matches() {
         "the schema accepts an unknown key"
     );
 }
+
+#[test]
+fn deploy_registers_workflows_in_the_local_state_and_nothing_when_one_is_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state").display().to_string();
+    let bad = write(&dir, "bad.yaml", "name: Bad Name\nsteps: []\n");
+    let out = braid(&["deploy", &example("hello.yaml"), &bad, "--state", &state]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stdout(&out).is_empty(),
+        "nothing registered: {}",
+        stdout(&out)
+    );
+
+    let out = braid(&[
+        "deploy",
+        &example("hello.yaml"),
+        &example("nightly-report.yaml"),
+        "--state",
+        &state,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("registered hello "), "{text}");
+    assert!(text.contains("registered nightly-report "), "{text}");
+    assert!(text.contains(&state), "says where: {text}");
+}

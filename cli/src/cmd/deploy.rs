@@ -1,9 +1,9 @@
-//! `braid deploy FILE... --stack NAME`: register workflow definitions in a deployed
-//! stack, each becoming its workflow's current definition (what `braid start`, the API
-//! and triggers run).
+//! `braid deploy FILE... [--state DIR | --stack NAME]`: register workflow definitions in
+//! the local state or in a deployed stack, each becoming its workflow's current
+//! definition (what `braid start`, the API and triggers run).
 
 use super::local::tokio;
-use super::stack::StackArgs;
+use super::target::{Target, TargetArgs};
 use super::{Exit, read_file};
 use braid::handlers::definition;
 use braid::model::Definition;
@@ -15,7 +15,7 @@ pub struct Args {
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     #[command(flatten)]
-    pub stack: StackArgs,
+    pub target: TargetArgs,
 }
 
 /// Every file is checked before any is registered: one invalid file registers nothing,
@@ -25,10 +25,15 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
         return Ok(Exit::Invalid);
     };
     tokio()?.block_on(async {
-        let handlers = args.stack.handlers().await?;
+        let target = Target::open_or_create(&args.target).await?;
         for def in &definitions {
-            handlers.ports.store.put_definition(def).await?;
-            println!("registered {} {}", def.workflow, def.version);
+            target.handlers().ports.store.put_definition(def).await?;
+            println!(
+                "registered {} {} in {}",
+                def.workflow,
+                def.version,
+                target.place()
+            );
         }
         Ok(Exit::Success)
     })

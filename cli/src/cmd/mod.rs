@@ -2,7 +2,6 @@
 //! file, reporting errors, and where runs live ([`local`] state, a deployed [`stack`]).
 
 pub mod bench;
-#[cfg(feature = "aws")]
 pub mod deploy;
 pub mod graph;
 pub mod local;

@@ -1,7 +1,7 @@
 //! Where `runs` and `show` read runs: the local state, or a deployed stack when one is
 //! named (`--stack` or the resource flags; built with the `aws` feature).
 
-use super::local::{StateArgs, open_readonly};
+use super::local::{StateArgs, open, open_readonly};
 #[cfg(feature = "aws")]
 use super::stack::StackArgs;
 use braid::handlers::Handlers;
@@ -25,17 +25,29 @@ pub enum Target {
 }
 
 impl Target {
+    /// The target to read: a local state must exist already.
     pub async fn open(args: &TargetArgs) -> anyhow::Result<Target> {
+        Self::open_with(args, false).await
+    }
+
+    /// The target to write to: a local state is created when missing.
+    pub async fn open_or_create(args: &TargetArgs) -> anyhow::Result<Target> {
+        Self::open_with(args, true).await
+    }
+
+    async fn open_with(args: &TargetArgs, create: bool) -> anyhow::Result<Target> {
         #[cfg(feature = "aws")]
         if args.stack.is_set() {
             let handlers = args.stack.handlers().await?;
             return Ok(Target::Stack(Box::new(handlers), args.stack.place()));
         }
         let state = &args.state.state;
-        Ok(Target::Local(
-            open_readonly(state)?,
-            format!("`{}`", state.display()),
-        ))
+        let rt = if create {
+            open(state, None)?
+        } else {
+            open_readonly(state)?
+        };
+        Ok(Target::Local(rt, format!("`{}`", state.display())))
     }
 
     pub fn handlers(&self) -> &Handlers {
