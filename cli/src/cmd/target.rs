@@ -1,11 +1,13 @@
-//! Where `runs` and `show` read runs: the local state, or a deployed stack when one is
-//! named (`--stack` or the resource flags; built with the `aws` feature).
+//! Where `runs`, `show`, `workflows` and `backfill` work: the local state, or a
+//! deployed stack when one is named (`--stack` or the resource flags; built with the
+//! `aws` feature).
 
-use super::local::{StateArgs, open_readonly};
+use super::local::{StateArgs, open_existing};
 #[cfg(feature = "aws")]
 use super::stack::StackArgs;
 use braid::handlers::Handlers;
 use braid::local::runtime::LocalRuntime;
+use std::path::PathBuf;
 
 /// `--state`, and the stack options.
 #[derive(Debug, Clone, clap::Args)]
@@ -26,6 +28,15 @@ pub enum Target {
 
 impl Target {
     pub async fn open(args: &TargetArgs) -> anyhow::Result<Target> {
+        Self::open_with(args, None).await
+    }
+
+    /// [`Target::open`], with where `lambda` steps run when the local runtime drives
+    /// runs (`braid backfill`).
+    pub async fn open_with(
+        args: &TargetArgs,
+        functions: Option<PathBuf>,
+    ) -> anyhow::Result<Target> {
         #[cfg(feature = "aws")]
         if args.stack.is_set() {
             let handlers = args.stack.handlers().await?;
@@ -33,7 +44,7 @@ impl Target {
         }
         let state = &args.state.state;
         Ok(Target::Local(
-            open_readonly(state)?,
+            open_existing(state, functions)?,
             format!("`{}`", state.display()),
         ))
     }

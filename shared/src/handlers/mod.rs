@@ -11,6 +11,7 @@
 //! nothing, because every write is guarded (see [`crate::ports::Guard`]).
 
 mod api;
+mod backfill;
 mod complete;
 mod context;
 mod deliver;
@@ -22,6 +23,7 @@ mod triggers;
 mod view;
 
 pub use api::{ApiRequest, ApiResponse, StartBody};
+pub use backfill::MAX_BACKFILL_INSTANTS;
 pub use deliver::{Delivery, MAX_RECEIVES};
 pub use intake::{StartRequest, Started};
 pub use tick::TickReport;
