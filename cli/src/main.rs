@@ -45,6 +45,10 @@ enum Command {
     Show(cmd::show::Args),
     /// Measure local throughput (steps/s) and peak memory.
     Bench(cmd::bench::Args),
+    /// List registered workflows with their triggers (locally or with --stack NAME).
+    Workflows(cmd::workflows::Args),
+    /// Start the runs a schedule would have started from --from to --to.
+    Backfill(cmd::backfill::Args),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +71,8 @@ fn main() -> ExitCode {
         Command::Runs(args) => cmd::runs::run(&args),
         Command::Show(args) => cmd::show::run(&args),
         Command::Bench(args) => cmd::bench::run(&args),
+        Command::Workflows(args) => cmd::workflows::run(&args),
+        Command::Backfill(args) => cmd::backfill::run(&args),
     };
     match outcome {
         Ok(exit) => exit.into(),

@@ -35,15 +35,17 @@ pub fn open(state: &Path, functions: Option<PathBuf>) -> anyhow::Result<LocalRun
         .with_context(|| format!("cannot open the local state in `{}`", state.display()))
 }
 
-/// A runtime for commands that run no task (listing, showing).
-pub fn open_readonly(state: &Path) -> anyhow::Result<LocalRuntime> {
+/// Opens the embedded backend, which must exist already: the commands that work on
+/// what earlier runs left (listing, showing, backfilling) refuse to create an empty
+/// state.
+pub fn open_existing(state: &Path, functions: Option<PathBuf>) -> anyhow::Result<LocalRuntime> {
     if !state.join(backend::DB_FILE).exists() {
         anyhow::bail!(
             "no local state in `{}`: run a workflow first (braid run FILE)",
             state.display()
         );
     }
-    open(state, None)
+    open(state, functions)
 }
 
 /// The tokio runtime for the async commands: one thread. The local runtime's work is

@@ -1,6 +1,7 @@
 //! One module per command, plus what they share: exit statuses, loading a workflow
 //! file, reporting errors, and where runs live ([`local`] state, a deployed [`stack`]).
 
+pub mod backfill;
 pub mod bench;
 pub mod deploy;
 pub mod graph;
@@ -17,6 +18,7 @@ pub mod stack;
 pub mod start;
 pub mod target;
 pub mod validate;
+pub mod workflows;
 
 use anyhow::Context;
 use braid::spec::{Invalid, Workflow};

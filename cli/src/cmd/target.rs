@@ -1,11 +1,13 @@
-//! Where `runs` and `show` read runs: the local state, or a deployed stack when one is
-//! named (`--stack` or the resource flags; built with the `aws` feature).
+//! Where `runs`, `show`, `workflows` and `backfill` work: the local state, or a
+//! deployed stack when one is named (`--stack` or the resource flags; built with the
+//! `aws` feature).
 
-use super::local::{StateArgs, open, open_readonly};
+use super::local::{StateArgs, open, open_existing};
 #[cfg(feature = "aws")]
 use super::stack::StackArgs;
 use braid::handlers::Handlers;
 use braid::local::runtime::LocalRuntime;
+use std::path::PathBuf;
 
 /// `--state`, and the stack options.
 #[derive(Debug, Clone, clap::Args)]
@@ -27,15 +29,28 @@ pub enum Target {
 impl Target {
     /// The target to read: a local state must exist already.
     pub async fn open(args: &TargetArgs) -> anyhow::Result<Target> {
-        Self::open_with(args, false).await
+        Self::open_with(args, None).await
     }
 
     /// The target to write to: a local state is created when missing.
     pub async fn open_or_create(args: &TargetArgs) -> anyhow::Result<Target> {
-        Self::open_with(args, true).await
+        Self::opened(args, None, true).await
     }
 
-    async fn open_with(args: &TargetArgs, create: bool) -> anyhow::Result<Target> {
+    /// [`Target::open`], with where `lambda` steps run when the local runtime drives
+    /// runs (`braid backfill`).
+    pub async fn open_with(
+        args: &TargetArgs,
+        functions: Option<PathBuf>,
+    ) -> anyhow::Result<Target> {
+        Self::opened(args, functions, false).await
+    }
+
+    async fn opened(
+        args: &TargetArgs,
+        functions: Option<PathBuf>,
+        create: bool,
+    ) -> anyhow::Result<Target> {
         #[cfg(feature = "aws")]
         if args.stack.is_set() {
             let handlers = args.stack.handlers().await?;
@@ -43,9 +58,9 @@ impl Target {
         }
         let state = &args.state.state;
         let rt = if create {
-            open(state, None)?
+            open(state, functions)?
         } else {
-            open_readonly(state)?
+            open_existing(state, functions)?
         };
         Ok(Target::Local(rt, format!("`{}`", state.display())))
     }

@@ -12,6 +12,7 @@
 
 mod admission;
 mod api;
+mod backfill;
 mod complete;
 mod context;
 mod deliver;
@@ -23,6 +24,7 @@ mod triggers;
 mod view;
 
 pub use api::{ApiRequest, ApiResponse, StartBody};
+pub use backfill::MAX_BACKFILL_INSTANTS;
 pub use deliver::{Delivery, MAX_RECEIVES};
 pub use intake::{StartRequest, Started};
 pub use tick::TickReport;

@@ -11,7 +11,7 @@ use super::intake::{StartRequest, Started};
 use super::{HandlerError, HandlerResult, Handlers};
 use crate::model::{Definition, RunStatus};
 use crate::ports::RunFilter;
-use crate::spec::{Trigger, TriggerSource, Workflow};
+use crate::spec::{Schedule, Trigger, TriggerSource, Workflow};
 use crate::triggers::incoming::Incoming;
 use crate::triggers::route;
 use crate::triggers::schedule::{Overlap, due, overlap_decision};
@@ -255,14 +255,9 @@ impl Handlers {
                 Overlap::Queue => true,
                 Overlap::Start => false,
             };
-            let data = json!({
-                "kind": "schedule",
-                "scheduled_at": instant.to_rfc3339(),
-                "expression": schedule.expression,
-                "timezone": schedule.timezone.name(),
-            });
-            let key = format!("schedule:{}", instant.to_rfc3339());
-            let outcome = self.start_from(def, trigger, data, key, queue).await?;
+            let outcome = self
+                .start_scheduled(def, trigger, schedule, *instant, queue)
+                .await?;
             out.push(TriggeredRun {
                 workflow: wf.name.clone(),
                 outcome,
@@ -273,6 +268,28 @@ impl Handlers {
             .set_marker(&marker, Some(&plan.handled_until.to_rfc3339()))
             .await?;
         Ok(out)
+    }
+
+    /// Starts `def` for `instant` of its schedule trigger `trigger` (whose schedule is
+    /// `schedule`): the one way a scheduled instant becomes a run, for the tick and for
+    /// a backfill alike. The instant is the idempotency key, so an instant started
+    /// twice — fired, then backfilled — is one run.
+    pub(super) async fn start_scheduled(
+        &self,
+        def: &Definition,
+        trigger: &Trigger,
+        schedule: &Schedule,
+        instant: DateTime<Utc>,
+        queue: bool,
+    ) -> HandlerResult<Result<Started, String>> {
+        let data = json!({
+            "kind": "schedule",
+            "scheduled_at": instant.to_rfc3339(),
+            "expression": schedule.expression,
+            "timezone": schedule.timezone.name(),
+        });
+        let key = format!("schedule:{}", instant.to_rfc3339());
+        self.start_from(def, trigger, data, key, queue).await
     }
 
     /// Runs of `workflow` not final yet.

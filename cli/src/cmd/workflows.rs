@@ -1,0 +1,235 @@
+//! `braid workflows`: the registered workflows — name, current version and what starts
+//! each (its triggers, with a schedule's next instant) — in the local state or a
+//! deployed stack.
+
+use super::Exit;
+use super::local::tokio;
+use super::report::Format;
+use super::target::{Target, TargetArgs};
+use braid::model::Definition;
+use braid::spec::decl::{CatchupPolicy, OverlapPolicy, SignatureScheme};
+use braid::spec::{Cadence, TriggerSource, Workflow, format_duration};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// `text`: a block per workflow, a line per trigger; `json`: an array of objects.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<Exit> {
+    let (registered, place) = tokio()?.block_on(async {
+        let target = Target::open(&args.target).await?;
+        let registered = target.handlers().registered().await?;
+        anyhow::Ok((registered, target.place().to_string()))
+    })?;
+    let now = Utc::now();
+    match args.output {
+        Format::Json => {
+            let list: Vec<Value> = registered
+                .iter()
+                .map(|(def, wf)| describe(def, wf, now))
+                .collect();
+            println!("{}", Value::Array(list));
+        }
+        Format::Text => {
+            if registered.is_empty() {
+                eprintln!("no workflow is registered in {place}");
+            }
+            for (def, wf) in &registered {
+                println!("{}  version {}", def.workflow, def.version);
+                if let Some(d) = &wf.description {
+                    println!("  {}", d.trim());
+                }
+                if wf.triggers.is_empty() {
+                    println!("  no triggers: started explicitly only");
+                }
+                for t in &wf.triggers {
+                    println!("  {}", trigger_line(&t.source, now));
+                }
+            }
+        }
+    }
+    Ok(Exit::Success)
+}
+
+/// An instant as printed: RFC 3339 in UTC, to the second.
+pub fn show_instant(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// One trigger in a short line: `schedule 0 2 * * * Europe/Paris — next ...`,
+/// `s3 acme-orders incoming/*.csv`, `event {...}`, `webhook /hooks/orders (...)`,
+/// `sqs orders-in`.
+pub fn trigger_line(source: &TriggerSource, now: DateTime<Utc>) -> String {
+    match source {
+        TriggerSource::Schedule { schedule, .. } => {
+            let zone = match schedule.cadence {
+                Cadence::Cron(_) => format!(" {}", schedule.timezone.name()),
+                Cadence::Rate(_) => String::new(),
+            };
+            let next = schedule
+                .next_after(now)
+                .map_or_else(|| "never again".to_string(), show_instant);
+            format!("schedule {}{zone} — next {next}", schedule.expression)
+        }
+        TriggerSource::S3 {
+            bucket,
+            prefix,
+            suffix,
+        } => format!(
+            "s3 {bucket} {}*{}",
+            prefix.as_deref().unwrap_or(""),
+            suffix.as_deref().unwrap_or("")
+        ),
+        TriggerSource::Event { pattern } => format!("event {pattern}"),
+        TriggerSource::Webhook {
+            path,
+            secret,
+            signature,
+        } => format!(
+            "webhook /hooks/{path} (signature {}, secret {secret})",
+            scheme_name(*signature)
+        ),
+        TriggerSource::Sqs { queue } => format!("sqs {queue}"),
+    }
+}
+
+/// A registered workflow as a JSON object: the same facts as the text.
+fn describe(def: &Definition, wf: &Workflow, now: DateTime<Utc>) -> Value {
+    let triggers: Vec<Value> = wf
+        .triggers
+        .iter()
+        .map(|t| trigger_json(&t.source, now))
+        .collect();
+    json!({
+        "workflow": def.workflow,
+        "version": def.version,
+        "description": wf.description,
+        "triggers": triggers,
+    })
+}
+
+fn trigger_json(source: &TriggerSource, now: DateTime<Utc>) -> Value {
+    match source {
+        TriggerSource::Schedule {
+            schedule,
+            catchup,
+            catchup_window,
+            overlap,
+        } => json!({
+            "kind": "schedule",
+            "expression": schedule.expression,
+            "timezone": schedule.timezone.name(),
+            "catchup": catchup_name(*catchup),
+            "catchup_window": format_duration(*catchup_window),
+            "overlap": overlap_name(*overlap),
+            "next": schedule.next_after(now).map(show_instant),
+        }),
+        TriggerSource::S3 {
+            bucket,
+            prefix,
+            suffix,
+        } => json!({"kind": "s3", "bucket": bucket, "prefix": prefix, "suffix": suffix}),
+        TriggerSource::Event { pattern } => json!({"kind": "event", "pattern": pattern}),
+        TriggerSource::Webhook {
+            path,
+            secret,
+            signature,
+        } => json!({
+            "kind": "webhook",
+            "path": path,
+            "url_path": format!("/hooks/{path}"),
+            "signature": scheme_name(*signature),
+            "secret": secret,
+        }),
+        TriggerSource::Sqs { queue } => json!({"kind": "sqs", "queue": queue}),
+    }
+}
+
+fn scheme_name(s: SignatureScheme) -> &'static str {
+    match s {
+        SignatureScheme::Braid => "braid",
+        SignatureScheme::Github => "github",
+        SignatureScheme::Stripe => "stripe",
+    }
+}
+
+fn catchup_name(c: CatchupPolicy) -> &'static str {
+    match c {
+        CatchupPolicy::None => "none",
+        CatchupPolicy::Latest => "latest",
+        CatchupPolicy::All => "all",
+    }
+}
+
+fn overlap_name(o: OverlapPolicy) -> &'static str {
+    match o {
+        OverlapPolicy::Skip => "skip",
+        OverlapPolicy::Queue => "queue",
+        OverlapPolicy::Allow => "allow",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use braid::spec::Schedule;
+    use std::time::Duration;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_schedule_line_names_its_zone_and_next_instant() {
+        let source = TriggerSource::Schedule {
+            schedule: Schedule::parse("0 2 * * *", Some("Europe/Paris")).unwrap(),
+            catchup: CatchupPolicy::None,
+            catchup_window: Duration::from_secs(86_400),
+            overlap: OverlapPolicy::Skip,
+        };
+        assert_eq!(
+            trigger_line(&source, at("2026-11-25T12:00:00Z")),
+            "schedule 0 2 * * * Europe/Paris — next 2026-11-26T01:00:00Z"
+        );
+        let json = trigger_json(&source, at("2026-11-25T12:00:00Z"));
+        assert_eq!(json["next"], "2026-11-26T01:00:00Z");
+        assert_eq!(json["catchup"], "none");
+    }
+
+    #[test]
+    fn other_triggers_fit_one_line() {
+        let now = at("2026-11-25T12:00:00Z");
+        let s3 = TriggerSource::S3 {
+            bucket: "acme-orders".into(),
+            prefix: Some("incoming/".into()),
+            suffix: Some(".csv".into()),
+        };
+        assert_eq!(trigger_line(&s3, now), "s3 acme-orders incoming/*.csv");
+        let hook = TriggerSource::Webhook {
+            path: "orders".into(),
+            secret: "orders-hook".into(),
+            signature: SignatureScheme::Braid,
+        };
+        assert_eq!(
+            trigger_line(&hook, now),
+            "webhook /hooks/orders (signature braid, secret orders-hook)"
+        );
+        let sqs = TriggerSource::Sqs {
+            queue: "orders-in".into(),
+        };
+        assert_eq!(trigger_line(&sqs, now), "sqs orders-in");
+        let event = TriggerSource::Event {
+            pattern: json!({"source": ["acme.orders"]}),
+        };
+        assert_eq!(
+            trigger_line(&event, now),
+            r#"event {"source":["acme.orders"]}"#
+        );
+    }
+}
