@@ -4,6 +4,7 @@
 pub mod bench;
 #[cfg(feature = "aws")]
 pub mod deploy;
+pub mod dev;
 pub mod graph;
 pub mod local;
 pub mod progress;
