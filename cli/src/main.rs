@@ -3,7 +3,7 @@
 //! This file only parses arguments and dispatches: each command lives in its own module
 //! under [`cmd`] and returns the [`cmd::Exit`] status the shell sees.
 //!
-//! Locally (`run`, and `runs`/`show` by default) state lives under `.braid/`. Against a
+//! Locally (`run`, `dev`, and `runs`/`show` by default) state lives under `.braid/`. Against a
 //! deployed stack (`deploy`, `start`, and `runs`/`show` with `--stack NAME` or the
 //! per-resource flags) the CLI works on the stack's table, queues and bucket directly
 //! through the AWS SDK with the caller's credentials, not through the HTTP API; that
@@ -33,6 +33,9 @@ enum Command {
     Schema(cmd::schema::Args),
     /// Run a workflow locally to the end and print the result.
     Run(cmd::run::Args),
+    /// Serve the workflows of a folder locally like the deployed stack: the HTTP API and
+    /// webhooks, schedules, and folders as S3 buckets; reload files as they change.
+    Dev(cmd::dev::Args),
     /// Register workflow files (their triggers fire under `braid dev` or in the stack):
     /// in the local state, or in a deployed stack with --stack NAME.
     Deploy(cmd::deploy::Args),
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         Command::Graph(args) => cmd::graph::run(&args),
         Command::Schema(args) => cmd::schema::run(&args),
         Command::Run(args) => cmd::run::run(&args),
+        Command::Dev(args) => cmd::dev::run(&args),
         Command::Deploy(args) => cmd::deploy::run(&args),
         #[cfg(feature = "aws")]
         Command::Start(args) => cmd::start::run(&args),

@@ -715,3 +715,88 @@ async fn the_sweeper_reaches_every_run_when_they_fill_more_than_one_page() {
         .unwrap();
     assert_eq!(nap.status, StepStatus::Waiting);
 }
+
+/// `serve` (what `braid dev` runs) drives runs with no run to wait for; once stopped it
+/// takes no new message but lets the one in flight finish, and a later `serve` on the
+/// same state finishes the run.
+#[tokio::test]
+async fn serve_runs_until_stopped_and_finishes_the_message_in_flight() {
+    let slow = slow_server(Duration::from_millis(600)).await;
+    let yaml = format!(
+        r#"
+name: served
+steps:
+  - id: call
+    http: {{ url: "{slow}" }}
+  - id: after
+    needs: [call]
+    pass: done
+"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path());
+    let rt = Arc::new(local_runtime(local_ports(&opts).unwrap(), &opts));
+    let id = start(&rt, &yaml, json!({})).await.run.id;
+    let store = rt.handlers().ports.store.clone();
+    let step = |id: &str| {
+        let store = store.clone();
+        let id = id.to_string();
+        async move {
+            let steps = store.list_steps(&id).await.unwrap();
+            steps
+                .into_iter()
+                .find(|s| s.key.step == "call")
+                .unwrap()
+                .status
+        }
+    };
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn({
+        let rt = rt.clone();
+        async move {
+            rt.serve(async {
+                let _ = stopped.await;
+            })
+            .await
+        }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while step(&id).await != StepStatus::Running {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the step never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), serving)
+        .await
+        .expect("serve returns once the message in flight is handled")
+        .unwrap();
+    assert_eq!(step(&id).await, StepStatus::Succeeded);
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn({
+        let rt = rt.clone();
+        async move {
+            rt.serve(async {
+                let _ = stopped.await;
+            })
+            .await
+        }
+    });
+    while !store.get_run(&id).await.unwrap().status.is_final() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the run never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.send(()).unwrap();
+    serving.await.unwrap();
+    assert_eq!(
+        store.get_run(&id).await.unwrap().status,
+        RunStatus::Succeeded
+    );
+}

@@ -17,13 +17,19 @@ pub struct StateArgs {
 /// The function map for `lambda` steps: `--functions`, else `BRAID_FUNCTIONS`, else a
 /// `functions.yaml` beside the workflow file, if there is one.
 pub fn function_map(flag: Option<&Path>, workflow: Option<&Path>) -> Option<PathBuf> {
+    function_map_in(flag, workflow.and_then(Path::parent))
+}
+
+/// The function map: `--functions`, else `BRAID_FUNCTIONS`, else a `functions.yaml` in
+/// `folder`, if there is one.
+pub fn function_map_in(flag: Option<&Path>, folder: Option<&Path>) -> Option<PathBuf> {
     if let Some(p) = flag {
         return Some(p.to_path_buf());
     }
     if let Some(p) = std::env::var_os("BRAID_FUNCTIONS").filter(|v| !v.is_empty()) {
         return Some(PathBuf::from(p));
     }
-    let beside = workflow?.parent()?.join("functions.yaml");
+    let beside = folder?.join("functions.yaml");
     beside.is_file().then_some(beside)
 }
 

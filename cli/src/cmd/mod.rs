@@ -4,6 +4,7 @@
 pub mod backfill;
 pub mod bench;
 pub mod deploy;
+pub mod dev;
 pub mod graph;
 pub mod local;
 pub mod progress;

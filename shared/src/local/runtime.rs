@@ -1,11 +1,14 @@
 //! The local runtime: drives the handlers message by message, the way SQS event source
 //! mappings and the one-minute schedule drive the Lambda functions — receive a batch,
 //! hand each message to its handler, acknowledge the ones handled, leave the others
-//! for redelivery — plus a tick every second. There is no other execution path.
+//! for redelivery — plus a tick every second. There is no other execution path: it
+//! drives until one run is final ([`LocalRuntime::run_to_end`], `braid run`) or until
+//! told to stop ([`LocalRuntime::serve`], `braid dev`).
 
 use crate::handlers::{Delivery, HandlerError, Handlers};
 use crate::model::RunRecord;
 use crate::ports::Received;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -55,103 +58,210 @@ impl LocalRuntime {
 
     /// Drives every run until `run_id` is final, and returns its record.
     pub async fn run_to_end(&self, run_id: &str) -> Result<RunRecord, HandlerError> {
-        let ports = &self.handlers.ports;
-        let mut tasks: JoinSet<Handled> = JoinSet::new();
-        let mut next_tick = Instant::now();
-        // The result queue and the run's status change rarely compared with the ready
-        // queue: they are looked at every `POLL_RARE` unless there is news.
-        let mut next_rare = Instant::now();
-        let mut idle = Duration::from_millis(1);
-        let mut drained = false;
-        // Handled messages are acknowledged in batches: an ack is a write, and a message
-        // redelivered because its ack was late changes nothing.
-        let mut acks: Vec<String> = Vec::new();
+        let mut driver = Driver::new(self);
+        let mut never = std::pin::pin!(std::future::pending::<()>());
         loop {
-            let mut worked = false;
-            while let Some(done) = tasks.try_join_next() {
+            let pass = driver.pass().await?;
+            if pass.quiet {
+                let run = self.handlers.ports.store.get_run(run_id).await?;
+                if run.status.is_final() {
+                    driver.flush().await?;
+                    return Ok(run);
+                }
+            }
+            if !pass.worked {
+                driver.wait(never.as_mut()).await;
+            }
+        }
+    }
+
+    /// Drives every run until `stop` resolves: what `braid dev` does for as long as it
+    /// runs. A failing state store or queue is logged and tried again a second later
+    /// (nothing is lost: a message not acknowledged is delivered again). Once stopped it
+    /// takes no new message, lets the ones in flight finish, acknowledges them and
+    /// returns.
+    pub async fn serve(&self, stop: impl Future<Output = ()>) {
+        let mut stop = std::pin::pin!(stop);
+        let mut driver = Driver::new(self);
+        loop {
+            match driver.pass().await {
+                Ok(pass) if pass.worked => {
+                    // Busy: look at `stop` without waiting for it.
+                    let stopped = std::future::poll_fn(|cx| {
+                        std::task::Poll::Ready(stop.as_mut().poll(cx).is_ready())
+                    })
+                    .await;
+                    if stopped {
+                        break;
+                    }
+                }
+                Ok(_) => {
+                    if driver.wait(stop.as_mut()).await {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the local runtime failed a pass; trying again in a second");
+                    tokio::select! {
+                        _ = stop.as_mut() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+        driver.finish().await;
+    }
+}
+
+/// What one pass of the loop saw.
+struct Pass {
+    /// Something was received, handled or finished: pass again at once.
+    worked: bool,
+    /// The result queue was looked at and was empty, and no task is running: the
+    /// moment a run the loop waits for may have become final.
+    quiet: bool,
+}
+
+/// The message loop's state between passes.
+struct Driver<'a> {
+    rt: &'a LocalRuntime,
+    tasks: JoinSet<Handled>,
+    next_tick: Instant,
+    /// The result queue changes rarely compared with the ready queue: it is looked at
+    /// every `POLL_RARE` unless there is news.
+    next_rare: Instant,
+    idle: Duration,
+    /// The last receive came back short.
+    drained: bool,
+    /// Handled messages are acknowledged in batches: an ack is a write, and a message
+    /// redelivered because its ack was late changes nothing.
+    acks: Vec<String>,
+}
+
+impl<'a> Driver<'a> {
+    fn new(rt: &'a LocalRuntime) -> Self {
+        Driver {
+            rt,
+            tasks: JoinSet::new(),
+            next_tick: Instant::now(),
+            next_rare: Instant::now(),
+            idle: Duration::from_millis(1),
+            drained: false,
+            acks: Vec::new(),
+        }
+    }
+
+    /// Collects finished tasks, acknowledges, receives ready messages into tasks,
+    /// delivers results when due and ticks when due.
+    async fn pass(&mut self) -> Result<Pass, HandlerError> {
+        let rt: &'a LocalRuntime = self.rt;
+        let handlers = &rt.handlers;
+        let settings = &rt.settings;
+        let ports = &handlers.ports;
+        let mut worked = false;
+        while let Some(done) = self.tasks.try_join_next() {
+            if let Ok(Handled::Ack(r)) = done {
+                self.acks.push(r);
+            }
+            worked = true;
+        }
+        if self.acks.len() >= settings.batch
+            || (!self.acks.is_empty() && Instant::now() >= self.next_rare)
+        {
+            self.flush().await?;
+        }
+
+        let free = settings
+            .concurrency
+            .saturating_sub(self.tasks.len())
+            .min(settings.batch);
+        // A receive that came back short drained the queue: until a task ends (and
+        // may have sent more) or the rare poll comes round, asking again finds nothing.
+        if free > 0 && (!self.drained || worked || Instant::now() >= self.next_rare) {
+            let visibility = handlers.settings.default_lease + Duration::from_secs(60);
+            let ready = ports.ready.receive(free, visibility).await?;
+            self.drained = ready.len() < free;
+            worked |= !ready.is_empty();
+            for m in ready {
+                let handlers = handlers.clone();
+                self.tasks.spawn(async move {
+                    let d = handlers.deliver_ready(&m).await;
+                    fate(m, d)
+                });
+            }
+        }
+
+        let mut quiet = false;
+        if Instant::now() >= self.next_rare {
+            let results = ports
+                .results
+                .receive(settings.batch, Duration::from_secs(60))
+                .await?;
+            let mut handled = Vec::with_capacity(results.len());
+            let news = !results.is_empty();
+            for m in results {
+                let d = handlers.deliver_result(&m).await;
+                if let Handled::Ack(r) = fate(m, d) {
+                    handled.push(r);
+                }
+            }
+            if !handled.is_empty() {
+                ports.results.ack(&handled).await?;
+            }
+            quiet = !news && self.tasks.is_empty();
+            worked |= news;
+            if !news {
+                self.next_rare = Instant::now() + POLL_RARE;
+            }
+        }
+
+        if Instant::now() >= self.next_tick {
+            handlers.tick().await?;
+            self.next_tick = Instant::now() + settings.tick_every;
+        }
+
+        if worked {
+            self.idle = Duration::from_millis(1);
+        }
+        Ok(Pass { worked, quiet })
+    }
+
+    /// Waits for a task to finish, the idle pause to pass (each one longer, up to
+    /// `idle_poll`) or `stop`; true when `stop` resolved.
+    async fn wait<F: Future<Output = ()>>(&mut self, stop: Pin<&mut F>) -> bool {
+        tokio::select! {
+            _ = stop => return true,
+            _ = tokio::time::sleep(self.idle) => {}
+            Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => {
                 if let Ok(Handled::Ack(r)) = done {
-                    acks.push(r);
+                    self.acks.push(r);
                 }
-                worked = true;
+                self.drained = false;
+                return false;
             }
-            if acks.len() >= self.settings.batch
-                || (!acks.is_empty() && Instant::now() >= next_rare)
-            {
-                ports.ready.ack(&std::mem::take(&mut acks)).await?;
-            }
+        }
+        self.idle = (self.idle * 2).min(self.rt.settings.idle_poll);
+        false
+    }
 
-            let free = self
-                .settings
-                .concurrency
-                .saturating_sub(tasks.len())
-                .min(self.settings.batch);
-            // A receive that came back short drained the queue: until a task ends (and
-            // may have sent more) or the rare poll comes round, asking again finds nothing.
-            if free > 0 && (!drained || worked || Instant::now() >= next_rare) {
-                let visibility = self.handlers.settings.default_lease + Duration::from_secs(60);
-                let ready = ports.ready.receive(free, visibility).await?;
-                drained = ready.len() < free;
-                worked |= !ready.is_empty();
-                for m in ready {
-                    let handlers = self.handlers.clone();
-                    tasks.spawn(async move {
-                        let d = handlers.deliver_ready(&m).await;
-                        fate(m, d)
-                    });
-                }
-            }
+    /// Acknowledges the handled messages.
+    async fn flush(&mut self) -> Result<(), HandlerError> {
+        if !self.acks.is_empty() {
+            self.rt.handlers.ports.ready.ack(&self.acks).await?;
+            self.acks.clear();
+        }
+        Ok(())
+    }
 
-            if Instant::now() >= next_rare {
-                let results = ports
-                    .results
-                    .receive(self.settings.batch, Duration::from_secs(60))
-                    .await?;
-                let mut handled = Vec::with_capacity(results.len());
-                let news = !results.is_empty();
-                for m in results {
-                    let d = self.handlers.deliver_result(&m).await;
-                    if let Handled::Ack(r) = fate(m, d) {
-                        handled.push(r);
-                    }
-                }
-                if !handled.is_empty() {
-                    ports.results.ack(&handled).await?;
-                }
-                if !news && tasks.is_empty() {
-                    let run = ports.store.get_run(run_id).await?;
-                    if run.status.is_final() {
-                        if !acks.is_empty() {
-                            ports.ready.ack(&acks).await?;
-                        }
-                        return Ok(run);
-                    }
-                }
-                worked |= news;
-                if !news {
-                    next_rare = Instant::now() + POLL_RARE;
-                }
+    /// Lets the tasks in flight finish and acknowledges what they handled.
+    async fn finish(&mut self) {
+        while let Some(done) = self.tasks.join_next().await {
+            if let Ok(Handled::Ack(r)) = done {
+                self.acks.push(r);
             }
-
-            if Instant::now() >= next_tick {
-                self.handlers.tick().await?;
-                next_tick = Instant::now() + self.settings.tick_every;
-            }
-
-            if worked {
-                idle = Duration::from_millis(1);
-                continue;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(idle) => {}
-                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                    if let Ok(Handled::Ack(r)) = done {
-                        acks.push(r);
-                    }
-                    drained = false;
-                    continue;
-                }
-            }
-            idle = (idle * 2).min(self.settings.idle_poll);
+        }
+        if let Err(e) = self.flush().await {
+            tracing::warn!(error = %e, "could not acknowledge the last messages; they will be delivered again");
         }
     }
 }

@@ -1,0 +1,219 @@
+//! `braid dev`: one local process that behaves like the deployed stack — the HTTP API
+//! (runs, webhooks), the tick (schedules, timers, the sweeper), local buckets for `s3`
+//! triggers — over the workflow files of a folder, reloaded when they change.
+//!
+//! - [`workflows`]: the workflows folder, registered and reloaded;
+//! - [`buckets`]: local buckets firing `s3` triggers;
+//! - [`watch`]: what changed in a folder since the last look (both folders poll it);
+//! - [`server`]: the HTTP API;
+//! - [`log`]: a line per run started and finished.
+//!
+//! Everything runs on one thread: the runtime loop (the one `braid run` drives), the
+//! server and the folder watcher. Ctrl-C (or SIGTERM) stops taking work, lets the
+//! messages and requests in flight finish and exits; a second one exits at once.
+
+mod buckets;
+mod log;
+mod server;
+mod watch;
+mod workflows;
+
+use super::Exit;
+use super::local::{StateArgs, function_map_in, tokio};
+use anyhow::Context;
+use braid::handlers::Handlers;
+use braid::local::backend::{self, LocalOptions};
+use braid::local::runtime::LocalRuntime;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch as flag;
+
+/// How often the folders are looked at. A change is acted on once the file held still
+/// for one look, so within two.
+const POLL_EVERY: Duration = Duration::from_millis(500);
+
+/// Longest pause of the runtime loop when there is nothing to do: a request's first
+/// step starts within it.
+const IDLE_POLL: Duration = Duration::from_millis(50);
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The folder of workflow files (`*.yaml`, `*.yml`, `*.json`), reloaded on change.
+    #[arg(long, value_name = "DIR", default_value = "workflows")]
+    pub workflows: PathBuf,
+    /// The local buckets: each subfolder is a bucket named after it, and a file created
+    /// at BUCKET/KEY fires the matching `s3` triggers.
+    #[arg(long, value_name = "DIR", default_value = ".braid/buckets")]
+    pub buckets: PathBuf,
+    /// Where the HTTP API listens. Routes other than /hooks/ and /callbacks/ answer
+    /// only on the loopback interface.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8787")]
+    pub listen: SocketAddr,
+    /// Shorthand for `--listen 127.0.0.1:PORT`.
+    #[arg(long, value_name = "PORT", conflicts_with = "listen")]
+    pub port: Option<u16>,
+    /// Where `lambda` steps run (default: `BRAID_FUNCTIONS`, else `functions.yaml` in
+    /// the workflows folder, which is then not loaded as a workflow).
+    #[arg(long, value_name = "FILE")]
+    pub functions: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<Exit> {
+    let functions = function_map_in(args.functions.as_deref(), Some(&args.workflows));
+    let listen = match args.port {
+        Some(port) => SocketAddr::from(([127, 0, 0, 1], port)),
+        None => args.listen,
+    };
+    tokio()?.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        let rt = open(&args.state.state, functions.clone())?;
+        let handlers = rt.handlers().clone();
+        let base_url = format!("http://{addr}");
+        eprintln!(
+            "braid dev: API on {base_url} (state in `{}`)",
+            args.state.state.display()
+        );
+
+        let served = workflows::Served {
+            base_url: base_url.clone(),
+            buckets: args.buckets.clone(),
+            secrets: args.state.state.join(backend::SECRETS_FILE),
+        };
+        let mut folder =
+            workflows::WorkflowFolder::new(&args.workflows, functions.as_deref(), served);
+        folder.load_all(&handlers).await;
+        std::fs::create_dir_all(&args.buckets).with_context(|| {
+            format!(
+                "cannot create the buckets folder `{}`",
+                args.buckets.display()
+            )
+        })?;
+        let mut buckets = buckets::Buckets::new(&args.buckets);
+        let buckets = tokio::task::spawn_blocking(move || {
+            buckets.baseline();
+            buckets
+        })
+        .await?;
+        eprintln!(
+            "watching `{}` for workflow files and `{}` for uploads; Ctrl-C stops",
+            args.workflows.display(),
+            args.buckets.display()
+        );
+
+        let (stop_tx, stop_rx) = flag::channel(false);
+        let server = tokio::spawn(server::serve(
+            listener,
+            handlers.clone(),
+            stopped(stop_rx.clone()),
+        ));
+        let watcher = tokio::spawn(watch_folders(
+            folder,
+            buckets,
+            handlers.clone(),
+            stop_rx.clone(),
+        ));
+        tokio::spawn(signals(stop_tx));
+
+        rt.serve(stopped(stop_rx)).await;
+        let _ = watcher.await;
+        match tokio::time::timeout(Duration::from_secs(10), server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => eprintln!("the HTTP server failed: {e}"),
+            Ok(Err(e)) => eprintln!("the HTTP server failed: {e}"),
+            Err(_) => eprintln!("the HTTP server did not close in time"),
+        }
+        eprintln!("braid dev stopped");
+        Ok(Exit::Success)
+    })
+}
+
+/// The embedded backend, paced for a long-lived process, its lifecycle events printed.
+fn open(state: &std::path::Path, functions: Option<PathBuf>) -> anyhow::Result<LocalRuntime> {
+    let mut opts = LocalOptions::new(state);
+    opts.functions = functions;
+    opts.runtime.idle_poll = IDLE_POLL;
+    let mut ports = backend::local_ports(&opts)
+        .with_context(|| format!("cannot open the local state in `{}`", state.display()))?;
+    ports.events = Arc::new(log::RunLog {
+        store: ports.store.clone(),
+    });
+    Ok(backend::local_runtime(ports, &opts))
+}
+
+/// Resolves when `stop` turns true.
+async fn stopped(mut stop: flag::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Polls the workflows folder, then the buckets, until stopped.
+async fn watch_folders(
+    mut folder: workflows::WorkflowFolder,
+    mut buckets: buckets::Buckets,
+    handlers: Arc<Handlers>,
+    mut stop: flag::Receiver<bool>,
+) {
+    let mut every = tokio::time::interval(POLL_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = every.tick() => {}
+        }
+        folder.poll(&handlers).await;
+        let polled = tokio::task::spawn_blocking(move || {
+            let uploads = buckets.poll();
+            (buckets, uploads)
+        })
+        .await;
+        let uploads = match polled {
+            Ok((b, uploads)) => {
+                buckets = b;
+                uploads
+            }
+            Err(e) => {
+                eprintln!("watching the buckets failed: {e}");
+                return;
+            }
+        };
+        for upload in uploads {
+            buckets.fire(upload, &handlers).await;
+        }
+    }
+}
+
+/// The first Ctrl-C or SIGTERM stops; the next one exits at once.
+async fn signals(stop: flag::Sender<bool>) {
+    interrupted().await;
+    eprintln!("stopping: finishing the work in flight (Ctrl-C again to quit at once)");
+    let _ = stop.send(true);
+    interrupted().await;
+    eprintln!("quitting: what was in flight is delivered again at the next start");
+    std::process::exit(130);
+}
+
+async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,174 @@
+//! The HTTP API on a local port: every request becomes an [`ApiRequest`] and is
+//! answered by [`Handlers::api`], the same routes and answers as the deployed stack's
+//! API (SPEC §4).
+//!
+//! Management routes (everything but `/hooks/` and `/callbacks/`) are signed with AWS
+//! credentials on AWS; here they answer only to the loopback interface, which is all
+//! there is with the default `--listen 127.0.0.1:…`. Hooks and callbacks, authenticated
+//! by their signature or token, answer to anyone who can reach the port.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use braid::handlers::{ApiRequest, ApiResponse, Handlers};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Serves the API on `listener` until `stop` resolves, then lets requests in flight
+/// finish.
+pub async fn serve(
+    listener: TcpListener,
+    handlers: Arc<Handlers>,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new().fallback(answer).with_state(handlers);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop)
+    .await
+}
+
+async fn answer(
+    State(handlers): State<Arc<Handlers>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let reply = match request(&method, &uri, &headers, body) {
+        Err(refused) => refused,
+        Ok(req) if is_management(&req.path) && !peer.ip().to_canonical().is_loopback() => {
+            ApiResponse::error(
+                403,
+                "forbidden",
+                "braid dev answers management routes on the loopback interface only",
+            )
+        }
+        Ok(req) => handlers.api(&req).await,
+    };
+    if uri.path().starts_with("/hooks/") && reply.status >= 400 {
+        eprintln!(
+            "{method} {}: {} {}",
+            uri.path(),
+            reply.status,
+            reply.body["message"].as_str().unwrap_or_default()
+        );
+    }
+    response(reply)
+}
+
+/// The request as the handlers take it; a body that is not UTF-8 text is refused
+/// with 400, as on AWS.
+fn request(
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<ApiRequest, ApiResponse> {
+    let body =
+        if body.is_empty() {
+            None
+        } else {
+            Some(String::from_utf8(body.to_vec()).map_err(|_| {
+                ApiResponse::error(400, "invalid_request", "body is not UTF-8 text")
+            })?)
+        };
+    Ok(ApiRequest {
+        method: method.as_str().to_string(),
+        path: uri.path().to_string(),
+        query: query(uri.query().unwrap_or("")),
+        // A header value that is not text is left out, as API Gateway does.
+        headers: headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect(),
+        body,
+    })
+}
+
+/// The query string decoded; a repeated name gets its values joined with commas, as
+/// API Gateway gives them.
+fn query(raw: &str) -> HashMap<String, String> {
+    let mut out: HashMap<String, String> = HashMap::new();
+    for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
+        out.entry(k.into_owned())
+            .and_modify(|all| {
+                all.push(',');
+                all.push_str(&v);
+            })
+            .or_insert_with(|| v.into_owned());
+    }
+    out
+}
+
+/// Routes that need the caller's credentials on AWS.
+fn is_management(path: &str) -> bool {
+    !(path.starts_with("/hooks/") || path.starts_with("/callbacks/"))
+}
+
+fn response(r: ApiResponse) -> Response {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        r.body.to_string(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_carry_method_path_query_headers_and_text_body() {
+        let uri: Uri = "/runs?workflow=a%20b&status=running&x=1&x=2"
+            .parse()
+            .unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("Braid-Signature", HeaderValue::from_static("t=1,v1=ab"));
+        let req = request(&Method::GET, &uri, &headers, Bytes::from_static(b"{}")).unwrap();
+        assert_eq!(req.method, "GET");
+        assert_eq!(req.path, "/runs");
+        assert_eq!(req.query["workflow"], "a b");
+        assert_eq!(req.query["x"], "1,2");
+        assert_eq!(
+            req.headers,
+            [("braid-signature".to_string(), "t=1,v1=ab".to_string())]
+        );
+        assert_eq!(req.body.as_deref(), Some("{}"));
+        let empty = request(&Method::GET, &uri, &headers, Bytes::new()).unwrap();
+        assert_eq!(empty.body, None);
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_is_refused_with_400() {
+        let uri: Uri = "/hooks/x".parse().unwrap();
+        let refused = request(
+            &Method::POST,
+            &uri,
+            &HeaderMap::new(),
+            Bytes::from_static(&[0xff, 0xfe]),
+        )
+        .unwrap_err();
+        assert_eq!(refused.status, 400);
+    }
+
+    #[test]
+    fn hooks_and_callbacks_are_not_management_routes() {
+        assert!(!is_management("/hooks/orders"));
+        assert!(!is_management("/callbacks/tok"));
+        assert!(is_management("/runs"));
+        assert!(is_management("/runs/abc/cancel"));
+    }
+}

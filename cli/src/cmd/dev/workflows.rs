@@ -1,0 +1,232 @@
+//! The workflows folder: every `*.yaml`, `*.yml` and `*.json` file in it is validated
+//! and registered — made its workflow's current definition, what triggers and
+//! `POST /runs` start — at start and again whenever it changes. A version is the
+//! content's hash: runs already going keep the version they started with.
+
+use super::watch::FolderWatch;
+use braid::handlers::{Handlers, definition};
+use braid::spec::{Trigger, TriggerSource, Workflow};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// What a file registered last.
+#[derive(Debug, Clone)]
+struct Loaded {
+    workflow: String,
+    version: String,
+}
+
+/// Where the triggers are served, to tell the user.
+#[derive(Debug, Clone)]
+pub struct Served {
+    /// `http://ADDR` of the API.
+    pub base_url: String,
+    /// The buckets folder.
+    pub buckets: PathBuf,
+    /// The webhook secrets file.
+    pub secrets: PathBuf,
+}
+
+/// The watched workflows folder and what each of its files registered.
+#[derive(Debug)]
+pub struct WorkflowFolder {
+    watch: FolderWatch,
+    /// The function map, when it is one of the folder's files: not a workflow.
+    function_map: Option<PathBuf>,
+    files: HashMap<PathBuf, Loaded>,
+    served: Served,
+}
+
+impl WorkflowFolder {
+    pub fn new(dir: &Path, function_map: Option<&Path>, served: Served) -> Self {
+        WorkflowFolder {
+            watch: FolderWatch::new(dir, false),
+            function_map: function_map.and_then(|p| p.canonicalize().ok()),
+            files: HashMap::new(),
+            served,
+        }
+    }
+
+    /// Loads every workflow file there now; returns how many were registered.
+    pub async fn load_all(&mut self, handlers: &Handlers) -> usize {
+        let dir = self.watch.root().display().to_string();
+        if !self.watch.root().is_dir() {
+            eprintln!("no workflows folder `{dir}` yet: workflow files put there will be loaded");
+        }
+        let files = self.watch.baseline();
+        let mut loaded = 0;
+        for (rel, _) in files {
+            if self.is_workflow(&rel) && self.load(&rel, handlers).await {
+                loaded += 1;
+            }
+        }
+        if loaded == 0 {
+            eprintln!("no workflow loaded from `{dir}`");
+        }
+        loaded
+    }
+
+    /// Registers the files created or changed since the last poll.
+    pub async fn poll(&mut self, handlers: &Handlers) {
+        let changes = self.watch.poll();
+        for rel in changes.removed {
+            if let Some(gone) = self.files.remove(&rel) {
+                eprintln!(
+                    "{} was removed; workflow `{}` stays registered in the state, its triggers on",
+                    self.watch.root().join(&rel).display(),
+                    gone.workflow
+                );
+            }
+        }
+        for (rel, _) in changes.changed {
+            if self.is_workflow(&rel) {
+                self.load(&rel, handlers).await;
+            }
+        }
+    }
+
+    fn is_workflow(&self, rel: &Path) -> bool {
+        let by_name = rel
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| ["yaml", "yml", "json"].contains(&e.to_ascii_lowercase().as_str()));
+        by_name
+            && self.function_map.as_ref().is_none_or(|map| {
+                self.watch.root().join(rel).canonicalize().ok().as_ref() != Some(map)
+            })
+    }
+
+    /// Validates and registers one file; true when it was registered. Problems are
+    /// printed; an invalid file leaves what it registered before as it was.
+    async fn load(&mut self, rel: &Path, handlers: &Handlers) -> bool {
+        let path = self.watch.root().join(rel);
+        let name = path.display().to_string();
+        let before = self.files.get(rel).cloned();
+        let source = match std::fs::read_to_string(&path) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("cannot read `{name}`: {e}");
+                return false;
+            }
+        };
+        let (def, wf) = match definition(&name, &source) {
+            Ok(d) => d,
+            Err(invalid) => {
+                eprintln!("{invalid}");
+                match before {
+                    Some(b) => eprintln!(
+                        "{name} is invalid: workflow `{}` stays at version {}",
+                        b.workflow, b.version
+                    ),
+                    None => eprintln!("{name} is invalid: skipped"),
+                }
+                return false;
+            }
+        };
+        if before
+            .as_ref()
+            .is_some_and(|b| b.workflow == def.workflow && b.version == def.version)
+        {
+            return true;
+        }
+        if let Err(e) = handlers.ports.store.put_definition(&def).await {
+            eprintln!("cannot register `{name}`: {e}; trying again at its next change");
+            self.watch.forget(rel);
+            return false;
+        }
+        let other = self
+            .files
+            .iter()
+            .find(|(f, l)| f.as_path() != rel && l.workflow == def.workflow)
+            .map(|(f, _)| self.watch.root().join(f).display().to_string());
+        if let Some(other) = other {
+            eprintln!(
+                "warning: {name} and {other} both define workflow `{}`; the one loaded last ({name}) is current",
+                def.workflow
+            );
+        }
+        if before.is_some() {
+            eprintln!(
+                "reloaded {} from {name} (version {}): new runs use it, runs already going keep theirs",
+                def.workflow, def.version
+            );
+        } else {
+            eprintln!(
+                "loaded {} from {name} (version {})",
+                def.workflow, def.version
+            );
+        }
+        for line in self.triggers(handlers, &wf).await {
+            eprintln!("  {line}");
+        }
+        self.files.insert(
+            rel.to_path_buf(),
+            Loaded {
+                workflow: def.workflow,
+                version: def.version,
+            },
+        );
+        true
+    }
+
+    /// One line per trigger: what fires it here.
+    async fn triggers(&self, handlers: &Handlers, wf: &Workflow) -> Vec<String> {
+        if wf.triggers.is_empty() {
+            return vec!["no triggers: start it with POST /runs".into()];
+        }
+        let mut out = Vec::new();
+        for t in &wf.triggers {
+            let mut line = describe(t, &self.served);
+            if let TriggerSource::Webhook { secret, .. } = &t.source
+                && matches!(handlers.ports.secrets.secret(secret).await, Ok(None))
+            {
+                line.push_str(&format!(
+                    " — secret `{secret}` is not set: set {} or add `{secret} = \"...\"` to {}",
+                    braid::secrets::secret_env_name(secret),
+                    self.served.secrets.display()
+                ));
+            }
+            out.push(line);
+        }
+        out
+    }
+}
+
+/// What fires a trigger under `braid dev`.
+fn describe(trigger: &Trigger, served: &Served) -> String {
+    match &trigger.source {
+        TriggerSource::Schedule { schedule, .. } => format!(
+            "schedule \"{}\" ({})",
+            schedule.expression,
+            schedule.timezone.name()
+        ),
+        TriggerSource::S3 {
+            bucket,
+            prefix,
+            suffix,
+        } => {
+            let mut line = format!(
+                "s3: files created under {}/{bucket}/{}",
+                served.buckets.display(),
+                prefix.as_deref().unwrap_or("")
+            );
+            if let Some(s) = suffix {
+                line.push_str(&format!(" ending in `{s}`"));
+            }
+            line
+        }
+        TriggerSource::Webhook {
+            path, signature, ..
+        } => format!(
+            "webhook: POST {}/hooks/{path} ({} signature)",
+            served.base_url,
+            format!("{signature:?}").to_ascii_lowercase()
+        ),
+        TriggerSource::Event { pattern } => {
+            format!("event {pattern}: not fired by braid dev (no local event bus)")
+        }
+        TriggerSource::Sqs { queue } => {
+            format!("sqs {queue}: not fired by braid dev (no local queue)")
+        }
+    }
+}

@@ -1,0 +1,397 @@
+//! `braid dev` end to end, through the binary: uploads into a bucket folder, signed
+//! webhooks, reloading an edited workflow, an invalid file among valid ones, and a
+//! clean stop.
+
+use braid::triggers::signature::sign_braid;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long anything may take before a test gives up: generous, for a busy machine.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A `braid dev` child on a free port with its own folders; killed when dropped.
+struct Dev {
+    dir: tempfile::TempDir,
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Dev {
+    /// Writes the workflow files and starts `braid dev` over them.
+    fn start(files: &[(&str, &str)], env: &[(&str, &str)]) -> Dev {
+        Self::start_with(files, env, |_| {})
+    }
+
+    /// Like [`Dev::start`], after `prepare` made what should be there at start.
+    fn start_with(
+        files: &[(&str, &str)],
+        env: &[(&str, &str)],
+        prepare: impl FnOnce(&Path),
+    ) -> Dev {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("workflows")).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join("workflows").join(name), text).unwrap();
+        }
+        prepare(dir.path());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_braid"))
+            .args(["dev", "--workflows", "workflows", "--buckets", "buckets"])
+            .args(["--state", "state", "--listen", "127.0.0.1:0"])
+            .current_dir(dir.path())
+            .envs(env.iter().copied())
+            .env_remove("BRAID_FUNCTIONS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let mut dev = Dev {
+            dir,
+            child,
+            stderr,
+            base: String::new(),
+            http: reqwest::Client::new(),
+        };
+        let line = dev.wait_for_line("API on ");
+        let url = line.split("API on ").nth(1).unwrap();
+        dev.base = url.split_whitespace().next().unwrap().to_string();
+        dev
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits for a line of stderr containing `needle`, and returns it.
+    fn wait_for_line(&mut self, needle: &str) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(line) = self.stderr().lines().find(|l| l.contains(needle)) {
+                return line.to_string();
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "braid dev exited ({status}) before printing `{needle}`:\n{}",
+                    self.stderr()
+                );
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "no `{needle}` on stderr in time:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `braid runs --state DIR --output json`, run beside the server.
+    fn runs(&self) -> Vec<Value> {
+        let out = Command::new(env!("CARGO_BIN_EXE_braid"))
+            .args(["runs", "--output", "json", "--state"])
+            .arg(self.path("state"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        match serde_json::from_slice(&out.stdout).unwrap() {
+            Value::Array(runs) => runs,
+            other => panic!("not a list: {other}"),
+        }
+    }
+
+    async fn post(&self, path: &str, headers: &[(&str, String)], body: Vec<u8>) -> (u16, Value) {
+        let mut req = self.http.post(format!("{}{path}", self.base)).body(body);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Starts `workflow` with `POST /runs`; returns the run id.
+    async fn start_run(&self, workflow: &str) -> String {
+        let body = json!({"workflow": workflow}).to_string().into_bytes();
+        let (status, v) = self.post("/runs", &[], body).await;
+        assert_eq!(status, 202, "{v}\n{}", self.stderr());
+        v["run_id"].as_str().unwrap().to_string()
+    }
+
+    /// Waits until run `id` is final; returns its view (`GET /runs/{id}`).
+    async fn finished(&self, id: &str) -> Value {
+        let start = Instant::now();
+        loop {
+            let (status, v) = self.get(&format!("/runs/{id}")).await;
+            if status == 200 && !["queued", "running"].contains(&v["status"].as_str().unwrap()) {
+                return v;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "run {id} did not finish: {v}\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until `braid runs` lists a run of `workflow`; returns it.
+    async fn listed(&self, workflow: &str) -> Value {
+        let start = Instant::now();
+        loop {
+            if let Some(r) = self.runs().into_iter().find(|r| r["workflow"] == workflow) {
+                return r;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "no run of {workflow} listed:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns whether it exited 0.
+    #[cfg(unix)]
+    fn stop(&mut self) -> bool {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "braid dev did not stop:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const UPLOAD: &str = r#"
+name: upload
+triggers:
+  - s3: { bucket: inbox, prefix: in/ }
+steps:
+  - id: seen
+    pass: { key: "{{ trigger.key }}", size: "{{ trigger.size }}", bucket: "{{ trigger.bucket }}" }
+output: "{{ steps.seen.output }}"
+"#;
+
+#[tokio::test]
+async fn a_file_created_in_a_bucket_folder_starts_the_workflow_with_its_key() {
+    let mut dev = Dev::start_with(&[("upload.yaml", UPLOAD)], &[], |dir| {
+        let old = dir.join("buckets/inbox/in");
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::write(old.join("old.csv"), "there before").unwrap();
+    });
+    dev.wait_for_line("loaded upload");
+    assert!(
+        dev.stderr()
+            .contains("s3: files created under buckets/inbox/in/"),
+        "{}",
+        dev.stderr()
+    );
+
+    std::fs::create_dir_all(dev.path("buckets/inbox/in/sub")).unwrap();
+    std::fs::write(dev.path("buckets/inbox/in/sub/new.csv"), "a,b\n1,2\n").unwrap();
+    let listed = dev.listed("upload").await;
+    let view = dev.finished(listed["run_id"].as_str().unwrap()).await;
+    assert_eq!(view["status"], "succeeded", "{view}");
+    assert_eq!(
+        view["output"],
+        json!({"key": "in/sub/new.csv", "size": 8, "bucket": "inbox"})
+    );
+    dev.wait_for_line("started by s3");
+
+    // A file outside the trigger's prefix starts nothing, and the file that was there
+    // at start never did.
+    std::fs::write(dev.path("buckets/inbox/elsewhere.txt"), "x").unwrap();
+    dev.wait_for_line("inbox/elsewhere.txt: no s3 trigger matches");
+    assert_eq!(dev.runs().len(), 1, "{:?}", dev.runs());
+
+    #[cfg(unix)]
+    {
+        assert!(dev.stop(), "{}", dev.stderr());
+        assert!(
+            dev.stderr().contains("braid dev stopped"),
+            "{}",
+            dev.stderr()
+        );
+    }
+}
+
+const HOOKED: &str = r#"
+name: hooked
+triggers:
+  - webhook: { path: orders, secret: orders-hook }
+steps:
+  - id: order
+    pass: "{{ trigger.body.id }}"
+output: "{{ steps.order.output }}"
+"#;
+
+#[tokio::test]
+async fn a_signed_webhook_starts_a_run_and_a_bad_signature_is_refused() {
+    let secret = "s3cret-for-tests";
+    let mut dev = Dev::start(
+        &[("hooked.yaml", HOOKED)],
+        &[("BRAID_SECRET_ORDERS_HOOK", secret)],
+    );
+    dev.wait_for_line("loaded hooked");
+    assert!(
+        dev.stderr()
+            .contains(&format!("webhook: POST {}/hooks/orders", dev.base)),
+        "{}",
+        dev.stderr()
+    );
+
+    let body = br#"{"id": 42}"#.to_vec();
+    let now = chrono::Utc::now().timestamp();
+    let bad = sign_braid(b"not the secret", &body, now);
+    let (status, v) = dev
+        .post("/hooks/orders", &[("Braid-Signature", bad)], body.clone())
+        .await;
+    assert_eq!(status, 401, "{v}");
+    assert_eq!(v["error"], "unauthorized");
+    assert!(dev.runs().is_empty());
+
+    let good = sign_braid(secret.as_bytes(), &body, now);
+    let (status, v) = dev
+        .post(
+            "/hooks/orders",
+            &[("Braid-Signature", good.clone())],
+            body.clone(),
+        )
+        .await;
+    assert_eq!(status, 202, "{v}");
+    let id = v["run_id"].as_str().unwrap().to_string();
+    let listed = dev.listed("hooked").await;
+    assert_eq!(listed["run_id"], id.as_str());
+    let view = dev.finished(&id).await;
+    assert_eq!(view["output"], 42, "{view}");
+    dev.wait_for_line(&format!("run {id} of hooked started by webhook"));
+
+    // The same delivery again is refused; a body that is not text is a 400.
+    let (status, _) = dev
+        .post("/hooks/orders", &[("Braid-Signature", good)], body)
+        .await;
+    assert_eq!(status, 401);
+    let (status, v) = dev.post("/hooks/orders", &[], vec![0xff, 0xfe]).await;
+    assert_eq!(status, 400, "{v}");
+    let (status, v) = dev.get("/runs?workflow=hooked").await;
+    assert_eq!(status, 200);
+    assert_eq!(v["runs"].as_array().unwrap().len(), 1, "{v}");
+}
+
+fn versioned(text: &str) -> String {
+    format!(
+        "name: edited\nsteps:\n  - id: say\n    pass: \"{text}\"\noutput: \"{{{{ steps.say.output }}}}\"\n"
+    )
+}
+
+#[tokio::test]
+async fn an_edited_workflow_file_is_registered_again_and_new_runs_use_it() {
+    let mut dev = Dev::start(&[("edited.yaml", &versioned("first"))], &[]);
+    dev.wait_for_line("loaded edited");
+    let first = dev.start_run("edited").await;
+    assert_eq!(dev.finished(&first).await["output"], "first");
+
+    std::fs::write(
+        dev.path("workflows/edited.yaml"),
+        versioned("second version"),
+    )
+    .unwrap();
+    dev.wait_for_line("reloaded edited");
+    let second = dev.start_run("edited").await;
+    assert_eq!(dev.finished(&second).await["output"], "second version");
+    // The first run still shows what it ran.
+    assert_eq!(dev.finished(&first).await["output"], "first");
+
+    // A new file is loaded too.
+    std::fs::write(
+        dev.path("workflows/later.json"),
+        r#"{"name": "later", "steps": [{"id": "a", "pass": 1}]}"#,
+    )
+    .unwrap();
+    dev.wait_for_line("loaded later");
+    let later = dev.start_run("later").await;
+    assert_eq!(dev.finished(&later).await["status"], "succeeded");
+}
+
+const BROKEN: &str = "name: broken\nsteps:\n  - id: a\n    pass: 1\n    needs: [nowhere]\n";
+
+#[tokio::test]
+async fn an_invalid_workflow_file_is_reported_and_the_others_still_load() {
+    let good = "name: good\nsteps:\n  - id: a\n    pass: ok\n";
+    let mut dev = Dev::start(&[("good.yaml", good), ("broken.yaml", BROKEN)], &[]);
+    dev.wait_for_line("loaded good");
+    let line = dev.wait_for_line("broken.yaml:");
+    // file:line:col: message
+    let after = line.split("broken.yaml:").nth(1).unwrap();
+    let mut parts = after.split(':');
+    assert!(parts.next().unwrap().parse::<u32>().is_ok(), "{line}");
+    assert!(parts.next().unwrap().parse::<u32>().is_ok(), "{line}");
+    dev.wait_for_line("broken.yaml is invalid: skipped");
+    let (status, v) = dev
+        .post(
+            "/runs",
+            &[],
+            json!({"workflow": "broken"}).to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(status, 404, "{v}");
+
+    // Breaking a loaded file keeps its last good version.
+    std::fs::write(dev.path("workflows/good.yaml"), "name: good\nsteps: 3\n").unwrap();
+    dev.wait_for_line("good.yaml is invalid: workflow `good` stays at version");
+    let id = dev.start_run("good").await;
+    assert_eq!(dev.finished(&id).await["output"], json!({"a": "ok"}));
+}
