@@ -265,12 +265,15 @@ impl StepRecord {
         }
     }
     /// When the tick must look at this step: a running attempt's lease end (a lost
-    /// worker), or when a ready, retrying or waiting step is due (a lost or too-long
-    /// wake-up). Pending and final steps wait on nothing the clock decides.
+    /// worker), or when a retrying or waiting step is due (a delay longer than the
+    /// queue holds, or a lost wake-up). A ready step is not indexed: it is due at once
+    /// and its message is usually taken within milliseconds, so indexing it would cost
+    /// two index writes per step for nothing; a lost one is found by the sweep.
+    /// Pending and final steps wait on nothing the clock decides.
     pub fn timer(&self) -> Option<Timestamp> {
         match self.status {
             StepStatus::Running => self.lease_until,
-            StepStatus::Ready | StepStatus::Retrying | StepStatus::Waiting => self.due_at,
+            StepStatus::Retrying | StepStatus::Waiting => self.due_at,
             _ => None,
         }
     }

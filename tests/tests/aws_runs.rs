@@ -343,3 +343,36 @@ async fn with_concurrency_1_runs_wait_their_turn_on_aws() {
         "every slot was given back"
     );
 }
+
+/// Schedules on DynamoDB: the registry and the schedule's marker live in the table; an
+/// instant fires once however many ticks see it, and its run goes to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_fires_each_instant_once_on_aws() {
+    use chrono::TimeZone;
+    let stack = Stack::create("schedule").await;
+    let start = chrono::Utc.with_ymd_and_hms(2026, 6, 1, 10, 30, 0).unwrap();
+    let clock = Arc::new(braid::ports::ManualClock::new(start));
+    let mut ports = stack.ports();
+    ports.clock = clock.clone();
+    let handlers = Handlers::new(ports, settings(), env_secrets());
+    let source = "name: hourly\ntriggers:\n  - schedule: \"0 * * * *\"\nsteps:\n  - id: a\n    pass: \"{{ trigger.scheduled_at }}\"\n";
+    let (def, _) = definition("hourly.yaml", source).unwrap();
+    handlers.ports.store.put_definition(&def).await.unwrap();
+    assert!(handlers.fire_schedules().await.unwrap().is_empty());
+    clock.set(chrono::Utc.with_ymd_and_hms(2026, 6, 1, 11, 0, 30).unwrap());
+    let fired = handlers.fire_schedules().await.unwrap();
+    assert_eq!(fired.len(), 1);
+    let run = fired[0].outcome.clone().unwrap().run;
+    assert_eq!(run.trigger["scheduled_at"], "2026-06-01T11:00:00+00:00");
+    assert!(handlers.fire_schedules().await.unwrap().is_empty(), "once");
+    let driver = Driver::new(
+        &stack,
+        Handlers::new(stack.ports(), settings(), env_secrets()),
+    );
+    assert_eq!(
+        driver.run_to_end(&run.id, RUN_LIMIT).await.status,
+        RunStatus::Succeeded
+    );
+    let view = driver.handlers.run_view(&run.id).await.unwrap();
+    assert_eq!(view.steps["a"].output, json!("2026-06-01T11:00:00+00:00"));
+}

@@ -214,6 +214,8 @@ mod tests {
         let mut rec = StepRecord::new("r", StepKey::step("a"), StepStatus::Pending);
         rec.due_at = Some(chrono::Utc::now());
         assert!(!step_item(&rec).unwrap().contains_key(TIMER_PK));
+        rec.status = StepStatus::Ready;
+        assert!(!step_item(&rec).unwrap().contains_key(TIMER_PK));
         rec.status = StepStatus::Retrying;
         let item = step_item(&rec).unwrap();
         assert!(matches!(&item[TIMER_PK], AttributeValue::S(v) if v.starts_with("TIMER#")));

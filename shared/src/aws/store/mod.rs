@@ -249,6 +249,19 @@ impl DynamoStore {
         Ok(out)
     }
 
+    /// A query of `index` on key condition `cond` (its names and values in `x`), in pages
+    /// of at most `limit` items (and never more than 1000).
+    fn index_query(&self, index: &str, cond: String, x: &Expr, limit: usize) -> QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .key_condition_expression(cond)
+            .set_expression_attribute_names(x.names())
+            .set_expression_attribute_values(x.values())
+            .limit(limit.clamp(1, 1000) as i32)
+    }
+
     /// Runs from one query per shard of `index`, merged in id order.
     async fn query_shards(
         &self,
@@ -278,16 +291,9 @@ impl DynamoStore {
                 let filter =
                     status.map(|st| format!("{} = {}", x.name("status"), x.value(s(st.as_str()))));
                 let q = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .index_name(index)
-                    .key_condition_expression(cond)
+                    .index_query(index, cond, &x, limit)
                     .set_filter_expression(filter)
-                    .set_expression_attribute_names(x.names())
-                    .set_expression_attribute_values(x.values())
-                    .scan_index_forward(!newest_first)
-                    .limit(limit.clamp(1, 1000) as i32);
+                    .scan_index_forward(!newest_first);
                 self.query(q, Some(limit))
             })
             .buffer_unordered(SHARDS as usize)
@@ -644,16 +650,9 @@ impl StateStore for DynamoStore {
             .status
             .map(|st| format!("{} = {}", x.name("status"), x.value(s(st.as_str()))));
         let q = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(BY_WORKFLOW)
-            .key_condition_expression(cond)
+            .index_query(BY_WORKFLOW, cond, &x, limit)
             .set_filter_expression(status)
-            .set_expression_attribute_names(x.names())
-            .set_expression_attribute_values(x.values())
-            .scan_index_forward(false)
-            .limit(limit.clamp(1, 1000) as i32);
+            .scan_index_forward(false);
         self.query(q, Some(limit))
             .await?
             .into_iter()
@@ -684,16 +683,7 @@ impl StateStore for DynamoStore {
                     x.name(TIMER_SK),
                     x.value(s(until.clone()))
                 );
-                let q = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .index_name(TIMERS)
-                    .key_condition_expression(cond)
-                    .set_expression_attribute_names(x.names())
-                    .set_expression_attribute_values(x.values())
-                    .limit(limit.clamp(1, 1000) as i32);
-                self.query(q, Some(limit))
+                self.query(self.index_query(TIMERS, cond, &x, limit), Some(limit))
             })
             .buffer_unordered(SHARDS as usize)
             .try_collect::<Vec<_>>()
@@ -918,11 +908,11 @@ impl StateStore for DynamoStore {
         let st = x.name("status");
         let due = serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(now)
             .map_err(PortError::backend)?;
-        let mut sets = vec![
+        // A ready step has no timer (see `StepRecord::timer`): nothing to index.
+        let sets = vec![
             format!("{st} = {}", x.value(s(StepStatus::Ready.as_str()))),
             format!("{} = {}", x.name("due_at"), x.value(due)),
         ];
-        timer_clauses(&mut x, run_id, Some(now), &mut sets, &mut Vec::new());
         let update = update_expression(&sets, &[]);
         let cond = format!("{st} = {}", x.value(s(StepStatus::Pending.as_str())));
         self.update_if(item_key, &update, &cond, &x)
@@ -1027,7 +1017,7 @@ impl StateStore for DynamoStore {
             let mut tx = vec![TransactWriteItem::builder().update(pu).build()];
             for i in from..to {
                 let mut x = Expr::default();
-                let mut sets = vec![
+                let sets = vec![
                     format!(
                         "{} = {}",
                         x.name("status"),
@@ -1035,7 +1025,6 @@ impl StateStore for DynamoStore {
                     ),
                     format!("{} = {}", x.name("due_at"), x.value(due.clone())),
                 ];
-                timer_clauses(&mut x, run_id, Some(now), &mut sets, &mut Vec::new());
                 let update = update_expression(&sets, &[]);
                 let cond = format!("attribute_exists({})", x.name(PK));
                 let u = Update::builder()
@@ -1124,16 +1113,7 @@ impl StateStore for DynamoStore {
             x.name(QUEUED_PK),
             x.value(s(queued_pk(workflow)))
         );
-        let q = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(QUEUED_RUNS)
-            .key_condition_expression(cond)
-            .set_expression_attribute_names(x.names())
-            .set_expression_attribute_values(x.values())
-            .limit(limit.clamp(1, 1000) as i32);
-        self.query(q, Some(limit))
+        self.query(self.index_query(QUEUED_RUNS, cond, &x, limit), Some(limit))
             .await?
             .into_iter()
             .map(|item| decode(item, RUN_OPAQUE))
