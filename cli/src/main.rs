@@ -39,6 +39,10 @@ enum Command {
     /// Register workflow files (their triggers fire under `braid dev` or in the stack):
     /// in the local state, or in a deployed stack with --stack NAME.
     Deploy(cmd::deploy::Args),
+    /// Pause a registered workflow's schedules (instants pass without a run).
+    Pause(cmd::pause::Args),
+    /// Resume a workflow's schedules from their next instant.
+    Resume(cmd::pause::Args),
     /// Start a run of a registered workflow in a deployed stack; print its id.
     #[cfg(feature = "aws")]
     Start(cmd::start::Args),
@@ -70,6 +74,8 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::run(&args),
         Command::Dev(args) => cmd::dev::run(&args),
         Command::Deploy(args) => cmd::deploy::run(&args),
+        Command::Pause(args) => cmd::pause::run(&args, true),
+        Command::Resume(args) => cmd::pause::run(&args, false),
         #[cfg(feature = "aws")]
         Command::Start(args) => cmd::start::run(&args),
         Command::Runs(args) => cmd::runs::run(&args),

@@ -277,3 +277,27 @@ fn deploy_registers_workflows_in_the_local_state_and_nothing_when_one_is_invalid
     assert!(text.contains("registered nightly-report "), "{text}");
     assert!(text.contains(&state), "says where: {text}");
 }
+
+#[test]
+fn pause_and_resume_stop_and_restart_a_workflows_schedules() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state").display().to_string();
+    let out = braid(&["deploy", &example("nightly-report.yaml"), "--state", &state]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = braid(&["pause", "nightly-report", "--state", &state]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("paused the schedules of nightly-report"));
+    let listed = stdout(&braid(&["workflows", "--state", &state]));
+    assert!(listed.contains("(schedules paused)"), "{listed}");
+    let out = braid(&["resume", "nightly-report", "--state", &state]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let listed = stdout(&braid(&["workflows", "--state", &state]));
+    assert!(!listed.contains("paused"), "{listed}");
+    let out = braid(&["pause", "nope", "--state", &state]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("`nope` is not registered"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -602,3 +602,37 @@ async fn a_queued_run_left_behind_by_a_crash_is_admitted_by_the_sweeper() {
     let done = e.rt.run_to_end(&second.id).await.unwrap();
     assert_eq!(done.status, braid::model::RunStatus::Succeeded);
 }
+
+#[tokio::test]
+async fn paused_schedules_fire_nothing_and_resume_from_the_next_instant() {
+    let e = env(utc(2026, 6, 1, 10, 30)).await;
+    e.register("h.yaml", &hourly("all")).await;
+    assert!(e.handlers().fire_schedules().await.unwrap().is_empty());
+    e.handlers()
+        .pause_schedules("hourly-all", true)
+        .await
+        .unwrap();
+    assert!(e.handlers().schedules_paused("hourly-all").await.unwrap());
+    let fired = e
+        .tick_until(utc(2026, 6, 1, 12, 30), Duration::from_secs(60))
+        .await;
+    assert!(fired.is_empty(), "paused: {fired:?}");
+    e.handlers()
+        .pause_schedules("hourly-all", false)
+        .await
+        .unwrap();
+    let fired = e
+        .tick_until(utc(2026, 6, 1, 13, 1), Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        fired,
+        ["2026-06-01T13:00:00+00:00"],
+        "no catch-up of the paused hours"
+    );
+    let err = e
+        .handlers()
+        .pause_schedules("nope", true)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not registered"), "{err}");
+}

@@ -7,6 +7,7 @@ pub mod deploy;
 pub mod dev;
 pub mod graph;
 pub mod local;
+pub mod pause;
 pub mod progress;
 pub mod report;
 pub mod run;

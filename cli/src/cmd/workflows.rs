@@ -24,7 +24,11 @@ pub struct Args {
 pub fn run(args: &Args) -> anyhow::Result<Exit> {
     let (registered, place) = tokio()?.block_on(async {
         let target = Target::open(&args.target).await?;
-        let registered = target.handlers().registered().await?;
+        let mut registered = Vec::new();
+        for (def, wf) in target.handlers().registered().await? {
+            let paused = target.handlers().schedules_paused(&def.workflow).await?;
+            registered.push((def, wf, paused));
+        }
         anyhow::Ok((registered, target.place().to_string()))
     })?;
     let now = Utc::now();
@@ -32,7 +36,7 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
         Format::Json => {
             let list: Vec<Value> = registered
                 .iter()
-                .map(|(def, wf)| describe(def, wf, now))
+                .map(|(def, wf, paused)| describe(def, wf, *paused, now))
                 .collect();
             println!("{}", Value::Array(list));
         }
@@ -40,8 +44,9 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
             if registered.is_empty() {
                 eprintln!("no workflow is registered in {place}");
             }
-            for (def, wf) in &registered {
-                println!("{}  version {}", def.workflow, def.version);
+            for (def, wf, paused) in &registered {
+                let note = if *paused { "  (schedules paused)" } else { "" };
+                println!("{}  version {}{note}", def.workflow, def.version);
                 if let Some(d) = &wf.description {
                     println!("  {}", d.trim());
                 }
@@ -100,7 +105,7 @@ pub fn trigger_line(source: &TriggerSource, now: DateTime<Utc>) -> String {
 }
 
 /// A registered workflow as a JSON object: the same facts as the text.
-fn describe(def: &Definition, wf: &Workflow, now: DateTime<Utc>) -> Value {
+fn describe(def: &Definition, wf: &Workflow, paused: bool, now: DateTime<Utc>) -> Value {
     let triggers: Vec<Value> = wf
         .triggers
         .iter()
@@ -110,6 +115,7 @@ fn describe(def: &Definition, wf: &Workflow, now: DateTime<Utc>) -> Value {
         "workflow": def.workflow,
         "version": def.version,
         "description": wf.description,
+        "schedules_paused": paused,
         "triggers": triggers,
     })
 }

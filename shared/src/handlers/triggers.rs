@@ -236,6 +236,14 @@ impl Handlers {
         };
         // Keyed by the expression too: a changed schedule starts afresh from now.
         let marker = format!("schedule:{}:{}", wf.name, schedule.expression);
+        if self.schedules_paused(&wf.name).await? {
+            // Paused: instants pass unfired, and resuming does not catch them up.
+            self.ports
+                .store
+                .set_marker(&marker, Some(&now.to_rfc3339()))
+                .await?;
+            return Ok(Vec::new());
+        }
         let last = self
             .ports
             .store
@@ -292,6 +300,38 @@ impl Handlers {
         self.start_from(def, trigger, data, key, queue).await
     }
 
+    /// Pauses (or resumes) the schedules of a registered workflow: while paused, its
+    /// scheduled instants pass without a run, and resuming fires from the next instant
+    /// on — whatever the catch-up policy. Other triggers are not affected.
+    pub async fn pause_schedules(&self, workflow: &str, paused: bool) -> HandlerResult<()> {
+        self.ports
+            .store
+            .current_definition(workflow)
+            .await
+            .map_err(|e| match e {
+                crate::ports::PortError::NotFound(_) => HandlerError::Invalid(format!(
+                    "workflow `{workflow}` is not registered (braid deploy FILE registers it)"
+                )),
+                e => e.into(),
+            })?;
+        let value = paused.then_some("paused");
+        self.ports
+            .store
+            .set_marker(&paused_marker(workflow), value)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether `workflow`'s schedules are paused.
+    pub async fn schedules_paused(&self, workflow: &str) -> HandlerResult<bool> {
+        Ok(self
+            .ports
+            .store
+            .marker(&paused_marker(workflow))
+            .await?
+            .is_some())
+    }
+
     /// Runs of `workflow` not final yet.
     async fn active_runs_of(&self, workflow: &str) -> HandlerResult<usize> {
         let mut n = 0;
@@ -327,4 +367,9 @@ fn webhook_data(path: &str, headers: &[(String, String)], body: &str, delivery: 
         "headers": shown,
         "body": serde_json::from_str::<Value>(body).unwrap_or_else(|_| Value::String(body.to_string())),
     })
+}
+
+/// The marker that says a workflow's schedules are paused.
+fn paused_marker(workflow: &str) -> String {
+    format!("paused:{workflow}")
 }

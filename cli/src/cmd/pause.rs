@@ -1,0 +1,33 @@
+//! `braid pause WORKFLOW` / `braid resume WORKFLOW`: stop and restart a registered
+//! workflow's schedules, in the local state or a deployed stack. Instants that pass
+//! while paused start nothing, and are not caught up on resume.
+
+use super::Exit;
+use super::local::tokio;
+use super::target::{Target, TargetArgs};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The registered workflow.
+    #[arg(value_name = "WORKFLOW")]
+    pub workflow: String,
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+pub fn run(args: &Args, paused: bool) -> anyhow::Result<Exit> {
+    tokio()?.block_on(async {
+        let target = Target::open(&args.target).await?;
+        target
+            .handlers()
+            .pause_schedules(&args.workflow, paused)
+            .await?;
+        println!(
+            "{} the schedules of {} in {}",
+            if paused { "paused" } else { "resumed" },
+            args.workflow,
+            target.place()
+        );
+        Ok(Exit::Success)
+    })
+}
