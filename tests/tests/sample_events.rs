@@ -357,3 +357,84 @@ async fn notifier_sample_reaches_the_event_bus_and_the_tick_sample_sweeps() {
     let report = cron::handle(&handlers(&stack), tick).await.unwrap();
     assert_eq!(report.runs_checked, 0);
 }
+
+/// On the emulated stack too: events no trigger matches start nothing, and unsigned,
+/// stale or forged webhooks get 401 and start nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmatched_events_and_bad_webhooks_start_nothing_on_aws() {
+    use braid::triggers::signature::sign_braid;
+    let stack = Stack::create("refusals").await;
+    let signed = "name: signed\ntriggers:\n  - webhook: { path: signed, secret: signed-hook }\nsteps:\n  - id: a\n    pass: 1\n";
+    for (file, source) in [("uploads.yaml", TRIGGERED), ("signed.yaml", signed)] {
+        let (def, _) = definition(file, source).unwrap();
+        stack.ports().store.put_definition(&def).await.unwrap();
+    }
+    stack
+        .clients
+        .ssm
+        .put_parameter()
+        .name("/braid/secrets/signed-hook")
+        .value("signed-hook-secret")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let h = handlers(&stack);
+
+    let mut upload: Value =
+        serde_json::from_str(&sample("trigger-intake-s3-notification.json")).unwrap();
+    upload["Records"][0]["s3"]["bucket"]["name"] = Value::from("other-bucket");
+    let mut event: Value =
+        serde_json::from_str(&sample("trigger-intake-eventbridge-custom.json")).unwrap();
+    event["detail-type"] = Value::from("SomethingElse");
+    for unmatched in [upload, event] {
+        let answer = intake::handle(&h, unmatched).await.unwrap();
+        assert_eq!(answer["started"], serde_json::json!([]), "{answer}");
+    }
+
+    let body = r#"{"n": 1}"#;
+    let hook = |headers: Value| {
+        let mut e: Value =
+            serde_json::from_str(&sample("trigger-intake-http-webhook.json")).unwrap();
+        e["rawPath"] = Value::from("/hooks/signed");
+        e["requestContext"]["http"]["path"] = Value::from("/hooks/signed");
+        e["headers"] = headers;
+        e["body"] = Value::from(body);
+        e
+    };
+    let now = chrono::Utc::now().timestamp();
+    let secret = b"signed-hook-secret";
+    for (what, headers) in [
+        ("unsigned", serde_json::json!({})),
+        (
+            "stale",
+            serde_json::json!({"braid-signature": sign_braid(secret, body.as_bytes(), now - 600)}),
+        ),
+        (
+            "forged",
+            serde_json::json!({"braid-signature": sign_braid(b"guess", body.as_bytes(), now)}),
+        ),
+    ] {
+        let answer = intake::handle(&h, hook(headers)).await.unwrap();
+        assert_eq!(answer["statusCode"], 401, "{what}: {answer}");
+    }
+    let fresh = serde_json::json!({"braid-signature": sign_braid(secret, body.as_bytes(), now)});
+    let answer = intake::handle(&h, hook(fresh)).await.unwrap();
+    assert_eq!(answer["statusCode"], 202, "{answer}");
+
+    let runs = h
+        .ports
+        .store
+        .list_runs(&braid::ports::RunFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        runs.len(),
+        1,
+        "only the good delivery started a run: {runs:?}"
+    );
+    assert_eq!(runs[0].workflow, "signed");
+}
