@@ -49,7 +49,7 @@ pub struct Args {
     pub buckets: PathBuf,
     /// Where the HTTP API listens. Routes other than /hooks/ and /callbacks/ answer
     /// only on the loopback interface.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8787")]
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// Shorthand for `--listen 127.0.0.1:PORT`.
     #[arg(long, value_name = "PORT", conflicts_with = "listen")]
