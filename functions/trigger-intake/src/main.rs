@@ -1,6 +1,7 @@
 //! The `trigger-intake` Lambda function.
 //!
-//! Starts runs from direct invokes and HTTP API requests, and serves run views.
+//! Starts runs — direct invokes, HTTP API requests and signed webhooks, S3 uploads,
+//! EventBridge events, messages of a user's queue — and serves run views.
 //!
 //! Configuration is read and clients are built once per container (see
 //! `braid::aws::config`); each event goes to its handler in `braid::aws`.
