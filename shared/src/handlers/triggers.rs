@@ -271,10 +271,14 @@ impl Handlers {
                 outcome,
             });
         }
-        self.ports
-            .store
-            .set_marker(&marker, Some(&plan.handled_until.to_rfc3339()))
-            .await?;
+        // Nothing due and nothing passed over: the marker stays, and the next tick looks
+        // at the same span plus what came since — no write per schedule per tick.
+        if last.is_none() || !plan.fire.is_empty() || plan.skipped > 0 {
+            self.ports
+                .store
+                .set_marker(&marker, Some(&plan.handled_until.to_rfc3339()))
+                .await?;
+        }
         Ok(out)
     }
 

@@ -351,7 +351,6 @@ impl DynamoStore {
         self.put_if(item, &cond, &x).await
     }
 
-    /// A conditional update; `Some(new item)` when applied, `None` when the condition failed.
     /// Sends a guarded step write built for a transaction as a single update: true
     /// when it was applied, false when its condition did not hold.
     async fn send_guarded(&self, u: Update) -> PortResult<bool> {
@@ -373,6 +372,27 @@ impl DynamoStore {
         }
     }
 
+    /// An update of the item at `key` for a transaction (or [`Self::send_guarded`]),
+    /// its names and values from `x`.
+    fn tx_update(
+        &self,
+        key: Item,
+        update: impl Into<String>,
+        condition: Option<String>,
+        x: &Expr,
+    ) -> PortResult<Update> {
+        Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .update_expression(update)
+            .set_condition_expression(condition)
+            .set_expression_attribute_names(x.names())
+            .set_expression_attribute_values(x.values())
+            .build()
+            .map_err(build_err)
+    }
+
+    /// A conditional update; `Some(new item)` when applied, `None` when the condition failed.
     async fn update_if(
         &self,
         key: Item,
@@ -410,15 +430,12 @@ impl DynamoStore {
         let mut removes = Vec::new();
         timer_clauses(&mut x, &new.run_id, new.timer(), &mut sets, &mut removes);
         let cond = guard_condition(&mut x, guard);
-        Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(run_pk(&new.run_id), &step_sk(&new.key))))
-            .update_expression(update_expression(&sets, &removes))
-            .condition_expression(cond)
-            .set_expression_attribute_names(x.names())
-            .set_expression_attribute_values(x.values())
-            .build()
-            .map_err(build_err)
+        self.tx_update(
+            key(run_pk(&new.run_id), &step_sk(&new.key)),
+            update_expression(&sets, &removes),
+            Some(cond),
+            &x,
+        )
     }
 
     /// Stamps `expires_at` on the run's step and idempotency items once it is final, and
@@ -805,15 +822,12 @@ impl StateStore for DynamoStore {
             let run_index = if sets.is_empty() {
                 None
             } else {
-                let u = Update::builder()
-                    .table_name(&self.table)
-                    .set_key(Some(run_key.clone()))
-                    .update_expression(format!("SET {}", sets.join(", ")))
-                    .condition_expression(cond)
-                    .set_expression_attribute_names(x.names())
-                    .set_expression_attribute_values(x.values())
-                    .build()
-                    .map_err(build_err)?;
+                let u = self.tx_update(
+                    run_key.clone(),
+                    format!("SET {}", sets.join(", ")),
+                    Some(cond),
+                    &x,
+                )?;
                 tx.push(TransactWriteItem::builder().update(u).build());
                 Some(tx.len() - 1)
             };
@@ -828,15 +842,12 @@ impl StateStore for DynamoStore {
                     sets.push(format!("{failed} = {failed} + {}", x.value(n(1))));
                 }
                 let cond = format!("attribute_exists({})", x.name(PK));
-                let u = Update::builder()
-                    .table_name(&self.table)
-                    .set_key(Some(key(run_pk(&new.run_id), &step_sk(&parent_key))))
-                    .update_expression(format!("SET {}", sets.join(", ")))
-                    .condition_expression(cond)
-                    .set_expression_attribute_names(x.names())
-                    .set_expression_attribute_values(x.values())
-                    .build()
-                    .map_err(build_err)?;
+                let u = self.tx_update(
+                    key(run_pk(&new.run_id), &step_sk(&parent_key)),
+                    format!("SET {}", sets.join(", ")),
+                    Some(cond),
+                    &x,
+                )?;
                 tx.push(TransactWriteItem::builder().update(u).build());
             }
             match self.transact(tx).await? {
@@ -1005,15 +1016,8 @@ impl StateStore for DynamoStore {
                 x.name("status"),
                 x.value(s(StepStatus::Running.as_str()))
             );
-            let pu = Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(key(run_pk(run_id), &step_sk(&pkey))))
-                .update_expression(update)
-                .condition_expression(cond)
-                .set_expression_attribute_names(x.names())
-                .set_expression_attribute_values(x.values())
-                .build()
-                .map_err(build_err)?;
+            let pu =
+                self.tx_update(key(run_pk(run_id), &step_sk(&pkey)), update, Some(cond), &x)?;
             let mut tx = vec![TransactWriteItem::builder().update(pu).build()];
             for i in from..to {
                 let mut x = Expr::default();
@@ -1027,18 +1031,12 @@ impl StateStore for DynamoStore {
                 ];
                 let update = update_expression(&sets, &[]);
                 let cond = format!("attribute_exists({})", x.name(PK));
-                let u = Update::builder()
-                    .table_name(&self.table)
-                    .set_key(Some(key(
-                        run_pk(run_id),
-                        &step_sk(&StepKey::iteration(step, i)),
-                    )))
-                    .update_expression(update)
-                    .condition_expression(cond)
-                    .set_expression_attribute_names(x.names())
-                    .set_expression_attribute_values(x.values())
-                    .build()
-                    .map_err(build_err)?;
+                let u = self.tx_update(
+                    key(run_pk(run_id), &step_sk(&StepKey::iteration(step, i))),
+                    update,
+                    Some(cond),
+                    &x,
+                )?;
                 tx.push(TransactWriteItem::builder().update(u).build());
             }
             match self.transact(tx).await? {
@@ -1074,15 +1072,7 @@ impl StateStore for DynamoStore {
         let run_key = key(run_pk(&run.id), RUN_SK);
         let written = if run.slot {
             // The slot is given back in the same transaction as the run ends.
-            let u = Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(run_key))
-                .update_expression(update)
-                .condition_expression(cond)
-                .set_expression_attribute_names(x.names())
-                .set_expression_attribute_values(x.values())
-                .build()
-                .map_err(build_err)?;
+            let u = self.tx_update(run_key, update, Some(cond), &x)?;
             let tx = vec![
                 TransactWriteItem::builder().update(u).build(),
                 self.slot_change(&run.workflow, -1, None)?,
@@ -1131,15 +1121,12 @@ impl StateStore for DynamoStore {
             x.name("status"),
             x.value(s(RunStatus::Queued.as_str()))
         );
-        let u = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(run_pk(&run.id), RUN_SK)))
-            .update_expression(update_expression(&sets, &removes))
-            .condition_expression(cond)
-            .set_expression_attribute_names(x.names())
-            .set_expression_attribute_values(x.values())
-            .build()
-            .map_err(build_err)?;
+        let u = self.tx_update(
+            key(run_pk(&run.id), RUN_SK),
+            update_expression(&sets, &removes),
+            Some(cond),
+            &x,
+        )?;
         let tx = vec![
             self.slot_change(&run.workflow, 1, Some(limit))?,
             TransactWriteItem::builder().update(u).build(),
@@ -1170,15 +1157,7 @@ impl DynamoStore {
                 x.value(n(limit))
             )
         });
-        let u = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(slots_pk(workflow), SLOTS_SK)))
-            .update_expression(update)
-            .set_condition_expression(cond)
-            .set_expression_attribute_names(x.names())
-            .set_expression_attribute_values(x.values())
-            .build()
-            .map_err(build_err)?;
+        let u = self.tx_update(key(slots_pk(workflow), SLOTS_SK), update, cond, &x)?;
         Ok(TransactWriteItem::builder().update(u).build())
     }
 
