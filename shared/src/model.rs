@@ -190,8 +190,6 @@ pub struct RunRecord {
     pub deadline: Option<Timestamp>,
     /// Set when a step failed for good: no new step starts (fail fast).
     pub failing: bool,
-    /// Top-level steps not yet final; the run finishes when it reaches zero.
-    pub open_steps: u32,
     pub output: Option<Data>,
     pub error: Option<ErrorInfo>,
     pub idempotency_key: Option<String>,

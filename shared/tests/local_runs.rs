@@ -622,7 +622,6 @@ async fn a_message_that_can_never_be_handled_fails_its_run_with_the_reason() {
         finished_at: None,
         deadline: None,
         failing: false,
-        open_steps: 1,
         output: None,
         error: None,
         idempotency_key: None,

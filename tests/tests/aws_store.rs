@@ -21,7 +21,7 @@ async fn store() -> DynamoStore {
     DynamoStore::new(client, table)
 }
 
-fn run(id: &str, open: u32) -> RunRecord {
+fn run(id: &str) -> RunRecord {
     RunRecord {
         id: id.to_string(),
         workflow: "big".into(),
@@ -33,7 +33,6 @@ fn run(id: &str, open: u32) -> RunRecord {
         finished_at: None,
         deadline: None,
         failing: false,
-        open_steps: open,
         output: None,
         error: None,
         idempotency_key: None,
@@ -57,7 +56,7 @@ async fn dynamo_store_passes_the_conformance_suite() {
 #[tokio::test]
 async fn a_run_with_more_steps_than_a_transaction_holds_is_created_intact() {
     let store = store().await;
-    let r = run(&fresh("wide"), 150);
+    let r = run(&fresh("wide"));
     let steps: Vec<StepRecord> = (0..150)
         .map(|i| {
             StepRecord::new(
@@ -78,7 +77,7 @@ async fn a_run_with_more_steps_than_a_transaction_holds_is_created_intact() {
 #[tokio::test]
 async fn a_thousand_iterations_expand_and_launch_in_chunks() {
     let store = store().await;
-    let r = run(&fresh("fan"), 1);
+    let r = run(&fresh("fan"));
     let f = StepRecord::new(&r.id, StepKey::step("f"), StepStatus::Running);
     store
         .create_run(&r, std::slice::from_ref(&f))
@@ -140,7 +139,7 @@ async fn raw(client: &Client, table: &str, pk: &str, sk: &str) -> ds::Item {
 async fn finished_runs_leave_the_active_index_and_expire() {
     let (client, table) = table().await;
     let store = DynamoStore::new(client.clone(), table.clone());
-    let mut r = run(&fresh("ttl"), 1);
+    let mut r = run(&fresh("ttl"));
     r.idempotency_key = Some("k".into());
     let a = StepRecord::new(&r.id, StepKey::step("a"), StepStatus::Ready);
     store
@@ -197,12 +196,11 @@ async fn finished_runs_leave_the_active_index_and_expire() {
         status: StepStatus::Succeeded,
         ..claimed.clone()
     };
-    let fin = store
+    store
         .finalize_step(&Guard::at(&[StepStatus::Running], 1), &late, None)
         .await
         .unwrap()
         .expect("the late result is recorded");
-    assert_eq!(fin.run.open_steps, 0);
     assert_eq!(
         ttl(&raw(&client, &table, &run_pk, "STEP#a").await),
         expected
@@ -212,7 +210,7 @@ async fn finished_runs_leave_the_active_index_and_expire() {
 #[tokio::test]
 async fn concurrent_releases_make_a_dependent_ready_once() {
     let store = Arc::new(store().await);
-    let r = run(&fresh("join"), 1);
+    let r = run(&fresh("join"));
     let j = StepRecord::new(&r.id, StepKey::step("j"), StepStatus::Pending);
     store.create_run(&r, &[j]).await.unwrap();
     let needs: Vec<String> = (0..8).map(|i| format!("n{i}")).collect();
@@ -245,7 +243,7 @@ async fn concurrent_releases_make_a_dependent_ready_once() {
 #[tokio::test]
 async fn a_failing_iteration_turns_on_fail_fast_once() {
     let store = store().await;
-    let r = run(&fresh("itfail"), 1);
+    let r = run(&fresh("itfail"));
     let f = StepRecord {
         fan_out: Some(FanOut {
             total: 2,
@@ -274,7 +272,6 @@ async fn a_failing_iteration_turns_on_fail_fast_once() {
             .expect("recorded");
         assert!(fin.run.failing);
         assert_eq!(fin.run.error.unwrap().message, "first");
-        assert_eq!(fin.run.open_steps, 1);
         let fan = fin.parent.unwrap().fan_out.unwrap();
         assert_eq!((fan.finished, fan.failed), (i as u32 + 1, i as u32 + 1));
     }

@@ -1,7 +1,7 @@
 //! When a step may start, and what a final step means for the rest of the run.
 
-use crate::model::StepStatus;
-use crate::spec::Step;
+use crate::model::{StepRecord, StepStatus};
+use crate::spec::{Step, Workflow};
 
 /// Whether `dep` ending with `status` lets its dependents run: succeeded, skipped (a
 /// skipped step does not skip its dependents), or failed with `continue_on_failure`.
@@ -26,4 +26,21 @@ pub fn is_ready(step: &Step, satisfied: &[String]) -> bool {
 /// How many iterations of a `for_each` step may be in flight at once.
 pub fn max_in_flight(step: &Step, total: u32) -> u32 {
     step.max_parallel.unwrap_or(total).max(1)
+}
+
+/// Whether a run's work is over: every top-level step record in `steps` is final
+/// (iterations are ignored; their `for_each` step is final once they are). Seen from
+/// the records rather than kept as a counter on the run, so that a step's final write
+/// is a write of the step alone.
+pub fn run_is_done(steps: &[StepRecord]) -> bool {
+    let mut top = steps.iter().filter(|r| r.key.index.is_none()).peekable();
+    top.peek().is_some() && top.all(|r| r.status.is_final())
+}
+
+/// Whether `step` becoming final may have ended its run's work, so the run's steps are
+/// worth reading. While the run is not failing, a step's dependents end after it: only
+/// a step with no dependents can be the last. Once it is failing, steps are cancelled
+/// in any order.
+pub fn may_end_run(wf: &Workflow, step: &Step, failing: bool) -> bool {
+    failing || wf.dependents(&step.id).next().is_none()
 }

@@ -55,7 +55,7 @@ pub fn reconcile(
     if run.deadline.is_some_and(|d| d <= now) {
         return vec![Repair::TimeOut];
     }
-    if run.open_steps == 0 {
+    if gates::run_is_done(steps) {
         return vec![Repair::FinishRun];
     }
     let stale = chrono::Duration::from_std(stale).unwrap_or(chrono::Duration::zero());

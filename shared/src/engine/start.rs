@@ -36,7 +36,7 @@ fn deadline(wf: &Workflow, now: Timestamp) -> Option<Timestamp> {
 }
 
 /// Plans a new run: every step gets its record up front, so the run's progress is
-/// always visible and `open_steps` counts down to the run's end. A run under a
+/// always visible and its end is seen from its step records. A run under a
 /// concurrency limit is planned queued: nothing runs and its time does not count
 /// until it is admitted.
 pub fn plan(wf: &Workflow, info: StartInfo, now: Timestamp) -> RunPlan {
@@ -56,7 +56,6 @@ pub fn plan(wf: &Workflow, info: StartInfo, now: Timestamp) -> RunPlan {
         finished_at: None,
         deadline: if queued { None } else { deadline(wf, now) },
         failing: false,
-        open_steps: u32::try_from(wf.steps.len()).unwrap_or(u32::MAX),
         output: None,
         error: None,
         idempotency_key: info.idempotency_key,

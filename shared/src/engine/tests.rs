@@ -86,7 +86,6 @@ fn a_new_run_makes_roots_ready_and_everything_else_pending() {
         t0(),
     );
     assert_eq!(plan.run.status, RunStatus::Running);
-    assert_eq!(plan.run.open_steps, 4);
     assert_eq!(plan.run.deadline, Some(t0() + secs(3600)));
     let statuses: Vec<_> = plan
         .steps
@@ -235,7 +234,7 @@ fn default_run_output_maps_leaf_steps() {
     assert_eq!(out, json!({"d": 4}));
 }
 
-fn run(open: u32) -> RunRecord {
+fn run() -> RunRecord {
     RunRecord {
         id: "r".into(),
         workflow: "diamond".into(),
@@ -247,7 +246,6 @@ fn run(open: u32) -> RunRecord {
         finished_at: None,
         deadline: Some(t0() + secs(3600)),
         failing: false,
-        open_steps: open,
         output: None,
         error: None,
         idempotency_key: None,
@@ -273,8 +271,8 @@ fn sweep_re_sends_ready_steps_only_once_their_message_is_stale() {
         rec("c", StepStatus::Pending),
         rec("d", StepStatus::Pending),
     ];
-    assert!(reconcile(&w, &run(4), &steps, t0() + secs(10), STALE).is_empty());
-    let repairs = reconcile(&w, &run(4), &steps, t0() + secs(61), STALE);
+    assert!(reconcile(&w, &run(), &steps, t0() + secs(10), STALE).is_empty());
+    let repairs = reconcile(&w, &run(), &steps, t0() + secs(61), STALE);
     assert_eq!(
         repairs,
         vec![Repair::Dispatch(DispatchMsg {
@@ -294,7 +292,7 @@ fn sweep_settles_a_final_step_whose_dependents_were_not_released() {
         rec("c", StepStatus::Pending),
         rec("d", StepStatus::Pending),
     ];
-    let repairs = reconcile(&w, &run(3), &steps, t0(), STALE);
+    let repairs = reconcile(&w, &run(), &steps, t0(), STALE);
     assert_eq!(repairs, vec![Repair::Settle(StepKey::step("a"))]);
 }
 
@@ -310,16 +308,16 @@ fn sweep_expires_leases_and_times_out_runs() {
         rec("c", StepStatus::Pending),
         rec("d", StepStatus::Pending),
     ];
-    assert!(reconcile(&w, &run(4), &steps, t0(), STALE).is_empty());
+    assert!(reconcile(&w, &run(), &steps, t0(), STALE).is_empty());
     assert_eq!(
-        reconcile(&w, &run(4), &steps, t0() + secs(6), STALE),
+        reconcile(&w, &run(), &steps, t0() + secs(6), STALE),
         vec![Repair::ExpireLease {
             key: StepKey::step("a"),
             attempt: 2
         }]
     );
     assert_eq!(
-        reconcile(&w, &run(4), &steps, t0() + secs(3600), STALE),
+        reconcile(&w, &run(), &steps, t0() + secs(3600), STALE),
         vec![Repair::TimeOut]
     );
 }
@@ -327,7 +325,7 @@ fn sweep_expires_leases_and_times_out_runs() {
 #[test]
 fn sweep_cancels_what_can_no_longer_run_in_a_failing_run_and_finishes_empty_runs() {
     let w = wf(DIAMOND);
-    let mut failing = run(2);
+    let mut failing = run();
     failing.failing = true;
     let steps = vec![
         rec("a", StepStatus::Succeeded),
@@ -339,8 +337,12 @@ fn sweep_cancels_what_can_no_longer_run_in_a_failing_run_and_finishes_empty_runs
         reconcile(&w, &failing, &steps, t0(), STALE),
         vec![Repair::Cancel(StepKey::step("d"))]
     );
+    let all_final: Vec<_> = ["a", "b", "c", "d"]
+        .into_iter()
+        .map(|id| rec(id, StepStatus::Cancelled))
+        .collect();
     assert_eq!(
-        reconcile(&w, &run(0), &steps, t0(), STALE),
+        reconcile(&w, &run(), &all_final, t0(), STALE),
         vec![Repair::FinishRun]
     );
 }
@@ -362,7 +364,7 @@ steps:
         finished: 0,
         failed: 0,
     });
-    assert!(reconcile(&w, &run(1), std::slice::from_ref(&f), t0(), STALE).is_empty());
+    assert!(reconcile(&w, &run(), std::slice::from_ref(&f), t0(), STALE).is_empty());
     f.fan_out = Some(FanOut {
         total: 3,
         launched: 2,
@@ -370,7 +372,7 @@ steps:
         failed: 0,
     });
     assert_eq!(
-        reconcile(&w, &run(1), std::slice::from_ref(&f), t0(), STALE),
+        reconcile(&w, &run(), std::slice::from_ref(&f), t0(), STALE),
         vec![Repair::AdvanceFanOut("f".into())]
     );
     f.fan_out = Some(FanOut {
@@ -380,7 +382,7 @@ steps:
         failed: 0,
     });
     assert_eq!(
-        reconcile(&w, &run(1), &[f], t0(), STALE),
+        reconcile(&w, &run(), &[f], t0(), STALE),
         vec![Repair::AdvanceFanOut("f".into())]
     );
 }
@@ -418,7 +420,7 @@ fn the_sweeper_admits_queued_runs_and_releases_roots_an_admission_left_pending()
     let w = wf(DIAMOND);
     let queued = RunRecord {
         status: RunStatus::Queued,
-        ..run(4)
+        ..run()
     };
     let pending: Vec<StepRecord> = ["a", "b", "c", "d"]
         .iter()
@@ -429,7 +431,7 @@ fn the_sweeper_admits_queued_runs_and_releases_roots_an_admission_left_pending()
         [Repair::Admit]
     );
     assert_eq!(
-        reconcile(&w, &run(4), &pending, t0(), Duration::from_secs(60)),
+        reconcile(&w, &run(), &pending, t0(), Duration::from_secs(60)),
         [Repair::ReleaseRoot(StepKey::step("a"))]
     );
 }

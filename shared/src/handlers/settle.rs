@@ -95,10 +95,10 @@ impl Handlers {
             }
             self.send_dispatch(wake).await?;
         }
-        // `run` is as this step's final write left it: if others are still open, the
-        // last of them to finish sees zero and finishes the run.
-        if run.open_steps == 0 {
-            self.finish(wf, run).await?;
+        // Each step that may be the last reads the others after its own final write:
+        // of two ending at once, at least the later one sees both final.
+        if gates::may_end_run(wf, step, run.failing) {
+            self.finish_if_done(wf, &run.id).await?;
         }
         Ok(())
     }
@@ -283,11 +283,22 @@ impl Handlers {
         Ok(())
     }
 
-    /// Finishes the run once nothing is open: failed if fail fast began, else succeeded
-    /// with its output.
+    /// Finishes the run once every top-level step is final: failed if fail fast began,
+    /// else succeeded with its output. Reads the run and its top-level steps (never the
+    /// iterations) by key.
     pub(super) async fn finish_if_done(&self, wf: &Workflow, run_id: &str) -> HandlerResult<()> {
         let run = self.ports.store.get_run(run_id).await?;
-        if run.open_steps == 0 {
+        if run.status.is_final() {
+            return Ok(());
+        }
+        let store = &self.ports.store;
+        let steps = futures::future::try_join_all(
+            wf.steps
+                .iter()
+                .map(|s| async move { store.get_step(run_id, &StepKey::step(&s.id)).await }),
+        )
+        .await?;
+        if gates::run_is_done(&steps) {
             self.finish(wf, run).await?;
         }
         Ok(())

@@ -446,12 +446,11 @@ impl StateStore for SqliteStore {
                 run.failing = true;
                 run.error = Some(error.clone());
             }
+            if fails.is_some() {
+                write_run(tx, &run)?;
+            }
             let parent = match new.key.index {
-                None => {
-                    run.open_steps = run.open_steps.saturating_sub(1);
-                    write_run(tx, &run)?;
-                    None
-                }
+                None => None,
                 Some(_) => {
                     let pkey = StepKey::step(&new.key.step);
                     let mut parent = read_step(tx, &new.run_id, &pkey)?.ok_or_else(|| {
@@ -463,9 +462,6 @@ impl StateStore for SqliteStore {
                         f.failed += 1;
                     }
                     write_step(tx, &parent)?;
-                    if fails.is_some() {
-                        write_run(tx, &run)?;
-                    }
                     Some(parent)
                 }
             };

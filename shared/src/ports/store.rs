@@ -46,7 +46,7 @@ pub enum Created {
 /// What a final step write changed besides the step.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Finalized {
-    /// The run after the write (for a top-level step, `open_steps` went down by one).
+    /// The run as read after the write.
     pub run: RunRecord,
     /// For an iteration: its `for_each` step after counting it.
     pub parent: Option<StepRecord>,
@@ -106,8 +106,9 @@ pub trait StateStore: Send + Sync {
     async fn update_step(&self, guard: &Guard, new: &StepRecord) -> PortResult<bool>;
 
     /// Replaces a step record with a final `new` if `guard` holds, and in the same atomic
-    /// write counts it: a top-level step lowers the run's `open_steps`; an iteration
-    /// raises its parent's `finished` (and `failed`). With `fail_run`, the same write
+    /// write counts it: an iteration raises its parent's `finished` (and `failed`); a
+    /// top-level step touches nothing else (the run's end is seen from its steps'
+    /// records, see [`crate::engine::gates::run_is_done`]). With `fail_run`, the same write
     /// also turns on fail-fast for a run that is not final nor failing yet, with that
     /// error — so no other writer can finish the run as succeeded in between, and a
     /// crash right after leaves a run the sweeper fails. `None` when the guard is false.

@@ -21,7 +21,7 @@ fn fresh_id(tag: &str) -> String {
     )
 }
 
-fn run_record(id: &str, workflow: &str, open: u32, key: Option<&str>) -> RunRecord {
+fn run_record(id: &str, workflow: &str, key: Option<&str>) -> RunRecord {
     RunRecord {
         id: id.to_string(),
         workflow: workflow.to_string(),
@@ -33,7 +33,6 @@ fn run_record(id: &str, workflow: &str, open: u32, key: Option<&str>) -> RunReco
         finished_at: None,
         deadline: None,
         failing: false,
-        open_steps: open,
         output: None,
         error: None,
         idempotency_key: key.map(str::to_string),
@@ -44,7 +43,7 @@ fn run_record(id: &str, workflow: &str, open: u32, key: Option<&str>) -> RunReco
 
 /// A run with steps `a` (ready) and `b` (pending, needs a), created in the store.
 async fn two_step_run(store: &dyn StateStore, tag: &str) -> RunRecord {
-    let run = run_record(&fresh_id(tag), "conformance", 2, None);
+    let run = run_record(&fresh_id(tag), "conformance", None);
     let a = StepRecord::new(&run.id, StepKey::step("a"), StepStatus::Ready);
     let b = StepRecord::new(&run.id, StepKey::step("b"), StepStatus::Pending);
     assert_eq!(store.create_run(&run, &[a, b]).await.unwrap(), Created::New);
@@ -70,7 +69,7 @@ pub async fn run_all(store: Arc<dyn StateStore>) {
     idempotency_key_returns_the_existing_run(&*store).await;
     claim_succeeds_once(&*store).await;
     concurrent_claims_have_one_winner(store.clone()).await;
-    finalize_counts_down_open_steps_once(&*store).await;
+    finalize_records_a_result_once(&*store).await;
     satisfy_is_idempotent(&*store).await;
     fan_out_launches_within_the_limit_and_counts_iterations(&*store).await;
     failing_and_finishing_happen_once(&*store).await;
@@ -182,7 +181,7 @@ pub async fn created_run_and_steps_read_back(store: &dyn StateStore) {
 
 pub async fn idempotency_key_returns_the_existing_run(store: &dyn StateStore) {
     let key = fresh_id("key");
-    let first = run_record(&fresh_id("idem"), "idem-wf", 1, Some(&key));
+    let first = run_record(&fresh_id("idem"), "idem-wf", Some(&key));
     let a = StepRecord::new(&first.id, StepKey::step("a"), StepStatus::Ready);
     assert_eq!(
         store
@@ -191,7 +190,7 @@ pub async fn idempotency_key_returns_the_existing_run(store: &dyn StateStore) {
             .unwrap(),
         Created::New
     );
-    let second = run_record(&fresh_id("idem"), "idem-wf", 1, Some(&key));
+    let second = run_record(&fresh_id("idem"), "idem-wf", Some(&key));
     let a2 = StepRecord::new(&second.id, StepKey::step("a"), StepStatus::Ready);
     match store.create_run(&second, &[a2]).await.unwrap() {
         Created::Existing(r) => assert_eq!(r.id, first.id),
@@ -202,7 +201,7 @@ pub async fn idempotency_key_returns_the_existing_run(store: &dyn StateStore) {
         Err(PortError::NotFound(_))
     ));
     // The same key under another workflow is another run.
-    let other = run_record(&fresh_id("idem"), "idem-other", 1, Some(&key));
+    let other = run_record(&fresh_id("idem"), "idem-other", Some(&key));
     assert_eq!(store.create_run(&other, &[]).await.unwrap(), Created::New);
 }
 
@@ -242,7 +241,7 @@ pub async fn concurrent_claims_have_one_winner(store: Arc<dyn StateStore>) {
     assert_eq!(wins, 1, "exactly one concurrent claim wins");
 }
 
-pub async fn finalize_counts_down_open_steps_once(store: &dyn StateStore) {
+pub async fn finalize_records_a_result_once(store: &dyn StateStore) {
     let run = two_step_run(store, "final").await;
     let a = store.get_step(&run.id, &StepKey::step("a")).await.unwrap();
     store
@@ -261,7 +260,7 @@ pub async fn finalize_counts_down_open_steps_once(store: &dyn StateStore) {
         .await
         .unwrap()
         .expect("first finalize applies");
-    assert_eq!(fin.run.open_steps, 1);
+    assert_eq!(fin.run.id, run.id);
     assert!(fin.parent.is_none());
     assert!(
         store
@@ -271,7 +270,6 @@ pub async fn finalize_counts_down_open_steps_once(store: &dyn StateStore) {
             .is_none(),
         "a duplicate result is recorded once"
     );
-    assert_eq!(store.get_run(&run.id).await.unwrap().open_steps, 1);
     assert_eq!(
         store
             .get_step(&run.id, &StepKey::step("a"))
@@ -326,7 +324,7 @@ pub async fn satisfy_is_idempotent(store: &dyn StateStore) {
 }
 
 pub async fn fan_out_launches_within_the_limit_and_counts_iterations(store: &dyn StateStore) {
-    let run = run_record(&fresh_id("fan"), "conformance", 1, None);
+    let run = run_record(&fresh_id("fan"), "conformance", None);
     let f = StepRecord::new(&run.id, StepKey::step("f"), StepStatus::Ready);
     store
         .create_run(&run, std::slice::from_ref(&f))
@@ -397,10 +395,6 @@ pub async fn fan_out_launches_within_the_limit_and_counts_iterations(store: &dyn
         (2, 1, 1)
     );
     assert_eq!(
-        fin.run.open_steps, 1,
-        "iterations do not count as top-level steps"
-    );
-    assert_eq!(
         store
             .launch_iterations(&run.id, "f", 2, t0())
             .await
@@ -446,7 +440,6 @@ pub async fn failing_and_finishing_happen_once(store: &dyn StateStore) {
         Some(err),
         "a later failure does not replace the first"
     );
-    assert_eq!(failing.open_steps, 0);
     let done = RunRecord {
         status: RunStatus::Failed,
         finished_at: Some(t0()),
@@ -471,7 +464,7 @@ async fn run_with_timer(
     at: Timestamp,
     deadline: Option<Timestamp>,
 ) -> RunRecord {
-    let mut run = run_record(&fresh_id("timer"), "conformance", 1, None);
+    let mut run = run_record(&fresh_id("timer"), "conformance", None);
     run.deadline = deadline;
     let mut a = StepRecord::new(&run.id, StepKey::step("a"), status);
     match status {
@@ -575,7 +568,7 @@ async fn queued(store: &dyn StateStore, n: usize, limit: u32) -> Vec<RunRecord> 
     let mut out = Vec::new();
     for _ in 0..n {
         // Ids sort by creation, as ULIDs do.
-        let mut run = run_record(&format!("{workflow}-{}", out.len()), &workflow, 1, None);
+        let mut run = run_record(&format!("{workflow}-{}", out.len()), &workflow, None);
         run.status = RunStatus::Queued;
         run.limit = Some(limit);
         let a = StepRecord::new(&run.id, StepKey::step("a"), StepStatus::Pending);
@@ -660,7 +653,7 @@ pub async fn listings_filter_and_order_runs(store: &dyn StateStore) {
     let mut ids = Vec::new();
     for i in 0..3 {
         let id = format!("{}-{i}", fresh_id("l"));
-        let r = run_record(&id, &wf, 0, None);
+        let r = run_record(&id, &wf, None);
         store.create_run(&r, &[]).await.unwrap();
         ids.push(id);
     }

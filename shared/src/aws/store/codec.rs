@@ -144,13 +144,6 @@ pub(super) fn decode<T: DeserializeOwned>(mut item: Item, opaque: &[&str]) -> Po
                 *x = serde_json::from_str(text).map_err(corrupt)?;
             }
         }
-        // `open_steps` is only ever lowered by one per finished step, but a counter
-        // below zero must not make the run unreadable (SQLite saturates at zero).
-        if let Some(o) = obj.get_mut("open_steps")
-            && o.as_i64().is_some_and(|x| x < 0)
-        {
-            *o = Value::from(0);
-        }
     }
     serde_json::from_value(v).map_err(corrupt)
 }

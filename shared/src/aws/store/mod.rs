@@ -15,7 +15,7 @@
 //!
 //! A record's fields are top-level attributes (mapped with serde_dynamo), so conditions
 //! and updates can name `status`, `attempt`, `satisfied`, `fan_out.launched`,
-//! `open_steps`, `failing`… Fields holding user data (`params`, `trigger`, `output`,
+//! `failing`… Fields holding user data (`params`, `trigger`, `output`,
 //! `item`) are JSON text, which keeps them exactly as written (DynamoDB would normalise
 //! their numbers). Step ids are `[a-z0-9_-]`, so `#` separates key parts unambiguously
 //! and a step's iterations share the prefix `STEP#<step>#`.
@@ -423,12 +423,20 @@ impl DynamoStore {
     ///
     /// An update setting every field rather than a put: a result that lands after the
     /// run finished must keep the `expires_at` that [`StateStore::finish_run`] stamped.
+    /// A final write stamps the step's own expiry (unless one is there already), so
+    /// finishing a run re-writes only the items that never became final — one write
+    /// per step saved.
     fn guarded_step_write(&self, guard: &Guard, new: &StepRecord) -> PortResult<Update> {
         let item = encode(new, STEP_OPAQUE)?;
         let mut x = Expr::default();
         let mut sets = x.set_all(&item, &[PK, SK]);
         let mut removes = Vec::new();
         timer_clauses(&mut x, &new.run_id, new.timer(), &mut sets, &mut removes);
+        if new.status.is_final() {
+            let at = expiry(new.finished_at.unwrap_or_else(chrono::Utc::now));
+            let ttl = x.name(TTL);
+            sets.push(format!("{ttl} = if_not_exists({ttl}, {})", x.value(n(at))));
+        }
         let cond = guard_condition(&mut x, guard);
         self.tx_update(
             key(run_pk(&new.run_id), &step_sk(&new.key)),
@@ -438,9 +446,10 @@ impl DynamoStore {
         )
     }
 
-    /// Stamps `expires_at` on the run's step and idempotency items once it is final, and
-    /// takes any step left with a timer out of the `timers` index (the run is over).
-    /// Updates only existing items (never creates one), in parallel.
+    /// Stamps `expires_at` on the run's idempotency item and on the step items that
+    /// have none yet (those that never became final: a final write stamps its own) once
+    /// the run is final, and takes any step left with a timer out of the `timers` index
+    /// (the run is over). Updates only existing items (never creates one), in parallel.
     async fn expire_run_items(&self, run: &RunRecord, at: i64) -> PortResult<()> {
         let mut x = Expr::default();
         let cond = format!(
@@ -455,6 +464,7 @@ impl DynamoStore {
             .query()
             .table_name(&self.table)
             .key_condition_expression(cond)
+            .filter_expression(format!("attribute_not_exists({})", x.name(TTL)))
             .projection_expression(format!("{}, {}", x.name(PK), x.name(SK)))
             .set_expression_attribute_names(x.names())
             .set_expression_attribute_values(x.values())
@@ -795,14 +805,19 @@ impl StateStore for DynamoStore {
                 None => false,
             };
             let step_write = self.guarded_step_write(guard, new)?;
+            // A top-level step that fails nothing is one single-item write: a
+            // transaction would cost twice as much.
+            if fail_run.is_none() && new.key.index.is_none() {
+                if self.send_guarded(step_write).await? {
+                    break;
+                }
+                self.guard_failed(&new.run_id, &new.key).await?;
+                return Ok(None);
+            }
             let mut tx = vec![TransactWriteItem::builder().update(step_write).build()];
             let mut x = Expr::default();
             let mut sets = Vec::new();
             let mut cond = format!("attribute_exists({})", x.name(PK));
-            if new.key.index.is_none() {
-                let o = x.name("open_steps");
-                sets.push(format!("{o} = {o} - {}", x.value(n(1))));
-            }
             if let (true, Some(err)) = (turn_on, fail_run) {
                 let e = serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(err)
                     .map_err(PortError::backend)?;
