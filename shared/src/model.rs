@@ -210,14 +210,34 @@ impl RunRecord {
     }
 }
 
-/// Progress of a `for_each` step's iterations.
+/// How a `for_each` step's iterations run: in `lanes` (its `max_parallel`), lane `j`
+/// running iterations `j, j + lanes, j + 2·lanes, …` one after the other. An iteration's
+/// end starts the next of its lane, so launching needs no shared counter: an iteration
+/// that succeeds is one write of its own record.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FanOut {
     pub total: u32,
-    /// Iterations created so far (indexes `0..launched`).
-    pub launched: u32,
-    pub finished: u32,
+    pub lanes: u32,
+    /// Lanes seen ending (their last iteration final, or stopped). A hint, not the
+    /// truth: once it reaches `lanes` the iterations' records are read to decide the
+    /// fan-in, and the sweeper fans in when a crash kept it from counting.
+    pub ended: u32,
+    /// Iterations failed (counted in the same write as their final record).
     pub failed: u32,
+}
+
+impl FanOut {
+    /// The iteration that follows `index` in its lane, if any.
+    pub fn next_in_lane(&self, index: u32) -> Option<u32> {
+        index
+            .checked_add(self.lanes.max(1))
+            .filter(|&n| n < self.total)
+    }
+
+    /// The first iteration of each lane.
+    pub fn lane_starts(&self) -> std::ops::Range<u32> {
+        0..self.lanes.max(1).min(self.total)
+    }
 }
 
 /// A step record, or one iteration of a `for_each` step.

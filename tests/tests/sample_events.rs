@@ -376,6 +376,7 @@ async fn unmatched_events_and_bad_webhooks_start_nothing_on_aws() {
         .name("/braid/secrets/signed-hook")
         .value("signed-hook-secret")
         .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
         .send()
         .await
         .unwrap();

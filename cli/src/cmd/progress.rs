@@ -50,9 +50,14 @@ impl Progress {
                         bar.set_prefix(status_mark(rec.status));
                         let label = format!("{} {}", rec.key.step, rec.status);
                         if let Some(f) = rec.fan_out {
+                            let done = steps
+                                .iter()
+                                .filter(|r| r.key.step == rec.key.step && r.key.index.is_some())
+                                .filter(|r| r.status.is_final())
+                                .count();
                             bar.set_style(style.clone());
                             bar.set_length(u64::from(f.total));
-                            bar.set_position(u64::from(f.finished));
+                            bar.set_position(done as u64);
                         }
                         bar.set_message(label);
                         if !tty

@@ -1,6 +1,6 @@
 //! When a step may start, and what a final step means for the rest of the run.
 
-use crate::model::{StepRecord, StepStatus};
+use crate::model::{FanOut, StepRecord, StepStatus};
 use crate::spec::{Step, Workflow};
 
 /// Whether `dep` ending with `status` lets its dependents run: succeeded, skipped (a
@@ -21,6 +21,19 @@ pub fn fails_run(step: &Step, status: StepStatus) -> bool {
 /// Whether every need of `step` is in `satisfied`.
 pub fn is_ready(step: &Step, satisfied: &[String]) -> bool {
     step.needs.iter().all(|n| satisfied.contains(n))
+}
+
+/// Whether a running fan-out starts no more iterations: one failed for good (the step
+/// does not `continue_on_failure`), or the run is failing.
+pub fn fan_out_stopping(step: &Step, f: &FanOut, run_failing: bool) -> bool {
+    run_failing || (f.failed > 0 && !step.continue_on_failure)
+}
+
+/// Whether a fan-out's iterations are over, from their records (`iterations`, every
+/// one of the step's): each is final. A stopping fan-out gets there by cancelling
+/// those not running.
+pub fn fan_out_over(f: &FanOut, iterations: &[StepRecord]) -> bool {
+    iterations.len() == f.total as usize && iterations.iter().all(|r| r.status.is_final())
 }
 
 /// How many iterations of a `for_each` step may be in flight at once.

@@ -7,7 +7,10 @@
 //! use, so repairing something that was not broken changes nothing.
 
 use super::gates;
-use crate::model::{DispatchMsg, RunRecord, RunStatus, StepKey, StepRecord, StepStatus, Timestamp};
+use crate::model::{
+    DispatchMsg, FanOut, RunRecord, RunStatus, StepKey, StepRecord, StepStatus, Timestamp,
+};
+use crate::spec::Step;
 use crate::spec::Workflow;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -86,15 +89,7 @@ pub fn reconcile(
                         attempt: rec.attempt,
                     });
                 } else if let (true, Some(f)) = (top_level, rec.fan_out) {
-                    let in_flight = f.launched - f.finished;
-                    let stopping = run.failing || (f.failed > 0 && !step.continue_on_failure);
-                    let can_launch = !stopping
-                        && f.launched < f.total
-                        && in_flight < gates::max_in_flight(step, f.total);
-                    let done = f.finished == f.total || (stopping && in_flight == 0);
-                    if can_launch || done {
-                        out.push(Repair::AdvanceFanOut(rec.key.step.clone()));
-                    }
+                    out.extend(fan_out_repairs(run, step, rec, &f, steps, &overdue));
                 }
             }
             // A failing run starts nothing new: what waits to run is cancelled, launched
@@ -137,5 +132,60 @@ pub fn reconcile(
         }
     }
     out.dedup();
+    out
+}
+
+/// What a running fan-out needs: its fan-in when its iterations are over (or, stopping,
+/// when some are left to cancel), else the message of each lane's next iteration that
+/// is still pending well after it was due — the first of a lane after the expansion,
+/// a later one after the iteration before it in its lane ended.
+fn fan_out_repairs(
+    run: &RunRecord,
+    step: &Step,
+    parent: &StepRecord,
+    f: &FanOut,
+    steps: &[StepRecord],
+    overdue: &dyn Fn(Option<Timestamp>) -> bool,
+) -> Vec<Repair> {
+    let iterations: HashMap<u32, &StepRecord> = steps
+        .iter()
+        .filter(|r| r.key.step == parent.key.step)
+        .filter_map(|r| r.key.index.map(|i| (i, r)))
+        .collect();
+    let all: Vec<StepRecord> = iterations.values().map(|r| (*r).clone()).collect();
+    let fan_in = || vec![Repair::AdvanceFanOut(parent.key.step.clone())];
+    if gates::fan_out_over(f, &all) {
+        return fan_in();
+    }
+    if gates::fan_out_stopping(step, f, run.failing) {
+        let idle = all
+            .iter()
+            .any(|r| !r.status.is_final() && r.status != StepStatus::Running);
+        return if idle { fan_in() } else { Vec::new() };
+    }
+    let mut out = Vec::new();
+    for (&i, rec) in &iterations {
+        if rec.status != StepStatus::Pending || rec.attempt != 0 {
+            continue;
+        }
+        let due_since = match i.checked_sub(f.lanes.max(1)) {
+            None => Some(parent.started_at),
+            Some(prev) => iterations
+                .get(&prev)
+                .filter(|p| p.status.is_final())
+                .map(|p| p.finished_at),
+        };
+        if due_since.is_some_and(overdue) {
+            out.push(Repair::Dispatch(DispatchMsg {
+                run_id: run.id.clone(),
+                key: rec.key.clone(),
+                attempt: 1,
+            }));
+        }
+    }
+    out.sort_by_key(|r| match r {
+        Repair::Dispatch(m) => m.key.index,
+        _ => None,
+    });
     out
 }

@@ -348,7 +348,7 @@ fn sweep_cancels_what_can_no_longer_run_in_a_failing_run_and_finishes_empty_runs
 }
 
 #[test]
-fn sweep_advances_fan_outs_with_free_slots_or_all_iterations_done() {
+fn sweep_re_sends_a_lanes_next_iteration_once_overdue_and_fans_in_when_all_are_final() {
     let w = wf("
 name: fan
 steps:
@@ -358,33 +358,85 @@ steps:
     pass: '{{ item }}'
 ");
     let mut f = rec("f", StepStatus::Running);
+    f.started_at = Some(t0());
     f.fan_out = Some(FanOut {
         total: 3,
-        launched: 2,
-        finished: 0,
-        failed: 0,
+        lanes: 2,
+        ..FanOut::default()
     });
-    assert!(reconcile(&w, &run(), std::slice::from_ref(&f), t0(), STALE).is_empty());
-    f.fan_out = Some(FanOut {
-        total: 3,
-        launched: 2,
-        finished: 1,
-        failed: 0,
-    });
+    let it = |i: u32, status: StepStatus| {
+        let mut r = StepRecord::new("r", StepKey::iteration("f", i), status);
+        if status.is_final() {
+            r.attempt = 1;
+            r.finished_at = Some(t0());
+        }
+        r
+    };
+    // Iteration 0 ended at t0, so 2 (next in its lane) is due; 1 runs in the other lane.
+    let steps = vec![
+        f.clone(),
+        it(0, StepStatus::Succeeded),
+        it(1, StepStatus::Running),
+        it(2, StepStatus::Pending),
+    ];
+    assert!(reconcile(&w, &run(), &steps, t0() + secs(10), STALE).is_empty());
     assert_eq!(
-        reconcile(&w, &run(), std::slice::from_ref(&f), t0(), STALE),
+        reconcile(&w, &run(), &steps, t0() + secs(61), STALE),
+        vec![Repair::Dispatch(DispatchMsg {
+            run_id: "r".into(),
+            key: StepKey::iteration("f", 2),
+            attempt: 1,
+        })]
+    );
+    // The first iteration of a lane is due from the expansion.
+    let fresh = vec![
+        f.clone(),
+        it(0, StepStatus::Pending),
+        it(1, StepStatus::Running),
+        it(2, StepStatus::Pending),
+    ];
+    assert_eq!(
+        reconcile(&w, &run(), &fresh, t0() + secs(61), STALE),
+        vec![Repair::Dispatch(DispatchMsg {
+            run_id: "r".into(),
+            key: StepKey::iteration("f", 0),
+            attempt: 1,
+        })]
+    );
+    let over = vec![
+        f.clone(),
+        it(0, StepStatus::Succeeded),
+        it(1, StepStatus::Succeeded),
+        it(2, StepStatus::Succeeded),
+    ];
+    assert_eq!(
+        reconcile(&w, &run(), &over, t0(), STALE),
         vec![Repair::AdvanceFanOut("f".into())]
     );
-    f.fan_out = Some(FanOut {
-        total: 3,
-        launched: 3,
-        finished: 3,
-        failed: 0,
+    // Stopping after a failure: what has not started is to be cancelled; then it waits
+    // for what runs.
+    let mut stopping = f.clone();
+    stopping.fan_out = Some(FanOut {
+        failed: 1,
+        ..f.fan_out.unwrap()
     });
+    let left = vec![
+        stopping.clone(),
+        it(0, StepStatus::Failed),
+        it(1, StepStatus::Running),
+        it(2, StepStatus::Pending),
+    ];
     assert_eq!(
-        reconcile(&w, &run(), &[f], t0(), STALE),
+        reconcile(&w, &run(), &left, t0(), STALE),
         vec![Repair::AdvanceFanOut("f".into())]
     );
+    let running = vec![
+        stopping,
+        it(0, StepStatus::Failed),
+        it(1, StepStatus::Running),
+        it(2, StepStatus::Cancelled),
+    ];
+    assert!(reconcile(&w, &run(), &running, t0(), STALE).is_empty());
 }
 
 #[test]

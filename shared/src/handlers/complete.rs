@@ -144,9 +144,13 @@ impl Handlers {
             iterations.push(it);
         }
         // The fan-out step holds no lease: its iterations have their own.
+        let lanes = wf
+            .step(&rec.key.step)
+            .map_or(total, |s| gates::max_in_flight(s, total));
         let parent = StepRecord {
             fan_out: Some(FanOut {
                 total,
+                lanes,
                 ..FanOut::default()
             }),
             lease_until: None,
@@ -159,7 +163,7 @@ impl Handlers {
             .await?
         {
             let run = self.ports.store.get_run(&parent.run_id).await?;
-            self.advance_fan_out(wf, &run, parent).await?;
+            self.launch_lanes(wf, &run, parent).await?;
         }
         Ok(())
     }

@@ -65,6 +65,10 @@ impl Handlers {
         match rec.status {
             StepStatus::Waiting if rec.attempt == msg.attempt => return self.wake(&rec, now).await,
             StepStatus::Ready | StepStatus::Retrying if rec.attempt + 1 == msg.attempt => {}
+            // An iteration's first attempt is claimed straight from pending: the end of
+            // the one before it in its lane sent the message (see `FanOut`).
+            StepStatus::Pending
+                if rec.key.index.is_some() && rec.attempt == 0 && msg.attempt == 1 => {}
             StepStatus::Running if redelivered && rec.attempt == msg.attempt => {}
             _ => return Ok(()),
         }
@@ -88,11 +92,7 @@ impl Handlers {
         };
         // The claim: only one dispatcher moves this attempt from ready to running (or,
         // resuming, renews the lease of the attempt this message had claimed).
-        let guard = if rec.status == StepStatus::Running {
-            Guard::at(&[StepStatus::Running], rec.attempt)
-        } else {
-            Guard::at(&[StepStatus::Ready, StepStatus::Retrying], rec.attempt)
-        };
+        let guard = Guard::at(&[rec.status], rec.attempt);
         if !self.ports.store.update_step(&guard, &claimed).await? {
             return Ok(());
         }

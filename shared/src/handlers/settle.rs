@@ -25,6 +25,15 @@ const CANCELLABLE: &[StepStatus] = &[
 const LAUNCHED_IDLE: &[StepStatus] =
     &[StepStatus::Ready, StepStatus::Retrying, StepStatus::Waiting];
 
+/// The message that starts the first attempt of iteration `index` of `step`.
+fn iteration_msg(run_id: &str, step: &str, index: u32) -> DispatchMsg {
+    DispatchMsg {
+        run_id: run_id.to_string(),
+        key: StepKey::iteration(step, index),
+        attempt: 1,
+    }
+}
+
 /// Whether fail fast cancels `rec`.
 pub(super) fn cancellable(rec: &StepRecord) -> bool {
     match rec.key.index {
@@ -72,16 +81,7 @@ impl Handlers {
             return Ok(());
         };
         if rec.key.index.is_some() {
-            let parent = match parent {
-                Some(p) => p,
-                None => {
-                    self.ports
-                        .store
-                        .get_step(&run.id, &StepKey::step(&rec.key.step))
-                        .await?
-                }
-            };
-            return self.advance_fan_out(wf, &run, parent).await;
+            return self.follow_lane(wf, &run, rec, parent).await;
         }
         if gates::fails_run(step, rec.status) {
             return self.fail_fast(wf, &run.id).await;
@@ -132,6 +132,10 @@ impl Handlers {
     /// is open.
     async fn fail_fast(&self, wf: &Workflow, run_id: &str) -> HandlerResult<()> {
         for rec in self.ports.store.list_steps(run_id).await? {
+            // A fan-out stops its own iterations (see `advance_fan_out`).
+            if rec.key.index.is_some() {
+                continue;
+            }
             if cancellable(&rec) {
                 self.cancel(wf, &rec).await?;
             } else if rec.status == StepStatus::Running && rec.fan_out.is_some() {
@@ -167,8 +171,74 @@ impl Handlers {
         Ok(())
     }
 
-    /// Launches more iterations of a running `for_each` step, or fans in when all are
-    /// done (or, in a failing run, when none is in flight any more).
+    /// Starts a fan-out's lanes: the first iteration of each, right after its expansion
+    /// (or fans in at once when there is nothing to iterate). Sends only: a pending
+    /// iteration is claimed straight from its message.
+    pub(super) async fn launch_lanes(
+        &self,
+        wf: &Workflow,
+        run: &RunRecord,
+        parent: StepRecord,
+    ) -> HandlerResult<()> {
+        let Some(f) = parent.fan_out else {
+            return Ok(());
+        };
+        if f.total == 0 {
+            return self.advance_fan_out(wf, run, parent).await;
+        }
+        let step = &parent.key.step;
+        let msgs = f
+            .lane_starts()
+            .map(|i| (iteration_msg(&run.id, step, i), Duration::ZERO))
+            .collect();
+        self.send_dispatch(msgs).await
+    }
+
+    /// What follows iteration `rec` becoming final: the next iteration of its lane
+    /// starts; at a lane's end (or once the fan-out is stopping) the lane is counted,
+    /// and the fan-in is tried when it may be the last. `parent` is the `for_each`
+    /// step when the final write returned it.
+    async fn follow_lane(
+        &self,
+        wf: &Workflow,
+        run: &RunRecord,
+        rec: &StepRecord,
+        parent: Option<StepRecord>,
+    ) -> HandlerResult<()> {
+        let pkey = StepKey::step(&rec.key.step);
+        let parent = match parent {
+            Some(p) => p,
+            None => self.ports.store.get_step(&run.id, &pkey).await?,
+        };
+        let (Some(step), Some(f), Some(index)) =
+            (wf.step(&pkey.step), parent.fan_out, rec.key.index)
+        else {
+            return Ok(());
+        };
+        if parent.status != StepStatus::Running {
+            return Ok(());
+        }
+        if gates::fan_out_stopping(step, &f, run.failing) {
+            return self.advance_fan_out(wf, run, parent).await;
+        }
+        if let Some(next) = f.next_in_lane(index) {
+            let msg = iteration_msg(&run.id, &pkey.step, next);
+            return self.send_dispatch(vec![(msg, Duration::ZERO)]).await;
+        }
+        // The lane's end. Its count is a hint: the fan-in reads the records.
+        match self.ports.store.end_lane(&run.id, &pkey.step).await? {
+            Some(p) if p.fan_out.is_some_and(|f| f.ended >= f.lanes) => {
+                self.advance_fan_out(wf, run, p).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Fans a running `for_each` step in once its iterations are over, from their
+    /// records. A stopping fan-out (an iteration failed for good, or the run is
+    /// failing) first cancels every iteration not running — so none starts after this,
+    /// a claim racing it finds its guard false — and ends when those running are
+    /// recorded.
     pub(super) async fn advance_fan_out(
         &self,
         wf: &Workflow,
@@ -186,38 +256,37 @@ impl Handlers {
         else {
             return Ok(());
         };
-        let in_flight = f.launched - f.finished;
-        let failed_for_good = f.failed > 0 && !step.continue_on_failure;
-        // Once the run is failing (or an iteration failed for good), nothing new is
-        // launched and the step ends when the iterations in flight are recorded.
-        let stopping = run.failing || failed_for_good;
-        if stopping && in_flight > 0 {
+        let mut iterations = self.ports.store.list_iterations(run_id, step_id).await?;
+        if gates::fan_out_stopping(step, &f, run.failing) {
+            let now = self.now();
+            for it in iterations.iter_mut() {
+                if it.status.is_final() || it.status == StepStatus::Running {
+                    continue;
+                }
+                let cancelled = StepRecord {
+                    status: StepStatus::Cancelled,
+                    due_at: None,
+                    finished_at: Some(now),
+                    ..it.clone()
+                };
+                // Pending ones too: an iteration's message may be on the way.
+                let guard = Guard::status(CANCELLABLE);
+                *it = match self
+                    .ports
+                    .store
+                    .finalize_step(&guard, &cancelled, None)
+                    .await?
+                {
+                    Some(_) => cancelled,
+                    // Claimed meanwhile: it runs, and its end comes back here.
+                    None => self.ports.store.get_step(run_id, &it.key).await?,
+                };
+            }
+        }
+        if !gates::fan_out_over(&f, &iterations) {
             return Ok(());
         }
-        if f.finished < f.total && !stopping {
-            if f.launched == f.total {
-                return Ok(());
-            }
-            let now = self.now();
-            let launched = self
-                .ports
-                .store
-                .launch_iterations(run_id, step_id, gates::max_in_flight(step, f.total), now)
-                .await?;
-            let msgs = launched
-                .into_iter()
-                .map(|i| {
-                    let msg = DispatchMsg {
-                        run_id: run_id.to_string(),
-                        key: StepKey::iteration(step_id, i),
-                        attempt: 1,
-                    };
-                    (msg, Duration::ZERO)
-                })
-                .collect();
-            return self.send_dispatch(msgs).await;
-        }
-        let iterations = self.ports.store.list_iterations(run_id, step_id).await?;
+        let failed_for_good = f.failed > 0 && !step.continue_on_failure;
         let mut parts = Vec::with_capacity(iterations.len());
         let mut first_error = None;
         for it in &iterations {

@@ -450,20 +450,16 @@ impl StateStore for SqliteStore {
                 write_run(tx, &run)?;
             }
             let parent = match new.key.index {
-                None => None,
-                Some(_) => {
+                Some(_) if new.status == StepStatus::Failed => {
                     let pkey = StepKey::step(&new.key.step);
                     let mut parent = read_step(tx, &new.run_id, &pkey)?.ok_or_else(|| {
                         PortError::NotFound(format!("step {pkey} of run {}", new.run_id))
                     })?;
-                    let f = parent.fan_out.get_or_insert_with(Default::default);
-                    f.finished += 1;
-                    if new.status == StepStatus::Failed {
-                        f.failed += 1;
-                    }
+                    parent.fan_out.get_or_insert_with(Default::default).failed += 1;
                     write_step(tx, &parent)?;
                     Some(parent)
                 }
+                _ => None,
             };
             Ok(Some(Finalized { run, parent }))
         })
@@ -531,41 +527,22 @@ impl StateStore for SqliteStore {
         })
     }
 
-    async fn launch_iterations(
-        &self,
-        run_id: &str,
-        step: &str,
-        max_in_flight: u32,
-        now: Timestamp,
-    ) -> PortResult<Vec<u32>> {
+    async fn end_lane(&self, run_id: &str, step: &str) -> PortResult<Option<StepRecord>> {
         self.with_tx(|tx| {
             let pkey = StepKey::step(step);
             let Some(mut parent) = read_step(tx, run_id, &pkey)? else {
                 return Err(PortError::NotFound(format!("step {pkey} of run {run_id}")));
             };
-            let Some(mut f) = parent.fan_out else {
-                return Ok(Vec::new());
+            let Some(f) = parent
+                .fan_out
+                .as_mut()
+                .filter(|_| parent.status == StepStatus::Running)
+            else {
+                return Ok(None);
             };
-            if parent.status != StepStatus::Running {
-                return Ok(Vec::new());
-            }
-            let in_flight = f.launched - f.finished;
-            let n = max_in_flight
-                .saturating_sub(in_flight)
-                .min(f.total - f.launched);
-            let launched: Vec<u32> = (f.launched..f.launched + n).collect();
-            for &i in &launched {
-                let key = StepKey::iteration(step, i);
-                let mut it = read_step(tx, run_id, &key)?
-                    .ok_or_else(|| PortError::NotFound(format!("step {key} of run {run_id}")))?;
-                it.status = StepStatus::Ready;
-                it.due_at = Some(now);
-                write_step(tx, &it)?;
-            }
-            f.launched += n;
-            parent.fan_out = Some(f);
+            f.ended += 1;
             write_step(tx, &parent)?;
-            Ok(launched)
+            Ok(Some(parent))
         })
     }
 

@@ -48,7 +48,7 @@ pub enum Created {
 pub struct Finalized {
     /// The run as read after the write.
     pub run: RunRecord,
-    /// For an iteration: its `for_each` step after counting it.
+    /// For a failed iteration: its `for_each` step after counting it.
     pub parent: Option<StepRecord>,
 }
 
@@ -105,10 +105,10 @@ pub trait StateStore: Send + Sync {
     /// Replaces a step record with a non-final `new` if `guard` holds; false otherwise.
     async fn update_step(&self, guard: &Guard, new: &StepRecord) -> PortResult<bool>;
 
-    /// Replaces a step record with a final `new` if `guard` holds, and in the same atomic
-    /// write counts it: an iteration raises its parent's `finished` (and `failed`); a
-    /// top-level step touches nothing else (the run's end is seen from its steps'
-    /// records, see [`crate::engine::gates::run_is_done`]). With `fail_run`, the same write
+    /// Replaces a step record with a final `new` if `guard` holds. A failed iteration
+    /// raises its parent's `fan_out.failed` in the same atomic write; anything else
+    /// touches only its own record (the run's end and a fan-in are seen from the
+    /// records, see [`crate::engine::gates`]). With `fail_run`, the same write
     /// also turns on fail-fast for a run that is not final nor failing yet, with that
     /// error — so no other writer can finish the run as succeeded in between, and a
     /// crash right after leaves a run the sweeper fails. `None` when the guard is false.
@@ -142,16 +142,10 @@ pub trait StateStore: Send + Sync {
         iterations: &[StepRecord],
     ) -> PortResult<bool>;
 
-    /// Marks the next pending iterations of a running `for_each` step ready, keeping at
-    /// most `max_in_flight` launched-but-unfinished; returns the indexes launched.
-    /// Launched iterations are `ready` with `due_at = now`.
-    async fn launch_iterations(
-        &self,
-        run_id: &str,
-        step: &str,
-        max_in_flight: u32,
-        now: Timestamp,
-    ) -> PortResult<Vec<u32>>;
+    /// Counts one more lane of a running `for_each` step as ended
+    /// ([`crate::model::FanOut::ended`]); returns the step after the write, or `None`
+    /// when it is not a running fan-out any more.
+    async fn end_lane(&self, run_id: &str, step: &str) -> PortResult<Option<StepRecord>>;
 
     /// Moves a run that is not final to `run.status` with its output, error and finish
     /// time, once: false if it was already final. A run holding a slot

@@ -71,7 +71,7 @@ pub async fn run_all(store: Arc<dyn StateStore>) {
     concurrent_claims_have_one_winner(store.clone()).await;
     finalize_records_a_result_once(&*store).await;
     satisfy_is_idempotent(&*store).await;
-    fan_out_launches_within_the_limit_and_counts_iterations(&*store).await;
+    fan_out_counts_failures_and_ended_lanes(&*store).await;
     failing_and_finishing_happen_once(&*store).await;
     due_runs_follow_timers(&*store).await;
     slots_admit_queued_runs_up_to_the_limit(&*store).await;
@@ -323,7 +323,9 @@ pub async fn satisfy_is_idempotent(store: &dyn StateStore) {
     );
 }
 
-pub async fn fan_out_launches_within_the_limit_and_counts_iterations(store: &dyn StateStore) {
+/// An iteration is claimed straight from pending; a success writes only its own
+/// record, a failure counts on its parent in the same write; lanes end once each.
+pub async fn fan_out_counts_failures_and_ended_lanes(store: &dyn StateStore) {
     let run = run_record(&fresh_id("fan"), "conformance", None);
     let f = StepRecord::new(&run.id, StepKey::step("f"), StepStatus::Ready);
     store
@@ -337,6 +339,7 @@ pub async fn fan_out_launches_within_the_limit_and_counts_iterations(store: &dyn
     let parent = StepRecord {
         fan_out: Some(FanOut {
             total: 5,
+            lanes: 2,
             ..FanOut::default()
         }),
         ..claimed(&f, 1)
@@ -351,30 +354,26 @@ pub async fn fan_out_launches_within_the_limit_and_counts_iterations(store: &dyn
     let guard = Guard::at(&[StepStatus::Running], 1);
     assert!(store.expand(&guard, &parent, &iterations).await.unwrap());
     assert_eq!(store.list_iterations(&run.id, "f").await.unwrap().len(), 5);
-    assert_eq!(
-        store
-            .launch_iterations(&run.id, "f", 2, t0())
-            .await
-            .unwrap(),
-        vec![0, 1]
-    );
-    assert!(
-        store
-            .launch_iterations(&run.id, "f", 2, t0())
-            .await
-            .unwrap()
-            .is_empty(),
-        "two are in flight"
-    );
-    let it0 = store
-        .get_step(&run.id, &StepKey::iteration("f", 0))
+    let [it0, it1] = [0, 1].map(|i| iterations[i].clone());
+    for it in [&it0, &it1] {
+        assert!(
+            store
+                .update_step(&Guard::at(&[StepStatus::Pending], 0), &claimed(it, 1))
+                .await
+                .unwrap()
+        );
+    }
+    let ok = StepRecord {
+        status: StepStatus::Succeeded,
+        output: Some(Data::Inline(json!(1))),
+        ..claimed(&it1, 1)
+    };
+    let fin = store
+        .finalize_step(&Guard::at(&[StepStatus::Running], 1), &ok, None)
         .await
-        .unwrap();
-    assert_eq!(it0.status, StepStatus::Ready);
-    store
-        .update_step(&Guard::at(&[StepStatus::Ready], 0), &claimed(&it0, 1))
-        .await
-        .unwrap();
+        .unwrap()
+        .expect("iteration finalizes");
+    assert!(fin.parent.is_none(), "a success touches only its record");
     let failed = StepRecord {
         status: StepStatus::Failed,
         error: Some(ErrorInfo::new("x", "y")),
@@ -387,19 +386,32 @@ pub async fn fan_out_launches_within_the_limit_and_counts_iterations(store: &dyn
         .expect("iteration finalizes");
     let counted = fin
         .parent
-        .expect("an iteration reports its parent")
+        .expect("a failure reports its parent")
         .fan_out
         .unwrap();
-    assert_eq!(
-        (counted.launched, counted.finished, counted.failed),
-        (2, 1, 1)
-    );
-    assert_eq!(
-        store
-            .launch_iterations(&run.id, "f", 2, t0())
+    assert_eq!((counted.failed, counted.ended), (1, 0));
+    for expected in [1, 2] {
+        let p = store
+            .end_lane(&run.id, "f")
             .await
-            .unwrap(),
-        vec![2]
+            .unwrap()
+            .expect("running");
+        assert_eq!(p.fan_out.unwrap().ended, expected);
+    }
+    let done = StepRecord {
+        status: StepStatus::Failed,
+        finished_at: Some(t0()),
+        ..store.get_step(&run.id, &f.key).await.unwrap()
+    };
+    store
+        .finalize_step(&guard, &done, None)
+        .await
+        .unwrap()
+        .expect("the fan-out ends");
+    assert_eq!(
+        store.end_lane(&run.id, "f").await.unwrap(),
+        None,
+        "a fan-out that ended counts no lane"
     );
     let iterations = store.list_iterations(&run.id, "f").await.unwrap();
     let order: Vec<Option<u32>> = iterations.iter().map(|i| i.key.index).collect();

@@ -805,9 +805,11 @@ impl StateStore for DynamoStore {
                 None => false,
             };
             let step_write = self.guarded_step_write(guard, new)?;
-            // A top-level step that fails nothing is one single-item write: a
-            // transaction would cost twice as much.
-            if fail_run.is_none() && new.key.index.is_none() {
+            // A write that fails nothing and counts nothing (a top-level step, an
+            // iteration that did not fail) is one single-item write: a transaction
+            // would cost twice as much.
+            let counted = new.key.index.is_some() && new.status == StepStatus::Failed;
+            if fail_run.is_none() && !counted {
                 if self.send_guarded(step_write).await? {
                     break;
                 }
@@ -846,20 +848,15 @@ impl StateStore for DynamoStore {
                 tx.push(TransactWriteItem::builder().update(u).build());
                 Some(tx.len() - 1)
             };
-            if new.key.index.is_some() {
-                // An iteration counts towards its parent's fan-out.
+            if counted {
+                // A failed iteration counts towards its parent's fan-out.
                 let mut x = Expr::default();
-                let mut sets = vec![];
-                let fin = x.name("fan_out.finished");
-                sets.push(format!("{fin} = {fin} + {}", x.value(n(1))));
-                if new.status == StepStatus::Failed {
-                    let failed = x.name("fan_out.failed");
-                    sets.push(format!("{failed} = {failed} + {}", x.value(n(1))));
-                }
+                let failed = x.name("fan_out.failed");
+                let update = format!("SET {failed} = {failed} + {}", x.value(n(1)));
                 let cond = format!("attribute_exists({})", x.name(PK));
                 let u = self.tx_update(
                     key(run_pk(&new.run_id), &step_sk(&parent_key)),
-                    format!("SET {}", sets.join(", ")),
+                    update,
                     Some(cond),
                     &x,
                 )?;
@@ -884,12 +881,12 @@ impl StateStore for DynamoStore {
         }
         let run = self.read_run(&new.run_id).await?;
         let parent = match new.key.index {
-            Some(_) => Some(
+            Some(_) if new.status == StepStatus::Failed => Some(
                 self.read_step(&new.run_id, &parent_key)
                     .await?
                     .ok_or_else(|| step_not_found(&new.run_id, &parent_key))?,
             ),
-            None => None,
+            _ => None,
         };
         Ok(Some(Finalized { run, parent }))
     }
@@ -979,92 +976,27 @@ impl StateStore for DynamoStore {
         self.send_guarded(u).await
     }
 
-    async fn launch_iterations(
-        &self,
-        run_id: &str,
-        step: &str,
-        max_in_flight: u32,
-        now: Timestamp,
-    ) -> PortResult<Vec<u32>> {
+    async fn end_lane(&self, run_id: &str, step: &str) -> PortResult<Option<StepRecord>> {
         let pkey = StepKey::step(step);
-        let parent = self
-            .read_step(run_id, &pkey)
+        let mut x = Expr::default();
+        let ended = x.name("fan_out.ended");
+        let update = format!("SET {ended} = {ended} + {}", x.value(n(1)));
+        let cond = format!(
+            "attribute_exists({}) AND {} = {}",
+            x.name("fan_out"),
+            x.name("status"),
+            x.value(s(StepStatus::Running.as_str()))
+        );
+        match self
+            .update_if(key(run_pk(run_id), &step_sk(&pkey)), &update, &cond, &x)
             .await?
-            .ok_or_else(|| step_not_found(run_id, &pkey))?;
-        let Some(f) = parent.fan_out else {
-            return Ok(Vec::new());
-        };
-        if parent.status != StepStatus::Running {
-            return Ok(Vec::new());
-        }
-        let in_flight = f.launched.saturating_sub(f.finished);
-        let count = max_in_flight
-            .saturating_sub(in_flight)
-            .min(f.total.saturating_sub(f.launched));
-        let due = serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(now)
-            .map_err(PortError::backend)?;
-        let mut launched = Vec::new();
-        let mut from = f.launched;
-        let end = f.launched + count;
-        // Each chunk is one transaction that moves `launched` on by exactly the
-        // iterations it makes ready, conditioned on the count it started from: a crash
-        // between chunks leaves a consistent parent, and of two callers launching at
-        // once the second finds `launched` moved and stops with what it launched.
-        // The first launch (right after the expansion, nobody else launching) goes in
-        // chunks as large as a transaction holds. Later launches come from iterations
-        // finishing, often several at once, each seeing the same free slots: they go one
-        // iteration per transaction, so a caller that loses the race on `launched` has
-        // written (and paid for) two items, not a whole chunk.
-        let chunk = if f.launched == 0 {
-            MAX_TX_ITEMS as u32 - 1
-        } else {
-            1
-        };
-        while from < end {
-            let to = end.min(from + chunk);
-            let mut x = Expr::default();
-            let l = x.name("fan_out.launched");
-            let update = format!("SET {l} = {}", x.value(n(to)));
-            let cond = format!(
-                "{l} = {} AND {} = {}",
-                x.value(n(from)),
-                x.name("status"),
-                x.value(s(StepStatus::Running.as_str()))
-            );
-            let pu =
-                self.tx_update(key(run_pk(run_id), &step_sk(&pkey)), update, Some(cond), &x)?;
-            let mut tx = vec![TransactWriteItem::builder().update(pu).build()];
-            for i in from..to {
-                let mut x = Expr::default();
-                let sets = vec![
-                    format!(
-                        "{} = {}",
-                        x.name("status"),
-                        x.value(s(StepStatus::Ready.as_str()))
-                    ),
-                    format!("{} = {}", x.name("due_at"), x.value(due.clone())),
-                ];
-                let update = update_expression(&sets, &[]);
-                let cond = format!("attribute_exists({})", x.name(PK));
-                let u = self.tx_update(
-                    key(run_pk(run_id), &step_sk(&StepKey::iteration(step, i))),
-                    update,
-                    Some(cond),
-                    &x,
-                )?;
-                tx.push(TransactWriteItem::builder().update(u).build());
+        {
+            Some(item) => decode(item, STEP_OPAQUE).map(Some),
+            None => {
+                self.guard_failed(run_id, &pkey).await?;
+                Ok(None)
             }
-            match self.transact(tx).await? {
-                Ok(()) => launched.extend(from..to),
-                Err(failed) if failed.contains(&0) => break,
-                Err(failed) => {
-                    let i = from + failed[0] as u32 - 1;
-                    return Err(step_not_found(run_id, &StepKey::iteration(step, i)));
-                }
-            }
-            from = to;
         }
-        Ok(launched)
     }
 
     async fn finish_run(&self, run: &RunRecord) -> PortResult<bool> {
