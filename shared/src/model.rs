@@ -303,6 +303,11 @@ pub struct DispatchMsg {
     pub run_id: String,
     pub key: StepKey,
     pub attempt: u32,
+    /// The attempt was claimed by a dispatcher that could not finish it and handed it
+    /// on: run it again rather than take it for a duplicate (as for a message received
+    /// again).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resume: bool,
 }
 
 /// The outcome of one attempt.

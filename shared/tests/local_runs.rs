@@ -215,7 +215,7 @@ async fn a_lost_message_at_any_point_is_repaired_by_the_sweeper() {
     let baseline = run_plain(SHAPES, json!({})).await;
     let (ready_sends, result_sends) = count_sends(SHAPES).await;
     assert!(
-        ready_sends > 10 && result_sends >= 1,
+        ready_sends > 5 && result_sends >= 1,
         "{ready_sends} {result_sends}"
     );
     for (queue, n) in (0..ready_sends)
@@ -634,6 +634,7 @@ async fn a_message_that_can_never_be_handled_fails_its_run_with_the_reason() {
         run_id: "r-poison".into(),
         key: StepKey::step("a"),
         attempt: 1,
+        resume: false,
     };
     ports
         .ready

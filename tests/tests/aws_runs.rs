@@ -143,6 +143,36 @@ steps:
 output: "{{ steps.report.output }}"
 "#;
 
+/// The cost benchmark's workflow: a 20-item fan-out of HTTP calls ten at a time, a
+/// fan-in and a chain ending in another call — what most runs do, with real tasks
+/// (every step but two calls the test's HTTP service).
+const REPRESENTATIVE_TASKS: &str = r#"
+name: representative-tasks
+params:
+  base_url: { type: string, required: true }
+steps:
+  - id: list
+    pass: "{{ range(20) | list }}"
+  - id: price
+    needs: [list]
+    for_each: "{{ steps.list.output }}"
+    max_parallel: 10
+    http:
+      method: POST
+      url: "{{ params.base_url }}/post"
+      json: { record: "{{ item * item }}" }
+  - id: total
+    needs: [price]
+    pass: "{{ steps.price.output | map(attribute='body') | map(attribute='json') | map(attribute='record') | sum }}"
+  - id: report
+    needs: [total]
+    http:
+      method: POST
+      url: "{{ params.base_url }}/post"
+      json: { record: "{{ steps.total.output }}" }
+output: "{{ steps.report.output.body.json.record }}"
+"#;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_delivered_twice_changes_nothing() {
     let stack = Stack::create("dup").await;
@@ -254,12 +284,21 @@ async fn orchestration_cost_per_million_steps_is_measured_from_every_request() {
         &stack,
         Handlers::new(stack.ports(), settings(), env_secrets()),
     );
+    let base_url = examples::http_service().await;
     stack.requests.reset();
     let runs = 3;
     let mut steps = 0;
     for _ in 0..runs {
-        let id = start(&driver.handlers, "r.yaml", REPRESENTATIVE, json!({})).await;
-        driver.run_to_end(&id, RUN_LIMIT).await;
+        let input = json!({ "base_url": base_url });
+        let id = start(&driver.handlers, "r.yaml", REPRESENTATIVE_TASKS, input).await;
+        let run = driver.run_to_end(&id, RUN_LIMIT).await;
+        assert_eq!(
+            (run.status, run.output),
+            (
+                RunStatus::Succeeded,
+                Some(braid::model::Data::Inline(json!(2470)))
+            )
+        );
         let records = driver.handlers.ports.store.list_steps(&id).await.unwrap();
         // A step is a unit of work: every plain step and every iteration (the
         // `for_each` step itself only fans out).

@@ -79,6 +79,7 @@ pub fn reconcile(
                 run_id: run.id.clone(),
                 key: rec.key.clone(),
                 attempt,
+                resume: false,
             })
         };
         match rec.status {
@@ -180,6 +181,7 @@ fn fan_out_repairs(
                 run_id: run.id.clone(),
                 key: rec.key.clone(),
                 attempt: 1,
+                resume: false,
             }));
         }
     }

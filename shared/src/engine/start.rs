@@ -81,6 +81,7 @@ pub fn plan(wf: &Workflow, info: StartInfo, now: Timestamp) -> RunPlan {
                 run_id: info.run_id.clone(),
                 key: rec.key.clone(),
                 attempt: 1,
+                resume: false,
             });
         }
         steps.push(rec);

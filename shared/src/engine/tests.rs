@@ -278,7 +278,8 @@ fn sweep_re_sends_ready_steps_only_once_their_message_is_stale() {
         vec![Repair::Dispatch(DispatchMsg {
             run_id: "r".into(),
             key: StepKey::step("a"),
-            attempt: 1
+            attempt: 1,
+            resume: false,
         })]
     );
 }
@@ -386,6 +387,7 @@ steps:
             run_id: "r".into(),
             key: StepKey::iteration("f", 2),
             attempt: 1,
+            resume: false,
         })]
     );
     // The first iteration of a lane is due from the expansion.
@@ -401,6 +403,7 @@ steps:
             run_id: "r".into(),
             key: StepKey::iteration("f", 0),
             attempt: 1,
+            resume: false,
         })]
     );
     let over = vec![

@@ -88,6 +88,7 @@ impl Handlers {
                         run_id: run.id.clone(),
                         key: key.clone(),
                         attempt: 1,
+                        resume: false,
                     },
                     Duration::ZERO,
                 ));

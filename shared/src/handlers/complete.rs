@@ -67,6 +67,7 @@ impl Handlers {
                             run_id: rec.run_id.clone(),
                             key: rec.key.clone(),
                             attempt: rec.attempt + 1,
+                            resume: false,
                         };
                         self.send_dispatch(vec![(next, delay)]).await?;
                     }

@@ -52,6 +52,15 @@ impl Handlers {
         msg: &DispatchMsg,
         redelivered: bool,
     ) -> HandlerResult<()> {
+        self.dispatch_eagerly(msg, redelivered).await
+    }
+
+    /// Handles one "ready" message (see [`Handlers::dispatch_delivery`]).
+    pub(super) async fn dispatch_one(
+        &self,
+        msg: &DispatchMsg,
+        redelivered: bool,
+    ) -> HandlerResult<()> {
         let now = self.now();
         let run = self.ports.store.get_run(&msg.run_id).await?;
         if run.status.is_final() {
@@ -69,7 +78,7 @@ impl Handlers {
             // the one before it in its lane sent the message (see `FanOut`).
             StepStatus::Pending
                 if rec.key.index.is_some() && rec.attempt == 0 && msg.attempt == 1 => {}
-            StepStatus::Running if redelivered && rec.attempt == msg.attempt => {}
+            StepStatus::Running if (redelivered || msg.resume) && rec.attempt == msg.attempt => {}
             _ => return Ok(()),
         }
         if run.failing {
@@ -119,6 +128,7 @@ impl Handlers {
                 run_id: rec.run_id.clone(),
                 key: rec.key.clone(),
                 attempt: rec.attempt,
+                resume: false,
             };
             return self
                 .send_dispatch(vec![(msg, (due - now).to_std().unwrap_or_default())])
@@ -339,6 +349,7 @@ impl Handlers {
                 run_id: rec.run_id.clone(),
                 key: rec.key.clone(),
                 attempt: rec.attempt,
+                resume: false,
             };
             let delay = (due - now).to_std().unwrap_or_default();
             if delay <= self.settings.max_queue_delay {

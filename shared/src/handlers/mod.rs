@@ -1,5 +1,5 @@
 //! The handlers: intake (start a run), dispatch (claim, render, run the task, record
-//! its outcome), complete (record an outcome, release dependents, fan in, finish the
+//! its outcome, then run eagerly what that made ready), complete (record an outcome, release dependents, fan in, finish the
 //! run — for the dispatcher's outcomes and for those that arrive on the result queue),
 //! tick (the sweeper); delivery (a queue message to its handler, and whether to delete,
 //! retry or give up on it — the same for the local runtime and the Lambda functions);
@@ -17,6 +17,7 @@ mod complete;
 mod context;
 mod deliver;
 mod dispatch;
+mod eager;
 mod intake;
 mod settle;
 mod tick;
@@ -197,7 +198,14 @@ impl Handlers {
         }
     }
 
+    /// Sends "ready" messages, but for one that the dispatcher's delivery running on
+    /// this task keeps to run itself (see [`eager`]).
     async fn send_dispatch(&self, msgs: Vec<(DispatchMsg, Duration)>) -> HandlerResult<()> {
+        self.send_now(eager::keep_follow_up(msgs)).await
+    }
+
+    /// Sends "ready" messages to the queue.
+    async fn send_now(&self, msgs: Vec<(DispatchMsg, Duration)>) -> HandlerResult<()> {
         if msgs.is_empty() {
             return Ok(());
         }

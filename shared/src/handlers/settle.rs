@@ -31,6 +31,7 @@ fn iteration_msg(run_id: &str, step: &str, index: u32) -> DispatchMsg {
         run_id: run_id.to_string(),
         key: StepKey::iteration(step, index),
         attempt: 1,
+        resume: false,
     }
 }
 
@@ -123,6 +124,7 @@ impl Handlers {
             run_id: run_id.to_string(),
             key: ready.key,
             attempt: 1,
+            resume: false,
         }))
     }
 
@@ -173,7 +175,8 @@ impl Handlers {
 
     /// Starts a fan-out's lanes: the first iteration of each, right after its expansion
     /// (or fans in at once when there is nothing to iterate). Sends only: a pending
-    /// iteration is claimed straight from its message.
+    /// iteration is claimed straight from its message. All go to the queue (none is
+    /// run eagerly), so the first wave starts together.
     pub(super) async fn launch_lanes(
         &self,
         wf: &Workflow,
@@ -191,7 +194,7 @@ impl Handlers {
             .lane_starts()
             .map(|i| (iteration_msg(&run.id, step, i), Duration::ZERO))
             .collect();
-        self.send_dispatch(msgs).await
+        self.send_now(msgs).await
     }
 
     /// What follows iteration `rec` becoming final: the next iteration of its lane

@@ -1,0 +1,82 @@
+//! Eager dispatch: the dispatcher runs the step that its own step's end makes ready
+//! (the next iteration of a lane, a dependent released) in the same delivery, instead
+//! of sending it a "ready" message and waiting for the queue to bring it back.
+//!
+//! Only one follow-up per step is kept — the others are sent as before — so a run is
+//! as parallel as with messages alone: one line of work goes on in place of a message.
+//! A fan-out's first iterations all go to the queue, so they start together.
+//! Nothing else changes: the follow-up is claimed and recorded with the same guarded
+//! writes, so a crash in it is repaired like a lost message (its record says what is
+//! due). It saves, per step, a queue send, its receive and delete, and a share of a
+//! function invocation.
+//!
+//! A delivery keeps going for at most [`EAGER_BUDGET`]; what is left then goes to the
+//! queue, so a long chain never holds one invocation near its timeout.
+
+use super::{HandlerResult, Handlers};
+use crate::model::DispatchMsg;
+use std::cell::RefCell;
+use std::time::{Duration, Instant};
+
+/// How long one delivery goes on running follow-ups before it sends them instead.
+pub const EAGER_BUDGET: Duration = Duration::from_secs(10);
+
+tokio::task_local! {
+    /// The follow-up kept by the delivery running on this task, while there is one.
+    static FOLLOW_UP: RefCell<Option<DispatchMsg>>;
+}
+
+/// Takes one message due now out of `msgs` as the follow-up of the delivery running on
+/// this task, if it has none yet; returns the messages left to send. Outside a
+/// dispatcher's delivery every message is left.
+pub(super) fn keep_follow_up(
+    mut msgs: Vec<(DispatchMsg, Duration)>,
+) -> Vec<(DispatchMsg, Duration)> {
+    let _ = FOLLOW_UP.try_with(|slot| {
+        let mut slot = slot.borrow_mut();
+        if slot.is_none()
+            && let Some(i) = msgs.iter().position(|(_, delay)| delay.is_zero())
+        {
+            *slot = Some(msgs.remove(i).0);
+        }
+    });
+    msgs
+}
+
+impl Handlers {
+    /// Handles a "ready" message, then the follow-ups its step's end kept, in turn,
+    /// within [`EAGER_BUDGET`]. `redelivered` applies to the message itself only.
+    ///
+    /// A follow-up that fails is sent to the queue, where it is retried like any
+    /// message; the delivery itself has succeeded. Only the first step's failure is
+    /// the delivery's.
+    pub(super) async fn dispatch_eagerly(
+        &self,
+        msg: &DispatchMsg,
+        redelivered: bool,
+    ) -> HandlerResult<()> {
+        let started = Instant::now();
+        FOLLOW_UP
+            .scope(RefCell::new(None), async {
+                self.dispatch_one(msg, redelivered).await?;
+                while let Some(next) = FOLLOW_UP.with(|s| s.borrow_mut().take()) {
+                    if started.elapsed() >= EAGER_BUDGET {
+                        return self.send_now(vec![(next, Duration::ZERO)]).await;
+                    }
+                    if let Err(e) = self.dispatch_one(&next, false).await {
+                        tracing::warn!(error = %e, run = %next.run_id, step = %next.key, "a follow-up failed; sending it to the queue");
+                        // It may have claimed its attempt: the message resumes it.
+                        let resumed = DispatchMsg {
+                            resume: true,
+                            ..next
+                        };
+                        let mut left = vec![(resumed, Duration::ZERO)];
+                        left.extend(FOLLOW_UP.with(|s| s.borrow_mut().take()).map(|m| (m, Duration::ZERO)));
+                        return self.send_now(left).await;
+                    }
+                }
+                Ok(())
+            })
+            .await
+    }
+}
