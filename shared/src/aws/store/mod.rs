@@ -901,6 +901,29 @@ impl StateStore for DynamoStore {
     ) -> PortResult<Option<StepRecord>> {
         let k = StepKey::step(dependent);
         let item_key = key(run_pk(run_id), &step_sk(&k));
+        if needs == [dep] {
+            // The only need: recorded and the step made ready in one write.
+            let mut x = Expr::default();
+            let st = x.name("status");
+            let due = serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(now)
+                .map_err(PortError::backend)?;
+            let update = format!(
+                "SET {} = {}, {st} = {}, {} = {}",
+                x.name("satisfied"),
+                x.value(AttributeValue::L(vec![s(dep)])),
+                x.value(s(StepStatus::Ready.as_str())),
+                x.name("due_at"),
+                x.value(due)
+            );
+            let cond = format!("{st} = {}", x.value(s(StepStatus::Pending.as_str())));
+            return match self.update_if(item_key, &update, &cond, &x).await? {
+                Some(item) => decode(item, STEP_OPAQUE).map(Some),
+                None => {
+                    self.guard_failed(run_id, &k).await?;
+                    Ok(None)
+                }
+            };
+        }
         let mut x = Expr::default();
         let sat = x.name("satisfied");
         let update = format!(
