@@ -282,15 +282,16 @@ impl StepRecord {
             fan_out: None,
         }
     }
-    /// When the tick must look at this step: a running attempt's lease end (a lost
-    /// worker), or when a retrying or waiting step is due (a delay longer than the
-    /// queue holds, or a lost wake-up). A ready step is not indexed: it is due at once
-    /// and its message is usually taken within milliseconds, so indexing it would cost
-    /// two index writes per step for nothing; a lost one is found by the sweep.
-    /// Pending and final steps wait on nothing the clock decides.
+    /// When the tick must look at this step: when a retrying or waiting step is due (a
+    /// delay longer than the queue holds, or a lost wake-up).
+    ///
+    /// Neither a ready step nor a running attempt's lease is indexed: indexing either
+    /// would cost two index writes per step (one as it starts, one as it ends) for
+    /// what is only a crash's repair — a lost message, a worker gone (an attempt's own
+    /// `timeout` is kept by its dispatcher). The sweep, which reads every active run
+    /// in turn, finds those. Pending and final steps wait on nothing the clock decides.
     pub fn timer(&self) -> Option<Timestamp> {
         match self.status {
-            StepStatus::Running => self.lease_until,
             StepStatus::Retrying | StepStatus::Waiting => self.due_at,
             _ => None,
         }

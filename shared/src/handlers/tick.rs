@@ -2,11 +2,12 @@
 //!
 //! Two passes, both ending in [`crate::engine::reconcile`] over one run's records:
 //! first the runs the store's timer index says have something due (a retry or wait
-//! over, a lease run out, a run deadline) — found by index, so timers fire on time
-//! however many runs are active; then one page of all active runs, which repairs what
-//! leaves no timer behind (a lost wake-up of a ready step, a crash between a step's
-//! final write and its dependents' release, a run whose last step finished but which
-//! was not closed, a queued run not admitted).
+//! over, a run deadline) — found by index, so timers fire on time however many runs
+//! are active; then one page of all active runs, which repairs what leaves no timer
+//! behind (a lost wake-up of a ready step or a lane's next iteration, an attempt whose
+//! worker is gone past its lease, a crash between a step's final write and what
+//! follows it, a run whose last step finished but which was not closed, a queued run
+//! not admitted).
 
 use super::{HandlerError, HandlerResult, Handlers};
 use crate::engine::reconcile::{Repair, reconcile};

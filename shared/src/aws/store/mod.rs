@@ -102,8 +102,6 @@ pub const SHARDS: u32 = 8;
 /// How long a final run's records are kept.
 pub const RETENTION: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);
 
-/// DynamoDB holds at most 100 items in one transaction.
-const MAX_TX_ITEMS: usize = 100;
 /// Independent writes in flight at once (iterations, orphan-safe steps, TTL stamps).
 const PARALLEL_WRITES: usize = 16;
 
@@ -216,6 +214,20 @@ impl DynamoStore {
             .await?
             .map(|item| decode(item, STEP_OPAQUE))
             .transpose()
+    }
+
+    /// The run an idempotency key started, if it was used. The key and its run are
+    /// written in one transaction, so a key found names a run that is there.
+    async fn run_of_key(&self, workflow: &str, k: &str) -> PortResult<Option<RunRecord>> {
+        let Some(idem) = self.get_item(key(idem_pk(workflow, k), IDEM_SK)).await? else {
+            return Ok(None);
+        };
+        match idem.get("run_id") {
+            Some(AttributeValue::S(id)) => self.read_run(id).await.map(Some),
+            _ => Err(PortError::Backend(format!(
+                "idempotency key {k} of {workflow} names no run"
+            ))),
+        }
     }
 
     /// After a step's guard failed: `NotFound` if the step does not exist, else fine.
@@ -594,6 +606,34 @@ impl StateStore for DynamoStore {
     }
 
     async fn create_run(&self, run: &RunRecord, steps: &[StepRecord]) -> PortResult<Created> {
+        // A key used before is found by a read, before anything is written: a repeated
+        // event (the common case for triggers) costs one read.
+        if let Some(k) = &run.idempotency_key
+            && let Some(existing) = self.run_of_key(&run.workflow, k).await?
+        {
+            return Ok(Created::Existing(Box::new(existing)));
+        }
+        // The steps first, each only if absent, then the run (with its key, atomically):
+        // single writes cost half of a transaction's. A crash in between leaves steps
+        // under a run id that does not exist; nothing reads steps without their run, so
+        // they are inert (and a retry of the same run finds them already there, never
+        // resetting a step that has moved on).
+        let step_items = steps
+            .iter()
+            .map(step_item)
+            .collect::<PortResult<Vec<_>>>()?;
+        futures::stream::iter(step_items)
+            .map(|item| self.put_new(item))
+            .buffer_unordered(PARALLEL_WRITES)
+            .try_collect::<Vec<bool>>()
+            .await?;
+        let run_item = run_item(run)?;
+        let Some(k) = &run.idempotency_key else {
+            return match self.put_new(run_item).await? {
+                true => Ok(Created::New),
+                false => Err(PortError::Conflict(format!("run {} exists", run.id))),
+            };
+        };
         let new_item = |item: Item| -> PortResult<TransactWriteItem> {
             let mut x = Expr::default();
             let cond = format!("attribute_not_exists({})", x.name(PK));
@@ -606,56 +646,22 @@ impl StateStore for DynamoStore {
                 .map_err(build_err)?;
             Ok(TransactWriteItem::builder().put(put).build())
         };
-        let step_items = steps
-            .iter()
-            .map(step_item)
-            .collect::<PortResult<Vec<_>>>()?;
-        // The idempotency item comes first (index 0) and the run second (index 1).
-        let mut tx = Vec::new();
-        if let Some(k) = &run.idempotency_key {
-            let mut idem = key(idem_pk(&run.workflow, k), IDEM_SK);
-            idem.insert("run_id".into(), s(&run.id));
-            tx.push(new_item(idem)?);
-        }
-        let run_index = tx.len();
-        tx.push(new_item(run_item(run)?)?);
-        if tx.len() + step_items.len() <= MAX_TX_ITEMS {
-            for item in step_items {
-                tx.push(new_item(item)?);
-            }
-        } else {
-            // Too many steps for one transaction: the steps go first, then the run and
-            // its idempotency key atomically. A crash in between leaves steps under a
-            // run id that does not exist; nothing reads steps without their run, so
-            // they are inert (and a retry of the same run finds them already there).
-            // Each put is conditional so that a retry after the run was created never
-            // resets a step that has moved on.
-            futures::stream::iter(step_items)
-                .map(|item| self.put_new(item))
-                .buffer_unordered(PARALLEL_WRITES)
-                .try_collect::<Vec<bool>>()
-                .await?;
-        }
-        match self.transact(tx).await? {
+        let mut idem = key(idem_pk(&run.workflow, k), IDEM_SK);
+        idem.insert("run_id".into(), s(&run.id));
+        // The idempotency item at index 0, the run at 1.
+        match self
+            .transact(vec![new_item(idem)?, new_item(run_item)?])
+            .await?
+        {
             Ok(()) => Ok(Created::New),
-            Err(failed) if run_index == 1 && failed.contains(&0) => {
-                // The key was used: the run it started was written in the same
-                // transaction as the key, so it is there to read.
-                let k = run.idempotency_key.as_deref().unwrap_or_default();
-                let idem = self
-                    .get_item(key(idem_pk(&run.workflow, k), IDEM_SK))
-                    .await?;
-                let existing = match idem.as_ref().and_then(|i| i.get("run_id")) {
-                    Some(AttributeValue::S(id)) => id.clone(),
-                    _ => {
-                        return Err(PortError::Backend(format!(
-                            "idempotency key {k} of {} names no run",
-                            run.workflow
-                        )));
-                    }
-                };
-                Ok(Created::Existing(Box::new(self.read_run(&existing).await?)))
-            }
+            // Taken by a start racing this one since the read.
+            Err(failed) if failed.contains(&0) => match self.run_of_key(&run.workflow, k).await? {
+                Some(existing) => Ok(Created::Existing(Box::new(existing))),
+                None => Err(PortError::Backend(format!(
+                    "idempotency key {k} of {} names no run",
+                    run.workflow
+                ))),
+            },
             Err(_) => Err(PortError::Conflict(format!("run {} exists", run.id))),
         }
     }
