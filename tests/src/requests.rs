@@ -2,7 +2,11 @@
 //! interceptor, and priced at us-east-1 list prices.
 
 use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemInput;
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemInput;
+use aws_sdk_dynamodb::operation::put_item::PutItemInput;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemInput;
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_eventbridge::operation::put_events::PutEventsInput;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
@@ -11,7 +15,9 @@ use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use braid::aws::backend::AwsClients;
+use braid::aws::store as ds;
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::{Arc, Mutex};
 
@@ -22,7 +28,8 @@ pub struct RequestCounter(Arc<Mutex<Counts>>);
 #[derive(Debug, Clone, Default)]
 struct Counts {
     requests: BTreeMap<(String, String), u64>,
-    /// A transaction of n items costs 2n write units; a batch write n.
+    /// A transaction of n items costs 2n write units; a batch write n; each index
+    /// write a write makes costs one more (see [`index_writes`]).
     dynamodb_write_units: u64,
     /// EventBridge bills each entry of a PutEvents, not the request.
     eventbridge_entries: u64,
@@ -46,13 +53,61 @@ impl Intercept for RequestCounter {
         };
         let input = context.input();
         let units = match m.name() {
-            "PutItem" | "UpdateItem" | "DeleteItem" => 1,
-            "TransactWriteItems" => input
-                .downcast_ref::<TransactWriteItemsInput>()
-                .map_or(0, |t| 2 * t.transact_items().len() as u64),
+            "PutItem" => {
+                1 + input.downcast_ref::<PutItemInput>().map_or(0, |p| {
+                    index_writes(&ItemWrite::Put(p.item().unwrap_or(&HashMap::new())))
+                })
+            }
+            "UpdateItem" => {
+                1 + input.downcast_ref::<UpdateItemInput>().map_or(0, |u| {
+                    index_writes(&ItemWrite::Update {
+                        key: u.key().unwrap_or(&HashMap::new()),
+                        expression: u.update_expression().unwrap_or_default(),
+                        names: u.expression_attribute_names(),
+                    })
+                })
+            }
+            "DeleteItem" => {
+                1 + input.downcast_ref::<DeleteItemInput>().map_or(0, |d| {
+                    index_writes(&ItemWrite::Delete(d.key().unwrap_or(&HashMap::new())))
+                })
+            }
+            "TransactWriteItems" => {
+                input
+                    .downcast_ref::<TransactWriteItemsInput>()
+                    .map_or(0, |t| {
+                        t.transact_items()
+                            .iter()
+                            .map(|i| {
+                                let writes = if let Some(p) = i.put() {
+                                    index_writes(&ItemWrite::Put(p.item()))
+                                } else if let Some(u) = i.update() {
+                                    index_writes(&ItemWrite::Update {
+                                        key: u.key(),
+                                        expression: u.update_expression(),
+                                        names: u.expression_attribute_names(),
+                                    })
+                                } else if let Some(d) = i.delete() {
+                                    index_writes(&ItemWrite::Delete(d.key()))
+                                } else {
+                                    0
+                                };
+                                2 + writes
+                            })
+                            .sum()
+                    })
+            }
             "BatchWriteItem" => input.downcast_ref::<BatchWriteItemInput>().map_or(0, |b| {
-                b.request_items()
-                    .map_or(0, |r| r.values().map(|v| v.len() as u64).sum())
+                b.request_items().map_or(0, |r| {
+                    r.values()
+                        .flatten()
+                        .map(|w| match (w.put_request(), w.delete_request()) {
+                            (Some(p), _) => 1 + index_writes(&ItemWrite::Put(p.item())),
+                            (_, Some(d)) => 1 + index_writes(&ItemWrite::Delete(d.key())),
+                            _ => 1,
+                        })
+                        .sum()
+                })
             }),
             _ => 0,
         };
@@ -141,6 +196,89 @@ impl RequestCounter {
 
     pub fn reset(&self) {
         *self.0.lock().unwrap() = Counts::default();
+    }
+}
+
+/// One item written, as the request says.
+enum ItemWrite<'a> {
+    Put(&'a HashMap<String, AttributeValue>),
+    Update {
+        key: &'a HashMap<String, AttributeValue>,
+        expression: &'a str,
+        names: Option<&'a HashMap<String, String>>,
+    },
+    Delete(&'a HashMap<String, AttributeValue>),
+}
+
+/// The table's indexes (as `infra/template.yaml` declares them): partition key
+/// attribute, and whether every attribute is projected.
+const INDEXES: [(&str, bool); 5] = [
+    (ds::WF_PK, true),
+    (ds::ALL_PK, true),
+    (ds::ACTIVE_PK, true),
+    (ds::QUEUED_PK, true),
+    (ds::TIMER_PK, false),
+];
+
+/// The index writes a base-table write makes, which DynamoDB bills as writes of their
+/// own: one per index an item enters or leaves, and one per index projecting every
+/// attribute that holds the item while other attributes change. From the request
+/// alone, so an upper bound: a removal is taken to remove something there (the store
+/// names an index key in a removal only when the item may carry it), and a run item
+/// is taken to sit in `by_workflow`, `all_runs` and `active_runs`. Run items are the
+/// only ones in the all-attribute indexes.
+fn index_writes(w: &ItemWrite) -> u64 {
+    let is_run = |key: &HashMap<String, AttributeValue>| {
+        key.get(ds::SK)
+            .and_then(|v| v.as_s().ok())
+            .is_some_and(|s| s == "RUN")
+    };
+    match w {
+        ItemWrite::Put(item) => INDEXES
+            .iter()
+            .filter(|(pk, _)| item.contains_key(*pk))
+            .count() as u64,
+        ItemWrite::Delete(key) => {
+            if is_run(key) {
+                3
+            } else {
+                0
+            }
+        }
+        ItemWrite::Update {
+            key,
+            expression,
+            names,
+        } => {
+            let real = |token: &str| -> String {
+                let token = token.trim().trim_end_matches(',');
+                names
+                    .and_then(|n| n.get(token))
+                    .cloned()
+                    .unwrap_or_else(|| token.to_string())
+            };
+            let (set, remove) = match expression.find("REMOVE") {
+                Some(i) => (&expression[..i], &expression[i + "REMOVE".len()..]),
+                None => (&expression[..], ""),
+            };
+            let set_names: Vec<String> = set
+                .trim_start_matches("SET")
+                .split(',')
+                .filter_map(|clause| clause.split('=').next())
+                .map(real)
+                .collect();
+            let removed: Vec<String> = remove.split(',').map(real).collect();
+            let held_copy = |pk: &str, all: bool| {
+                all && is_run(key) && [ds::WF_PK, ds::ALL_PK, ds::ACTIVE_PK].contains(&pk)
+            };
+            INDEXES
+                .iter()
+                .filter(|(pk, all)| {
+                    let keyed = set_names.iter().chain(&removed).any(|n| n == pk);
+                    keyed || held_copy(pk, *all)
+                })
+                .count() as u64
+        }
     }
 }
 
@@ -246,5 +384,66 @@ impl CostReport {
         }
         let _ = writeln!(out, "  total        ${:.3}", self.per_million_steps());
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(pairs: &[(&str, &str)]) -> HashMap<String, AttributeValue> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), AttributeValue::S(v.to_string())))
+            .collect()
+    }
+
+    #[test]
+    fn index_writes_follow_what_a_write_adds_removes_or_changes() {
+        let run_key = item(&[("pk", "RUN#r"), ("sk", "RUN")]);
+        let step_key = item(&[("pk", "RUN#r"), ("sk", "STEP#a")]);
+        let names = HashMap::from([
+            ("#status".to_string(), "status".to_string()),
+            ("#gsi3pk".to_string(), "gsi3pk".to_string()),
+            ("#gsi4pk".to_string(), "gsi4pk".to_string()),
+        ]);
+        let new_run = item(&[
+            ("pk", "RUN#r"),
+            ("sk", "RUN"),
+            ("gsi1pk", "WF#w"),
+            ("gsi2pk", "RUNS#1"),
+            ("gsi3pk", "ACTIVE#1"),
+        ]);
+        assert_eq!(
+            index_writes(&ItemWrite::Put(&new_run)),
+            3,
+            "a new run enters three indexes"
+        );
+        let finish = ItemWrite::Update {
+            key: &run_key,
+            expression: "SET #status = :v0 REMOVE #gsi3pk",
+            names: Some(&names),
+        };
+        assert_eq!(index_writes(&finish), 3, "two copies change, one leaves");
+        let claim = ItemWrite::Update {
+            key: &step_key,
+            expression: "SET #status = :v0",
+            names: Some(&names),
+        };
+        assert_eq!(
+            index_writes(&claim),
+            0,
+            "a step is in no index without a timer"
+        );
+        let retry = ItemWrite::Update {
+            key: &step_key,
+            expression: "SET #status = :v0, #gsi4pk = :v1",
+            names: Some(&names),
+        };
+        assert_eq!(
+            index_writes(&retry),
+            1,
+            "a retry's timer enters the timers index"
+        );
     }
 }

@@ -38,10 +38,12 @@ impl Handlers {
         msg: &ResultMsg,
     ) -> HandlerResult<()> {
         let now = self.now();
-        let guard = Guard::at(IN_FLIGHT, msg.attempt);
-        if !guard.holds(&rec) {
+        if !Guard::at(IN_FLIGHT, msg.attempt).holds(&rec) {
             return Ok(());
         }
+        // The write holds only while the record is as read: whatever moved it since
+        // decided for it (and only a waiting step carries a timer to take out).
+        let guard = Guard::at(&[rec.status], msg.attempt);
         // A parked step only ever ends by its wake-up; a lease expiry sent while it was
         // still running arrives late and means nothing now.
         if rec.status == StepStatus::Waiting && !matches!(msg.outcome, Outcome::Succeeded { .. }) {

@@ -136,11 +136,13 @@ fn update_expression(sets: &[String], removes: &[String]) -> String {
 }
 
 /// Clauses that keep an item's `timers` attributes in step with its record's timer:
-/// set while there is one, removed when there is none.
+/// set while there is one, removed when there is none and `had_one` says the item may
+/// still carry it (a removal names the index, and an index write is billed).
 fn timer_clauses(
     x: &mut Expr,
     run_id: &str,
     timer: Option<Timestamp>,
+    had_one: bool,
     sets: &mut Vec<String>,
     removes: &mut Vec<String>,
 ) {
@@ -150,8 +152,18 @@ fn timer_clauses(
                 sets.push(format!("{} = {}", x.name(attr), x.value(v)));
             }
         }
-        None => removes.extend([x.name(TIMER_PK), x.name(TIMER_SK)]),
+        None if had_one => removes.extend([x.name(TIMER_PK), x.name(TIMER_SK)]),
+        None => {}
     }
+}
+
+/// Whether a step written under `guard` may carry a timer now: only a retrying or
+/// waiting one does (see [`StepRecord::timer`]).
+fn may_have_timer(guard: &Guard) -> bool {
+    guard
+        .statuses
+        .iter()
+        .any(|st| matches!(st, StepStatus::Retrying | StepStatus::Waiting))
 }
 
 fn step_not_found(run_id: &str, key: &StepKey) -> PortError {
@@ -443,7 +455,15 @@ impl DynamoStore {
         let mut x = Expr::default();
         let mut sets = x.set_all(&item, &[PK, SK]);
         let mut removes = Vec::new();
-        timer_clauses(&mut x, &new.run_id, new.timer(), &mut sets, &mut removes);
+        let had_one = may_have_timer(guard);
+        timer_clauses(
+            &mut x,
+            &new.run_id,
+            new.timer(),
+            had_one,
+            &mut sets,
+            &mut removes,
+        );
         if new.status.is_final() {
             let at = expiry(new.finished_at.unwrap_or_else(chrono::Utc::now));
             let ttl = x.name(TTL);
@@ -1091,7 +1111,8 @@ impl StateStore for DynamoStore {
         let mut x = Expr::default();
         let mut sets = x.set_all(&item, &[PK, SK]);
         let mut removes = vec![x.name(QUEUED_PK), x.name(QUEUED_SK)];
-        timer_clauses(&mut x, &run.id, run.timer(), &mut sets, &mut removes);
+        // A queued run has no deadline yet.
+        timer_clauses(&mut x, &run.id, run.timer(), false, &mut sets, &mut removes);
         let cond = format!(
             "{} = {}",
             x.name("status"),
