@@ -52,26 +52,24 @@ impl Intercept for RequestCounter {
             return Ok(());
         };
         let input = context.input();
+        let empty = HashMap::new();
         let units = match m.name() {
-            "PutItem" => {
-                1 + input.downcast_ref::<PutItemInput>().map_or(0, |p| {
-                    index_writes(&ItemWrite::Put(p.item().unwrap_or(&HashMap::new())))
-                })
-            }
-            "UpdateItem" => {
-                1 + input.downcast_ref::<UpdateItemInput>().map_or(0, |u| {
-                    index_writes(&ItemWrite::Update {
-                        key: u.key().unwrap_or(&HashMap::new()),
-                        expression: u.update_expression().unwrap_or_default(),
-                        names: u.expression_attribute_names(),
-                    })
-                })
-            }
-            "DeleteItem" => {
-                1 + input.downcast_ref::<DeleteItemInput>().map_or(0, |d| {
-                    index_writes(&ItemWrite::Delete(d.key().unwrap_or(&HashMap::new())))
-                })
-            }
+            "PutItem" => input
+                .downcast_ref::<PutItemInput>()
+                .map_or(0, |p| ItemWrite::Put(p.item().unwrap_or(&empty)).units(1)),
+            "UpdateItem" => input.downcast_ref::<UpdateItemInput>().map_or(0, |u| {
+                ItemWrite::Update {
+                    key: u.key().unwrap_or(&empty),
+                    expression: u.update_expression().unwrap_or_default(),
+                    names: u.expression_attribute_names(),
+                    values: u.expression_attribute_values(),
+                }
+                .units(1)
+            }),
+            "DeleteItem" => input
+                .downcast_ref::<DeleteItemInput>()
+                .map_or(0, |d| ItemWrite::Delete(d.key().unwrap_or(&empty)).units(1)),
+            // A transaction's writes cost twice as much.
             "TransactWriteItems" => {
                 input
                     .downcast_ref::<TransactWriteItemsInput>()
@@ -79,20 +77,22 @@ impl Intercept for RequestCounter {
                         t.transact_items()
                             .iter()
                             .map(|i| {
-                                let writes = if let Some(p) = i.put() {
-                                    index_writes(&ItemWrite::Put(p.item()))
+                                let w = if let Some(p) = i.put() {
+                                    ItemWrite::Put(p.item())
                                 } else if let Some(u) = i.update() {
-                                    index_writes(&ItemWrite::Update {
+                                    ItemWrite::Update {
                                         key: u.key(),
                                         expression: u.update_expression(),
                                         names: u.expression_attribute_names(),
-                                    })
+                                        values: u.expression_attribute_values(),
+                                    }
                                 } else if let Some(d) = i.delete() {
-                                    index_writes(&ItemWrite::Delete(d.key()))
+                                    ItemWrite::Delete(d.key())
                                 } else {
-                                    0
+                                    // A condition check is billed as a write.
+                                    return 2;
                                 };
-                                2 + writes
+                                w.units(2)
                             })
                             .sum()
                     })
@@ -102,8 +102,8 @@ impl Intercept for RequestCounter {
                     r.values()
                         .flatten()
                         .map(|w| match (w.put_request(), w.delete_request()) {
-                            (Some(p), _) => 1 + index_writes(&ItemWrite::Put(p.item())),
-                            (_, Some(d)) => 1 + index_writes(&ItemWrite::Delete(d.key())),
+                            (Some(p), _) => ItemWrite::Put(p.item()).units(1),
+                            (_, Some(d)) => ItemWrite::Delete(d.key()).units(1),
                             _ => 1,
                         })
                         .sum()
@@ -206,8 +206,50 @@ enum ItemWrite<'a> {
         key: &'a HashMap<String, AttributeValue>,
         expression: &'a str,
         names: Option<&'a HashMap<String, String>>,
+        values: Option<&'a HashMap<String, AttributeValue>>,
     },
     Delete(&'a HashMap<String, AttributeValue>),
+}
+
+impl ItemWrite<'_> {
+    /// Write units billed: `factor` (2 in a transaction) per started KB of the item,
+    /// plus its index writes, each a KB of the item for an index projecting every
+    /// attribute and one unit for the keys-only one. An update's size is its key and
+    /// the values it sets: the store's step writes set every attribute, so for them it
+    /// is the item's; for a run's partial updates it is less than the item.
+    fn units(&self, factor: u64) -> u64 {
+        let kb = |bytes: usize| (bytes as u64).div_ceil(1024).max(1);
+        let size = match self {
+            ItemWrite::Put(item) | ItemWrite::Delete(item) => item_size(item),
+            ItemWrite::Update { key, values, .. } => {
+                item_size(key) + values.map_or(0, |v| v.values().map(value_size).sum())
+            }
+        };
+        let (all, keys_only) = index_writes(self);
+        factor * kb(size) + all * kb(size) + keys_only
+    }
+}
+
+/// An item's size as DynamoDB counts it: each attribute's name and value.
+fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
+    item.iter().map(|(k, v)| k.len() + value_size(v)).sum()
+}
+
+fn value_size(v: &AttributeValue) -> usize {
+    match v {
+        AttributeValue::S(s) => s.len(),
+        AttributeValue::N(n) => n.len() / 2 + 1,
+        AttributeValue::B(b) => b.as_ref().len(),
+        AttributeValue::L(l) => 3 + l.iter().map(|x| 1 + value_size(x)).sum::<usize>(),
+        AttributeValue::M(m) => {
+            3 + m
+                .iter()
+                .map(|(k, x)| 1 + k.len() + value_size(x))
+                .sum::<usize>()
+        }
+        AttributeValue::Ss(ss) => ss.iter().map(String::len).sum(),
+        _ => 1,
+    }
 }
 
 /// The table's indexes (as `infra/template.yaml` declares them): partition key
@@ -227,31 +269,37 @@ const INDEXES: [(&str, bool); 5] = [
 /// names an index key in a removal only when the item may carry it), and a run item
 /// is taken to sit in `by_workflow`, `all_runs` and `active_runs`. Run items are the
 /// only ones in the all-attribute indexes.
-fn index_writes(w: &ItemWrite) -> u64 {
+fn index_writes(w: &ItemWrite) -> (u64, u64) {
+    let (mut all, mut keys_only) = (0, 0);
+    for (_, projects_all) in INDEXES.iter().filter(|(pk, all)| touches(w, pk, *all)) {
+        match projects_all {
+            true => all += 1,
+            false => keys_only += 1,
+        }
+    }
+    (all, keys_only)
+}
+
+/// Whether `w` writes to the index keyed by `pk`.
+fn touches(w: &ItemWrite, pk: &str, projects_all: bool) -> bool {
     let is_run = |key: &HashMap<String, AttributeValue>| {
         key.get(ds::SK)
             .and_then(|v| v.as_s().ok())
             .is_some_and(|s| s == "RUN")
     };
+    // The indexes a run item sits in while it is active.
+    let holds_run = [ds::WF_PK, ds::ALL_PK, ds::ACTIVE_PK].contains(&pk);
     match w {
-        ItemWrite::Put(item) => INDEXES
-            .iter()
-            .filter(|(pk, _)| item.contains_key(*pk))
-            .count() as u64,
-        ItemWrite::Delete(key) => {
-            if is_run(key) {
-                3
-            } else {
-                0
-            }
-        }
+        ItemWrite::Put(item) => item.contains_key(pk),
+        ItemWrite::Delete(key) => is_run(key) && holds_run,
         ItemWrite::Update {
             key,
             expression,
             names,
+            ..
         } => {
             let real = |token: &str| -> String {
-                let token = token.trim().trim_end_matches(',');
+                let token = token.trim();
                 names
                     .and_then(|n| n.get(token))
                     .cloned()
@@ -259,25 +307,16 @@ fn index_writes(w: &ItemWrite) -> u64 {
             };
             let (set, remove) = match expression.find("REMOVE") {
                 Some(i) => (&expression[..i], &expression[i + "REMOVE".len()..]),
-                None => (&expression[..], ""),
+                None => (*expression, ""),
             };
-            let set_names: Vec<String> = set
+            let mut named = set
+                .trim_start()
                 .trim_start_matches("SET")
                 .split(',')
                 .filter_map(|clause| clause.split('=').next())
-                .map(real)
-                .collect();
-            let removed: Vec<String> = remove.split(',').map(real).collect();
-            let held_copy = |pk: &str, all: bool| {
-                all && is_run(key) && [ds::WF_PK, ds::ALL_PK, ds::ACTIVE_PK].contains(&pk)
-            };
-            INDEXES
-                .iter()
-                .filter(|(pk, all)| {
-                    let keyed = set_names.iter().chain(&removed).any(|n| n == pk);
-                    keyed || held_copy(pk, *all)
-                })
-                .count() as u64
+                .chain(remove.split(','))
+                .map(real);
+            named.any(|n| n == pk) || (projects_all && is_run(key) && holds_run)
         }
     }
 }
@@ -416,34 +455,51 @@ mod tests {
         ]);
         assert_eq!(
             index_writes(&ItemWrite::Put(&new_run)),
-            3,
+            (3, 0),
             "a new run enters three indexes"
         );
         let finish = ItemWrite::Update {
             key: &run_key,
             expression: "SET #status = :v0 REMOVE #gsi3pk",
             names: Some(&names),
+            values: None,
         };
-        assert_eq!(index_writes(&finish), 3, "two copies change, one leaves");
+        assert_eq!(
+            index_writes(&finish),
+            (3, 0),
+            "two copies change, one leaves"
+        );
         let claim = ItemWrite::Update {
             key: &step_key,
             expression: "SET #status = :v0",
             names: Some(&names),
+            values: None,
         };
         assert_eq!(
             index_writes(&claim),
-            0,
+            (0, 0),
             "a step is in no index without a timer"
         );
         let retry = ItemWrite::Update {
             key: &step_key,
             expression: "SET #status = :v0, #gsi4pk = :v1",
             names: Some(&names),
+            values: None,
         };
         assert_eq!(
             index_writes(&retry),
-            1,
+            (0, 1),
             "a retry's timer enters the timers index"
+        );
+        let big = item(&[
+            ("pk", "RUN#r"),
+            ("sk", "STEP#a"),
+            ("output", &"x".repeat(1500)),
+        ]);
+        assert_eq!(
+            ItemWrite::Put(&big).units(2),
+            4,
+            "a 1.5 KB item in a transaction costs two units per started KB"
         );
     }
 }
