@@ -471,20 +471,34 @@ steps:
     assert_eq!(run.error.unwrap().error, "broken");
 }
 
-/// Answers every HTTP request with 200 after `delay`.
-async fn slow_server(delay: Duration) -> String {
+/// Requests a test server is answering now, and the most it answered at once.
+#[derive(Default)]
+struct InFlight {
+    now: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+/// Answers every HTTP request with 200 after `delay`, counting the requests in flight.
+async fn slow_server(delay: Duration) -> (String, Arc<InFlight>) {
+    use std::sync::atomic::Ordering::SeqCst;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let in_flight = Arc::new(InFlight::default());
+    let counts = in_flight.clone();
     tokio::spawn(async move {
         loop {
             let Ok((mut sock, _)) = listener.accept().await else {
                 return;
             };
+            let counts = counts.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let _ = sock.read(&mut buf).await;
+                let now = counts.now.fetch_add(1, SeqCst) + 1;
+                counts.most.fetch_max(now, SeqCst);
                 tokio::time::sleep(delay).await;
+                counts.now.fetch_sub(1, SeqCst);
                 let body = "{\"ok\":true}";
                 let resp = format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -494,12 +508,41 @@ async fn slow_server(delay: Duration) -> String {
             });
         }
     });
-    format!("http://{addr}")
+    (format!("http://{addr}"), in_flight)
+}
+
+#[tokio::test]
+async fn a_fan_out_never_runs_more_iterations_at_once_than_its_max_parallel() {
+    let (slow, in_flight) = slow_server(Duration::from_millis(100)).await;
+    let yaml = format!(
+        r#"
+name: lanes
+steps:
+  - id: fan
+    for_each: "{{{{ range(8) | list }}}}"
+    max_parallel: 3
+    http: {{ url: "{slow}?i={{{{ item }}}}" }}
+"#
+    );
+    let v = run_plain(&yaml, json!({})).await;
+    assert_eq!(v.status, RunStatus::Succeeded, "{:?}", v.error);
+    assert_eq!(v.steps["fan"].iterations, Some(8));
+    let outputs = v.steps["fan"].output.as_array().map(Vec::len);
+    assert_eq!(outputs, Some(8));
+    let most = in_flight.most.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((1..=3).contains(&most), "{most} iterations ran at once");
+}
+
+#[tokio::test]
+async fn a_chain_runs_on_in_one_delivery_without_a_message_per_step() {
+    let chain = "name: chain\nsteps:\n  - id: a\n    pass: 1\n  - id: b\n    needs: [a]\n    pass: 2\n  - id: c\n    needs: [b]\n    pass: 3\n  - id: d\n    needs: [c]\n    pass: 4\n";
+    let (ready, _) = count_sends(chain).await;
+    assert_eq!(ready, 1, "only the root's message is sent");
 }
 
 #[tokio::test]
 async fn a_failing_iteration_lets_iterations_in_flight_finish_before_the_run_fails() {
-    let slow = slow_server(Duration::from_millis(400)).await;
+    let (slow, _) = slow_server(Duration::from_millis(400)).await;
     // Item 0 goes to a closed port and fails at once; items 1 and 2 take 400 ms; item 3
     // never starts.
     let closed = {
@@ -721,7 +764,7 @@ async fn the_sweeper_reaches_every_run_when_they_fill_more_than_one_page() {
 /// same state finishes the run.
 #[tokio::test]
 async fn serve_runs_until_stopped_and_finishes_the_message_in_flight() {
-    let slow = slow_server(Duration::from_millis(600)).await;
+    let (slow, _) = slow_server(Duration::from_millis(600)).await;
     let yaml = format!(
         r#"
 name: served
