@@ -261,6 +261,11 @@ pub struct StepRecord {
     pub started_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,
     pub fan_out: Option<FanOut>,
+    /// For an iteration: the one after it in its lane ([`FanOut::next_in_lane`]),
+    /// which its end starts; `None` at the lane's end. Kept here so that going on
+    /// needs no read of the `for_each` step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_in_lane: Option<u32>,
 }
 
 impl StepRecord {
@@ -280,6 +285,7 @@ impl StepRecord {
             started_at: None,
             finished_at: None,
             fan_out: None,
+            next_in_lane: None,
         }
     }
     /// When the tick must look at this step: when a retrying or waiting step is due (a

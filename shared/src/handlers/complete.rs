@@ -11,7 +11,7 @@ use super::{HandlerResult, Handlers};
 use crate::engine::gates;
 use crate::engine::verdict::{self, Verdict};
 use crate::model::{
-    Data, DispatchMsg, ErrorInfo, FanOut, Outcome, ResultMsg, StepRecord, StepStatus,
+    Data, DispatchMsg, ErrorInfo, FanOut, Outcome, ResultMsg, RunRecord, StepRecord, StepStatus,
 };
 use crate::ports::Guard;
 use crate::spec::Workflow;
@@ -27,13 +27,15 @@ impl Handlers {
         let run = self.ports.store.get_run(&msg.run_id).await?;
         let rec = self.ports.store.get_step(&msg.run_id, &msg.key).await?;
         let wf = self.workflow(&run).await?;
-        self.record(&wf, rec, msg).await
+        self.record(&wf, &run, rec, msg).await
     }
 
-    /// Records `msg`'s outcome on `rec`, the step's record as last read.
+    /// Records `msg`'s outcome on `rec`, the step's record as last read (and `run` as
+    /// last read).
     pub(super) async fn record(
         &self,
         wf: &Workflow,
+        run: &RunRecord,
         rec: StepRecord,
         msg: &ResultMsg,
     ) -> HandlerResult<()> {
@@ -112,14 +114,15 @@ impl Handlers {
                     .finalize_step(&guard, &done, fail_run.as_ref())
                     .await?
                 {
-                    self.settle(wf, fin.run, &done, fin.parent, true).await?;
+                    let run = fin.run.unwrap_or_else(|| run.clone());
+                    self.settle(wf, run, &done, fin.parent, true).await?;
                 }
                 Ok(())
             }
         }
     }
 
-    /// Records a fan-out: one pending iteration per item, then launches the first ones.
+    /// Records a fan-out: one pending iteration per item, then starts its lanes.
     async fn expand(
         &self,
         wf: &crate::spec::Workflow,
@@ -131,6 +134,14 @@ impl Handlers {
         let items = match self.load(items).await? {
             Value::Array(a) => a,
             _ => Vec::new(),
+        };
+        let lanes = wf
+            .step(&rec.key.step)
+            .map_or(total, |s| gates::max_in_flight(s, total));
+        let fan_out = FanOut {
+            total,
+            lanes,
+            ..FanOut::default()
         };
         let mut iterations = Vec::with_capacity(items.len());
         for (i, item) in items.into_iter().enumerate() {
@@ -144,18 +155,12 @@ impl Handlers {
                 )
                 .await?,
             );
+            it.next_in_lane = fan_out.next_in_lane(index);
             iterations.push(it);
         }
         // The fan-out step holds no lease: its iterations have their own.
-        let lanes = wf
-            .step(&rec.key.step)
-            .map_or(total, |s| gates::max_in_flight(s, total));
         let parent = StepRecord {
-            fan_out: Some(FanOut {
-                total,
-                lanes,
-                ..FanOut::default()
-            }),
+            fan_out: Some(fan_out),
             lease_until: None,
             ..rec
         };

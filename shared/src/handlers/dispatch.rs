@@ -3,7 +3,9 @@
 
 use super::{HandlerResult, Handlers, span};
 use crate::expr::ExprError;
-use crate::model::{DispatchMsg, ErrorInfo, Outcome, ResultMsg, RunRecord, StepRecord, StepStatus};
+use crate::model::{
+    DispatchMsg, ErrorInfo, Outcome, ResultMsg, RunRecord, StepKey, StepRecord, StepStatus,
+};
 use crate::ports::{Guard, Task, TaskError};
 use crate::spec::{Step, StepKind, WaitFor};
 use serde_json::Value;
@@ -82,7 +84,13 @@ impl Handlers {
             _ => return Ok(()),
         }
         if run.failing {
-            return self.cancel(&wf, &rec).await;
+            // A pending iteration is cancelled by its fan-out as it stops.
+            if rec.status == StepStatus::Pending {
+                let parent = StepKey::step(&rec.key.step);
+                let parent = self.ports.store.get_step(&run.id, &parent).await?;
+                return self.advance_fan_out(&wf, &run, parent).await;
+            }
+            return self.cancel(&wf, &run, &rec).await;
         }
         if let Some(due) = rec.due_at
             && due > now
@@ -114,7 +122,7 @@ impl Handlers {
                 attempt: claimed.attempt,
                 outcome,
             };
-            self.record(&wf, claimed, &msg).await?;
+            self.record(&wf, &run, claimed, &msg).await?;
         }
         Ok(())
     }

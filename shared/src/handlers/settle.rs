@@ -133,15 +133,15 @@ impl Handlers {
     /// cancelled; attempts in flight finish and are recorded; the run fails when nothing
     /// is open.
     async fn fail_fast(&self, wf: &Workflow, run_id: &str) -> HandlerResult<()> {
+        let run = self.ports.store.get_run(run_id).await?;
         for rec in self.ports.store.list_steps(run_id).await? {
             // A fan-out stops its own iterations (see `advance_fan_out`).
             if rec.key.index.is_some() {
                 continue;
             }
             if cancellable(&rec) {
-                self.cancel(wf, &rec).await?;
+                self.cancel(wf, &run, &rec).await?;
             } else if rec.status == StepStatus::Running && rec.fan_out.is_some() {
-                let run = self.ports.store.get_run(run_id).await?;
                 self.advance_fan_out(wf, &run, rec).await?;
             }
         }
@@ -149,8 +149,13 @@ impl Handlers {
     }
 
     /// Cancels a step that has not started (or is between attempts), or an iteration
-    /// that was launched but is not running, and settles it.
-    pub(super) async fn cancel(&self, wf: &Workflow, rec: &StepRecord) -> HandlerResult<()> {
+    /// that was launched but is not running, and settles it; `run` as last read.
+    pub(super) async fn cancel(
+        &self,
+        wf: &Workflow,
+        run: &RunRecord,
+        rec: &StepRecord,
+    ) -> HandlerResult<()> {
         let cancelled = StepRecord {
             status: StepStatus::Cancelled,
             due_at: None,
@@ -168,7 +173,8 @@ impl Handlers {
             .finalize_step(&guard, &cancelled, None)
             .await?
         {
-            Box::pin(self.settle(wf, fin.run, &cancelled, fin.parent, true)).await?;
+            let run = fin.run.unwrap_or_else(|| run.clone());
+            Box::pin(self.settle(wf, run, &cancelled, fin.parent, true)).await?;
         }
         Ok(())
     }
@@ -209,6 +215,14 @@ impl Handlers {
         parent: Option<StepRecord>,
     ) -> HandlerResult<()> {
         let pkey = StepKey::step(&rec.key.step);
+        // Going on along the lane needs nothing but the record (a failure that stops
+        // the fan-out fails the run in its own write, or counts on the parent).
+        if let (None, false, Some(next)) = (&parent, run.failing, rec.next_in_lane)
+            && rec.status != StepStatus::Cancelled
+        {
+            let msg = iteration_msg(&run.id, &pkey.step, next);
+            return self.send_dispatch(vec![(msg, Duration::ZERO)]).await;
+        }
         let parent = match parent {
             Some(p) => p,
             None => self.ports.store.get_step(&run.id, &pkey).await?,
@@ -312,20 +326,21 @@ impl Handlers {
         let (status, list) = output::fan_in(parts);
         if failed_for_good {
             return self
-                .finalize_top(wf, parent, StepStatus::Failed, None, first_error)
+                .finalize_top(wf, run, parent, StepStatus::Failed, None, first_error)
                 .await;
         }
         let out = self
             .store_value(&format!("runs/{run_id}/{step_id}/output.json"), list)
             .await?;
-        self.finalize_top(wf, parent, status, Some(out), first_error)
+        self.finalize_top(wf, run, parent, status, Some(out), first_error)
             .await
     }
 
-    /// Makes a running top-level step final and settles it.
+    /// Makes a running top-level step final and settles it; `run` as last read.
     async fn finalize_top(
         &self,
         wf: &Workflow,
+        run: &RunRecord,
         rec: StepRecord,
         status: StepStatus,
         output: Option<crate::model::Data>,
@@ -344,12 +359,13 @@ impl Handlers {
             .step(&done.key.step)
             .filter(|s| gates::fails_run(s, status))
             .and_then(|s| done.error.as_ref().map(|e| run_error(&s.id, e)));
-        if let Some(Finalized { run, .. }) = self
+        if let Some(Finalized { run: changed, .. }) = self
             .ports
             .store
             .finalize_step(&guard, &done, fail_run.as_ref())
             .await?
         {
+            let run = changed.unwrap_or_else(|| run.clone());
             Box::pin(self.settle(wf, run, &done, None, true)).await?;
         }
         Ok(())

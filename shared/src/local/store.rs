@@ -461,7 +461,10 @@ impl StateStore for SqliteStore {
                 }
                 _ => None,
             };
-            Ok(Some(Finalized { run, parent }))
+            Ok(Some(Finalized {
+                run: fail_run.is_some().then_some(run),
+                parent,
+            }))
         })
     }
 

@@ -46,8 +46,10 @@ pub enum Created {
 /// What a final step write changed besides the step.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Finalized {
-    /// The run as read after the write.
-    pub run: RunRecord,
+    /// The run as the write left it, for a write given `fail_run` (whether it turned
+    /// fail fast on or found it on already); `None` otherwise: the write did not touch
+    /// the run, and the caller's copy of it stands.
+    pub run: Option<RunRecord>,
     /// For a failed iteration: its `for_each` step after counting it.
     pub parent: Option<StepRecord>,
 }

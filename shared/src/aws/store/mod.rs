@@ -905,7 +905,10 @@ impl StateStore for DynamoStore {
                 Err(_) => return Err(step_not_found(&new.run_id, &parent_key)),
             }
         }
-        let run = self.read_run(&new.run_id).await?;
+        let run = match fail_run {
+            Some(_) => Some(self.read_run(&new.run_id).await?),
+            None => None,
+        };
         let parent = match new.key.index {
             Some(_) if new.status == StepStatus::Failed => Some(
                 self.read_step(&new.run_id, &parent_key)
