@@ -368,6 +368,20 @@ impl DynamoStore {
         }
     }
 
+    /// Puts each step record unless its item exists, in parallel.
+    async fn put_steps_new(&self, steps: &[StepRecord]) -> PortResult<()> {
+        let items = steps
+            .iter()
+            .map(step_item)
+            .collect::<PortResult<Vec<_>>>()?;
+        futures::stream::iter(items)
+            .map(|item| self.put_new(item))
+            .buffer_unordered(PARALLEL_WRITES)
+            .try_collect::<Vec<bool>>()
+            .await?;
+        Ok(())
+    }
+
     /// Puts `item` unless an item with its key exists; false if one did.
     async fn put_new(&self, item: Item) -> PortResult<bool> {
         let mut x = Expr::default();
@@ -638,15 +652,7 @@ impl StateStore for DynamoStore {
         // under a run id that does not exist; nothing reads steps without their run, so
         // they are inert (and a retry of the same run finds them already there, never
         // resetting a step that has moved on).
-        let step_items = steps
-            .iter()
-            .map(step_item)
-            .collect::<PortResult<Vec<_>>>()?;
-        futures::stream::iter(step_items)
-            .map(|item| self.put_new(item))
-            .buffer_unordered(PARALLEL_WRITES)
-            .try_collect::<Vec<bool>>()
-            .await?;
+        self.put_steps_new(steps).await?;
         let run_item = run_item(run)?;
         let Some(k) = &run.idempotency_key else {
             return match self.put_new(run_item).await? {
@@ -1012,15 +1018,7 @@ impl StateStore for DynamoStore {
         // first, each only if absent, and the guarded parent write comes last. A crash
         // in between leaves the parent unexpanded and pending iterations nobody
         // launches; the retry re-puts nothing new and then expands the parent.
-        let items = iterations
-            .iter()
-            .map(step_item)
-            .collect::<PortResult<Vec<_>>>()?;
-        futures::stream::iter(items)
-            .map(|item| self.put_new(item))
-            .buffer_unordered(PARALLEL_WRITES)
-            .try_collect::<Vec<bool>>()
-            .await?;
+        self.put_steps_new(iterations).await?;
         if guard.statuses.is_empty() {
             return Ok(false);
         }
