@@ -210,17 +210,20 @@ impl RunRecord {
     }
 }
 
-/// How a `for_each` step's iterations run: in `lanes` (its `max_parallel`), lane `j`
-/// running iterations `j, j + lanes, j + 2·lanes, …` one after the other. An iteration's
+/// How a `for_each` step's iterations run: in `lanes` (its `max_parallel`, at most one
+/// per item), lane `j` running iterations `j, j + lanes, j + 2·lanes, …` one after the
+/// other. An iteration's
 /// end starts the next of its lane, so launching needs no shared counter: an iteration
 /// that succeeds is one write of its own record.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct FanOut {
     pub total: u32,
     pub lanes: u32,
-    /// Lanes seen ending (their last iteration final, or stopped). A hint, not the
-    /// truth: once it reaches `lanes` the iterations' records are read to decide the
-    /// fan-in, and the sweeper fans in when a crash kept it from counting.
+    /// Lanes seen ending (their last iteration final). A hint, not the truth: once it
+    /// reaches `lanes` the iterations' records are read to decide the fan-in, and the
+    /// sweeper fans in when a crash kept it from counting. A stopping fan-out does not
+    /// count: each iteration's end there tries the fan-in.
     pub ended: u32,
     /// Iterations failed (counted in the same write as their final record).
     pub failed: u32,

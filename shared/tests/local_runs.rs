@@ -6,7 +6,7 @@ use braid::handlers::Ports;
 use braid::handlers::{RunView, StartRequest, definition};
 use braid::local::backend::{LocalOptions, local_ports, local_runtime};
 use braid::local::runtime::{LocalRuntime, RuntimeSettings};
-use braid::model::{LifecycleEvent, RunStatus, StepStatus};
+use braid::model::{LifecycleEvent, RunRecord, RunStatus, StepStatus};
 use braid::ports::{EventSink, PortResult, WorkQueue};
 use braid::testkit::faults::FaultyQueue;
 use proptest::prelude::*;
@@ -842,4 +842,52 @@ steps:
         store.get_run(&id).await.unwrap().status,
         RunStatus::Succeeded
     );
+}
+
+/// Runs `yaml` with a sweeper that never comes round during the run: what ends it is
+/// the handlers' own work.
+async fn run_without_the_sweeper(yaml: &str) -> RunRecord {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.runtime.tick_every = Duration::from_secs(3600);
+    let rt = local_runtime(local_ports(&opts).unwrap(), &opts);
+    let started = start(&rt, yaml, json!({})).await;
+    tokio::time::timeout(Duration::from_secs(30), rt.run_to_end(&started.run.id))
+        .await
+        .expect("the run ends without the sweeper")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_run_failing_while_other_steps_run_ends_without_the_sweeper() {
+    let (slow, _) = slow_server(Duration::from_millis(300)).await;
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    // `a` is still running (and has a dependent) when `b` fails the run.
+    let branches = format!(
+        "name: branches\nsteps:\n  - id: a\n    http: {{ url: \"{slow}\" }}\n  - id: c\n    needs: [a]\n    pass: 1\n  - id: b\n    fail: {{ error: boom }}\n"
+    );
+    let run = run_without_the_sweeper(&branches).await;
+    assert_eq!(run.status, RunStatus::Failed);
+    // An iteration fails while another of the fan-out is still running.
+    let fan = format!(
+        r#"
+name: fan-stop
+params:
+  urls: {{ type: array, default: ["{closed}", "{slow}", "{slow}", "{slow}"] }}
+steps:
+  - id: fan
+    for_each: "{{{{ params.urls }}}}"
+    max_parallel: 2
+    http: {{ url: "{{{{ item }}}}" }}
+"#
+    );
+    let run = run_without_the_sweeper(&fan).await;
+    assert_eq!(run.status, RunStatus::Failed);
+    // More lanes asked for than there are items: the fan-in still happens.
+    let wide = "name: wide\nsteps:\n  - id: fan\n    for_each: \"{{ [1, 2, 3] }}\"\n    max_parallel: 10\n    pass: \"{{ item }}\"\n";
+    let run = run_without_the_sweeper(wide).await;
+    assert_eq!(run.status, RunStatus::Succeeded);
 }

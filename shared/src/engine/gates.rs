@@ -36,9 +36,10 @@ pub fn fan_out_over(f: &FanOut, iterations: &[StepRecord]) -> bool {
     iterations.len() == f.total as usize && iterations.iter().all(|r| r.status.is_final())
 }
 
-/// How many iterations of a `for_each` step may be in flight at once.
+/// How many iterations of a `for_each` step of `total` run at once: its lanes
+/// ([`FanOut`]), never more than there are items (a lane with no item would never end).
 pub fn max_in_flight(step: &Step, total: u32) -> u32 {
-    step.max_parallel.unwrap_or(total).max(1)
+    step.max_parallel.unwrap_or(total).min(total).max(1)
 }
 
 /// Whether a run's work is over: every top-level step record in `steps` is final

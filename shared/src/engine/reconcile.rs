@@ -31,7 +31,8 @@ pub enum Repair {
     ExpireLease { key: StepKey, attempt: u32 },
     /// A step that can no longer run because the run is failing.
     Cancel(StepKey),
-    /// A running `for_each` step that can launch more iterations or finish.
+    /// A running `for_each` step whose iterations are over, or that is stopping with
+    /// iterations left to cancel: try its fan-in.
     AdvanceFanOut(String),
     /// A queued run: admit it (and the runs queued before it) if a slot is free.
     Admit,
@@ -93,8 +94,8 @@ pub fn reconcile(
                     out.extend(fan_out_repairs(run, step, rec, &f, steps, &overdue));
                 }
             }
-            // A failing run starts nothing new: what waits to run is cancelled, launched
-            // iterations included.
+            // A failing run starts nothing new: what waits to run is cancelled (a pending
+            // iteration by its stopping fan-out).
             StepStatus::Ready | StepStatus::Retrying | StepStatus::Waiting if run.failing => {
                 out.push(Repair::Cancel(rec.key.clone()));
             }

@@ -490,3 +490,37 @@ fn the_sweeper_admits_queued_runs_and_releases_roots_an_admission_left_pending()
         [Repair::ReleaseRoot(StepKey::step("a"))]
     );
 }
+
+#[test]
+fn a_fan_out_has_no_more_lanes_than_items_and_all_items_when_unlimited() {
+    let w = wf("
+name: fan
+steps:
+  - id: f
+    for_each: '{{ [1, 2, 3] }}'
+    max_parallel: 10
+    pass: '{{ item }}'
+  - id: g
+    for_each: '{{ [1, 2, 3] }}'
+    pass: '{{ item }}'
+");
+    let f = w.step("f").unwrap();
+    let g = w.step("g").unwrap();
+    assert_eq!(gates::max_in_flight(f, 3), 3, "a lane per item at most");
+    assert_eq!(gates::max_in_flight(f, 30), 10);
+    assert_eq!(
+        gates::max_in_flight(g, 30),
+        30,
+        "no max_parallel: all at once"
+    );
+    let lanes = FanOut {
+        total: 5,
+        lanes: 2,
+        ..FanOut::default()
+    };
+    assert_eq!(lanes.lane_starts().collect::<Vec<_>>(), [0, 1]);
+    assert_eq!(
+        (0..5).map(|i| lanes.next_in_lane(i)).collect::<Vec<_>>(),
+        [Some(2), Some(3), Some(4), None, None]
+    );
+}

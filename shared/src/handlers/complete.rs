@@ -11,7 +11,7 @@ use super::{HandlerResult, Handlers};
 use crate::engine::gates;
 use crate::engine::verdict::{self, Verdict};
 use crate::model::{
-    Data, DispatchMsg, ErrorInfo, FanOut, Outcome, ResultMsg, RunRecord, StepRecord, StepStatus,
+    Data, DispatchMsg, ErrorInfo, FanOut, Outcome, ResultMsg, StepRecord, StepStatus,
 };
 use crate::ports::Guard;
 use crate::spec::Workflow;
@@ -27,25 +27,35 @@ impl Handlers {
         let run = self.ports.store.get_run(&msg.run_id).await?;
         let rec = self.ports.store.get_step(&msg.run_id, &msg.key).await?;
         let wf = self.workflow(&run).await?;
-        self.record(&wf, &run, rec, msg).await
+        self.record(&wf, rec, msg).await
     }
 
-    /// Records `msg`'s outcome on `rec`, the step's record as last read (and `run` as
-    /// last read).
+    /// Records `msg`'s outcome on `rec`, the step's record as last read.
     pub(super) async fn record(
         &self,
         wf: &Workflow,
-        run: &RunRecord,
         rec: StepRecord,
         msg: &ResultMsg,
     ) -> HandlerResult<()> {
-        let now = self.now();
         if !Guard::at(IN_FLIGHT, msg.attempt).holds(&rec) {
             return Ok(());
         }
         // The write holds only while the record is as read: whatever moved it since
         // decided for it (and only a waiting step carries a timer to take out).
         let guard = Guard::at(&[rec.status], msg.attempt);
+        self.record_held(wf, &guard, rec, msg).await
+    }
+
+    /// Records `msg`'s outcome on `rec`, the attempt as it ran, if the stored record
+    /// still meets `guard`.
+    pub(super) async fn record_held(
+        &self,
+        wf: &Workflow,
+        guard: &Guard,
+        rec: StepRecord,
+        msg: &ResultMsg,
+    ) -> HandlerResult<()> {
+        let now = self.now();
         // A parked step only ever ends by its wake-up; a lease expiry sent while it was
         // still running arrives late and means nothing now.
         if rec.status == StepStatus::Waiting && !matches!(msg.outcome, Outcome::Succeeded { .. }) {
@@ -63,7 +73,7 @@ impl Handlers {
                     error: Some(error),
                     ..rec.clone()
                 };
-                if self.ports.store.update_step(&guard, &retrying).await? {
+                if self.ports.store.update_step(guard, &retrying).await? {
                     let delay = (due_at - now).to_std().unwrap_or_default();
                     // Longer than the queue can delay: the sweeper fires it from `due_at`.
                     if delay <= self.settings.max_queue_delay {
@@ -78,7 +88,7 @@ impl Handlers {
                 }
                 Ok(())
             }
-            Verdict::Expand { items, total } => self.expand(wf, rec, &items, total).await,
+            Verdict::Expand { items, total } => self.expand(wf, guard, rec, &items, total).await,
             Verdict::Final {
                 status,
                 output,
@@ -111,11 +121,10 @@ impl Handlers {
                 if let Some(fin) = self
                     .ports
                     .store
-                    .finalize_step(&guard, &done, fail_run.as_ref())
+                    .finalize_step(guard, &done, fail_run.as_ref())
                     .await?
                 {
-                    let run = fin.run.unwrap_or_else(|| run.clone());
-                    self.settle(wf, run, &done, fin.parent, true).await?;
+                    self.settle(wf, fin.run, &done, fin.parent, true).await?;
                 }
                 Ok(())
             }
@@ -126,11 +135,11 @@ impl Handlers {
     async fn expand(
         &self,
         wf: &crate::spec::Workflow,
+        guard: &Guard,
         rec: StepRecord,
         items: &Data,
         total: u32,
     ) -> HandlerResult<()> {
-        let guard = Guard::at(&[StepStatus::Running], rec.attempt);
         let items = match self.load(items).await? {
             Value::Array(a) => a,
             _ => Vec::new(),
@@ -164,12 +173,7 @@ impl Handlers {
             lease_until: None,
             ..rec
         };
-        if self
-            .ports
-            .store
-            .expand(&guard, &parent, &iterations)
-            .await?
-        {
+        if self.ports.store.expand(guard, &parent, &iterations).await? {
             let run = self.ports.store.get_run(&parent.run_id).await?;
             self.launch_lanes(wf, &run, parent).await?;
         }

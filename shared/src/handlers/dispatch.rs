@@ -47,8 +47,10 @@ impl Handlers {
 
     /// Handles a "ready" message; `redelivered` when this very message was received
     /// before (its handler failed or died): an attempt it had claimed is resumed, not
-    /// left running until its lease runs out. A duplicate copy of a message is a new
-    /// message, so a step whose attempt is running elsewhere is not run twice by it.
+    /// left running until its lease runs out (so is one a message marked `resume`
+    /// hands on). A duplicate copy of a message is a new message, so a step whose
+    /// attempt is running elsewhere is not run twice by it; of two copies resuming an
+    /// attempt, one takes it over (the lease is compared and set).
     pub async fn dispatch_delivery(
         &self,
         msg: &DispatchMsg,
@@ -90,7 +92,7 @@ impl Handlers {
                 let parent = self.ports.store.get_step(&run.id, &parent).await?;
                 return self.advance_fan_out(&wf, &run, parent).await;
             }
-            return self.cancel(&wf, &run, &rec).await;
+            return self.cancel(&wf, &rec).await;
         }
         if let Some(due) = rec.due_at
             && due > now
@@ -108,11 +110,19 @@ impl Handlers {
             ..rec.clone()
         };
         // The claim: only one dispatcher moves this attempt from ready to running (or,
-        // resuming, renews the lease of the attempt this message had claimed).
-        let guard = Guard::at(&[rec.status], rec.attempt);
-        if !self.ports.store.update_step(&guard, &claimed).await? {
-            return Ok(());
-        }
+        // resuming, renews the lease of the attempt this message had claimed). A pure
+        // step is not claimed: its outcome is a rendering with no effect outside, which
+        // may be worked out twice, so it is written straight over the record as read,
+        // guarded on it — one write instead of two.
+        let stored = Guard::unchanged(&rec);
+        let held = if is_pure(step, &rec) {
+            stored
+        } else {
+            if !self.ports.store.update_step(&stored, &claimed).await? {
+                return Ok(());
+            }
+            Guard::at(&[StepStatus::Running], claimed.attempt)
+        };
         if let Some(outcome) = self.execute(&run, step, &claimed).await? {
             // Recorded here, not sent on: an outcome that only lived in a message could
             // be lost with it, and the attempt would have to wait out its lease.
@@ -122,7 +132,7 @@ impl Handlers {
                 attempt: claimed.attempt,
                 outcome,
             };
-            self.record(&wf, &run, claimed, &msg).await?;
+            self.record_held(&wf, &held, claimed, &msg).await?;
         }
         Ok(())
     }
@@ -366,6 +376,14 @@ impl Handlers {
         }
         Ok(None)
     }
+}
+
+/// Whether running `step` (as `rec`) only renders values: a `pass` or `fail` step, or a
+/// `for_each` step's expansion. One already claimed (by an earlier version) is not.
+fn is_pure(step: &Step, rec: &StepRecord) -> bool {
+    rec.status != StepStatus::Running
+        && (matches!(step.kind, StepKind::Pass { .. } | StepKind::Fail { .. })
+            || (step.for_each.is_some() && rec.key.index.is_none()))
 }
 
 /// A rendered value as text: strings as they are, anything else as JSON.

@@ -56,7 +56,6 @@ impl Handlers {
         .await
     }
 
-    /// Starts a run. Bad input is rejected before anything is written.
     /// Makes `def` its workflow's current definition. A start of the current version
     /// (every start by name, every trigger) reads instead of writing: one read against
     /// two writes of the whole definition.
@@ -68,6 +67,7 @@ impl Handlers {
         }
     }
 
+    /// Starts a run. Bad input is rejected before anything is written.
     pub async fn start(&self, req: StartRequest) -> HandlerResult<Started> {
         let wf = self.parse_cached(&req.definition)?;
         let unsupported: Vec<String> = wf

@@ -20,8 +20,8 @@ const CANCELLABLE: &[StepStatus] = &[
     StepStatus::Waiting,
 ];
 
-/// Statuses a launched iteration can be cancelled from (a pending iteration was never
-/// launched and is not counted in its step's fan-out).
+/// Statuses an iteration is cancelled from on its own (a pending one is left to its
+/// fan-out, which cancels every iteration not started as it stops).
 const LAUNCHED_IDLE: &[StepStatus] =
     &[StepStatus::Ready, StepStatus::Retrying, StepStatus::Waiting];
 
@@ -32,14 +32,6 @@ fn iteration_msg(run_id: &str, step: &str, index: u32) -> DispatchMsg {
         key: StepKey::iteration(step, index),
         attempt: 1,
         resume: false,
-    }
-}
-
-/// Whether fail fast cancels `rec`.
-pub(super) fn cancellable(rec: &StepRecord) -> bool {
-    match rec.key.index {
-        None => CANCELLABLE.contains(&rec.status),
-        Some(_) => LAUNCHED_IDLE.contains(&rec.status),
     }
 }
 
@@ -129,9 +121,9 @@ impl Handlers {
     }
 
     /// Fail fast (the run was marked failing by the failed step's own final write): no
-    /// new step starts; steps and launched iterations that can no longer run are
-    /// cancelled; attempts in flight finish and are recorded; the run fails when nothing
-    /// is open.
+    /// new step starts; steps that can no longer run are cancelled, and each running
+    /// fan-out stops its iterations; attempts in flight finish and are recorded; the run
+    /// fails when nothing is open.
     async fn fail_fast(&self, wf: &Workflow, run_id: &str) -> HandlerResult<()> {
         let run = self.ports.store.get_run(run_id).await?;
         for rec in self.ports.store.list_steps(run_id).await? {
@@ -139,8 +131,8 @@ impl Handlers {
             if rec.key.index.is_some() {
                 continue;
             }
-            if cancellable(&rec) {
-                self.cancel(wf, &run, &rec).await?;
+            if CANCELLABLE.contains(&rec.status) {
+                self.cancel(wf, &rec).await?;
             } else if rec.status == StepStatus::Running && rec.fan_out.is_some() {
                 self.advance_fan_out(wf, &run, rec).await?;
             }
@@ -149,13 +141,8 @@ impl Handlers {
     }
 
     /// Cancels a step that has not started (or is between attempts), or an iteration
-    /// that was launched but is not running, and settles it; `run` as last read.
-    pub(super) async fn cancel(
-        &self,
-        wf: &Workflow,
-        run: &RunRecord,
-        rec: &StepRecord,
-    ) -> HandlerResult<()> {
+    /// between attempts, and settles it.
+    pub(super) async fn cancel(&self, wf: &Workflow, rec: &StepRecord) -> HandlerResult<()> {
         let cancelled = StepRecord {
             status: StepStatus::Cancelled,
             due_at: None,
@@ -173,8 +160,7 @@ impl Handlers {
             .finalize_step(&guard, &cancelled, None)
             .await?
         {
-            let run = fin.run.unwrap_or_else(|| run.clone());
-            Box::pin(self.settle(wf, run, &cancelled, fin.parent, true)).await?;
+            Box::pin(self.settle(wf, fin.run, &cancelled, fin.parent, true)).await?;
         }
         Ok(())
     }
@@ -204,9 +190,9 @@ impl Handlers {
     }
 
     /// What follows iteration `rec` becoming final: the next iteration of its lane
-    /// starts; at a lane's end (or once the fan-out is stopping) the lane is counted,
-    /// and the fan-in is tried when it may be the last. `parent` is the `for_each`
-    /// step when the final write returned it.
+    /// starts; at a lane's end the lane is counted, and the fan-in is tried when it may
+    /// be the last; once the fan-out is stopping, every end tries the fan-in. `parent`
+    /// is the `for_each` step when the final write returned it.
     async fn follow_lane(
         &self,
         wf: &Workflow,
@@ -326,21 +312,20 @@ impl Handlers {
         let (status, list) = output::fan_in(parts);
         if failed_for_good {
             return self
-                .finalize_top(wf, run, parent, StepStatus::Failed, None, first_error)
+                .finalize_top(wf, parent, StepStatus::Failed, None, first_error)
                 .await;
         }
         let out = self
             .store_value(&format!("runs/{run_id}/{step_id}/output.json"), list)
             .await?;
-        self.finalize_top(wf, run, parent, status, Some(out), first_error)
+        self.finalize_top(wf, parent, status, Some(out), first_error)
             .await
     }
 
-    /// Makes a running top-level step final and settles it; `run` as last read.
+    /// Makes a running top-level step final and settles it.
     async fn finalize_top(
         &self,
         wf: &Workflow,
-        run: &RunRecord,
         rec: StepRecord,
         status: StepStatus,
         output: Option<crate::model::Data>,
@@ -359,13 +344,12 @@ impl Handlers {
             .step(&done.key.step)
             .filter(|s| gates::fails_run(s, status))
             .and_then(|s| done.error.as_ref().map(|e| run_error(&s.id, e)));
-        if let Some(Finalized { run: changed, .. }) = self
+        if let Some(Finalized { run, .. }) = self
             .ports
             .store
             .finalize_step(&guard, &done, fail_run.as_ref())
             .await?
         {
-            let run = changed.unwrap_or_else(|| run.clone());
             Box::pin(self.settle(wf, run, &done, None, true)).await?;
         }
         Ok(())

@@ -152,7 +152,7 @@ impl Handlers {
                 }
                 Repair::Cancel(key) => {
                     let rec = self.ports.store.get_step(&run.id, &key).await?;
-                    self.cancel(&wf, run, &rec).await?;
+                    self.cancel(&wf, &rec).await?;
                 }
                 Repair::Admit => self.admit(&run.workflow).await?,
                 Repair::ReleaseRoot(key) => {

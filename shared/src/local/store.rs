@@ -461,10 +461,7 @@ impl StateStore for SqliteStore {
                 }
                 _ => None,
             };
-            Ok(Some(Finalized {
-                run: fail_run.is_some().then_some(run),
-                parent,
-            }))
+            Ok(Some(Finalized { run, parent }))
         })
     }
 

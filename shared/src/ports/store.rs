@@ -5,7 +5,7 @@ use crate::model::{
 use async_trait::async_trait;
 
 /// The condition a step write depends on: the record's current status is one of
-/// `statuses` and, when given, its attempt is `attempt`.
+/// `statuses` and, when given, its attempt is `attempt` and its lease is `lease`.
 ///
 /// Every step transition is guarded, which is what makes duplicate and late messages
 /// harmless: a second claim or a stale result finds the guard false and changes nothing.
@@ -13,6 +13,9 @@ use async_trait::async_trait;
 pub struct Guard {
     pub statuses: Vec<StepStatus>,
     pub attempt: Option<u32>,
+    /// The lease the record holds: taking over a running attempt (renewing its lease)
+    /// is one compare-and-set, so of two copies of a message resuming it, one does.
+    pub lease: Option<Timestamp>,
 }
 
 impl Guard {
@@ -20,6 +23,7 @@ impl Guard {
         Guard {
             statuses: statuses.to_vec(),
             attempt: None,
+            lease: None,
         }
     }
 
@@ -27,11 +31,23 @@ impl Guard {
         Guard {
             statuses: statuses.to_vec(),
             attempt: Some(attempt),
+            lease: None,
+        }
+    }
+
+    /// The guard of a write replacing `rec` as it was read, lease and all.
+    pub fn unchanged(rec: &StepRecord) -> Self {
+        Guard {
+            statuses: vec![rec.status],
+            attempt: Some(rec.attempt),
+            lease: rec.lease_until,
         }
     }
 
     pub fn holds(&self, rec: &StepRecord) -> bool {
-        self.statuses.contains(&rec.status) && self.attempt.is_none_or(|a| a == rec.attempt)
+        self.statuses.contains(&rec.status)
+            && self.attempt.is_none_or(|a| a == rec.attempt)
+            && self.lease.is_none_or(|l| rec.lease_until == Some(l))
     }
 }
 
@@ -46,10 +62,9 @@ pub enum Created {
 /// What a final step write changed besides the step.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Finalized {
-    /// The run as the write left it, for a write given `fail_run` (whether it turned
-    /// fail fast on or found it on already); `None` otherwise: the write did not touch
-    /// the run, and the caller's copy of it stands.
-    pub run: Option<RunRecord>,
+    /// The run as read after the write. What follows a step's end depends on whether
+    /// the run is failing, which a copy read before the step ran may not show.
+    pub run: RunRecord,
     /// For a failed iteration: its `for_each` step after counting it.
     pub parent: Option<StepRecord>,
 }

@@ -221,6 +221,17 @@ pub async fn claim_succeeds_once(store: &dyn StateStore) {
     );
     let now = store.get_step(&run.id, &StepKey::step("a")).await.unwrap();
     assert_eq!((now.status, now.attempt), (StepStatus::Running, 1));
+    // Taking the running attempt over (a message resuming it) compares its lease.
+    let renewed = StepRecord {
+        lease_until: Some(t0() + chrono::Duration::minutes(5)),
+        ..now.clone()
+    };
+    let as_read = Guard::unchanged(&now);
+    assert!(store.update_step(&as_read, &renewed).await.unwrap());
+    assert!(
+        !store.update_step(&as_read, &renewed).await.unwrap(),
+        "a second take-over of the same lease must fail"
+    );
 }
 
 pub async fn concurrent_claims_have_one_winner(store: Arc<dyn StateStore>) {
@@ -260,7 +271,7 @@ pub async fn finalize_records_a_result_once(store: &dyn StateStore) {
         .await
         .unwrap()
         .expect("first finalize applies");
-    assert_eq!(fin.run, None, "a success leaves the run as it was");
+    assert_eq!(fin.run.id, run.id);
     assert!(fin.parent.is_none());
     assert!(
         store
@@ -443,10 +454,7 @@ pub async fn failing_and_finishing_happen_once(store: &dyn StateStore) {
             .await
             .unwrap()
             .expect("the failure is recorded");
-        assert!(
-            fin.run.is_some_and(|r| r.failing),
-            "the final write turns on fail fast"
-        );
+        assert!(fin.run.failing, "the final write turns on fail fast");
     }
     let failing = store.get_run(&run.id).await.unwrap();
     assert!(failing.failing);

@@ -14,14 +14,16 @@
 //! | slots | `SLOTS#<workflow>` | `SLOTS` | `held`: slots its runs hold (`concurrency`) |
 //!
 //! A record's fields are top-level attributes (mapped with serde_dynamo), so conditions
-//! and updates can name `status`, `attempt`, `satisfied`, `fan_out.launched`,
+//! and updates can name `status`, `attempt`, `satisfied`, `fan_out.ended`,
 //! `failing`… Fields holding user data (`params`, `trigger`, `output`,
 //! `item`) are JSON text, which keeps them exactly as written (DynamoDB would normalise
 //! their numbers). Step ids are `[a-z0-9_-]`, so `#` separates key parts unambiguously
 //! and a step's iterations share the prefix `STEP#<step>#`.
 //!
 //! Run, step and idempotency items get `expires_at` (epoch seconds, the table's TTL
-//! attribute) once the run is final: [`RETENTION`] after it finished.
+//! attribute): a run and its idempotency key once the run is final, [`RETENTION`]
+//! after it finished; a step with its final write, [`STEP_MARGIN`] later still after
+//! it ended — and the run's own expiry, stamped as the run ends, where that is later.
 //!
 //! # Indexes (the run indexes project every attribute; `timers` only keys)
 //!
@@ -101,6 +103,9 @@ pub const QUEUED_SK: &str = "gsi5sk";
 pub const SHARDS: u32 = 8;
 /// How long a final run's records are kept.
 pub const RETENTION: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);
+/// How much longer than [`RETENTION`] a step's record is kept after the step ended, so
+/// that in a run lasting less than this the run's records go together.
+pub const STEP_MARGIN: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
 /// Independent writes in flight at once (iterations, orphan-safe steps, TTL stamps).
 const PARALLEL_WRITES: usize = 16;
@@ -181,7 +186,7 @@ fn status_in(x: &mut Expr, statuses: impl IntoIterator<Item = &'static str>) -> 
 }
 
 /// The step write's condition: the record exists and `guard` holds on it.
-fn guard_condition(x: &mut Expr, guard: &Guard) -> String {
+fn guard_condition(x: &mut Expr, guard: &Guard) -> PortResult<String> {
     let mut cond = format!(
         "attribute_exists({}) AND {}",
         x.name(PK),
@@ -190,7 +195,12 @@ fn guard_condition(x: &mut Expr, guard: &Guard) -> String {
     if let Some(a) = guard.attempt {
         cond += &format!(" AND {} = {}", x.name("attempt"), x.value(n(a)));
     }
-    cond
+    if let Some(lease) = guard.lease {
+        let v = serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(lease)
+            .map_err(PortError::backend)?;
+        cond += &format!(" AND {} = {}", x.name("lease_until"), x.value(v));
+    }
+    Ok(cond)
 }
 
 impl DynamoStore {
@@ -461,9 +471,9 @@ impl DynamoStore {
     ///
     /// An update setting every field rather than a put: a result that lands after the
     /// run finished must keep the `expires_at` that [`StateStore::finish_run`] stamped.
-    /// A final write stamps the step's own expiry (unless one is there already), so
-    /// finishing a run re-writes only the items that never became final — one write
-    /// per step saved.
+    /// A final write stamps the step's own expiry (unless one is there already),
+    /// [`STEP_MARGIN`] beyond a run's: finishing the run then re-writes only the items
+    /// that never became final or finished long before it — one write per step saved.
     fn guarded_step_write(&self, guard: &Guard, new: &StepRecord) -> PortResult<Update> {
         let item = encode(new, STEP_OPAQUE)?;
         let mut x = Expr::default();
@@ -479,11 +489,12 @@ impl DynamoStore {
             &mut removes,
         );
         if new.status.is_final() {
-            let at = expiry(new.finished_at.unwrap_or_else(chrono::Utc::now));
+            let finished = new.finished_at.unwrap_or_else(chrono::Utc::now);
+            let at = expiry(finished) + STEP_MARGIN.as_secs() as i64;
             let ttl = x.name(TTL);
             sets.push(format!("{ttl} = if_not_exists({ttl}, {})", x.value(n(at))));
         }
-        let cond = guard_condition(&mut x, guard);
+        let cond = guard_condition(&mut x, guard)?;
         self.tx_update(
             key(run_pk(&new.run_id), &step_sk(&new.key)),
             update_expression(&sets, &removes),
@@ -493,9 +504,11 @@ impl DynamoStore {
     }
 
     /// Stamps `expires_at` on the run's idempotency item and on the step items that
-    /// have none yet (those that never became final: a final write stamps its own) once
-    /// the run is final, and takes any step left with a timer out of the `timers` index
-    /// (the run is over). Updates only existing items (never creates one), in parallel.
+    /// would otherwise go before the run (those that never became final, and those of
+    /// a long run that finished more than [`STEP_MARGIN`] before it: a final write
+    /// stamps its own) once the run is final, and takes any step left with a timer out
+    /// of the `timers` index (the run is over). Updates only existing items (never
+    /// creates one), in parallel.
     async fn expire_run_items(&self, run: &RunRecord, at: i64) -> PortResult<()> {
         let mut x = Expr::default();
         let cond = format!(
@@ -510,7 +523,11 @@ impl DynamoStore {
             .query()
             .table_name(&self.table)
             .key_condition_expression(cond)
-            .filter_expression(format!("attribute_not_exists({})", x.name(TTL)))
+            .filter_expression(format!(
+                "attribute_not_exists({ttl}) OR {ttl} < {}",
+                x.value(n(at)),
+                ttl = x.name(TTL)
+            ))
             .projection_expression(format!("{}, {}", x.name(PK), x.name(SK)))
             .set_expression_attribute_names(x.names())
             .set_expression_attribute_values(x.values())
@@ -911,10 +928,7 @@ impl StateStore for DynamoStore {
                 Err(_) => return Err(step_not_found(&new.run_id, &parent_key)),
             }
         }
-        let run = match fail_run {
-            Some(_) => Some(self.read_run(&new.run_id).await?),
-            None => None,
-        };
+        let run = self.read_run(&new.run_id).await?;
         let parent = match new.key.index {
             Some(_) if new.status == StepStatus::Failed => Some(
                 self.read_step(&new.run_id, &parent_key)
