@@ -540,16 +540,14 @@ async fn a_chain_runs_on_in_one_delivery_without_a_message_per_step() {
     assert_eq!(ready, 1, "only the root's message is sent");
 }
 
-#[tokio::test]
-async fn a_failing_iteration_lets_iterations_in_flight_finish_before_the_run_fails() {
-    let (slow, _) = slow_server(Duration::from_millis(400)).await;
-    // Item 0 goes to a closed port and fails at once; items 1 and 2 take 400 ms; item 3
-    // never starts.
+/// A fan-out of four HTTP calls, `max_parallel` at a time: the first to a closed port
+/// (it fails at once), the others to `slow`.
+fn failing_fan_out(slow: &str, max_parallel: u32) -> String {
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", l.local_addr().unwrap())
     };
-    let yaml = format!(
+    format!(
         r#"
 name: fan-fail-fast
 params:
@@ -557,10 +555,17 @@ params:
 steps:
   - id: fan
     for_each: "{{{{ params.urls }}}}"
-    max_parallel: 3
+    max_parallel: {max_parallel}
     http: {{ url: "{{{{ item }}}}" }}
 "#
-    );
+    )
+}
+
+#[tokio::test]
+async fn a_failing_iteration_lets_iterations_in_flight_finish_before_the_run_fails() {
+    let (slow, _) = slow_server(Duration::from_millis(400)).await;
+    // Item 0 fails at once; items 1 and 2 take 400 ms; item 3 never starts.
+    let yaml = failing_fan_out(&slow, 3);
     let v = run_plain(&yaml, json!({})).await;
     assert_eq!(v.status, RunStatus::Failed);
     assert_eq!(v.steps["fan"].status, StepStatus::Failed);
@@ -861,10 +866,6 @@ async fn run_without_the_sweeper(yaml: &str) -> RunRecord {
 #[tokio::test]
 async fn a_run_failing_while_other_steps_run_ends_without_the_sweeper() {
     let (slow, _) = slow_server(Duration::from_millis(300)).await;
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}", l.local_addr().unwrap())
-    };
     // `a` is still running (and has a dependent) when `b` fails the run.
     let branches = format!(
         "name: branches\nsteps:\n  - id: a\n    http: {{ url: \"{slow}\" }}\n  - id: c\n    needs: [a]\n    pass: 1\n  - id: b\n    fail: {{ error: boom }}\n"
@@ -872,19 +873,7 @@ async fn a_run_failing_while_other_steps_run_ends_without_the_sweeper() {
     let run = run_without_the_sweeper(&branches).await;
     assert_eq!(run.status, RunStatus::Failed);
     // An iteration fails while another of the fan-out is still running.
-    let fan = format!(
-        r#"
-name: fan-stop
-params:
-  urls: {{ type: array, default: ["{closed}", "{slow}", "{slow}", "{slow}"] }}
-steps:
-  - id: fan
-    for_each: "{{{{ params.urls }}}}"
-    max_parallel: 2
-    http: {{ url: "{{{{ item }}}}" }}
-"#
-    );
-    let run = run_without_the_sweeper(&fan).await;
+    let run = run_without_the_sweeper(&failing_fan_out(&slow, 2)).await;
     assert_eq!(run.status, RunStatus::Failed);
     // More lanes asked for than there are items: the fan-in still happens.
     let wide = "name: wide\nsteps:\n  - id: fan\n    for_each: \"{{ [1, 2, 3] }}\"\n    max_parallel: 10\n    pass: \"{{ item }}\"\n";
