@@ -58,7 +58,16 @@ impl Handlers {
         let started = Instant::now();
         FOLLOW_UP
             .scope(RefCell::new(None), async {
-                self.dispatch_one(msg, redelivered).await?;
+                if let Err(e) = self.dispatch_one(msg, redelivered).await {
+                    // What the step's end made ready is not lost with the delivery's
+                    // failure (a redelivery finds the step final and goes no further).
+                    if let Some(next) = FOLLOW_UP.with(|s| s.borrow_mut().take())
+                        && let Err(send) = self.send_now(vec![(next, Duration::ZERO)]).await
+                    {
+                        tracing::warn!(error = %send, "sending a follow-up failed; the sweeper re-sends it");
+                    }
+                    return Err(e);
+                }
                 while let Some(next) = FOLLOW_UP.with(|s| s.borrow_mut().take()) {
                     if started.elapsed() >= EAGER_BUDGET {
                         return self.send_now(vec![(next, Duration::ZERO)]).await;
