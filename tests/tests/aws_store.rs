@@ -261,3 +261,51 @@ async fn a_failing_iteration_turns_on_fail_fast_once() {
         assert_eq!(fan.failed, i as u32 + 1);
     }
 }
+
+/// In a run that lasts long after some of its steps ended, finishing the run stamps
+/// those steps with the run's expiry, so its records go together.
+#[tokio::test]
+async fn steps_of_a_long_run_expire_with_the_run() {
+    let (client, table) = table().await;
+    let store = DynamoStore::new(client.clone(), table.clone());
+    let r = run(&fresh("long"));
+    let early = StepRecord::new(&r.id, StepKey::step("early"), StepStatus::Ready);
+    let late = StepRecord::new(&r.id, StepKey::step("late"), StepStatus::Ready);
+    store
+        .create_run(&r, &[early.clone(), late.clone()])
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    for (rec, ended) in [(&early, now - chrono::Duration::days(60)), (&late, now)] {
+        let done = StepRecord {
+            status: StepStatus::Succeeded,
+            finished_at: Some(ended),
+            ..rec.clone()
+        };
+        store
+            .finalize_step(&Guard::status(&[StepStatus::Ready]), &done, None)
+            .await
+            .unwrap()
+            .expect("recorded");
+    }
+    let done = RunRecord {
+        status: RunStatus::Succeeded,
+        finished_at: Some(now),
+        ..r.clone()
+    };
+    assert!(store.finish_run(&done).await.unwrap());
+    let ttl = |item: ds::Item| match item.get(ds::TTL) {
+        Some(AttributeValue::N(n)) => n.parse::<i64>().unwrap(),
+        other => panic!("no expiry: {other:?}"),
+    };
+    let pk = format!("RUN#{}", r.id);
+    let run_expiry = ttl(raw(&client, &table, &pk, "RUN").await);
+    assert_eq!(
+        ttl(raw(&client, &table, &pk, "STEP#early").await),
+        run_expiry
+    );
+    assert!(
+        ttl(raw(&client, &table, &pk, "STEP#late").await) > run_expiry,
+        "a step ending with the run keeps its own, later expiry"
+    );
+}

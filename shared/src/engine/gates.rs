@@ -32,8 +32,15 @@ pub fn fan_out_stopping(step: &Step, f: &FanOut, run_failing: bool) -> bool {
 /// Whether a fan-out's iterations are over, from their records (`iterations`, every
 /// one of the step's): each is final. A stopping fan-out gets there by cancelling
 /// those not running.
-pub fn fan_out_over(f: &FanOut, iterations: &[StepRecord]) -> bool {
-    iterations.len() == f.total as usize && iterations.iter().all(|r| r.status.is_final())
+pub fn fan_out_over<'a>(f: &FanOut, iterations: impl IntoIterator<Item = &'a StepRecord>) -> bool {
+    let mut count = 0;
+    for r in iterations {
+        if !r.status.is_final() {
+            return false;
+        }
+        count += 1;
+    }
+    count == f.total as usize
 }
 
 /// How many iterations of a `for_each` step of `total` run at once: its lanes

@@ -12,7 +12,7 @@ use crate::model::{
 };
 use crate::spec::Step;
 use crate::spec::Workflow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 /// One repair.
@@ -149,19 +149,18 @@ fn fan_out_repairs(
     steps: &[StepRecord],
     overdue: &dyn Fn(Option<Timestamp>) -> bool,
 ) -> Vec<Repair> {
-    let iterations: HashMap<u32, &StepRecord> = steps
+    let iterations: BTreeMap<u32, &StepRecord> = steps
         .iter()
         .filter(|r| r.key.step == parent.key.step)
         .filter_map(|r| r.key.index.map(|i| (i, r)))
         .collect();
-    let all: Vec<StepRecord> = iterations.values().map(|r| (*r).clone()).collect();
     let fan_in = || vec![Repair::AdvanceFanOut(parent.key.step.clone())];
-    if gates::fan_out_over(f, &all) {
+    if gates::fan_out_over(f, iterations.values().copied()) {
         return fan_in();
     }
     if gates::fan_out_stopping(step, f, run.failing) {
-        let idle = all
-            .iter()
+        let idle = iterations
+            .values()
             .any(|r| !r.status.is_final() && r.status != StepStatus::Running);
         return if idle { fan_in() } else { Vec::new() };
     }
@@ -186,9 +185,5 @@ fn fan_out_repairs(
             }));
         }
     }
-    out.sort_by_key(|r| match r {
-        Repair::Dispatch(m) => m.key.index,
-        _ => None,
-    });
     out
 }

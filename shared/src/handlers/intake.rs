@@ -32,6 +32,15 @@ pub struct Started {
     pub existing: bool,
 }
 
+/// Where a started run's definition stands in the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Registry {
+    /// It was read from the registry (a start by name, a trigger): nothing to write.
+    Current,
+    /// It comes from a file: make it the workflow's current definition.
+    Register,
+}
+
 impl Handlers {
     /// Starts a run of the current definition of a registered workflow (an explicit
     /// start by name: `POST /runs`, a direct invoke, `braid start`).
@@ -46,19 +55,19 @@ impl Handlers {
             }
             Err(e) => return Err(e.into()),
         };
-        self.start(StartRequest {
+        let req = StartRequest {
             definition,
             input: body.input,
             trigger,
             idempotency_key: body.idempotency_key,
             queue: false,
-        })
-        .await
+        };
+        self.start_as(req, Registry::Current).await
     }
 
-    /// Makes `def` its workflow's current definition. A start of the current version
-    /// (every start by name, every trigger) reads instead of writing: one read against
-    /// two writes of the whole definition.
+    /// Makes `def` its workflow's current definition. Starting the current version
+    /// again (`braid run` of an unchanged file) reads instead of writing: one read
+    /// against two writes of the whole definition.
     async fn register(&self, def: &Definition) -> HandlerResult<()> {
         match self.ports.store.current_definition(&def.workflow).await {
             Ok(current) if current.version == def.version => Ok(()),
@@ -67,8 +76,18 @@ impl Handlers {
         }
     }
 
-    /// Starts a run. Bad input is rejected before anything is written.
+    /// Starts a run of a definition from a file, which becomes its workflow's current
+    /// one. Bad input is rejected before anything is written.
     pub async fn start(&self, req: StartRequest) -> HandlerResult<Started> {
+        self.start_as(req, Registry::Register).await
+    }
+
+    /// Starts a run; `registry` says whether its definition is to be registered.
+    pub(super) async fn start_as(
+        &self,
+        req: StartRequest,
+        registry: Registry,
+    ) -> HandlerResult<Started> {
         let wf = self.parse_cached(&req.definition)?;
         let unsupported: Vec<String> = wf
             .steps
@@ -96,7 +115,9 @@ impl Handlers {
             ))
         })?;
         let now = self.now();
-        self.register(&req.definition).await?;
+        if registry == Registry::Register {
+            self.register(&req.definition).await?;
+        }
         let plan = start::plan(
             &wf,
             start::StartInfo {

@@ -1,7 +1,8 @@
 //! The handlers: intake (start a run), dispatch (claim, render, run the task, record
-//! its outcome, then run eagerly what that made ready), complete (record an outcome, release dependents, fan in, finish the
-//! run — for the dispatcher's outcomes and for those that arrive on the result queue),
-//! tick (the sweeper); delivery (a queue message to its handler, and whether to delete,
+//! its outcome, then run eagerly what that made ready), complete (record an outcome,
+//! release dependents, go on along a fan-out's lanes, fan in, finish the run — for the
+//! dispatcher's outcomes and for those that arrive on the result queue), tick (the
+//! sweeper); delivery (a queue message to its handler, and whether to delete,
 //! retry or give up on it — the same for the local runtime and the Lambda functions);
 //! the HTTP API's routes, backend-neutral.
 //!

@@ -200,36 +200,38 @@ impl Handlers {
         rec: &StepRecord,
         parent: Option<StepRecord>,
     ) -> HandlerResult<()> {
-        let pkey = StepKey::step(&rec.key.step);
-        // Going on along the lane needs nothing but the record (a failure that stops
-        // the fan-out fails the run in its own write, or counts on the parent).
-        if let (None, false, Some(next)) = (&parent, run.failing, rec.next_in_lane)
-            && rec.status != StepStatus::Cancelled
-        {
-            let msg = iteration_msg(&run.id, &pkey.step, next);
-            return self.send_dispatch(vec![(msg, Duration::ZERO)]).await;
+        let step_id = rec.key.step.as_str();
+        // The fan-out can be stopping only if the run is failing (a failure that stops
+        // it fails the run in the same write) or this very end says so (a failure
+        // counted on the parent, which the write returned, or a cancellation). Else
+        // going on along the lane needs no read of the `for_each` step.
+        let may_stop = parent.is_some() || run.failing || rec.status == StepStatus::Cancelled;
+        if may_stop {
+            let parent = match parent {
+                Some(p) => p,
+                None => {
+                    self.ports
+                        .store
+                        .get_step(&run.id, &StepKey::step(step_id))
+                        .await?
+                }
+            };
+            let (Some(step), Some(f)) = (wf.step(step_id), parent.fan_out) else {
+                return Ok(());
+            };
+            if parent.status != StepStatus::Running {
+                return Ok(());
+            }
+            if gates::fan_out_stopping(step, &f, run.failing) {
+                return self.advance_fan_out(wf, run, parent).await;
+            }
         }
-        let parent = match parent {
-            Some(p) => p,
-            None => self.ports.store.get_step(&run.id, &pkey).await?,
-        };
-        let (Some(step), Some(f), Some(index)) =
-            (wf.step(&pkey.step), parent.fan_out, rec.key.index)
-        else {
-            return Ok(());
-        };
-        if parent.status != StepStatus::Running {
-            return Ok(());
-        }
-        if gates::fan_out_stopping(step, &f, run.failing) {
-            return self.advance_fan_out(wf, run, parent).await;
-        }
-        if let Some(next) = f.next_in_lane(index) {
-            let msg = iteration_msg(&run.id, &pkey.step, next);
+        if let Some(next) = rec.next_in_lane {
+            let msg = iteration_msg(&run.id, step_id, next);
             return self.send_dispatch(vec![(msg, Duration::ZERO)]).await;
         }
         // The lane's end. Its count is a hint: the fan-in reads the records.
-        match self.ports.store.end_lane(&run.id, &pkey.step).await? {
+        match self.ports.store.end_lane(&run.id, step_id).await? {
             Some(p) if p.fan_out.is_some_and(|f| f.ended >= f.lanes) => {
                 self.advance_fan_out(wf, run, p).await
             }

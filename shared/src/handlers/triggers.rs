@@ -7,7 +7,7 @@
 //! two paths — starts one run. Whatever is rejected starts nothing.
 
 use super::api::ApiResponse;
-use super::intake::{StartRequest, Started};
+use super::intake::{Registry, StartRequest, Started};
 use super::{HandlerError, HandlerResult, Handlers};
 use crate::model::{Definition, RunStatus};
 use crate::ports::RunFilter;
@@ -100,15 +100,15 @@ impl Handlers {
             Ok(v) => v,
             Err(e) => return Ok(Err(e)),
         };
-        let started = self
-            .start(StartRequest {
-                definition: def.clone(),
-                input,
-                trigger: data,
-                idempotency_key: Some(key),
-                queue,
-            })
-            .await;
+        let req = StartRequest {
+            definition: def.clone(),
+            input,
+            trigger: data,
+            idempotency_key: Some(key),
+            queue,
+        };
+        // Triggers are matched against the registry: the definition is current.
+        let started = self.start_as(req, Registry::Current).await;
         match started {
             Ok(s) => Ok(Ok(s)),
             Err(HandlerError::Invalid(e)) => Ok(Err(e)),

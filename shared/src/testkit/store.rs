@@ -67,6 +67,7 @@ pub async fn run_all(store: Arc<dyn StateStore>) {
     current_definitions_list_the_registry(&*store).await;
     created_run_and_steps_read_back(&*store).await;
     idempotency_key_returns_the_existing_run(&*store).await;
+    racing_starts_with_one_key_create_one_run(store.clone()).await;
     claim_succeeds_once(&*store).await;
     concurrent_claims_have_one_winner(store.clone()).await;
     finalize_records_a_result_once(&*store).await;
@@ -203,6 +204,32 @@ pub async fn idempotency_key_returns_the_existing_run(store: &dyn StateStore) {
     // The same key under another workflow is another run.
     let other = run_record(&fresh_id("idem"), "idem-other", Some(&key));
     assert_eq!(store.create_run(&other, &[]).await.unwrap(), Created::New);
+}
+
+/// Starts racing with one idempotency key (one event delivered several times at once)
+/// create one run; every other start gets that run back.
+pub async fn racing_starts_with_one_key_create_one_run(store: Arc<dyn StateStore>) {
+    let key = fresh_id("race-key");
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let (store, key) = (store.clone(), key.clone());
+        tasks.push(tokio::spawn(async move {
+            let run = run_record(&fresh_id("idem-race"), "idem-race", Some(&key));
+            let a = StepRecord::new(&run.id, StepKey::step("a"), StepStatus::Ready);
+            let created = store.create_run(&run, &[a]).await.unwrap();
+            (run.id, created)
+        }));
+    }
+    let mut new = Vec::new();
+    let mut existing = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (id, Created::New) => new.push(id),
+            (_, Created::Existing(r)) => existing.push(r.id),
+        }
+    }
+    assert_eq!(new.len(), 1, "exactly one start creates the run");
+    assert!(existing.iter().all(|id| *id == new[0]), "{existing:?}");
 }
 
 pub async fn claim_succeeds_once(store: &dyn StateStore) {
