@@ -480,6 +480,11 @@ struct InFlight {
 
 /// Answers every HTTP request with 200 after `delay`, counting the requests in flight.
 async fn slow_server(delay: Duration) -> (String, Arc<InFlight>) {
+    server_answering(delay, "200 OK").await
+}
+
+/// A server answering every request with `status` after `delay`.
+async fn server_answering(delay: Duration, status: &'static str) -> (String, Arc<InFlight>) {
     use std::sync::atomic::Ordering::SeqCst;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -501,7 +506,7 @@ async fn slow_server(delay: Duration) -> (String, Arc<InFlight>) {
                 counts.now.fetch_sub(1, SeqCst);
                 let body = "{\"ok\":true}";
                 let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
                 );
                 let _ = sock.write_all(resp.as_bytes()).await;
@@ -540,18 +545,14 @@ async fn a_chain_runs_on_in_one_delivery_without_a_message_per_step() {
     assert_eq!(ready, 1, "only the root's message is sent");
 }
 
-/// A fan-out of four HTTP calls, `max_parallel` at a time: the first to a closed port
-/// (it fails at once), the others to `slow`.
-fn failing_fan_out(slow: &str, max_parallel: u32) -> String {
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}", l.local_addr().unwrap())
-    };
+/// A fan-out of four HTTP calls, `max_parallel` at a time: the first to `failing` (a
+/// call that fails for good), the others to `slow`.
+fn failing_fan_out(failing: &str, slow: &str, max_parallel: u32) -> String {
     format!(
         r#"
 name: fan-fail-fast
 params:
-  urls: {{ type: array, default: ["{closed}", "{slow}", "{slow}", "{slow}"] }}
+  urls: {{ type: array, default: ["{failing}", "{slow}", "{slow}", "{slow}"] }}
 steps:
   - id: fan
     for_each: "{{{{ params.urls }}}}"
@@ -561,11 +562,19 @@ steps:
     )
 }
 
+/// A URL whose call fails at once: nothing listens there.
+fn closed_port() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}", l.local_addr().unwrap())
+}
+
 #[tokio::test]
 async fn a_failing_iteration_lets_iterations_in_flight_finish_before_the_run_fails() {
     let (slow, _) = slow_server(Duration::from_millis(400)).await;
-    // Item 0 fails at once; items 1 and 2 take 400 ms; item 3 never starts.
-    let yaml = failing_fan_out(&slow, 3);
+    let (failing, _) = server_answering(Duration::from_millis(100), "400 Bad Request").await;
+    // Item 0 fails for good after 100 ms, while items 1 and 2 (400 ms) are in flight;
+    // item 3 never starts.
+    let yaml = failing_fan_out(&failing, &slow, 3);
     let v = run_plain(&yaml, json!({})).await;
     assert_eq!(v.status, RunStatus::Failed);
     assert_eq!(v.steps["fan"].status, StepStatus::Failed);
@@ -754,14 +763,20 @@ async fn the_sweeper_reaches_every_run_when_they_fill_more_than_one_page() {
             .unwrap();
         assert_eq!(run.status, RunStatus::Succeeded);
     }
-    let nap = rt
-        .handlers()
-        .ports
-        .store
-        .get_step(&parked.run.id, &braid::model::StepKey::step("nap"))
-        .await
-        .unwrap();
-    assert_eq!(nap.status, StepStatus::Waiting);
+    // The oldest run's repair may still be on its way: drive until it has parked.
+    let store = rt.handlers().ports.store.clone();
+    let nap = braid::model::StepKey::step("nap");
+    let parks = async {
+        while store.get_step(&parked.run.id, &nap).await.unwrap().status != StepStatus::Waiting {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let mut driving = std::pin::pin!(rt.run_to_end(&parked.run.id));
+    tokio::select! {
+        () = parks => {}
+        _ = &mut driving => panic!("the parked run ended"),
+        () = tokio::time::sleep(Duration::from_secs(30)) => panic!("the oldest run was never swept"),
+    }
 }
 
 /// `serve` (what `braid dev` runs) drives runs with no run to wait for; once stopped it
@@ -769,7 +784,7 @@ async fn the_sweeper_reaches_every_run_when_they_fill_more_than_one_page() {
 /// same state finishes the run.
 #[tokio::test]
 async fn serve_runs_until_stopped_and_finishes_the_message_in_flight() {
-    let (slow, _) = slow_server(Duration::from_millis(600)).await;
+    let (slow, in_flight) = slow_server(Duration::from_millis(600)).await;
     let yaml = format!(
         r#"
 name: served
@@ -810,7 +825,8 @@ steps:
         }
     });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while step(&id).await != StepStatus::Running {
+    // The call has reached the server (it is too short to be claimed as running).
+    while in_flight.now.load(std::sync::atomic::Ordering::SeqCst) == 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the step never started"
@@ -873,7 +889,7 @@ async fn a_run_failing_while_other_steps_run_ends_without_the_sweeper() {
     let run = run_without_the_sweeper(&branches).await;
     assert_eq!(run.status, RunStatus::Failed);
     // An iteration fails while another of the fan-out is still running.
-    let run = run_without_the_sweeper(&failing_fan_out(&slow, 2)).await;
+    let run = run_without_the_sweeper(&failing_fan_out(&closed_port(), &slow, 2)).await;
     assert_eq!(run.status, RunStatus::Failed);
     // More lanes asked for than there are items: the fan-in still happens.
     let wide = "name: wide\nsteps:\n  - id: fan\n    for_each: \"{{ [1, 2, 3] }}\"\n    max_parallel: 10\n    pass: \"{{ item }}\"\n";

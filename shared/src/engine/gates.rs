@@ -1,6 +1,6 @@
 //! When a step may start, and what a final step means for the rest of the run.
 
-use crate::model::{FanOut, StepRecord, StepStatus};
+use crate::model::{FanOut, StepRecord, StepStatus, Timestamp};
 use crate::spec::{Step, Workflow};
 
 /// Whether `dep` ending with `status` lets its dependents run: succeeded, skipped (a
@@ -41,6 +41,54 @@ pub fn fan_out_over<'a>(f: &FanOut, iterations: impl IntoIterator<Item = &'a Ste
         count += 1;
     }
     count == f.total as usize
+}
+
+/// How long a dispatcher runs a task before it claims the attempt in the store: a step
+/// that ends sooner is recorded by its final write alone, and shows `running` only
+/// after this. Until then its record says it is still to run (see [`may_run_unclaimed`]).
+pub const CLAIM_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How much two functions' clocks may differ when one decides a step between attempts
+/// is not due yet and another that it is.
+const CLOCK_SLACK: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
+
+/// Whether an attempt of `rec` may be running at `now` although its record does not say
+/// so: a dispatcher claims a task only once it has run a while, so a step that is ready,
+/// or due for its next attempt, may be in flight. Cancelling it would drop the outcome
+/// of a task that ran; it is left to its message instead, which cancels it on arrival
+/// if the run is failing, or to its own final write.
+pub fn may_run_unclaimed(rec: &StepRecord, now: Timestamp) -> bool {
+    match rec.status {
+        StepStatus::Ready => true,
+        StepStatus::Retrying => rec.due_at.is_none_or(|d| d <= now + CLOCK_SLACK),
+        _ => false,
+    }
+}
+
+/// Whether pending iteration `index` of fan-out `f` was launched (its message sent, or
+/// it runs in place of one): the first of its lane, or the iteration `before` it in
+/// its lane ended other than cancelled. A lane that meets a stopping fan-out cancels
+/// its next iteration instead of launching it.
+pub fn iteration_launched(f: &FanOut, index: u32, before: Option<&StepRecord>) -> bool {
+    index < f.lanes.max(1)
+        || before.is_some_and(|b| b.status.is_final() && b.status != StepStatus::Cancelled)
+}
+
+/// Whether a stopping fan-out cancels iteration `rec` now, `before` being the one
+/// before it in its lane: one not final, not running, and neither launched nor maybe
+/// running unclaimed (those end by their own message or final write).
+pub fn cancels_iteration(
+    f: &FanOut,
+    rec: &StepRecord,
+    before: Option<&StepRecord>,
+    now: Timestamp,
+) -> bool {
+    match rec.status {
+        StepStatus::Pending => !iteration_launched(f, rec.key.index.unwrap_or(0), before),
+        StepStatus::Running => false,
+        s if s.is_final() => false,
+        _ => !may_run_unclaimed(rec, now),
+    }
 }
 
 /// How many iterations of a `for_each` step of `total` run at once: its lanes

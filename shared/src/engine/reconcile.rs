@@ -41,8 +41,8 @@ pub enum Repair {
     ReleaseRoot(StepKey),
 }
 
-/// Lists the repairs `run` needs at `now`. A message younger than `stale` is presumed
-/// still on its way and is not re-sent.
+/// Lists the repairs `run` needs at `now`. A message younger than `stale` (at least
+/// twice [`gates::CLAIM_DELAY`]) is presumed still on its way and is not re-sent.
 pub fn reconcile(
     wf: &Workflow,
     run: &RunRecord,
@@ -62,6 +62,8 @@ pub fn reconcile(
     if gates::run_is_done(steps) {
         return vec![Repair::FinishRun];
     }
+    // A message is not presumed lost while a task it started may still be unclaimed.
+    let stale = stale.max(2 * gates::CLAIM_DELAY);
     let stale = chrono::Duration::from_std(stale).unwrap_or(chrono::Duration::zero());
     let overdue = |t: Option<Timestamp>| t.is_none_or(|t| t + stale <= now);
     let top: HashMap<&str, &StepRecord> = steps
@@ -91,14 +93,18 @@ pub fn reconcile(
                         attempt: rec.attempt,
                     });
                 } else if let (true, Some(f)) = (top_level, rec.fan_out) {
-                    out.extend(fan_out_repairs(run, step, rec, &f, steps, &overdue));
+                    out.extend(fan_out_repairs(run, step, rec, &f, steps, now, &overdue));
                 }
             }
             // A failing run starts nothing new: what waits to run is cancelled (a pending
-            // iteration by its stopping fan-out).
-            StepStatus::Ready | StepStatus::Retrying | StepStatus::Waiting if run.failing => {
+            // iteration by its stopping fan-out), once it cannot be running unclaimed —
+            // its message, or its own final write, settles it before that.
+            StepStatus::Ready | StepStatus::Retrying | StepStatus::Waiting
+                if run.failing && (!gates::may_run_unclaimed(rec, now) || overdue(rec.due_at)) =>
+            {
                 out.push(Repair::Cancel(rec.key.clone()));
             }
+            StepStatus::Ready | StepStatus::Retrying | StepStatus::Waiting if run.failing => {}
             StepStatus::Ready | StepStatus::Retrying if overdue(rec.due_at) => {
                 out.push(dispatch(rec.attempt + 1))
             }
@@ -147,6 +153,7 @@ fn fan_out_repairs(
     parent: &StepRecord,
     f: &FanOut,
     steps: &[StepRecord],
+    now: Timestamp,
     overdue: &dyn Fn(Option<Timestamp>) -> bool,
 ) -> Vec<Repair> {
     let iterations: BTreeMap<u32, &StepRecord> = steps
@@ -158,13 +165,21 @@ fn fan_out_repairs(
     if gates::fan_out_over(f, iterations.values().copied()) {
         return fan_in();
     }
-    if gates::fan_out_stopping(step, f, run.failing) {
-        let idle = iterations
-            .values()
-            .any(|r| !r.status.is_final() && r.status != StepStatus::Running);
-        return if idle { fan_in() } else { Vec::new() };
-    }
     let mut out = Vec::new();
+    // A stopping fan-out cancels what has not started; a launched iteration overdue is
+    // sent again below, and its message cancels it.
+    if gates::fan_out_stopping(step, f, run.failing) {
+        let before = |i: u32| {
+            i.checked_sub(f.lanes.max(1))
+                .and_then(|b| iterations.get(&b).copied())
+        };
+        if iterations
+            .iter()
+            .any(|(&i, r)| gates::cancels_iteration(f, r, before(i), now))
+        {
+            out.extend(fan_in());
+        }
+    }
     for (&i, rec) in &iterations {
         if rec.status != StepStatus::Pending || rec.attempt != 0 {
             continue;

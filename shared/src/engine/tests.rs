@@ -324,6 +324,89 @@ fn sweep_expires_leases_and_times_out_runs() {
 }
 
 #[test]
+fn sweep_leaves_a_ready_step_of_a_failing_run_to_its_message_until_that_is_overdue() {
+    let w = wf(DIAMOND);
+    let failing = RunRecord {
+        failing: true,
+        ..run()
+    };
+    let mut c = rec("c", StepStatus::Ready);
+    c.due_at = Some(t0());
+    let steps = vec![
+        rec("a", StepStatus::Succeeded),
+        rec("b", StepStatus::Failed),
+        c,
+        rec("d", StepStatus::Cancelled),
+    ];
+    assert!(
+        reconcile(&w, &failing, &steps, t0() + secs(10), STALE).is_empty(),
+        "a ready step may be running unclaimed"
+    );
+    assert_eq!(
+        reconcile(&w, &failing, &steps, t0() + secs(61), STALE),
+        vec![Repair::Cancel(StepKey::step("c"))]
+    );
+}
+
+#[test]
+fn a_stopping_fan_out_cancels_only_iterations_that_have_not_started() {
+    let f = FanOut {
+        total: 6,
+        lanes: 2,
+        ..FanOut::default()
+    };
+    let now = t0();
+    let it = |i: u32, status: StepStatus| StepRecord::new("r", StepKey::iteration("f", i), status);
+    let pending = it(4, StepStatus::Pending);
+    assert!(
+        !gates::cancels_iteration(&f, &it(1, StepStatus::Pending), None, now),
+        "the first of a lane was launched with the expansion"
+    );
+    for (before, cancels) in [
+        (StepStatus::Succeeded, false),
+        (StepStatus::Failed, false),
+        (StepStatus::Cancelled, true),
+        (StepStatus::Running, true),
+        (StepStatus::Pending, true),
+    ] {
+        assert_eq!(
+            gates::cancels_iteration(&f, &pending, Some(&it(2, before)), now),
+            cancels,
+            "the one before it {before:?}"
+        );
+    }
+    assert!(!gates::cancels_iteration(
+        &f,
+        &it(4, StepStatus::Ready),
+        None,
+        now
+    ));
+    let mut later = it(4, StepStatus::Retrying);
+    later.due_at = Some(now + secs(30));
+    assert!(
+        gates::cancels_iteration(&f, &later, None, now),
+        "not due yet"
+    );
+    later.due_at = Some(now);
+    assert!(
+        !gates::cancels_iteration(&f, &later, None, now),
+        "due: maybe running"
+    );
+    assert!(gates::cancels_iteration(
+        &f,
+        &it(4, StepStatus::Waiting),
+        None,
+        now
+    ));
+    assert!(!gates::cancels_iteration(
+        &f,
+        &it(4, StepStatus::Running),
+        None,
+        now
+    ));
+}
+
+#[test]
 fn sweep_cancels_what_can_no_longer_run_in_a_failing_run_and_finishes_empty_runs() {
     let w = wf(DIAMOND);
     let mut failing = run();
@@ -416,22 +499,46 @@ steps:
         reconcile(&w, &run(), &over, t0(), STALE),
         vec![Repair::AdvanceFanOut("f".into())]
     );
-    // Stopping after a failure: what has not started is to be cancelled; then it waits
-    // for what runs.
+    // Stopping after a failure (which failed the run in the same write): what has not
+    // started is to be cancelled; then it waits for what runs.
     let mut stopping = f.clone();
     stopping.fan_out = Some(FanOut {
         failed: 1,
         ..f.fan_out.unwrap()
     });
+    let failing = RunRecord {
+        failing: true,
+        ..run()
+    };
+    let unlaunched = vec![
+        stopping.clone(),
+        it(0, StepStatus::Running),
+        it(1, StepStatus::Failed),
+        it(2, StepStatus::Pending),
+    ];
+    assert_eq!(
+        reconcile(&w, &failing, &unlaunched, t0(), STALE),
+        vec![Repair::AdvanceFanOut("f".into())],
+        "iteration 2 waits for 0, still running: it has not started"
+    );
+    // Iteration 2 was launched when 0 ended (or 0's end was cut short before it could
+    // cancel it): it may be running unclaimed, so it is left to its message; once that
+    // is overdue it is sent again, and cancels itself on arrival.
     let left = vec![
         stopping.clone(),
         it(0, StepStatus::Failed),
         it(1, StepStatus::Running),
         it(2, StepStatus::Pending),
     ];
+    assert!(reconcile(&w, &failing, &left, t0() + secs(10), STALE).is_empty());
     assert_eq!(
-        reconcile(&w, &run(), &left, t0(), STALE),
-        vec![Repair::AdvanceFanOut("f".into())]
+        reconcile(&w, &failing, &left, t0() + secs(61), STALE),
+        vec![Repair::Dispatch(DispatchMsg {
+            run_id: "r".into(),
+            key: StepKey::iteration("f", 2),
+            attempt: 1,
+            resume: false,
+        })]
     );
     let running = vec![
         stopping,
@@ -439,7 +546,7 @@ steps:
         it(1, StepStatus::Running),
         it(2, StepStatus::Cancelled),
     ];
-    assert!(reconcile(&w, &run(), &running, t0(), STALE).is_empty());
+    assert!(reconcile(&w, &failing, &running, t0(), STALE).is_empty());
 }
 
 #[test]

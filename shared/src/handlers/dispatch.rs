@@ -2,10 +2,9 @@
 //! and record the outcome (see [`super::complete`]).
 
 use super::{HandlerResult, Handlers, span};
+use crate::engine::gates;
 use crate::expr::ExprError;
-use crate::model::{
-    DispatchMsg, ErrorInfo, Outcome, ResultMsg, RunRecord, StepKey, StepRecord, StepStatus,
-};
+use crate::model::{DispatchMsg, ErrorInfo, Outcome, ResultMsg, RunRecord, StepRecord, StepStatus};
 use crate::ports::{Guard, Task, TaskError};
 use crate::spec::{Step, StepKind, WaitFor};
 use serde_json::Value;
@@ -86,12 +85,7 @@ impl Handlers {
             _ => return Ok(()),
         }
         if run.failing {
-            // A pending iteration is cancelled by its fan-out as it stops.
-            if rec.status == StepStatus::Pending {
-                let parent = StepKey::step(&rec.key.step);
-                let parent = self.ports.store.get_step(&run.id, &parent).await?;
-                return self.advance_fan_out(&wf, &run, parent).await;
-            }
+            // Not started, so never to start (an iteration's end tells its fan-out).
             return self.cancel(&wf, &rec).await;
         }
         if let Some(due) = rec.due_at
@@ -110,20 +104,44 @@ impl Handlers {
             ..rec.clone()
         };
         // The claim: only one dispatcher moves this attempt from ready to running (or,
-        // resuming, renews the lease of the attempt this message had claimed). A pure
-        // step is not claimed: its outcome is a rendering with no effect outside, which
-        // may be worked out twice, so it is written straight over the record as read,
-        // guarded on it — one write instead of two.
+        // resuming, renews the lease of the attempt this message had claimed). It is
+        // written only once the task has run for `gates::CLAIM_DELAY`: most end sooner,
+        // and their outcome is written straight over the record as read, guarded on it,
+        // one write instead of two. Until then the attempt's lease is the message's
+        // (its visibility timeout, or the sweeper's re-send of a follow-up). A pure step
+        // is never claimed: its outcome is a rendering with no effect outside.
         let stored = Guard::unchanged(&rec);
-        let held = if is_pure(step, &rec) {
-            stored
-        } else {
-            if !self.ports.store.update_step(&stored, &claimed).await? {
-                return Ok(());
+        let running = Guard::at(&[StepStatus::Running], claimed.attempt);
+        let outcome = match claim_mode(step, &rec) {
+            Claim::Never => self
+                .execute(&run, step, &claimed)
+                .await?
+                .map(|o| (stored, o)),
+            Claim::First => {
+                if !self.ports.store.update_step(&stored, &claimed).await? {
+                    return Ok(());
+                }
+                self.execute(&run, step, &claimed)
+                    .await?
+                    .map(|o| (running, o))
             }
-            Guard::at(&[StepStatus::Running], claimed.attempt)
+            Claim::Late => {
+                let task = self.execute(&run, step, &claimed);
+                tokio::pin!(task);
+                tokio::select! {
+                    done = &mut task => done?.map(|o| (stored, o)),
+                    () = tokio::time::sleep(gates::CLAIM_DELAY) => {
+                        // Another copy of the message took the attempt, or the step
+                        // moved on (fail fast cancelled it): this run of it stops.
+                        if !self.ports.store.update_step(&stored, &claimed).await? {
+                            return Ok(());
+                        }
+                        task.await?.map(|o| (running, o))
+                    }
+                }
+            }
         };
-        if let Some(outcome) = self.execute(&run, step, &claimed).await? {
+        if let Some((held, outcome)) = outcome {
             // Recorded here, not sent on: an outcome that only lived in a message could
             // be lost with it, and the attempt would have to wait out its lease.
             let msg = ResultMsg {
@@ -378,12 +396,27 @@ impl Handlers {
     }
 }
 
-/// Whether running `step` (as `rec`) only renders values: a `pass` or `fail` step, or a
-/// `for_each` step's expansion. One already claimed (by an earlier version) is not.
-fn is_pure(step: &Step, rec: &StepRecord) -> bool {
-    rec.status != StepStatus::Running
-        && (matches!(step.kind, StepKind::Pass { .. } | StepKind::Fail { .. })
-            || (step.for_each.is_some() && rec.key.index.is_none()))
+/// When a dispatcher claims the attempt it runs (see [`Handlers::dispatch_one`]).
+enum Claim {
+    /// A pure step (`pass`, `fail`, a `for_each` expansion) only renders values.
+    Never,
+    /// Before anything runs: a `wait` parks on its claim, and an attempt already
+    /// running is resumed by renewing its lease.
+    First,
+    /// Once the task has run for [`gates::CLAIM_DELAY`].
+    Late,
+}
+
+fn claim_mode(step: &Step, rec: &StepRecord) -> Claim {
+    if rec.status == StepStatus::Running || matches!(step.kind, StepKind::Wait(_)) {
+        Claim::First
+    } else if matches!(step.kind, StepKind::Pass { .. } | StepKind::Fail { .. })
+        || (step.for_each.is_some() && rec.key.index.is_none())
+    {
+        Claim::Never
+    } else {
+        Claim::Late
+    }
 }
 
 /// A rendered value as text: strings as they are, anything else as JSON.

@@ -20,11 +20,6 @@ const CANCELLABLE: &[StepStatus] = &[
     StepStatus::Waiting,
 ];
 
-/// Statuses an iteration is cancelled from on its own (a pending one is left to its
-/// fan-out, which cancels every iteration not started as it stops).
-const LAUNCHED_IDLE: &[StepStatus] =
-    &[StepStatus::Ready, StepStatus::Retrying, StepStatus::Waiting];
-
 /// The message that starts the first attempt of iteration `index` of `step`.
 fn iteration_msg(run_id: &str, step: &str, index: u32) -> DispatchMsg {
     DispatchMsg {
@@ -122,16 +117,18 @@ impl Handlers {
 
     /// Fail fast (the run was marked failing by the failed step's own final write): no
     /// new step starts; steps that can no longer run are cancelled, and each running
-    /// fan-out stops its iterations; attempts in flight finish and are recorded; the run
-    /// fails when nothing is open.
+    /// fan-out stops its iterations; attempts in flight finish and are recorded (one
+    /// that may be running unclaimed is left to its message, which cancels it if it
+    /// had not started); the run fails when nothing is open.
     async fn fail_fast(&self, wf: &Workflow, run_id: &str) -> HandlerResult<()> {
         let run = self.ports.store.get_run(run_id).await?;
+        let now = self.now();
         for rec in self.ports.store.list_steps(run_id).await? {
             // A fan-out stops its own iterations (see `advance_fan_out`).
             if rec.key.index.is_some() {
                 continue;
             }
-            if CANCELLABLE.contains(&rec.status) {
+            if CANCELLABLE.contains(&rec.status) && !gates::may_run_unclaimed(&rec, now) {
                 self.cancel(wf, &rec).await?;
             } else if rec.status == StepStatus::Running && rec.fan_out.is_some() {
                 self.advance_fan_out(wf, &run, rec).await?;
@@ -140,8 +137,8 @@ impl Handlers {
         self.finish_if_done(wf, run_id).await
     }
 
-    /// Cancels a step that has not started (or is between attempts), or an iteration
-    /// between attempts, and settles it.
+    /// Cancels a step (or iteration) that has not started or is between attempts, and
+    /// settles it.
     pub(super) async fn cancel(&self, wf: &Workflow, rec: &StepRecord) -> HandlerResult<()> {
         let cancelled = StepRecord {
             status: StepStatus::Cancelled,
@@ -149,15 +146,10 @@ impl Handlers {
             finished_at: Some(self.now()),
             ..rec.clone()
         };
-        let guard = Guard::status(if rec.key.index.is_some() {
-            LAUNCHED_IDLE
-        } else {
-            CANCELLABLE
-        });
         if let Some(fin) = self
             .ports
             .store
-            .finalize_step(&guard, &cancelled, None)
+            .finalize_step(&Guard::status(CANCELLABLE), &cancelled, None)
             .await?
         {
             Box::pin(self.settle(wf, fin.run, &cancelled, fin.parent, true)).await?;
@@ -223,6 +215,22 @@ impl Handlers {
                 return Ok(());
             }
             if gates::fan_out_stopping(step, &f, run.failing) {
+                // The lane stops here: its next iteration is not launched but cancelled,
+                // which tells the fan-in it is not in flight.
+                if let Some(next) = rec.next_in_lane {
+                    let key = StepKey::iteration(step_id, next);
+                    let pending = self.ports.store.get_step(&run.id, &key).await?;
+                    let cancelled = StepRecord {
+                        status: StepStatus::Cancelled,
+                        finished_at: Some(self.now()),
+                        ..pending
+                    };
+                    let guard = Guard::status(&[StepStatus::Pending]);
+                    self.ports
+                        .store
+                        .finalize_step(&guard, &cancelled, None)
+                        .await?;
+                }
                 return self.advance_fan_out(wf, run, parent).await;
             }
         }
@@ -241,9 +249,9 @@ impl Handlers {
 
     /// Fans a running `for_each` step in once its iterations are over, from their
     /// records. A stopping fan-out (an iteration failed for good, or the run is
-    /// failing) first cancels every iteration not running — so none starts after this,
-    /// a claim racing it finds its guard false — and ends when those running are
-    /// recorded.
+    /// failing) first cancels every iteration not started (see
+    /// [`gates::cancels_iteration`]) — so none starts after this, a claim racing it
+    /// finds its guard false — and ends when those in flight are recorded.
     pub(super) async fn advance_fan_out(
         &self,
         wf: &Workflow,
@@ -264,17 +272,22 @@ impl Handlers {
         let mut iterations = self.ports.store.list_iterations(run_id, step_id).await?;
         if gates::fan_out_stopping(step, &f, run.failing) {
             let now = self.now();
-            for it in iterations.iter_mut() {
-                if it.status.is_final() || it.status == StepStatus::Running {
+            iterations.sort_by_key(|r| r.key.index);
+            // In index order, so that a lane cancelled here is seen by its next one.
+            for n in 0..iterations.len() {
+                let before = n
+                    .checked_sub(f.lanes.max(1) as usize)
+                    .map(|b| &iterations[b]);
+                if !gates::cancels_iteration(&f, &iterations[n], before, now) {
                     continue;
                 }
+                let it = &mut iterations[n];
                 let cancelled = StepRecord {
                     status: StepStatus::Cancelled,
                     due_at: None,
                     finished_at: Some(now),
                     ..it.clone()
                 };
-                // Pending ones too: an iteration's message may be on the way.
                 let guard = Guard::status(CANCELLABLE);
                 *it = match self
                     .ports
