@@ -44,11 +44,14 @@ impl Consumer {
     }
 }
 
-/// Lambda invocations and their billed duration.
+/// Lambda invocations and their billed duration, and the receives that found nothing.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Invocations {
     pub count: u64,
     pub gb_seconds: f64,
+    /// Receives that came back empty: the event source mapping's idle polling, whose
+    /// cost is by the hour, not by the step.
+    pub idle_receives: u64,
 }
 
 /// The functions' handlers over one emulated stack.
@@ -83,9 +86,14 @@ impl<'a> Driver<'a> {
         *self.invocations.lock().unwrap() = Invocations::default();
     }
 
-    /// The memory size the template gives `function`, in GB.
+    /// The memory size the template gives `function`, in GB: its own (a number or a
+    /// parameter's default), else the global one.
     fn memory_gb(&self, function: &str) -> f64 {
         let own = &self.template.resource(function)["Properties"]["MemorySize"];
+        let own = match own["Ref"].as_str() {
+            Some(param) => &self.template.0["Parameters"][param]["Default"],
+            None => own,
+        };
         let mb = own
             .as_f64()
             .or_else(|| self.template.0["Globals"]["Function"]["MemorySize"].as_f64())
@@ -116,6 +124,7 @@ impl<'a> Driver<'a> {
             .expect("receive");
         let messages = got.messages.unwrap_or_default();
         if messages.is_empty() {
+            self.invocations.lock().unwrap().idle_receives += 1;
             return 0;
         }
         // The event exactly as Lambda builds it, parsed by the same types the functions use.

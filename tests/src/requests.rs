@@ -354,6 +354,10 @@ pub struct CostReport {
     pub invocations: u64,
     /// Their billed duration, in GB-seconds.
     pub gb_seconds: f64,
+    /// SQS receives that found nothing. An event source mapping long-polls whether or
+    /// not there is work (five pollers, 20 s waits: about 650,000 receives, $0.26, a
+    /// month per queue), so these are a fixed cost, reported apart from the steps'.
+    pub idle_receives: u64,
 }
 
 /// DynamoDB writes are priced by units, not requests.
@@ -384,6 +388,7 @@ impl CostReport {
         for ((service, op), n) in &self.requests {
             *out.entry(service.clone()).or_default() += request_price(service, op) * *n as f64;
         }
+        *out.entry("SQS".into()).or_default() -= self.idle_receives as f64 * price::SQS;
         *out.entry("EventBridge".into()).or_default() +=
             self.eventbridge_entries as f64 * price::EVENTBRIDGE;
         *out.entry("DynamoDB".into()).or_default() +=
@@ -411,6 +416,11 @@ impl CostReport {
         for (service, n) in by_service {
             let _ = writeln!(out, "  {service:<12} {:<22} {:>6.2}", "(all)", per_step(n));
         }
+        let _ = writeln!(
+            out,
+            "  SQS          of which idle receives {:>6.2}  (a fixed cost of polling, not priced per step)",
+            per_step(self.idle_receives)
+        );
         let _ = writeln!(
             out,
             "  lambda       invocations            {:>6.2}  ({:.3} GB-s per step)",

@@ -315,6 +315,7 @@ async fn orchestration_cost_per_million_steps_is_measured_from_every_request() {
         eventbridge_entries: stack.requests.eventbridge_entries(),
         invocations: inv.count,
         gb_seconds: inv.gb_seconds,
+        idle_receives: inv.idle_receives,
     };
     // The figure is a measurement, printed for the record (`cargo test -p braid-e2e
     // --test aws_runs orchestration -- --nocapture`); what must hold is that every

@@ -58,14 +58,19 @@ impl Handlers {
         self.dispatch_eagerly(msg, redelivered).await
     }
 
-    /// Handles one "ready" message (see [`Handlers::dispatch_delivery`]).
+    /// Handles one "ready" message (see [`Handlers::dispatch_delivery`]); `known` is its
+    /// run when the caller has just read it.
     pub(super) async fn dispatch_one(
         &self,
         msg: &DispatchMsg,
+        known: Option<RunRecord>,
         redelivered: bool,
     ) -> HandlerResult<()> {
         let now = self.now();
-        let run = self.ports.store.get_run(&msg.run_id).await?;
+        let run = match known {
+            Some(run) => run,
+            None => self.ports.store.get_run(&msg.run_id).await?,
+        };
         if run.status.is_final() {
             return Ok(());
         }
@@ -190,7 +195,15 @@ impl Handlers {
     ) -> HandlerResult<Option<Outcome>> {
         let iteration = rec.key.index.is_some();
         let scope = self
-            .scope(run, &step.reads, iteration.then_some(rec))
+            .scope(
+                run,
+                if iteration {
+                    &step.task_reads
+                } else {
+                    &step.reads
+                },
+                iteration.then_some(rec),
+            )
             .await?;
         let r = &self.renderer;
         let base = format!("runs/{}/{}", run.id, rec.key.step);

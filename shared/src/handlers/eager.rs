@@ -14,16 +14,23 @@
 //! queue, so a long chain never holds one invocation near its timeout.
 
 use super::{HandlerResult, Handlers};
-use crate::model::DispatchMsg;
+use crate::model::{DispatchMsg, RunRecord};
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 /// How long one delivery goes on running follow-ups before it sends them instead.
 pub const EAGER_BUDGET: Duration = Duration::from_secs(10);
 
+/// A step the delivery runs next, with its run as read after the write that made the
+/// step ready, when the sender had it: the follow-up need not read it again.
+struct FollowUp {
+    msg: DispatchMsg,
+    run: Option<RunRecord>,
+}
+
 tokio::task_local! {
     /// The follow-up kept by the delivery running on this task, while there is one.
-    static FOLLOW_UP: RefCell<Option<DispatchMsg>>;
+    static FOLLOW_UP: RefCell<Option<FollowUp>>;
 }
 
 /// Takes one message due now out of `msgs` as the follow-up of the delivery running on
@@ -31,16 +38,25 @@ tokio::task_local! {
 /// dispatcher's delivery every message is left.
 pub(super) fn keep_follow_up(
     mut msgs: Vec<(DispatchMsg, Duration)>,
+    run: Option<&RunRecord>,
 ) -> Vec<(DispatchMsg, Duration)> {
     let _ = FOLLOW_UP.try_with(|slot| {
         let mut slot = slot.borrow_mut();
         if slot.is_none()
             && let Some(i) = msgs.iter().position(|(_, delay)| delay.is_zero())
         {
-            *slot = Some(msgs.remove(i).0);
+            *slot = Some(FollowUp {
+                msg: msgs.remove(i).0,
+                run: run.cloned(),
+            });
         }
     });
     msgs
+}
+
+/// The follow-up kept, if any.
+fn take_follow_up() -> Option<FollowUp> {
+    FOLLOW_UP.with(|s| s.borrow_mut().take())
 }
 
 impl Handlers {
@@ -58,21 +74,21 @@ impl Handlers {
         let started = Instant::now();
         FOLLOW_UP
             .scope(RefCell::new(None), async {
-                if let Err(e) = self.dispatch_one(msg, redelivered).await {
+                if let Err(e) = self.dispatch_one(msg, None, redelivered).await {
                     // What the step's end made ready is not lost with the delivery's
                     // failure (a redelivery finds the step final and goes no further).
-                    if let Some(next) = FOLLOW_UP.with(|s| s.borrow_mut().take())
-                        && let Err(send) = self.send_now(vec![(next, Duration::ZERO)]).await
+                    if let Some(next) = take_follow_up()
+                        && let Err(send) = self.send_now(vec![(next.msg, Duration::ZERO)]).await
                     {
                         tracing::warn!(error = %send, "sending a follow-up failed; the sweeper re-sends it");
                     }
                     return Err(e);
                 }
-                while let Some(next) = FOLLOW_UP.with(|s| s.borrow_mut().take()) {
+                while let Some(FollowUp { msg: next, run }) = take_follow_up() {
                     if started.elapsed() >= EAGER_BUDGET {
                         return self.send_now(vec![(next, Duration::ZERO)]).await;
                     }
-                    if let Err(e) = self.dispatch_one(&next, false).await {
+                    if let Err(e) = self.dispatch_one(&next, run, false).await {
                         tracing::warn!(error = %e, run = %next.run_id, step = %next.key, "a follow-up failed; sending it to the queue");
                         // It may have claimed its attempt: the message resumes it.
                         let resumed = DispatchMsg {
@@ -80,7 +96,7 @@ impl Handlers {
                             ..next
                         };
                         let mut left = vec![(resumed, Duration::ZERO)];
-                        left.extend(FOLLOW_UP.with(|s| s.borrow_mut().take()).map(|m| (m, Duration::ZERO)));
+                        left.extend(take_follow_up().map(|f| (f.msg, Duration::ZERO)));
                         return self.send_now(left).await;
                     }
                 }

@@ -202,7 +202,17 @@ impl Handlers {
     /// Sends "ready" messages, but for one that the dispatcher's delivery running on
     /// this task keeps to run itself (see [`eager`]).
     async fn send_dispatch(&self, msgs: Vec<(DispatchMsg, Duration)>) -> HandlerResult<()> {
-        self.send_now(eager::keep_follow_up(msgs)).await
+        self.send_now(eager::keep_follow_up(msgs, None)).await
+    }
+
+    /// [`Handlers::send_dispatch`] for steps of `run`, as read after the write that
+    /// made them ready: a follow-up kept starts from this copy instead of reading it.
+    async fn send_dispatch_of(
+        &self,
+        run: &RunRecord,
+        msgs: Vec<(DispatchMsg, Duration)>,
+    ) -> HandlerResult<()> {
+        self.send_now(eager::keep_follow_up(msgs, Some(run))).await
     }
 
     /// Sends "ready" messages to the queue.

@@ -81,7 +81,7 @@ impl Handlers {
                     wake.push((msg, Duration::ZERO));
                 }
             }
-            self.send_dispatch(wake).await?;
+            self.send_dispatch_of(&run, wake).await?;
         }
         // Each step that may be the last reads the others after its own final write:
         // of two ending at once, at least the later one sees both final.
@@ -236,7 +236,9 @@ impl Handlers {
         }
         if let Some(next) = rec.next_in_lane {
             let msg = iteration_msg(&run.id, step_id, next);
-            return self.send_dispatch(vec![(msg, Duration::ZERO)]).await;
+            return self
+                .send_dispatch_of(run, vec![(msg, Duration::ZERO)])
+                .await;
         }
         // The lane's end. Its count is a hint: the fan-in reads the records.
         match self.ports.store.end_lane(&run.id, step_id).await? {

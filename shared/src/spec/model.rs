@@ -150,6 +150,9 @@ pub struct Step {
     pub kind: StepKind,
     /// Ids of the steps whose status or output this step's fields read.
     pub reads: BTreeSet<String>,
+    /// Those read by the fields rendered for each run of its task (all but `when` and
+    /// `for_each`): what an iteration reads.
+    pub task_reads: BTreeSet<String>,
 }
 
 /// Retry policy with defaults applied.

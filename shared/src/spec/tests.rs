@@ -256,6 +256,11 @@ steps:
 "#);
     let c = wf.step("c").unwrap();
     assert_eq!(c.reads.iter().collect::<Vec<_>>(), ["a", "big-day"]);
+    assert_eq!(
+        c.task_reads.iter().collect::<Vec<_>>(),
+        ["big-day"],
+        "`when` is read once per step, not per run of its task"
+    );
     assert_eq!(c.needs, ["a", "big-day"]);
 }
 

@@ -712,9 +712,16 @@ fn step(
     } else {
         NOT_A_FOR_EACH_STEP
     };
+    // What `when` and `for_each` read is needed once per step, the rest on every run
+    // of its task (each iteration).
     let mut reads = BTreeSet::new();
+    let mut task_reads = BTreeSet::new();
     let mut field_exprs = |cx: &mut Ctx, v: &Value, pos: Pos, field: &str, item: Item| {
-        reads.extend(cx.expressions(v, pos, &format!("step `{id}`: {field}"), item));
+        let read = cx.expressions(v, pos, &format!("step `{id}`: {field}"), item);
+        match field {
+            "when" | "for_each" => reads.extend(read),
+            _ => task_reads.extend(read),
+        }
     };
     if let Some(w) = &s.when {
         single_expression(cx, w, &id, "when", "{{ steps.check.output.ok }}");
@@ -976,7 +983,8 @@ fn step(
         continue_on_failure: s.continue_on_failure,
         input: s.input.as_ref().map(|i| i.value.clone()),
         kind,
-        reads,
+        reads: reads.union(&task_reads).cloned().collect(),
+        task_reads,
     })
 }
 
