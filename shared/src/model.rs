@@ -241,6 +241,39 @@ impl FanOut {
     pub fn lane_starts(&self) -> std::ops::Range<u32> {
         0..self.lanes.max(1).min(self.total)
     }
+
+    /// Iteration `index` of `step` in run `run_id` as it is before its first write:
+    /// pending, no attempt yet. An iteration's record is written only when it first
+    /// changes (its claim or its outcome), so the expansion writes one record, not one
+    /// per item; until then this is what it is. Its item is its `for_each` step's.
+    pub fn iteration(&self, run_id: &str, step: &str, index: u32) -> StepRecord {
+        StepRecord {
+            next_in_lane: self.next_in_lane(index),
+            ..StepRecord::new(run_id, StepKey::iteration(step, index), StepStatus::Pending)
+        }
+    }
+
+    /// Every iteration of `step`, from the records written so far (`written`, any
+    /// order) and, for those not written yet, [`FanOut::iteration`]; in index order.
+    pub fn iterations(
+        &self,
+        run_id: &str,
+        step: &str,
+        written: Vec<StepRecord>,
+    ) -> Vec<StepRecord> {
+        let mut by_index: std::collections::BTreeMap<u32, StepRecord> = written
+            .into_iter()
+            .filter(|r| r.key.step == step)
+            .filter_map(|r| r.key.index.map(|i| (i, r)))
+            .collect();
+        (0..self.total)
+            .map(|i| {
+                by_index
+                    .remove(&i)
+                    .unwrap_or_else(|| self.iteration(run_id, step, i))
+            })
+            .collect()
+    }
 }
 
 /// A step record, or one iteration of a `for_each` step.
@@ -269,6 +302,10 @@ pub struct StepRecord {
     /// needs no read of the `for_each` step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_in_lane: Option<u32>,
+    /// For a `for_each` step once expanded: its items. Its iterations have no record
+    /// until their first write (see [`FanOut::iteration`]), so each finds its item here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<Data>,
 }
 
 impl StepRecord {
@@ -289,6 +326,7 @@ impl StepRecord {
             finished_at: None,
             fan_out: None,
             next_in_lane: None,
+            items: None,
         }
     }
     /// When the tick must look at this step: when a retrying or waiting step is due (a

@@ -156,10 +156,19 @@ fn fan_out_repairs(
     now: Timestamp,
     overdue: &dyn Fn(Option<Timestamp>) -> bool,
 ) -> Vec<Repair> {
-    let iterations: BTreeMap<u32, &StepRecord> = steps
+    let written: BTreeMap<u32, &StepRecord> = steps
         .iter()
         .filter(|r| r.key.step == parent.key.step)
         .filter_map(|r| r.key.index.map(|i| (i, r)))
+        .collect();
+    // Those not written yet are pending (see `FanOut::iteration`).
+    let unwritten: Vec<StepRecord> = (0..f.total)
+        .filter(|i| !written.contains_key(i))
+        .map(|i| f.iteration(&run.id, &parent.key.step, i))
+        .collect();
+    let iterations: BTreeMap<u32, &StepRecord> = written
+        .into_iter()
+        .chain(unwritten.iter().filter_map(|r| r.key.index.map(|i| (i, r))))
         .collect();
     let fan_in = || vec![Repair::AdvanceFanOut(parent.key.step.clone())];
     if gates::fan_out_over(f, iterations.values().copied()) {

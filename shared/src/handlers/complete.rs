@@ -15,7 +15,6 @@ use crate::model::{
 };
 use crate::ports::Guard;
 use crate::spec::Workflow;
-use serde_json::Value;
 
 /// The statuses an attempt can be recorded from: running, or waiting for a `wait` step.
 const IN_FLIGHT: &[StepStatus] = &[StepStatus::Running, StepStatus::Waiting];
@@ -88,7 +87,7 @@ impl Handlers {
                 }
                 Ok(())
             }
-            Verdict::Expand { items, total } => self.expand(wf, guard, rec, &items, total).await,
+            Verdict::Expand { items, total } => self.expand(wf, guard, rec, items, total).await,
             Verdict::Final {
                 status,
                 output,
@@ -131,19 +130,16 @@ impl Handlers {
         }
     }
 
-    /// Records a fan-out: one pending iteration per item, then starts its lanes.
+    /// Records a fan-out — its items and lanes on the `for_each` step, in one write
+    /// (an iteration has no record before its first write) — then starts its lanes.
     async fn expand(
         &self,
         wf: &crate::spec::Workflow,
         guard: &Guard,
         rec: StepRecord,
-        items: &Data,
+        items: Data,
         total: u32,
     ) -> HandlerResult<()> {
-        let items = match self.load(items).await? {
-            Value::Array(a) => a,
-            _ => Vec::new(),
-        };
         let lanes = wf
             .step(&rec.key.step)
             .map_or(total, |s| gates::max_in_flight(s, total));
@@ -152,28 +148,14 @@ impl Handlers {
             lanes,
             ..FanOut::default()
         };
-        let mut iterations = Vec::with_capacity(items.len());
-        for (i, item) in items.into_iter().enumerate() {
-            let index = i as u32;
-            let key = crate::model::StepKey::iteration(&rec.key.step, index);
-            let mut it = StepRecord::new(&rec.run_id, key, StepStatus::Pending);
-            it.item = Some(
-                self.store_value(
-                    &format!("runs/{}/{}/{index}/item.json", rec.run_id, rec.key.step),
-                    item,
-                )
-                .await?,
-            );
-            it.next_in_lane = fan_out.next_in_lane(index);
-            iterations.push(it);
-        }
         // The fan-out step holds no lease: its iterations have their own.
         let parent = StepRecord {
             fan_out: Some(fan_out),
+            items: Some(items),
             lease_until: None,
             ..rec
         };
-        if self.ports.store.expand(guard, &parent, &iterations).await? {
+        if self.ports.store.update_step(guard, &parent).await? {
             let run = self.ports.store.get_run(&parent.run_id).await?;
             self.launch_lanes(wf, &run, parent).await?;
         }

@@ -40,10 +40,7 @@ impl Handlers {
             scope.add_step(id, rec.status.as_str(), output);
         }
         if let Some(it) = item {
-            let value = match &it.item {
-                Some(d) => self.load(d).await?,
-                None => Value::Null,
-            };
+            let value = self.item_of(it).await?;
             scope.item = Some((value, it.key.index.unwrap_or(0) as usize));
         }
         Ok(scope)

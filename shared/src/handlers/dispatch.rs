@@ -74,7 +74,9 @@ impl Handlers {
         if run.status.is_final() {
             return Ok(());
         }
-        let rec = self.ports.store.get_step(&msg.run_id, &msg.key).await?;
+        let Some(rec) = self.step_or_iteration(&msg.run_id, &msg.key).await? else {
+            return Ok(());
+        };
         let wf = self.workflow(&run).await?;
         let Some(step) = wf.step(&msg.key.step) else {
             return Ok(());

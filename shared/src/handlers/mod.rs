@@ -20,6 +20,7 @@ mod deliver;
 mod dispatch;
 mod eager;
 mod intake;
+mod iteration;
 mod settle;
 mod tick;
 mod triggers;
@@ -118,6 +119,7 @@ pub struct Handlers {
     pub settings: Settings,
     renderer: Renderer,
     workflows: Mutex<HashMap<(String, String), Arc<Workflow>>>,
+    expansions: iteration::Expansions,
 }
 
 impl Handlers {
@@ -127,6 +129,7 @@ impl Handlers {
             settings,
             renderer,
             workflows: Mutex::new(HashMap::new()),
+            expansions: iteration::Expansions::default(),
         }
     }
 

@@ -7,7 +7,7 @@ use crate::engine::{gates, output};
 use crate::model::{
     DispatchMsg, ErrorInfo, LifecycleEvent, RunRecord, RunStatus, StepKey, StepRecord, StepStatus,
 };
-use crate::ports::{Finalized, Guard};
+use crate::ports::{Finalized, Guard, PortError};
 use crate::spec::Workflow;
 use std::time::Duration;
 
@@ -218,8 +218,15 @@ impl Handlers {
                 // The lane stops here: its next iteration is not launched but cancelled,
                 // which tells the fan-in it is not in flight.
                 if let Some(next) = rec.next_in_lane {
-                    let key = StepKey::iteration(step_id, next);
-                    let pending = self.ports.store.get_step(&run.id, &key).await?;
+                    let pending = match self
+                        .ports
+                        .store
+                        .get_step(&run.id, &StepKey::iteration(step_id, next))
+                        .await
+                    {
+                        Err(PortError::NotFound(_)) => f.iteration(&run.id, step_id, next),
+                        other => other?,
+                    };
                     let cancelled = StepRecord {
                         status: StepStatus::Cancelled,
                         finished_at: Some(self.now()),
@@ -271,10 +278,10 @@ impl Handlers {
         else {
             return Ok(());
         };
-        let mut iterations = self.ports.store.list_iterations(run_id, step_id).await?;
+        let written = self.ports.store.list_iterations(run_id, step_id).await?;
+        let mut iterations = f.iterations(run_id, step_id, written);
         if gates::fan_out_stopping(step, &f, run.failing) {
             let now = self.now();
-            iterations.sort_by_key(|r| r.key.index);
             // In index order, so that a lane cancelled here is seen by its next one.
             for n in 0..iterations.len() {
                 let before = n

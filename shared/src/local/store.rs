@@ -206,10 +206,12 @@ fn write_step(tx: &Connection, rec: &StepRecord) -> PortResult<()> {
     Ok(())
 }
 
-fn guarded(tx: &Connection, guard: &Guard, new: &StepRecord) -> PortResult<Option<StepRecord>> {
+/// Whether `guard` holds for the record `new` replaces (an absent iteration is
+/// pending, see [`Guard::admits_absent`]).
+fn guarded(tx: &Connection, guard: &Guard, new: &StepRecord) -> PortResult<bool> {
     match read_step(tx, &new.run_id, &new.key)? {
-        Some(cur) if guard.holds(&cur) => Ok(Some(cur)),
-        Some(_) => Ok(None),
+        Some(cur) => Ok(guard.holds(&cur)),
+        None if guard.admits_absent(&new.key) => Ok(true),
         None => Err(PortError::NotFound(format!(
             "step {} of run {}",
             new.key, new.run_id
@@ -420,7 +422,7 @@ impl StateStore for SqliteStore {
             "final writes go through finalize_step"
         );
         self.with_tx(|tx| {
-            if guarded(tx, guard, new)?.is_none() {
+            if !guarded(tx, guard, new)? {
                 return Ok(false);
             }
             write_step(tx, new)?;
@@ -436,7 +438,7 @@ impl StateStore for SqliteStore {
     ) -> PortResult<Option<Finalized>> {
         debug_assert!(new.status.is_final());
         self.with_tx(|tx| {
-            if guarded(tx, guard, new)?.is_none() {
+            if !guarded(tx, guard, new)? {
                 return Ok(None);
             }
             write_step(tx, new)?;
@@ -491,39 +493,6 @@ impl StateStore for SqliteStore {
                 write_step(tx, &rec)?;
             }
             Ok(ready.then_some(rec))
-        })
-    }
-
-    async fn expand(
-        &self,
-        guard: &Guard,
-        parent: &StepRecord,
-        iterations: &[StepRecord],
-    ) -> PortResult<bool> {
-        self.with_tx(|tx| {
-            if guarded(tx, guard, parent)?.is_none() {
-                return Ok(false);
-            }
-            write_step(tx, parent)?;
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO steps (run_id, step, idx, status, attempt, body, timer)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )
-                .map_err(db)?;
-            for it in iterations {
-                stmt.execute(params![
-                    it.run_id,
-                    it.key.step,
-                    idx(&it.key),
-                    it.status.as_str(),
-                    it.attempt,
-                    enc(it)?,
-                    timer_ms(it.timer())
-                ])
-                .map_err(db)?;
-            }
-            Ok(true)
         })
     }
 

@@ -44,6 +44,16 @@ impl Guard {
         }
     }
 
+    /// Whether the guard holds for an iteration with no record yet, which is pending
+    /// at attempt 0 ([`crate::model::FanOut::iteration`]): the write creates it. A
+    /// top-level step always has a record.
+    pub fn admits_absent(&self, key: &StepKey) -> bool {
+        key.index.is_some()
+            && self.statuses.contains(&StepStatus::Pending)
+            && self.attempt.is_none_or(|a| a == 0)
+            && self.lease.is_none()
+    }
+
     pub fn holds(&self, rec: &StepRecord) -> bool {
         self.statuses.contains(&rec.status)
             && self.attempt.is_none_or(|a| a == rec.attempt)
@@ -120,6 +130,8 @@ pub trait StateStore: Send + Sync {
     async fn list_iterations(&self, run_id: &str, step: &str) -> PortResult<Vec<StepRecord>>;
 
     /// Replaces a step record with a non-final `new` if `guard` holds; false otherwise.
+    /// Step writes create an iteration's record when the guard admits its absence
+    /// ([`Guard::admits_absent`]); a record that is absent otherwise is `NotFound`.
     async fn update_step(&self, guard: &Guard, new: &StepRecord) -> PortResult<bool>;
 
     /// Replaces a step record with a final `new` if `guard` holds. A failed iteration
@@ -148,16 +160,6 @@ pub trait StateStore: Send + Sync {
         needs: &[String],
         now: Timestamp,
     ) -> PortResult<Option<StepRecord>>;
-
-    /// Records a `for_each` expansion if `guard` holds on the parent: the parent is
-    /// replaced by `parent` (with its fan-out set) and the pending `iterations` are
-    /// created, atomically. False when the guard is false.
-    async fn expand(
-        &self,
-        guard: &Guard,
-        parent: &StepRecord,
-        iterations: &[StepRecord],
-    ) -> PortResult<bool>;
 
     /// Counts one more lane of a running `for_each` step as ended
     /// ([`crate::model::FanOut::ended`]); returns the step after the write, or `None`

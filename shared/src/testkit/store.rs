@@ -361,8 +361,9 @@ pub async fn satisfy_is_idempotent(store: &dyn StateStore) {
     );
 }
 
-/// An iteration is claimed straight from pending; a success writes only its own
-/// record, a failure counts on its parent in the same write; lanes end once each.
+/// An iteration has no record until its first write, which a guard admitting pending
+/// creates (once: a second finds it written); a success writes only its own record, a
+/// failure counts on its parent in the same write; lanes end once each.
 pub async fn fan_out_counts_failures_and_ended_lanes(store: &dyn StateStore) {
     let run = run_record(&fresh_id("fan"), "conformance", None);
     let f = StepRecord::new(&run.id, StepKey::step("f"), StepStatus::Ready);
@@ -374,33 +375,76 @@ pub async fn fan_out_counts_failures_and_ended_lanes(store: &dyn StateStore) {
         .update_step(&Guard::at(&[StepStatus::Ready], 0), &claimed(&f, 1))
         .await
         .unwrap();
+    let fan_out = FanOut {
+        total: 5,
+        lanes: 2,
+        ..FanOut::default()
+    };
     let parent = StepRecord {
-        fan_out: Some(FanOut {
-            total: 5,
-            lanes: 2,
-            ..FanOut::default()
-        }),
+        fan_out: Some(fan_out),
+        items: Some(Data::Inline(json!([0, 1, 2, 3, 4]))),
         ..claimed(&f, 1)
     };
-    let iterations: Vec<StepRecord> = (0..5)
-        .map(|i| {
-            let mut it = StepRecord::new(&run.id, StepKey::iteration("f", i), StepStatus::Pending);
-            it.item = Some(Data::Inline(json!(i)));
-            it
-        })
-        .collect();
     let guard = Guard::at(&[StepStatus::Running], 1);
-    assert!(store.expand(&guard, &parent, &iterations).await.unwrap());
-    assert_eq!(store.list_iterations(&run.id, "f").await.unwrap().len(), 5);
+    assert!(store.update_step(&guard, &parent).await.unwrap());
+    assert_eq!(
+        store.get_step(&run.id, &f.key).await.unwrap().items,
+        parent.items
+    );
+    assert!(
+        store
+            .list_iterations(&run.id, "f")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let iterations: Vec<StepRecord> = (0..5).map(|i| fan_out.iteration(&run.id, "f", i)).collect();
+    assert!(
+        matches!(
+            store.get_step(&run.id, &iterations[0].key).await,
+            Err(PortError::NotFound(_))
+        ),
+        "not written yet"
+    );
+    assert!(
+        matches!(
+            store
+                .update_step(
+                    &Guard::at(&[StepStatus::Ready], 0),
+                    &claimed(&iterations[0], 1)
+                )
+                .await,
+            Err(PortError::NotFound(_))
+        ),
+        "a guard without pending does not hold for an iteration not written yet"
+    );
     let [it0, it1] = [0, 1].map(|i| iterations[i].clone());
     for it in [&it0, &it1] {
+        let first = Guard::at(&[StepStatus::Pending], 0);
+        assert!(store.update_step(&first, &claimed(it, 1)).await.unwrap());
         assert!(
-            store
-                .update_step(&Guard::at(&[StepStatus::Pending], 0), &claimed(it, 1))
-                .await
-                .unwrap()
+            !store.update_step(&first, &claimed(it, 1)).await.unwrap(),
+            "written once"
         );
     }
+    // An outcome written straight over the pending iteration creates its record.
+    let straight = StepRecord {
+        status: StepStatus::Succeeded,
+        attempt: 1,
+        output: Some(Data::Inline(json!(4))),
+        ..iterations[4].clone()
+    };
+    assert!(
+        store
+            .finalize_step(&Guard::unchanged(&iterations[4]), &straight, None)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store.get_step(&run.id, &straight.key).await.unwrap(),
+        straight
+    );
     let ok = StepRecord {
         status: StepStatus::Succeeded,
         output: Some(Data::Inline(json!(1))),
@@ -453,10 +497,10 @@ pub async fn fan_out_counts_failures_and_ended_lanes(store: &dyn StateStore) {
     );
     let iterations = store.list_iterations(&run.id, "f").await.unwrap();
     let order: Vec<Option<u32>> = iterations.iter().map(|i| i.key.index).collect();
-    assert_eq!(order, vec![Some(0), Some(1), Some(2), Some(3), Some(4)]);
-    assert!(
-        !store.expand(&guard, &parent, &iterations).await.unwrap()
-            || store.list_iterations(&run.id, "f").await.unwrap().len() == 5
+    assert_eq!(
+        order,
+        vec![Some(0), Some(1), Some(4)],
+        "the iterations written, in index order"
     );
 }
 

@@ -17,7 +17,7 @@ use serde_json::Value;
 /// magnitudes 1e-130..1e126), which would change what a step returned. No expression
 /// ever looks inside them.
 pub(super) const RUN_OPAQUE: &[&str] = &["params", "trigger", "output"];
-pub(super) const STEP_OPAQUE: &[&str] = &["output", "item"];
+pub(super) const STEP_OPAQUE: &[&str] = &["output", "item", "items"];
 
 /// Attributes that belong to the table, not to the record.
 const TABLE_ATTRS: &[&str] = &[

@@ -186,7 +186,9 @@ fn status_in(x: &mut Expr, statuses: impl IntoIterator<Item = &'static str>) -> 
 }
 
 /// The step write's condition: the record exists and `guard` holds on it.
-fn guard_condition(x: &mut Expr, guard: &Guard) -> PortResult<String> {
+/// The condition of a guarded write of the step under `k` (an absent iteration is
+/// pending, see [`Guard::admits_absent`]).
+fn guard_condition(x: &mut Expr, guard: &Guard, k: &StepKey) -> PortResult<String> {
     let mut cond = format!(
         "attribute_exists({}) AND {}",
         x.name(PK),
@@ -199,6 +201,9 @@ fn guard_condition(x: &mut Expr, guard: &Guard) -> PortResult<String> {
         let v = serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(lease)
             .map_err(PortError::backend)?;
         cond += &format!(" AND {} = {}", x.name("lease_until"), x.value(v));
+    }
+    if guard.admits_absent(k) {
+        cond = format!("attribute_not_exists({}) OR ({cond})", x.name(PK));
     }
     Ok(cond)
 }
@@ -494,7 +499,7 @@ impl DynamoStore {
             let ttl = x.name(TTL);
             sets.push(format!("{ttl} = if_not_exists({ttl}, {})", x.value(n(at))));
         }
-        let cond = guard_condition(&mut x, guard)?;
+        let cond = guard_condition(&mut x, guard, &new.key)?;
         self.tx_update(
             key(run_pk(&new.run_id), &step_sk(&new.key)),
             update_expression(&sets, &removes),
@@ -1014,30 +1019,6 @@ impl StateStore for DynamoStore {
             .await?
             .map(|item| decode(item, STEP_OPAQUE))
             .transpose()
-    }
-
-    async fn expand(
-        &self,
-        guard: &Guard,
-        parent: &StepRecord,
-        iterations: &[StepRecord],
-    ) -> PortResult<bool> {
-        // A cheap early answer for a duplicate message, before thousands of writes.
-        match self.read_step(&parent.run_id, &parent.key).await? {
-            None => return Err(step_not_found(&parent.run_id, &parent.key)),
-            Some(cur) if !guard.holds(&cur) => return Ok(false),
-            Some(_) => {}
-        }
-        // Iterations can be thousands, more than a transaction holds: they are created
-        // first, each only if absent, and the guarded parent write comes last. A crash
-        // in between leaves the parent unexpanded and pending iterations nobody
-        // launches; the retry re-puts nothing new and then expands the parent.
-        self.put_steps_new(iterations).await?;
-        if guard.statuses.is_empty() {
-            return Ok(false);
-        }
-        let u = self.guarded_step_write(guard, parent)?;
-        self.send_guarded(u).await
     }
 
     async fn end_lane(&self, run_id: &str, step: &str) -> PortResult<Option<StepRecord>> {
