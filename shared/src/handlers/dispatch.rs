@@ -58,24 +58,30 @@ impl Handlers {
         self.dispatch_eagerly(msg, redelivered).await
     }
 
-    /// Handles one "ready" message (see [`Handlers::dispatch_delivery`]); `known` is its
-    /// run when the caller has just read it.
+    /// Handles one "ready" message (see [`Handlers::dispatch_delivery`]); `known_run`
+    /// and `known_rec` are its run and step when the caller has just read or written
+    /// them.
     pub(super) async fn dispatch_one(
         &self,
         msg: &DispatchMsg,
-        known: Option<RunRecord>,
+        known_run: Option<RunRecord>,
+        known_rec: Option<StepRecord>,
         redelivered: bool,
     ) -> HandlerResult<()> {
         let now = self.now();
-        let run = match known {
+        let run = match known_run {
             Some(run) => run,
             None => self.ports.store.get_run(&msg.run_id).await?,
         };
         if run.status.is_final() {
             return Ok(());
         }
-        let Some(rec) = self.step_or_iteration(&msg.run_id, &msg.key).await? else {
-            return Ok(());
+        let rec = match known_rec {
+            Some(rec) => rec,
+            None => match self.step_or_iteration(&msg.run_id, &msg.key).await? {
+                Some(rec) => rec,
+                None => return Ok(()),
+            },
         };
         let wf = self.workflow(&run).await?;
         let Some(step) = wf.step(&msg.key.step) else {

@@ -14,7 +14,7 @@
 //! queue, so a long chain never holds one invocation near its timeout.
 
 use super::{HandlerResult, Handlers};
-use crate::model::{DispatchMsg, RunRecord};
+use crate::model::{DispatchMsg, RunRecord, StepRecord};
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
@@ -22,10 +22,12 @@ use std::time::{Duration, Instant};
 pub const EAGER_BUDGET: Duration = Duration::from_secs(10);
 
 /// A step the delivery runs next, with its run as read after the write that made the
-/// step ready, when the sender had it: the follow-up need not read it again.
+/// step ready and its record as that write left it, when the sender had them: the
+/// follow-up need not read them again.
 struct FollowUp {
     msg: DispatchMsg,
     run: Option<RunRecord>,
+    rec: Option<StepRecord>,
 }
 
 tokio::task_local! {
@@ -36,18 +38,23 @@ tokio::task_local! {
 /// Takes one message due now out of `msgs` as the follow-up of the delivery running on
 /// this task, if it has none yet; returns the messages left to send. Outside a
 /// dispatcher's delivery every message is left.
+/// `run` and `records` (the steps' records, some of them) go with the one kept.
 pub(super) fn keep_follow_up(
     mut msgs: Vec<(DispatchMsg, Duration)>,
     run: Option<&RunRecord>,
+    records: &[StepRecord],
 ) -> Vec<(DispatchMsg, Duration)> {
     let _ = FOLLOW_UP.try_with(|slot| {
         let mut slot = slot.borrow_mut();
         if slot.is_none()
             && let Some(i) = msgs.iter().position(|(_, delay)| delay.is_zero())
         {
+            let msg = msgs.remove(i).0;
+            let rec = records.iter().find(|r| r.key == msg.key).cloned();
             *slot = Some(FollowUp {
-                msg: msgs.remove(i).0,
+                msg,
                 run: run.cloned(),
+                rec,
             });
         }
     });
@@ -74,7 +81,7 @@ impl Handlers {
         let started = Instant::now();
         FOLLOW_UP
             .scope(RefCell::new(None), async {
-                if let Err(e) = self.dispatch_one(msg, None, redelivered).await {
+                if let Err(e) = self.dispatch_one(msg, None, None, redelivered).await {
                     // What the step's end made ready is not lost with the delivery's
                     // failure (a redelivery finds the step final and goes no further).
                     if let Some(next) = take_follow_up()
@@ -84,11 +91,11 @@ impl Handlers {
                     }
                     return Err(e);
                 }
-                while let Some(FollowUp { msg: next, run }) = take_follow_up() {
+                while let Some(FollowUp { msg: next, run, rec }) = take_follow_up() {
                     if started.elapsed() >= EAGER_BUDGET {
                         return self.send_now(vec![(next, Duration::ZERO)]).await;
                     }
-                    if let Err(e) = self.dispatch_one(&next, run, false).await {
+                    if let Err(e) = self.dispatch_one(&next, run, rec, false).await {
                         tracing::warn!(error = %e, run = %next.run_id, step = %next.key, "a follow-up failed; sending it to the queue");
                         // It may have claimed its attempt: the message resumes it.
                         let resumed = DispatchMsg {

@@ -57,6 +57,23 @@ impl Handlers {
         }
     }
 
+    /// Iteration `index` of `step` as it is before its first write ([`FanOut::iteration`]),
+    /// without reading whether it was written; none when `step` is not expanded.
+    pub(super) async fn unwritten_iteration(
+        &self,
+        run_id: &str,
+        step: &str,
+        index: u32,
+    ) -> HandlerResult<Vec<StepRecord>> {
+        Ok(self
+            .expansion(run_id, step)
+            .await?
+            .filter(|e| index < e.fan_out.total)
+            .map(|e| e.fan_out.iteration(run_id, step, index))
+            .into_iter()
+            .collect())
+    }
+
     /// The item of iteration `rec`: its record's (one written before iterations were
     /// recorded on first write), else its `for_each` step's.
     pub(super) async fn item_of(&self, rec: &StepRecord) -> HandlerResult<Value> {

@@ -36,7 +36,7 @@ pub use view::{RunView, StepView};
 
 use crate::expr::Renderer;
 use crate::model::{
-    Data, Definition, DispatchMsg, LifecycleEvent, ResultMsg, RunRecord, Timestamp,
+    Data, Definition, DispatchMsg, LifecycleEvent, ResultMsg, RunRecord, StepRecord, Timestamp,
 };
 use crate::ports::{
     Clock, EventSink, Ids, Outgoing, PayloadStore, PortError, SecretStore, StateStore, TaskRunner,
@@ -205,17 +205,20 @@ impl Handlers {
     /// Sends "ready" messages, but for one that the dispatcher's delivery running on
     /// this task keeps to run itself (see [`eager`]).
     async fn send_dispatch(&self, msgs: Vec<(DispatchMsg, Duration)>) -> HandlerResult<()> {
-        self.send_now(eager::keep_follow_up(msgs, None)).await
+        self.send_now(eager::keep_follow_up(msgs, None, &[])).await
     }
 
     /// [`Handlers::send_dispatch`] for steps of `run`, as read after the write that
-    /// made them ready: a follow-up kept starts from this copy instead of reading it.
+    /// made them ready, whose records are `records` as written (some of them): a
+    /// follow-up kept starts from these copies instead of reading them.
     async fn send_dispatch_of(
         &self,
         run: &RunRecord,
         msgs: Vec<(DispatchMsg, Duration)>,
+        records: &[StepRecord],
     ) -> HandlerResult<()> {
-        self.send_now(eager::keep_follow_up(msgs, Some(run))).await
+        self.send_now(eager::keep_follow_up(msgs, Some(run), records))
+            .await
     }
 
     /// Sends "ready" messages to the queue.

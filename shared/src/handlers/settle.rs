@@ -30,6 +30,16 @@ fn iteration_msg(run_id: &str, step: &str, index: u32) -> DispatchMsg {
     }
 }
 
+/// The message that starts the first attempt of `rec`, just made ready.
+fn ready_msg(rec: &StepRecord) -> DispatchMsg {
+    DispatchMsg {
+        run_id: rec.run_id.clone(),
+        key: rec.key.clone(),
+        attempt: 1,
+        resume: false,
+    }
+}
+
 /// The run's error when step `id` fails it.
 pub(super) fn run_error(id: &str, e: &ErrorInfo) -> ErrorInfo {
     ErrorInfo::new(
@@ -75,13 +85,14 @@ impl Handlers {
             return self.fail_fast(wf, &run.id).await;
         }
         if !run.failing && gates::lets_dependents_run(step, rec.status) {
-            let mut wake = Vec::new();
+            let (mut wake, mut ready) = (Vec::new(), Vec::new());
             for dependent in wf.dependents(&step.id) {
-                if let Some(msg) = self.release(&run.id, dependent, &step.id).await? {
-                    wake.push((msg, Duration::ZERO));
+                if let Some(rec) = self.release(&run.id, dependent, &step.id).await? {
+                    wake.push((ready_msg(&rec), Duration::ZERO));
+                    ready.push(rec);
                 }
             }
-            self.send_dispatch_of(&run, wake).await?;
+            self.send_dispatch_of(&run, wake, &ready).await?;
         }
         // Each step that may be the last reads the others after its own final write:
         // of two ending at once, at least the later one sees both final.
@@ -91,28 +102,20 @@ impl Handlers {
         Ok(())
     }
 
-    /// Records that `dep` lets `dependent` run; makes it ready when it was the last need.
+    /// Records that `dep` lets `dependent` run; makes it ready when it was the last
+    /// need, and then returns it as written.
     async fn release(
         &self,
         run_id: &str,
         dependent: &crate::spec::Step,
         dep: &str,
-    ) -> HandlerResult<Option<DispatchMsg>> {
+    ) -> HandlerResult<Option<StepRecord>> {
         // One guarded write: of two completers releasing the last needs, one wins.
-        let Some(ready) = self
+        Ok(self
             .ports
             .store
             .satisfy(run_id, &dependent.id, dep, &dependent.needs, self.now())
-            .await?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(DispatchMsg {
-            run_id: run_id.to_string(),
-            key: ready.key,
-            attempt: 1,
-            resume: false,
-        }))
+            .await?)
     }
 
     /// Fail fast (the run was marked failing by the failed step's own final write): no
@@ -243,8 +246,11 @@ impl Handlers {
         }
         if let Some(next) = rec.next_in_lane {
             let msg = iteration_msg(&run.id, step_id, next);
+            // Launched only here, so it has no record yet (at worst a race wrote one,
+            // which its guard then finds).
+            let unwritten = self.unwritten_iteration(&run.id, step_id, next).await?;
             return self
-                .send_dispatch_of(run, vec![(msg, Duration::ZERO)])
+                .send_dispatch_of(run, vec![(msg, Duration::ZERO)], &unwritten)
                 .await;
         }
         // The lane's end. Its count is a hint: the fan-in reads the records.

@@ -1055,10 +1055,15 @@ impl StateStore for DynamoStore {
             sets.push(format!("{} = {}", x.name(f), x.value(v)));
         }
         sets.push(format!("{} = {}", x.name(TTL), x.value(n(at))));
-        let removes = [
-            ACTIVE_PK, ACTIVE_SK, TIMER_PK, TIMER_SK, QUEUED_PK, QUEUED_SK,
-        ]
-        .map(|a| x.name(a));
+        // Only the index keys the run may carry: naming others costs nothing in the
+        // table, but says less precisely what the write does.
+        let mut removes = vec![x.name(ACTIVE_PK), x.name(ACTIVE_SK)];
+        if run.deadline.is_some() {
+            removes.extend([x.name(TIMER_PK), x.name(TIMER_SK)]);
+        }
+        if run.limit.is_some() {
+            removes.extend([x.name(QUEUED_PK), x.name(QUEUED_SK)]);
+        }
         let update = update_expression(&sets, &removes);
         let cond = status_in(&mut x, ACTIVE.map(RunStatus::as_str));
         let run_key = key(run_pk(&run.id), RUN_SK);
