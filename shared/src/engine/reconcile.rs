@@ -118,13 +118,15 @@ pub fn reconcile(
                     out.push(Repair::ReleaseRoot(rec.key.clone()));
                     continue;
                 }
+                // A need that ended lately may be releasing it still (or running it
+                // in place of a release, see `eager`).
                 let passed: Vec<&String> = step
                     .needs
                     .iter()
                     .filter(|n| {
-                        top.get(n.as_str())
-                            .zip(wf.step(n))
-                            .is_some_and(|(r, s)| gates::lets_dependents_run(s, r.status))
+                        top.get(n.as_str()).zip(wf.step(n)).is_some_and(|(r, s)| {
+                            gates::lets_dependents_run(s, r.status) && overdue(r.finished_at)
+                        })
                     })
                     .collect();
                 // Releasing the last need makes the step ready in the same write, so a

@@ -295,6 +295,16 @@ fn sweep_settles_a_final_step_whose_dependents_were_not_released() {
     ];
     let repairs = reconcile(&w, &run(), &steps, t0(), STALE);
     assert_eq!(repairs, vec![Repair::Settle(StepKey::step("a"))]);
+    // One that ended lately may be releasing them still, or running one in place of a
+    // release: it is settled again only once that is stale.
+    let mut a = rec("a", StepStatus::Succeeded);
+    a.finished_at = Some(t0());
+    let lately = vec![a, steps[1].clone(), steps[2].clone(), steps[3].clone()];
+    assert!(reconcile(&w, &run(), &lately, t0() + secs(10), STALE).is_empty());
+    assert_eq!(
+        reconcile(&w, &run(), &lately, t0() + secs(61), STALE),
+        vec![Repair::Settle(StepKey::step("a"))]
+    );
 }
 
 #[test]

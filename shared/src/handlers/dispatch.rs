@@ -94,6 +94,13 @@ impl Handlers {
             // the one before it in its lane sent the message (see `FanOut`).
             StepStatus::Pending
                 if rec.key.index.is_some() && rec.attempt == 0 && msg.attempt == 1 => {}
+            // So is a step whose release was not written: the delivery of the step that
+            // released it runs it next (see `settle`), its needs met in memory.
+            StepStatus::Pending
+                if rec.key.index.is_none()
+                    && rec.attempt == 0
+                    && msg.attempt == 1
+                    && gates::is_ready(step, &rec.satisfied) => {}
             StepStatus::Running if (redelivered || msg.resume) && rec.attempt == msg.attempt => {}
             _ => return Ok(()),
         }

@@ -61,12 +61,39 @@ pub(super) fn keep_follow_up(
     msgs
 }
 
+/// Whether the delivery running on this task would keep a follow-up now: it is a
+/// dispatcher's delivery and has none yet.
+pub(super) fn may_keep_follow_up() -> bool {
+    FOLLOW_UP
+        .try_with(|slot| slot.borrow().is_none())
+        .unwrap_or(false)
+}
+
 /// The follow-up kept, if any.
 fn take_follow_up() -> Option<FollowUp> {
     FOLLOW_UP.with(|s| s.borrow_mut().take())
 }
 
 impl Handlers {
+    /// Sends follow-up `f` to the queue instead of running it (marked `resume` when it
+    /// may have claimed its attempt). A step released in memory only (see `settle`) is
+    /// released by a write first, so that the message finds it ready.
+    async fn send_follow_up(&self, f: FollowUp, resume: bool) -> HandlerResult<()> {
+        if let Some(rec) = f
+            .rec
+            .filter(|r| r.key.index.is_none() && r.status == crate::model::StepStatus::Pending)
+        {
+            for need in &rec.satisfied {
+                self.ports
+                    .store
+                    .satisfy(&rec.run_id, &rec.key.step, need, &rec.satisfied, self.now())
+                    .await?;
+            }
+        }
+        let msg = DispatchMsg { resume, ..f.msg };
+        self.send_now(vec![(msg, Duration::ZERO)]).await
+    }
+
     /// Handles a "ready" message, then the follow-ups its step's end kept, in turn,
     /// within [`EAGER_BUDGET`]. `redelivered` applies to the message itself only.
     ///
@@ -85,26 +112,28 @@ impl Handlers {
                     // What the step's end made ready is not lost with the delivery's
                     // failure (a redelivery finds the step final and goes no further).
                     if let Some(next) = take_follow_up()
-                        && let Err(send) = self.send_now(vec![(next.msg, Duration::ZERO)]).await
+                        && let Err(send) = self.send_follow_up(next, false).await
                     {
                         tracing::warn!(error = %send, "sending a follow-up failed; the sweeper re-sends it");
                     }
                     return Err(e);
                 }
-                while let Some(FollowUp { msg: next, run, rec }) = take_follow_up() {
+                while let Some(next) = take_follow_up() {
                     if started.elapsed() >= EAGER_BUDGET {
-                        return self.send_now(vec![(next, Duration::ZERO)]).await;
+                        return self.send_follow_up(next, false).await;
                     }
-                    if let Err(e) = self.dispatch_one(&next, run, rec, false).await {
-                        tracing::warn!(error = %e, run = %next.run_id, step = %next.key, "a follow-up failed; sending it to the queue");
+                    let FollowUp { msg, run, rec } = next;
+                    let kept = rec.clone();
+                    if let Err(e) = self.dispatch_one(&msg, run, rec, false).await {
+                        tracing::warn!(error = %e, run = %msg.run_id, step = %msg.key, "a follow-up failed; sending it to the queue");
                         // It may have claimed its attempt: the message resumes it.
-                        let resumed = DispatchMsg {
-                            resume: true,
-                            ..next
-                        };
-                        let mut left = vec![(resumed, Duration::ZERO)];
-                        left.extend(take_follow_up().map(|f| (f.msg, Duration::ZERO)));
-                        return self.send_now(left).await;
+                        let failed = FollowUp { msg, run: None, rec: kept };
+                        let after = take_follow_up();
+                        self.send_follow_up(failed, true).await?;
+                        if let Some(after) = after {
+                            self.send_follow_up(after, false).await?;
+                        }
+                        return Ok(());
                     }
                 }
                 Ok(())

@@ -2,7 +2,7 @@
 //! finishing the run. Every operation here is idempotent, so the sweeper runs the same
 //! code to repair whatever a crash left half done.
 
-use super::{HandlerResult, Handlers};
+use super::{HandlerResult, Handlers, eager};
 use crate::engine::{gates, output};
 use crate::model::{
     DispatchMsg, ErrorInfo, LifecycleEvent, RunRecord, RunStatus, StepKey, StepRecord, StepStatus,
@@ -87,6 +87,26 @@ impl Handlers {
         if !run.failing && gates::lets_dependents_run(step, rec.status) {
             let (mut wake, mut ready) = (Vec::new(), Vec::new());
             for dependent in wf.dependents(&step.id) {
+                // A dependent that only this step held back, run next by this very
+                // delivery, is not released by a write of its own: its first write
+                // (its claim or its outcome) records the need with it. A crash before
+                // that leaves a release the sweeper carries out.
+                if dependent.needs == [step.id.as_str()]
+                    && wake.is_empty()
+                    && eager::may_keep_follow_up()
+                {
+                    let released = StepRecord {
+                        satisfied: vec![step.id.clone()],
+                        ..StepRecord::new(
+                            &run.id,
+                            StepKey::step(&dependent.id),
+                            StepStatus::Pending,
+                        )
+                    };
+                    wake.push((ready_msg(&released), Duration::ZERO));
+                    ready.push(released);
+                    continue;
+                }
                 if let Some(rec) = self.release(&run.id, dependent, &step.id).await? {
                     wake.push((ready_msg(&rec), Duration::ZERO));
                     ready.push(rec);
