@@ -43,7 +43,9 @@ impl EventSink for Recorder {
 /// checking what must hold whatever the delivery: no step started before its needs
 /// were final, no step (nor failed iteration) recorded final twice, the run finished once.
 async fn run_with(dir: &Path, yaml: &str, input: Value, wrap: impl FnOnce(&mut Ports)) -> RunView {
-    let opts = options(dir);
+    let mut opts = options(dir);
+    // Every step's end published, to see each recorded once.
+    opts.settings.step_events = braid::handlers::StepEvents::All;
     let mut ports = local_ports(&opts).unwrap();
     let recorder = Arc::new(Recorder::default());
     ports.events = recorder.clone();
@@ -85,6 +87,13 @@ async fn run_with(dir: &Path, yaml: &str, input: Value, wrap: impl FnOnce(&mut P
             finished.insert(e.step.clone()),
             "step {:?} recorded final twice",
             e.step
+        );
+    }
+    for rec in records.iter().filter(|r| r.key.index.is_none() && r.status.is_final()) {
+        assert!(
+            finished.contains(&Some(rec.key.to_string())),
+            "step {} ended without its event",
+            rec.key
         );
     }
     let run_ends = recorder
@@ -543,6 +552,34 @@ async fn a_chain_runs_on_in_one_delivery_without_a_message_per_step() {
     let chain = "name: chain\nsteps:\n  - id: a\n    pass: 1\n  - id: b\n    needs: [a]\n    pass: 2\n  - id: c\n    needs: [b]\n    pass: 3\n  - id: d\n    needs: [c]\n    pass: 4\n";
     let (ready, _) = count_sends(chain).await;
     assert_eq!(ready, 1, "only the root's message is sent");
+}
+
+#[tokio::test]
+async fn by_default_only_failed_steps_publish_their_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path());
+    let mut ports = local_ports(&opts).unwrap();
+    let recorder = Arc::new(Recorder::default());
+    ports.events = recorder.clone();
+    let rt = local_runtime(ports, &opts);
+    let yaml = "name: events\nsteps:\n  - id: ok\n    pass: 1\n  - id: bad\n    fail: { error: e, message: m }\n    continue_on_failure: true\n";
+    let started = start(&rt, yaml, json!({})).await;
+    rt.run_to_end(&started.run.id).await.unwrap();
+    let kinds: Vec<(String, Option<String>)> = recorder
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| (e.kind.clone(), e.step.clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("run.started".to_string(), None),
+            ("step.finished".to_string(), Some("bad".to_string())),
+            ("run.finished".to_string(), None),
+        ]
+    );
 }
 
 /// A fan-out of four HTTP calls, `max_parallel` at a time: the first to `failing` (a

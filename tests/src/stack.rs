@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::{
     ProjectionType, ScalarAttributeType, SseSpecification, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
-use braid::aws::backend::AwsClients;
+use braid::aws::backend::{AwsClients, settings_from_vars};
 use braid::aws::config::AwsConfig;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -156,14 +156,17 @@ impl Stack {
             .function_environment()
             .into_iter()
             .map(|(var, id)| {
+                // A resource made here, or a parameter at its default.
                 let value = names
                     .get(&id)
-                    .unwrap_or_else(|| panic!("{var} refers to `{id}`, not made here"))
-                    .clone();
+                    .cloned()
+                    .or_else(|| template.parameter_default(&id))
+                    .unwrap_or_else(|| panic!("{var} refers to `{id}`, not made here"));
                 (var, value)
             })
             .collect();
         let config = AwsConfig::from_vars(&vars).expect("the template sets every variable");
+        settings_from_vars(&vars).expect("the template's settings are valid");
         Stack {
             name,
             config,

@@ -52,10 +52,21 @@ impl Template {
             .map(|(name, v)| {
                 let id = v["Ref"]
                     .as_str()
-                    .unwrap_or_else(|| panic!("{name} is not a Ref to a resource"));
+                    .unwrap_or_else(|| panic!("{name} is not a Ref to a resource or parameter"));
                 (name.clone(), id.to_string())
             })
             .collect()
+    }
+}
+
+impl Template {
+    /// The default of parameter `name`, as text.
+    pub fn parameter_default(&self, name: &str) -> Option<String> {
+        match &self.0["Parameters"][name]["Default"] {
+            Value::String(s) => Some(s.clone()),
+            Value::Null => None,
+            other => Some(other.to_string()),
+        }
     }
 }
 

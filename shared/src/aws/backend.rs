@@ -17,6 +17,7 @@ use crate::ports::{SystemClock, UlidIds};
 use crate::runners::http::HttpRunner;
 use crate::secrets::env_secrets;
 use aws_config::SdkConfig;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Why the backend could not be built.
@@ -24,6 +25,8 @@ use std::sync::Arc;
 pub enum BackendError {
     #[error(transparent)]
     Config(#[from] MissingConfig),
+    #[error("{0}")]
+    Setting(String),
     #[error("cannot build the HTTP client: {0}")]
     Http(String),
 }
@@ -86,9 +89,27 @@ pub fn aws_ports(cfg: &AwsConfig, clients: &AwsClients) -> Result<Ports, Backend
     })
 }
 
-/// The handlers over `ports`, with the backend's settings and secrets.
+/// The handlers over `ports`, with the backend's default settings and its secrets.
 pub fn aws_handlers(ports: Ports) -> Handlers {
-    Handlers::new(ports, Settings::default(), env_secrets())
+    aws_handlers_with(ports, Settings::default())
+}
+
+/// The handlers over `ports` with `settings`, and the backend's secrets.
+pub fn aws_handlers_with(ports: Ports, settings: Settings) -> Handlers {
+    Handlers::new(ports, settings, env_secrets())
+}
+
+/// The settings the stack gives its functions: the defaults, but for the steps whose
+/// ends are published (`BRAID_STEP_EVENTS`: `failed`, the default, or `all`; the
+/// template's `StepEvents` parameter).
+pub fn settings_from_vars(vars: &HashMap<String, String>) -> Result<Settings, BackendError> {
+    let mut settings = Settings::default();
+    if let Some(v) = vars.get("BRAID_STEP_EVENTS").filter(|v| !v.is_empty()) {
+        settings.step_events = v
+            .parse()
+            .map_err(|e| BackendError::Setting(format!("BRAID_STEP_EVENTS: {e}")))?;
+    }
+    Ok(settings)
 }
 
 /// The SDK configuration from the environment (credentials, region, endpoint).
@@ -99,7 +120,11 @@ pub async fn sdk_from_env() -> SdkConfig {
 /// The handlers, configured from the environment.
 pub async fn handlers_from_env() -> Result<Handlers, BackendError> {
     let clients = AwsClients::new(&sdk_from_env().await);
-    Ok(aws_handlers(aws_ports(&AwsConfig::from_env()?, &clients)?))
+    let settings = settings_from_vars(&std::env::vars().collect())?;
+    Ok(aws_handlers_with(
+        aws_ports(&AwsConfig::from_env()?, &clients)?,
+        settings,
+    ))
 }
 
 /// The stack's event bus, configured from the environment (the notifier's sink).
@@ -110,4 +135,23 @@ pub async fn event_bus_from_env() -> Result<EventBridgeSink, BackendError> {
         aws_sdk_eventbridge::Client::new(&sdk),
         &cfg.event_bus,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::StepEvents;
+
+    #[test]
+    fn step_events_are_the_failed_ones_unless_the_stack_says_all() {
+        let vars = |v: &str| HashMap::from([("BRAID_STEP_EVENTS".to_string(), v.to_string())]);
+        let of = |v: &str| settings_from_vars(&vars(v)).map(|s| s.step_events);
+        assert_eq!(settings_from_vars(&HashMap::new()).unwrap().step_events, StepEvents::Failed);
+        assert_eq!(of("").unwrap(), StepEvents::Failed);
+        assert_eq!(of("all").unwrap(), StepEvents::All);
+        assert_eq!(
+            of("some").unwrap_err().to_string(),
+            "BRAID_STEP_EVENTS: step events must be `failed` or `all`, not `some`"
+        );
+    }
 }

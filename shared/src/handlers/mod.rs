@@ -79,6 +79,33 @@ pub struct Settings {
     pub max_queue_delay: Duration,
     /// Runs the sweeper looks at per tick.
     pub sweep_limit: usize,
+    /// Which steps' ends are published as `step.finished` events.
+    pub step_events: StepEvents,
+}
+
+/// Which steps' ends are published as `step.finished` lifecycle events (`run.started`
+/// and `run.finished` always are).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StepEvents {
+    /// Failed steps and iterations only: what alerts need. An event per step would
+    /// cost more than orchestrating the step (EventBridge bills each event).
+    #[default]
+    Failed,
+    /// Every top-level step's end too (an iteration's only when it failed: its
+    /// `for_each` step's event reports the fan-out).
+    All,
+}
+
+impl std::str::FromStr for StepEvents {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "failed" => Ok(StepEvents::Failed),
+            "all" => Ok(StepEvents::All),
+            other => Err(format!("step events must be `failed` or `all`, not `{other}`")),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -89,6 +116,7 @@ impl Default for Settings {
             stale_after: Duration::from_secs(60),
             max_queue_delay: Duration::from_secs(15 * 60),
             sweep_limit: 1000,
+            step_events: StepEvents::default(),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! finishing the run. Every operation here is idempotent, so the sweeper runs the same
 //! code to repair whatever a crash left half done.
 
-use super::{HandlerResult, Handlers, eager};
+use super::{HandlerResult, Handlers, StepEvents, eager};
 use crate::engine::{gates, output};
 use crate::model::{
     DispatchMsg, ErrorInfo, LifecycleEvent, RunRecord, RunStatus, StepKey, StepRecord, StepStatus,
@@ -52,9 +52,10 @@ impl Handlers {
     /// Carries out the consequences of `rec` having become final. `fresh` is true when
     /// the caller just made it final (publish its event), false for a sweeper repair.
     ///
-    /// An iteration publishes an event only when it failed: its `for_each` step's own
-    /// event reports the whole fan-out, and an event per successful iteration would
-    /// flood the bus (and the bill) with thousands of events nobody routes.
+    /// A step's end is published when it failed, or with [`StepEvents::All`] when it
+    /// is a top-level step: an iteration's `for_each` step reports the whole fan-out,
+    /// and an event per successful iteration would flood the bus (and the bill) with
+    /// thousands of events nobody routes.
     pub(super) async fn settle(
         &self,
         wf: &Workflow,
@@ -63,7 +64,9 @@ impl Handlers {
         parent: Option<StepRecord>,
         fresh: bool,
     ) -> HandlerResult<()> {
-        if fresh && (rec.key.index.is_none() || rec.status == StepStatus::Failed) {
+        let published = rec.status == StepStatus::Failed
+            || (rec.key.index.is_none() && self.settings.step_events == StepEvents::All);
+        if fresh && published {
             self.publish(vec![LifecycleEvent {
                 kind: "step.finished".into(),
                 run_id: run.id.clone(),
