@@ -89,7 +89,10 @@ async fn run_with(dir: &Path, yaml: &str, input: Value, wrap: impl FnOnce(&mut P
             e.step
         );
     }
-    for rec in records.iter().filter(|r| r.key.index.is_none() && r.status.is_final()) {
+    for rec in records
+        .iter()
+        .filter(|r| r.key.index.is_none() && r.status.is_final())
+    {
         assert!(
             finished.contains(&Some(rec.key.to_string())),
             "step {} ended without its event",

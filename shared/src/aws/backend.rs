@@ -146,7 +146,10 @@ mod tests {
     fn step_events_are_the_failed_ones_unless_the_stack_says_all() {
         let vars = |v: &str| HashMap::from([("BRAID_STEP_EVENTS".to_string(), v.to_string())]);
         let of = |v: &str| settings_from_vars(&vars(v)).map(|s| s.step_events);
-        assert_eq!(settings_from_vars(&HashMap::new()).unwrap().step_events, StepEvents::Failed);
+        assert_eq!(
+            settings_from_vars(&HashMap::new()).unwrap().step_events,
+            StepEvents::Failed
+        );
         assert_eq!(of("").unwrap(), StepEvents::Failed);
         assert_eq!(of("all").unwrap(), StepEvents::All);
         assert_eq!(

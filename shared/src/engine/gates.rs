@@ -106,6 +106,16 @@ pub fn run_is_done(steps: &[StepRecord]) -> bool {
     top.peek().is_some() && top.all(|r| r.status.is_final())
 }
 
+/// The top-level steps whose records tell whether a run's work is over. While the
+/// run is not failing, a step starts only once its needs are final, so every step is
+/// final once each step without dependents is: those are read. Once it is failing,
+/// steps are cancelled in any order: all are.
+pub fn steps_telling_the_end(wf: &Workflow, failing: bool) -> impl Iterator<Item = &Step> {
+    wf.steps
+        .iter()
+        .filter(move |s| failing || wf.dependents(&s.id).next().is_none())
+}
+
 /// Whether `step` becoming final may have ended its run's work, so the run's steps are
 /// worth reading. While the run is not failing, a step's dependents end after it: only
 /// a step with no dependents can be the last. Once it is failing, steps are cancelled

@@ -641,3 +641,15 @@ steps:
         [Some(2), Some(3), Some(4), None, None]
     );
 }
+
+#[test]
+fn a_runs_end_is_told_by_its_last_steps_unless_it_is_failing() {
+    let w = wf(DIAMOND);
+    let ids = |failing| {
+        gates::steps_telling_the_end(&w, failing)
+            .map(|s| s.id.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(false), ["d"], "every other step ends before `d` starts");
+    assert_eq!(ids(true), ["a", "b", "c", "d"], "cancelled in any order");
+}

@@ -103,7 +103,9 @@ impl std::str::FromStr for StepEvents {
         match s {
             "failed" => Ok(StepEvents::Failed),
             "all" => Ok(StepEvents::All),
-            other => Err(format!("step events must be `failed` or `all`, not `{other}`")),
+            other => Err(format!(
+                "step events must be `failed` or `all`, not `{other}`"
+            )),
         }
     }
 }

@@ -120,7 +120,7 @@ impl Handlers {
         // Each step that may be the last reads the others after its own final write:
         // of two ending at once, at least the later one sees both final.
         if gates::may_end_run(wf, step, run.failing) {
-            self.finish_if_done(wf, &run.id).await?;
+            self.finish_if_done(wf, &run.id, Some(rec)).await?;
         }
         Ok(())
     }
@@ -160,7 +160,7 @@ impl Handlers {
                 self.advance_fan_out(wf, &run, rec).await?;
             }
         }
-        self.finish_if_done(wf, run_id).await
+        self.finish_if_done(wf, run_id, None).await
     }
 
     /// Cancels a step (or iteration) that has not started or is between attempts, and
@@ -409,20 +409,27 @@ impl Handlers {
     }
 
     /// Finishes the run once every top-level step is final: failed if fail fast began,
-    /// else succeeded with its output. Reads the run and its top-level steps (never the
-    /// iterations) by key.
-    pub(super) async fn finish_if_done(&self, wf: &Workflow, run_id: &str) -> HandlerResult<()> {
+    /// else succeeded with its output. Reads the run and, by key, the top-level steps
+    /// that tell (see [`gates::steps_telling_the_end`]) but `ended`, the step just made
+    /// final by the caller; never the iterations.
+    pub(super) async fn finish_if_done(
+        &self,
+        wf: &Workflow,
+        run_id: &str,
+        ended: Option<&StepRecord>,
+    ) -> HandlerResult<()> {
         let run = self.ports.store.get_run(run_id).await?;
         if run.status.is_final() {
             return Ok(());
         }
         let store = &self.ports.store;
-        let steps = futures::future::try_join_all(
-            wf.steps
-                .iter()
+        let mut steps = futures::future::try_join_all(
+            gates::steps_telling_the_end(wf, run.failing)
+                .filter(|s| ended.is_none_or(|e| e.key != StepKey::step(&s.id)))
                 .map(|s| async move { store.get_step(run_id, &StepKey::step(&s.id)).await }),
         )
         .await?;
+        steps.extend(ended.cloned());
         if gates::run_is_done(&steps) {
             self.finish(wf, run).await?;
         }

@@ -119,7 +119,7 @@ impl Handlers {
         for repair in repairs {
             match repair {
                 Repair::TimeOut => self.time_out(&wf, run).await?,
-                Repair::FinishRun => self.finish_if_done(&wf, &run.id).await?,
+                Repair::FinishRun => self.finish_if_done(&wf, &run.id, None).await?,
                 Repair::Settle(key) => {
                     let rec = self.ports.store.get_step(&run.id, &key).await?;
                     let fresh_run = self.ports.store.get_run(&run.id).await?;

@@ -518,7 +518,7 @@ impl StateStore for SqliteStore {
     async fn finish_run(&self, run: &RunRecord) -> PortResult<bool> {
         self.with_tx(|tx| {
             let cur = read_run(tx, &run.id)?;
-            if cur.status.is_final() {
+            if cur.status.is_final() || cur.failing != run.failing {
                 return Ok(false);
             }
             write_run(tx, run)?;

@@ -539,6 +539,16 @@ pub async fn failing_and_finishing_happen_once(store: &dyn StateStore) {
         finished_at: Some(t0()),
         ..failing
     };
+    let read_before = RunRecord {
+        status: RunStatus::Succeeded,
+        failing: false,
+        error: None,
+        ..done.clone()
+    };
+    assert!(
+        !store.finish_run(&read_before).await.unwrap(),
+        "a run read before a step failed it does not end succeeded"
+    );
     assert!(store.finish_run(&done).await.unwrap());
     assert!(
         !store.finish_run(&done).await.unwrap(),

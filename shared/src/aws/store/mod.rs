@@ -1065,7 +1065,12 @@ impl StateStore for DynamoStore {
             removes.extend([x.name(QUEUED_PK), x.name(QUEUED_SK)]);
         }
         let update = update_expression(&sets, &removes);
-        let cond = status_in(&mut x, ACTIVE.map(RunStatus::as_str));
+        let cond = format!(
+            "{} AND {} = {}",
+            status_in(&mut x, ACTIVE.map(RunStatus::as_str)),
+            x.name("failing"),
+            x.value(AttributeValue::Bool(run.failing))
+        );
         let run_key = key(run_pk(&run.id), RUN_SK);
         let written = if run.slot {
             // The slot is given back in the same transaction as the run ends.
