@@ -9,12 +9,14 @@
 //! - [`retry`]: the wait before the next attempt;
 //! - [`gates`]: when a step may start, and what a final step means for the run;
 //! - [`output`]: the run's output;
-//! - [`reconcile`]: what a sweep of a run must repair.
+//! - [`reconcile`]: what a sweep of a run must repair;
+//! - [`records`]: a run's records, with the steps not written yet.
 
 pub mod gates;
 pub mod output;
 pub mod params;
 pub mod reconcile;
+pub mod records;
 pub mod retry;
 pub mod start;
 pub mod verdict;

@@ -62,10 +62,12 @@ pub fn plan(wf: &Workflow, info: StartInfo, now: Timestamp) -> RunPlan {
         limit: info.limit,
         slot: false,
     };
-    let mut steps = Vec::with_capacity(wf.steps.len());
+    // Only the root steps are written: the others are pending until they first change
+    // (see `crate::ports::Guard::admits_absent`).
+    let mut steps = Vec::new();
     let mut dispatch = Vec::new();
-    for s in &wf.steps {
-        let root = s.needs.is_empty() && !queued;
+    for s in wf.steps.iter().filter(|s| s.needs.is_empty()) {
+        let root = !queued;
         let mut rec = StepRecord::new(
             &info.run_id,
             StepKey::step(&s.id),

@@ -71,7 +71,7 @@ fn params_fill_defaults_and_check_types_and_required() {
 }
 
 #[test]
-fn a_new_run_makes_roots_ready_and_everything_else_pending() {
+fn a_new_run_writes_its_roots_ready_and_everything_else_is_pending() {
     let w = wf(DIAMOND);
     let plan = start::plan(
         &w,
@@ -94,15 +94,24 @@ fn a_new_run_makes_roots_ready_and_everything_else_pending() {
         .collect();
     assert_eq!(
         statuses,
-        vec![
-            ("a", StepStatus::Ready),
-            ("b", StepStatus::Pending),
-            ("c", StepStatus::Pending),
-            ("d", StepStatus::Pending)
-        ]
+        vec![("a", StepStatus::Ready)],
+        "only the root is written: the others are pending until they first change"
     );
     assert_eq!(plan.dispatch.len(), 1);
     assert_eq!(plan.dispatch[0].attempt, 1);
+    let every: Vec<_> = records::every_step(&w, "r1", plan.steps)
+        .into_iter()
+        .map(|s| (s.key.step, s.status))
+        .collect();
+    assert_eq!(
+        every,
+        vec![
+            ("a".to_string(), StepStatus::Ready),
+            ("b".to_string(), StepStatus::Pending),
+            ("c".to_string(), StepStatus::Pending),
+            ("d".to_string(), StepStatus::Pending)
+        ]
+    );
 }
 
 #[test]

@@ -8,6 +8,7 @@
 //! last few it read: the iterations of one fan-out that it runs read their step once.
 
 use super::{HandlerResult, Handlers};
+use crate::engine::records;
 use crate::model::{FanOut, StepKey, StepRecord};
 use crate::ports::PortError;
 use serde_json::Value;
@@ -34,9 +35,9 @@ type Slot = Arc<OnceCell<Option<Arc<Expansion>>>>;
 pub(super) struct Expansions(Mutex<HashMap<(String, String), Slot>>);
 
 impl Handlers {
-    /// The record of step or iteration `key` of run `run_id`. An iteration with no
-    /// record yet is pending ([`FanOut::iteration`]); `None` when its `for_each` step
-    /// has no such iteration (not expanded yet, or past its items).
+    /// The record of step or iteration `key` of run `run_id`. One with no record yet
+    /// is pending ([`records::unwritten`], [`FanOut::iteration`]); `None` when its
+    /// `for_each` step has no such iteration (not expanded yet, or past its items).
     pub(super) async fn step_or_iteration(
         &self,
         run_id: &str,
@@ -44,6 +45,7 @@ impl Handlers {
     ) -> HandlerResult<Option<StepRecord>> {
         match (self.ports.store.get_step(run_id, key).await, key.index) {
             (Ok(rec), _) => Ok(Some(rec)),
+            (Err(PortError::NotFound(_)), None) => Ok(Some(records::unwritten(run_id, &key.step))),
             (Err(PortError::NotFound(_)), Some(index)) => {
                 let Some(e) = self.expansion(run_id, &key.step).await? else {
                     return Ok(None);

@@ -3,7 +3,7 @@
 //! code to repair whatever a crash left half done.
 
 use super::{HandlerResult, Handlers, StepEvents, eager};
-use crate::engine::{gates, output};
+use crate::engine::{gates, output, records};
 use crate::model::{
     DispatchMsg, ErrorInfo, LifecycleEvent, RunRecord, RunStatus, StepKey, StepRecord, StepStatus,
 };
@@ -149,7 +149,8 @@ impl Handlers {
     async fn fail_fast(&self, wf: &Workflow, run_id: &str) -> HandlerResult<()> {
         let run = self.ports.store.get_run(run_id).await?;
         let now = self.now();
-        for rec in self.ports.store.list_steps(run_id).await? {
+        let written = self.ports.store.list_steps(run_id).await?;
+        for rec in records::every_step(wf, run_id, written) {
             // A fan-out stops its own iterations (see `advance_fan_out`).
             if rec.key.index.is_some() {
                 continue;
@@ -423,10 +424,15 @@ impl Handlers {
             return Ok(());
         }
         let store = &self.ports.store;
-        let mut steps = futures::future::try_join_all(
+        let mut steps: Vec<StepRecord> = futures::future::try_join_all(
             gates::steps_telling_the_end(wf, run.failing)
                 .filter(|s| ended.is_none_or(|e| e.key != StepKey::step(&s.id)))
-                .map(|s| async move { store.get_step(run_id, &StepKey::step(&s.id)).await }),
+                .map(|s| async move {
+                    match store.get_step(run_id, &StepKey::step(&s.id)).await {
+                        Err(PortError::NotFound(_)) => Ok(records::unwritten(run_id, &s.id)),
+                        other => other,
+                    }
+                }),
         )
         .await?;
         steps.extend(ended.cloned());

@@ -11,6 +11,7 @@
 
 use super::{HandlerError, HandlerResult, Handlers};
 use crate::engine::reconcile::{Repair, reconcile};
+use crate::engine::records;
 use crate::model::{ErrorInfo, Outcome, ResultMsg, RunRecord, RunStatus, StepRecord, StepStatus};
 use crate::ports::Guard;
 use crate::spec::{Workflow, format_duration};
@@ -112,7 +113,8 @@ impl Handlers {
     pub async fn sweep_run(&self, run: &RunRecord) -> HandlerResult<usize> {
         let now = self.now();
         let wf = self.workflow(run).await?;
-        let steps = self.ports.store.list_steps(&run.id).await?;
+        let written = self.ports.store.list_steps(&run.id).await?;
+        let steps = records::every_step(&wf, &run.id, written);
         let repairs = reconcile(&wf, run, &steps, now, self.settings.stale_after);
         let count = repairs.len();
         let mut wake = Vec::new();
@@ -151,8 +153,9 @@ impl Handlers {
                     .await?;
                 }
                 Repair::Cancel(key) => {
-                    let rec = self.ports.store.get_step(&run.id, &key).await?;
-                    self.cancel(&wf, &rec).await?;
+                    if let Some(rec) = self.step_or_iteration(&run.id, &key).await? {
+                        self.cancel(&wf, &rec).await?;
+                    }
                 }
                 Repair::Admit => self.admit(&run.workflow).await?,
                 Repair::ReleaseRoot(key) => {
@@ -206,17 +209,18 @@ impl Handlers {
         self.cancel_open_steps(run_id).await
     }
 
-    /// Cancels every step of a run that is not final.
+    /// Cancels every step of a run that is not final (those not written yet too).
     async fn cancel_open_steps(&self, run_id: &str) -> HandlerResult<()> {
         let now = self.now();
-        for rec in self
-            .ports
-            .store
-            .list_steps(run_id)
-            .await?
-            .iter()
-            .filter(|r| !r.status.is_final())
-        {
+        let run = self.ports.store.get_run(run_id).await?;
+        let written = self.ports.store.list_steps(run_id).await?;
+        // A definition that cannot be read names no step beyond the records.
+        let steps = match self.workflow(&run).await {
+            Ok(wf) => records::every_step(&wf, run_id, written),
+            Err(HandlerError::Invalid(_)) => written,
+            Err(e) => return Err(e),
+        };
+        for rec in steps.iter().filter(|r| !r.status.is_final()) {
             let cancelled = StepRecord {
                 status: StepStatus::Cancelled,
                 lease_until: None,

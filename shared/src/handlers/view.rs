@@ -39,7 +39,8 @@ impl Handlers {
     pub async fn run_view(&self, run_id: &str) -> HandlerResult<RunView> {
         let run = self.ports.store.get_run(run_id).await?;
         let wf = self.workflow(&run).await?;
-        let mut records = self.ports.store.list_steps(run_id).await?;
+        let written = self.ports.store.list_steps(run_id).await?;
+        let mut records = crate::engine::records::every_step(&wf, run_id, written);
         records.retain(|r| r.key.index.is_none());
         let mut steps = IndexMap::new();
         for s in &wf.steps {

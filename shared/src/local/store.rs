@@ -206,12 +206,12 @@ fn write_step(tx: &Connection, rec: &StepRecord) -> PortResult<()> {
     Ok(())
 }
 
-/// Whether `guard` holds for the record `new` replaces (an absent iteration is
+/// Whether `guard` holds for the record `new` replaces (an absent step is
 /// pending, see [`Guard::admits_absent`]).
 fn guarded(tx: &Connection, guard: &Guard, new: &StepRecord) -> PortResult<bool> {
     match read_step(tx, &new.run_id, &new.key)? {
         Some(cur) => Ok(guard.holds(&cur)),
-        None if guard.admits_absent(&new.key) => Ok(true),
+        None if guard.admits_absent() => Ok(true),
         None => Err(PortError::NotFound(format!(
             "step {} of run {}",
             new.key, new.run_id
@@ -477,8 +477,9 @@ impl StateStore for SqliteStore {
     ) -> PortResult<Option<StepRecord>> {
         self.with_tx(|tx| {
             let key = StepKey::step(dependent);
+            // A step not written yet is pending.
             let mut rec = read_step(tx, run_id, &key)?
-                .ok_or_else(|| PortError::NotFound(format!("step {key} of run {run_id}")))?;
+                .unwrap_or_else(|| StepRecord::new(run_id, key, StepStatus::Pending));
             let added = !rec.satisfied.iter().any(|d| d == dep);
             if added {
                 rec.satisfied.push(dep.to_string());

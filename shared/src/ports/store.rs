@@ -44,12 +44,13 @@ impl Guard {
         }
     }
 
-    /// Whether the guard holds for an iteration with no record yet, which is pending
-    /// at attempt 0 ([`crate::model::FanOut::iteration`]): the write creates it. A
-    /// top-level step always has a record.
-    pub fn admits_absent(&self, key: &StepKey) -> bool {
-        key.index.is_some()
-            && self.statuses.contains(&StepStatus::Pending)
+    /// Whether the guard holds for a step with no record yet, which is pending at
+    /// attempt 0: the write creates it. A step's record is written when it first
+    /// changes — a run is created with its root steps' records only, a fan-out with
+    /// its own ([`crate::model::FanOut::iteration`]) — and only the handlers, which
+    /// know the workflow, write with a guard admitting pending.
+    pub fn admits_absent(&self) -> bool {
+        self.statuses.contains(&StepStatus::Pending)
             && self.attempt.is_none_or(|a| a == 0)
             && self.lease.is_none()
     }
@@ -148,9 +149,10 @@ pub trait StateStore: Send + Sync {
         fail_run: Option<&ErrorInfo>,
     ) -> PortResult<Option<Finalized>>;
 
-    /// Adds `dep` to the satisfied needs of `dependent` if it is not there yet and, in
-    /// the same write, makes a `pending` dependent `ready` (with `due_at = now`) once all
-    /// of `needs` are satisfied. Returns the dependent if this call made it ready — of
+    /// Adds `dep` to the satisfied needs of `dependent` (creating its record, pending,
+    /// if it has none yet) if it is not there yet and, in the same write, makes a
+    /// `pending` dependent `ready` (with `due_at = now`) once all of `needs` are
+    /// satisfied. Returns the dependent if this call made it ready — of
     /// two callers releasing the last needs at once, exactly one gets it.
     async fn satisfy(
         &self,

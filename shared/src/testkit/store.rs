@@ -72,6 +72,7 @@ pub async fn run_all(store: Arc<dyn StateStore>) {
     concurrent_claims_have_one_winner(store.clone()).await;
     finalize_records_a_result_once(&*store).await;
     satisfy_is_idempotent(&*store).await;
+    a_step_not_written_yet_is_created_by_its_first_write(&*store).await;
     fan_out_counts_failures_and_ended_lanes(&*store).await;
     failing_and_finishing_happen_once(&*store).await;
     due_runs_follow_timers(&*store).await;
@@ -358,6 +359,57 @@ pub async fn satisfy_is_idempotent(store: &dyn StateStore) {
             .unwrap()
             .is_none(),
         "only once"
+    );
+}
+
+/// A step not written yet (a run is created with its roots' records) is created by its
+/// release — pending with the need, or ready when it was the only one — or by a write
+/// whose guard admits pending.
+pub async fn a_step_not_written_yet_is_created_by_its_first_write(store: &dyn StateStore) {
+    let run = run_record(&fresh_id("unwritten"), "conformance", None);
+    let a = StepRecord::new(&run.id, StepKey::step("a"), StepStatus::Ready);
+    store.create_run(&run, &[a]).await.unwrap();
+    let both = vec!["a".to_string(), "x".to_string()];
+    assert!(
+        store
+            .satisfy(&run.id, "b", "a", &both, t0())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let b = store.get_step(&run.id, &StepKey::step("b")).await.unwrap();
+    assert_eq!(
+        b,
+        StepRecord {
+            satisfied: vec!["a".to_string()],
+            ..StepRecord::new(&run.id, StepKey::step("b"), StepStatus::Pending)
+        }
+    );
+    let ready = store
+        .satisfy(&run.id, "c", "a", &["a".to_string()], t0())
+        .await
+        .unwrap()
+        .expect("its only need makes it ready");
+    assert_eq!(
+        (ready.status, ready.satisfied, ready.due_at),
+        (StepStatus::Ready, vec!["a".to_string()], Some(t0()))
+    );
+    let unwritten = StepRecord::new(&run.id, StepKey::step("d"), StepStatus::Pending);
+    let skipped = StepRecord {
+        status: StepStatus::Skipped,
+        finished_at: Some(t0()),
+        ..unwritten.clone()
+    };
+    assert!(
+        store
+            .finalize_step(&Guard::unchanged(&unwritten), &skipped, None)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store.get_step(&run.id, &StepKey::step("d")).await.unwrap(),
+        skipped
     );
 }
 

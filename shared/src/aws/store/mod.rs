@@ -186,9 +186,9 @@ fn status_in(x: &mut Expr, statuses: impl IntoIterator<Item = &'static str>) -> 
 }
 
 /// The step write's condition: the record exists and `guard` holds on it.
-/// The condition of a guarded write of the step under `k` (an absent iteration is
-/// pending, see [`Guard::admits_absent`]).
-fn guard_condition(x: &mut Expr, guard: &Guard, k: &StepKey) -> PortResult<String> {
+/// The condition of a guarded write of a step (an absent step is pending, see
+/// [`Guard::admits_absent`]).
+fn guard_condition(x: &mut Expr, guard: &Guard) -> PortResult<String> {
     let mut cond = format!(
         "attribute_exists({}) AND {}",
         x.name(PK),
@@ -202,7 +202,7 @@ fn guard_condition(x: &mut Expr, guard: &Guard, k: &StepKey) -> PortResult<Strin
             .map_err(PortError::backend)?;
         cond += &format!(" AND {} = {}", x.name("lease_until"), x.value(v));
     }
-    if guard.admits_absent(k) {
+    if guard.admits_absent() {
         cond = format!("attribute_not_exists({}) OR ({cond})", x.name(PK));
     }
     Ok(cond)
@@ -499,7 +499,7 @@ impl DynamoStore {
             let ttl = x.name(TTL);
             sets.push(format!("{ttl} = if_not_exists({ttl}, {})", x.value(n(at))));
         }
-        let cond = guard_condition(&mut x, guard, &new.key)?;
+        let cond = guard_condition(&mut x, guard)?;
         self.tx_update(
             key(run_pk(&new.run_id), &step_sk(&new.key)),
             update_expression(&sets, &removes),
@@ -955,21 +955,48 @@ impl StateStore for DynamoStore {
     ) -> PortResult<Option<StepRecord>> {
         let k = StepKey::step(dependent);
         let item_key = key(run_pk(run_id), &step_sk(&k));
+        // A step not written yet is pending: the write creates it, with the attributes
+        // of a fresh record that it does not set itself.
+        let fresh = encode(
+            &StepRecord::new(run_id, k.clone(), StepStatus::Pending),
+            STEP_OPAQUE,
+        )?;
+        let create_as_fresh = |x: &mut Expr, sets: &mut Vec<String>| {
+            let mut attrs: Vec<_> = fresh
+                .iter()
+                .filter(|(a, _)| !["satisfied", "status", "due_at"].contains(&a.as_str()))
+                .collect();
+            attrs.sort_by(|a, b| a.0.cmp(b.0));
+            for (a, v) in attrs {
+                let name = x.name(a);
+                sets.push(format!(
+                    "{name} = if_not_exists({name}, {})",
+                    x.value(v.clone())
+                ));
+            }
+        };
         if needs == [dep] {
             // The only need: recorded and the step made ready in one write.
             let mut x = Expr::default();
             let st = x.name("status");
             let due = serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(now)
                 .map_err(PortError::backend)?;
-            let update = format!(
-                "SET {} = {}, {st} = {}, {} = {}",
-                x.name("satisfied"),
-                x.value(AttributeValue::L(vec![s(dep)])),
-                x.value(s(StepStatus::Ready.as_str())),
-                x.name("due_at"),
-                x.value(due)
+            let mut sets = vec![
+                format!(
+                    "{} = {}",
+                    x.name("satisfied"),
+                    x.value(AttributeValue::L(vec![s(dep)]))
+                ),
+                format!("{st} = {}", x.value(s(StepStatus::Ready.as_str()))),
+                format!("{} = {}", x.name("due_at"), x.value(due)),
+            ];
+            create_as_fresh(&mut x, &mut sets);
+            let update = update_expression(&sets, &[]);
+            let cond = format!(
+                "attribute_not_exists({}) OR {st} = {}",
+                x.name(PK),
+                x.value(s(StepStatus::Pending.as_str()))
             );
-            let cond = format!("{st} = {}", x.value(s(StepStatus::Pending.as_str())));
             return match self.update_if(item_key, &update, &cond, &x).await? {
                 Some(item) => decode(item, STEP_OPAQUE).map(Some),
                 None => {
@@ -980,16 +1007,19 @@ impl StateStore for DynamoStore {
         }
         let mut x = Expr::default();
         let sat = x.name("satisfied");
-        let update = format!(
-            "SET {sat} = list_append(if_not_exists({sat}, {}), {})",
+        let mut sets = vec![format!(
+            "{sat} = list_append(if_not_exists({sat}, {}), {})",
             x.value(AttributeValue::L(vec![])),
             x.value(AttributeValue::L(vec![s(dep)]))
-        );
-        let cond = format!(
-            "attribute_exists({}) AND NOT contains({sat}, {})",
-            x.name(PK),
-            x.value(s(dep))
-        );
+        )];
+        let st = x.name("status");
+        sets.push(format!(
+            "{st} = if_not_exists({st}, {})",
+            x.value(s(StepStatus::Pending.as_str()))
+        ));
+        create_as_fresh(&mut x, &mut sets);
+        let update = update_expression(&sets, &[]);
+        let cond = format!("NOT contains({sat}, {})", x.value(s(dep)));
         let rec: StepRecord = match self.update_if(item_key.clone(), &update, &cond, &x).await? {
             Some(item) => decode(item, STEP_OPAQUE)?,
             // Already satisfied (or missing): still look whether the step can be made
