@@ -150,6 +150,7 @@ pub struct Handlers {
     renderer: Renderer,
     workflows: Mutex<HashMap<(String, String), Arc<Workflow>>>,
     expansions: iteration::Expansions,
+    run_reads: dispatch::RunReads,
 }
 
 impl Handlers {
@@ -160,6 +161,7 @@ impl Handlers {
             renderer,
             workflows: Mutex::new(HashMap::new()),
             expansions: iteration::Expansions::default(),
+            run_reads: dispatch::RunReads::default(),
         }
     }
 
