@@ -25,10 +25,12 @@
 //! after it finished; a step with its final write, [`STEP_MARGIN`] later still after
 //! it ended — and the run's own expiry, stamped as the run ends, where that is later.
 //!
-//! # Indexes (the run indexes project every attribute; `timers` only keys)
+//! # Indexes (`active_runs` and `queued_runs` project every attribute; the others only keys)
 //!
 //! - `by_workflow` (`gsi1pk = WF#<workflow>`, `gsi1sk = <run id>`): a workflow's runs,
-//!   newest first (run ids are ULIDs, which sort by time).
+//!   newest first (run ids are ULIDs, which sort by time). Keys only, like `all_runs`:
+//!   a run's writes after its start never rewrite a listing index, and a listing reads
+//!   the runs it names by key.
 //! - `all_runs` (`gsi2pk = RUNS#<shard>`, `gsi2sk = <run id>`): every run, newest first.
 //!   A single partition key would put every run start on one hot partition; runs are
 //!   spread over [`SHARDS`] keys and a listing merges one query per shard.
@@ -61,7 +63,9 @@ use crate::ports::{Created, Finalized, Guard, PortError, PortResult, RunFilter, 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, Put, ReturnValue, TransactWriteItem, Update,
+};
 use codec::{
     RUN_OPAQUE, RUN_SK, STEP_OPAQUE, decode, encode, expiry, idem_pk, n, queued_pk, run_id_of,
     run_item, run_pk, s, slots_pk, step_item, step_sk, timer_attrs, timer_key, wf_pk,
@@ -327,22 +331,15 @@ impl DynamoStore {
                 if let Some(a) = after {
                     cond += &format!(" AND {} > {}", x.name(sk_attr), x.value(s(a)));
                 }
-                let filter =
-                    status.map(|st| format!("{} = {}", x.name("status"), x.value(s(st.as_str()))));
                 let q = self
                     .index_query(index, cond, &x, limit)
-                    .set_filter_expression(filter)
                     .scan_index_forward(!newest_first);
-                self.query(q, Some(limit))
+                self.runs_listed(index, q, status, limit)
             })
             .buffer_unordered(SHARDS as usize)
             .try_collect::<Vec<_>>()
             .await?;
-        let mut runs = per_shard
-            .into_iter()
-            .flatten()
-            .map(|item| decode::<RunRecord>(item, RUN_OPAQUE))
-            .collect::<PortResult<Vec<_>>>()?;
+        let mut runs: Vec<RunRecord> = per_shard.into_iter().flatten().collect();
         runs.sort_by(|a, b| a.id.cmp(&b.id));
         if newest_first {
             runs.reverse();
@@ -727,18 +724,10 @@ impl StateStore for DynamoStore {
         };
         let mut x = Expr::default();
         let cond = format!("{} = {}", x.name(WF_PK), x.value(s(wf_pk(wf))));
-        let status = filter
-            .status
-            .map(|st| format!("{} = {}", x.name("status"), x.value(s(st.as_str()))));
         let q = self
             .index_query(BY_WORKFLOW, cond, &x, limit)
-            .set_filter_expression(status)
             .scan_index_forward(false);
-        self.query(q, Some(limit))
-            .await?
-            .into_iter()
-            .map(|item| decode(item, RUN_OPAQUE))
-            .collect()
+        self.runs_listed(BY_WORKFLOW, q, filter.status, limit).await
     }
 
     async fn active_runs(&self, after: Option<&str>, limit: usize) -> PortResult<Vec<RunRecord>> {
@@ -1195,6 +1184,93 @@ impl DynamoStore {
     }
 
     /// The step items of a run whose sort key starts with `prefix`, in key order.
+    /// Up to `limit` runs (with `status`, if given) that query `q` of `index` names,
+    /// in its order. The listing indexes hold keys only (a run's changes never rewrite
+    /// them), so their runs are read by key; `active_runs` holds whole runs.
+    async fn runs_listed(
+        &self,
+        index: &str,
+        q: QueryFluentBuilder,
+        status: Option<RunStatus>,
+        limit: usize,
+    ) -> PortResult<Vec<RunRecord>> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = q
+                .clone()
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(backend)?;
+            let items = page.items.unwrap_or_default();
+            let runs = if index == ACTIVE_RUNS {
+                items
+                    .into_iter()
+                    .map(|item| decode(item, RUN_OPAQUE))
+                    .collect::<PortResult<Vec<RunRecord>>>()?
+            } else {
+                self.runs_by_key(&items).await?
+            };
+            out.extend(
+                runs.into_iter()
+                    .filter(|r| status.is_none_or(|st| r.status == st)),
+            );
+            start = page.last_evaluated_key.filter(|k| !k.is_empty());
+            if start.is_none() || out.len() >= limit {
+                break;
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// The runs whose keys `listed` (index items) hold, in that order; one gone since
+    /// is left out.
+    async fn runs_by_key(&self, listed: &[Item]) -> PortResult<Vec<RunRecord>> {
+        let keys: Vec<Item> = listed
+            .iter()
+            .filter_map(|i| Some(key(i.get(PK)?.as_s().ok()?.clone(), RUN_SK)))
+            .collect();
+        let mut found: HashMap<String, RunRecord> = HashMap::new();
+        for chunk in keys.chunks(100) {
+            let mut wanted = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(chunk.to_vec()))
+                    .build()
+                    .map_err(backend)?,
+            );
+            while let Some(k) = wanted.take() {
+                let got = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, k)
+                    .send()
+                    .await
+                    .map_err(backend)?;
+                for item in got
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    let run: RunRecord = decode(item, RUN_OPAQUE)?;
+                    found.insert(run.id.clone(), run);
+                }
+                wanted = got
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .filter(|k| !k.keys().is_empty());
+            }
+        }
+        Ok(keys
+            .iter()
+            .filter_map(|k| {
+                let pk = k.get(PK)?.as_s().ok()?;
+                found.remove(pk.strip_prefix("RUN#")?)
+            })
+            .collect())
+    }
+
     async fn steps_with_prefix(&self, run_id: &str, prefix: &str) -> PortResult<Vec<StepRecord>> {
         let mut x = Expr::default();
         let cond = format!(
