@@ -269,19 +269,31 @@ impl DynamoStore {
         }
     }
 
+    /// One page of `q` from `start`: its items, and where the next page begins (`None`
+    /// after the last).
+    async fn page(
+        &self,
+        q: &QueryFluentBuilder,
+        start: Option<Item>,
+    ) -> PortResult<(Vec<Item>, Option<Item>)> {
+        let page = q
+            .clone()
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(backend)?;
+        let next = page.last_evaluated_key.filter(|k| !k.is_empty());
+        Ok((page.items.unwrap_or_default(), next))
+    }
+
     /// Every item `q` returns, following `LastEvaluatedKey`, stopping once `want` are in.
     async fn query(&self, q: QueryFluentBuilder, want: Option<usize>) -> PortResult<Vec<Item>> {
         let mut out = Vec::new();
         let mut start = None;
         loop {
-            let page = q
-                .clone()
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(backend)?;
-            out.extend(page.items.unwrap_or_default());
-            start = page.last_evaluated_key.filter(|k| !k.is_empty());
+            let (items, next) = self.page(&q, start).await?;
+            out.extend(items);
+            start = next;
             if start.is_none() || want.is_some_and(|w| out.len() >= w) {
                 break;
             }
@@ -1183,7 +1195,6 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().update(u).build())
     }
 
-    /// The step items of a run whose sort key starts with `prefix`, in key order.
     /// Up to `limit` runs (with `status`, if given) that query `q` of `index` names,
     /// in its order. The listing indexes hold keys only (a run's changes never rewrite
     /// them), so their runs are read by key; `active_runs` holds whole runs.
@@ -1197,13 +1208,7 @@ impl DynamoStore {
         let mut out = Vec::new();
         let mut start = None;
         loop {
-            let page = q
-                .clone()
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(backend)?;
-            let items = page.items.unwrap_or_default();
+            let (items, next) = self.page(&q, start).await?;
             let runs = if index == ACTIVE_RUNS {
                 items
                     .into_iter()
@@ -1216,7 +1221,7 @@ impl DynamoStore {
                 runs.into_iter()
                     .filter(|r| status.is_none_or(|st| r.status == st)),
             );
-            start = page.last_evaluated_key.filter(|k| !k.is_empty());
+            start = next;
             if start.is_none() || out.len() >= limit {
                 break;
             }
@@ -1271,6 +1276,7 @@ impl DynamoStore {
             .collect())
     }
 
+    /// The step items of a run whose sort key starts with `prefix`, in key order.
     async fn steps_with_prefix(&self, run_id: &str, prefix: &str) -> PortResult<Vec<StepRecord>> {
         let mut x = Expr::default();
         let cond = format!(
