@@ -48,6 +48,34 @@ pub fn fan_out_over<'a>(f: &FanOut, iterations: impl IntoIterator<Item = &'a Ste
 /// after this. Until then its record says it is still to run (see [`may_run_unclaimed`]).
 pub const CLAIM_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How long after its cause a message (or a release) is presumed lost: `stale`, but
+/// never before a task it started could have been claimed.
+pub fn presumed_lost_after(stale: std::time::Duration) -> chrono::TimeDelta {
+    chrono::TimeDelta::from_std(stale.max(2 * CLAIM_DELAY)).unwrap_or_default()
+}
+
+/// Whether pending top-level step `step` may be running although its record does not
+/// say so: every need ended letting it run, the last less than `lost_after` ago — the
+/// delivery that ended it may run it in place of writing its release (see
+/// `handlers::eager`). Fail fast leaves it to that run's own final write until then.
+/// `need` gives a need's record.
+pub fn released_lately<'a>(
+    wf: &Workflow,
+    step: &Step,
+    need: impl Fn(&str) -> Option<&'a StepRecord>,
+    now: Timestamp,
+    lost_after: chrono::TimeDelta,
+) -> bool {
+    let mut last = None;
+    for n in &step.needs {
+        match need(n).zip(wf.step(n)) {
+            Some((r, s)) if lets_dependents_run(s, r.status) => last = last.max(r.finished_at),
+            _ => return false,
+        }
+    }
+    last.is_some_and(|t| t + lost_after > now)
+}
+
 /// How much two functions' clocks may differ when one decides a step between attempts
 /// is not due yet and another that it is.
 const CLOCK_SLACK: chrono::TimeDelta = chrono::TimeDelta::seconds(1);

@@ -63,8 +63,7 @@ pub fn reconcile(
         return vec![Repair::FinishRun];
     }
     // A message is not presumed lost while a task it started may still be unclaimed.
-    let stale = stale.max(2 * gates::CLAIM_DELAY);
-    let stale = chrono::Duration::from_std(stale).unwrap_or(chrono::Duration::zero());
+    let stale = gates::presumed_lost_after(stale);
     let overdue = |t: Option<Timestamp>| t.is_none_or(|t| t + stale <= now);
     let top: HashMap<&str, &StepRecord> = steps
         .iter()
@@ -110,12 +109,23 @@ pub fn reconcile(
             }
             StepStatus::Waiting if overdue(rec.due_at) => out.push(dispatch(rec.attempt)),
             StepStatus::Pending if top_level => {
+                let need = |n: &str| top.get(n).copied();
                 if run.failing {
-                    out.push(Repair::Cancel(rec.key.clone()));
+                    if !gates::released_lately(wf, step, need, now, stale) {
+                        out.push(Repair::Cancel(rec.key.clone()));
+                    }
                     continue;
                 }
                 if step.needs.is_empty() {
                     out.push(Repair::ReleaseRoot(rec.key.clone()));
+                    continue;
+                }
+                // Every need released, but not made ready: a release of several writes
+                // stopped before its last. Its message runs it from pending.
+                if gates::is_ready(step, &rec.satisfied)
+                    && !gates::released_lately(wf, step, need, now, stale)
+                {
+                    out.push(dispatch(1));
                     continue;
                 }
                 // A need that ended lately may be releasing it still (or running it
@@ -129,8 +139,6 @@ pub fn reconcile(
                         })
                     })
                     .collect();
-                // Releasing the last need makes the step ready in the same write, so a
-                // pending step only ever lacks releases, never the move to ready.
                 out.extend(
                     passed
                         .into_iter()

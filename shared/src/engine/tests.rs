@@ -662,3 +662,48 @@ fn a_runs_end_is_told_by_its_last_steps_unless_it_is_failing() {
     assert_eq!(ids(false), ["d"], "every other step ends before `d` starts");
     assert_eq!(ids(true), ["a", "b", "c", "d"], "cancelled in any order");
 }
+
+#[test]
+fn sweep_leaves_a_step_just_released_in_a_failing_run_to_the_delivery_that_may_run_it() {
+    let w = wf(DIAMOND);
+    let failing = RunRecord {
+        failing: true,
+        ..run()
+    };
+    let mut a = rec("a", StepStatus::Succeeded);
+    a.finished_at = Some(t0());
+    // `b` only needs `a`: the delivery that ended `a` may be running it unwritten.
+    let steps = vec![
+        a,
+        rec("b", StepStatus::Pending),
+        rec("c", StepStatus::Failed),
+        rec("d", StepStatus::Cancelled),
+    ];
+    assert!(reconcile(&w, &failing, &steps, t0() + secs(10), STALE).is_empty());
+    assert_eq!(
+        reconcile(&w, &failing, &steps, t0() + secs(61), STALE),
+        vec![Repair::Cancel(StepKey::step("b"))]
+    );
+}
+
+#[test]
+fn sweep_runs_a_step_whose_needs_were_all_released_but_that_was_not_made_ready() {
+    let w = wf(DIAMOND);
+    let mut b = rec("b", StepStatus::Succeeded);
+    b.finished_at = Some(t0());
+    let mut c = rec("c", StepStatus::Succeeded);
+    c.finished_at = Some(t0());
+    let mut d = rec("d", StepStatus::Pending);
+    d.satisfied = vec!["b".into(), "c".into()];
+    let steps = vec![rec("a", StepStatus::Succeeded), b, c, d];
+    assert!(reconcile(&w, &run(), &steps, t0() + secs(10), STALE).is_empty());
+    assert_eq!(
+        reconcile(&w, &run(), &steps, t0() + secs(61), STALE),
+        vec![Repair::Dispatch(DispatchMsg {
+            run_id: "r".into(),
+            key: StepKey::step("d"),
+            attempt: 1,
+            resume: false,
+        })]
+    );
+}

@@ -116,6 +116,19 @@ impl Handlers {
                 }
             }
             self.send_dispatch_of(&run, wake, &ready).await?;
+        } else if run.failing {
+            // Not released, so never to run: cancelled here. Fail fast may have left a
+            // pending dependent to this step's delivery (see `gates::released_lately`).
+            for dependent in wf.dependents(&step.id) {
+                let key = StepKey::step(&dependent.id);
+                if let Some(pending) = self
+                    .step_or_iteration(&run.id, &key)
+                    .await?
+                    .filter(|r| r.status == StepStatus::Pending)
+                {
+                    self.cancel(wf, &pending).await?;
+                }
+            }
         }
         // Each step that may be the last reads the others after its own final write:
         // of two ending at once, at least the later one sees both final.
@@ -150,15 +163,28 @@ impl Handlers {
         let run = self.ports.store.get_run(run_id).await?;
         let now = self.now();
         let written = self.ports.store.list_steps(run_id).await?;
-        for rec in records::every_step(wf, run_id, written) {
+        let all = records::every_step(wf, run_id, written);
+        let lost_after = gates::presumed_lost_after(self.settings.stale_after);
+        let need = |n: &str| {
+            all.iter()
+                .find(|r| r.key.index.is_none() && r.key.step == n)
+        };
+        for rec in &all {
             // A fan-out stops its own iterations (see `advance_fan_out`).
             if rec.key.index.is_some() {
                 continue;
             }
-            if CANCELLABLE.contains(&rec.status) && !gates::may_run_unclaimed(&rec, now) {
-                self.cancel(wf, &rec).await?;
+            let running_released = rec.status == StepStatus::Pending
+                && wf
+                    .step(&rec.key.step)
+                    .is_some_and(|s| gates::released_lately(wf, s, need, now, lost_after));
+            if CANCELLABLE.contains(&rec.status)
+                && !gates::may_run_unclaimed(rec, now)
+                && !running_released
+            {
+                self.cancel(wf, rec).await?;
             } else if rec.status == StepStatus::Running && rec.fan_out.is_some() {
-                self.advance_fan_out(wf, &run, rec).await?;
+                self.advance_fan_out(wf, &run, rec.clone()).await?;
             }
         }
         self.finish_if_done(wf, run_id, None).await

@@ -519,7 +519,8 @@ impl StateStore for SqliteStore {
     async fn finish_run(&self, run: &RunRecord) -> PortResult<bool> {
         self.with_tx(|tx| {
             let cur = read_run(tx, &run.id)?;
-            if cur.status.is_final() || cur.failing != run.failing {
+            // A run that a step failed since it was read does not end succeeded.
+            if cur.status.is_final() || (cur.failing && run.status == RunStatus::Succeeded) {
                 return Ok(false);
             }
             write_run(tx, run)?;

@@ -169,8 +169,8 @@ pub trait StateStore: Send + Sync {
     async fn end_lane(&self, run_id: &str, step: &str) -> PortResult<Option<StepRecord>>;
 
     /// Moves a run that is not final to `run.status` with its output, error and finish
-    /// time, once: false if it was already final, or if its `failing` is no longer
-    /// `run.failing` (a step failed it since it was read: it must not end succeeded). A run holding a slot
+    /// time, once: false if it was already final, or if `run` ends it succeeded but
+    /// it is failing (a step failed it since it was read). A run holding a slot
     /// ([`RunRecord::slot`]) gives it back in the same atomic write.
     async fn finish_run(&self, run: &RunRecord) -> PortResult<bool>;
 

@@ -1096,12 +1096,15 @@ impl StateStore for DynamoStore {
             removes.extend([x.name(QUEUED_PK), x.name(QUEUED_SK)]);
         }
         let update = update_expression(&sets, &removes);
-        let cond = format!(
-            "{} AND {} = {}",
-            status_in(&mut x, ACTIVE.map(RunStatus::as_str)),
-            x.name("failing"),
-            x.value(AttributeValue::Bool(run.failing))
-        );
+        let mut cond = status_in(&mut x, ACTIVE.map(RunStatus::as_str));
+        // A run that a step failed since it was read does not end succeeded.
+        if run.status == RunStatus::Succeeded {
+            cond += &format!(
+                " AND {} = {}",
+                x.name("failing"),
+                x.value(AttributeValue::Bool(false))
+            );
+        }
         let run_key = key(run_pk(&run.id), RUN_SK);
         let written = if run.slot {
             // The slot is given back in the same transaction as the run ends.
