@@ -254,23 +254,25 @@ impl FanOut {
     }
 
     /// Every iteration of `step`, from the records written so far (`written`, any
-    /// order) and, for those not written yet, [`FanOut::iteration`]; in index order.
-    pub fn iterations(
+    /// order, other steps' ignored; borrowed or owned) and, for those not written yet,
+    /// [`FanOut::iteration`]; in index order.
+    pub fn iterations<'a>(
         &self,
         run_id: &str,
         step: &str,
-        written: Vec<StepRecord>,
-    ) -> Vec<StepRecord> {
-        let mut by_index: std::collections::BTreeMap<u32, StepRecord> = written
-            .into_iter()
-            .filter(|r| r.key.step == step)
-            .filter_map(|r| r.key.index.map(|i| (i, r)))
-            .collect();
+        written: impl IntoIterator<Item = std::borrow::Cow<'a, StepRecord>>,
+    ) -> Vec<std::borrow::Cow<'a, StepRecord>> {
+        let mut by_index: std::collections::BTreeMap<u32, std::borrow::Cow<'a, StepRecord>> =
+            written
+                .into_iter()
+                .filter(|r| r.key.step == step)
+                .filter_map(|r| r.key.index.map(|i| (i, r)))
+                .collect();
         (0..self.total)
             .map(|i| {
                 by_index
                     .remove(&i)
-                    .unwrap_or_else(|| self.iteration(run_id, step, i))
+                    .unwrap_or_else(|| std::borrow::Cow::Owned(self.iteration(run_id, step, i)))
             })
             .collect()
     }
@@ -356,6 +358,18 @@ pub struct DispatchMsg {
     /// again).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub resume: bool,
+}
+
+impl DispatchMsg {
+    /// The message that starts the first attempt of `key` in run `run_id`.
+    pub fn first(run_id: &str, key: StepKey) -> Self {
+        DispatchMsg {
+            run_id: run_id.to_string(),
+            key,
+            attempt: 1,
+            resume: false,
+        }
+    }
 }
 
 /// The outcome of one attempt.

@@ -82,13 +82,39 @@ const CLOCK_SLACK: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 
 /// Whether an attempt of `rec` may be running at `now` although its record does not say
 /// so: a dispatcher claims a task only once it has run a while, so a step that is ready,
-/// or due for its next attempt, may be in flight. Cancelling it would drop the outcome
-/// of a task that ran; it is left to its message instead, which cancels it on arrival
+/// or due for its next attempt, may be in flight — until `lost_after` past its due
+/// time, when its message is presumed lost. Cancelling it before would drop the
+/// outcome of a task that ran; it is left to its message, which cancels it on arrival
 /// if the run is failing, or to its own final write.
-pub fn may_run_unclaimed(rec: &StepRecord, now: Timestamp) -> bool {
+pub fn may_run_unclaimed(rec: &StepRecord, now: Timestamp, lost_after: chrono::TimeDelta) -> bool {
+    let not_lost = |d: Timestamp| d + lost_after > now;
     match rec.status {
-        StepStatus::Ready => true,
-        StepStatus::Retrying => rec.due_at.is_none_or(|d| d <= now + CLOCK_SLACK),
+        StepStatus::Ready => rec.due_at.is_none_or(not_lost),
+        StepStatus::Retrying => rec
+            .due_at
+            .is_none_or(|d| d <= now + CLOCK_SLACK && not_lost(d)),
+        _ => false,
+    }
+}
+
+/// Whether a failing run cancels step `rec` now (a top-level step, or an iteration
+/// between attempts; a pending iteration is its fan-out's, see [`cancels_iteration`]):
+/// it is neither final nor running, and nothing may be running it unrecorded — an
+/// unclaimed attempt ([`may_run_unclaimed`]), or a step released in memory only
+/// ([`released_lately`]). `need` gives a top-level step's record.
+pub fn fail_fast_cancels<'a>(
+    wf: &Workflow,
+    rec: &StepRecord,
+    need: impl Fn(&str) -> Option<&'a StepRecord>,
+    now: Timestamp,
+    lost_after: chrono::TimeDelta,
+) -> bool {
+    match rec.status {
+        StepStatus::Ready | StepStatus::Retrying => !may_run_unclaimed(rec, now, lost_after),
+        StepStatus::Waiting => true,
+        StepStatus::Pending if rec.key.index.is_none() => !wf
+            .step(&rec.key.step)
+            .is_some_and(|s| released_lately(wf, s, need, now, lost_after)),
         _ => false,
     }
 }
@@ -110,12 +136,13 @@ pub fn cancels_iteration(
     rec: &StepRecord,
     before: Option<&StepRecord>,
     now: Timestamp,
+    lost_after: chrono::TimeDelta,
 ) -> bool {
     match rec.status {
         StepStatus::Pending => !iteration_launched(f, rec.key.index.unwrap_or(0), before),
         StepStatus::Running => false,
         s if s.is_final() => false,
-        _ => !may_run_unclaimed(rec, now),
+        _ => !may_run_unclaimed(rec, now, lost_after),
     }
 }
 

@@ -12,6 +12,7 @@ use crate::model::{
 };
 use crate::spec::Step;
 use crate::spec::Workflow;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -92,30 +93,30 @@ pub fn reconcile(
                         attempt: rec.attempt,
                     });
                 } else if let (true, Some(f)) = (top_level, rec.fan_out) {
-                    out.extend(fan_out_repairs(run, step, rec, &f, steps, now, &overdue));
+                    out.extend(fan_out_repairs(run, step, rec, &f, steps, now, stale));
                 }
             }
             // A failing run starts nothing new: what waits to run is cancelled (a pending
-            // iteration by its stopping fan-out), once it cannot be running unclaimed —
-            // its message, or its own final write, settles it before that.
-            StepStatus::Ready | StepStatus::Retrying | StepStatus::Waiting
-                if run.failing && (!gates::may_run_unclaimed(rec, now) || overdue(rec.due_at)) =>
+            // iteration by its stopping fan-out), once nothing may be running it
+            // unrecorded — its message, or its own final write, settles it before that.
+            StepStatus::Ready
+            | StepStatus::Retrying
+            | StepStatus::Waiting
+            | StepStatus::Pending
+                if run.failing
+                    && (top_level || rec.status != StepStatus::Pending)
+                    && gates::fail_fast_cancels(wf, rec, |n| top.get(n).copied(), now, stale) =>
             {
                 out.push(Repair::Cancel(rec.key.clone()));
             }
-            StepStatus::Ready | StepStatus::Retrying | StepStatus::Waiting if run.failing => {}
+            // Left to what may be running it (a pending iteration, to its fan-out).
+            _ if run.failing => {}
             StepStatus::Ready | StepStatus::Retrying if overdue(rec.due_at) => {
                 out.push(dispatch(rec.attempt + 1))
             }
             StepStatus::Waiting if overdue(rec.due_at) => out.push(dispatch(rec.attempt)),
             StepStatus::Pending if top_level => {
                 let need = |n: &str| top.get(n).copied();
-                if run.failing {
-                    if !gates::released_lately(wf, step, need, now, stale) {
-                        out.push(Repair::Cancel(rec.key.clone()));
-                    }
-                    continue;
-                }
                 if step.needs.is_empty() {
                     out.push(Repair::ReleaseRoot(rec.key.clone()));
                     continue;
@@ -164,21 +165,14 @@ fn fan_out_repairs(
     f: &FanOut,
     steps: &[StepRecord],
     now: Timestamp,
-    overdue: &dyn Fn(Option<Timestamp>) -> bool,
+    lost_after: chrono::TimeDelta,
 ) -> Vec<Repair> {
-    let written: BTreeMap<u32, &StepRecord> = steps
-        .iter()
-        .filter(|r| r.key.step == parent.key.step)
-        .filter_map(|r| r.key.index.map(|i| (i, r)))
-        .collect();
+    let overdue = |t: Option<Timestamp>| t.is_none_or(|t| t + lost_after <= now);
     // Those not written yet are pending (see `FanOut::iteration`).
-    let unwritten: Vec<StepRecord> = (0..f.total)
-        .filter(|i| !written.contains_key(i))
-        .map(|i| f.iteration(&run.id, &parent.key.step, i))
-        .collect();
-    let iterations: BTreeMap<u32, &StepRecord> = written
-        .into_iter()
-        .chain(unwritten.iter().filter_map(|r| r.key.index.map(|i| (i, r))))
+    let all = f.iterations(&run.id, &parent.key.step, steps.iter().map(Cow::Borrowed));
+    let iterations: BTreeMap<u32, &StepRecord> = all
+        .iter()
+        .filter_map(|r| r.key.index.map(|i| (i, r.as_ref())))
         .collect();
     let fan_in = || vec![Repair::AdvanceFanOut(parent.key.step.clone())];
     if gates::fan_out_over(f, iterations.values().copied()) {
@@ -194,7 +188,7 @@ fn fan_out_repairs(
         };
         if iterations
             .iter()
-            .any(|(&i, r)| gates::cancels_iteration(f, r, before(i), now))
+            .any(|(&i, r)| gates::cancels_iteration(f, r, before(i), now, lost_after))
         {
             out.extend(fan_in());
         }
@@ -211,12 +205,10 @@ fn fan_out_repairs(
                 .map(|p| p.finished_at),
         };
         if due_since.is_some_and(overdue) {
-            out.push(Repair::Dispatch(DispatchMsg {
-                run_id: run.id.clone(),
-                key: rec.key.clone(),
-                attempt: 1,
-                resume: false,
-            }));
+            out.push(Repair::Dispatch(DispatchMsg::first(
+                &run.id,
+                rec.key.clone(),
+            )));
         }
     }
     out

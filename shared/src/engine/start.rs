@@ -79,12 +79,7 @@ pub fn plan(wf: &Workflow, info: StartInfo, now: Timestamp) -> RunPlan {
         );
         if root {
             rec.due_at = Some(now);
-            dispatch.push(DispatchMsg {
-                run_id: info.run_id.clone(),
-                key: rec.key.clone(),
-                attempt: 1,
-                resume: false,
-            });
+            dispatch.push(DispatchMsg::first(&info.run_id, rec.key.clone()));
         }
         steps.push(rec);
     }

@@ -375,10 +375,11 @@ fn a_stopping_fan_out_cancels_only_iterations_that_have_not_started() {
         ..FanOut::default()
     };
     let now = t0();
+    let lost = gates::presumed_lost_after(STALE);
     let it = |i: u32, status: StepStatus| StepRecord::new("r", StepKey::iteration("f", i), status);
     let pending = it(4, StepStatus::Pending);
     assert!(
-        !gates::cancels_iteration(&f, &it(1, StepStatus::Pending), None, now),
+        !gates::cancels_iteration(&f, &it(1, StepStatus::Pending), None, now, lost),
         "the first of a lane was launched with the expansion"
     );
     for (before, cancels) in [
@@ -389,7 +390,7 @@ fn a_stopping_fan_out_cancels_only_iterations_that_have_not_started() {
         (StepStatus::Pending, true),
     ] {
         assert_eq!(
-            gates::cancels_iteration(&f, &pending, Some(&it(2, before)), now),
+            gates::cancels_iteration(&f, &pending, Some(&it(2, before)), now, lost),
             cancels,
             "the one before it {before:?}"
         );
@@ -398,30 +399,33 @@ fn a_stopping_fan_out_cancels_only_iterations_that_have_not_started() {
         &f,
         &it(4, StepStatus::Ready),
         None,
-        now
+        now,
+        lost
     ));
     let mut later = it(4, StepStatus::Retrying);
     later.due_at = Some(now + secs(30));
     assert!(
-        gates::cancels_iteration(&f, &later, None, now),
+        gates::cancels_iteration(&f, &later, None, now, lost),
         "not due yet"
     );
     later.due_at = Some(now);
     assert!(
-        !gates::cancels_iteration(&f, &later, None, now),
+        !gates::cancels_iteration(&f, &later, None, now, lost),
         "due: maybe running"
     );
     assert!(gates::cancels_iteration(
         &f,
         &it(4, StepStatus::Waiting),
         None,
-        now
+        now,
+        lost
     ));
     assert!(!gates::cancels_iteration(
         &f,
         &it(4, StepStatus::Running),
         None,
-        now
+        now,
+        lost
     ));
 }
 

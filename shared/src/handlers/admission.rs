@@ -84,12 +84,7 @@ impl Handlers {
                 .await?
             {
                 wake.push((
-                    crate::model::DispatchMsg {
-                        run_id: run.id.clone(),
-                        key: key.clone(),
-                        attempt: 1,
-                        resume: false,
-                    },
+                    crate::model::DispatchMsg::first(&run.id, key.clone()),
                     Duration::ZERO,
                 ));
             }

@@ -1,17 +1,15 @@
-//! Dispatch: claim a ready step with a guarded write, render its fields, run its task,
-//! and record the outcome (see [`super::complete`]).
+//! Dispatch: render a ready step's fields, run its task — claiming the attempt with a
+//! guarded write once it has run a while (see [`claim_mode`]) — and record the outcome
+//! (see [`super::complete`]).
 
 use super::{HandlerResult, Handlers, span};
 use crate::engine::gates;
 use crate::expr::ExprError;
 use crate::model::{DispatchMsg, ErrorInfo, Outcome, ResultMsg, RunRecord, StepRecord, StepStatus};
-use crate::ports::{Guard, PortResult, StateStore, Task, TaskError};
+use crate::ports::{Guard, Task, TaskError};
 use crate::spec::{Step, StepKind, WaitFor};
 use serde_json::Value;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::OnceCell;
 
 /// Extra lease beyond a step's timeout, so the dispatcher's own timeout fires first.
 const LEASE_GRACE: Duration = Duration::from_secs(30);
@@ -74,7 +72,20 @@ impl Handlers {
         let now = self.now();
         let run = match known_run {
             Some(run) => run,
-            None => self.run_reads.read(&*self.ports.store, &msg.run_id).await?,
+            // Dispatches starting at the same moment (a batch of one run's messages, a
+            // fan-out's first wave) share one read. A copy a moment old is all they
+            // need: what they write is guarded, and an outcome's write reads the run
+            // again.
+            None => {
+                let id = msg.run_id.as_str();
+                self.run_reads
+                    .get(id, async {
+                        let run = self.ports.store.get_run(id).await;
+                        self.run_reads.forget(id);
+                        run
+                    })
+                    .await?
+            }
         };
         if run.status.is_final() {
             return Ok(());
@@ -424,32 +435,6 @@ impl Handlers {
             }
         }
         Ok(None)
-    }
-}
-
-/// Reads of runs in flight, shared by the dispatches that start at the same moment: a
-/// batch of one run's messages (a fan-out's first wave) reads the run once. A copy
-/// that may be a moment old is all a dispatch needs (what it writes is guarded, and
-/// an outcome's write reads the run again); nothing is kept once the read is done.
-#[derive(Debug, Default)]
-pub(super) struct RunReads(Mutex<HashMap<String, Arc<OnceCell<PortResult<RunRecord>>>>>);
-
-impl RunReads {
-    async fn read(&self, store: &dyn StateStore, run_id: &str) -> PortResult<RunRecord> {
-        let cell = self
-            .0
-            .lock()
-            .unwrap()
-            .entry(run_id.to_string())
-            .or_default()
-            .clone();
-        cell.get_or_init(|| async {
-            let read = store.get_run(run_id).await;
-            self.0.lock().unwrap().remove(run_id);
-            read
-        })
-        .await
-        .clone()
     }
 }
 

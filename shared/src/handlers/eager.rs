@@ -5,10 +5,12 @@
 //! Only one follow-up per step is kept — the others are sent as before — so a run is
 //! as parallel as with messages alone: one line of work goes on in place of a message.
 //! A fan-out's first iterations all go to the queue, so they start together.
-//! Nothing else changes: the follow-up is claimed and recorded with the same guarded
-//! writes, so a crash in it is repaired like a lost message (its record says what is
-//! due). It saves, per step, a queue send, its receive and delete, and a share of a
-//! function invocation.
+//! The follow-up is recorded with the same guarded writes, and starts from the run and
+//! record its cause left instead of reading them. A dependent that only the ended step
+//! held back is not even released by a write ([`keep_released`]): a crash in the
+//! follow-up is repaired like a lost message, or, for that one, like a lost release.
+//! It saves, per step, a queue send, its receive and delete, two reads, a share of a
+//! function invocation, and for a chain its releases.
 //!
 //! A delivery keeps going for at most [`EAGER_BUDGET`]; what is left then goes to the
 //! queue, so a long chain never holds one invocation near its timeout.
@@ -61,11 +63,24 @@ pub(super) fn keep_follow_up(
     msgs
 }
 
-/// Whether the delivery running on this task would keep a follow-up now: it is a
-/// dispatcher's delivery and has none yet.
-pub(super) fn may_keep_follow_up() -> bool {
+/// Keeps `released` — a step of `run` whose last need just ended, released in memory
+/// only — as the follow-up of the delivery running on this task, if it has none yet;
+/// false (nothing kept) otherwise. Its first write (its claim or its outcome) then
+/// records the need; a crash before that leaves a release the sweeper carries out.
+pub(super) fn keep_released(released: &StepRecord, run: &RunRecord) -> bool {
     FOLLOW_UP
-        .try_with(|slot| slot.borrow().is_none())
+        .try_with(|slot| {
+            let mut slot = slot.borrow_mut();
+            if slot.is_some() {
+                return false;
+            }
+            *slot = Some(FollowUp {
+                msg: DispatchMsg::first(&run.id, released.key.clone()),
+                run: Some(run.clone()),
+                rec: Some(released.clone()),
+            });
+            true
+        })
         .unwrap_or(false)
 }
 

@@ -5,19 +5,18 @@
 //! [`FanOut::iteration`] says, and its item is read from its step's.
 //!
 //! An expanded fan-out's items and lanes never change, so each dispatcher keeps the
-//! last few it read: the iterations of one fan-out that it runs read their step once.
+//! last few it read ([`KEPT`]): the iterations of one fan-out that it runs read their
+//! step once.
 
 use super::{HandlerResult, Handlers};
 use crate::engine::records;
 use crate::model::{FanOut, StepKey, StepRecord};
 use crate::ports::PortError;
 use serde_json::Value;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use tokio::sync::OnceCell;
+use std::sync::Arc;
 
 /// How many fan-outs a dispatcher keeps (their items are in memory).
-const KEPT: usize = 16;
+pub(super) const KEPT: usize = 16;
 
 /// An expanded fan-out's lanes and items.
 #[derive(Debug)]
@@ -26,15 +25,21 @@ pub(super) struct Expansion {
     items: Vec<Value>,
 }
 
-/// An expansion being read or read: `None` when the step was not expanded.
-type Slot = Arc<OnceCell<Option<Arc<Expansion>>>>;
-
-/// The expansions read lately, by run and step. Each is read once however many of its
-/// iterations start at the same moment (a fan-out's first wave).
-#[derive(Debug, Default)]
-pub(super) struct Expansions(Mutex<HashMap<(String, String), Slot>>);
-
 impl Handlers {
+    /// The record of top-level step `step` of run `run_id`, pending
+    /// ([`records::unwritten`]) while it has none yet.
+    pub(super) async fn step_record(&self, run_id: &str, step: &str) -> HandlerResult<StepRecord> {
+        match self
+            .ports
+            .store
+            .get_step(run_id, &StepKey::step(step))
+            .await
+        {
+            Err(PortError::NotFound(_)) => Ok(records::unwritten(run_id, step)),
+            other => Ok(other?),
+        }
+    }
+
     /// The record of step or iteration `key` of run `run_id`. One with no record yet
     /// is pending ([`records::unwritten`], [`FanOut::iteration`]); `None` when its
     /// `for_each` step has no such iteration (not expanded yet, or past its items).
@@ -43,37 +48,29 @@ impl Handlers {
         run_id: &str,
         key: &StepKey,
     ) -> HandlerResult<Option<StepRecord>> {
-        match (self.ports.store.get_step(run_id, key).await, key.index) {
-            (Ok(rec), _) => Ok(Some(rec)),
-            (Err(PortError::NotFound(_)), None) => Ok(Some(records::unwritten(run_id, &key.step))),
-            (Err(PortError::NotFound(_)), Some(index)) => {
-                let Some(e) = self.expansion(run_id, &key.step).await? else {
-                    return Ok(None);
-                };
-                Ok(
-                    (index < e.fan_out.total)
-                        .then(|| e.fan_out.iteration(run_id, &key.step, index)),
-                )
-            }
-            (Err(e), _) => Err(e.into()),
+        let Some(index) = key.index else {
+            return self.step_record(run_id, &key.step).await.map(Some);
+        };
+        match self.ports.store.get_step(run_id, key).await {
+            Err(PortError::NotFound(_)) => self.unwritten_iteration(run_id, &key.step, index).await,
+            other => Ok(Some(other?)),
         }
     }
 
     /// Iteration `index` of `step` as it is before its first write ([`FanOut::iteration`]),
-    /// without reading whether it was written; none when `step` is not expanded.
+    /// without reading whether it was written; none when `step` is not expanded or has
+    /// no such iteration.
     pub(super) async fn unwritten_iteration(
         &self,
         run_id: &str,
         step: &str,
         index: u32,
-    ) -> HandlerResult<Vec<StepRecord>> {
+    ) -> HandlerResult<Option<StepRecord>> {
         Ok(self
             .expansion(run_id, step)
             .await?
             .filter(|e| index < e.fan_out.total)
-            .map(|e| e.fan_out.iteration(run_id, step, index))
-            .into_iter()
-            .collect())
+            .map(|e| e.fan_out.iteration(run_id, step, index)))
     }
 
     /// The item of iteration `rec`: its record's (one written before iterations were
@@ -90,19 +87,14 @@ impl Handlers {
             .unwrap_or(Value::Null))
     }
 
-    /// The expansion of `step` in run `run_id`, from memory or its record; `None`
-    /// while it is not expanded (that answer is not kept).
+    /// The expansion of `step` in run `run_id`, from memory or its record (read once
+    /// however many of its iterations start at the same moment); `None` while it is
+    /// not expanded (that answer is not kept).
     async fn expansion(&self, run_id: &str, step: &str) -> HandlerResult<Option<Arc<Expansion>>> {
-        let id = (run_id.to_string(), step.to_string());
-        let cell = {
-            let mut kept = self.expansions.0.lock().unwrap();
-            if kept.len() >= KEPT && !kept.contains_key(&id) {
-                kept.clear();
-            }
-            kept.entry(id.clone()).or_default().clone()
-        };
-        let read = cell
-            .get_or_try_init(|| async {
+        let id = format!("{run_id}#{step}");
+        let read = self
+            .expansions
+            .get(&id, async {
                 let parent = self
                     .ports
                     .store
@@ -120,10 +112,9 @@ impl Handlers {
                 };
                 Ok(Some(Arc::new(Expansion { fan_out, items })))
             })
-            .await?
-            .clone();
+            .await?;
         if read.is_none() {
-            self.expansions.0.lock().unwrap().remove(&id);
+            self.expansions.forget(&id);
         }
         Ok(read)
     }

@@ -1,5 +1,5 @@
-//! The handlers: intake (start a run), dispatch (claim, render, run the task, record
-//! its outcome, then run eagerly what that made ready), complete (record an outcome,
+//! The handlers: intake (start a run), dispatch (render, run the task — claimed once it
+//! has run a while — record its outcome, then run eagerly what that made ready), complete (record an outcome,
 //! release dependents, go on along a fan-out's lanes, fan in, finish the run — for the
 //! dispatcher's outcomes and for those that arrive on the result queue), tick (the
 //! sweeper); delivery (a queue message to its handler, and whether to delete,
@@ -22,6 +22,7 @@ mod eager;
 mod intake;
 mod iteration;
 mod settle;
+mod shared_reads;
 mod tick;
 mod triggers;
 mod view;
@@ -149,8 +150,10 @@ pub struct Handlers {
     pub settings: Settings,
     renderer: Renderer,
     workflows: Mutex<HashMap<(String, String), Arc<Workflow>>>,
-    expansions: iteration::Expansions,
-    run_reads: dispatch::RunReads,
+    /// Expanded fan-outs, by run and step (see [`iteration`]).
+    expansions: shared_reads::SharedReads<Option<Arc<iteration::Expansion>>>,
+    /// Runs being read by dispatches (see [`Handlers::dispatch_one`]).
+    run_reads: shared_reads::SharedReads<RunRecord>,
 }
 
 impl Handlers {
@@ -160,8 +163,9 @@ impl Handlers {
             settings,
             renderer,
             workflows: Mutex::new(HashMap::new()),
-            expansions: iteration::Expansions::default(),
-            run_reads: dispatch::RunReads::default(),
+            expansions: shared_reads::SharedReads::new(iteration::KEPT),
+            // Forgotten once read: only reads under way are held.
+            run_reads: shared_reads::SharedReads::new(usize::MAX),
         }
     }
 

@@ -7,8 +7,9 @@ use crate::engine::{gates, output, records};
 use crate::model::{
     DispatchMsg, ErrorInfo, LifecycleEvent, RunRecord, RunStatus, StepKey, StepRecord, StepStatus,
 };
-use crate::ports::{Finalized, Guard, PortError};
+use crate::ports::{Finalized, Guard};
 use crate::spec::Workflow;
+use std::borrow::Cow;
 use std::time::Duration;
 
 /// Statuses a step can be cancelled from: not final and not running (attempts in
@@ -19,26 +20,6 @@ const CANCELLABLE: &[StepStatus] = &[
     StepStatus::Retrying,
     StepStatus::Waiting,
 ];
-
-/// The message that starts the first attempt of iteration `index` of `step`.
-fn iteration_msg(run_id: &str, step: &str, index: u32) -> DispatchMsg {
-    DispatchMsg {
-        run_id: run_id.to_string(),
-        key: StepKey::iteration(step, index),
-        attempt: 1,
-        resume: false,
-    }
-}
-
-/// The message that starts the first attempt of `rec`, just made ready.
-fn ready_msg(rec: &StepRecord) -> DispatchMsg {
-    DispatchMsg {
-        run_id: rec.run_id.clone(),
-        key: rec.key.clone(),
-        attempt: 1,
-        resume: false,
-    }
-}
 
 /// The run's error when step `id` fails it.
 pub(super) fn run_error(id: &str, e: &ErrorInfo) -> ErrorInfo {
@@ -90,28 +71,19 @@ impl Handlers {
         if !run.failing && gates::lets_dependents_run(step, rec.status) {
             let (mut wake, mut ready) = (Vec::new(), Vec::new());
             for dependent in wf.dependents(&step.id) {
-                // A dependent that only this step held back, run next by this very
-                // delivery, is not released by a write of its own: its first write
-                // (its claim or its outcome) records the need with it. A crash before
-                // that leaves a release the sweeper carries out.
-                if dependent.needs == [step.id.as_str()]
-                    && wake.is_empty()
-                    && eager::may_keep_follow_up()
-                {
+                // One that only this step held back may run next in this delivery,
+                // released in memory only.
+                if dependent.needs == [step.id.as_str()] {
                     let released = StepRecord {
                         satisfied: vec![step.id.clone()],
-                        ..StepRecord::new(
-                            &run.id,
-                            StepKey::step(&dependent.id),
-                            StepStatus::Pending,
-                        )
+                        ..records::unwritten(&run.id, &dependent.id)
                     };
-                    wake.push((ready_msg(&released), Duration::ZERO));
-                    ready.push(released);
-                    continue;
+                    if eager::keep_released(&released, &run) {
+                        continue;
+                    }
                 }
                 if let Some(rec) = self.release(&run.id, dependent, &step.id).await? {
-                    wake.push((ready_msg(&rec), Duration::ZERO));
+                    wake.push((DispatchMsg::first(&run.id, rec.key.clone()), Duration::ZERO));
                     ready.push(rec);
                 }
             }
@@ -174,14 +146,7 @@ impl Handlers {
             if rec.key.index.is_some() {
                 continue;
             }
-            let running_released = rec.status == StepStatus::Pending
-                && wf
-                    .step(&rec.key.step)
-                    .is_some_and(|s| gates::released_lately(wf, s, need, now, lost_after));
-            if CANCELLABLE.contains(&rec.status)
-                && !gates::may_run_unclaimed(rec, now)
-                && !running_released
-            {
+            if gates::fail_fast_cancels(wf, rec, need, now, lost_after) {
                 self.cancel(wf, rec).await?;
             } else if rec.status == StepStatus::Running && rec.fan_out.is_some() {
                 self.advance_fan_out(wf, &run, rec.clone()).await?;
@@ -229,7 +194,12 @@ impl Handlers {
         let step = &parent.key.step;
         let msgs = f
             .lane_starts()
-            .map(|i| (iteration_msg(&run.id, step, i), Duration::ZERO))
+            .map(|i| {
+                (
+                    DispatchMsg::first(&run.id, StepKey::iteration(step, i)),
+                    Duration::ZERO,
+                )
+            })
             .collect();
         self.send_now(msgs).await
     }
@@ -270,16 +240,14 @@ impl Handlers {
             if gates::fan_out_stopping(step, &f, run.failing) {
                 // The lane stops here: its next iteration is not launched but cancelled,
                 // which tells the fan-in it is not in flight.
-                if let Some(next) = rec.next_in_lane {
-                    let pending = match self
-                        .ports
-                        .store
-                        .get_step(&run.id, &StepKey::iteration(step_id, next))
-                        .await
-                    {
-                        Err(PortError::NotFound(_)) => f.iteration(&run.id, step_id, next),
-                        other => other?,
-                    };
+                let next = match rec.next_in_lane {
+                    Some(i) => {
+                        self.step_or_iteration(&run.id, &StepKey::iteration(step_id, i))
+                            .await?
+                    }
+                    None => None,
+                };
+                if let Some(pending) = next {
                     let cancelled = StepRecord {
                         status: StepStatus::Cancelled,
                         finished_at: Some(self.now()),
@@ -295,12 +263,12 @@ impl Handlers {
             }
         }
         if let Some(next) = rec.next_in_lane {
-            let msg = iteration_msg(&run.id, step_id, next);
+            let msg = DispatchMsg::first(&run.id, StepKey::iteration(step_id, next));
             // Launched only here, so it has no record yet (at worst a race wrote one,
             // which its guard then finds).
             let unwritten = self.unwritten_iteration(&run.id, step_id, next).await?;
             return self
-                .send_dispatch_of(run, vec![(msg, Duration::ZERO)], &unwritten)
+                .send_dispatch_of(run, vec![(msg, Duration::ZERO)], unwritten.as_slice())
                 .await;
         }
         // The lane's end. Its count is a hint: the fan-in reads the records.
@@ -335,15 +303,20 @@ impl Handlers {
             return Ok(());
         };
         let written = self.ports.store.list_iterations(run_id, step_id).await?;
-        let mut iterations = f.iterations(run_id, step_id, written);
+        let mut iterations: Vec<StepRecord> = f
+            .iterations(run_id, step_id, written.into_iter().map(Cow::Owned))
+            .into_iter()
+            .map(Cow::into_owned)
+            .collect();
         if gates::fan_out_stopping(step, &f, run.failing) {
             let now = self.now();
+            let lost_after = gates::presumed_lost_after(self.settings.stale_after);
             // In index order, so that a lane cancelled here is seen by its next one.
             for n in 0..iterations.len() {
                 let before = n
                     .checked_sub(f.lanes.max(1) as usize)
                     .map(|b| &iterations[b]);
-                if !gates::cancels_iteration(&f, &iterations[n], before, now) {
+                if !gates::cancels_iteration(&f, &iterations[n], before, now, lost_after) {
                     continue;
                 }
                 let it = &mut iterations[n];
@@ -449,16 +422,10 @@ impl Handlers {
         if run.status.is_final() {
             return Ok(());
         }
-        let store = &self.ports.store;
         let mut steps: Vec<StepRecord> = futures::future::try_join_all(
             gates::steps_telling_the_end(wf, run.failing)
                 .filter(|s| ended.is_none_or(|e| e.key != StepKey::step(&s.id)))
-                .map(|s| async move {
-                    match store.get_step(run_id, &StepKey::step(&s.id)).await {
-                        Err(PortError::NotFound(_)) => Ok(records::unwritten(run_id, &s.id)),
-                        other => other,
-                    }
-                }),
+                .map(|s| self.step_record(run_id, &s.id)),
         )
         .await?;
         steps.extend(ended.cloned());

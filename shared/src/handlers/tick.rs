@@ -61,7 +61,7 @@ impl Handlers {
             if run.status.is_final() {
                 // A crash after the run was closed and before its steps were: close them,
                 // which also clears their timers.
-                self.cancel_open_steps(&run_id).await?;
+                self.cancel_open_steps(&run).await?;
                 continue;
             }
             self.sweep_one(&run, &mut report).await?;
@@ -206,17 +206,16 @@ impl Handlers {
         if self.ports.store.finish_run(&done).await? {
             self.ended(&done, now).await?;
         }
-        self.cancel_open_steps(run_id).await
+        self.cancel_open_steps(&run).await
     }
 
     /// Cancels every step of a run that is not final (those not written yet too).
-    async fn cancel_open_steps(&self, run_id: &str) -> HandlerResult<()> {
+    async fn cancel_open_steps(&self, run: &RunRecord) -> HandlerResult<()> {
         let now = self.now();
-        let run = self.ports.store.get_run(run_id).await?;
-        let written = self.ports.store.list_steps(run_id).await?;
+        let written = self.ports.store.list_steps(&run.id).await?;
         // A definition that cannot be read names no step beyond the records.
-        let steps = match self.workflow(&run).await {
-            Ok(wf) => records::every_step(&wf, run_id, written),
+        let steps = match self.workflow(run).await {
+            Ok(wf) => records::every_step(&wf, &run.id, written),
             Err(HandlerError::Invalid(_)) => written,
             Err(e) => return Err(e),
         };

@@ -21,7 +21,7 @@ pub use store::{Created, Finalized, Guard, RunFilter, StateStore};
 pub use tasks::{Task, TaskError, TaskRunner};
 
 /// What can go wrong behind a port.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum PortError {
     #[error("not found: {0}")]
     NotFound(String),
