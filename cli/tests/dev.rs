@@ -2,7 +2,7 @@
 //! webhooks, reloading an edited workflow, an invalid file among valid ones, and a
 //! clean stop.
 
-use braid::triggers::signature::sign_braid;
+use braid_lang::triggers::signature::sign_braid;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

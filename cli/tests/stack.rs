@@ -3,8 +3,8 @@
 //! through CloudFormation outputs.
 
 use aws_sdk_cloudformation::types::StackStatus;
-use braid::aws::backend::aws_handlers;
-use braid::aws::config::AwsConfig;
+use braid_aws::backend::aws_handlers;
+use braid_aws::config::AwsConfig;
 use braid_e2e::driver::Driver;
 use braid_e2e::stack::{Stack, sdk};
 use serde_json::{Value, json};

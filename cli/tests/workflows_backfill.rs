@@ -3,7 +3,7 @@
 //! that runs each instant to the end, a second one that starts nothing new, and the
 //! exit codes of failures and bad requests.
 
-use braid::spec::Schedule;
+use braid_lang::Schedule;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::path::Path;

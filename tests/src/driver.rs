@@ -9,11 +9,11 @@ use crate::template::Template;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
-use braid::aws::events::EventBridgeSink;
-use braid::aws::sqs_batch::{self, Source};
-use braid::aws::{cron, notify};
-use braid::handlers::Handlers;
-use braid::model::RunRecord;
+use braid_aws::event_bus::EventBridgeSink;
+use braid_engine::model::RunRecord;
+use braid_handlers::Handlers;
+use braid_lambda::sqs_batch::{self, Source};
+use braid_lambda::{cron, notify};
 use serde_json::json;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -230,7 +230,7 @@ impl<'a> Driver<'a> {
             if moved == 0 {
                 let run = self
                     .handlers
-                    .ports
+                    .ports()
                     .store
                     .get_run(run_id)
                     .await
@@ -241,7 +241,7 @@ impl<'a> Driver<'a> {
                     return run;
                 }
                 if Instant::now() >= deadline {
-                    let steps = self.handlers.ports.store.list_steps(run_id).await;
+                    let steps = self.handlers.ports().store.list_steps(run_id).await;
                     panic!(
                         "run {run_id} did not finish within {limit:?}: {run:?}\nsteps: {steps:#?}"
                     );

@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::routing::{get, post};
-use braid::local::lambda::{FunctionMap, LambdaRunner};
+use braid_local::lambda::{FunctionMap, LambdaRunner};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;

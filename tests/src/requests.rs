@@ -14,8 +14,8 @@ use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationIn
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
-use braid::aws::backend::AwsClients;
-use braid::aws::store as ds;
+use braid_aws::backend::AwsClients;
+use braid_aws::store as ds;
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::fmt::Write;

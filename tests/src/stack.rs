@@ -8,8 +8,8 @@ use aws_sdk_dynamodb::types::{
     ProjectionType, ScalarAttributeType, SseSpecification, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
-use braid::aws::backend::{AwsClients, settings_from_vars};
-use braid::aws::config::AwsConfig;
+use braid_aws::backend::{AwsClients, settings_from_vars};
+use braid_aws::config::AwsConfig;
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -177,8 +177,8 @@ impl Stack {
     }
 
     /// The backend's ports over this stack, as the functions build them.
-    pub fn ports(&self) -> braid::handlers::Ports {
-        braid::aws::backend::aws_ports(&self.config, &self.clients).expect("ports")
+    pub fn ports(&self) -> braid_handlers::Ports {
+        braid_aws::backend::aws_ports(&self.config, &self.clients).expect("ports")
     }
 
     /// Messages waiting in queue `logical_id` (approximate, as SQS counts).

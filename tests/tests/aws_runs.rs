@@ -2,16 +2,16 @@
 //! `infra/template.yaml`, the five functions' handlers driven the way Lambda drives
 //! them (see `braid_e2e::driver`).
 
-use braid::handlers::{Handlers, Ports, RunView, Settings, StartRequest, definition};
-use braid::local::backend::{LocalOptions, local_ports, local_runtime};
-use braid::model::{RunStatus, StepStatus};
-use braid::ports::{PayloadStore, PortError, PortResult};
-use braid::secrets::env_secrets;
-use braid::testkit::faults::FaultyQueue;
 use braid_e2e::driver::Driver;
 use braid_e2e::examples::{self, Example};
 use braid_e2e::requests::CostReport;
 use braid_e2e::stack::Stack;
+use braid_engine::model::{RunStatus, StepStatus};
+use braid_handlers::{Handlers, Ports, RunView, Settings, StartRequest, definition};
+use braid_local::backend::{LocalOptions, local_ports, local_runtime};
+use braid_ports::env_secrets::env_secrets;
+use braid_ports::testkit::faults::FaultyQueue;
+use braid_ports::{PayloadStore, PortError, PortResult};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,7 +64,8 @@ async fn run_locally(file: &str, source: &str, input: Value) -> RunView {
     let mut opts = LocalOptions::new(dir.path().join("state"));
     opts.settings = settings();
     let mut ports = local_ports(&opts).unwrap();
-    ports.lambda = Arc::new(examples::worker_runner(dir.path()));
+    ports.tasks.as_mut().expect("the stack runs tasks").lambda =
+        Arc::new(examples::worker_runner(dir.path()));
     let rt = local_runtime(ports, &opts);
     let id = start(rt.handlers(), file, source, input).await;
     tokio::time::timeout(RUN_LIMIT, rt.run_to_end(&id))
@@ -112,7 +113,8 @@ async fn every_example_ends_the_same_on_the_embedded_and_the_emulated_aws_backen
         let source = examples::source(file);
         let local = run_locally(file, &source, input.clone()).await;
         let mut ports = stack.ports();
-        ports.lambda = Arc::new(examples::worker_runner(dir.path()));
+        ports.tasks.as_mut().expect("the stack runs tasks").lambda =
+            Arc::new(examples::worker_runner(dir.path()));
         let aws = run_on_aws(&stack, ports, file, &source, input).await;
         assert!(local.status.is_final(), "{file}: {local:?}");
         assert_eq!(
@@ -237,7 +239,7 @@ impl PayloadStore for UnreadablePayloads {
         self.0.put(key, bytes).await
     }
     async fn get(&self, _: &str) -> PortResult<Vec<u8>> {
-        Err(PortError::Backend("S3 is unavailable".into()))
+        Err(PortError::backend_msg("S3 is unavailable"))
     }
 }
 
@@ -296,10 +298,10 @@ async fn orchestration_cost_per_million_steps_is_measured_from_every_request() {
             (run.status, run.output),
             (
                 RunStatus::Succeeded,
-                Some(braid::model::Data::Inline(json!(2470)))
+                Some(braid_engine::model::Data::Inline(json!(2470)))
             )
         );
-        let records = driver.handlers.ports.store.list_steps(&id).await.unwrap();
+        let records = driver.handlers.ports().store.list_steps(&id).await.unwrap();
         // A step is a unit of work: every plain step and every iteration (the
         // `for_each` step itself only fans out).
         steps += records
@@ -345,7 +347,7 @@ async fn with_concurrency_1_runs_wait_their_turn_on_aws() {
     for _ in 0..3 {
         ids.push(start(&driver.handlers, "serial.yaml", source, json!({})).await);
     }
-    let store = &driver.handlers.ports.store;
+    let store = &driver.handlers.ports().store;
     let mut statuses = Vec::new();
     for id in &ids {
         statuses.push(store.get_run(id).await.unwrap().status);
@@ -391,13 +393,13 @@ async fn a_schedule_fires_each_instant_once_on_aws() {
     use chrono::TimeZone;
     let stack = Stack::create("schedule").await;
     let start = chrono::Utc.with_ymd_and_hms(2026, 6, 1, 10, 30, 0).unwrap();
-    let clock = Arc::new(braid::ports::ManualClock::new(start));
+    let clock = Arc::new(braid_ports::ManualClock::new(start));
     let mut ports = stack.ports();
     ports.clock = clock.clone();
     let handlers = Handlers::new(ports, settings(), env_secrets());
     let source = "name: hourly\ntriggers:\n  - schedule: \"0 * * * *\"\nsteps:\n  - id: a\n    pass: \"{{ trigger.scheduled_at }}\"\n";
     let (def, _) = definition("hourly.yaml", source).unwrap();
-    handlers.ports.store.put_definition(&def).await.unwrap();
+    handlers.ports().store.put_definition(&def).await.unwrap();
     assert!(handlers.fire_schedules().await.unwrap().is_empty());
     clock.set(chrono::Utc.with_ymd_and_hms(2026, 6, 1, 11, 0, 30).unwrap());
     let fired = handlers.fire_schedules().await.unwrap();

@@ -1,9 +1,9 @@
 //! Webhook secrets on the emulated stack: Parameter Store first, then Secrets Manager,
 //! then nothing.
 
-use braid::aws::secrets::{AwsSecrets, SECRETS_MANAGER_PREFIX, SSM_PREFIX};
-use braid::ports::SecretStore;
+use braid_aws::secrets::{AwsSecrets, SECRETS_MANAGER_PREFIX, SSM_PREFIX};
 use braid_e2e::stack::Stack;
+use braid_ports::SecretStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_come_from_parameter_store_then_secrets_manager() {

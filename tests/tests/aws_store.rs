@@ -4,10 +4,12 @@
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
-use braid::aws::store::{self as ds, DynamoStore};
-use braid::model::{ErrorInfo, FanOut, RunRecord, RunStatus, StepKey, StepRecord, StepStatus};
-use braid::ports::{Created, Guard, StateStore};
+use braid_aws::store::{self as ds, DynamoStore};
 use braid_e2e::stack::Stack;
+use braid_engine::model::{
+    ErrorInfo, FanOut, RunRecord, RunStatus, StepKey, StepRecord, StepStatus,
+};
+use braid_ports::{Created, Guard, StateStore};
 use std::sync::Arc;
 
 /// A fresh copy of the stack's table, made from the template.
@@ -50,7 +52,7 @@ fn fresh(tag: &str) -> String {
 
 #[tokio::test]
 async fn dynamo_store_passes_the_conformance_suite() {
-    braid::testkit::store::run_all(Arc::new(store().await)).await;
+    braid_ports::testkit::store::run_all(Arc::new(store().await)).await;
 }
 
 #[tokio::test]

@@ -3,15 +3,15 @@
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
-use braid::aws::events::EventBridgeSink;
-use braid::aws::sqs_batch::{self, Source};
-use braid::aws::{cron, intake, notify};
-use braid::handlers::{Handlers, Settings, definition};
-use braid::model::RunStatus;
-use braid::secrets::env_secrets;
+use braid_aws::event_bus::EventBridgeSink;
 use braid_e2e::driver::Driver;
 use braid_e2e::examples;
 use braid_e2e::stack::Stack;
+use braid_engine::model::RunStatus;
+use braid_handlers::{Handlers, Settings, definition};
+use braid_lambda::sqs_batch::{self, Source};
+use braid_lambda::{cron, intake, notify};
+use braid_ports::env_secrets::env_secrets;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -106,9 +106,9 @@ async fn trigger_samples_each_start_one_run_with_their_event_as_trigger() {
     assert_eq!(refused["statusCode"], 401, "{refused}");
 
     let runs = h
-        .ports
+        .ports()
         .store
-        .list_runs(&braid::ports::RunFilter {
+        .list_runs(&braid_ports::RunFilter {
             workflow: Some("uploads".into()),
             limit: 100,
             ..Default::default()
@@ -225,9 +225,9 @@ async fn a_bad_direct_start_is_refused_with_the_reason_and_starts_nothing() {
         "{err}"
     );
     let runs = h
-        .ports
+        .ports()
         .store
-        .list_runs(&braid::ports::RunFilter {
+        .list_runs(&braid_ports::RunFilter {
             limit: 10,
             ..Default::default()
         })
@@ -255,12 +255,12 @@ async fn dispatcher_and_completer_samples_are_handled_and_duplicates_change_noth
     .await;
     assert!(response.batch_item_failures.is_empty());
     let greet = h
-        .ports
+        .ports()
         .store
-        .get_step(&run_id, &braid::model::StepKey::step("greet"))
+        .get_step(&run_id, &braid_engine::model::StepKey::step("greet"))
         .await
         .unwrap();
-    assert_eq!(greet.status, braid::model::StepStatus::Succeeded);
+    assert_eq!(greet.status, braid_engine::model::StepStatus::Succeeded);
     // The sample result repeats what was recorded: nothing changes.
     let response = sqs_batch::handle(
         &h,
@@ -362,7 +362,7 @@ async fn notifier_sample_reaches_the_event_bus_and_the_tick_sample_sweeps() {
 /// stale or forged webhooks get 401 and start nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unmatched_events_and_bad_webhooks_start_nothing_on_aws() {
-    use braid::triggers::signature::sign_braid;
+    use braid_lang::triggers::signature::sign_braid;
     let stack = Stack::create("refusals").await;
     let signed = "name: signed\ntriggers:\n  - webhook: { path: signed, secret: signed-hook }\nsteps:\n  - id: a\n    pass: 1\n";
     for (file, source) in [("uploads.yaml", TRIGGERED), ("signed.yaml", signed)] {
@@ -424,9 +424,9 @@ async fn unmatched_events_and_bad_webhooks_start_nothing_on_aws() {
     assert_eq!(answer["statusCode"], 202, "{answer}");
 
     let runs = h
-        .ports
+        .ports()
         .store
-        .list_runs(&braid::ports::RunFilter {
+        .list_runs(&braid_ports::RunFilter {
             limit: 100,
             ..Default::default()
         })

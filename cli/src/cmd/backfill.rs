@@ -12,10 +12,10 @@ use super::Exit;
 use super::local::{function_map, tokio};
 use super::target::{Target, TargetArgs};
 use super::workflows::show_instant;
-use braid::handlers::{HandlerError, Handlers};
-use braid::local::runtime::LocalRuntime;
-use braid::model::{Definition, RunRecord, RunStatus};
-use braid::ports::PortError;
+use braid_engine::model::{Definition, RunRecord, RunStatus};
+use braid_handlers::{HandlerError, Handlers};
+use braid_local::runtime::LocalRuntime;
+use braid_ports::PortError;
 use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -74,14 +74,9 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
     tokio()?.block_on(async {
         let target = Target::open_with(&args.target, functions).await?;
         let handlers = target.handlers();
-        let def = match handlers
-            .ports
-            .store
-            .current_definition(&args.workflow)
-            .await
-        {
+        let def = match handlers.current_definition(&args.workflow).await {
             Ok(d) => d,
-            Err(PortError::NotFound(_)) => {
+            Err(HandlerError::Port(PortError::NotFound(_))) => {
                 eprintln!(
                     "error: workflow `{}` is not registered in {}",
                     args.workflow,
@@ -292,7 +287,7 @@ async fn execute(
         }
         tokio::time::sleep(poll).await;
         for (instant, id) in std::mem::take(&mut active) {
-            let run = handlers.ports.store.get_run(&id).await?;
+            let run = handlers.run_record(&id).await?;
             if run.status.is_final() {
                 progress(instant, &id, &outcome(&run));
                 tally.finished(run.status);

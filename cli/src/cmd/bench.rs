@@ -5,8 +5,8 @@
 
 use super::Exit;
 use super::local::tokio;
-use braid::handlers::{StartRequest, definition};
-use braid::local::backend::{self, LocalOptions};
+use braid_handlers::{StartRequest, definition};
+use braid_local::backend::{self, LocalOptions};
 use serde_json::Value;
 use std::fmt::Write;
 use std::time::Instant;
@@ -54,7 +54,7 @@ async fn time_run(yaml: &str) -> anyhow::Result<f64> {
     let run = rt.run_to_end(&started.run.id).await?;
     let took = started_at.elapsed().as_secs_f64();
     anyhow::ensure!(
-        run.status == braid::model::RunStatus::Succeeded,
+        run.status == braid_engine::model::RunStatus::Succeeded,
         "benchmark run ended {}",
         run.status
     );

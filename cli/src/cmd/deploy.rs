@@ -5,8 +5,8 @@
 use super::local::tokio;
 use super::target::{Target, TargetArgs};
 use super::{Exit, read_file};
-use braid::handlers::definition;
-use braid::model::Definition;
+use braid_engine::model::Definition;
+use braid_handlers::definition;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -27,7 +27,7 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
     tokio()?.block_on(async {
         let target = Target::open_or_create(&args.target).await?;
         for def in &definitions {
-            target.handlers().ports.store.put_definition(def).await?;
+            target.handlers().register(def).await?;
             println!(
                 "registered {} {} in {}",
                 def.workflow,

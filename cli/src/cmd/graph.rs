@@ -5,7 +5,7 @@
 //! shows the step id and kind, and marks `for_each` and `when` steps.
 
 use super::{Exit, load_workflow};
-use braid::spec::{Step, Workflow};
+use braid_lang::{Step, Workflow};
 use std::collections::HashSet;
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -154,7 +154,7 @@ mod tests {
     use super::*;
 
     fn workflow() -> Workflow {
-        braid::spec::parse(
+        braid_lang::parse(
             "t.yaml",
             r#"
 name: graph-test
@@ -228,7 +228,7 @@ steps:
 
     #[test]
     fn mermaid_ids_that_would_clash_stay_distinct() {
-        let wf = braid::spec::parse(
+        let wf = braid_lang::parse(
             "t.yaml",
             "name: clash\nsteps:\n  - { id: a-b, pass: 1 }\n  - { id: a_b, pass: 2, needs: [a-b] }\n",
         )

@@ -2,8 +2,8 @@
 //! where `lambda` steps run.
 
 use anyhow::Context;
-use braid::local::backend::{self, LocalOptions};
-use braid::local::runtime::LocalRuntime;
+use braid_local::backend::{self, LocalOptions};
+use braid_local::runtime::LocalRuntime;
 use std::path::{Path, PathBuf};
 
 /// `--state` and `--functions`.

@@ -23,7 +23,7 @@ pub mod validate;
 pub mod workflows;
 
 use anyhow::Context;
-use braid::spec::{Invalid, Workflow};
+use braid_lang::{Invalid, Workflow};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -52,7 +52,7 @@ impl From<Exit> for ExitCode {
 /// it, so `file:line:col` points where they can jump to.
 pub fn load_workflow(path: &Path) -> anyhow::Result<Workflow> {
     let text = read_file(path)?;
-    Ok(braid::spec::parse(&path.display().to_string(), &text)?)
+    Ok(braid_lang::parse(&path.display().to_string(), &text)?)
 }
 
 /// Reads a file, naming it in the error.

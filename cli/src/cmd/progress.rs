@@ -2,8 +2,8 @@
 //! `for_each`), or one line per finished step when stderr is not a terminal.
 
 use super::report::status_mark;
-use braid::local::runtime::LocalRuntime;
-use braid::model::StepStatus;
+use braid_engine::model::StepStatus;
+use braid_local::runtime::LocalRuntime;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -42,7 +42,7 @@ impl Progress {
                 .collect();
             let mut printed: HashMap<String, StepStatus> = HashMap::new();
             loop {
-                if let Ok(steps) = handlers.ports.store.list_steps(&run_id).await {
+                if let Ok(steps) = handlers.step_records(&run_id).await {
                     for rec in steps.iter().filter(|r| r.key.index.is_none()) {
                         let Some(bar) = bars.get(&rec.key.step) else {
                             continue;

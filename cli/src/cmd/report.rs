@@ -1,7 +1,7 @@
 //! How runs are printed: the summary table and the JSON object of SPEC §3.
 
-use braid::handlers::RunView;
-use braid::model::{RunStatus, StepStatus};
+use braid_engine::model::{RunStatus, StepStatus};
+use braid_handlers::RunView;
 use std::fmt::Write;
 
 /// `--output`.

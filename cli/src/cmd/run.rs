@@ -5,8 +5,8 @@ use super::progress::Progress;
 use super::report::{self, Format};
 use super::{Exit, read_file};
 use anyhow::Context;
-use braid::handlers::{HandlerError, StartRequest, definition};
-use braid::model::RunStatus;
+use braid_engine::model::RunStatus;
+use braid_handlers::{HandlerError, StartRequest, definition};
 use serde_json::Value;
 use std::path::PathBuf;
 

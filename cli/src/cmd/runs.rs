@@ -4,8 +4,8 @@ use super::Exit;
 use super::local::tokio;
 use super::report::Format;
 use super::target::{Target, TargetArgs};
-use braid::model::RunStatus;
-use braid::ports::RunFilter;
+use braid_engine::model::RunStatus;
+use braid_ports::RunFilter;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -36,7 +36,7 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
     };
     let runs = tokio()?.block_on(async {
         let target = Target::open(&args.target).await?;
-        anyhow::Ok(target.handlers().ports.store.list_runs(&filter).await?)
+        anyhow::Ok(target.handlers().list_runs(&filter).await?)
     })?;
     match args.output {
         Format::Json => {

@@ -6,7 +6,7 @@ use super::Exit;
 pub struct Args {}
 
 pub fn run(_: &Args) -> anyhow::Result<Exit> {
-    let schema = braid::spec::json_schema();
+    let schema = braid_lang::json_schema();
     println!("{}", serde_json::to_string_pretty(&schema)?);
     Ok(Exit::Success)
 }

@@ -5,8 +5,8 @@ use super::Exit;
 use super::local::tokio;
 use super::report::{self, Format};
 use super::target::{Target, TargetArgs};
-use braid::handlers::HandlerError;
-use braid::ports::PortError;
+use braid_handlers::HandlerError;
+use braid_ports::PortError;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

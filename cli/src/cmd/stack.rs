@@ -8,9 +8,10 @@
 
 use anyhow::{Context, bail};
 use aws_sdk_cloudformation::error::{DisplayErrorContext, ProvideErrorMetadata};
-use braid::aws::backend::{AwsClients, aws_handlers, aws_ports, sdk_from_env};
-use braid::aws::config::AwsConfig;
-use braid::handlers::Handlers;
+use braid_aws::backend::{AwsClients, aws_handlers, aws_ports};
+use braid_aws::config::AwsConfig;
+use braid_aws::sdk::sdk_from_env;
+use braid_handlers::Handlers;
 use std::collections::HashMap;
 
 /// `--stack` and the per-resource flags.

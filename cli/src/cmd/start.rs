@@ -7,8 +7,8 @@ use super::local::tokio;
 use super::report::Format;
 use super::run::parse_input;
 use super::stack::StackArgs;
-use braid::handlers::{HandlerError, StartBody};
-use braid::ports::PortError;
+use braid_handlers::{HandlerError, StartBody};
+use braid_ports::PortError;
 use serde_json::{Value, json};
 
 #[derive(Debug, clap::Args)]

@@ -5,8 +5,8 @@
 use super::local::{StateArgs, open, open_existing};
 #[cfg(feature = "aws")]
 use super::stack::StackArgs;
-use braid::handlers::Handlers;
-use braid::local::runtime::LocalRuntime;
+use braid_handlers::Handlers;
+use braid_local::runtime::LocalRuntime;
 use std::path::PathBuf;
 
 /// `--state`, and the stack options.

@@ -24,7 +24,7 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
             }
         };
         let name = path.display().to_string();
-        match braid::spec::parse(&name, &text) {
+        match braid_lang::parse(&name, &text) {
             Ok(_) => println!("ok {name}"),
             Err(invalid) => {
                 eprintln!("{invalid}");

@@ -6,9 +6,9 @@ use super::Exit;
 use super::local::tokio;
 use super::report::Format;
 use super::target::{Target, TargetArgs};
-use braid::model::Definition;
-use braid::spec::decl::{CatchupPolicy, OverlapPolicy, SignatureScheme};
-use braid::spec::{Cadence, TriggerSource, Workflow, format_duration};
+use braid_engine::model::Definition;
+use braid_lang::decl::{CatchupPolicy, OverlapPolicy, SignatureScheme};
+use braid_lang::{Cadence, TriggerSource, Workflow, format_duration};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
@@ -184,7 +184,7 @@ fn overlap_name(o: OverlapPolicy) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use braid::spec::Schedule;
+    use braid_lang::Schedule;
     use std::time::Duration;
 
     fn at(s: &str) -> DateTime<Utc> {

@@ -2,17 +2,21 @@
 //!
 //! Every minute, fires due timers and sweeps active runs.
 //!
-//! Configuration is read and clients are built once per container (see
-//! `braid::aws::config`); each event goes to its handler in `braid::aws`.
+//! Links the stack's own clients only (DynamoDB, SQS, S3): it runs no task.
+//! Configuration is read and clients are built once per container
+//! (`braid_aws::backend`); each event goes to `braid_lambda::cron`.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use braid::aws::{backend, cron};
+use braid_aws::backend;
+use braid_aws::sdk::sdk_from_env;
+use braid_lambda::cron;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let handlers = backend::handlers_from_env().await?;
+    let sdk = sdk_from_env().await;
+    let handlers = backend::handlers_from_env(backend::stack_ports_from_env(&sdk)?)?;
     run(service_fn(|event: LambdaEvent<EventBridgeEvent>| {
         let handlers = &handlers;
         async move { Ok::<_, Error>(cron::handle(handlers, event.payload).await?) }

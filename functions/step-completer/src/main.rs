@@ -1,19 +1,22 @@
 //! The `step-completer` Lambda function.
 //!
-//! Records results that arrive on the result queue, releases dependents and finishes runs.
+//! Records step results, releases dependents and finishes runs.
 //!
-//! Configuration is read and clients are built once per container (see
-//! `braid::aws::config`); each event goes to its handler in `braid::aws`.
+//! Links the stack's own clients only (DynamoDB, SQS, S3): it runs no task. Configuration
+//! is read and clients are built once per container (`braid_aws::backend`); each batch
+//! goes to `braid_lambda::sqs_batch`.
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use braid::aws::backend;
-use braid::aws::sqs_batch::{self, Source};
+use braid_aws::backend;
+use braid_aws::sdk::sdk_from_env;
+use braid_lambda::sqs_batch::{self, Source};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let handlers = backend::handlers_from_env().await?;
+    let sdk = sdk_from_env().await;
+    let handlers = backend::handlers_from_env(backend::stack_ports_from_env(&sdk)?)?;
     run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let handlers = &handlers;
         async move { Ok::<_, Error>(sqs_batch::handle(handlers, Source::Results, event.payload).await) }

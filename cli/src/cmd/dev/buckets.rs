@@ -7,8 +7,8 @@
 //! upload's idempotency key (bucket, key and sequencer).
 
 use super::watch::{FolderWatch, Stamp};
-use braid::handlers::Handlers;
-use braid::triggers::incoming::{Incoming, S3Object};
+use braid_handlers::Handlers;
+use braid_lang::triggers::incoming::{Incoming, S3Object};
 use chrono::{DateTime, SecondsFormat, Utc};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;

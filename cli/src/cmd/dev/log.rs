@@ -2,8 +2,8 @@
 //! lifecycle events (on AWS they go to EventBridge; here they are printed).
 
 use async_trait::async_trait;
-use braid::model::LifecycleEvent;
-use braid::ports::{EventSink, PortResult, StateStore};
+use braid_engine::model::{EventKind, LifecycleEvent};
+use braid_ports::{EventSink, PortResult, StateStore};
 use std::sync::Arc;
 
 /// Prints `run <id> of <workflow> started by <kind>` and `run <id> of <workflow> <status>`.
@@ -16,22 +16,22 @@ pub struct RunLog {
 impl EventSink for RunLog {
     async fn publish(&self, events: &[LifecycleEvent]) -> PortResult<()> {
         for e in events {
-            match e.kind.as_str() {
-                "run.started" => {
+            match e.kind {
+                EventKind::RunStarted => {
                     let kind = match self.store.get_run(&e.run_id).await {
                         Ok(run) => started_by(&run.trigger),
                         Err(_) => "api".to_string(),
                     };
                     eprintln!("run {} of {} started by {kind}", e.run_id, e.workflow);
                 }
-                "run.finished" => match &e.error {
+                EventKind::RunFinished => match &e.error {
                     Some(err) => eprintln!(
                         "run {} of {} {}: {}: {}",
                         e.run_id, e.workflow, e.status, err.error, err.message
                     ),
                     None => eprintln!("run {} of {} {}", e.run_id, e.workflow, e.status),
                 },
-                _ => {}
+                EventKind::StepFinished => {}
             }
         }
         Ok(())

@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use braid::handlers::{ApiRequest, ApiResponse, Handlers};
+use braid_handlers::{ApiRequest, ApiResponse, Handlers};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;

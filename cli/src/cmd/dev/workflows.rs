@@ -4,8 +4,8 @@
 //! content's hash: runs already going keep the version they started with.
 
 use super::watch::FolderWatch;
-use braid::handlers::{Handlers, definition};
-use braid::spec::{Trigger, TriggerSource, Workflow};
+use braid_handlers::{Handlers, definition};
+use braid_lang::{Trigger, TriggerSource, Workflow};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -129,7 +129,7 @@ impl WorkflowFolder {
         {
             return true;
         }
-        if let Err(e) = handlers.ports.store.put_definition(&def).await {
+        if let Err(e) = handlers.register(&def).await {
             eprintln!("cannot register `{name}`: {e}; trying again at its next change");
             self.watch.forget(rel);
             return false;
@@ -178,11 +178,11 @@ impl WorkflowFolder {
         for t in &wf.triggers {
             let mut line = describe(t, &self.served);
             if let TriggerSource::Webhook { secret, .. } = &t.source
-                && matches!(handlers.ports.secrets.secret(secret).await, Ok(None))
+                && matches!(handlers.secret_is_set(secret).await, Ok(false))
             {
                 line.push_str(&format!(
                     " — secret `{secret}` is not set: set {} or add `{secret} = \"...\"` to {}",
-                    braid::secrets::secret_env_name(secret),
+                    braid_ports::env_secrets::secret_env_name(secret),
                     self.served.secrets.display()
                 ));
             }

@@ -1,0 +1,309 @@
+//! The AWS adapters against an AWS endpoint: an emulator (moto_server, LocalStack) named
+//! by `AWS_ENDPOINT_URL`, as `./scripts/test` sets it up. Each test creates its own
+//! uniquely named queues, buckets and buses, so tests run in parallel and need no
+//! cleanup on a throwaway emulator.
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_sqs::types::QueueAttributeName;
+use braid_aws::event_bus::{self, EventBridgeSink};
+use braid_aws::events::QueueSink;
+use braid_aws::payloads::S3Payloads;
+use braid_aws::queue::SqsQueue;
+use braid_engine::model::LifecycleEvent;
+use braid_ports::testkit::events as event_suite;
+use braid_ports::testkit::payloads as payload_suite;
+use braid_ports::testkit::queue as queue_suite;
+use braid_ports::{PayloadStore, WorkQueue};
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The SDK configuration from the environment, which must point at an emulator: these
+/// tests create resources and must never silently pass without one.
+async fn sdk_config() -> SdkConfig {
+    if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
+        panic!("set AWS_ENDPOINT_URL to an AWS emulator (./scripts/test starts one)");
+    }
+    aws_config::load_defaults(BehaviorVersion::latest()).await
+}
+
+/// A resource name no other test uses.
+fn unique(what: &str) -> String {
+    format!("braid-test-{what}-{:012x}", fastrand::u64(..1 << 48))
+}
+
+/// A fresh SQS queue; its URL.
+async fn create_queue(sqs: &aws_sdk_sqs::Client, what: &str) -> String {
+    let out = sqs
+        .create_queue()
+        .queue_name(unique(what))
+        .send()
+        .await
+        .expect("create queue");
+    out.queue_url.expect("queue url")
+}
+
+/// A work queue on a fresh SQS queue.
+async fn fresh_queue(config: &SdkConfig) -> SqsQueue {
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let url = create_queue(&sqs, "queue").await;
+    SqsQueue::new(sqs, url)
+}
+
+/// Lets real time pass for the queue without starving the runtime's other workers.
+fn sleep(d: Duration) {
+    tokio::task::block_in_place(|| std::thread::sleep(d));
+}
+
+/// Whatever is visible on `queue` now, acked: the bodies.
+async fn drain(queue: &SqsQueue) -> Vec<String> {
+    let got = queue
+        .receive(10, Duration::from_secs(60))
+        .await
+        .expect("receive");
+    let receipts: Vec<String> = got.iter().map(|m| m.receipt.clone()).collect();
+    queue.ack(&receipts).await.expect("ack");
+    got.into_iter().map(|m| m.body).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn sqs_queue_passes_the_conformance_suite() {
+    let config = sdk_config().await;
+    // Each check on its own queue, all at once: the checks wait for real time to pass.
+    let checks = vec![
+        tokio::spawn({
+            let config = config.clone();
+            async move {
+                let q = fresh_queue(&config).await;
+                queue_suite::sent_message_is_received_and_acked(&q).await;
+            }
+        }),
+        tokio::spawn({
+            let config = config.clone();
+            async move {
+                let q = fresh_queue(&config).await;
+                queue_suite::unacked_message_is_redelivered_after_visibility(&q, sleep).await;
+            }
+        }),
+        tokio::spawn({
+            let config = config.clone();
+            async move {
+                let q = fresh_queue(&config).await;
+                queue_suite::acked_message_never_comes_back(&q, sleep).await;
+            }
+        }),
+        tokio::spawn({
+            let config = config.clone();
+            async move {
+                let q = fresh_queue(&config).await;
+                queue_suite::stale_receipt_ack_is_harmless(&q, sleep).await;
+            }
+        }),
+        tokio::spawn({
+            let config = config.clone();
+            async move {
+                let q = fresh_queue(&config).await;
+                queue_suite::delayed_message_is_invisible_until_due(&q, sleep).await;
+            }
+        }),
+        tokio::spawn({
+            let config = config.clone();
+            async move {
+                let q = fresh_queue(&config).await;
+                queue_suite::batch_of_100_is_received_exactly_once(&q).await;
+            }
+        }),
+    ];
+    for check in checks {
+        if let Err(e) = check.await {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+}
+
+#[tokio::test]
+async fn sqs_queue_refuses_delays_over_15_minutes() {
+    let queue = fresh_queue(&sdk_config().await).await;
+    let too_late = braid_ports::Outgoing {
+        body: "x".into(),
+        delay: Duration::from_secs(15 * 60 + 1),
+    };
+    let err = queue.send(vec![too_late]).await.unwrap_err();
+    assert!(err.to_string().contains("15 minutes"), "{err}");
+}
+
+/// An S3 client for the emulator, which serves every bucket on one host: bucket names
+/// go in the path, not in the host name. (The SDK does that by itself for an IP address
+/// endpoint, but not for `localhost`, where `BUCKET.localhost` does not resolve.)
+fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// Payloads in a fresh bucket, under a prefix.
+async fn fresh_payloads() -> S3Payloads {
+    let s3 = s3_client(&sdk_config().await);
+    let bucket = unique("bucket");
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("create bucket");
+    S3Payloads::new(s3, bucket, "payloads")
+}
+
+#[tokio::test]
+async fn s3_payloads_pass_the_conformance_suite() {
+    let store = fresh_payloads().await;
+    payload_suite::put_then_get_round_trips(&store).await;
+    payload_suite::put_overwrites(&store).await;
+    payload_suite::missing_key_is_not_found(&store).await;
+    payload_suite::keys_with_slashes_are_distinct(&store).await;
+}
+
+#[tokio::test]
+async fn s3_payloads_keep_20_mb_intact() {
+    let store = fresh_payloads().await;
+    payload_suite::large_payload_is_intact(&store).await;
+}
+
+#[tokio::test]
+async fn s3_payloads_of_a_missing_bucket_are_a_backend_error() {
+    let config = sdk_config().await;
+    let missing = S3Payloads::new(s3_client(&config), unique("never-created"), "");
+    let err = missing.get("k").await.unwrap_err();
+    assert!(
+        matches!(err, braid_ports::PortError::Backend { .. }),
+        "a missing bucket is not a missing key: {err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_sink_delivers_every_event() {
+    let config = sdk_config().await;
+    for check in 0..2 {
+        let queue = Arc::new(fresh_queue(&config).await);
+        let sink = QueueSink::new(queue.clone());
+        let q = queue.as_ref();
+        let read = move || async move {
+            drain(q)
+                .await
+                .iter()
+                .map(|body| QueueSink::decode(body).expect("a lifecycle event"))
+                .collect::<Vec<_>>()
+        };
+        match check {
+            0 => event_suite::every_event_arrives_once_with_its_content(&sink, read).await,
+            _ => event_suite::batch_of_25_arrives_whole(&sink, read).await,
+        }
+    }
+}
+
+/// What an EventBridge rule puts on an SQS target: the event's envelope.
+#[derive(Deserialize)]
+struct Envelope {
+    source: String,
+    #[serde(rename = "detail-type")]
+    detail_type: String,
+    detail: LifecycleEvent,
+}
+
+/// A fresh bus whose rule for Braid's events targets a fresh queue: the sink onto the
+/// bus, and the queue.
+async fn bus_into_queue(config: &SdkConfig) -> (EventBridgeSink, SqsQueue) {
+    let eventbridge = aws_sdk_eventbridge::Client::new(config);
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let bus = unique("bus");
+    eventbridge
+        .create_event_bus()
+        .name(&bus)
+        .send()
+        .await
+        .expect("create bus");
+    let queue_url = create_queue(&sqs, "events").await;
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .expect("queue arn");
+    // What AWS itself needs for the rule to deliver; emulators may not check it.
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Service": "events.amazonaws.com"},
+            "Action": "sqs:SendMessage",
+            "Resource": queue_arn,
+        }]
+    });
+    sqs.set_queue_attributes()
+        .queue_url(&queue_url)
+        .attributes(QueueAttributeName::Policy, policy.to_string())
+        .send()
+        .await
+        .expect("queue policy");
+    let rule = unique("rule");
+    eventbridge
+        .put_rule()
+        .name(&rule)
+        .event_bus_name(&bus)
+        .event_pattern(serde_json::json!({"source": [event_bus::SOURCE]}).to_string())
+        .send()
+        .await
+        .expect("put rule");
+    eventbridge
+        .put_targets()
+        .rule(&rule)
+        .event_bus_name(&bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("queue")
+                .arn(queue_arn)
+                .build()
+                .expect("target"),
+        )
+        .send()
+        .await
+        .expect("put targets");
+    (
+        EventBridgeSink::new(eventbridge, bus),
+        SqsQueue::new(sqs, queue_url),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eventbridge_sink_delivers_every_event_through_a_rule() {
+    let config = sdk_config().await;
+    for check in 0..2 {
+        let (sink, queue) = bus_into_queue(&config).await;
+        let q = &queue;
+        let read = move || async move {
+            drain(q)
+                .await
+                .iter()
+                .map(|body| {
+                    let envelope: Envelope =
+                        serde_json::from_str(body).expect("an EventBridge envelope");
+                    assert_eq!(envelope.source, event_bus::SOURCE);
+                    assert_eq!(
+                        envelope.detail_type,
+                        event_bus::detail_type(&envelope.detail)
+                    );
+                    envelope.detail
+                })
+                .collect::<Vec<_>>()
+        };
+        match check {
+            0 => event_suite::every_event_arrives_once_with_its_content(&sink, read).await,
+            _ => event_suite::batch_of_25_arrives_whole(&sink, read).await,
+        }
+    }
+}

@@ -1,0 +1,445 @@
+//! The records a run is made of, as the state store keeps them, and the messages the
+//! handlers pass through the work queues. Plain data: no behaviour beyond small queries.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+
+/// A point in time (UTC, millisecond precision in storage).
+pub type Timestamp = DateTime<Utc>;
+
+/// Status of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    TimedOut,
+}
+
+impl RunStatus {
+    pub fn is_final(self) -> bool {
+        !matches!(self, RunStatus::Queued | RunStatus::Running)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::TimedOut => "timed_out",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        ALL_RUN_STATUSES.iter().copied().find(|r| r.as_str() == s)
+    }
+}
+
+const ALL_RUN_STATUSES: [RunStatus; 6] = [
+    RunStatus::Queued,
+    RunStatus::Running,
+    RunStatus::Succeeded,
+    RunStatus::Failed,
+    RunStatus::Cancelled,
+    RunStatus::TimedOut,
+];
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Status of a step (or of one `for_each` iteration).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Pending,
+    Ready,
+    Running,
+    Waiting,
+    Retrying,
+    Succeeded,
+    Failed,
+    Skipped,
+    Cancelled,
+}
+
+impl StepStatus {
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            StepStatus::Succeeded
+                | StepStatus::Failed
+                | StepStatus::Skipped
+                | StepStatus::Cancelled
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Ready => "ready",
+            StepStatus::Running => "running",
+            StepStatus::Waiting => "waiting",
+            StepStatus::Retrying => "retrying",
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for StepStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A unit of work: a step, or iteration `index` of a `for_each` step.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StepKey {
+    pub step: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
+}
+
+impl StepKey {
+    pub fn step(step: &str) -> Self {
+        StepKey {
+            step: step.to_string(),
+            index: None,
+        }
+    }
+
+    pub fn iteration(step: &str, index: u32) -> Self {
+        StepKey {
+            step: step.to_string(),
+            index: Some(index),
+        }
+    }
+}
+
+impl fmt::Display for StepKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.index {
+            Some(i) => write!(f, "{}[{i}]", self.step),
+            None => f.write_str(&self.step),
+        }
+    }
+}
+
+/// Why a step or a run failed: `{"error": "...", "message": "..."}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    pub error: String,
+    pub message: String,
+}
+
+impl ErrorInfo {
+    pub fn new(error: impl Into<String>, message: impl Into<String>) -> Self {
+        ErrorInfo {
+            error: error.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A JSON value kept inline, or a reference to bytes in the payload store.
+///
+/// Values over the inline limit are offloaded so records and messages stay small; the
+/// handlers load them back transparently, so users never see the difference.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Data {
+    Inline(Value),
+    Stored { key: String, bytes: u64 },
+}
+
+/// A workflow definition as registered: the source text, identified by content.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Definition {
+    pub workflow: String,
+    /// Content hash of `source`: a new version never changes runs already going.
+    pub version: String,
+    /// File name used in error messages.
+    pub file: String,
+    pub source: String,
+}
+
+/// The run record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub workflow: String,
+    pub version: String,
+    pub status: RunStatus,
+    pub params: Value,
+    pub trigger: Value,
+    pub created_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    /// When the run times out, from the workflow's `timeout`.
+    pub deadline: Option<Timestamp>,
+    /// Set when a step failed for good: no new step starts (fail fast).
+    pub failing: bool,
+    pub output: Option<Data>,
+    pub error: Option<ErrorInfo>,
+    pub idempotency_key: Option<String>,
+    /// At most this many runs of the workflow may hold a slot at once (its
+    /// `concurrency`): the run is created `queued` and starts when it takes one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// Whether the run holds one of its workflow's slots (released when it finishes).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub slot: bool,
+}
+
+impl RunRecord {
+    /// When the tick must look at this run whatever its steps do: its deadline, while
+    /// it is not final. State stores index it (see [`braid_ports::StateStore::due_runs`]).
+    pub fn timer(&self) -> Option<Timestamp> {
+        self.deadline.filter(|_| !self.status.is_final())
+    }
+}
+
+/// How a `for_each` step's iterations run: in `lanes` (its `max_parallel`, at most one
+/// per item), lane `j` running iterations `j, j + lanes, j + 2·lanes, …` one after the
+/// other. An iteration's
+/// end starts the next of its lane, so launching needs no shared counter: an iteration
+/// that succeeds is one write of its own record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FanOut {
+    pub total: u32,
+    pub lanes: u32,
+    /// Lanes seen ending (their last iteration final). A hint, not the truth: once it
+    /// reaches `lanes` the iterations' records are read to decide the fan-in, and the
+    /// sweeper fans in when a crash kept it from counting. A stopping fan-out does not
+    /// count: each iteration's end there tries the fan-in.
+    pub ended: u32,
+    /// Iterations failed (counted in the same write as their final record).
+    pub failed: u32,
+}
+
+impl FanOut {
+    /// The iteration that follows `index` in its lane, if any.
+    pub fn next_in_lane(&self, index: u32) -> Option<u32> {
+        index
+            .checked_add(self.lanes.max(1))
+            .filter(|&n| n < self.total)
+    }
+
+    /// The first iteration of each lane.
+    pub fn lane_starts(&self) -> std::ops::Range<u32> {
+        0..self.lanes.max(1).min(self.total)
+    }
+
+    /// Iteration `index` of `step` in run `run_id` as it is before its first write:
+    /// pending, no attempt yet. An iteration's record is written only when it first
+    /// changes (its claim or its outcome), so the expansion writes one record, not one
+    /// per item; until then this is what it is. Its item is its `for_each` step's.
+    pub fn iteration(&self, run_id: &str, step: &str, index: u32) -> StepRecord {
+        StepRecord {
+            next_in_lane: self.next_in_lane(index),
+            ..StepRecord::new(run_id, StepKey::iteration(step, index), StepStatus::Pending)
+        }
+    }
+
+    /// Every iteration of `step`, from the records written so far (`written`, any
+    /// order, other steps' ignored; borrowed or owned) and, for those not written yet,
+    /// [`FanOut::iteration`]; in index order.
+    pub fn iterations<'a>(
+        &self,
+        run_id: &str,
+        step: &str,
+        written: impl IntoIterator<Item = std::borrow::Cow<'a, StepRecord>>,
+    ) -> Vec<std::borrow::Cow<'a, StepRecord>> {
+        let mut by_index: std::collections::BTreeMap<u32, std::borrow::Cow<'a, StepRecord>> =
+            written
+                .into_iter()
+                .filter(|r| r.key.step == step)
+                .filter_map(|r| r.key.index.map(|i| (i, r)))
+                .collect();
+        (0..self.total)
+            .map(|i| {
+                by_index
+                    .remove(&i)
+                    .unwrap_or_else(|| std::borrow::Cow::Owned(self.iteration(run_id, step, i)))
+            })
+            .collect()
+    }
+}
+
+/// A step record, or one iteration of a `for_each` step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub run_id: String,
+    pub key: StepKey,
+    pub status: StepStatus,
+    /// The attempt running or last run (1-based); 0 before the first claim.
+    pub attempt: u32,
+    /// While running: when the attempt is presumed lost.
+    pub lease_until: Option<Timestamp>,
+    /// While retrying or waiting: when the step may go on.
+    pub due_at: Option<Timestamp>,
+    /// `needs` already final in a way that lets this step run.
+    pub satisfied: Vec<String>,
+    pub output: Option<Data>,
+    pub error: Option<ErrorInfo>,
+    /// For an iteration: its `item`.
+    pub item: Option<Data>,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub fan_out: Option<FanOut>,
+    /// For an iteration: the one after it in its lane ([`FanOut::next_in_lane`]),
+    /// which its end starts; `None` at the lane's end. Kept here so that going on
+    /// needs no read of the `for_each` step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_in_lane: Option<u32>,
+    /// For a `for_each` step once expanded: its items. Its iterations have no record
+    /// until their first write (see [`FanOut::iteration`]), so each finds its item here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<Data>,
+}
+
+impl StepRecord {
+    /// A fresh record in `status`.
+    pub fn new(run_id: &str, key: StepKey, status: StepStatus) -> Self {
+        StepRecord {
+            run_id: run_id.to_string(),
+            key,
+            status,
+            attempt: 0,
+            lease_until: None,
+            due_at: None,
+            satisfied: Vec::new(),
+            output: None,
+            error: None,
+            item: None,
+            started_at: None,
+            finished_at: None,
+            fan_out: None,
+            next_in_lane: None,
+            items: None,
+        }
+    }
+    /// When the tick must look at this step: when a retrying or waiting step is due (a
+    /// delay longer than the queue holds, or a lost wake-up).
+    ///
+    /// Neither a ready step nor a running attempt's lease is indexed: indexing either
+    /// would cost two index writes per step (one as it starts, one as it ends) for
+    /// what is only a crash's repair — a lost message, a worker gone (an attempt's own
+    /// `timeout` is kept by its dispatcher). The sweep, which reads every active run
+    /// in turn, finds those. Pending and final steps wait on nothing the clock decides.
+    pub fn timer(&self) -> Option<Timestamp> {
+        match self.status {
+            StepStatus::Retrying | StepStatus::Waiting => self.due_at,
+            _ => None,
+        }
+    }
+}
+
+/// A "ready" message: run attempt `attempt` of `key` (or, for a waiting step, check it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DispatchMsg {
+    pub run_id: String,
+    pub key: StepKey,
+    pub attempt: u32,
+    /// The attempt was claimed by a dispatcher that could not finish it and handed it
+    /// on: run it again rather than take it for a duplicate (as for a message received
+    /// again).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resume: bool,
+}
+
+impl DispatchMsg {
+    /// The message that starts the first attempt of `key` in run `run_id`.
+    pub fn first(run_id: &str, key: StepKey) -> Self {
+        DispatchMsg {
+            run_id: run_id.to_string(),
+            key,
+            attempt: 1,
+            resume: false,
+        }
+    }
+}
+
+/// The outcome of one attempt.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Succeeded {
+        output: Data,
+    },
+    Failed {
+        error: ErrorInfo,
+        retryable: bool,
+    },
+    /// `when` was false.
+    Skipped,
+    /// A `for_each` list was evaluated: this many iterations.
+    Expanded {
+        items: Data,
+        total: u32,
+    },
+}
+
+/// A "result" message: attempt `attempt` of `key` ended with `outcome`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResultMsg {
+    pub run_id: String,
+    pub key: StepKey,
+    pub attempt: u32,
+    pub outcome: Outcome,
+}
+
+/// What a lifecycle event tells, written `run.started`, `run.finished` and
+/// `step.finished` in JSON and on EventBridge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventKind {
+    #[serde(rename = "run.started")]
+    RunStarted,
+    #[serde(rename = "run.finished")]
+    RunFinished,
+    #[serde(rename = "step.finished")]
+    StepFinished,
+}
+
+impl EventKind {
+    /// The kind as written: `run.started`, `run.finished`, `step.finished`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::RunStarted => "run.started",
+            EventKind::RunFinished => "run.finished",
+            EventKind::StepFinished => "step.finished",
+        }
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A lifecycle event published to the event sink (EventBridge on AWS).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LifecycleEvent {
+    pub kind: EventKind,
+    pub run_id: String,
+    pub workflow: String,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
+    pub at: Timestamp,
+}

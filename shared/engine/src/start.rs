@@ -1,0 +1,113 @@
+//! The records of a new run.
+
+use crate::model::{DispatchMsg, RunRecord, RunStatus, StepKey, StepRecord, StepStatus, Timestamp};
+use braid_lang::Workflow;
+use serde_json::Value;
+
+/// What starting a run writes and sends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunPlan {
+    pub run: RunRecord,
+    /// One record per step: roots `ready`, the rest `pending`.
+    pub steps: Vec<StepRecord>,
+    /// A "ready" message per root step, sent once the records are stored.
+    pub dispatch: Vec<DispatchMsg>,
+}
+
+/// Who starts the run and with what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartInfo {
+    pub run_id: String,
+    pub version: String,
+    /// Params as resolved by [`super::params::resolve`].
+    pub params: Value,
+    pub trigger: Value,
+    pub idempotency_key: Option<String>,
+    /// A concurrency limit: the run is planned `queued`, its roots `pending` and nothing
+    /// sent; it starts when it takes a slot ([`admit`]).
+    pub limit: Option<u32>,
+}
+
+/// When a run started at `now` times out.
+fn deadline(wf: &Workflow, now: Timestamp) -> Option<Timestamp> {
+    wf.timeout
+        .and_then(|t| chrono::Duration::from_std(t).ok())
+        .map(|t| now + t)
+}
+
+/// Plans a new run: every step gets its record up front, so the run's progress is
+/// always visible and its end is seen from its step records. A run under a
+/// concurrency limit is planned queued: nothing runs and its time does not count
+/// until it is admitted.
+pub fn plan(wf: &Workflow, info: StartInfo, now: Timestamp) -> RunPlan {
+    let queued = info.limit.is_some();
+    let run = RunRecord {
+        id: info.run_id.clone(),
+        workflow: wf.name.clone(),
+        version: info.version,
+        status: if queued {
+            RunStatus::Queued
+        } else {
+            RunStatus::Running
+        },
+        params: info.params,
+        trigger: info.trigger,
+        created_at: now,
+        finished_at: None,
+        deadline: if queued { None } else { deadline(wf, now) },
+        failing: false,
+        output: None,
+        error: None,
+        idempotency_key: info.idempotency_key,
+        limit: info.limit,
+        slot: false,
+    };
+    // Only the root steps are written: the others are pending until they first change
+    // (see `braid_ports::Guard::admits_absent`).
+    let mut steps = Vec::new();
+    let mut dispatch = Vec::new();
+    for s in wf.steps.iter().filter(|s| s.needs.is_empty()) {
+        let root = !queued;
+        let mut rec = StepRecord::new(
+            &info.run_id,
+            StepKey::step(&s.id),
+            if root {
+                StepStatus::Ready
+            } else {
+                StepStatus::Pending
+            },
+        );
+        if root {
+            rec.due_at = Some(now);
+            dispatch.push(DispatchMsg::first(&info.run_id, rec.key.clone()));
+        }
+        steps.push(rec);
+    }
+    RunPlan {
+        run,
+        steps,
+        dispatch,
+    }
+}
+
+/// What admitting a queued run writes and sends once it took a slot: the run running
+/// (its deadline from now), its root steps ready, a "ready" message each.
+pub fn admit(wf: &Workflow, queued: &RunRecord, now: Timestamp) -> (RunRecord, Vec<StepKey>) {
+    let run = RunRecord {
+        status: RunStatus::Running,
+        deadline: deadline(wf, now),
+        slot: true,
+        ..queued.clone()
+    };
+    let roots = roots(wf);
+    (run, roots)
+}
+
+/// The steps that need nothing.
+pub fn roots(wf: &Workflow) -> Vec<StepKey> {
+    wf.steps
+        .iter()
+        .filter(|s| s.needs.is_empty())
+        .map(|s| StepKey::step(&s.id))
+        .collect()
+}

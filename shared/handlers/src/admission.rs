@@ -1,0 +1,115 @@
+//! Concurrency: a workflow with `concurrency: N` has at most N runs holding a slot. A
+//! run started beyond that is created `queued` and waits, in order, for a slot; each
+//! run that ends gives its slot back and admits the oldest queued run.
+//!
+//! Taking a slot is one atomic store write ([`braid_ports::StateStore::take_slot`]), so
+//! concurrent intakes and finishing runs never admit more than N. A crash between a run
+//! ending and the next admission, or between an admission and its root steps being
+//! made ready, is repaired by the sweeper (`Admit`, `ReleaseRoot`).
+
+use super::{HandlerResult, Handlers};
+use braid_engine::model::{
+    EventKind, LifecycleEvent, RunRecord, RunStatus, StepKey, StepStatus, Timestamp,
+};
+use braid_engine::start;
+use braid_ports::Guard;
+use std::time::Duration;
+
+/// Queued runs looked at per admission: admission stops at the first that finds no
+/// slot, so more are only read when earlier ones were admitted by someone else.
+const ADMIT_BATCH: usize = 10;
+
+impl Handlers {
+    /// Admits the oldest queued runs of `workflow` while slots are free.
+    pub async fn admit(&self, workflow: &str) -> HandlerResult<()> {
+        loop {
+            let queued = self.ports.store.queued_runs(workflow, ADMIT_BATCH).await?;
+            if queued.is_empty() {
+                return Ok(());
+            }
+            let mut admitted_any = false;
+            for next in queued {
+                let wf = self.workflow(&next).await?;
+                let now = self.now();
+                let (run, roots) = start::admit(&wf, &next, now);
+                if self
+                    .ports
+                    .store
+                    .take_slot(&run, next.limit.unwrap_or(1))
+                    .await?
+                {
+                    admitted_any = true;
+                    self.release_roots(&run, &roots, now).await?;
+                    self.publish(vec![LifecycleEvent {
+                        kind: EventKind::RunStarted,
+                        run_id: run.id.clone(),
+                        workflow: run.workflow.clone(),
+                        status: run.status.as_str().into(),
+                        step: None,
+                        error: None,
+                        at: now,
+                    }])
+                    .await;
+                    continue;
+                }
+                // Not admitted: no slot is free, unless the run was no longer queued
+                // (admitted or cancelled meanwhile; the index lags the table).
+                if self.ports.store.get_run(&next.id).await?.status == RunStatus::Queued {
+                    return Ok(());
+                }
+            }
+            if !admitted_any {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Makes an admitted run's pending root steps ready and wakes them.
+    pub(super) async fn release_roots(
+        &self,
+        run: &RunRecord,
+        roots: &[StepKey],
+        now: Timestamp,
+    ) -> HandlerResult<()> {
+        let mut wake = Vec::new();
+        for key in roots {
+            let rec = self.ports.store.get_step(&run.id, key).await?;
+            let ready = braid_engine::model::StepRecord {
+                status: StepStatus::Ready,
+                due_at: Some(now),
+                ..rec
+            };
+            if self
+                .ports
+                .store
+                .update_step(&Guard::status(&[StepStatus::Pending]), &ready)
+                .await?
+            {
+                wake.push((
+                    braid_engine::model::DispatchMsg::first(&run.id, key.clone()),
+                    Duration::ZERO,
+                ));
+            }
+        }
+        self.send_dispatch(wake).await
+    }
+
+    /// What follows a run's end: its `run.finished` event and, when it held a slot,
+    /// the next queued run's admission.
+    pub(super) async fn ended(&self, done: &RunRecord, now: Timestamp) -> HandlerResult<()> {
+        self.publish(vec![LifecycleEvent {
+            kind: EventKind::RunFinished,
+            run_id: done.id.clone(),
+            workflow: done.workflow.clone(),
+            status: done.status.as_str().into(),
+            step: None,
+            error: done.error.clone(),
+            at: now,
+        }])
+        .await;
+        if done.slot {
+            self.admit(&done.workflow).await?;
+        }
+        Ok(())
+    }
+}

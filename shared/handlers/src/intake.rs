@@ -1,0 +1,170 @@
+//! Intake: validate the input, create the run and its steps atomically (guarded by the
+//! idempotency key), then wake the root steps.
+
+use super::api::StartBody;
+use super::{HandlerError, HandlerResult, Handlers};
+use braid_engine::model::{Definition, EventKind, LifecycleEvent, RunRecord, RunStatus};
+use braid_engine::{params, start};
+use braid_lang::StepKind;
+use braid_ports::{Created, PortError};
+use serde_json::Value;
+use std::time::Duration;
+
+/// An explicit start (CLI, API) or a trigger's start.
+#[derive(Debug, Clone)]
+pub struct StartRequest {
+    pub definition: Definition,
+    pub input: Value,
+    /// The event that started the run (`trigger` in expressions).
+    pub trigger: Value,
+    /// A start with a key that was used before returns the run it started.
+    pub idempotency_key: Option<String>,
+    /// Wait for a slot even if the workflow sets no `concurrency` (a schedule's
+    /// `overlap: queue`): as if it set 1.
+    pub queue: bool,
+}
+
+/// The run a start created or found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Started {
+    pub run: RunRecord,
+    /// True when the idempotency key was used before and no run was created.
+    pub existing: bool,
+}
+
+/// Where a started run's definition stands in the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Registry {
+    /// It was read from the registry (a start by name, a trigger): nothing to write.
+    Current,
+    /// It comes from a file: make it the workflow's current definition.
+    Register,
+}
+
+impl Handlers {
+    /// Starts a run of the current definition of a registered workflow (an explicit
+    /// start by name: `POST /runs`, a direct invoke, `braid start`).
+    pub async fn start_named(&self, body: StartBody, trigger: Value) -> HandlerResult<Started> {
+        let definition = match self.ports.store.current_definition(&body.workflow).await {
+            Ok(d) => d,
+            Err(PortError::NotFound(_)) => {
+                return Err(HandlerError::Port(PortError::NotFound(format!(
+                    "workflow `{}` is not registered (braid deploy FILE registers it)",
+                    body.workflow
+                ))));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let req = StartRequest {
+            definition,
+            input: body.input,
+            trigger,
+            idempotency_key: body.idempotency_key,
+            queue: false,
+        };
+        self.start_as(req, Registry::Current).await
+    }
+
+    /// Makes `def` its workflow's current definition. Starting the current version
+    /// again (`braid run` of an unchanged file) reads instead of writing: one read
+    /// against two writes of the whole definition.
+    pub async fn register(&self, def: &Definition) -> HandlerResult<()> {
+        match self.ports.store.current_definition(&def.workflow).await {
+            Ok(current) if current.version == def.version => Ok(()),
+            Ok(_) | Err(PortError::NotFound(_)) => Ok(self.ports.store.put_definition(def).await?),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Starts a run of a definition from a file, which becomes its workflow's current
+    /// one. Bad input is rejected before anything is written.
+    pub async fn start(&self, req: StartRequest) -> HandlerResult<Started> {
+        self.start_as(req, Registry::Register).await
+    }
+
+    /// Starts a run; `registry` says whether its definition is to be registered.
+    pub(super) async fn start_as(
+        &self,
+        req: StartRequest,
+        registry: Registry,
+    ) -> HandlerResult<Started> {
+        let wf = self.parse_cached(&req.definition)?;
+        let unsupported: Vec<String> = wf
+            .steps
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s.kind,
+                    StepKind::Approval { .. } | StepKind::Signal { .. } | StepKind::Workflow { .. }
+                )
+            })
+            .map(|s| format!("`{}` ({})", s.id, s.kind.name()))
+            .collect();
+        if !unsupported.is_empty() {
+            return Err(HandlerError::Invalid(format!(
+                "workflow `{}` cannot run: approval, signal and child-workflow steps are not supported by this version yet: {}",
+                wf.name,
+                unsupported.join(", ")
+            )));
+        }
+        let params = params::resolve(&wf, &req.input).map_err(|problems| {
+            HandlerError::Invalid(format!(
+                "invalid input for workflow `{}`: {}",
+                wf.name,
+                problems.join("; ")
+            ))
+        })?;
+        let now = self.now();
+        if registry == Registry::Register {
+            self.register(&req.definition).await?;
+        }
+        let plan = start::plan(
+            &wf,
+            start::StartInfo {
+                run_id: self.ports.ids.run_id(now),
+                version: req.definition.version.clone(),
+                params,
+                trigger: req.trigger,
+                idempotency_key: req.idempotency_key,
+                limit: wf.concurrency.or(req.queue.then_some(1)),
+            },
+            now,
+        );
+        if let Created::Existing(run) = self.ports.store.create_run(&plan.run, &plan.steps).await? {
+            return Ok(Started {
+                run: *run,
+                existing: true,
+            });
+        }
+        if plan.run.status == RunStatus::Queued {
+            // Behind the runs queued before it: admission goes oldest first.
+            self.admit(&plan.run.workflow).await?;
+            return Ok(Started {
+                run: self.ports.store.get_run(&plan.run.id).await?,
+                existing: false,
+            });
+        }
+        // The records are durable: from here a lost message is re-sent by the sweeper.
+        self.send_dispatch(
+            plan.dispatch
+                .into_iter()
+                .map(|m| (m, Duration::ZERO))
+                .collect(),
+        )
+        .await?;
+        self.publish(vec![LifecycleEvent {
+            kind: EventKind::RunStarted,
+            run_id: plan.run.id.clone(),
+            workflow: plan.run.workflow.clone(),
+            status: plan.run.status.as_str().into(),
+            step: None,
+            error: None,
+            at: now,
+        }])
+        .await;
+        Ok(Started {
+            run: plan.run,
+            existing: false,
+        })
+    }
+}

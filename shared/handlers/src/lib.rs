@@ -1,0 +1,342 @@
+//! Braid's handlers: intake (start a run), dispatch (render, run the task — claimed
+//! once it has run a while — record its outcome, then run eagerly what that made
+//! ready), complete (record an outcome, release dependents, go on along a fan-out's
+//! lanes, fan in, finish the run — for the dispatcher's outcomes and for those that
+//! arrive on the result queue), tick (the sweeper); delivery (a queue message to its
+//! handler, and whether to delete, retry or give up on it — the same for the local
+//! runtime and the Lambda functions); the HTTP API's routes, backend-neutral.
+//!
+//! They are generic over the ports ([`Ports`]), so the same code runs in the Lambda
+//! functions, in the local runtime and in tests. Each handler is idempotent: a message
+//! delivered twice, or a repair applied to something that was not broken, changes
+//! nothing, because every write is guarded (see [`braid_ports::Guard`]). The crate
+//! depends on the engine and the ports only: no adapter, no SDK, no database.
+//!
+//! # Layout
+//! - the crate root: [`Ports`], [`Settings`], [`Handlers`] and the reads and writes of
+//!   values through the payload store;
+//! - `intake`, `admission`: starting runs, and admitting queued ones under `concurrency`;
+//! - `dispatch`, `eager`, `iteration`: running a ready step, what it made ready, and a
+//!   fan-out's iterations;
+//! - `complete`, `settle`: recording outcomes, releasing dependents, finishing runs;
+//! - `tick`: the sweeper; `deliver`: a queue message to its handler and its fate;
+//! - `triggers`, `backfill`: triggered and scheduled starts, and runs for past instants;
+//! - `api`, `view`, `query`: the HTTP API's routes, the run view, the reads tools make.
+
+mod admission;
+mod api;
+mod backfill;
+mod complete;
+mod context;
+mod deliver;
+mod dispatch;
+mod eager;
+mod intake;
+mod iteration;
+mod query;
+mod settle;
+mod shared_reads;
+mod tick;
+mod triggers;
+mod view;
+
+pub use api::{ApiRequest, ApiResponse, StartBody};
+pub use backfill::MAX_BACKFILL_INSTANTS;
+pub use deliver::{Delivery, MAX_RECEIVES};
+pub use intake::{StartRequest, Started};
+pub use tick::TickReport;
+pub use triggers::TriggeredRun;
+pub use view::{RunView, StepView};
+
+use braid_engine::model::{
+    Data, Definition, DispatchMsg, LifecycleEvent, ResultMsg, RunRecord, StepRecord, Timestamp,
+};
+use braid_lang::Workflow;
+use braid_lang::expr::Renderer;
+use braid_ports::{
+    Clock, EventSink, Ids, Outgoing, PayloadStore, PortError, SecretStore, StateStore, TaskRunner,
+    WorkQueue,
+};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The adapters the handlers work through.
+#[derive(Clone)]
+pub struct Ports {
+    pub store: Arc<dyn StateStore>,
+    /// "Ready" messages: a step to run ([`DispatchMsg`]).
+    pub ready: Arc<dyn WorkQueue>,
+    /// "Result" messages: an attempt's outcome ([`ResultMsg`]).
+    pub results: Arc<dyn WorkQueue>,
+    pub payloads: Arc<dyn PayloadStore>,
+    pub events: Arc<dyn EventSink>,
+    /// What runs steps' tasks; `None` in a process that runs none (on AWS, every
+    /// function but the step dispatcher, which then links no HTTP or Lambda client).
+    pub tasks: Option<TaskRunners>,
+    pub secrets: Arc<dyn SecretStore>,
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<dyn Ids>,
+}
+
+/// The runners of steps' tasks, one per kind of task.
+#[derive(Clone)]
+pub struct TaskRunners {
+    pub http: Arc<dyn TaskRunner>,
+    pub lambda: Arc<dyn TaskRunner>,
+}
+
+/// Tunables, with the defaults both backends use.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Values whose JSON is larger than this many bytes go to the payload store.
+    pub inline_limit: usize,
+    /// Lease of an attempt of a step without a `timeout`.
+    pub default_lease: Duration,
+    /// A message not acted on after this long is presumed lost and re-sent by the sweeper.
+    pub stale_after: Duration,
+    /// The longest delay the work queue takes (SQS: 15 minutes); longer waits are
+    /// fired by the sweeper from the record's `due_at`.
+    pub max_queue_delay: Duration,
+    /// Runs the sweeper looks at per tick.
+    pub sweep_limit: usize,
+    /// Which steps' ends are published as `step.finished` events.
+    pub step_events: StepEvents,
+}
+
+/// Which steps' ends are published as `step.finished` lifecycle events (`run.started`
+/// and `run.finished` always are).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StepEvents {
+    /// Failed steps and iterations only: what alerts need. An event per step would
+    /// cost more than orchestrating the step (EventBridge bills each event).
+    #[default]
+    Failed,
+    /// Every top-level step's end too (an iteration's only when it failed: its
+    /// `for_each` step's event reports the fan-out).
+    All,
+}
+
+impl std::str::FromStr for StepEvents {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "failed" => Ok(StepEvents::Failed),
+            "all" => Ok(StepEvents::All),
+            other => Err(format!(
+                "step events must be `failed` or `all`, not `{other}`"
+            )),
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            inline_limit: 4096,
+            default_lease: Duration::from_secs(15 * 60),
+            stale_after: Duration::from_secs(60),
+            max_queue_delay: Duration::from_secs(15 * 60),
+            sweep_limit: 1000,
+            step_events: StepEvents::default(),
+        }
+    }
+}
+
+/// Why a handler could not finish its work on a message.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The input is wrong and always will be: report it, do not retry.
+    #[error("{0}")]
+    Invalid(String),
+    /// A port failed; the message should be delivered again.
+    #[error(transparent)]
+    Port(#[from] PortError),
+}
+
+impl HandlerError {
+    /// Whether delivering the same message again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, HandlerError::Port(PortError::Backend { .. }))
+    }
+}
+
+pub type HandlerResult<T> = Result<T, HandlerError>;
+
+/// The handlers with their ports, settings and a cache of parsed definitions.
+pub struct Handlers {
+    ports: Ports,
+    pub settings: Settings,
+    renderer: Renderer,
+    workflows: Mutex<HashMap<(String, String), Arc<Workflow>>>,
+    /// Expanded fan-outs, by run and step (see [`iteration`]).
+    expansions: shared_reads::SharedReads<Option<Arc<iteration::Expansion>>>,
+    /// Runs being read by dispatches (see [`Handlers::dispatch_one`]).
+    run_reads: shared_reads::SharedReads<RunRecord>,
+}
+
+impl Handlers {
+    pub fn new(ports: Ports, settings: Settings, renderer: Renderer) -> Self {
+        Handlers {
+            ports,
+            settings,
+            renderer,
+            workflows: Mutex::new(HashMap::new()),
+            expansions: shared_reads::SharedReads::new(iteration::KEPT),
+            // Forgotten once read: only reads under way are held.
+            run_reads: shared_reads::SharedReads::new(usize::MAX),
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        self.ports.clock.now()
+    }
+
+    /// The parsed workflow a run was started with (cached: definitions never change).
+    pub async fn workflow(&self, run: &RunRecord) -> HandlerResult<Arc<Workflow>> {
+        if let Some(wf) = self.cached(&run.workflow, &run.version) {
+            return Ok(wf);
+        }
+        let def = self
+            .ports
+            .store
+            .get_definition(&run.workflow, &run.version)
+            .await?;
+        self.parse_cached(&def)
+    }
+
+    fn cached(&self, workflow: &str, version: &str) -> Option<Arc<Workflow>> {
+        let key = (workflow.to_string(), version.to_string());
+        self.workflows
+            .lock()
+            .expect("cache lock")
+            .get(&key)
+            .cloned()
+    }
+
+    /// Parses a definition once per version and keeps the result.
+    fn parse_cached(&self, def: &Definition) -> HandlerResult<Arc<Workflow>> {
+        if let Some(wf) = self.cached(&def.workflow, &def.version) {
+            return Ok(wf);
+        }
+        let wf = Arc::new(parse_definition(def)?);
+        let key = (def.workflow.clone(), def.version.clone());
+        self.workflows
+            .lock()
+            .expect("cache lock")
+            .insert(key, wf.clone());
+        Ok(wf)
+    }
+
+    /// Keeps `value` inline when small, else stores it under `key` and returns a reference.
+    async fn store_value(&self, key: &str, value: Value) -> HandlerResult<Data> {
+        let bytes = serde_json::to_vec(&value).map_err(|e| HandlerError::Invalid(e.to_string()))?;
+        if bytes.len() <= self.settings.inline_limit {
+            return Ok(Data::Inline(value));
+        }
+        let len = bytes.len() as u64;
+        self.ports.payloads.put(key, bytes).await?;
+        Ok(Data::Stored {
+            key: key.to_string(),
+            bytes: len,
+        })
+    }
+
+    /// The value behind `data`, loading it from the payload store when offloaded.
+    pub async fn load(&self, data: &Data) -> HandlerResult<Value> {
+        match data {
+            Data::Inline(v) => Ok(v.clone()),
+            Data::Stored { key, .. } => {
+                let bytes = self.ports.payloads.get(key).await?;
+                serde_json::from_slice(&bytes).map_err(|e| {
+                    HandlerError::Port(PortError::backend_msg(format!(
+                        "payload {key} is not JSON: {e}"
+                    )))
+                })
+            }
+        }
+    }
+
+    /// Sends "ready" messages, but for one that the dispatcher's delivery running on
+    /// this task keeps to run itself (see [`eager`]).
+    async fn send_dispatch(&self, msgs: Vec<(DispatchMsg, Duration)>) -> HandlerResult<()> {
+        self.send_now(eager::keep_follow_up(msgs, None, &[])).await
+    }
+
+    /// [`Handlers::send_dispatch`] for steps of `run`, as read after the write that
+    /// made them ready, whose records are `records` as written (some of them): a
+    /// follow-up kept starts from these copies instead of reading them.
+    async fn send_dispatch_of(
+        &self,
+        run: &RunRecord,
+        msgs: Vec<(DispatchMsg, Duration)>,
+        records: &[StepRecord],
+    ) -> HandlerResult<()> {
+        self.send_now(eager::keep_follow_up(msgs, Some(run), records))
+            .await
+    }
+
+    /// Sends "ready" messages to the queue.
+    async fn send_now(&self, msgs: Vec<(DispatchMsg, Duration)>) -> HandlerResult<()> {
+        if msgs.is_empty() {
+            return Ok(());
+        }
+        let out = msgs
+            .into_iter()
+            .map(|(m, delay)| Outgoing {
+                body: serde_json::to_string(&m).expect("messages serialize"),
+                delay: delay.min(self.settings.max_queue_delay),
+            })
+            .collect();
+        self.ports.ready.send(out).await?;
+        Ok(())
+    }
+
+    async fn send_result(&self, msg: &ResultMsg) -> HandlerResult<()> {
+        let body = serde_json::to_string(msg).expect("messages serialize");
+        self.ports
+            .results
+            .send(vec![Outgoing {
+                body,
+                delay: Duration::ZERO,
+            }])
+            .await?;
+        Ok(())
+    }
+
+    /// Publishes lifecycle events; a failure to publish never fails the run.
+    async fn publish(&self, events: Vec<LifecycleEvent>) {
+        if let Err(e) = self.ports.events.publish(&events).await {
+            tracing::warn!(error = %e, "publishing lifecycle events failed");
+        }
+    }
+}
+
+/// Parses a stored definition; a definition that no longer parses is a hard error.
+pub fn parse_definition(def: &Definition) -> HandlerResult<Workflow> {
+    braid_lang::parse(&def.file, &def.source).map_err(|e| HandlerError::Invalid(e.to_string()))
+}
+
+/// Makes a definition from a workflow file's text; its version is a content hash.
+pub fn definition(file: &str, source: &str) -> Result<(Definition, Workflow), braid_lang::Invalid> {
+    use sha2::{Digest, Sha256};
+    let wf = braid_lang::parse(file, source)?;
+    let digest = Sha256::digest(source.as_bytes());
+    let version: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    Ok((
+        Definition {
+            workflow: wf.name.clone(),
+            version,
+            file: file.to_string(),
+            source: source.to_string(),
+        },
+        wf,
+    ))
+}
+
+/// Converts a std duration for timestamp arithmetic, saturating.
+fn span(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}

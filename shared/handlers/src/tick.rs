@@ -1,0 +1,239 @@
+//! The tick: every minute on AWS (every second locally), fire due timers and sweep.
+//!
+//! Two passes, both ending in [`braid_engine::reconcile`] over one run's records:
+//! first the runs the store's timer index says have something due (a retry or wait
+//! over, a run deadline) — found by index, so timers fire on time however many runs
+//! are active; then one page of all active runs, which repairs what leaves no timer
+//! behind (a lost wake-up of a ready step or a lane's next iteration, an attempt whose
+//! worker is gone past its lease, a crash between a step's final write and what
+//! follows it, a run whose last step finished but which was not closed, a queued run
+//! not admitted).
+
+use super::{HandlerError, HandlerResult, Handlers};
+use braid_engine::model::{
+    ErrorInfo, Outcome, ResultMsg, RunRecord, RunStatus, StepRecord, StepStatus,
+};
+use braid_engine::reconcile::{Repair, reconcile};
+use braid_engine::records;
+use braid_lang::{Workflow, format_duration};
+use braid_ports::Guard;
+use std::time::Duration;
+
+/// What one tick did.
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
+pub struct TickReport {
+    /// Runs started by schedules.
+    pub scheduled: usize,
+    pub runs_checked: usize,
+    pub repairs: usize,
+}
+
+/// The marker holding where the sweeper's next page starts.
+const SWEEP_CURSOR: &str = "sweep_cursor";
+
+/// Every status that is not final.
+const OPEN: &[StepStatus] = &[
+    StepStatus::Pending,
+    StepStatus::Ready,
+    StepStatus::Running,
+    StepStatus::Waiting,
+    StepStatus::Retrying,
+];
+
+impl Handlers {
+    /// Sweeps the runs with due timers, then one page of active runs (all of them when
+    /// there are fewer than `sweep_limit`).
+    pub async fn tick(&self) -> HandlerResult<TickReport> {
+        let mut report = TickReport::default();
+        // Schedules first; their trouble must not stop the sweep.
+        match self.fire_schedules().await {
+            Ok(started) => report.scheduled = started.len(),
+            Err(e) => {
+                tracing::warn!(error = %e, "firing schedules failed; the next tick tries again")
+            }
+        }
+        let due = self
+            .ports
+            .store
+            .due_runs(self.now(), self.settings.sweep_limit)
+            .await?;
+        let mut swept = std::collections::HashSet::new();
+        for run_id in due {
+            let run = self.ports.store.get_run(&run_id).await?;
+            if run.status.is_final() {
+                // A crash after the run was closed and before its steps were: close them,
+                // which also clears their timers.
+                self.cancel_open_steps(&run).await?;
+                continue;
+            }
+            self.sweep_one(&run, &mut report).await?;
+            swept.insert(run_id);
+        }
+        let after = self.ports.store.marker(SWEEP_CURSOR).await?;
+        let page = self
+            .ports
+            .store
+            .active_runs(after.as_deref(), self.settings.sweep_limit)
+            .await?;
+        // A short page reached the end: the next tick starts from the oldest again.
+        let next = (page.len() >= self.settings.sweep_limit)
+            .then(|| page.last().map(|r| r.id.clone()))
+            .flatten();
+        if next != after {
+            self.ports
+                .store
+                .set_marker(SWEEP_CURSOR, next.as_deref())
+                .await?;
+        }
+        for run in page.iter().filter(|r| !swept.contains(&r.id)) {
+            self.sweep_one(run, &mut report).await?;
+        }
+        Ok(report)
+    }
+
+    /// Sweeps one run, counting it in `report`. One run's trouble must not stop the
+    /// sweep of the others: a run that cannot go on is failed, other errors are left
+    /// for the next tick.
+    async fn sweep_one(&self, run: &RunRecord, report: &mut TickReport) -> HandlerResult<()> {
+        report.runs_checked += 1;
+        match self.sweep_run(run).await {
+            Ok(n) => report.repairs += n,
+            Err(HandlerError::Invalid(reason)) => {
+                tracing::error!(run = %run.id, %reason, "run cannot go on; failing it");
+                let error = ErrorInfo::new("invalid", reason);
+                self.end_run(&run.id, RunStatus::Failed, error).await?;
+                report.repairs += 1;
+            }
+            Err(e) => {
+                tracing::warn!(run = %run.id, error = %e, "sweeping the run failed; the next tick tries again");
+            }
+        }
+        Ok(())
+    }
+
+    /// Repairs one run; returns how many repairs it applied.
+    pub async fn sweep_run(&self, run: &RunRecord) -> HandlerResult<usize> {
+        let now = self.now();
+        let wf = self.workflow(run).await?;
+        let written = self.ports.store.list_steps(&run.id).await?;
+        let steps = records::every_step(&wf, &run.id, written);
+        let repairs = reconcile(&wf, run, &steps, now, self.settings.stale_after);
+        let count = repairs.len();
+        let mut wake = Vec::new();
+        for repair in repairs {
+            match repair {
+                Repair::TimeOut => self.time_out(&wf, run).await?,
+                Repair::FinishRun => self.finish_if_done(&wf, &run.id, None).await?,
+                Repair::Settle(key) => {
+                    let rec = self.ports.store.get_step(&run.id, &key).await?;
+                    let fresh_run = self.ports.store.get_run(&run.id).await?;
+                    if rec.status.is_final() {
+                        self.settle(&wf, fresh_run, &rec, None, false).await?;
+                    }
+                }
+                Repair::Dispatch(msg) => wake.push((msg, Duration::ZERO)),
+                Repair::ExpireLease { key, attempt } => {
+                    let limit = wf.step(&key.step).and_then(|s| s.timeout);
+                    let message = match limit {
+                        Some(t) => format!(
+                            "step `{key}` attempt {attempt} exceeded its timeout of {}",
+                            format_duration(t)
+                        ),
+                        None => format!(
+                            "step `{key}` attempt {attempt} was lost: its worker stopped reporting"
+                        ),
+                    };
+                    self.send_result(&ResultMsg {
+                        run_id: run.id.clone(),
+                        key,
+                        attempt,
+                        outcome: Outcome::Failed {
+                            error: ErrorInfo::new("timeout", message),
+                            retryable: true,
+                        },
+                    })
+                    .await?;
+                }
+                Repair::Cancel(key) => {
+                    if let Some(rec) = self.step_or_iteration(&run.id, &key).await? {
+                        self.cancel(&wf, &rec).await?;
+                    }
+                }
+                Repair::Admit => self.admit(&run.workflow).await?,
+                Repair::ReleaseRoot(key) => {
+                    self.release_roots(run, std::slice::from_ref(&key), now)
+                        .await?;
+                }
+                Repair::AdvanceFanOut(step) => {
+                    let parent = self
+                        .ports
+                        .store
+                        .get_step(&run.id, &braid_engine::model::StepKey::step(&step))
+                        .await?;
+                    self.advance_fan_out(&wf, run, parent).await?;
+                }
+            }
+        }
+        self.send_dispatch(wake).await?;
+        Ok(count)
+    }
+
+    /// Ends a run that passed its deadline.
+    async fn time_out(&self, wf: &Workflow, run: &RunRecord) -> HandlerResult<()> {
+        let limit = wf.timeout.map(format_duration).unwrap_or_default();
+        let error = ErrorInfo::new(
+            "timed_out",
+            format!("the run exceeded its timeout of {limit}"),
+        );
+        self.end_run(&run.id, RunStatus::TimedOut, error).await
+    }
+
+    /// Ends a run at once with `status` and `error`: the run first (so late results are
+    /// dropped), then every step still open is cancelled. Used for timeouts and for
+    /// messages that can never be handled, so a run is never left stuck.
+    pub async fn end_run(
+        &self,
+        run_id: &str,
+        status: RunStatus,
+        error: ErrorInfo,
+    ) -> HandlerResult<()> {
+        let now = self.now();
+        let run = self.ports.store.get_run(run_id).await?;
+        let done = RunRecord {
+            status,
+            finished_at: Some(now),
+            error: Some(error),
+            ..run.clone()
+        };
+        if self.ports.store.finish_run(&done).await? {
+            self.ended(&done, now).await?;
+        }
+        self.cancel_open_steps(&run).await
+    }
+
+    /// Cancels every step of a run that is not final (those not written yet too).
+    async fn cancel_open_steps(&self, run: &RunRecord) -> HandlerResult<()> {
+        let now = self.now();
+        let written = self.ports.store.list_steps(&run.id).await?;
+        // A definition that cannot be read names no step beyond the records.
+        let steps = match self.workflow(run).await {
+            Ok(wf) => records::every_step(&wf, &run.id, written),
+            Err(HandlerError::Invalid(_)) => written,
+            Err(e) => return Err(e),
+        };
+        for rec in steps.iter().filter(|r| !r.status.is_final()) {
+            let cancelled = StepRecord {
+                status: StepStatus::Cancelled,
+                lease_until: None,
+                due_at: None,
+                finished_at: Some(now),
+                ..rec.clone()
+            };
+            self.ports
+                .store
+                .finalize_step(&Guard::status(OPEN), &cancelled, None)
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,87 @@
+//! A run as users see it: the `braid run --output json` object, also served by
+//! `GET /runs/{id}`.
+
+use super::{HandlerResult, Handlers};
+use braid_engine::model::{ErrorInfo, RunStatus, StepStatus, Timestamp};
+use indexmap::IndexMap;
+use serde::Serialize;
+use serde_json::Value;
+
+/// A run with its steps, outputs loaded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunView {
+    pub run_id: String,
+    pub workflow: String,
+    pub status: RunStatus,
+    pub output: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
+    pub started_at: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+    /// Steps in workflow file order.
+    pub steps: IndexMap<String, StepView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepView {
+    pub status: StepStatus,
+    pub attempts: u32,
+    pub output: Value,
+    pub error: Option<ErrorInfo>,
+    /// For a `for_each` step: how many items it ran over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iterations: Option<u32>,
+}
+
+impl Handlers {
+    /// The user-facing view of a run.
+    pub async fn run_view(&self, run_id: &str) -> HandlerResult<RunView> {
+        let run = self.ports.store.get_run(run_id).await?;
+        let wf = self.workflow(&run).await?;
+        let written = self.ports.store.list_steps(run_id).await?;
+        let mut records = braid_engine::records::every_step(&wf, run_id, written);
+        records.retain(|r| r.key.index.is_none());
+        let mut steps = IndexMap::new();
+        for s in &wf.steps {
+            let Some(rec) = records.iter().find(|r| r.key.step == s.id) else {
+                continue;
+            };
+            let output = match &rec.output {
+                Some(d) => self.load(d).await?,
+                None => Value::Null,
+            };
+            steps.insert(
+                s.id.clone(),
+                StepView {
+                    status: rec.status,
+                    // A skipped step's one dispatch only evaluated `when`: no attempt ran.
+                    attempts: if rec.status == StepStatus::Skipped {
+                        0
+                    } else {
+                        rec.attempt
+                    },
+                    output,
+                    error: rec.error.clone().filter(|_| {
+                        rec.status == StepStatus::Failed || rec.status == StepStatus::Retrying
+                    }),
+                    iterations: rec.fan_out.map(|f| f.total),
+                },
+            );
+        }
+        let output = match &run.output {
+            Some(d) => self.load(d).await?,
+            None => Value::Null,
+        };
+        Ok(RunView {
+            run_id: run.id,
+            workflow: run.workflow,
+            status: run.status,
+            output,
+            error: run.error,
+            started_at: run.created_at,
+            finished_at: run.finished_at,
+            steps,
+        })
+    }
+}

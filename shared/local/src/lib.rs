@@ -1,0 +1,18 @@
+//! Braid's embedded backend: the ports' adapters for one process on a laptop — SQLite
+//! files and a folder — and the runtime that drives the handlers over them. No AWS
+//! SDK: `braid run` and `braid dev` build without it.
+//!
+//! # Layout
+//! - [`store`]: the state store (SQLite);
+//! - [`queue`]: the work queues (SQLite);
+//! - [`payloads`]: the payload store (a folder);
+//! - [`lambda`]: `lambda` steps without AWS (Invoke API endpoints, local binaries);
+//! - [`runtime`]: the message loop;
+//! - [`backend`]: all of it wired under one state folder.
+
+pub mod backend;
+pub mod lambda;
+pub mod payloads;
+pub mod queue;
+pub mod runtime;
+pub mod store;

@@ -1,0 +1,185 @@
+use super::PortResult;
+use async_trait::async_trait;
+use braid_engine::model::{
+    Definition, ErrorInfo, RunRecord, RunStatus, StepKey, StepRecord, StepStatus, Timestamp,
+};
+
+/// The condition a step write depends on: the record's current status is one of
+/// `statuses` and, when given, its attempt is `attempt` and its lease is `lease`.
+///
+/// Every step transition is guarded, which is what makes duplicate and late messages
+/// harmless: a second claim or a stale result finds the guard false and changes nothing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Guard {
+    pub statuses: Vec<StepStatus>,
+    pub attempt: Option<u32>,
+    /// The lease the record holds: taking over a running attempt (renewing its lease)
+    /// is one compare-and-set, so of two copies of a message resuming it, one does.
+    pub lease: Option<Timestamp>,
+}
+
+impl Guard {
+    pub fn status(statuses: &[StepStatus]) -> Self {
+        Guard {
+            statuses: statuses.to_vec(),
+            attempt: None,
+            lease: None,
+        }
+    }
+
+    pub fn at(statuses: &[StepStatus], attempt: u32) -> Self {
+        Guard {
+            statuses: statuses.to_vec(),
+            attempt: Some(attempt),
+            lease: None,
+        }
+    }
+
+    /// The guard of a write replacing `rec` as it was read, lease and all.
+    pub fn unchanged(rec: &StepRecord) -> Self {
+        Guard {
+            statuses: vec![rec.status],
+            attempt: Some(rec.attempt),
+            lease: rec.lease_until,
+        }
+    }
+
+    /// Whether the guard holds for a step with no record yet, which is pending at
+    /// attempt 0: the write creates it. A step's record is written when it first
+    /// changes — a run is created with its root steps' records only, a fan-out with
+    /// its own ([`braid_engine::model::FanOut::iteration`]) — and only the handlers, which
+    /// know the workflow, write with a guard admitting pending.
+    pub fn admits_absent(&self) -> bool {
+        self.statuses.contains(&StepStatus::Pending)
+            && self.attempt.is_none_or(|a| a == 0)
+            && self.lease.is_none()
+    }
+
+    pub fn holds(&self, rec: &StepRecord) -> bool {
+        self.statuses.contains(&rec.status)
+            && self.attempt.is_none_or(|a| a == rec.attempt)
+            && self.lease.is_none_or(|l| rec.lease_until == Some(l))
+    }
+}
+
+/// What [`StateStore::create_run`] did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Created {
+    New,
+    /// The idempotency key was used before: this is the run it started.
+    Existing(Box<RunRecord>),
+}
+
+/// What a final step write changed besides the step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finalized {
+    /// The run as read after the write. What follows a step's end depends on whether
+    /// the run is failing, which a copy read before the step ran may not show.
+    pub run: RunRecord,
+    /// For a failed iteration: its `for_each` step after counting it.
+    pub parent: Option<StepRecord>,
+}
+
+/// Which runs to list.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunFilter {
+    pub workflow: Option<String>,
+    pub status: Option<RunStatus>,
+    pub limit: usize,
+}
+
+/// Run and step records with atomic, conditional transitions (DynamoDB; embedded: SQLite).
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// Stores a definition and makes it its workflow's current one (what a start by
+    /// name runs); storing the same version again only makes it current again.
+    async fn put_definition(&self, def: &Definition) -> PortResult<()>;
+    async fn get_definition(&self, workflow: &str, version: &str) -> PortResult<Definition>;
+    /// The definition last stored for `workflow`.
+    async fn current_definition(&self, workflow: &str) -> PortResult<Definition>;
+    /// The current definition of every registered workflow, by name: the registry that
+    /// triggers are matched against.
+    async fn current_definitions(&self) -> PortResult<Vec<Definition>>;
+
+    /// A named marker the tick keeps between runs — where the sweeper's next page starts
+    /// (see [`StateStore::active_runs`]), up to when a schedule was handled. Kept in the
+    /// store because on AWS each tick may run in a fresh process.
+    async fn marker(&self, name: &str) -> PortResult<Option<String>>;
+    /// Sets a marker, or removes it with `None`.
+    async fn set_marker(&self, name: &str, value: Option<&str>) -> PortResult<()>;
+
+    /// Creates the run and its step records in one atomic write. When the run's
+    /// idempotency key was used before, writes nothing and returns that run.
+    async fn create_run(&self, run: &RunRecord, steps: &[StepRecord]) -> PortResult<Created>;
+    async fn get_run(&self, run_id: &str) -> PortResult<RunRecord>;
+    /// Runs newest first.
+    async fn list_runs(&self, filter: &RunFilter) -> PortResult<Vec<RunRecord>>;
+    /// Runs not final with ids after `after` (all when `None`), oldest first, at most
+    /// `limit`: what the sweeper looks at, a page at a time.
+    async fn active_runs(&self, after: Option<&str>, limit: usize) -> PortResult<Vec<RunRecord>>;
+
+    /// Ids of runs with a timer at or before `before` — a step's or the run's own
+    /// ([`StepRecord::timer`], [`RunRecord::timer`]) — earliest timer first, at most
+    /// `limit`, each once. An index, never a scan: the tick fires due timers on time
+    /// however many runs are active. May name a run that has since finished.
+    async fn due_runs(&self, before: Timestamp, limit: usize) -> PortResult<Vec<String>>;
+
+    async fn get_step(&self, run_id: &str, key: &StepKey) -> PortResult<StepRecord>;
+    /// Every step and iteration record of a run, steps before their iterations.
+    async fn list_steps(&self, run_id: &str) -> PortResult<Vec<StepRecord>>;
+    /// The iterations of a `for_each` step in index order.
+    async fn list_iterations(&self, run_id: &str, step: &str) -> PortResult<Vec<StepRecord>>;
+
+    /// Replaces a step record with a non-final `new` if `guard` holds; false otherwise.
+    /// Step writes create an iteration's record when the guard admits its absence
+    /// ([`Guard::admits_absent`]); a record that is absent otherwise is `NotFound`.
+    async fn update_step(&self, guard: &Guard, new: &StepRecord) -> PortResult<bool>;
+
+    /// Replaces a step record with a final `new` if `guard` holds. A failed iteration
+    /// raises its parent's `fan_out.failed` in the same atomic write; anything else
+    /// touches only its own record (the run's end and a fan-in are seen from the
+    /// records, see [`braid_engine::gates`]). With `fail_run`, the same write
+    /// also turns on fail-fast for a run that is not final nor failing yet, with that
+    /// error — so no other writer can finish the run as succeeded in between, and a
+    /// crash right after leaves a run the sweeper fails. `None` when the guard is false.
+    async fn finalize_step(
+        &self,
+        guard: &Guard,
+        new: &StepRecord,
+        fail_run: Option<&ErrorInfo>,
+    ) -> PortResult<Option<Finalized>>;
+
+    /// Adds `dep` to the satisfied needs of `dependent` (creating its record, pending,
+    /// if it has none yet) if it is not there yet and, in the same write, makes a
+    /// `pending` dependent `ready` (with `due_at = now`) once all of `needs` are
+    /// satisfied. Returns the dependent if this call made it ready — of
+    /// two callers releasing the last needs at once, exactly one gets it.
+    async fn satisfy(
+        &self,
+        run_id: &str,
+        dependent: &str,
+        dep: &str,
+        needs: &[String],
+        now: Timestamp,
+    ) -> PortResult<Option<StepRecord>>;
+
+    /// Counts one more lane of a running `for_each` step as ended
+    /// ([`braid_engine::model::FanOut::ended`]); returns the step after the write, or `None`
+    /// when it is not a running fan-out any more.
+    async fn end_lane(&self, run_id: &str, step: &str) -> PortResult<Option<StepRecord>>;
+
+    /// Moves a run that is not final to `run.status` with its output, error and finish
+    /// time, once: false if it was already final, or if `run` ends it succeeded but
+    /// it is failing (a step failed it since it was read). A run holding a slot
+    /// ([`RunRecord::slot`]) gives it back in the same atomic write.
+    async fn finish_run(&self, run: &RunRecord) -> PortResult<bool>;
+
+    /// Queued runs of `workflow`, oldest first, at most `limit`.
+    async fn queued_runs(&self, workflow: &str, limit: usize) -> PortResult<Vec<RunRecord>>;
+
+    /// Admits a queued run: replaces it by `run` (running, holding a slot) if it is
+    /// still queued and fewer than `limit` runs of its workflow hold a slot — checked
+    /// and taken in one atomic write, so concurrent admissions never exceed the limit.
+    /// False when no slot is free or the run is no longer queued.
+    async fn take_slot(&self, run: &RunRecord, limit: u32) -> PortResult<bool>;
+}

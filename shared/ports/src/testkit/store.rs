@@ -1,0 +1,858 @@
+//! Conformance suite for [`StateStore`]: every adapter runs every check.
+//!
+//! Each check uses fresh run ids, so one store can run the whole suite.
+
+use crate::{Created, Guard, PortError, RunFilter, StateStore};
+use braid_engine::model::*;
+use chrono::TimeZone;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+fn t0() -> Timestamp {
+    chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+}
+
+fn fresh_id(tag: &str) -> String {
+    format!(
+        "{tag}-{}",
+        ulid::Ulid::from_parts(0, fastrand::u128(..))
+            .to_string()
+            .to_lowercase()
+    )
+}
+
+fn run_record(id: &str, workflow: &str, key: Option<&str>) -> RunRecord {
+    RunRecord {
+        id: id.to_string(),
+        workflow: workflow.to_string(),
+        version: "v1".into(),
+        status: RunStatus::Running,
+        params: json!({"p": 1}),
+        trigger: Value::Null,
+        created_at: t0(),
+        finished_at: None,
+        deadline: None,
+        failing: false,
+        output: None,
+        error: None,
+        idempotency_key: key.map(str::to_string),
+        limit: None,
+        slot: false,
+    }
+}
+
+/// A run with steps `a` (ready) and `b` (pending, needs a), created in the store.
+async fn two_step_run(store: &dyn StateStore, tag: &str) -> RunRecord {
+    let run = run_record(&fresh_id(tag), "conformance", None);
+    let a = StepRecord::new(&run.id, StepKey::step("a"), StepStatus::Ready);
+    let b = StepRecord::new(&run.id, StepKey::step("b"), StepStatus::Pending);
+    assert_eq!(store.create_run(&run, &[a, b]).await.unwrap(), Created::New);
+    run
+}
+
+fn claimed(rec: &StepRecord, attempt: u32) -> StepRecord {
+    StepRecord {
+        status: StepStatus::Running,
+        attempt,
+        lease_until: Some(t0()),
+        ..rec.clone()
+    }
+}
+
+/// Runs every check against `store`.
+pub async fn run_all(store: Arc<dyn StateStore>) {
+    definitions_round_trip(&*store).await;
+    the_last_stored_definition_is_current(&*store).await;
+    markers_round_trip(&*store).await;
+    current_definitions_list_the_registry(&*store).await;
+    created_run_and_steps_read_back(&*store).await;
+    idempotency_key_returns_the_existing_run(&*store).await;
+    racing_starts_with_one_key_create_one_run(store.clone()).await;
+    claim_succeeds_once(&*store).await;
+    concurrent_claims_have_one_winner(store.clone()).await;
+    finalize_records_a_result_once(&*store).await;
+    satisfy_is_idempotent(&*store).await;
+    a_step_not_written_yet_is_created_by_its_first_write(&*store).await;
+    fan_out_counts_failures_and_ended_lanes(&*store).await;
+    failing_and_finishing_happen_once(&*store).await;
+    due_runs_follow_timers(&*store).await;
+    slots_admit_queued_runs_up_to_the_limit(&*store).await;
+    concurrent_admissions_never_exceed_the_limit(store.clone()).await;
+    listings_filter_and_order_runs(&*store).await;
+    missing_records_are_not_found(&*store).await;
+}
+
+pub async fn definitions_round_trip(store: &dyn StateStore) {
+    let def = Definition {
+        workflow: fresh_id("wf"),
+        version: "abc".into(),
+        file: "wf.yaml".into(),
+        source: "name: x\n".into(),
+    };
+    store.put_definition(&def).await.unwrap();
+    store.put_definition(&def).await.unwrap();
+    assert_eq!(
+        store.get_definition(&def.workflow, "abc").await.unwrap(),
+        def
+    );
+    assert!(matches!(
+        store.get_definition(&def.workflow, "nope").await,
+        Err(PortError::NotFound(_))
+    ));
+}
+
+pub async fn the_last_stored_definition_is_current(store: &dyn StateStore) {
+    let v1 = Definition {
+        workflow: fresh_id("wf"),
+        version: "v1".into(),
+        file: "wf.yaml".into(),
+        source: "name: x\n".into(),
+    };
+    let v2 = Definition {
+        version: "v2".into(),
+        source: "name: x\n# changed\n".into(),
+        ..v1.clone()
+    };
+    assert!(matches!(
+        store.current_definition(&v1.workflow).await,
+        Err(PortError::NotFound(_))
+    ));
+    store.put_definition(&v1).await.unwrap();
+    assert_eq!(store.current_definition(&v1.workflow).await.unwrap(), v1);
+    store.put_definition(&v2).await.unwrap();
+    assert_eq!(store.current_definition(&v1.workflow).await.unwrap(), v2);
+    store.put_definition(&v1).await.unwrap();
+    assert_eq!(store.current_definition(&v1.workflow).await.unwrap(), v1);
+}
+
+pub async fn current_definitions_list_the_registry(store: &dyn StateStore) {
+    let one = |wf: &str, v: &str| Definition {
+        workflow: wf.to_string(),
+        version: v.into(),
+        file: "wf.yaml".into(),
+        source: format!("name: x\n# {v}\n"),
+    };
+    let (a, b) = (fresh_id("reg"), fresh_id("reg"));
+    for d in [one(&a, "v1"), one(&b, "v1"), one(&a, "v2")] {
+        store.put_definition(&d).await.unwrap();
+    }
+    let all = store.current_definitions().await.unwrap();
+    let ours: Vec<_> = all
+        .iter()
+        .filter(|d| d.workflow == a || d.workflow == b)
+        .collect();
+    assert_eq!(ours.len(), 2, "one entry per workflow: {ours:?}");
+    assert!(
+        ours.contains(&&one(&a, "v2")),
+        "the last stored version is listed"
+    );
+    assert!(ours.contains(&&one(&b, "v1")));
+}
+
+pub async fn markers_round_trip(store: &dyn StateStore) {
+    store.set_marker("other", Some("x")).await.unwrap();
+    store.set_marker("sweep", Some("01abc")).await.unwrap();
+    assert_eq!(
+        store.marker("sweep").await.unwrap().as_deref(),
+        Some("01abc")
+    );
+    store.set_marker("sweep", None).await.unwrap();
+    assert_eq!(store.marker("sweep").await.unwrap(), None);
+    assert_eq!(
+        store.marker("other").await.unwrap().as_deref(),
+        Some("x"),
+        "markers are independent"
+    );
+}
+
+pub async fn created_run_and_steps_read_back(store: &dyn StateStore) {
+    let run = two_step_run(store, "create").await;
+    assert_eq!(store.get_run(&run.id).await.unwrap(), run);
+    let steps = store.list_steps(&run.id).await.unwrap();
+    let keys: Vec<String> = steps.iter().map(|s| s.key.to_string()).collect();
+    assert_eq!(keys, vec!["a", "b"]);
+    assert_eq!(
+        store
+            .get_step(&run.id, &StepKey::step("b"))
+            .await
+            .unwrap()
+            .status,
+        StepStatus::Pending
+    );
+}
+
+pub async fn idempotency_key_returns_the_existing_run(store: &dyn StateStore) {
+    let key = fresh_id("key");
+    let first = run_record(&fresh_id("idem"), "idem-wf", Some(&key));
+    let a = StepRecord::new(&first.id, StepKey::step("a"), StepStatus::Ready);
+    assert_eq!(
+        store
+            .create_run(&first, std::slice::from_ref(&a))
+            .await
+            .unwrap(),
+        Created::New
+    );
+    let second = run_record(&fresh_id("idem"), "idem-wf", Some(&key));
+    let a2 = StepRecord::new(&second.id, StepKey::step("a"), StepStatus::Ready);
+    match store.create_run(&second, &[a2]).await.unwrap() {
+        Created::Existing(r) => assert_eq!(r.id, first.id),
+        Created::New => panic!("a used idempotency key must not start a second run"),
+    }
+    assert!(matches!(
+        store.get_run(&second.id).await,
+        Err(PortError::NotFound(_))
+    ));
+    // The same key under another workflow is another run.
+    let other = run_record(&fresh_id("idem"), "idem-other", Some(&key));
+    assert_eq!(store.create_run(&other, &[]).await.unwrap(), Created::New);
+}
+
+/// Starts racing with one idempotency key (one event delivered several times at once)
+/// create one run; every other start gets that run back.
+pub async fn racing_starts_with_one_key_create_one_run(store: Arc<dyn StateStore>) {
+    let key = fresh_id("race-key");
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let (store, key) = (store.clone(), key.clone());
+        tasks.push(tokio::spawn(async move {
+            let run = run_record(&fresh_id("idem-race"), "idem-race", Some(&key));
+            let a = StepRecord::new(&run.id, StepKey::step("a"), StepStatus::Ready);
+            let created = store.create_run(&run, &[a]).await.unwrap();
+            (run.id, created)
+        }));
+    }
+    let mut new = Vec::new();
+    let mut existing = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (id, Created::New) => new.push(id),
+            (_, Created::Existing(r)) => existing.push(r.id),
+        }
+    }
+    assert_eq!(new.len(), 1, "exactly one start creates the run");
+    assert!(existing.iter().all(|id| *id == new[0]), "{existing:?}");
+}
+
+pub async fn claim_succeeds_once(store: &dyn StateStore) {
+    let run = two_step_run(store, "claim").await;
+    let a = store.get_step(&run.id, &StepKey::step("a")).await.unwrap();
+    let guard = Guard::at(&[StepStatus::Ready, StepStatus::Retrying], 0);
+    assert!(store.update_step(&guard, &claimed(&a, 1)).await.unwrap());
+    assert!(
+        !store.update_step(&guard, &claimed(&a, 1)).await.unwrap(),
+        "a duplicate claim must fail"
+    );
+    let stale = Guard::at(&[StepStatus::Running], 7);
+    assert!(
+        !store.update_step(&stale, &claimed(&a, 8)).await.unwrap(),
+        "a stale attempt must fail"
+    );
+    let now = store.get_step(&run.id, &StepKey::step("a")).await.unwrap();
+    assert_eq!((now.status, now.attempt), (StepStatus::Running, 1));
+    // Taking the running attempt over (a message resuming it) compares its lease.
+    let renewed = StepRecord {
+        lease_until: Some(t0() + chrono::Duration::minutes(5)),
+        ..now.clone()
+    };
+    let as_read = Guard::unchanged(&now);
+    assert!(store.update_step(&as_read, &renewed).await.unwrap());
+    assert!(
+        !store.update_step(&as_read, &renewed).await.unwrap(),
+        "a second take-over of the same lease must fail"
+    );
+}
+
+pub async fn concurrent_claims_have_one_winner(store: Arc<dyn StateStore>) {
+    let run = two_step_run(&*store, "race").await;
+    let a = store.get_step(&run.id, &StepKey::step("a")).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (store, a) = (store.clone(), a.clone());
+        tasks.push(tokio::spawn(async move {
+            let guard = Guard::at(&[StepStatus::Ready], 0);
+            store.update_step(&guard, &claimed(&a, 1)).await.unwrap()
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        wins += usize::from(t.await.unwrap());
+    }
+    assert_eq!(wins, 1, "exactly one concurrent claim wins");
+}
+
+pub async fn finalize_records_a_result_once(store: &dyn StateStore) {
+    let run = two_step_run(store, "final").await;
+    let a = store.get_step(&run.id, &StepKey::step("a")).await.unwrap();
+    store
+        .update_step(&Guard::at(&[StepStatus::Ready], 0), &claimed(&a, 1))
+        .await
+        .unwrap();
+    let done = StepRecord {
+        status: StepStatus::Succeeded,
+        attempt: 1,
+        output: Some(Data::Inline(json!({"x": 1}))),
+        ..a.clone()
+    };
+    let guard = Guard::at(&[StepStatus::Running], 1);
+    let fin = store
+        .finalize_step(&guard, &done, None)
+        .await
+        .unwrap()
+        .expect("first finalize applies");
+    assert_eq!(fin.run.id, run.id);
+    assert!(fin.parent.is_none());
+    assert!(
+        store
+            .finalize_step(&guard, &done, None)
+            .await
+            .unwrap()
+            .is_none(),
+        "a duplicate result is recorded once"
+    );
+    assert_eq!(
+        store
+            .get_step(&run.id, &StepKey::step("a"))
+            .await
+            .unwrap()
+            .output,
+        done.output
+    );
+}
+
+/// Releasing needs is idempotent, and the write that completes them makes the
+/// dependent ready exactly once.
+pub async fn satisfy_is_idempotent(store: &dyn StateStore) {
+    let run = two_step_run(store, "satisfy").await;
+    let needs = vec!["a".to_string(), "x".to_string()];
+    assert!(
+        store
+            .satisfy(&run.id, "b", "a", &needs, t0())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .satisfy(&run.id, "b", "a", &needs, t0())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let b = store.get_step(&run.id, &StepKey::step("b")).await.unwrap();
+    assert_eq!(
+        (b.satisfied.clone(), b.status),
+        (vec!["a".to_string()], StepStatus::Pending)
+    );
+    let ready = store
+        .satisfy(&run.id, "b", "x", &needs, t0())
+        .await
+        .unwrap()
+        .expect("the last need makes it ready");
+    assert_eq!(
+        (ready.status, ready.due_at),
+        (StepStatus::Ready, Some(t0()))
+    );
+    assert!(
+        store
+            .satisfy(&run.id, "b", "x", &needs, t0())
+            .await
+            .unwrap()
+            .is_none(),
+        "only once"
+    );
+}
+
+/// A step not written yet (a run is created with its roots' records) is created by its
+/// release — pending with the need, or ready when it was the only one — or by a write
+/// whose guard admits pending.
+pub async fn a_step_not_written_yet_is_created_by_its_first_write(store: &dyn StateStore) {
+    let run = run_record(&fresh_id("unwritten"), "conformance", None);
+    let a = StepRecord::new(&run.id, StepKey::step("a"), StepStatus::Ready);
+    store.create_run(&run, &[a]).await.unwrap();
+    let both = vec!["a".to_string(), "x".to_string()];
+    assert!(
+        store
+            .satisfy(&run.id, "b", "a", &both, t0())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let b = store.get_step(&run.id, &StepKey::step("b")).await.unwrap();
+    assert_eq!(
+        b,
+        StepRecord {
+            satisfied: vec!["a".to_string()],
+            ..StepRecord::new(&run.id, StepKey::step("b"), StepStatus::Pending)
+        }
+    );
+    let ready = store
+        .satisfy(&run.id, "c", "a", &["a".to_string()], t0())
+        .await
+        .unwrap()
+        .expect("its only need makes it ready");
+    assert_eq!(
+        (ready.status, ready.satisfied, ready.due_at),
+        (StepStatus::Ready, vec!["a".to_string()], Some(t0()))
+    );
+    let unwritten = StepRecord::new(&run.id, StepKey::step("d"), StepStatus::Pending);
+    let skipped = StepRecord {
+        status: StepStatus::Skipped,
+        finished_at: Some(t0()),
+        ..unwritten.clone()
+    };
+    assert!(
+        store
+            .finalize_step(&Guard::unchanged(&unwritten), &skipped, None)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store.get_step(&run.id, &StepKey::step("d")).await.unwrap(),
+        skipped
+    );
+}
+
+/// An iteration has no record until its first write, which a guard admitting pending
+/// creates (once: a second finds it written); a success writes only its own record, a
+/// failure counts on its parent in the same write; lanes end once each.
+pub async fn fan_out_counts_failures_and_ended_lanes(store: &dyn StateStore) {
+    let run = run_record(&fresh_id("fan"), "conformance", None);
+    let f = StepRecord::new(&run.id, StepKey::step("f"), StepStatus::Ready);
+    store
+        .create_run(&run, std::slice::from_ref(&f))
+        .await
+        .unwrap();
+    store
+        .update_step(&Guard::at(&[StepStatus::Ready], 0), &claimed(&f, 1))
+        .await
+        .unwrap();
+    let fan_out = FanOut {
+        total: 5,
+        lanes: 2,
+        ..FanOut::default()
+    };
+    let parent = StepRecord {
+        fan_out: Some(fan_out),
+        items: Some(Data::Inline(json!([0, 1, 2, 3, 4]))),
+        ..claimed(&f, 1)
+    };
+    let guard = Guard::at(&[StepStatus::Running], 1);
+    assert!(store.update_step(&guard, &parent).await.unwrap());
+    assert_eq!(
+        store.get_step(&run.id, &f.key).await.unwrap().items,
+        parent.items
+    );
+    assert!(
+        store
+            .list_iterations(&run.id, "f")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let iterations: Vec<StepRecord> = (0..5).map(|i| fan_out.iteration(&run.id, "f", i)).collect();
+    assert!(
+        matches!(
+            store.get_step(&run.id, &iterations[0].key).await,
+            Err(PortError::NotFound(_))
+        ),
+        "not written yet"
+    );
+    assert!(
+        matches!(
+            store
+                .update_step(
+                    &Guard::at(&[StepStatus::Ready], 0),
+                    &claimed(&iterations[0], 1)
+                )
+                .await,
+            Err(PortError::NotFound(_))
+        ),
+        "a guard without pending does not hold for an iteration not written yet"
+    );
+    let [it0, it1] = [0, 1].map(|i| iterations[i].clone());
+    for it in [&it0, &it1] {
+        let first = Guard::at(&[StepStatus::Pending], 0);
+        assert!(store.update_step(&first, &claimed(it, 1)).await.unwrap());
+        assert!(
+            !store.update_step(&first, &claimed(it, 1)).await.unwrap(),
+            "written once"
+        );
+    }
+    // An outcome written straight over the pending iteration creates its record.
+    let straight = StepRecord {
+        status: StepStatus::Succeeded,
+        attempt: 1,
+        output: Some(Data::Inline(json!(4))),
+        ..iterations[4].clone()
+    };
+    assert!(
+        store
+            .finalize_step(&Guard::unchanged(&iterations[4]), &straight, None)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store.get_step(&run.id, &straight.key).await.unwrap(),
+        straight
+    );
+    let ok = StepRecord {
+        status: StepStatus::Succeeded,
+        output: Some(Data::Inline(json!(1))),
+        ..claimed(&it1, 1)
+    };
+    let fin = store
+        .finalize_step(&Guard::at(&[StepStatus::Running], 1), &ok, None)
+        .await
+        .unwrap()
+        .expect("iteration finalizes");
+    assert!(fin.parent.is_none(), "a success touches only its record");
+    let failed = StepRecord {
+        status: StepStatus::Failed,
+        error: Some(ErrorInfo::new("x", "y")),
+        ..claimed(&it0, 1)
+    };
+    let fin = store
+        .finalize_step(&Guard::at(&[StepStatus::Running], 1), &failed, None)
+        .await
+        .unwrap()
+        .expect("iteration finalizes");
+    let counted = fin
+        .parent
+        .expect("a failure reports its parent")
+        .fan_out
+        .unwrap();
+    assert_eq!((counted.failed, counted.ended), (1, 0));
+    for expected in [1, 2] {
+        let p = store
+            .end_lane(&run.id, "f")
+            .await
+            .unwrap()
+            .expect("running");
+        assert_eq!(p.fan_out.unwrap().ended, expected);
+    }
+    let done = StepRecord {
+        status: StepStatus::Failed,
+        finished_at: Some(t0()),
+        ..store.get_step(&run.id, &f.key).await.unwrap()
+    };
+    store
+        .finalize_step(&guard, &done, None)
+        .await
+        .unwrap()
+        .expect("the fan-out ends");
+    assert_eq!(
+        store.end_lane(&run.id, "f").await.unwrap(),
+        None,
+        "a fan-out that ended counts no lane"
+    );
+    let iterations = store.list_iterations(&run.id, "f").await.unwrap();
+    let order: Vec<Option<u32>> = iterations.iter().map(|i| i.key.index).collect();
+    assert_eq!(
+        order,
+        vec![Some(0), Some(1), Some(4)],
+        "the iterations written, in index order"
+    );
+}
+
+/// A failing step's final write turns on fail fast atomically, once; a run finishes once.
+pub async fn failing_and_finishing_happen_once(store: &dyn StateStore) {
+    let run = two_step_run(store, "finish").await;
+    // Both steps fail the run; the first failure recorded is the run's error.
+    let err = ErrorInfo::new("boom", "step `a` failed");
+    let later = ErrorInfo::new("bang", "step `b` failed");
+    for (step, from, e) in [
+        ("a", StepStatus::Ready, &err),
+        ("b", StepStatus::Pending, &later),
+    ] {
+        let rec = store.get_step(&run.id, &StepKey::step(step)).await.unwrap();
+        let failed = StepRecord {
+            status: StepStatus::Failed,
+            error: Some(e.clone()),
+            ..rec
+        };
+        let fin = store
+            .finalize_step(&Guard::status(&[from]), &failed, Some(e))
+            .await
+            .unwrap()
+            .expect("the failure is recorded");
+        assert!(fin.run.failing, "the final write turns on fail fast");
+    }
+    let failing = store.get_run(&run.id).await.unwrap();
+    assert!(failing.failing);
+    assert_eq!(
+        failing.error,
+        Some(err),
+        "a later failure does not replace the first"
+    );
+    let done = RunRecord {
+        status: RunStatus::Failed,
+        finished_at: Some(t0()),
+        ..failing
+    };
+    let read_before = RunRecord {
+        status: RunStatus::Succeeded,
+        failing: false,
+        error: None,
+        ..done.clone()
+    };
+    assert!(
+        !store.finish_run(&read_before).await.unwrap(),
+        "a run read before a step failed it does not end succeeded"
+    );
+    assert!(store.finish_run(&done).await.unwrap());
+    assert!(
+        !store.finish_run(&done).await.unwrap(),
+        "a run finishes once"
+    );
+    let active = store.active_runs(None, 10_000).await.unwrap();
+    assert!(
+        !active.iter().any(|r| r.id == run.id),
+        "finished runs are not active"
+    );
+}
+
+/// A run whose one step `a` is in `status` with `due_at`/`lease_until` at `at`.
+async fn run_with_timer(
+    store: &dyn StateStore,
+    status: StepStatus,
+    at: Timestamp,
+    deadline: Option<Timestamp>,
+) -> RunRecord {
+    let mut run = run_record(&fresh_id("timer"), "conformance", None);
+    run.deadline = deadline;
+    let mut a = StepRecord::new(&run.id, StepKey::step("a"), status);
+    match status {
+        StepStatus::Running => a.lease_until = Some(at),
+        _ => a.due_at = Some(at),
+    }
+    assert_eq!(store.create_run(&run, &[a]).await.unwrap(), Created::New);
+    run
+}
+
+pub async fn due_runs_follow_timers(store: &dyn StateStore) {
+    // A time of its own, far before every other check's, so their records stay out.
+    let base = chrono::Utc.with_ymd_and_hms(2001, 1, 1, 0, 0, 0).unwrap()
+        + chrono::Duration::seconds(fastrand::i64(0..86_400 * 300));
+    let min = |m: i64| base + chrono::Duration::minutes(m);
+    let far = Some(min(10_000));
+    let retrying = run_with_timer(store, StepStatus::Retrying, min(1), None).await;
+    let running = run_with_timer(store, StepStatus::Running, min(2), None).await;
+    let late = run_with_timer(store, StepStatus::Pending, min(0), Some(min(3))).await;
+    let waiting = run_with_timer(store, StepStatus::Waiting, min(20), far).await;
+    let pending = run_with_timer(store, StepStatus::Pending, min(0), None).await;
+    let due = |ids: Vec<String>| -> Vec<String> {
+        let ours = [
+            &retrying.id,
+            &running.id,
+            &late.id,
+            &waiting.id,
+            &pending.id,
+        ];
+        ids.into_iter().filter(|id| ours.contains(&id)).collect()
+    };
+
+    let got = due(store.due_runs(min(10), 10_000).await.unwrap());
+    assert_eq!(
+        got,
+        [retrying.id.clone(), late.id.clone()],
+        "due runs are those with a step or run timer passed, earliest first; a lease is no timer"
+    );
+    let got = due(store.due_runs(min(30), 10_000).await.unwrap());
+    assert!(got.contains(&waiting.id), "a wait is due once it is over");
+    assert!(!got.contains(&pending.id), "a pending step has no timer");
+
+    // A claim takes the retry's timer out of the index (a lease is no timer).
+    let rec = store
+        .get_step(&retrying.id, &StepKey::step("a"))
+        .await
+        .unwrap();
+    let claimed = StepRecord {
+        status: StepStatus::Running,
+        attempt: 1,
+        lease_until: Some(min(60)),
+        due_at: None,
+        ..rec
+    };
+    let guard = Guard::status(&[StepStatus::Retrying]);
+    assert!(store.update_step(&guard, &claimed).await.unwrap());
+    // A final write clears it.
+    let rec = store
+        .get_step(&running.id, &StepKey::step("a"))
+        .await
+        .unwrap();
+    let done = StepRecord {
+        status: StepStatus::Succeeded,
+        lease_until: None,
+        ..rec
+    };
+    let guard = Guard::status(&[StepStatus::Running]);
+    assert!(
+        store
+            .finalize_step(&guard, &done, None)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // A finished run has no deadline to keep.
+    let finished = RunRecord {
+        status: RunStatus::Cancelled,
+        finished_at: Some(min(4)),
+        ..store.get_run(&late.id).await.unwrap()
+    };
+    assert!(store.finish_run(&finished).await.unwrap());
+    // Releasing the last need makes the step ready: due at once, not a timer.
+    assert!(
+        store
+            .satisfy(&pending.id, "a", "x", &["x".into()], min(5))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let got = due(store.due_runs(min(10), 10_000).await.unwrap());
+    assert!(got.is_empty(), "each timer moved with its record: {got:?}");
+    let got = due(store.due_runs(min(60), 10_000).await.unwrap());
+    assert_eq!(got, std::slice::from_ref(&waiting.id));
+    let got = store.due_runs(min(60), 1).await.unwrap();
+    assert_eq!(got.len(), 1, "at most `limit` runs");
+}
+
+/// `n` queued runs of a fresh workflow limited to `limit`, oldest first.
+async fn queued(store: &dyn StateStore, n: usize, limit: u32) -> Vec<RunRecord> {
+    let workflow = fresh_id("limited");
+    let mut out = Vec::new();
+    for _ in 0..n {
+        // Ids sort by creation, as ULIDs do.
+        let mut run = run_record(&format!("{workflow}-{}", out.len()), &workflow, None);
+        run.status = RunStatus::Queued;
+        run.limit = Some(limit);
+        let a = StepRecord::new(&run.id, StepKey::step("a"), StepStatus::Pending);
+        assert_eq!(store.create_run(&run, &[a]).await.unwrap(), Created::New);
+        out.push(run);
+    }
+    out
+}
+
+fn admitted(run: &RunRecord) -> RunRecord {
+    RunRecord {
+        status: RunStatus::Running,
+        slot: true,
+        ..run.clone()
+    }
+}
+
+pub async fn slots_admit_queued_runs_up_to_the_limit(store: &dyn StateStore) {
+    let runs = queued(store, 3, 1).await;
+    let ids = |rs: Vec<RunRecord>| rs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let wf = &runs[0].workflow;
+    assert_eq!(
+        ids(store.queued_runs(wf, 10).await.unwrap()),
+        ids(runs.clone()),
+        "oldest first"
+    );
+    assert!(store.take_slot(&admitted(&runs[0]), 1).await.unwrap());
+    assert!(
+        !store.take_slot(&admitted(&runs[0]), 1).await.unwrap(),
+        "a run is admitted once"
+    );
+    assert!(
+        !store.take_slot(&admitted(&runs[1]), 1).await.unwrap(),
+        "no slot is free"
+    );
+    let first = store.get_run(&runs[0].id).await.unwrap();
+    assert_eq!((first.status, first.slot), (RunStatus::Running, true));
+    assert_eq!(ids(store.queued_runs(wf, 10).await.unwrap()).len(), 2);
+    // Ending the first gives its slot back.
+    let done = RunRecord {
+        status: RunStatus::Succeeded,
+        finished_at: Some(t0()),
+        ..first
+    };
+    assert!(store.finish_run(&done).await.unwrap());
+    assert!(store.take_slot(&admitted(&runs[1]), 1).await.unwrap());
+    assert_eq!(
+        ids(store.queued_runs(wf, 10).await.unwrap()),
+        [runs[2].id.clone()]
+    );
+    // A queued run that is cancelled holds no slot and gives none back.
+    let cancelled = RunRecord {
+        status: RunStatus::Cancelled,
+        finished_at: Some(t0()),
+        ..runs[2].clone()
+    };
+    assert!(store.finish_run(&cancelled).await.unwrap());
+    assert!(store.queued_runs(wf, 10).await.unwrap().is_empty());
+    let another = queued(store, 1, 1).await;
+    assert!(store.take_slot(&admitted(&another[0]), 1).await.unwrap());
+}
+
+pub async fn concurrent_admissions_never_exceed_the_limit(store: Arc<dyn StateStore>) {
+    let runs = queued(&*store, 6, 2).await;
+    let tasks: Vec<_> = runs
+        .iter()
+        .map(|r| {
+            let store = store.clone();
+            let run = admitted(r);
+            tokio::spawn(async move { store.take_slot(&run, 2).await.unwrap() })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        won += usize::from(t.await.unwrap());
+    }
+    assert_eq!(won, 2, "six admissions racing for two slots");
+}
+
+pub async fn listings_filter_and_order_runs(store: &dyn StateStore) {
+    let wf = fresh_id("list");
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let id = format!("{}-{i}", fresh_id("l"));
+        let r = run_record(&id, &wf, None);
+        store.create_run(&r, &[]).await.unwrap();
+        ids.push(id);
+    }
+    let listed = store
+        .list_runs(&RunFilter {
+            workflow: Some(wf.clone()),
+            limit: 10,
+            ..RunFilter::default()
+        })
+        .await
+        .unwrap();
+    let got: Vec<&str> = listed.iter().map(|r| r.id.as_str()).collect();
+    let mut expected: Vec<&str> = ids.iter().map(String::as_str).collect();
+    expected.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(got, expected, "newest first");
+    // The sweeper pages through active runs: after the first, the rest follow in order.
+    let mut sorted = ids.clone();
+    sorted.sort();
+    let page = store.active_runs(Some(&sorted[0]), 2).await.unwrap();
+    let paged: Vec<&str> = page
+        .iter()
+        .map(|r| r.id.as_str())
+        .filter(|id| sorted.iter().any(|s| s == id))
+        .collect();
+    assert_eq!(paged, vec![sorted[1].as_str(), sorted[2].as_str()]);
+    let none = store
+        .list_runs(&RunFilter {
+            workflow: Some(wf),
+            status: Some(RunStatus::Succeeded),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}
+
+pub async fn missing_records_are_not_found(store: &dyn StateStore) {
+    assert!(matches!(
+        store.get_run("no-such-run").await,
+        Err(PortError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.get_step("no-such-run", &StepKey::step("a")).await,
+        Err(PortError::NotFound(_))
+    ));
+}
