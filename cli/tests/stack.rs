@@ -152,7 +152,9 @@ async fn a_deployed_workflow_is_started_listed_and_shown_through_the_resource_fl
 
     // The stack's functions, driven in-process, take the run from its queued steps.
     let driver = Driver::new(&stack, aws_handlers(stack.ports()));
-    driver.run_to_end(&run_id, Duration::from_secs(60)).await;
+    driver
+        .run_to_end(&run_id.as_str().into(), Duration::from_secs(60))
+        .await;
 
     let shown = json_out(&braid(&with_flags(
         &["show", &run_id, "--output", "json"],

@@ -10,7 +10,7 @@ use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use braid_aws::event_bus::EventBridgeSink;
-use braid_engine::model::RunRecord;
+use braid_engine::model::{RunId, RunRecord};
 use braid_handlers::Handlers;
 use braid_lambda::sqs_batch::{self, Source};
 use braid_lambda::{cron, notify};
@@ -214,7 +214,7 @@ impl<'a> Driver<'a> {
 
     /// Delivers every queue until run `run_id` is final; ticks every `tick_every` of
     /// quiet. Panics after `limit`.
-    pub async fn run_to_end(&self, run_id: &str, limit: Duration) -> RunRecord {
+    pub async fn run_to_end(&self, run_id: &RunId, limit: Duration) -> RunRecord {
         let deadline = Instant::now() + limit;
         let tick_every = Duration::from_millis(500);
         let mut last_tick = Instant::now();

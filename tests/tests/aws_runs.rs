@@ -6,7 +6,7 @@ use braid_e2e::driver::Driver;
 use braid_e2e::examples::{self, Example};
 use braid_e2e::requests::CostReport;
 use braid_e2e::stack::Stack;
-use braid_engine::model::{RunStatus, StepStatus};
+use braid_engine::model::{RunId, RunStatus, StepStatus};
 use braid_handlers::{Handlers, Ports, RunView, Settings, StartRequest, definition};
 use braid_local::backend::{LocalOptions, local_ports, local_runtime};
 use braid_ports::env_secrets::env_secrets;
@@ -26,7 +26,7 @@ fn settings() -> Settings {
     }
 }
 
-async fn start(handlers: &Handlers, file: &str, source: &str, input: Value) -> String {
+async fn start(handlers: &Handlers, file: &str, source: &str, input: Value) -> RunId {
     let (def, _) = definition(file, source).expect("a valid workflow");
     handlers
         .start(StartRequest {
@@ -90,7 +90,7 @@ fn outcome(v: &RunView) -> Value {
         })
         .collect();
     let o = json!({"status": v.status, "output": v.output, "error": v.error, "steps": steps});
-    serde_json::from_str(&o.to_string().replace(&v.run_id, "RUN")).unwrap()
+    serde_json::from_str(&o.to_string().replace(v.run_id.as_str(), "RUN")).unwrap()
 }
 
 /// An HTTP step's output without the `date` response header, which says when the

@@ -25,7 +25,7 @@ async fn store() -> DynamoStore {
 
 fn run(id: &str) -> RunRecord {
     RunRecord {
-        id: id.to_string(),
+        id: id.into(),
         workflow: "big".into(),
         version: "v1".into(),
         status: RunStatus::Running,

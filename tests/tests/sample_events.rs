@@ -245,6 +245,7 @@ async fn dispatcher_and_completer_samples_are_handled_and_duplicates_change_noth
         .as_str()
         .unwrap()
         .to_string();
+    let run_id = braid_engine::model::RunId::new(run_id);
 
     // The sample is the first step's "ready" message: it runs the step.
     let response = sqs_batch::handle(

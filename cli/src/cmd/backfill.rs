@@ -12,7 +12,7 @@ use super::Exit;
 use super::local::{function_map, tokio};
 use super::target::{Target, TargetArgs};
 use super::workflows::show_instant;
-use braid_engine::model::{Definition, RunRecord, RunStatus};
+use braid_engine::model::{Definition, RunId, RunRecord, RunStatus};
 use braid_handlers::{HandlerError, Handlers};
 use braid_local::runtime::LocalRuntime;
 use braid_ports::PortError;
@@ -120,11 +120,11 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
         let parallel = args.max_parallel as usize;
         let tally = match &target {
             Target::Local(rt, _) => {
-                let (tx, rx) = mpsc::unbounded_channel::<String>();
+                let (tx, rx) = mpsc::unbounded_channel::<RunId>();
                 let watch = async move {
-                    let notify = move |id: &str| {
+                    let notify = move |id: &RunId| {
                         // The driver ends when this sender is dropped; until then it listens.
-                        let _ = tx.send(id.to_string());
+                        let _ = tx.send(id.clone());
                     };
                     execute(rt.handlers(), &def, &instants, parallel, LOCAL_POLL, notify).await
                 };
@@ -154,7 +154,7 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
 /// and every run received has ended.
 async fn drive(
     rt: &LocalRuntime,
-    mut started: mpsc::UnboundedReceiver<String>,
+    mut started: mpsc::UnboundedReceiver<RunId>,
 ) -> anyhow::Result<()> {
     let mut pending = VecDeque::new();
     loop {
@@ -241,11 +241,11 @@ async fn execute(
     instants: &[DateTime<Utc>],
     parallel: usize,
     poll: Duration,
-    mut on_start: impl FnMut(&str),
+    mut on_start: impl FnMut(&RunId),
 ) -> anyhow::Result<Tally> {
     let mut tally = Tally::default();
     let mut queue = instants.iter().copied();
-    let mut active: Vec<(DateTime<Utc>, String)> = Vec::new();
+    let mut active: Vec<(DateTime<Utc>, RunId)> = Vec::new();
     loop {
         while active.len() < parallel {
             let Some(instant) = queue.next() else { break };

@@ -2,7 +2,7 @@
 //! `for_each`), or one line per finished step when stderr is not a terminal.
 
 use super::report::status_mark;
-use braid_engine::model::StepStatus;
+use braid_engine::model::{RunId, StepStatus};
 use braid_local::runtime::LocalRuntime;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
@@ -16,9 +16,9 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn start(rt: &LocalRuntime, run_id: &str, step_order: Vec<String>) -> Self {
+    pub fn start(rt: &LocalRuntime, run_id: &RunId, step_order: Vec<String>) -> Self {
         let handlers = rt.handlers().clone();
-        let run_id = run_id.to_string();
+        let run_id = run_id.clone();
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             let tty = std::io::stderr().is_terminal();

@@ -22,7 +22,10 @@ pub struct Args {
 pub fn run(args: &Args) -> anyhow::Result<Exit> {
     let (view, place) = tokio()?.block_on(async {
         let target = Target::open(&args.target).await?;
-        let view = target.handlers().run_view(&args.run_id).await;
+        let view = target
+            .handlers()
+            .run_view(&args.run_id.as_str().into())
+            .await;
         anyhow::Ok((view, target.place().to_string()))
     })?;
     match view {

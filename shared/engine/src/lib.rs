@@ -15,11 +15,13 @@
 //!
 //! # Layout
 //! - [`model`]: the records (runs, steps, fan-outs), the queue messages, lifecycle events;
+//! - [`ids`]: the ids that cross layers ([`ids::RunId`]);
 //! - one module per decision, as listed above.
 //!
 //! Depends on the language ([`braid_lang`]) alone: no async runtime, no I/O crate.
 
 pub mod gates;
+pub mod ids;
 pub mod model;
 pub mod output;
 pub mod params;

@@ -1,6 +1,7 @@
 //! The records a run is made of, as the state store keeps them, and the messages the
 //! handlers pass through the work queues. Plain data: no behaviour beyond small queries.
 
+pub use crate::ids::RunId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -178,7 +179,7 @@ pub struct Definition {
 /// The run record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
-    pub id: String,
+    pub id: RunId,
     pub workflow: String,
     pub version: String,
     pub status: RunStatus,
@@ -246,7 +247,7 @@ impl FanOut {
     /// pending, no attempt yet. An iteration's record is written only when it first
     /// changes (its claim or its outcome), so the expansion writes one record, not one
     /// per item; until then this is what it is. Its item is its `for_each` step's.
-    pub fn iteration(&self, run_id: &str, step: &str, index: u32) -> StepRecord {
+    pub fn iteration(&self, run_id: &RunId, step: &str, index: u32) -> StepRecord {
         StepRecord {
             next_in_lane: self.next_in_lane(index),
             ..StepRecord::new(run_id, StepKey::iteration(step, index), StepStatus::Pending)
@@ -258,7 +259,7 @@ impl FanOut {
     /// [`FanOut::iteration`]; in index order.
     pub fn iterations<'a>(
         &self,
-        run_id: &str,
+        run_id: &RunId,
         step: &str,
         written: impl IntoIterator<Item = std::borrow::Cow<'a, StepRecord>>,
     ) -> Vec<std::borrow::Cow<'a, StepRecord>> {
@@ -281,7 +282,7 @@ impl FanOut {
 /// A step record, or one iteration of a `for_each` step.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
-    pub run_id: String,
+    pub run_id: RunId,
     pub key: StepKey,
     pub status: StepStatus,
     /// The attempt running or last run (1-based); 0 before the first claim.
@@ -312,9 +313,9 @@ pub struct StepRecord {
 
 impl StepRecord {
     /// A fresh record in `status`.
-    pub fn new(run_id: &str, key: StepKey, status: StepStatus) -> Self {
+    pub fn new(run_id: impl Into<RunId>, key: StepKey, status: StepStatus) -> Self {
         StepRecord {
-            run_id: run_id.to_string(),
+            run_id: run_id.into(),
             key,
             status,
             attempt: 0,
@@ -350,7 +351,7 @@ impl StepRecord {
 /// A "ready" message: run attempt `attempt` of `key` (or, for a waiting step, check it).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DispatchMsg {
-    pub run_id: String,
+    pub run_id: RunId,
     pub key: StepKey,
     pub attempt: u32,
     /// The attempt was claimed by a dispatcher that could not finish it and handed it
@@ -362,9 +363,9 @@ pub struct DispatchMsg {
 
 impl DispatchMsg {
     /// The message that starts the first attempt of `key` in run `run_id`.
-    pub fn first(run_id: &str, key: StepKey) -> Self {
+    pub fn first(run_id: impl Into<RunId>, key: StepKey) -> Self {
         DispatchMsg {
-            run_id: run_id.to_string(),
+            run_id: run_id.into(),
             key,
             attempt: 1,
             resume: false,
@@ -395,7 +396,7 @@ pub enum Outcome {
 /// A "result" message: attempt `attempt` of `key` ended with `outcome`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ResultMsg {
-    pub run_id: String,
+    pub run_id: RunId,
     pub key: StepKey,
     pub attempt: u32,
     pub outcome: Outcome,
@@ -434,7 +435,7 @@ impl std::fmt::Display for EventKind {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LifecycleEvent {
     pub kind: EventKind,
-    pub run_id: String,
+    pub run_id: RunId,
     pub workflow: String,
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -3,17 +3,17 @@
 //! [`super::start`]), and the others are pending until released or run. What is not
 //! written yet is what [`unwritten`] says.
 
-use crate::model::{StepKey, StepRecord, StepStatus};
+use crate::model::{RunId, StepKey, StepRecord, StepStatus};
 use braid_lang::Workflow;
 
 /// Top-level step `step` of run `run_id` before its first write: pending, no attempt.
-pub fn unwritten(run_id: &str, step: &str) -> StepRecord {
+pub fn unwritten(run_id: &RunId, step: &str) -> StepRecord {
     StepRecord::new(run_id, StepKey::step(step), StepStatus::Pending)
 }
 
 /// The records `written` (a run's, as listed) with every top-level step of `wf` that
 /// has none yet, in the workflow's order before the iterations.
-pub fn every_step(wf: &Workflow, run_id: &str, mut written: Vec<StepRecord>) -> Vec<StepRecord> {
+pub fn every_step(wf: &Workflow, run_id: &RunId, mut written: Vec<StepRecord>) -> Vec<StepRecord> {
     let iterations: Vec<StepRecord> = written
         .iter()
         .filter(|r| r.key.index.is_some())

@@ -1,6 +1,8 @@
 //! The records of a new run.
 
-use crate::model::{DispatchMsg, RunRecord, RunStatus, StepKey, StepRecord, StepStatus, Timestamp};
+use crate::model::{
+    DispatchMsg, RunId, RunRecord, RunStatus, StepKey, StepRecord, StepStatus, Timestamp,
+};
 use braid_lang::Workflow;
 use serde_json::Value;
 
@@ -17,7 +19,7 @@ pub struct RunPlan {
 /// Who starts the run and with what.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StartInfo {
-    pub run_id: String,
+    pub run_id: RunId,
     pub version: String,
     /// Params as resolved by [`super::params::resolve`].
     pub params: Value,

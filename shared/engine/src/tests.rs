@@ -99,7 +99,7 @@ fn a_new_run_writes_its_roots_ready_and_everything_else_is_pending() {
     );
     assert_eq!(plan.dispatch.len(), 1);
     assert_eq!(plan.dispatch[0].attempt, 1);
-    let every: Vec<_> = records::every_step(&w, "r1", plan.steps)
+    let every: Vec<_> = records::every_step(&w, &"r1".into(), plan.steps)
         .into_iter()
         .map(|s| (s.key.step, s.status))
         .collect();

@@ -6,6 +6,7 @@
 //! `POST /hooks/{path}` (signed webhooks, see [`Handlers::webhook`]).
 
 use super::{HandlerError, Handlers};
+use braid_engine::model::RunId;
 use braid_engine::model::RunStatus;
 use braid_ports::{PortError, RunFilter};
 use serde::Deserialize;
@@ -75,7 +76,7 @@ impl Handlers {
                     .await
             }
             ("GET", ["runs"]) => self.api_list(&req.query).await,
-            ("GET", ["runs", id]) => match self.run_view(id).await {
+            ("GET", ["runs", id]) => match self.run_view(&RunId::from(*id)).await {
                 Ok(view) => ApiResponse::ok(200, json!(view)),
                 Err(e) => failure(e),
             },

@@ -3,6 +3,7 @@
 //! here, so a message is judged the same way on every backend.
 
 use super::{HandlerError, Handlers};
+use braid_engine::model::RunId;
 use braid_engine::model::{DispatchMsg, ErrorInfo, ResultMsg, RunStatus, StepKey};
 use braid_ports::Received;
 use tracing::Instrument;
@@ -59,7 +60,7 @@ impl Handlers {
         &self,
         m: &Received,
         kind: &str,
-        run_id: &str,
+        run_id: &RunId,
         key: &StepKey,
         r: Result<(), HandlerError>,
     ) -> Delivery {
@@ -71,7 +72,7 @@ impl Handlers {
             tracing::warn!(error = %e, "{kind} message failed; it will be delivered again");
             return Delivery::Retry;
         }
-        tracing::error!(error = %e, run = run_id, step = %key, "{kind} message given up; failing its run");
+        tracing::error!(error = %e, run = %run_id, step = %key, "{kind} message given up; failing its run");
         let reason = ErrorInfo::new(
             "undeliverable",
             format!(

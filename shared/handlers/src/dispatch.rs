@@ -79,7 +79,7 @@ impl Handlers {
             // need: what they write is guarded, and an outcome's write reads the run
             // again.
             None => {
-                let id = msg.run_id.as_str();
+                let id = &msg.run_id;
                 self.run_reads
                     .get(id, async {
                         let run = self.ports.store.get_run(id).await;

@@ -9,6 +9,7 @@
 //! step once.
 
 use super::{HandlerResult, Handlers};
+use braid_engine::model::RunId;
 use braid_engine::model::{FanOut, StepKey, StepRecord};
 use braid_engine::records;
 use braid_ports::PortError;
@@ -28,7 +29,11 @@ pub(super) struct Expansion {
 impl Handlers {
     /// The record of top-level step `step` of run `run_id`, pending
     /// ([`records::unwritten`]) while it has none yet.
-    pub(super) async fn step_record(&self, run_id: &str, step: &str) -> HandlerResult<StepRecord> {
+    pub(super) async fn step_record(
+        &self,
+        run_id: &RunId,
+        step: &str,
+    ) -> HandlerResult<StepRecord> {
         match self
             .ports
             .store
@@ -45,7 +50,7 @@ impl Handlers {
     /// `for_each` step has no such iteration (not expanded yet, or past its items).
     pub(super) async fn step_or_iteration(
         &self,
-        run_id: &str,
+        run_id: &RunId,
         key: &StepKey,
     ) -> HandlerResult<Option<StepRecord>> {
         let Some(index) = key.index else {
@@ -62,7 +67,7 @@ impl Handlers {
     /// no such iteration.
     pub(super) async fn unwritten_iteration(
         &self,
-        run_id: &str,
+        run_id: &RunId,
         step: &str,
         index: u32,
     ) -> HandlerResult<Option<StepRecord>> {
@@ -90,7 +95,7 @@ impl Handlers {
     /// The expansion of `step` in run `run_id`, from memory or its record (read once
     /// however many of its iterations start at the same moment); `None` while it is
     /// not expanded (that answer is not kept).
-    async fn expansion(&self, run_id: &str, step: &str) -> HandlerResult<Option<Arc<Expansion>>> {
+    async fn expansion(&self, run_id: &RunId, step: &str) -> HandlerResult<Option<Arc<Expansion>>> {
         let id = format!("{run_id}#{step}");
         let read = self
             .expansions

@@ -4,6 +4,7 @@
 //! it depends on no port and works the same over either backend.
 
 use super::{HandlerResult, Handlers, Ports};
+use braid_engine::model::RunId;
 use braid_engine::model::{Definition, RunRecord, StepRecord};
 use braid_ports::RunFilter;
 
@@ -25,13 +26,13 @@ impl Handlers {
     }
 
     /// The record of run `run_id`.
-    pub async fn run_record(&self, run_id: &str) -> HandlerResult<RunRecord> {
+    pub async fn run_record(&self, run_id: &RunId) -> HandlerResult<RunRecord> {
         Ok(self.ports.store.get_run(run_id).await?)
     }
 
     /// The step records of run `run_id` written so far (a step not written yet is
     /// pending).
-    pub async fn step_records(&self, run_id: &str) -> HandlerResult<Vec<StepRecord>> {
+    pub async fn step_records(&self, run_id: &RunId) -> HandlerResult<Vec<StepRecord>> {
         Ok(self.ports.store.list_steps(run_id).await?)
     }
 

@@ -3,6 +3,7 @@
 //! code to repair whatever a crash left half done.
 
 use super::{HandlerResult, Handlers, StepEvents, eager};
+use braid_engine::model::RunId;
 use braid_engine::model::{
     DispatchMsg, ErrorInfo, EventKind, LifecycleEvent, RunRecord, RunStatus, StepKey, StepRecord,
     StepStatus,
@@ -115,7 +116,7 @@ impl Handlers {
     /// need, and then returns it as written.
     async fn release(
         &self,
-        run_id: &str,
+        run_id: &RunId,
         dependent: &braid_lang::Step,
         dep: &str,
     ) -> HandlerResult<Option<StepRecord>> {
@@ -132,7 +133,7 @@ impl Handlers {
     /// fan-out stops its iterations; attempts in flight finish and are recorded (one
     /// that may be running unclaimed is left to its message, which cancels it if it
     /// had not started); the run fails when nothing is open.
-    async fn fail_fast(&self, wf: &Workflow, run_id: &str) -> HandlerResult<()> {
+    async fn fail_fast(&self, wf: &Workflow, run_id: &RunId) -> HandlerResult<()> {
         let run = self.ports.store.get_run(run_id).await?;
         let now = self.now();
         let written = self.ports.store.list_steps(run_id).await?;
@@ -292,7 +293,7 @@ impl Handlers {
         run: &RunRecord,
         parent: StepRecord,
     ) -> HandlerResult<()> {
-        let (run_id, step_id) = (run.id.as_str(), parent.key.step.clone());
+        let (run_id, step_id) = (&run.id, parent.key.step.clone());
         let step_id = step_id.as_str();
         let Some(step) = wf.step(step_id) else {
             return Ok(());
@@ -416,7 +417,7 @@ impl Handlers {
     pub(super) async fn finish_if_done(
         &self,
         wf: &Workflow,
-        run_id: &str,
+        run_id: &RunId,
         ended: Option<&StepRecord>,
     ) -> HandlerResult<()> {
         let run = self.ports.store.get_run(run_id).await?;

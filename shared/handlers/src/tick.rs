@@ -10,6 +10,7 @@
 //! not admitted).
 
 use super::{HandlerError, HandlerResult, Handlers};
+use braid_engine::model::RunId;
 use braid_engine::model::{
     ErrorInfo, Outcome, ResultMsg, RunRecord, RunStatus, StepRecord, StepStatus,
 };
@@ -69,11 +70,16 @@ impl Handlers {
             self.sweep_one(&run, &mut report).await?;
             swept.insert(run_id);
         }
-        let after = self.ports.store.marker(SWEEP_CURSOR).await?;
+        let after = self
+            .ports
+            .store
+            .marker(SWEEP_CURSOR)
+            .await?
+            .map(RunId::from);
         let page = self
             .ports
             .store
-            .active_runs(after.as_deref(), self.settings.sweep_limit)
+            .active_runs(after.as_ref(), self.settings.sweep_limit)
             .await?;
         // A short page reached the end: the next tick starts from the oldest again.
         let next = (page.len() >= self.settings.sweep_limit)
@@ -193,7 +199,7 @@ impl Handlers {
     /// messages that can never be handled, so a run is never left stuck.
     pub async fn end_run(
         &self,
-        run_id: &str,
+        run_id: &RunId,
         status: RunStatus,
         error: ErrorInfo,
     ) -> HandlerResult<()> {

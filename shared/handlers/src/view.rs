@@ -2,6 +2,7 @@
 //! `GET /runs/{id}`.
 
 use super::{HandlerResult, Handlers};
+use braid_engine::model::RunId;
 use braid_engine::model::{ErrorInfo, RunStatus, StepStatus, Timestamp};
 use indexmap::IndexMap;
 use serde::Serialize;
@@ -10,7 +11,7 @@ use serde_json::Value;
 /// A run with its steps, outputs loaded.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunView {
-    pub run_id: String,
+    pub run_id: RunId,
     pub workflow: String,
     pub status: RunStatus,
     pub output: Value,
@@ -36,7 +37,7 @@ pub struct StepView {
 
 impl Handlers {
     /// The user-facing view of a run.
-    pub async fn run_view(&self, run_id: &str) -> HandlerResult<RunView> {
+    pub async fn run_view(&self, run_id: &RunId) -> HandlerResult<RunView> {
         let run = self.ports.store.get_run(run_id).await?;
         let wf = self.workflow(&run).await?;
         let written = self.ports.store.list_steps(run_id).await?;

@@ -542,7 +542,7 @@ async fn with_concurrency_1_a_second_run_waits_for_the_first_and_runs_in_order()
     let second = e.handlers().start(start(2)).await.unwrap().run;
     let third = e.handlers().start(start(3)).await.unwrap().run;
     use braid_engine::model::RunStatus::*;
-    let status = |id: String| {
+    let status = |id: braid_engine::model::RunId| {
         let e = &e;
         async move {
             e.handlers()

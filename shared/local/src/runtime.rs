@@ -5,6 +5,7 @@
 //! drives until one run is final ([`LocalRuntime::run_to_end`], `braid run`) or until
 //! told to stop ([`LocalRuntime::serve`], `braid dev`).
 
+use braid_engine::model::RunId;
 use braid_engine::model::RunRecord;
 use braid_handlers::{Delivery, HandlerError, Handlers};
 use braid_ports::Received;
@@ -57,7 +58,7 @@ impl LocalRuntime {
     }
 
     /// Drives every run until `run_id` is final, and returns its record.
-    pub async fn run_to_end(&self, run_id: &str) -> Result<RunRecord, HandlerError> {
+    pub async fn run_to_end(&self, run_id: &RunId) -> Result<RunRecord, HandlerError> {
         let mut driver = Driver::new(self);
         let mut never = std::pin::pin!(std::future::pending::<()>());
         loop {

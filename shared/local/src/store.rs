@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 use braid_engine::model::{
-    Definition, ErrorInfo, RunRecord, RunStatus, StepKey, StepRecord, StepStatus, Timestamp,
+    Definition, ErrorInfo, RunId, RunRecord, RunStatus, StepKey, StepRecord, StepStatus, Timestamp,
 };
 use braid_ports::{Created, Finalized, Guard, PortError, PortResult, RunFilter, StateStore};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -168,7 +168,7 @@ fn write_run(tx: &Connection, run: &RunRecord) -> PortResult<()> {
         tx,
         "UPDATE runs SET status = ?2, active = ?3, body = ?4, timer = ?5 WHERE id = ?1",
         params![
-            run.id,
+            run.id.as_str(),
             run.status.as_str(),
             !run.status.is_final(),
             enc(run)?,
@@ -194,7 +194,7 @@ fn write_step(tx: &Connection, rec: &StepRecord) -> PortResult<()> {
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (run_id, step, idx) DO UPDATE SET status = ?4, attempt = ?5, body = ?6, timer = ?7",
         params![
-            rec.run_id,
+            rec.run_id.as_str(),
             rec.key.step,
             idx(&rec.key),
             rec.status.as_str(),
@@ -323,7 +323,7 @@ impl StateStore for SqliteStore {
                 "INSERT OR IGNORE INTO runs (id, workflow, status, idempotency_key, active, body, timer)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
-                    run.id,
+                    run.id.as_str(),
                     run.workflow,
                     run.status.as_str(),
                     run.idempotency_key,
@@ -342,7 +342,7 @@ impl StateStore for SqliteStore {
         })
     }
 
-    async fn get_run(&self, run_id: &str) -> PortResult<RunRecord> {
+    async fn get_run(&self, run_id: &RunId) -> PortResult<RunRecord> {
         self.with_read(|tx| read_run(tx, run_id))
     }
 
@@ -358,17 +358,17 @@ impl StateStore for SqliteStore {
         })
     }
 
-    async fn active_runs(&self, after: Option<&str>, limit: usize) -> PortResult<Vec<RunRecord>> {
+    async fn active_runs(&self, after: Option<&RunId>, limit: usize) -> PortResult<Vec<RunRecord>> {
         self.with_read(|tx| {
             query_bodies(
                 tx,
                 "SELECT body FROM runs WHERE active = 1 AND id > ?1 ORDER BY id LIMIT ?2",
-                params![after.unwrap_or(""), limit as i64],
+                params![after.map_or("", RunId::as_str), limit as i64],
             )
         })
     }
 
-    async fn due_runs(&self, before: Timestamp, limit: usize) -> PortResult<Vec<String>> {
+    async fn due_runs(&self, before: Timestamp, limit: usize) -> PortResult<Vec<RunId>> {
         self.with_read(|tx| {
             let mut st = tx
                 .prepare_cached(
@@ -381,7 +381,7 @@ impl StateStore for SqliteStore {
                 .map_err(db)?;
             let ids = st
                 .query_map(params![before.timestamp_millis(), limit as i64], |r| {
-                    r.get(0)
+                    r.get::<_, String>(0).map(RunId::from)
                 })
                 .and_then(|rows| rows.collect())
                 .map_err(db)?;
@@ -389,29 +389,29 @@ impl StateStore for SqliteStore {
         })
     }
 
-    async fn get_step(&self, run_id: &str, key: &StepKey) -> PortResult<StepRecord> {
+    async fn get_step(&self, run_id: &RunId, key: &StepKey) -> PortResult<StepRecord> {
         self.with_read(|tx| {
             read_step(tx, run_id, key)?
                 .ok_or_else(|| PortError::NotFound(format!("step {key} of run {run_id}")))
         })
     }
 
-    async fn list_steps(&self, run_id: &str) -> PortResult<Vec<StepRecord>> {
+    async fn list_steps(&self, run_id: &RunId) -> PortResult<Vec<StepRecord>> {
         self.with_read(|tx| {
             query_bodies(
                 tx,
                 "SELECT body FROM steps WHERE run_id = ?1 ORDER BY idx, step",
-                [run_id],
+                [run_id.as_str()],
             )
         })
     }
 
-    async fn list_iterations(&self, run_id: &str, step: &str) -> PortResult<Vec<StepRecord>> {
+    async fn list_iterations(&self, run_id: &RunId, step: &str) -> PortResult<Vec<StepRecord>> {
         self.with_read(|tx| {
             query_bodies(
                 tx,
                 "SELECT body FROM steps WHERE run_id = ?1 AND step = ?2 AND idx >= 0 ORDER BY idx",
-                params![run_id, step],
+                params![run_id.as_str(), step],
             )
         })
     }
@@ -469,7 +469,7 @@ impl StateStore for SqliteStore {
 
     async fn satisfy(
         &self,
-        run_id: &str,
+        run_id: &RunId,
         dependent: &str,
         dep: &str,
         needs: &[String],
@@ -497,7 +497,7 @@ impl StateStore for SqliteStore {
         })
     }
 
-    async fn end_lane(&self, run_id: &str, step: &str) -> PortResult<Option<StepRecord>> {
+    async fn end_lane(&self, run_id: &RunId, step: &str) -> PortResult<Option<StepRecord>> {
         self.with_tx(|tx| {
             let pkey = StepKey::step(step);
             let Some(mut parent) = read_step(tx, run_id, &pkey)? else {

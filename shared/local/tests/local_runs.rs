@@ -2,7 +2,7 @@
 //! faults injected into the work queues: lost messages (a crash between a state write
 //! and its send), duplicated messages, shuffled delivery, and restarts.
 
-use braid_engine::model::{EventKind, LifecycleEvent, RunRecord, RunStatus, StepStatus};
+use braid_engine::model::{EventKind, LifecycleEvent, RunId, RunRecord, RunStatus, StepStatus};
 use braid_handlers::Ports;
 use braid_handlers::{RunView, StartRequest, definition};
 use braid_local::backend::{LocalOptions, local_ports, local_runtime};
@@ -747,7 +747,7 @@ async fn a_message_that_can_never_be_handled_fails_its_run_with_the_reason() {
         }])
         .await
         .unwrap();
-    let done = tokio::time::timeout(Duration::from_secs(30), rt.run_to_end("r-poison"))
+    let done = tokio::time::timeout(Duration::from_secs(30), rt.run_to_end(&"r-poison".into()))
         .await
         .expect("the run is not left stuck")
         .unwrap();
@@ -766,7 +766,7 @@ async fn a_message_that_can_never_be_handled_fails_its_run_with_the_reason() {
     );
     let a = ports
         .store
-        .get_step("r-poison", &StepKey::step("a"))
+        .get_step(&"r-poison".into(), &StepKey::step("a"))
         .await
         .unwrap();
     assert_eq!(a.status, StepStatus::Cancelled);
@@ -847,9 +847,9 @@ steps:
     let rt = Arc::new(local_runtime(local_ports(&opts).unwrap(), &opts));
     let id = start(&rt, &yaml, json!({})).await.run.id;
     let store = rt.handlers().ports().store.clone();
-    let step = |id: &str| {
+    let step = |id: &RunId| {
         let store = store.clone();
-        let id = id.to_string();
+        let id = id.clone();
         async move {
             let steps = store.list_steps(&id).await.unwrap();
             steps

@@ -1,6 +1,6 @@
 //! Time and identifiers are ports too, so tests and simulations control them.
 
-use braid_engine::model::Timestamp;
+use braid_engine::model::{RunId, Timestamp};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -45,7 +45,7 @@ impl Clock for ManualClock {
 
 /// Makes run ids: sortable by creation time.
 pub trait Ids: Send + Sync {
-    fn run_id(&self, now: Timestamp) -> String;
+    fn run_id(&self, now: Timestamp) -> RunId;
 }
 
 /// ULID run ids (lowercase, 26 characters).
@@ -53,10 +53,12 @@ pub trait Ids: Send + Sync {
 pub struct UlidIds;
 
 impl Ids for UlidIds {
-    fn run_id(&self, now: Timestamp) -> String {
+    fn run_id(&self, now: Timestamp) -> RunId {
         let ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
-        ulid::Ulid::from_parts(ms, fastrand::u128(..))
-            .to_string()
-            .to_lowercase()
+        RunId::new(
+            ulid::Ulid::from_parts(ms, fastrand::u128(..))
+                .to_string()
+                .to_lowercase(),
+        )
     }
 }

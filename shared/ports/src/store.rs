@@ -1,7 +1,7 @@
 use super::PortResult;
 use async_trait::async_trait;
 use braid_engine::model::{
-    Definition, ErrorInfo, RunRecord, RunStatus, StepKey, StepRecord, StepStatus, Timestamp,
+    Definition, ErrorInfo, RunId, RunRecord, RunStatus, StepKey, StepRecord, StepStatus, Timestamp,
 };
 
 /// The condition a step write depends on: the record's current status is one of
@@ -111,24 +111,24 @@ pub trait StateStore: Send + Sync {
     /// Creates the run and its step records in one atomic write. When the run's
     /// idempotency key was used before, writes nothing and returns that run.
     async fn create_run(&self, run: &RunRecord, steps: &[StepRecord]) -> PortResult<Created>;
-    async fn get_run(&self, run_id: &str) -> PortResult<RunRecord>;
+    async fn get_run(&self, run_id: &RunId) -> PortResult<RunRecord>;
     /// Runs newest first.
     async fn list_runs(&self, filter: &RunFilter) -> PortResult<Vec<RunRecord>>;
     /// Runs not final with ids after `after` (all when `None`), oldest first, at most
     /// `limit`: what the sweeper looks at, a page at a time.
-    async fn active_runs(&self, after: Option<&str>, limit: usize) -> PortResult<Vec<RunRecord>>;
+    async fn active_runs(&self, after: Option<&RunId>, limit: usize) -> PortResult<Vec<RunRecord>>;
 
     /// Ids of runs with a timer at or before `before` — a step's or the run's own
     /// ([`StepRecord::timer`], [`RunRecord::timer`]) — earliest timer first, at most
     /// `limit`, each once. An index, never a scan: the tick fires due timers on time
     /// however many runs are active. May name a run that has since finished.
-    async fn due_runs(&self, before: Timestamp, limit: usize) -> PortResult<Vec<String>>;
+    async fn due_runs(&self, before: Timestamp, limit: usize) -> PortResult<Vec<RunId>>;
 
-    async fn get_step(&self, run_id: &str, key: &StepKey) -> PortResult<StepRecord>;
+    async fn get_step(&self, run_id: &RunId, key: &StepKey) -> PortResult<StepRecord>;
     /// Every step and iteration record of a run, steps before their iterations.
-    async fn list_steps(&self, run_id: &str) -> PortResult<Vec<StepRecord>>;
+    async fn list_steps(&self, run_id: &RunId) -> PortResult<Vec<StepRecord>>;
     /// The iterations of a `for_each` step in index order.
-    async fn list_iterations(&self, run_id: &str, step: &str) -> PortResult<Vec<StepRecord>>;
+    async fn list_iterations(&self, run_id: &RunId, step: &str) -> PortResult<Vec<StepRecord>>;
 
     /// Replaces a step record with a non-final `new` if `guard` holds; false otherwise.
     /// Step writes create an iteration's record when the guard admits its absence
@@ -156,7 +156,7 @@ pub trait StateStore: Send + Sync {
     /// two callers releasing the last needs at once, exactly one gets it.
     async fn satisfy(
         &self,
-        run_id: &str,
+        run_id: &RunId,
         dependent: &str,
         dep: &str,
         needs: &[String],
@@ -166,7 +166,7 @@ pub trait StateStore: Send + Sync {
     /// Counts one more lane of a running `for_each` step as ended
     /// ([`braid_engine::model::FanOut::ended`]); returns the step after the write, or `None`
     /// when it is not a running fan-out any more.
-    async fn end_lane(&self, run_id: &str, step: &str) -> PortResult<Option<StepRecord>>;
+    async fn end_lane(&self, run_id: &RunId, step: &str) -> PortResult<Option<StepRecord>>;
 
     /// Moves a run that is not final to `run.status` with its output, error and finish
     /// time, once: false if it was already final, or if `run` ends it succeeded but

@@ -63,7 +63,7 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, KeysAndAttributes, Put, ReturnValue, TransactWriteItem, Update,
 };
 use braid_engine::model::{
-    Definition, ErrorInfo, RunRecord, RunStatus, StepKey, StepRecord, StepStatus, Timestamp,
+    Definition, ErrorInfo, RunId, RunRecord, RunStatus, StepKey, StepRecord, StepStatus, Timestamp,
 };
 use braid_ports::{Created, Finalized, Guard, PortError, PortResult, RunFilter, StateStore};
 use codec::{
@@ -723,7 +723,7 @@ impl StateStore for DynamoStore {
         }
     }
 
-    async fn get_run(&self, run_id: &str) -> PortResult<RunRecord> {
+    async fn get_run(&self, run_id: &RunId) -> PortResult<RunRecord> {
         self.read_run(run_id).await
     }
 
@@ -742,15 +742,22 @@ impl StateStore for DynamoStore {
         self.runs_listed(BY_WORKFLOW, q, filter.status, limit).await
     }
 
-    async fn active_runs(&self, after: Option<&str>, limit: usize) -> PortResult<Vec<RunRecord>> {
+    async fn active_runs(&self, after: Option<&RunId>, limit: usize) -> PortResult<Vec<RunRecord>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        self.query_shards(ACTIVE_RUNS, "ACTIVE#", after, None, false, limit)
-            .await
+        self.query_shards(
+            ACTIVE_RUNS,
+            "ACTIVE#",
+            after.map(RunId::as_str),
+            None,
+            false,
+            limit,
+        )
+        .await
     }
 
-    async fn due_runs(&self, before: Timestamp, limit: usize) -> PortResult<Vec<String>> {
+    async fn due_runs(&self, before: Timestamp, limit: usize) -> PortResult<Vec<RunId>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -784,18 +791,18 @@ impl StateStore for DynamoStore {
         let mut seen = std::collections::HashSet::new();
         Ok(due
             .into_iter()
-            .filter_map(|(_, run)| seen.insert(run.clone()).then_some(run))
+            .filter_map(|(_, run)| seen.insert(run.clone()).then_some(RunId::new(run)))
             .take(limit)
             .collect())
     }
 
-    async fn get_step(&self, run_id: &str, key: &StepKey) -> PortResult<StepRecord> {
+    async fn get_step(&self, run_id: &RunId, key: &StepKey) -> PortResult<StepRecord> {
         self.read_step(run_id, key)
             .await?
             .ok_or_else(|| step_not_found(run_id, key))
     }
 
-    async fn list_steps(&self, run_id: &str) -> PortResult<Vec<StepRecord>> {
+    async fn list_steps(&self, run_id: &RunId) -> PortResult<Vec<StepRecord>> {
         let mut steps = self.steps_with_prefix(run_id, "STEP#").await?;
         // Steps before iterations, as the port says (the sort key interleaves them).
         steps.sort_by(|a, b| {
@@ -805,7 +812,7 @@ impl StateStore for DynamoStore {
         Ok(steps)
     }
 
-    async fn list_iterations(&self, run_id: &str, step: &str) -> PortResult<Vec<StepRecord>> {
+    async fn list_iterations(&self, run_id: &RunId, step: &str) -> PortResult<Vec<StepRecord>> {
         self.steps_with_prefix(run_id, &format!("STEP#{step}#"))
             .await
     }
@@ -948,7 +955,7 @@ impl StateStore for DynamoStore {
 
     async fn satisfy(
         &self,
-        run_id: &str,
+        run_id: &RunId,
         dependent: &str,
         dep: &str,
         needs: &[String],
@@ -1052,7 +1059,7 @@ impl StateStore for DynamoStore {
             .transpose()
     }
 
-    async fn end_lane(&self, run_id: &str, step: &str) -> PortResult<Option<StepRecord>> {
+    async fn end_lane(&self, run_id: &RunId, step: &str) -> PortResult<Option<StepRecord>> {
         let pkey = StepKey::step(step);
         let mut x = Expr::default();
         let ended = x.name("fan_out.ended");
@@ -1240,7 +1247,7 @@ impl DynamoStore {
             .iter()
             .filter_map(|i| Some(key(i.get(PK)?.as_s().ok()?.clone(), RUN_SK)))
             .collect();
-        let mut found: HashMap<String, RunRecord> = HashMap::new();
+        let mut found: HashMap<RunId, RunRecord> = HashMap::new();
         for chunk in keys.chunks(100) {
             let mut wanted = Some(
                 KeysAndAttributes::builder()

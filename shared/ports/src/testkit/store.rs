@@ -12,7 +12,7 @@ fn t0() -> Timestamp {
     chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
 }
 
-fn fresh_id(tag: &str) -> String {
+fn fresh_name(tag: &str) -> String {
     format!(
         "{tag}-{}",
         ulid::Ulid::from_parts(0, fastrand::u128(..))
@@ -21,9 +21,13 @@ fn fresh_id(tag: &str) -> String {
     )
 }
 
+fn fresh_id(tag: &str) -> RunId {
+    RunId::new(fresh_name(tag))
+}
+
 fn run_record(id: &str, workflow: &str, key: Option<&str>) -> RunRecord {
     RunRecord {
-        id: id.to_string(),
+        id: id.into(),
         workflow: workflow.to_string(),
         version: "v1".into(),
         status: RunStatus::Running,
@@ -84,7 +88,7 @@ pub async fn run_all(store: Arc<dyn StateStore>) {
 
 pub async fn definitions_round_trip(store: &dyn StateStore) {
     let def = Definition {
-        workflow: fresh_id("wf"),
+        workflow: fresh_name("wf"),
         version: "abc".into(),
         file: "wf.yaml".into(),
         source: "name: x\n".into(),
@@ -103,7 +107,7 @@ pub async fn definitions_round_trip(store: &dyn StateStore) {
 
 pub async fn the_last_stored_definition_is_current(store: &dyn StateStore) {
     let v1 = Definition {
-        workflow: fresh_id("wf"),
+        workflow: fresh_name("wf"),
         version: "v1".into(),
         file: "wf.yaml".into(),
         source: "name: x\n".into(),
@@ -132,7 +136,7 @@ pub async fn current_definitions_list_the_registry(store: &dyn StateStore) {
         file: "wf.yaml".into(),
         source: format!("name: x\n# {v}\n"),
     };
-    let (a, b) = (fresh_id("reg"), fresh_id("reg"));
+    let (a, b) = (fresh_name("reg"), fresh_name("reg"));
     for d in [one(&a, "v1"), one(&b, "v1"), one(&a, "v2")] {
         store.put_definition(&d).await.unwrap();
     }
@@ -182,7 +186,7 @@ pub async fn created_run_and_steps_read_back(store: &dyn StateStore) {
 }
 
 pub async fn idempotency_key_returns_the_existing_run(store: &dyn StateStore) {
-    let key = fresh_id("key");
+    let key = fresh_name("key");
     let first = run_record(&fresh_id("idem"), "idem-wf", Some(&key));
     let a = StepRecord::new(&first.id, StepKey::step("a"), StepStatus::Ready);
     assert_eq!(
@@ -210,7 +214,7 @@ pub async fn idempotency_key_returns_the_existing_run(store: &dyn StateStore) {
 /// Starts racing with one idempotency key (one event delivered several times at once)
 /// create one run; every other start gets that run back.
 pub async fn racing_starts_with_one_key_create_one_run(store: Arc<dyn StateStore>) {
-    let key = fresh_id("race-key");
+    let key = fresh_name("race-key");
     let mut tasks = Vec::new();
     for _ in 0..6 {
         let (store, key) = (store.clone(), key.clone());
@@ -642,7 +646,7 @@ pub async fn due_runs_follow_timers(store: &dyn StateStore) {
     let late = run_with_timer(store, StepStatus::Pending, min(0), Some(min(3))).await;
     let waiting = run_with_timer(store, StepStatus::Waiting, min(20), far).await;
     let pending = run_with_timer(store, StepStatus::Pending, min(0), None).await;
-    let due = |ids: Vec<String>| -> Vec<String> {
+    let due = |ids: Vec<RunId>| -> Vec<RunId> {
         let ours = [
             &retrying.id,
             &running.id,
@@ -720,7 +724,7 @@ pub async fn due_runs_follow_timers(store: &dyn StateStore) {
 
 /// `n` queued runs of a fresh workflow limited to `limit`, oldest first.
 async fn queued(store: &dyn StateStore, n: usize, limit: u32) -> Vec<RunRecord> {
-    let workflow = fresh_id("limited");
+    let workflow = fresh_name("limited");
     let mut out = Vec::new();
     for _ in 0..n {
         // Ids sort by creation, as ULIDs do.
@@ -805,10 +809,10 @@ pub async fn concurrent_admissions_never_exceed_the_limit(store: Arc<dyn StateSt
 }
 
 pub async fn listings_filter_and_order_runs(store: &dyn StateStore) {
-    let wf = fresh_id("list");
+    let wf = fresh_name("list");
     let mut ids = Vec::new();
     for i in 0..3 {
-        let id = format!("{}-{i}", fresh_id("l"));
+        let id = RunId::new(format!("{}-{i}", fresh_name("l")));
         let r = run_record(&id, &wf, None);
         store.create_run(&r, &[]).await.unwrap();
         ids.push(id);
@@ -822,13 +826,16 @@ pub async fn listings_filter_and_order_runs(store: &dyn StateStore) {
         .await
         .unwrap();
     let got: Vec<&str> = listed.iter().map(|r| r.id.as_str()).collect();
-    let mut expected: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut expected: Vec<&str> = ids.iter().map(RunId::as_str).collect();
     expected.sort_unstable_by(|a, b| b.cmp(a));
     assert_eq!(got, expected, "newest first");
     // The sweeper pages through active runs: after the first, the rest follow in order.
     let mut sorted = ids.clone();
     sorted.sort();
-    let page = store.active_runs(Some(&sorted[0]), 2).await.unwrap();
+    let page = store
+        .active_runs(Some(&sorted[0].as_str().into()), 2)
+        .await
+        .unwrap();
     let paged: Vec<&str> = page
         .iter()
         .map(|r| r.id.as_str())
@@ -848,11 +855,13 @@ pub async fn listings_filter_and_order_runs(store: &dyn StateStore) {
 
 pub async fn missing_records_are_not_found(store: &dyn StateStore) {
     assert!(matches!(
-        store.get_run("no-such-run").await,
+        store.get_run(&"no-such-run".into()).await,
         Err(PortError::NotFound(_))
     ));
     assert!(matches!(
-        store.get_step("no-such-run", &StepKey::step("a")).await,
+        store
+            .get_step(&"no-such-run".into(), &StepKey::step("a"))
+            .await,
         Err(PortError::NotFound(_))
     ));
 }
