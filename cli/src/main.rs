@@ -9,6 +9,16 @@
 //! through the AWS SDK with the caller's credentials, not through the HTTP API; that
 //! part is the cargo feature `aws` (on by default), so a local-only binary builds with
 //! `--no-default-features`.
+//!
+//! # Layout
+//! - this file: the arguments and the dispatch;
+//! - `cmd/`: a module per command (`run`, `validate`, `graph`, `schema`, `dev`,
+//!   `deploy`, `workflows`, `backfill`, `runs`, `show`, `start`, `pause`, `bench`), with
+//!   `target` (the local state or a stack), `local` (the embedded backend's options),
+//!   `stack` (a deployed stack, feature `aws`), `progress` and `report` (what is printed).
+//!
+//! Commands reach state through the handlers (`braid-handlers`) over a backend's
+//! adapters (`braid-local`, `braid-aws`), never through a port directly.
 
 mod cmd;
 

@@ -15,6 +15,10 @@
 //!
 //! Errors reach the Lambda runtime as a [`Diagnostic`] whose `errorType` is the
 //! [`OpError`] variant's name, so callers can tell them apart.
+//!
+//! # Layout
+//! - this file: the ops over JSON ([`Worker::handle`]);
+//! - `main.rs`: the Lambda runtime around them.
 
 use lambda_runtime::Diagnostic;
 use serde_json::{Map, Value, json};

@@ -5,6 +5,10 @@
 //! Links the stack's own clients only (DynamoDB, SQS, S3): it runs no task.
 //! Configuration is read and clients are built once per container
 //! (`braid_aws::backend`); each event goes to `braid_lambda::cron`.
+//!
+//! # Layout
+//! This file only: clients and ports built once, then each event handed to
+//! `braid-lambda`. Everything it calls is tested without Lambda.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use braid_aws::backend;

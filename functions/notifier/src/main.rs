@@ -6,6 +6,10 @@
 //! queue's messages, and it reads nothing else of the stack. Configuration
 //! (`BRAID_EVENT_BUS`) is read and the client built once per container; each batch
 //! goes to `braid_lambda::notify`.
+//!
+//! # Layout
+//! This file only: clients and ports built once, then each event handed to
+//! `braid-lambda`. Everything it calls is tested without Lambda.
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use braid_aws::event_bus::event_bus_from_env;

@@ -6,6 +6,10 @@
 //! HTTP client, beside the stack's own (DynamoDB, SQS, S3). Configuration is read and
 //! clients are built once per container (`braid_aws::backend`); each batch goes to
 //! `braid_lambda::sqs_batch`.
+//!
+//! # Layout
+//! This file only: clients and ports built once, then each event handed to
+//! `braid-lambda`. Everything it calls is tested without Lambda.
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use braid_aws::backend;

@@ -6,6 +6,10 @@
 //! Links the stack's own clients (DynamoDB, SQS, S3) and, for webhook secrets, SSM and
 //! Secrets Manager. Configuration is read and clients are built once per container
 //! (`braid_aws::backend`); each event goes to `braid_lambda::intake`.
+//!
+//! # Layout
+//! This file only: clients and ports built once, then each event handed to
+//! `braid-lambda`. Everything it calls is tested without Lambda.
 
 use braid_aws::backend;
 use braid_aws::sdk::sdk_from_env;
