@@ -63,7 +63,7 @@ async fn a_run_with_more_steps_than_a_transaction_holds_is_created_intact() {
         .map(|i| {
             StepRecord::new(
                 &r.id,
-                StepKey::step(&format!("s{i:03}")),
+                StepKey::step(format!("s{i:03}")),
                 StepStatus::Pending,
             )
         })
@@ -103,7 +103,7 @@ async fn iterations_list_in_index_order_whatever_order_they_were_written_in() {
     }))
     .await
     .unwrap();
-    let listed = store.list_iterations(&r.id, "f").await.unwrap();
+    let listed = store.list_iterations(&r.id, &"f".into()).await.unwrap();
     assert_eq!(listed.len(), 120);
     assert!(
         listed
@@ -215,7 +215,13 @@ async fn concurrent_releases_make_a_dependent_ready_once() {
             let mut ready = 0;
             for _ in 0..2 {
                 let got = store
-                    .satisfy(&id, "j", &dep, &needs, chrono::Utc::now())
+                    .satisfy(
+                        &id,
+                        &"j".into(),
+                        &dep.as_str().into(),
+                        &needs,
+                        chrono::Utc::now(),
+                    )
                     .await;
                 ready += usize::from(got.unwrap().is_some());
             }

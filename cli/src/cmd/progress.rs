@@ -44,7 +44,7 @@ impl Progress {
             loop {
                 if let Ok(steps) = handlers.step_records(&run_id).await {
                     for rec in steps.iter().filter(|r| r.key.index.is_none()) {
-                        let Some(bar) = bars.get(&rec.key.step) else {
+                        let Some(bar) = bars.get(rec.key.step.as_str()) else {
                             continue;
                         };
                         bar.set_prefix(status_mark(rec.status));
@@ -62,7 +62,7 @@ impl Progress {
                         bar.set_message(label);
                         if !tty
                             && rec.status.is_final()
-                            && printed.get(&rec.key.step) != Some(&rec.status)
+                            && printed.get(rec.key.step.as_str()) != Some(&rec.status)
                         {
                             eprintln!(
                                 "{} {} {}",
@@ -70,7 +70,7 @@ impl Progress {
                                 rec.key.step,
                                 rec.status
                             );
-                            printed.insert(rec.key.step.clone(), rec.status);
+                            printed.insert(rec.key.step.to_string(), rec.status);
                         }
                     }
                 }

@@ -1,7 +1,7 @@
 //! The records a run is made of, as the state store keeps them, and the messages the
 //! handlers pass through the work queues. Plain data: no behaviour beyond small queries.
 
-pub use crate::ids::RunId;
+pub use crate::ids::{RunId, StepId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -108,22 +108,22 @@ impl fmt::Display for StepStatus {
 /// A unit of work: a step, or iteration `index` of a `for_each` step.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct StepKey {
-    pub step: String,
+    pub step: StepId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<u32>,
 }
 
 impl StepKey {
-    pub fn step(step: &str) -> Self {
+    pub fn step(step: impl Into<StepId>) -> Self {
         StepKey {
-            step: step.to_string(),
+            step: step.into(),
             index: None,
         }
     }
 
-    pub fn iteration(step: &str, index: u32) -> Self {
+    pub fn iteration(step: impl Into<StepId>, index: u32) -> Self {
         StepKey {
-            step: step.to_string(),
+            step: step.into(),
             index: Some(index),
         }
     }

@@ -8,7 +8,7 @@
 
 use super::gates;
 use crate::model::{
-    DispatchMsg, FanOut, RunRecord, RunStatus, StepKey, StepRecord, StepStatus, Timestamp,
+    DispatchMsg, FanOut, RunRecord, RunStatus, StepId, StepKey, StepRecord, StepStatus, Timestamp,
 };
 use braid_lang::Step;
 use braid_lang::Workflow;
@@ -34,7 +34,7 @@ pub enum Repair {
     Cancel(StepKey),
     /// A running `for_each` step whose iterations are over, or that is stopping with
     /// iterations left to cancel: try its fan-in.
-    AdvanceFanOut(String),
+    AdvanceFanOut(StepId),
     /// A queued run: admit it (and the runs queued before it) if a slot is free.
     Admit,
     /// A root step of an admitted run still pending: the admission stopped before

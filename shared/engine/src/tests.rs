@@ -101,7 +101,7 @@ fn a_new_run_writes_its_roots_ready_and_everything_else_is_pending() {
     assert_eq!(plan.dispatch[0].attempt, 1);
     let every: Vec<_> = records::every_step(&w, &"r1".into(), plan.steps)
         .into_iter()
-        .map(|s| (s.key.step, s.status))
+        .map(|s| (s.key.step.to_string(), s.status))
         .collect();
     assert_eq!(
         every,

@@ -100,7 +100,13 @@ impl Handlers {
             for need in &rec.satisfied {
                 self.ports
                     .store
-                    .satisfy(&rec.run_id, &rec.key.step, need, &rec.satisfied, self.now())
+                    .satisfy(
+                        &rec.run_id,
+                        &rec.key.step,
+                        &need.into(),
+                        &rec.satisfied,
+                        self.now(),
+                    )
                     .await?;
             }
         }

@@ -124,7 +124,13 @@ impl Handlers {
         Ok(self
             .ports
             .store
-            .satisfy(run_id, &dependent.id, dep, &dependent.needs, self.now())
+            .satisfy(
+                run_id,
+                &dependent.id.as_str().into(),
+                &dep.into(),
+                &dependent.needs,
+                self.now(),
+            )
             .await?)
     }
 
@@ -274,7 +280,7 @@ impl Handlers {
                 .await;
         }
         // The lane's end. Its count is a hint: the fan-in reads the records.
-        match self.ports.store.end_lane(&run.id, step_id).await? {
+        match self.ports.store.end_lane(&run.id, &step_id.into()).await? {
             Some(p) if p.fan_out.is_some_and(|f| f.ended >= f.lanes) => {
                 self.advance_fan_out(wf, run, p).await
             }
@@ -293,8 +299,8 @@ impl Handlers {
         run: &RunRecord,
         parent: StepRecord,
     ) -> HandlerResult<()> {
-        let (run_id, step_id) = (&run.id, parent.key.step.clone());
-        let step_id = step_id.as_str();
+        let (run_id, step_key) = (&run.id, parent.key.step.clone());
+        let step_id = step_key.as_str();
         let Some(step) = wf.step(step_id) else {
             return Ok(());
         };
@@ -304,7 +310,7 @@ impl Handlers {
         else {
             return Ok(());
         };
-        let written = self.ports.store.list_iterations(run_id, step_id).await?;
+        let written = self.ports.store.list_iterations(run_id, &step_key).await?;
         let mut iterations: Vec<StepRecord> = f
             .iterations(run_id, step_id, written.into_iter().map(Cow::Owned))
             .into_iter()

@@ -7,7 +7,8 @@
 
 use async_trait::async_trait;
 use braid_engine::model::{
-    Definition, ErrorInfo, RunId, RunRecord, RunStatus, StepKey, StepRecord, StepStatus, Timestamp,
+    Definition, ErrorInfo, RunId, RunRecord, RunStatus, StepId, StepKey, StepRecord, StepStatus,
+    Timestamp,
 };
 use braid_ports::{Created, Finalized, Guard, PortError, PortResult, RunFilter, StateStore};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -182,7 +183,7 @@ fn read_step(tx: &Connection, run_id: &str, key: &StepKey) -> PortResult<Option<
     let body: Option<String> = one_body(
         tx,
         "SELECT body FROM steps WHERE run_id = ?1 AND step = ?2 AND idx = ?3",
-        params![run_id, key.step, idx(key)],
+        params![run_id, key.step.as_str(), idx(key)],
     )?;
     body.map(|b| dec(&b)).transpose()
 }
@@ -195,7 +196,7 @@ fn write_step(tx: &Connection, rec: &StepRecord) -> PortResult<()> {
          ON CONFLICT (run_id, step, idx) DO UPDATE SET status = ?4, attempt = ?5, body = ?6, timer = ?7",
         params![
             rec.run_id.as_str(),
-            rec.key.step,
+            rec.key.step.as_str(),
             idx(&rec.key),
             rec.status.as_str(),
             rec.attempt,
@@ -406,12 +407,12 @@ impl StateStore for SqliteStore {
         })
     }
 
-    async fn list_iterations(&self, run_id: &RunId, step: &str) -> PortResult<Vec<StepRecord>> {
+    async fn list_iterations(&self, run_id: &RunId, step: &StepId) -> PortResult<Vec<StepRecord>> {
         self.with_read(|tx| {
             query_bodies(
                 tx,
                 "SELECT body FROM steps WHERE run_id = ?1 AND step = ?2 AND idx >= 0 ORDER BY idx",
-                params![run_id.as_str(), step],
+                params![run_id.as_str(), step.as_str()],
             )
         })
     }
@@ -470,8 +471,8 @@ impl StateStore for SqliteStore {
     async fn satisfy(
         &self,
         run_id: &RunId,
-        dependent: &str,
-        dep: &str,
+        dependent: &StepId,
+        dep: &StepId,
         needs: &[String],
         now: Timestamp,
     ) -> PortResult<Option<StepRecord>> {
@@ -497,7 +498,7 @@ impl StateStore for SqliteStore {
         })
     }
 
-    async fn end_lane(&self, run_id: &RunId, step: &str) -> PortResult<Option<StepRecord>> {
+    async fn end_lane(&self, run_id: &RunId, step: &StepId) -> PortResult<Option<StepRecord>> {
         self.with_tx(|tx| {
             let pkey = StepKey::step(step);
             let Some(mut parent) = read_step(tx, run_id, &pkey)? else {

@@ -71,7 +71,7 @@ async fn run_with(dir: &Path, yaml: &str, input: Value, wrap: impl FnOnce(&mut P
         for need in &def_wf.step(&rec.key.step).unwrap().needs {
             let dep = records
                 .iter()
-                .find(|r| r.key.index.is_none() && &r.key.step == need)
+                .find(|r| r.key.index.is_none() && r.key.step == *need)
                 .unwrap();
             let finished = dep.finished_at.expect("a need of a started step is final");
             assert!(
@@ -634,7 +634,7 @@ async fn a_failing_iteration_lets_iterations_in_flight_finish_before_the_run_fai
         .handlers()
         .ports()
         .store
-        .list_iterations(&run.id, "fan")
+        .list_iterations(&run.id, &"fan".into())
         .await
         .unwrap();
     let statuses: Vec<StepStatus> = its.iter().map(|i| i.status).collect();

@@ -1,7 +1,8 @@
 use super::PortResult;
 use async_trait::async_trait;
 use braid_engine::model::{
-    Definition, ErrorInfo, RunId, RunRecord, RunStatus, StepKey, StepRecord, StepStatus, Timestamp,
+    Definition, ErrorInfo, RunId, RunRecord, RunStatus, StepId, StepKey, StepRecord, StepStatus,
+    Timestamp,
 };
 
 /// The condition a step write depends on: the record's current status is one of
@@ -128,7 +129,7 @@ pub trait StateStore: Send + Sync {
     /// Every step and iteration record of a run, steps before their iterations.
     async fn list_steps(&self, run_id: &RunId) -> PortResult<Vec<StepRecord>>;
     /// The iterations of a `for_each` step in index order.
-    async fn list_iterations(&self, run_id: &RunId, step: &str) -> PortResult<Vec<StepRecord>>;
+    async fn list_iterations(&self, run_id: &RunId, step: &StepId) -> PortResult<Vec<StepRecord>>;
 
     /// Replaces a step record with a non-final `new` if `guard` holds; false otherwise.
     /// Step writes create an iteration's record when the guard admits its absence
@@ -157,8 +158,8 @@ pub trait StateStore: Send + Sync {
     async fn satisfy(
         &self,
         run_id: &RunId,
-        dependent: &str,
-        dep: &str,
+        dependent: &StepId,
+        dep: &StepId,
         needs: &[String],
         now: Timestamp,
     ) -> PortResult<Option<StepRecord>>;
@@ -166,7 +167,7 @@ pub trait StateStore: Send + Sync {
     /// Counts one more lane of a running `for_each` step as ended
     /// ([`braid_engine::model::FanOut::ended`]); returns the step after the write, or `None`
     /// when it is not a running fan-out any more.
-    async fn end_lane(&self, run_id: &RunId, step: &str) -> PortResult<Option<StepRecord>>;
+    async fn end_lane(&self, run_id: &RunId, step: &StepId) -> PortResult<Option<StepRecord>>;
 
     /// Moves a run that is not final to `run.status` with its output, error and finish
     /// time, once: false if it was already final, or if `run` ends it succeeded but

@@ -63,7 +63,8 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, KeysAndAttributes, Put, ReturnValue, TransactWriteItem, Update,
 };
 use braid_engine::model::{
-    Definition, ErrorInfo, RunId, RunRecord, RunStatus, StepKey, StepRecord, StepStatus, Timestamp,
+    Definition, ErrorInfo, RunId, RunRecord, RunStatus, StepId, StepKey, StepRecord, StepStatus,
+    Timestamp,
 };
 use braid_ports::{Created, Finalized, Guard, PortError, PortResult, RunFilter, StateStore};
 use codec::{
@@ -812,7 +813,7 @@ impl StateStore for DynamoStore {
         Ok(steps)
     }
 
-    async fn list_iterations(&self, run_id: &RunId, step: &str) -> PortResult<Vec<StepRecord>> {
+    async fn list_iterations(&self, run_id: &RunId, step: &StepId) -> PortResult<Vec<StepRecord>> {
         self.steps_with_prefix(run_id, &format!("STEP#{step}#"))
             .await
     }
@@ -956,8 +957,8 @@ impl StateStore for DynamoStore {
     async fn satisfy(
         &self,
         run_id: &RunId,
-        dependent: &str,
-        dep: &str,
+        dependent: &StepId,
+        dep: &StepId,
         needs: &[String],
         now: Timestamp,
     ) -> PortResult<Option<StepRecord>> {
@@ -983,7 +984,7 @@ impl StateStore for DynamoStore {
                 ));
             }
         };
-        if needs == [dep] {
+        if needs.len() == 1 && needs[0] == *dep {
             // The only need: recorded and the step made ready in one write.
             let mut x = Expr::default();
             let st = x.name("status");
@@ -1059,7 +1060,7 @@ impl StateStore for DynamoStore {
             .transpose()
     }
 
-    async fn end_lane(&self, run_id: &RunId, step: &str) -> PortResult<Option<StepRecord>> {
+    async fn end_lane(&self, run_id: &RunId, step: &StepId) -> PortResult<Option<StepRecord>> {
         let pkey = StepKey::step(step);
         let mut x = Expr::default();
         let ended = x.name("fan_out.ended");

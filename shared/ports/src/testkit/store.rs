@@ -330,14 +330,14 @@ pub async fn satisfy_is_idempotent(store: &dyn StateStore) {
     let needs = vec!["a".to_string(), "x".to_string()];
     assert!(
         store
-            .satisfy(&run.id, "b", "a", &needs, t0())
+            .satisfy(&run.id, &"b".into(), &"a".into(), &needs, t0())
             .await
             .unwrap()
             .is_none()
     );
     assert!(
         store
-            .satisfy(&run.id, "b", "a", &needs, t0())
+            .satisfy(&run.id, &"b".into(), &"a".into(), &needs, t0())
             .await
             .unwrap()
             .is_none()
@@ -348,7 +348,7 @@ pub async fn satisfy_is_idempotent(store: &dyn StateStore) {
         (vec!["a".to_string()], StepStatus::Pending)
     );
     let ready = store
-        .satisfy(&run.id, "b", "x", &needs, t0())
+        .satisfy(&run.id, &"b".into(), &"x".into(), &needs, t0())
         .await
         .unwrap()
         .expect("the last need makes it ready");
@@ -358,7 +358,7 @@ pub async fn satisfy_is_idempotent(store: &dyn StateStore) {
     );
     assert!(
         store
-            .satisfy(&run.id, "b", "x", &needs, t0())
+            .satisfy(&run.id, &"b".into(), &"x".into(), &needs, t0())
             .await
             .unwrap()
             .is_none(),
@@ -376,7 +376,7 @@ pub async fn a_step_not_written_yet_is_created_by_its_first_write(store: &dyn St
     let both = vec!["a".to_string(), "x".to_string()];
     assert!(
         store
-            .satisfy(&run.id, "b", "a", &both, t0())
+            .satisfy(&run.id, &"b".into(), &"a".into(), &both, t0())
             .await
             .unwrap()
             .is_none()
@@ -390,7 +390,7 @@ pub async fn a_step_not_written_yet_is_created_by_its_first_write(store: &dyn St
         }
     );
     let ready = store
-        .satisfy(&run.id, "c", "a", &["a".to_string()], t0())
+        .satisfy(&run.id, &"c".into(), &"a".into(), &["a".to_string()], t0())
         .await
         .unwrap()
         .expect("its only need makes it ready");
@@ -449,7 +449,7 @@ pub async fn fan_out_counts_failures_and_ended_lanes(store: &dyn StateStore) {
     );
     assert!(
         store
-            .list_iterations(&run.id, "f")
+            .list_iterations(&run.id, &"f".into())
             .await
             .unwrap()
             .is_empty()
@@ -530,7 +530,7 @@ pub async fn fan_out_counts_failures_and_ended_lanes(store: &dyn StateStore) {
     assert_eq!((counted.failed, counted.ended), (1, 0));
     for expected in [1, 2] {
         let p = store
-            .end_lane(&run.id, "f")
+            .end_lane(&run.id, &"f".into())
             .await
             .unwrap()
             .expect("running");
@@ -547,11 +547,11 @@ pub async fn fan_out_counts_failures_and_ended_lanes(store: &dyn StateStore) {
         .unwrap()
         .expect("the fan-out ends");
     assert_eq!(
-        store.end_lane(&run.id, "f").await.unwrap(),
+        store.end_lane(&run.id, &"f".into()).await.unwrap(),
         None,
         "a fan-out that ended counts no lane"
     );
-    let iterations = store.list_iterations(&run.id, "f").await.unwrap();
+    let iterations = store.list_iterations(&run.id, &"f".into()).await.unwrap();
     let order: Vec<Option<u32>> = iterations.iter().map(|i| i.key.index).collect();
     assert_eq!(
         order,
@@ -709,7 +709,7 @@ pub async fn due_runs_follow_timers(store: &dyn StateStore) {
     // Releasing the last need makes the step ready: due at once, not a timer.
     assert!(
         store
-            .satisfy(&pending.id, "a", "x", &["x".into()], min(5))
+            .satisfy(&pending.id, &"a".into(), &"x".into(), &["x".into()], min(5))
             .await
             .unwrap()
             .is_some()
