@@ -147,20 +147,8 @@ fn capitalised(word: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use braid_engine::model::{ErrorInfo, EventKind};
-    use chrono::{TimeZone, Utc};
-
-    fn event(kind: EventKind, status: &str) -> LifecycleEvent {
-        LifecycleEvent {
-            kind,
-            run_id: "01hx".into(),
-            workflow: "orders".into(),
-            status: status.into(),
-            step: Some("price".into()),
-            error: Some(ErrorInfo::new("Flaky", "try again")),
-            at: Utc.with_ymd_and_hms(2026, 11, 3, 9, 30, 0).unwrap(),
-        }
-    }
+    use crate::events::tests::event;
+    use braid_engine::model::EventKind;
 
     #[test]
     fn detail_types_name_the_subject_and_what_happened() {

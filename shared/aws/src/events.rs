@@ -55,12 +55,13 @@ pub(crate) fn encode(event: &LifecycleEvent) -> PortResult<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use braid_engine::model::{ErrorInfo, EventKind};
     use chrono::{TimeZone, Utc};
 
-    fn event(kind: EventKind, status: &str) -> LifecycleEvent {
+    /// An event of `kind` with every field set, for the tests of both hops.
+    pub(crate) fn event(kind: EventKind, status: &str) -> LifecycleEvent {
         LifecycleEvent {
             kind,
             run_id: "01hx".into(),
