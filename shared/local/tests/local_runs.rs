@@ -942,3 +942,29 @@ async fn a_run_failing_while_other_steps_run_ends_without_the_sweeper() {
     let run = run_without_the_sweeper(wide).await;
     assert_eq!(run.status, RunStatus::Succeeded);
 }
+
+#[tokio::test]
+async fn a_process_without_task_runners_records_nothing_and_hands_the_task_back() {
+    // The Lambda functions other than the dispatcher have no task runners; a task that
+    // reaches one is a wiring fault: the message comes back, and nothing is recorded.
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path());
+    let mut ports = local_ports(&opts).unwrap();
+    ports.tasks = None;
+    let rt = local_runtime(ports, &opts);
+    let yaml = "name: t\nsteps:\n  - id: call\n    http: { url: \"http://127.0.0.1:9/\" }\n";
+    let started = start(&rt, yaml, json!({})).await;
+    let before = rt.handlers().step_records(&started.run.id).await.unwrap();
+
+    let msg = braid_engine::model::DispatchMsg::first(
+        &started.run.id,
+        braid_engine::model::StepKey::step("call"),
+    );
+    let err = rt.handlers().dispatch(&msg).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert!(err.to_string().contains("runs no tasks"), "{err}");
+    let after = rt.handlers().step_records(&started.run.id).await.unwrap();
+    assert_eq!(after, before);
+    let run = rt.handlers().run_record(&started.run.id).await.unwrap();
+    assert_eq!(run.status, RunStatus::Running);
+}
