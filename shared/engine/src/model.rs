@@ -442,5 +442,50 @@ pub struct LifecycleEvent {
     pub step: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorInfo>,
+    /// On `run.started`: what started the run (`s3`, `webhook`, `schedule`, `event`,
+    /// `sqs`, or `api` for an explicit start), so a subscriber need not read the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
     pub at: Timestamp,
+}
+
+impl LifecycleEvent {
+    /// `run.started` of `run`, with what started it.
+    pub fn run_started(run: &RunRecord, at: Timestamp) -> Self {
+        LifecycleEvent {
+            trigger: Some(run.trigger["kind"].as_str().unwrap_or("api").to_string()),
+            ..Self::of_run(EventKind::RunStarted, run, at)
+        }
+    }
+
+    /// `run.finished` of `run`, with its error if it failed.
+    pub fn run_finished(run: &RunRecord, at: Timestamp) -> Self {
+        LifecycleEvent {
+            error: run.error.clone(),
+            ..Self::of_run(EventKind::RunFinished, run, at)
+        }
+    }
+
+    /// `step.finished` of the step (or iteration) `rec` of `run`.
+    pub fn step_finished(run: &RunRecord, rec: &StepRecord, at: Timestamp) -> Self {
+        LifecycleEvent {
+            status: rec.status.as_str().into(),
+            step: Some(rec.key.to_string()),
+            error: rec.error.clone(),
+            ..Self::of_run(EventKind::StepFinished, run, at)
+        }
+    }
+
+    fn of_run(kind: EventKind, run: &RunRecord, at: Timestamp) -> Self {
+        LifecycleEvent {
+            kind,
+            run_id: run.id.clone(),
+            workflow: run.workflow.clone(),
+            status: run.status.as_str().into(),
+            step: None,
+            error: None,
+            trigger: None,
+            at,
+        }
+    }
 }

@@ -711,3 +711,24 @@ fn sweep_runs_a_step_whose_needs_were_all_released_but_that_was_not_made_ready()
         })]
     );
 }
+
+#[test]
+fn run_started_names_the_trigger_kind_or_api() {
+    let at = run().created_at;
+    let by_s3 = RunRecord {
+        trigger: json!({"kind": "s3", "key": "a"}),
+        ..run()
+    };
+    let started = LifecycleEvent::run_started(&by_s3, at);
+    assert_eq!(started.kind, EventKind::RunStarted);
+    assert_eq!(started.trigger.as_deref(), Some("s3"));
+    let by_api = RunRecord {
+        trigger: Value::Null,
+        ..run()
+    };
+    assert_eq!(
+        LifecycleEvent::run_started(&by_api, at).trigger.as_deref(),
+        Some("api")
+    );
+    assert_eq!(LifecycleEvent::run_finished(&by_api, at).trigger, None);
+}

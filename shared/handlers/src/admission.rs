@@ -8,9 +8,7 @@
 //! made ready, is repaired by the sweeper (`Admit`, `ReleaseRoot`).
 
 use super::{HandlerResult, Handlers};
-use braid_engine::model::{
-    EventKind, LifecycleEvent, RunRecord, RunStatus, StepKey, StepStatus, Timestamp,
-};
+use braid_engine::model::{LifecycleEvent, RunRecord, RunStatus, StepKey, StepStatus, Timestamp};
 use braid_engine::start;
 use braid_ports::Guard;
 use std::time::Duration;
@@ -40,16 +38,8 @@ impl Handlers {
                 {
                     admitted_any = true;
                     self.release_roots(&run, &roots, now).await?;
-                    self.publish(vec![LifecycleEvent {
-                        kind: EventKind::RunStarted,
-                        run_id: run.id.clone(),
-                        workflow: run.workflow.clone(),
-                        status: run.status.as_str().into(),
-                        step: None,
-                        error: None,
-                        at: now,
-                    }])
-                    .await;
+                    self.publish(vec![LifecycleEvent::run_started(&run, now)])
+                        .await;
                     continue;
                 }
                 // Not admitted: no slot is free, unless the run was no longer queued
@@ -97,16 +87,8 @@ impl Handlers {
     /// What follows a run's end: its `run.finished` event and, when it held a slot,
     /// the next queued run's admission.
     pub(super) async fn ended(&self, done: &RunRecord, now: Timestamp) -> HandlerResult<()> {
-        self.publish(vec![LifecycleEvent {
-            kind: EventKind::RunFinished,
-            run_id: done.id.clone(),
-            workflow: done.workflow.clone(),
-            status: done.status.as_str().into(),
-            step: None,
-            error: done.error.clone(),
-            at: now,
-        }])
-        .await;
+        self.publish(vec![LifecycleEvent::run_finished(done, now)])
+            .await;
         if done.slot {
             self.admit(&done.workflow).await?;
         }

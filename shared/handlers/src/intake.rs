@@ -3,7 +3,7 @@
 
 use super::api::StartBody;
 use super::{HandlerError, HandlerResult, Handlers};
-use braid_engine::model::{Definition, EventKind, LifecycleEvent, RunRecord, RunStatus};
+use braid_engine::model::{Definition, LifecycleEvent, RunRecord, RunStatus};
 use braid_engine::{params, start};
 use braid_lang::StepKind;
 use braid_ports::{Created, PortError};
@@ -152,16 +152,8 @@ impl Handlers {
                 .collect(),
         )
         .await?;
-        self.publish(vec![LifecycleEvent {
-            kind: EventKind::RunStarted,
-            run_id: plan.run.id.clone(),
-            workflow: plan.run.workflow.clone(),
-            status: plan.run.status.as_str().into(),
-            step: None,
-            error: None,
-            at: now,
-        }])
-        .await;
+        self.publish(vec![LifecycleEvent::run_started(&plan.run, now)])
+            .await;
         Ok(Started {
             run: plan.run,
             existing: false,

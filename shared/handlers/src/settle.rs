@@ -5,8 +5,7 @@
 use super::{HandlerResult, Handlers, StepEvents, eager};
 use braid_engine::model::RunId;
 use braid_engine::model::{
-    DispatchMsg, ErrorInfo, EventKind, LifecycleEvent, RunRecord, RunStatus, StepKey, StepRecord,
-    StepStatus,
+    DispatchMsg, ErrorInfo, LifecycleEvent, RunRecord, RunStatus, StepKey, StepRecord, StepStatus,
 };
 use braid_engine::{gates, output, records};
 use braid_lang::Workflow;
@@ -50,16 +49,8 @@ impl Handlers {
         let published = rec.status == StepStatus::Failed
             || (rec.key.index.is_none() && self.settings.step_events == StepEvents::All);
         if fresh && published {
-            self.publish(vec![LifecycleEvent {
-                kind: EventKind::StepFinished,
-                run_id: run.id.clone(),
-                workflow: run.workflow.clone(),
-                status: rec.status.as_str().into(),
-                step: Some(rec.key.to_string()),
-                error: rec.error.clone(),
-                at: self.now(),
-            }])
-            .await;
+            self.publish(vec![LifecycleEvent::step_finished(&run, rec, self.now())])
+                .await;
         }
         let Some(step) = wf.step(&rec.key.step) else {
             return Ok(());

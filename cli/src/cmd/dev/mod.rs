@@ -141,9 +141,7 @@ fn open(state: &std::path::Path, functions: Option<PathBuf>) -> anyhow::Result<L
     opts.runtime.idle_poll = IDLE_POLL;
     let mut ports = backend::local_ports(&opts)
         .with_context(|| format!("cannot open the local state in `{}`", state.display()))?;
-    ports.events = Arc::new(log::RunLog {
-        store: ports.store.clone(),
-    });
+    ports.events = Arc::new(log::RunLog);
     Ok(backend::local_runtime(ports, &opts))
 }
 

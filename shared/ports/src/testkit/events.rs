@@ -24,10 +24,14 @@ fn lifecycle(run_id: &str) -> Vec<LifecycleEvent> {
         status: status.into(),
         step: None,
         error: None,
+        trigger: None,
         at: at(ms).unwrap_or_default(),
     };
     vec![
-        event(EventKind::RunStarted, "running", 0),
+        LifecycleEvent {
+            trigger: Some("webhook".into()),
+            ..event(EventKind::RunStarted, "running", 0)
+        },
         LifecycleEvent {
             step: Some("price[3]".into()),
             error: Some(ErrorInfo::new("Flaky", "déjà vu: \"try again\" ✓")),
