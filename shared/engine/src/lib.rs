@@ -15,7 +15,7 @@
 //!
 //! # Layout
 //! - [`model`]: the records (runs, steps, fan-outs), the queue messages, lifecycle events;
-//! - [`ids`]: the ids that cross layers ([`ids::RunId`]);
+//! - [`ids`]: the ids that cross layers ([`ids::RunId`], [`ids::StepId`]);
 //! - one module per decision, as listed above.
 //!
 //! Depends on the language ([`braid_lang`]) alone: no async runtime, no I/O crate.

@@ -205,7 +205,7 @@ pub struct RunRecord {
 
 impl RunRecord {
     /// When the tick must look at this run whatever its steps do: its deadline, while
-    /// it is not final. State stores index it (see [`braid_ports::StateStore::due_runs`]).
+    /// it is not final. State stores index it (the store port's `due_runs`).
     pub fn timer(&self) -> Option<Timestamp> {
         self.deadline.filter(|_| !self.status.is_final())
     }

@@ -1,8 +1,8 @@
 //! The glue between the Lambda runtime and the handlers: what each function is invoked
 //! with, handed to its handler, and the answer Lambda expects back. A function's
-//! `main.rs` builds its ports once ([`braid_aws::backend`]) and passes every event here.
+//! `main.rs` builds its ports once (`braid_aws::backend`) and passes every event here.
 //!
-//! Kept apart from the adapters ([`braid_aws`]) so that the adapters know nothing of
+//! Kept apart from the adapters (`braid-aws`) so that the adapters know nothing of
 //! Lambda's event shapes, and the functions' event parsing is tested without AWS.
 //!
 //! # Layout

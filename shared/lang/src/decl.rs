@@ -1,9 +1,9 @@
 //! The workflow file as written: the serde and JSON Schema shape of SPEC §1.
 //!
-//! These types only describe the syntax. [`super::validate`] checks their meaning and
+//! These types only describe the syntax. Validation (`validate`) checks their meaning and
 //! turns them into the [`super::Workflow`] the engine runs. Every struct denies unknown
 //! keys; the schema generated from these types is the one `braid schema` prints and the
-//! one [`super::keys`] checks unknown keys against, so the two cannot drift.
+//! one the unknown-key check (`keys`) reads, so the two cannot drift.
 
 use super::located::At;
 use indexmap::IndexMap;

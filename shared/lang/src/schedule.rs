@@ -39,7 +39,7 @@ impl Schedule {
     /// The first instant strictly after `after`.
     ///
     /// A cron expression is read on the wall clock of the schedule's time zone, and a
-    /// daylight-saving change is met as Vixie cron meets it (see [`WallClock`]): a
+    /// daylight-saving change is met as Vixie cron meets it (see `WallClock`): a
     /// fixed-time schedule fires once for each time of day it names, even when the
     /// clock skips or repeats that time, and a periodic one fires at every real instant
     /// its wall clock matches. A rate

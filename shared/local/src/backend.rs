@@ -32,7 +32,7 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct LocalOptions {
     pub state_dir: PathBuf,
-    /// The function map for `lambda` steps (see [`super::lambda::functions`]).
+    /// The function map for `lambda` steps (see [`super::lambda::FunctionMap`]).
     pub functions: Option<PathBuf>,
     pub settings: Settings,
     pub runtime: RuntimeSettings,
