@@ -64,9 +64,14 @@ impl AwsConfig {
 
     /// The event bus alone, for the notifier, which uses nothing else of the stack.
     pub fn event_bus_from_env() -> Result<String, MissingConfig> {
-        std::env::var("BRAID_EVENT_BUS")
-            .ok()
+        Self::event_bus_from_vars(&std::env::vars().collect())
+    }
+
+    /// The event bus from `vars` (the environment's names).
+    pub fn event_bus_from_vars(vars: &HashMap<String, String>) -> Result<String, MissingConfig> {
+        vars.get("BRAID_EVENT_BUS")
             .filter(|v| !v.is_empty())
+            .cloned()
             .ok_or_else(|| MissingConfig("BRAID_EVENT_BUS".to_string()))
     }
 
@@ -95,6 +100,19 @@ mod tests {
             err.to_string(),
             "missing configuration: set BRAID_READY_QUEUE_URL, BRAID_RESULT_QUEUE_URL, \
              BRAID_EVENT_QUEUE_URL, BRAID_BUCKET, BRAID_EVENT_BUS"
+        );
+    }
+
+    #[test]
+    fn the_notifier_needs_the_event_bus_alone() {
+        let vars = HashMap::from([("BRAID_EVENT_BUS".to_string(), "braid-bus".to_string())]);
+        assert_eq!(AwsConfig::event_bus_from_vars(&vars).unwrap(), "braid-bus");
+        let empty = HashMap::from([("BRAID_EVENT_BUS".to_string(), String::new())]);
+        assert_eq!(
+            AwsConfig::event_bus_from_vars(&empty)
+                .unwrap_err()
+                .to_string(),
+            "missing configuration: set BRAID_EVENT_BUS"
         );
     }
 

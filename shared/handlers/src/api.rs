@@ -6,8 +6,7 @@
 //! `POST /hooks/{path}` (signed webhooks, see [`Handlers::webhook`]).
 
 use super::{HandlerError, Handlers};
-use braid_engine::model::RunId;
-use braid_engine::model::RunStatus;
+use braid_engine::model::{RunId, RunStatus};
 use braid_ports::{PortError, RunFilter};
 use serde::Deserialize;
 use serde_json::{Value, json};

@@ -3,8 +3,7 @@
 //! here, so a message is judged the same way on every backend.
 
 use super::{HandlerError, Handlers};
-use braid_engine::model::RunId;
-use braid_engine::model::{DispatchMsg, ErrorInfo, ResultMsg, RunStatus, StepKey};
+use braid_engine::model::{DispatchMsg, ErrorInfo, ResultMsg, RunId, RunStatus, StepKey};
 use braid_ports::Received;
 use tracing::Instrument;
 

@@ -9,8 +9,7 @@
 //! step once.
 
 use super::{HandlerResult, Handlers};
-use braid_engine::model::RunId;
-use braid_engine::model::{FanOut, StepKey, StepRecord};
+use braid_engine::model::{FanOut, RunId, StepKey, StepRecord};
 use braid_engine::records;
 use braid_ports::PortError;
 use serde_json::Value;

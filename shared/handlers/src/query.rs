@@ -4,8 +4,7 @@
 //! it depends on no port and works the same over either backend.
 
 use super::{HandlerResult, Handlers, Ports};
-use braid_engine::model::RunId;
-use braid_engine::model::{Definition, RunRecord, StepRecord};
+use braid_engine::model::{Definition, RunId, RunRecord, StepRecord};
 use braid_ports::RunFilter;
 
 impl Handlers {

@@ -3,9 +3,9 @@
 //! code to repair whatever a crash left half done.
 
 use super::{HandlerResult, Handlers, StepEvents, eager};
-use braid_engine::model::RunId;
 use braid_engine::model::{
-    DispatchMsg, ErrorInfo, LifecycleEvent, RunRecord, RunStatus, StepKey, StepRecord, StepStatus,
+    DispatchMsg, ErrorInfo, LifecycleEvent, RunId, RunRecord, RunStatus, StepId, StepKey,
+    StepRecord, StepStatus,
 };
 use braid_engine::{gates, output, records};
 use braid_lang::Workflow;
@@ -75,7 +75,7 @@ impl Handlers {
                         continue;
                     }
                 }
-                if let Some(rec) = self.release(&run.id, dependent, &step.id).await? {
+                if let Some(rec) = self.release(&run.id, dependent, &rec.key.step).await? {
                     wake.push((DispatchMsg::first(&run.id, rec.key.clone()), Duration::ZERO));
                     ready.push(rec);
                 }
@@ -109,7 +109,7 @@ impl Handlers {
         &self,
         run_id: &RunId,
         dependent: &braid_lang::Step,
-        dep: &str,
+        dep: &StepId,
     ) -> HandlerResult<Option<StepRecord>> {
         // One guarded write: of two completers releasing the last needs, one wins.
         Ok(self
@@ -117,8 +117,8 @@ impl Handlers {
             .store
             .satisfy(
                 run_id,
-                &dependent.id.as_str().into(),
-                &dep.into(),
+                &StepId::from(&dependent.id),
+                dep,
                 &dependent.needs,
                 self.now(),
             )

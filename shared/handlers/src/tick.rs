@@ -10,9 +10,8 @@
 //! not admitted).
 
 use super::{HandlerError, HandlerResult, Handlers};
-use braid_engine::model::RunId;
 use braid_engine::model::{
-    ErrorInfo, Outcome, ResultMsg, RunRecord, RunStatus, StepRecord, StepStatus,
+    ErrorInfo, Outcome, ResultMsg, RunId, RunRecord, RunStatus, StepRecord, StepStatus,
 };
 use braid_engine::reconcile::{Repair, reconcile};
 use braid_engine::records;

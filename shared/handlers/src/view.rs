@@ -2,8 +2,7 @@
 //! `GET /runs/{id}`.
 
 use super::{HandlerResult, Handlers};
-use braid_engine::model::RunId;
-use braid_engine::model::{ErrorInfo, RunStatus, StepStatus, Timestamp};
+use braid_engine::model::{ErrorInfo, RunId, RunStatus, StepStatus, Timestamp};
 use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::Value;

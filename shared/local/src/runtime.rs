@@ -5,8 +5,7 @@
 //! drives until one run is final ([`LocalRuntime::run_to_end`], `braid run`) or until
 //! told to stop ([`LocalRuntime::serve`], `braid dev`).
 
-use braid_engine::model::RunId;
-use braid_engine::model::RunRecord;
+use braid_engine::model::{RunId, RunRecord};
 use braid_handlers::{Delivery, HandlerError, Handlers};
 use braid_ports::Received;
 use std::pin::Pin;
