@@ -40,6 +40,7 @@ fn run(id: &str) -> RunRecord {
         idempotency_key: None,
         limit: None,
         slot: false,
+        closing: false,
     }
 }
 
@@ -168,6 +169,8 @@ async fn finished_runs_leave_the_active_index_and_expire() {
         ..r.clone()
     };
     assert!(store.finish_run(&done).await.unwrap());
+    // The expiry is stamped when what follows the run's end is done.
+    store.close_run(&done).await.unwrap();
     assert!(store.active_runs(None, 100).await.unwrap().is_empty());
     let all = store.list_runs(&Default::default()).await.unwrap();
     assert_eq!(all[0].status, RunStatus::Cancelled);
@@ -308,6 +311,7 @@ async fn steps_of_a_long_run_expire_with_the_run() {
         ..r.clone()
     };
     assert!(store.finish_run(&done).await.unwrap());
+    store.close_run(&done).await.unwrap();
     let ttl = |item: ds::Item| match item.get(ds::TTL) {
         Some(AttributeValue::N(n)) => n.parse::<i64>().unwrap(),
         other => panic!("no expiry: {other:?}"),

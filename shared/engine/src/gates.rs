@@ -1,6 +1,6 @@
 //! When a step may start, and what a final step means for the rest of the run.
 
-use crate::model::{FanOut, StepRecord, StepStatus, Timestamp};
+use crate::model::{FanOut, StepRecord, StepStatus};
 use braid_lang::{Step, Workflow};
 
 /// Whether `dep` ending with `status` lets its dependents run: succeeded, skipped (a
@@ -43,107 +43,22 @@ pub fn fan_out_over<'a>(f: &FanOut, iterations: impl IntoIterator<Item = &'a Ste
     count == f.total as usize
 }
 
-/// How long a dispatcher runs a task before it claims the attempt in the store: a step
-/// that ends sooner is recorded by its final write alone, and shows `running` only
-/// after this. Until then its record says it is still to run (see [`may_run_unclaimed`]).
-pub const CLAIM_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// How long after its cause a message (or a release) is presumed lost: `stale`, but
-/// never before a task it started could have been claimed.
-pub fn presumed_lost_after(stale: std::time::Duration) -> chrono::TimeDelta {
-    chrono::TimeDelta::from_std(stale.max(2 * CLAIM_DELAY)).unwrap_or_default()
-}
-
-/// Whether pending top-level step `step` may be running although its record does not
-/// say so: every need ended letting it run, the last less than `lost_after` ago — the
-/// delivery that ended it may run it in place of writing its release (see
-/// `braid_handlers::eager`). Fail fast leaves it to that run's own final write until then.
-/// `need` gives a need's record.
-pub fn released_lately<'a>(
-    wf: &Workflow,
-    step: &Step,
-    need: impl Fn(&str) -> Option<&'a StepRecord>,
-    now: Timestamp,
-    lost_after: chrono::TimeDelta,
-) -> bool {
-    let mut last = None;
-    for n in &step.needs {
-        match need(n).zip(wf.step(n)) {
-            Some((r, s)) if lets_dependents_run(s, r.status) => last = last.max(r.finished_at),
-            _ => return false,
-        }
-    }
-    last.is_some_and(|t| t + lost_after > now)
-}
-
-/// How much two functions' clocks may differ when one decides a step between attempts
-/// is not due yet and another that it is.
-const CLOCK_SLACK: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
-
-/// Whether an attempt of `rec` may be running at `now` although its record does not say
-/// so: a dispatcher claims a task only once it has run a while, so a step that is ready,
-/// or due for its next attempt, may be in flight — until `lost_after` past its due
-/// time, when its message is presumed lost. Cancelling it before would drop the
-/// outcome of a task that ran; it is left to its message, which cancels it on arrival
-/// if the run is failing, or to its own final write.
-pub fn may_run_unclaimed(rec: &StepRecord, now: Timestamp, lost_after: chrono::TimeDelta) -> bool {
-    let not_lost = |d: Timestamp| d + lost_after > now;
+/// Whether a failing run cancels top-level step `rec` now: it has not started, or is
+/// between attempts. A step runs only once claimed, so one not running runs nowhere
+/// (a claim racing the cancel finds its guard false). Pending iterations are their
+/// fan-out's to cancel ([`cancels_iteration`]).
+pub fn fail_fast_cancels(rec: &StepRecord) -> bool {
     match rec.status {
-        StepStatus::Ready => rec.due_at.is_none_or(not_lost),
-        StepStatus::Retrying => rec
-            .due_at
-            .is_none_or(|d| d <= now + CLOCK_SLACK && not_lost(d)),
+        StepStatus::Ready | StepStatus::Retrying | StepStatus::Waiting => true,
+        StepStatus::Pending => rec.key.index.is_none(),
         _ => false,
     }
 }
 
-/// Whether a failing run cancels step `rec` now (a top-level step, or an iteration
-/// between attempts; a pending iteration is its fan-out's, see [`cancels_iteration`]):
-/// it is neither final nor running, and nothing may be running it unrecorded — an
-/// unclaimed attempt ([`may_run_unclaimed`]), or a step released in memory only
-/// ([`released_lately`]). `need` gives a top-level step's record.
-pub fn fail_fast_cancels<'a>(
-    wf: &Workflow,
-    rec: &StepRecord,
-    need: impl Fn(&str) -> Option<&'a StepRecord>,
-    now: Timestamp,
-    lost_after: chrono::TimeDelta,
-) -> bool {
-    match rec.status {
-        StepStatus::Ready | StepStatus::Retrying => !may_run_unclaimed(rec, now, lost_after),
-        StepStatus::Waiting => true,
-        StepStatus::Pending if rec.key.index.is_none() => !wf
-            .step(&rec.key.step)
-            .is_some_and(|s| released_lately(wf, s, need, now, lost_after)),
-        _ => false,
-    }
-}
-
-/// Whether pending iteration `index` of fan-out `f` was launched (its message sent, or
-/// it runs in place of one): the first of its lane, or the iteration `before` it in
-/// its lane ended other than cancelled. A lane that meets a stopping fan-out cancels
-/// its next iteration instead of launching it.
-pub fn iteration_launched(f: &FanOut, index: u32, before: Option<&StepRecord>) -> bool {
-    index < f.lanes.max(1)
-        || before.is_some_and(|b| b.status.is_final() && b.status != StepStatus::Cancelled)
-}
-
-/// Whether a stopping fan-out cancels iteration `rec` now, `before` being the one
-/// before it in its lane: one not final, not running, and neither launched nor maybe
-/// running unclaimed (those end by their own message or final write).
-pub fn cancels_iteration(
-    f: &FanOut,
-    rec: &StepRecord,
-    before: Option<&StepRecord>,
-    now: Timestamp,
-    lost_after: chrono::TimeDelta,
-) -> bool {
-    match rec.status {
-        StepStatus::Pending => !iteration_launched(f, rec.key.index.unwrap_or(0), before),
-        StepStatus::Running => false,
-        s if s.is_final() => false,
-        _ => !may_run_unclaimed(rec, now, lost_after),
-    }
+/// Whether a stopping fan-out cancels iteration `rec` now: one neither final nor
+/// running (an attempt in flight ends by its own final write).
+pub fn cancels_iteration(rec: &StepRecord) -> bool {
+    !rec.status.is_final() && rec.status != StepStatus::Running
 }
 
 /// How many iterations of a `for_each` step of `total` run at once: its lanes

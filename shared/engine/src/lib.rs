@@ -4,6 +4,8 @@
 //!
 //! The handlers load records, ask the engine what follows, and carry the answer out
 //! through the ports with guarded writes. The decisions:
+//! - [`lifecycle`]: what an event does to a step — the step state machine, its
+//!   transition table, and the guard of each write ([`guard`]);
 //! - [`params`]: check the run input against the declared params;
 //! - [`start`]: the records of a new run and the steps that start with it;
 //! - [`verdict`]: what an attempt's outcome means (final, retry, fan-out);
@@ -21,7 +23,9 @@
 //! Depends on the language ([`braid_lang`]) alone: no async runtime, no I/O crate.
 
 pub mod gates;
+pub mod guard;
 pub mod ids;
+pub mod lifecycle;
 pub mod model;
 pub mod output;
 pub mod params;

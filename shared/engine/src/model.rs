@@ -201,13 +201,24 @@ pub struct RunRecord {
     /// Whether the run holds one of its workflow's slots (released when it finishes).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub slot: bool,
+    /// Set by the run's final write, cleared once what follows its end is carried out
+    /// (its steps closed, its `run.finished` event, the next queued run's admission,
+    /// its records' expiry). While set the run has a timer, so an error or a crash
+    /// after the final write leaves work the tick finishes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub closing: bool,
 }
 
 impl RunRecord {
-    /// When the tick must look at this run whatever its steps do: its deadline, while
-    /// it is not final. State stores index it (the store port's `due_runs`).
+    /// When the tick must look at this run whatever its steps do: its deadline while it
+    /// is not final, its end while it is closing. State stores index it (the store
+    /// port's `due_runs`).
     pub fn timer(&self) -> Option<Timestamp> {
-        self.deadline.filter(|_| !self.status.is_final())
+        if self.status.is_final() {
+            self.finished_at.filter(|_| self.closing)
+        } else {
+            self.deadline
+        }
     }
 }
 
@@ -309,6 +320,15 @@ pub struct StepRecord {
     /// until their first write (see [`FanOut::iteration`]), so each finds its item here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub items: Option<Data>,
+    /// How many times the sweeper re-sent this step's message, presumed lost. Counted
+    /// so that a message no handler can carry out costs a bounded number of sends
+    /// (see [`crate::lifecycle::MAX_RESENDS`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resends: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl StepRecord {
@@ -330,6 +350,7 @@ impl StepRecord {
             fan_out: None,
             next_in_lane: None,
             items: None,
+            resends: 0,
         }
     }
     /// When the tick must look at this step: when a retrying or waiting step is due (a

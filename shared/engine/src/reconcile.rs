@@ -6,9 +6,9 @@
 //! did not. Each repair is carried out with the same idempotent operations the handlers
 //! use, so repairing something that was not broken changes nothing.
 
-use super::gates;
+use super::{gates, lifecycle};
 use crate::model::{
-    DispatchMsg, FanOut, RunRecord, RunStatus, StepId, StepKey, StepRecord, StepStatus, Timestamp,
+    FanOut, RunRecord, RunStatus, StepId, StepKey, StepRecord, StepStatus, Timestamp,
 };
 use braid_lang::Step;
 use braid_lang::Workflow;
@@ -26,10 +26,15 @@ pub enum Repair {
     /// A final step whose consequences (releasing dependents, fail fast, fan-in) may
     /// not have been carried out.
     Settle(StepKey),
-    /// A step that should be running or checked but whose message may be lost.
-    Dispatch(DispatchMsg),
-    /// A running attempt past its lease: it timed out or its worker died.
-    ExpireLease { key: StepKey, attempt: u32 },
+    /// A step not started whose message may be lost: re-send it, counted (see
+    /// [`crate::lifecycle::Event::Lost`]).
+    Resend(StepKey),
+    /// A running attempt past its lease `lease`: it timed out or its worker died.
+    ExpireLease {
+        key: StepKey,
+        attempt: u32,
+        lease: Timestamp,
+    },
     /// A step that can no longer run because the run is failing.
     Cancel(StepKey),
     /// A running `for_each` step whose iterations are over, or that is stopping with
@@ -42,8 +47,8 @@ pub enum Repair {
     ReleaseRoot(StepKey),
 }
 
-/// Lists the repairs `run` needs at `now`. A message younger than `stale` (at least
-/// twice [`gates::CLAIM_DELAY`]) is presumed still on its way and is not re-sent.
+/// Lists the repairs `run` needs at `now`. A message younger than `stale` (doubled for
+/// each re-send, see [`lifecycle::resend_due`]) is presumed still on its way.
 pub fn reconcile(
     wf: &Workflow,
     run: &RunRecord,
@@ -63,9 +68,9 @@ pub fn reconcile(
     if gates::run_is_done(steps) {
         return vec![Repair::FinishRun];
     }
-    // A message is not presumed lost while a task it started may still be unclaimed.
-    let stale = gates::presumed_lost_after(stale);
-    let overdue = |t: Option<Timestamp>| t.is_none_or(|t| t + stale <= now);
+    let overdue = |rec: &StepRecord, since: Option<Timestamp>| {
+        lifecycle::resend_due(rec, since.unwrap_or(Timestamp::MIN_UTC), now, stale)
+    };
     let top: HashMap<&str, &StepRecord> = steps
         .iter()
         .filter(|r| r.key.index.is_none())
@@ -77,73 +82,56 @@ pub fn reconcile(
             continue;
         };
         let top_level = rec.key.index.is_none();
-        let dispatch = |attempt| {
-            Repair::Dispatch(DispatchMsg {
-                run_id: run.id.clone(),
-                key: rec.key.clone(),
-                attempt,
-                resume: false,
-            })
-        };
         match rec.status {
             StepStatus::Running => {
-                if rec.lease_until.is_some_and(|l| l <= now) {
+                if let Some(lease) = rec.lease_until.filter(|l| *l <= now) {
                     out.push(Repair::ExpireLease {
                         key: rec.key.clone(),
                         attempt: rec.attempt,
+                        lease,
                     });
                 } else if let (true, Some(f)) = (top_level, rec.fan_out) {
                     out.extend(fan_out_repairs(run, step, rec, &f, steps, now, stale));
                 }
             }
-            // A failing run starts nothing new: what waits to run is cancelled (a pending
-            // iteration by its stopping fan-out), once nothing may be running it
-            // unrecorded — its message, or its own final write, settles it before that.
-            StepStatus::Ready
-            | StepStatus::Retrying
-            | StepStatus::Waiting
-            | StepStatus::Pending
-                if run.failing
-                    && (top_level || rec.status != StepStatus::Pending)
-                    && gates::fail_fast_cancels(wf, rec, |n| top.get(n).copied(), now, stale) =>
-            {
+            // A failing run starts nothing new: what has not started is cancelled (a
+            // pending iteration by its stopping fan-out).
+            _ if run.failing && gates::fail_fast_cancels(rec) => {
                 out.push(Repair::Cancel(rec.key.clone()));
             }
-            // Left to what may be running it (a pending iteration, to its fan-out).
             _ if run.failing => {}
-            StepStatus::Ready | StepStatus::Retrying if overdue(rec.due_at) => {
-                out.push(dispatch(rec.attempt + 1))
+            StepStatus::Ready | StepStatus::Retrying | StepStatus::Waiting
+                if overdue(rec, rec.due_at) =>
+            {
+                out.push(Repair::Resend(rec.key.clone()))
             }
-            StepStatus::Waiting if overdue(rec.due_at) => out.push(dispatch(rec.attempt)),
             StepStatus::Pending if top_level => {
-                let need = |n: &str| top.get(n).copied();
                 if step.needs.is_empty() {
                     out.push(Repair::ReleaseRoot(rec.key.clone()));
                     continue;
                 }
-                // Every need released, but not made ready: a release of several writes
-                // stopped before its last. Its message runs it from pending.
-                if gates::is_ready(step, &rec.satisfied)
-                    && !gates::released_lately(wf, step, need, now, stale)
-                {
-                    out.push(dispatch(1));
+                let ended = |n: &String| {
+                    top.get(n.as_str())
+                        .zip(wf.step(n))
+                        .filter(|(r, s)| gates::lets_dependents_run(s, r.status))
+                        .map(|(r, _)| r.finished_at)
+                };
+                // Every need released, but not made ready: re-sent from when the last
+                // need ended (or the last re-send).
+                if gates::is_ready(step, &rec.satisfied) {
+                    let since = step.needs.iter().filter_map(ended).max().flatten();
+                    if overdue(rec, rec.due_at.or(since)) {
+                        out.push(Repair::Resend(rec.key.clone()));
+                    }
                     continue;
                 }
-                // A need that ended lately may be releasing it still (or running it
-                // in place of a release, see `eager`).
-                let passed: Vec<&String> = step
-                    .needs
-                    .iter()
-                    .filter(|n| {
-                        top.get(n.as_str()).zip(wf.step(n)).is_some_and(|(r, s)| {
-                            gates::lets_dependents_run(s, r.status) && overdue(r.finished_at)
-                        })
-                    })
-                    .collect();
+                // A need that ended lately may be releasing it still (or its delivery
+                // may be running it next, see `braid_handlers::eager`).
                 out.extend(
-                    passed
-                        .into_iter()
+                    step.needs
+                        .iter()
                         .filter(|n| !rec.satisfied.contains(n))
+                        .filter(|n| ended(n).is_some_and(|t| overdue(rec, t)))
                         .map(|n| Repair::Settle(StepKey::step(n))),
                 );
             }
@@ -165,9 +153,8 @@ fn fan_out_repairs(
     f: &FanOut,
     steps: &[StepRecord],
     now: Timestamp,
-    lost_after: chrono::TimeDelta,
+    stale: Duration,
 ) -> Vec<Repair> {
-    let overdue = |t: Option<Timestamp>| t.is_none_or(|t| t + lost_after <= now);
     // Those not written yet are pending (see `FanOut::iteration`).
     let all = f.iterations(&run.id, &parent.key.step, steps.iter().map(Cow::Borrowed));
     let iterations: BTreeMap<u32, &StepRecord> = all
@@ -179,19 +166,12 @@ fn fan_out_repairs(
         return fan_in();
     }
     let mut out = Vec::new();
-    // A stopping fan-out cancels what has not started; a launched iteration overdue is
-    // sent again below, and its message cancels it.
+    // A stopping fan-out cancels what has not started.
     if gates::fan_out_stopping(step, f, run.failing) {
-        let before = |i: u32| {
-            i.checked_sub(f.lanes.max(1))
-                .and_then(|b| iterations.get(&b).copied())
-        };
-        if iterations
-            .iter()
-            .any(|(&i, r)| gates::cancels_iteration(f, r, before(i), now, lost_after))
-        {
+        if iterations.values().any(|r| gates::cancels_iteration(r)) {
             out.extend(fan_in());
         }
+        return out;
     }
     for (&i, rec) in &iterations {
         if rec.status != StepStatus::Pending || rec.attempt != 0 {
@@ -204,11 +184,15 @@ fn fan_out_repairs(
                 .filter(|p| p.status.is_final())
                 .map(|p| p.finished_at),
         };
-        if due_since.is_some_and(overdue) {
-            out.push(Repair::Dispatch(DispatchMsg::first(
-                &run.id,
-                rec.key.clone(),
-            )));
+        if let Some(since) = due_since
+            && lifecycle::resend_due(
+                rec,
+                rec.due_at.or(since).unwrap_or(Timestamp::MIN_UTC),
+                now,
+                stale,
+            )
+        {
+            out.push(Repair::Resend(rec.key.clone()));
         }
     }
     out

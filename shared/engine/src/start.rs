@@ -63,6 +63,7 @@ pub fn plan(wf: &Workflow, info: StartInfo, now: Timestamp) -> RunPlan {
         idempotency_key: info.idempotency_key,
         limit: info.limit,
         slot: false,
+        closing: false,
     };
     // Only the root steps are written: the others are pending until they first change
     // (see `braid_ports::Guard::admits_absent`).
@@ -99,6 +100,7 @@ pub fn admit(wf: &Workflow, queued: &RunRecord, now: Timestamp) -> (RunRecord, V
         status: RunStatus::Running,
         deadline: deadline(wf, now),
         slot: true,
+        closing: false,
         ..queued.clone()
     };
     let roots = roots(wf);

@@ -260,6 +260,7 @@ fn run() -> RunRecord {
         idempotency_key: None,
         limit: None,
         slot: false,
+        closing: false,
     }
 }
 
@@ -282,14 +283,25 @@ fn sweep_re_sends_ready_steps_only_once_their_message_is_stale() {
     ];
     assert!(reconcile(&w, &run(), &steps, t0() + secs(10), STALE).is_empty());
     let repairs = reconcile(&w, &run(), &steps, t0() + secs(61), STALE);
+    assert_eq!(repairs, vec![Repair::Resend(StepKey::step("a"))]);
+}
+
+#[test]
+fn sweep_spaces_re_sends_twice_as_far_apart_each_time() {
+    let w = wf(DIAMOND);
+    let mut a = rec("a", StepStatus::Ready);
+    a.due_at = Some(t0());
+    a.resends = 2;
+    let steps = vec![
+        a,
+        rec("b", StepStatus::Pending),
+        rec("c", StepStatus::Pending),
+        rec("d", StepStatus::Pending),
+    ];
+    assert!(reconcile(&w, &run(), &steps, t0() + secs(239), STALE).is_empty());
     assert_eq!(
-        repairs,
-        vec![Repair::Dispatch(DispatchMsg {
-            run_id: "r".into(),
-            key: StepKey::step("a"),
-            attempt: 1,
-            resume: false,
-        })]
+        reconcile(&w, &run(), &steps, t0() + secs(240), STALE),
+        vec![Repair::Resend(StepKey::step("a"))]
     );
 }
 
@@ -333,7 +345,8 @@ fn sweep_expires_leases_and_times_out_runs() {
         reconcile(&w, &run(), &steps, t0() + secs(6), STALE),
         vec![Repair::ExpireLease {
             key: StepKey::step("a"),
-            attempt: 2
+            attempt: 2,
+            lease: t0() + secs(5),
         }]
     );
     assert_eq!(
@@ -343,7 +356,8 @@ fn sweep_expires_leases_and_times_out_runs() {
 }
 
 #[test]
-fn sweep_leaves_a_ready_step_of_a_failing_run_to_its_message_until_that_is_overdue() {
+fn sweep_cancels_a_ready_step_of_a_failing_run_at_once() {
+    // A step runs only once claimed: one still ready runs nowhere.
     let w = wf(DIAMOND);
     let failing = RunRecord {
         failing: true,
@@ -357,76 +371,30 @@ fn sweep_leaves_a_ready_step_of_a_failing_run_to_its_message_until_that_is_overd
         c,
         rec("d", StepStatus::Cancelled),
     ];
-    assert!(
-        reconcile(&w, &failing, &steps, t0() + secs(10), STALE).is_empty(),
-        "a ready step may be running unclaimed"
-    );
     assert_eq!(
-        reconcile(&w, &failing, &steps, t0() + secs(61), STALE),
+        reconcile(&w, &failing, &steps, t0(), STALE),
         vec![Repair::Cancel(StepKey::step("c"))]
     );
 }
 
 #[test]
-fn a_stopping_fan_out_cancels_only_iterations_that_have_not_started() {
-    let f = FanOut {
-        total: 6,
-        lanes: 2,
-        ..FanOut::default()
-    };
-    let now = t0();
-    let lost = gates::presumed_lost_after(STALE);
+fn a_stopping_fan_out_cancels_only_iterations_not_running() {
     let it = |i: u32, status: StepStatus| StepRecord::new("r", StepKey::iteration("f", i), status);
-    let pending = it(4, StepStatus::Pending);
-    assert!(
-        !gates::cancels_iteration(&f, &it(1, StepStatus::Pending), None, now, lost),
-        "the first of a lane was launched with the expansion"
-    );
-    for (before, cancels) in [
-        (StepStatus::Succeeded, false),
-        (StepStatus::Failed, false),
-        (StepStatus::Cancelled, true),
-        (StepStatus::Running, true),
+    for (status, cancels) in [
         (StepStatus::Pending, true),
+        (StepStatus::Ready, true),
+        (StepStatus::Retrying, true),
+        (StepStatus::Waiting, true),
+        (StepStatus::Running, false),
+        (StepStatus::Succeeded, false),
+        (StepStatus::Cancelled, false),
     ] {
         assert_eq!(
-            gates::cancels_iteration(&f, &pending, Some(&it(2, before)), now, lost),
+            gates::cancels_iteration(&it(4, status)),
             cancels,
-            "the one before it {before:?}"
+            "{status:?}"
         );
     }
-    assert!(!gates::cancels_iteration(
-        &f,
-        &it(4, StepStatus::Ready),
-        None,
-        now,
-        lost
-    ));
-    let mut later = it(4, StepStatus::Retrying);
-    later.due_at = Some(now + secs(30));
-    assert!(
-        gates::cancels_iteration(&f, &later, None, now, lost),
-        "not due yet"
-    );
-    later.due_at = Some(now);
-    assert!(
-        !gates::cancels_iteration(&f, &later, None, now, lost),
-        "due: maybe running"
-    );
-    assert!(gates::cancels_iteration(
-        &f,
-        &it(4, StepStatus::Waiting),
-        None,
-        now,
-        lost
-    ));
-    assert!(!gates::cancels_iteration(
-        &f,
-        &it(4, StepStatus::Running),
-        None,
-        now,
-        lost
-    ));
 }
 
 #[test]
@@ -489,12 +457,7 @@ steps:
     assert!(reconcile(&w, &run(), &steps, t0() + secs(10), STALE).is_empty());
     assert_eq!(
         reconcile(&w, &run(), &steps, t0() + secs(61), STALE),
-        vec![Repair::Dispatch(DispatchMsg {
-            run_id: "r".into(),
-            key: StepKey::iteration("f", 2),
-            attempt: 1,
-            resume: false,
-        })]
+        vec![Repair::Resend(StepKey::iteration("f", 2))]
     );
     // The first iteration of a lane is due from the expansion.
     let fresh = vec![
@@ -505,12 +468,7 @@ steps:
     ];
     assert_eq!(
         reconcile(&w, &run(), &fresh, t0() + secs(61), STALE),
-        vec![Repair::Dispatch(DispatchMsg {
-            run_id: "r".into(),
-            key: StepKey::iteration("f", 0),
-            attempt: 1,
-            resume: false,
-        })]
+        vec![Repair::Resend(StepKey::iteration("f", 0))]
     );
     let over = vec![
         f.clone(),
@@ -544,24 +502,17 @@ steps:
         vec![Repair::AdvanceFanOut("f".into())],
         "iteration 2 waits for 0, still running: it has not started"
     );
-    // Iteration 2 was launched when 0 ended (or 0's end was cut short before it could
-    // cancel it): it may be running unclaimed, so it is left to its message; once that
-    // is overdue it is sent again, and cancels itself on arrival.
+    // Iteration 2 was launched when 0 ended, but not claimed: it runs nowhere, so it
+    // is cancelled at once (its message, arriving, finds it cancelled).
     let left = vec![
         stopping.clone(),
         it(0, StepStatus::Failed),
         it(1, StepStatus::Running),
         it(2, StepStatus::Pending),
     ];
-    assert!(reconcile(&w, &failing, &left, t0() + secs(10), STALE).is_empty());
     assert_eq!(
-        reconcile(&w, &failing, &left, t0() + secs(61), STALE),
-        vec![Repair::Dispatch(DispatchMsg {
-            run_id: "r".into(),
-            key: StepKey::iteration("f", 2),
-            attempt: 1,
-            resume: false,
-        })]
+        reconcile(&w, &failing, &left, t0(), STALE),
+        vec![Repair::AdvanceFanOut("f".into())]
     );
     let running = vec![
         stopping,
@@ -668,7 +619,7 @@ fn a_runs_end_is_told_by_its_last_steps_unless_it_is_failing() {
 }
 
 #[test]
-fn sweep_leaves_a_step_just_released_in_a_failing_run_to_the_delivery_that_may_run_it() {
+fn sweep_cancels_a_step_just_released_in_a_failing_run_at_once() {
     let w = wf(DIAMOND);
     let failing = RunRecord {
         failing: true,
@@ -676,16 +627,16 @@ fn sweep_leaves_a_step_just_released_in_a_failing_run_to_the_delivery_that_may_r
     };
     let mut a = rec("a", StepStatus::Succeeded);
     a.finished_at = Some(t0());
-    // `b` only needs `a`: the delivery that ended `a` may be running it unwritten.
+    // `b` only needs `a`: the delivery that ended `a` may be about to run it, but only
+    // by claiming it, which the cancel's write makes fail.
     let steps = vec![
         a,
         rec("b", StepStatus::Pending),
         rec("c", StepStatus::Failed),
         rec("d", StepStatus::Cancelled),
     ];
-    assert!(reconcile(&w, &failing, &steps, t0() + secs(10), STALE).is_empty());
     assert_eq!(
-        reconcile(&w, &failing, &steps, t0() + secs(61), STALE),
+        reconcile(&w, &failing, &steps, t0(), STALE),
         vec![Repair::Cancel(StepKey::step("b"))]
     );
 }
@@ -703,12 +654,7 @@ fn sweep_runs_a_step_whose_needs_were_all_released_but_that_was_not_made_ready()
     assert!(reconcile(&w, &run(), &steps, t0() + secs(10), STALE).is_empty());
     assert_eq!(
         reconcile(&w, &run(), &steps, t0() + secs(61), STALE),
-        vec![Repair::Dispatch(DispatchMsg {
-            run_id: "r".into(),
-            key: StepKey::step("d"),
-            attempt: 1,
-            resume: false,
-        })]
+        vec![Repair::Resend(StepKey::step("d"))]
     );
 }
 

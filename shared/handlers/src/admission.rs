@@ -84,14 +84,22 @@ impl Handlers {
         self.send_dispatch(wake).await
     }
 
-    /// What follows a run's end: its `run.finished` event and, when it held a slot,
-    /// the next queued run's admission.
+    /// What follows a run's end, once its final write marked it closing: its steps
+    /// still open (of a run that did not succeed) are cancelled, its `run.finished` event is published, the next
+    /// queued run is admitted when it held a slot, and the run is closed. Each part is
+    /// idempotent: after an error, the tick does it all again from the closing mark
+    /// (so a subscriber may see `run.finished` twice, never not at all).
     pub(super) async fn ended(&self, done: &RunRecord, now: Timestamp) -> HandlerResult<()> {
+        // A run succeeds only once every step is final.
+        if done.status != RunStatus::Succeeded {
+            self.cancel_open_steps(done).await?;
+        }
         self.publish(vec![LifecycleEvent::run_finished(done, now)])
             .await;
         if done.slot {
             self.admit(&done.workflow).await?;
         }
+        self.ports.store.close_run(done).await?;
         Ok(())
     }
 }

@@ -1,20 +1,15 @@
-//! Dispatch: render a ready step's fields, run its task — claiming the attempt with a
-//! guarded write once it has run a while (see [`claim_mode`]) — and record the outcome
-//! (see [`super::complete`]).
+//! Dispatch: a "ready" message's arrival goes to the step lifecycle (see
+//! [`super::transition`]), which claims the attempt; this module renders the step's
+//! fields and runs its task ([`Handlers::execute`]).
 
+use super::transition::Attempt;
 use super::{HandlerError, HandlerResult, Handlers, span};
-use braid_engine::gates;
-use braid_engine::model::{
-    DispatchMsg, ErrorInfo, Outcome, ResultMsg, RunRecord, StepRecord, StepStatus,
-};
+use braid_engine::lifecycle::{Event, is_pure};
+use braid_engine::model::{DispatchMsg, ErrorInfo, Outcome, RunRecord, StepRecord};
 use braid_lang::expr::ExprError;
 use braid_lang::{Step, StepKind, WaitFor};
-use braid_ports::{Guard, PortError, Task, TaskError};
+use braid_ports::{PortError, Task, TaskError};
 use serde_json::Value;
-use std::time::Duration;
-
-/// Extra lease beyond a step's timeout, so the dispatcher's own timeout fires first.
-const LEASE_GRACE: Duration = Duration::from_secs(30);
 
 fn expr_failure(step: &Step, field: &str, text: &str, e: &ExprError) -> Outcome {
     Outcome::Failed {
@@ -71,7 +66,6 @@ impl Handlers {
         known_rec: Option<StepRecord>,
         redelivered: bool,
     ) -> HandlerResult<()> {
-        let now = self.now();
         let run = match known_run {
             Some(run) => run,
             // Dispatches starting at the same moment (a batch of one run's messages, a
@@ -100,134 +94,28 @@ impl Handlers {
             },
         };
         let wf = self.workflow(&run).await?;
-        let Some(step) = wf.step(&msg.key.step) else {
-            return Ok(());
-        };
-        match rec.status {
-            StepStatus::Waiting if rec.attempt == msg.attempt => return self.wake(&rec, now).await,
-            StepStatus::Ready | StepStatus::Retrying if rec.attempt + 1 == msg.attempt => {}
-            // An iteration's first attempt is claimed straight from pending: the end of
-            // the one before it in its lane sent the message (see `FanOut`).
-            StepStatus::Pending
-                if rec.key.index.is_some() && rec.attempt == 0 && msg.attempt == 1 => {}
-            // So is a step whose release was not written: the delivery of the step that
-            // released it runs it next (see `settle`), its needs met in memory.
-            StepStatus::Pending
-                if rec.key.index.is_none()
-                    && rec.attempt == 0
-                    && msg.attempt == 1
-                    && gates::is_ready(step, &rec.satisfied) => {}
-            StepStatus::Running if (redelivered || msg.resume) && rec.attempt == msg.attempt => {}
-            _ => return Ok(()),
-        }
-        if run.failing {
-            // Not started, so never to start (an iteration's end tells its fan-out).
-            return self.cancel(&wf, &rec).await;
-        }
-        if let Some(due) = rec.due_at
-            && due > now
+        // Only the dispatcher receives "ready" messages; a process without runners that
+        // meets a task is wired wrong. Nothing is claimed: the message comes back.
+        if self.ports.tasks.is_none()
+            && let Some(step) = wf.step(&msg.key.step)
+            && !is_pure(step, &rec)
+            && matches!(step.kind, StepKind::Http(_) | StepKind::Lambda { .. })
         {
-            let wait = (due - now).to_std().unwrap_or_default();
-            return self.send_dispatch(vec![(msg.clone(), wait)]).await;
+            return Err(no_runners(step));
         }
-        let lease = step.timeout.unwrap_or(self.settings.default_lease) + LEASE_GRACE;
-        let claimed = StepRecord {
-            status: StepStatus::Running,
-            attempt: msg.attempt,
-            lease_until: Some(now + span(lease)),
-            due_at: None,
-            started_at: rec.started_at.or(Some(now)),
-            ..rec.clone()
-        };
-        // The claim: only one dispatcher moves this attempt from ready to running (or,
-        // resuming, renews the lease of the attempt this message had claimed). It is
-        // written only once the task has run for `gates::CLAIM_DELAY`: most end sooner,
-        // and their outcome is written straight over the record as read, guarded on it,
-        // one write instead of two. Until then the attempt's lease is the message's
-        // (its visibility timeout, or the sweeper's re-send of a follow-up). A pure step
-        // is never claimed: its outcome is a rendering with no effect outside.
-        let stored = Guard::unchanged(&rec);
-        let running = Guard::at(&[StepStatus::Running], claimed.attempt);
-        let outcome = match claim_mode(step, &rec) {
-            Claim::Never => self
-                .execute(&run, step, &claimed)
-                .await?
-                .map(|o| (stored, o)),
-            Claim::First => {
-                if !self.ports.store.update_step(&stored, &claimed).await? {
-                    return Ok(());
-                }
-                self.execute(&run, step, &claimed)
-                    .await?
-                    .map(|o| (running, o))
-            }
-            Claim::Late => {
-                let task = self.execute(&run, step, &claimed);
-                tokio::pin!(task);
-                tokio::select! {
-                    done = &mut task => done?.map(|o| (stored, o)),
-                    () = tokio::time::sleep(gates::CLAIM_DELAY) => {
-                        // Another copy of the message took the attempt, or the step
-                        // moved on (fail fast cancelled it): this run of it stops.
-                        if !self.ports.store.update_step(&stored, &claimed).await? {
-                            return Ok(());
-                        }
-                        task.await?.map(|o| (running, o))
-                    }
-                }
-            }
-        };
-        if let Some((held, outcome)) = outcome {
-            // Recorded here, not sent on: an outcome that only lived in a message could
-            // be lost with it, and the attempt would have to wait out its lease.
-            let msg = ResultMsg {
-                run_id: run.id.clone(),
-                key: claimed.key.clone(),
-                attempt: claimed.attempt,
-                outcome,
-            };
-            self.record_held(&wf, &held, claimed, &msg).await?;
-        }
-        Ok(())
+        let again = redelivered || msg.resume;
+        self.apply(&wf, &run, &rec, Event::Arrived { msg, again })
+            .await
     }
 
-    /// A waiting step's wake-up: when due, its outcome goes to the result queue (the
-    /// completer records it); else it waits again.
-    async fn wake(
-        &self,
-        rec: &StepRecord,
-        now: braid_engine::model::Timestamp,
-    ) -> HandlerResult<()> {
-        let due = rec.due_at.unwrap_or(now);
-        if due > now {
-            let msg = DispatchMsg {
-                run_id: rec.run_id.clone(),
-                key: rec.key.clone(),
-                attempt: rec.attempt,
-                resume: false,
-            };
-            return self
-                .send_dispatch(vec![(msg, (due - now).to_std().unwrap_or_default())])
-                .await;
-        }
-        self.send_result(&ResultMsg {
-            run_id: rec.run_id.clone(),
-            key: rec.key.clone(),
-            attempt: rec.attempt,
-            outcome: Outcome::Succeeded {
-                output: braid_engine::model::Data::Inline(Value::Null),
-            },
-        })
-        .await
-    }
-
-    /// Runs a claimed attempt; `None` when the step parked itself (a `wait`).
-    async fn execute(
+    /// Runs attempt `rec` (claimed, or a pure step's): renders the step and calls its
+    /// task. A `wait` step parks instead.
+    pub(super) async fn execute(
         &self,
         run: &RunRecord,
         step: &Step,
         rec: &StepRecord,
-    ) -> HandlerResult<Option<Outcome>> {
+    ) -> HandlerResult<Attempt> {
         let iteration = rec.key.index.is_some();
         let scope = self
             .scope(
@@ -249,13 +137,13 @@ impl Handlers {
         if !iteration {
             if let Some(when) = &step.when {
                 match r.truthy(when, &scope) {
-                    Ok(false) => return Ok(Some(Outcome::Skipped)),
+                    Ok(false) => return Ok(Attempt::Ended(Outcome::Skipped)),
                     Ok(true) => {}
-                    Err(e) => return Ok(Some(expr_failure(step, "when", when, &e))),
+                    Err(e) => return Ok(Attempt::Ended(expr_failure(step, "when", when, &e))),
                 }
             }
             if let Some(list) = &step.for_each {
-                return Ok(Some(match r.list(list, &scope) {
+                return Ok(Attempt::Ended(match r.list(list, &scope) {
                     Ok(items) => {
                         let total = u32::try_from(items.len()).unwrap_or(u32::MAX);
                         let items = self
@@ -273,7 +161,7 @@ impl Handlers {
         };
         let task = match &step.kind {
             StepKind::Pass { value } => {
-                return Ok(Some(match rendered("pass", value) {
+                return Ok(Attempt::Ended(match rendered("pass", value) {
                     Ok(v) => Outcome::Succeeded {
                         output: self.store_value(&format!("{slot}/output.json"), v).await?,
                     },
@@ -286,7 +174,7 @@ impl Handlers {
                     .unwrap_or_else(|| format!("step `{}` failed", step.id));
                 let rendered_err = rendered("fail.error", &Value::String(error.clone()));
                 let rendered_msg = rendered("fail.message", &Value::String(msg));
-                return Ok(Some(match (rendered_err, rendered_msg) {
+                return Ok(Attempt::Ended(match (rendered_err, rendered_msg) {
                     (Ok(e), Ok(m)) => Outcome::Failed {
                         error: ErrorInfo::new(as_text(e), as_text(m)),
                         retryable: false,
@@ -294,7 +182,7 @@ impl Handlers {
                     (Err((f, t, e)), _) | (_, Err((f, t, e))) => expr_failure(step, &f, &t, &e),
                 }));
             }
-            StepKind::Wait(w) => return self.park(step, rec, w, &scope).await,
+            StepKind::Wait(w) => return self.park(step, w, &scope),
             StepKind::Http(call) => {
                 let mut parts = Vec::new();
                 for (field, v) in [
@@ -311,7 +199,9 @@ impl Handlers {
                 ] {
                     match rendered(field, &v) {
                         Ok(x) => parts.push(x),
-                        Err((f, t, e)) => return Ok(Some(expr_failure(step, &f, &t, &e))),
+                        Err((f, t, e)) => {
+                            return Ok(Attempt::Ended(expr_failure(step, &f, &t, &e)));
+                        }
                     }
                 }
                 let [url, headers, json, body]: [Value; 4] = parts.try_into().expect("four parts");
@@ -333,17 +223,17 @@ impl Handlers {
                     .transpose()
                 {
                     Ok(p) => p.unwrap_or(Value::Object(Default::default())),
-                    Err((f, t, e)) => return Ok(Some(expr_failure(step, &f, &t, &e))),
+                    Err((f, t, e)) => return Ok(Attempt::Ended(expr_failure(step, &f, &t, &e))),
                 };
                 let function = match rendered("lambda", &Value::String(function.clone())) {
                     Ok(f) => as_text(f),
-                    Err((f, t, e)) => return Ok(Some(expr_failure(step, &f, &t, &e))),
+                    Err((f, t, e)) => return Ok(Attempt::Ended(expr_failure(step, &f, &t, &e))),
                 };
                 Task::Lambda { function, payload }
             }
             // Refused at intake; only a run begun by an older definition reaches here.
             StepKind::Approval { .. } | StepKind::Signal { .. } | StepKind::Workflow { .. } => {
-                return Ok(Some(Outcome::Failed {
+                return Ok(Attempt::Ended(Outcome::Failed {
                     error: ErrorInfo::new(
                         "unsupported",
                         format!(
@@ -356,13 +246,8 @@ impl Handlers {
                 }));
             }
         };
-        // Only the dispatcher receives "ready" messages; a process without runners that
-        // meets a task is wired wrong. Nothing is recorded: the message comes back.
         let Some(tasks) = &self.ports.tasks else {
-            return Err(HandlerError::Port(PortError::backend_msg(format!(
-                "step `{}`: this process runs no tasks (the step dispatcher does)",
-                step.id
-            ))));
+            return Err(no_runners(step));
         };
         let runner = match task {
             Task::Http { .. } => &tasks.http,
@@ -383,7 +268,7 @@ impl Handlers {
             },
             None => runner.run(&task).await,
         };
-        Ok(Some(match result {
+        Ok(Attempt::Ended(match result {
             Ok(v) => Outcome::Succeeded {
                 output: self.store_value(&format!("{slot}/output.json"), v).await?,
             },
@@ -391,27 +276,30 @@ impl Handlers {
         }))
     }
 
-    /// Parks a `wait` step until its time: a record change and a delayed message, no
-    /// sleeping thread. Waits beyond the queue's longest delay are woken by the sweeper.
-    async fn park(
+    /// When a `wait` step's attempt is over: it parks until then (see the lifecycle's
+    /// `Parked`), a record change and a delayed message, no sleeping thread.
+    fn park(
         &self,
         step: &Step,
-        rec: &StepRecord,
         w: &WaitFor,
         scope: &braid_lang::expr::Scope,
-    ) -> HandlerResult<Option<Outcome>> {
+    ) -> HandlerResult<Attempt> {
         let now = self.now();
         let due = match w {
-            WaitFor::Duration(d) => now + span(*d),
+            WaitFor::Duration(d) => now
+                .checked_add_signed(span(*d))
+                .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC),
             WaitFor::Until(text) => {
                 let v = match self.renderer.render(&Value::String(text.clone()), scope) {
                     Ok(v) => as_text(v),
-                    Err(e) => return Ok(Some(expr_failure(step, "wait.until", text, &e))),
+                    Err(e) => {
+                        return Ok(Attempt::Ended(expr_failure(step, "wait.until", text, &e)));
+                    }
                 };
                 match chrono::DateTime::parse_from_rfc3339(&v) {
                     Ok(t) => t.with_timezone(&chrono::Utc),
                     Err(_) => {
-                        return Ok(Some(Outcome::Failed {
+                        return Ok(Attempt::Ended(Outcome::Failed {
                             error: ErrorInfo::new(
                                 "invalid_input",
                                 format!(
@@ -425,54 +313,16 @@ impl Handlers {
                 }
             }
         };
-        let waiting = StepRecord {
-            status: StepStatus::Waiting,
-            lease_until: None,
-            due_at: Some(due),
-            ..rec.clone()
-        };
-        if self
-            .ports
-            .store
-            .update_step(&Guard::at(&[StepStatus::Running], rec.attempt), &waiting)
-            .await?
-        {
-            let msg = DispatchMsg {
-                run_id: rec.run_id.clone(),
-                key: rec.key.clone(),
-                attempt: rec.attempt,
-                resume: false,
-            };
-            let delay = (due - now).to_std().unwrap_or_default();
-            if delay <= self.settings.max_queue_delay {
-                self.send_dispatch(vec![(msg, delay)]).await?;
-            }
-        }
-        Ok(None)
+        Ok(Attempt::Parked(due))
     }
 }
 
-/// When a dispatcher claims the attempt it runs (see [`Handlers::dispatch_one`]).
-enum Claim {
-    /// A pure step (`pass`, `fail`, a `for_each` expansion) only renders values.
-    Never,
-    /// Before anything runs: a `wait` parks on its claim, and an attempt already
-    /// running is resumed by renewing its lease.
-    First,
-    /// Once the task has run for [`gates::CLAIM_DELAY`].
-    Late,
-}
-
-fn claim_mode(step: &Step, rec: &StepRecord) -> Claim {
-    if rec.status == StepStatus::Running || matches!(step.kind, StepKind::Wait(_)) {
-        Claim::First
-    } else if matches!(step.kind, StepKind::Pass { .. } | StepKind::Fail { .. })
-        || (step.for_each.is_some() && rec.key.index.is_none())
-    {
-        Claim::Never
-    } else {
-        Claim::Late
-    }
+/// The error of a process without task runners that meets a task.
+fn no_runners(step: &Step) -> HandlerError {
+    HandlerError::Port(PortError::backend_msg(format!(
+        "step `{}`: this process runs no tasks (the step dispatcher does)",
+        step.id
+    )))
 }
 
 /// A rendered value as text: strings as they are, anything else as JSON.

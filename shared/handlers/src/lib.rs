@@ -37,6 +37,7 @@ mod query;
 mod settle;
 mod shared_reads;
 mod tick;
+mod transition;
 mod triggers;
 mod view;
 
@@ -49,7 +50,7 @@ pub use triggers::TriggeredRun;
 pub use view::{RunView, StepView};
 
 use braid_engine::model::{
-    Data, Definition, DispatchMsg, LifecycleEvent, ResultMsg, RunRecord, StepRecord, Timestamp,
+    Data, Definition, DispatchMsg, LifecycleEvent, RunRecord, StepRecord, Timestamp,
 };
 use braid_lang::Workflow;
 use braid_lang::expr::Renderer;
@@ -199,11 +200,22 @@ impl Handlers {
         if let Some(wf) = self.cached(&run.workflow, &run.version) {
             return Ok(wf);
         }
-        let def = self
+        let def = match self
             .ports
             .store
             .get_definition(&run.workflow, &run.version)
-            .await?;
+            .await
+        {
+            // Definitions are stored before their runs and never deleted: a missing
+            // one will not appear, so the run cannot go on.
+            Err(PortError::NotFound(_)) => {
+                return Err(HandlerError::Invalid(format!(
+                    "run `{}`: the definition of workflow `{}` version `{}` is missing from the state store",
+                    run.id, run.workflow, run.version
+                )));
+            }
+            other => other?,
+        };
         self.parse_cached(&def)
     }
 
@@ -294,19 +306,6 @@ impl Handlers {
         Ok(())
     }
 
-    async fn send_result(&self, msg: &ResultMsg) -> HandlerResult<()> {
-        let body = serde_json::to_string(msg).expect("messages serialize");
-        self.ports
-            .results
-            .send(vec![Outgoing {
-                body,
-                delay: Duration::ZERO,
-            }])
-            .await?;
-        Ok(())
-    }
-
-    /// Publishes lifecycle events; a failure to publish never fails the run.
     async fn publish(&self, events: Vec<LifecycleEvent>) {
         if let Err(e) = self.ports.events.publish(&events).await {
             tracing::warn!(error = %e, "publishing lifecycle events failed");

@@ -3,32 +3,15 @@
 //! code to repair whatever a crash left half done.
 
 use super::{HandlerResult, Handlers, StepEvents, eager};
+use braid_engine::lifecycle::{self, Event};
 use braid_engine::model::{
-    DispatchMsg, ErrorInfo, LifecycleEvent, RunId, RunRecord, RunStatus, StepId, StepKey,
+    Data, DispatchMsg, ErrorInfo, LifecycleEvent, RunId, RunRecord, RunStatus, StepId, StepKey,
     StepRecord, StepStatus,
 };
 use braid_engine::{gates, output, records};
 use braid_lang::Workflow;
-use braid_ports::{Finalized, Guard};
 use std::borrow::Cow;
 use std::time::Duration;
-
-/// Statuses a step can be cancelled from: not final and not running (attempts in
-/// flight finish and are recorded).
-const CANCELLABLE: &[StepStatus] = &[
-    StepStatus::Pending,
-    StepStatus::Ready,
-    StepStatus::Retrying,
-    StepStatus::Waiting,
-];
-
-/// The run's error when step `id` fails it.
-pub(super) fn run_error(id: &str, e: &ErrorInfo) -> ErrorInfo {
-    ErrorInfo::new(
-        e.error.clone(),
-        format!("step `{id}` failed: {}", e.message),
-    )
-}
 
 impl Handlers {
     /// Carries out the consequences of `rec` having become final. `fresh` is true when
@@ -82,8 +65,8 @@ impl Handlers {
             }
             self.send_dispatch_of(&run, wake, &ready).await?;
         } else if run.failing {
-            // Not released, so never to run: cancelled here. Fail fast may have left a
-            // pending dependent to this step's delivery (see `gates::released_lately`).
+            // Not released, so never to run: cancelled here (fail fast may have run
+            // before this step's final write).
             for dependent in wf.dependents(&step.id) {
                 let key = StepKey::step(&dependent.id);
                 if let Some(pending) = self
@@ -91,7 +74,7 @@ impl Handlers {
                     .await?
                     .filter(|r| r.status == StepStatus::Pending)
                 {
-                    self.cancel(wf, &pending).await?;
+                    self.cancel(wf, &run, &pending).await?;
                 }
             }
         }
@@ -126,27 +109,20 @@ impl Handlers {
     }
 
     /// Fail fast (the run was marked failing by the failed step's own final write): no
-    /// new step starts; steps that can no longer run are cancelled, and each running
-    /// fan-out stops its iterations; attempts in flight finish and are recorded (one
-    /// that may be running unclaimed is left to its message, which cancels it if it
-    /// had not started); the run fails when nothing is open.
+    /// new step starts; steps that have not started are cancelled, and each running
+    /// fan-out stops its iterations; attempts in flight finish and are recorded; the
+    /// run fails when nothing is open.
     async fn fail_fast(&self, wf: &Workflow, run_id: &RunId) -> HandlerResult<()> {
         let run = self.ports.store.get_run(run_id).await?;
-        let now = self.now();
         let written = self.ports.store.list_steps(run_id).await?;
         let all = records::every_step(wf, run_id, written);
-        let lost_after = gates::presumed_lost_after(self.settings.stale_after);
-        let need = |n: &str| {
-            all.iter()
-                .find(|r| r.key.index.is_none() && r.key.step == n)
-        };
         for rec in &all {
             // A fan-out stops its own iterations (see `advance_fan_out`).
             if rec.key.index.is_some() {
                 continue;
             }
-            if gates::fail_fast_cancels(wf, rec, need, now, lost_after) {
-                self.cancel(wf, rec).await?;
+            if gates::fail_fast_cancels(rec) {
+                self.cancel(wf, &run, rec).await?;
             } else if rec.status == StepStatus::Running && rec.fan_out.is_some() {
                 self.advance_fan_out(wf, &run, rec.clone()).await?;
             }
@@ -154,24 +130,38 @@ impl Handlers {
         self.finish_if_done(wf, run_id, None).await
     }
 
-    /// Cancels a step (or iteration) that has not started or is between attempts, and
-    /// settles it.
-    pub(super) async fn cancel(&self, wf: &Workflow, rec: &StepRecord) -> HandlerResult<()> {
-        let cancelled = StepRecord {
-            status: StepStatus::Cancelled,
-            due_at: None,
-            finished_at: Some(self.now()),
-            ..rec.clone()
+    /// Cancels a step (or iteration) of `run` that has not started or is between
+    /// attempts, and settles it.
+    pub(super) async fn cancel(
+        &self,
+        wf: &Workflow,
+        run: &RunRecord,
+        rec: &StepRecord,
+    ) -> HandlerResult<()> {
+        self.apply(wf, run, rec, Event::FailFast).await
+    }
+
+    /// Cancels iteration `rec` of a stopping fan-out, the write alone: the caller fans
+    /// in next, which is all its settling would do. True if this call cancelled it.
+    async fn cancel_iteration(
+        &self,
+        wf: &Workflow,
+        run: &RunRecord,
+        rec: &StepRecord,
+    ) -> HandlerResult<bool> {
+        let Some(step) = wf.step(&rec.key.step) else {
+            return Ok(false);
         };
-        if let Some(fin) = self
+        let t = lifecycle::decide(rec, Event::FailFast, &self.context(step, run));
+        let Some(w) = t.write else {
+            return Ok(false);
+        };
+        Ok(self
             .ports
             .store
-            .finalize_step(&Guard::status(CANCELLABLE), &cancelled, None)
+            .finalize_step(&w.guard, &w.record, None)
             .await?
-        {
-            Box::pin(self.settle(wf, fin.run, &cancelled, fin.parent, true)).await?;
-        }
-        Ok(())
+            .is_some())
     }
 
     /// Starts a fan-out's lanes: the first iteration of each, right after its expansion
@@ -246,17 +236,8 @@ impl Handlers {
                     }
                     None => None,
                 };
-                if let Some(pending) = next {
-                    let cancelled = StepRecord {
-                        status: StepStatus::Cancelled,
-                        finished_at: Some(self.now()),
-                        ..pending
-                    };
-                    let guard = Guard::status(&[StepStatus::Pending]);
-                    self.ports
-                        .store
-                        .finalize_step(&guard, &cancelled, None)
-                        .await?;
+                if let Some(pending) = next.filter(|r| r.status == StepStatus::Pending) {
+                    self.cancel_iteration(wf, run, &pending).await?;
                 }
                 return self.advance_fan_out(wf, run, parent).await;
             }
@@ -281,7 +262,7 @@ impl Handlers {
 
     /// Fans a running `for_each` step in once its iterations are over, from their
     /// records. A stopping fan-out (an iteration failed for good, or the run is
-    /// failing) first cancels every iteration not started (see
+    /// failing) first cancels every iteration not running (see
     /// [`gates::cancels_iteration`]) — so none starts after this, a claim racing it
     /// finds its guard false — and ends when those in flight are recorded.
     pub(super) async fn advance_fan_out(
@@ -308,34 +289,16 @@ impl Handlers {
             .map(Cow::into_owned)
             .collect();
         if gates::fan_out_stopping(step, &f, run.failing) {
-            let now = self.now();
-            let lost_after = gates::presumed_lost_after(self.settings.stale_after);
-            // In index order, so that a lane cancelled here is seen by its next one.
-            for n in 0..iterations.len() {
-                let before = n
-                    .checked_sub(f.lanes.max(1) as usize)
-                    .map(|b| &iterations[b]);
-                if !gates::cancels_iteration(&f, &iterations[n], before, now, lost_after) {
+            for it in iterations.iter_mut() {
+                if !gates::cancels_iteration(it) {
                     continue;
                 }
-                let it = &mut iterations[n];
-                let cancelled = StepRecord {
-                    status: StepStatus::Cancelled,
-                    due_at: None,
-                    finished_at: Some(now),
-                    ..it.clone()
-                };
-                let guard = Guard::status(CANCELLABLE);
-                *it = match self
-                    .ports
-                    .store
-                    .finalize_step(&guard, &cancelled, None)
-                    .await?
-                {
-                    Some(_) => cancelled,
+                if self.cancel_iteration(wf, run, it).await? {
+                    it.status = StepStatus::Cancelled;
+                } else {
                     // Claimed meanwhile: it runs, and its end comes back here.
-                    None => self.ports.store.get_step(run_id, &it.key).await?,
-                };
+                    *it = self.ports.store.get_step(run_id, &it.key).await?;
+                }
             }
         }
         if !gates::fan_out_over(&f, &iterations) {
@@ -364,47 +327,32 @@ impl Handlers {
         let (status, list) = output::fan_in(parts);
         if failed_for_good {
             return self
-                .finalize_top(wf, parent, StepStatus::Failed, None, first_error)
+                .finalize_top(wf, run, parent, StepStatus::Failed, None, first_error)
                 .await;
         }
         let out = self
             .store_value(&format!("runs/{run_id}/{step_id}/output.json"), list)
             .await?;
-        self.finalize_top(wf, parent, status, Some(out), first_error)
+        self.finalize_top(wf, run, parent, status, Some(out), first_error)
             .await
     }
 
-    /// Makes a running top-level step final and settles it.
+    /// Ends running fan-out `rec` with `status` and settles it.
     async fn finalize_top(
         &self,
         wf: &Workflow,
+        run: &RunRecord,
         rec: StepRecord,
         status: StepStatus,
-        output: Option<braid_engine::model::Data>,
+        output: Option<Data>,
         error: Option<ErrorInfo>,
     ) -> HandlerResult<()> {
-        let done = StepRecord {
+        let event = Event::FannedIn {
             status,
-            output,
-            error,
-            lease_until: None,
-            finished_at: Some(self.now()),
-            ..rec
+            output: output.as_ref(),
+            error: error.as_ref(),
         };
-        let guard = Guard::at(&[StepStatus::Running], done.attempt);
-        let fail_run = wf
-            .step(&done.key.step)
-            .filter(|s| gates::fails_run(s, status))
-            .and_then(|s| done.error.as_ref().map(|e| run_error(&s.id, e)));
-        if let Some(Finalized { run, .. }) = self
-            .ports
-            .store
-            .finalize_step(&guard, &done, fail_run.as_ref())
-            .await?
-        {
-            Box::pin(self.settle(wf, run, &done, None, true)).await?;
-        }
-        Ok(())
+        self.apply(wf, run, &rec, event).await
     }
 
     /// Finishes the run once every top-level step is final: failed if fail fast began,
@@ -443,6 +391,7 @@ impl Handlers {
         let now = self.now();
         let mut done = RunRecord {
             finished_at: Some(now),
+            closing: true,
             ..run.clone()
         };
         if run.failing {

@@ -10,14 +10,11 @@
 //! not admitted).
 
 use super::{HandlerError, HandlerResult, Handlers};
-use braid_engine::model::{
-    ErrorInfo, Outcome, ResultMsg, RunId, RunRecord, RunStatus, StepRecord, StepStatus,
-};
+use braid_engine::lifecycle::{self, Event};
+use braid_engine::model::{ErrorInfo, RunId, RunRecord, RunStatus, StepKey};
 use braid_engine::reconcile::{Repair, reconcile};
 use braid_engine::records;
 use braid_lang::{Workflow, format_duration};
-use braid_ports::Guard;
-use std::time::Duration;
 
 /// What one tick did.
 #[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
@@ -26,19 +23,12 @@ pub struct TickReport {
     pub scheduled: usize,
     pub runs_checked: usize,
     pub repairs: usize,
+    /// Workflows whose queued runs were offered free slots (once each per tick).
+    pub admissions: usize,
 }
 
 /// The marker holding where the sweeper's next page starts.
 const SWEEP_CURSOR: &str = "sweep_cursor";
-
-/// Every status that is not final.
-const OPEN: &[StepStatus] = &[
-    StepStatus::Pending,
-    StepStatus::Ready,
-    StepStatus::Running,
-    StepStatus::Waiting,
-    StepStatus::Retrying,
-];
 
 impl Handlers {
     /// Sweeps the runs with due timers, then one page of active runs (all of them when
@@ -58,15 +48,29 @@ impl Handlers {
             .due_runs(self.now(), self.settings.sweep_limit)
             .await?;
         let mut swept = std::collections::HashSet::new();
+        let mut admit = std::collections::BTreeSet::new();
         for run_id in due {
-            let run = self.ports.store.get_run(&run_id).await?;
+            let run = match self.ports.store.get_run(&run_id).await {
+                Ok(run) => run,
+                Err(e) => {
+                    tracing::warn!(run = %run_id, error = %e, "reading a due run failed; the next tick tries again");
+                    continue;
+                }
+            };
             if run.status.is_final() {
-                // A crash after the run was closed and before its steps were: close them,
-                // which also clears their timers.
-                self.cancel_open_steps(&run).await?;
+                // An error or a crash after the run's final write: what follows its end
+                // is carried out again (a run closed already may still have steps with
+                // timers, which this closes).
+                let closed = match run.closing {
+                    true => self.ended(&run, self.now()).await,
+                    false => self.cancel_open_steps(&run).await,
+                };
+                if let Err(e) = closed {
+                    tracing::warn!(run = %run_id, error = %e, "closing a finished run failed; the next tick tries again");
+                }
                 continue;
             }
-            self.sweep_one(&run, &mut report).await?;
+            self.sweep_one(&run, &mut report, &mut admit).await;
             swept.insert(run_id);
         }
         let after = self
@@ -91,40 +95,60 @@ impl Handlers {
                 .await?;
         }
         for run in page.iter().filter(|r| !swept.contains(&r.id)) {
-            self.sweep_one(run, &mut report).await?;
+            self.sweep_one(run, &mut report, &mut admit).await;
+        }
+        // Once per workflow, however many of its runs are queued: an admission takes
+        // the oldest queued runs while slots are free.
+        for workflow in admit {
+            report.admissions += 1;
+            if let Err(e) = self.admit(&workflow).await {
+                tracing::warn!(%workflow, error = %e, "admitting queued runs failed; the next tick tries again");
+            }
         }
         Ok(report)
     }
 
-    /// Sweeps one run, counting it in `report`. One run's trouble must not stop the
-    /// sweep of the others: a run that cannot go on is failed, other errors are left
-    /// for the next tick.
-    async fn sweep_one(&self, run: &RunRecord, report: &mut TickReport) -> HandlerResult<()> {
+    /// Sweeps one run, counting it in `report` and adding its workflow to `admit` when
+    /// it is queued. One run's trouble must not stop the sweep of the others: a run
+    /// that cannot go on is failed, other errors are left for the next tick.
+    async fn sweep_one(
+        &self,
+        run: &RunRecord,
+        report: &mut TickReport,
+        admit: &mut std::collections::BTreeSet<String>,
+    ) {
         report.runs_checked += 1;
-        match self.sweep_run(run).await {
+        match self.sweep_run(run, admit).await {
             Ok(n) => report.repairs += n,
             Err(HandlerError::Invalid(reason)) => {
                 tracing::error!(run = %run.id, %reason, "run cannot go on; failing it");
                 let error = ErrorInfo::new("invalid", reason);
-                self.end_run(&run.id, RunStatus::Failed, error).await?;
-                report.repairs += 1;
+                match self.end_run(&run.id, RunStatus::Failed, error).await {
+                    Ok(()) => report.repairs += 1,
+                    Err(e) => {
+                        tracing::warn!(run = %run.id, error = %e, "failing the run failed; the next tick tries again")
+                    }
+                }
             }
             Err(e) => {
                 tracing::warn!(run = %run.id, error = %e, "sweeping the run failed; the next tick tries again");
             }
         }
-        Ok(())
     }
 
-    /// Repairs one run; returns how many repairs it applied.
-    pub async fn sweep_run(&self, run: &RunRecord) -> HandlerResult<usize> {
+    /// Repairs one run; returns how many repairs it applied. A queued run's workflow
+    /// goes to `admit`, admitted once per tick by the caller.
+    async fn sweep_run(
+        &self,
+        run: &RunRecord,
+        admit: &mut std::collections::BTreeSet<String>,
+    ) -> HandlerResult<usize> {
         let now = self.now();
         let wf = self.workflow(run).await?;
         let written = self.ports.store.list_steps(&run.id).await?;
         let steps = records::every_step(&wf, &run.id, written);
         let repairs = reconcile(&wf, run, &steps, now, self.settings.stale_after);
         let count = repairs.len();
-        let mut wake = Vec::new();
         for repair in repairs {
             match repair {
                 Repair::TimeOut => self.time_out(&wf, run).await?,
@@ -136,35 +160,19 @@ impl Handlers {
                         self.settle(&wf, fresh_run, &rec, None, false).await?;
                     }
                 }
-                Repair::Dispatch(msg) => wake.push((msg, Duration::ZERO)),
-                Repair::ExpireLease { key, attempt } => {
-                    let limit = wf.step(&key.step).and_then(|s| s.timeout);
-                    let message = match limit {
-                        Some(t) => format!(
-                            "step `{key}` attempt {attempt} exceeded its timeout of {}",
-                            format_duration(t)
-                        ),
-                        None => format!(
-                            "step `{key}` attempt {attempt} was lost: its worker stopped reporting"
-                        ),
-                    };
-                    self.send_result(&ResultMsg {
-                        run_id: run.id.clone(),
-                        key,
-                        attempt,
-                        outcome: Outcome::Failed {
-                            error: ErrorInfo::new("timeout", message),
-                            retryable: true,
-                        },
-                    })
-                    .await?;
+                Repair::Resend(key) => self.step_event(&wf, run, &key, Event::Lost).await?,
+                Repair::ExpireLease {
+                    key,
+                    attempt,
+                    lease,
+                } => {
+                    let event = Event::LeaseExpired { attempt, lease };
+                    self.step_event(&wf, run, &key, event).await?
                 }
-                Repair::Cancel(key) => {
-                    if let Some(rec) = self.step_or_iteration(&run.id, &key).await? {
-                        self.cancel(&wf, &rec).await?;
-                    }
+                Repair::Cancel(key) => self.step_event(&wf, run, &key, Event::FailFast).await?,
+                Repair::Admit => {
+                    admit.insert(run.workflow.clone());
                 }
-                Repair::Admit => self.admit(&run.workflow).await?,
                 Repair::ReleaseRoot(key) => {
                     self.release_roots(run, std::slice::from_ref(&key), now)
                         .await?;
@@ -179,8 +187,21 @@ impl Handlers {
                 }
             }
         }
-        self.send_dispatch(wake).await?;
         Ok(count)
+    }
+
+    /// Applies `event` to step (or iteration) `key` of `run` as its record now reads.
+    async fn step_event(
+        &self,
+        wf: &Workflow,
+        run: &RunRecord,
+        key: &StepKey,
+        event: Event<'_>,
+    ) -> HandlerResult<()> {
+        match self.step_or_iteration(&run.id, key).await? {
+            Some(rec) => self.apply(wf, run, &rec, event).await,
+            None => Ok(()),
+        }
     }
 
     /// Ends a run that passed its deadline.
@@ -208,16 +229,17 @@ impl Handlers {
             status,
             finished_at: Some(now),
             error: Some(error),
+            closing: true,
             ..run.clone()
         };
         if self.ports.store.finish_run(&done).await? {
             self.ended(&done, now).await?;
         }
-        self.cancel_open_steps(&run).await
+        Ok(())
     }
 
     /// Cancels every step of a run that is not final (those not written yet too).
-    async fn cancel_open_steps(&self, run: &RunRecord) -> HandlerResult<()> {
+    pub(super) async fn cancel_open_steps(&self, run: &RunRecord) -> HandlerResult<()> {
         let now = self.now();
         let written = self.ports.store.list_steps(&run.id).await?;
         // A definition that cannot be read names no step beyond the records.
@@ -226,18 +248,13 @@ impl Handlers {
             Err(HandlerError::Invalid(_)) => written,
             Err(e) => return Err(e),
         };
-        for rec in steps.iter().filter(|r| !r.status.is_final()) {
-            let cancelled = StepRecord {
-                status: StepStatus::Cancelled,
-                lease_until: None,
-                due_at: None,
-                finished_at: Some(now),
-                ..rec.clone()
-            };
-            self.ports
-                .store
-                .finalize_step(&Guard::status(OPEN), &cancelled, None)
-                .await?;
+        for rec in &steps {
+            if let Some(w) = lifecycle::run_ended(rec, now).write {
+                self.ports
+                    .store
+                    .finalize_step(&w.guard, &w.record, None)
+                    .await?;
+            }
         }
         Ok(())
     }

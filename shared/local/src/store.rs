@@ -529,6 +529,22 @@ impl StateStore for SqliteStore {
         })
     }
 
+    async fn close_run(&self, run: &RunRecord) -> PortResult<()> {
+        self.with_tx(|tx| {
+            let cur = read_run(tx, &run.id)?;
+            if cur.closing {
+                write_run(
+                    tx,
+                    &RunRecord {
+                        closing: false,
+                        ..cur
+                    },
+                )?;
+            }
+            Ok(())
+        })
+    }
+
     async fn queued_runs(&self, workflow: &str, limit: usize) -> PortResult<Vec<RunRecord>> {
         self.with_read(|tx| {
             query_bodies(

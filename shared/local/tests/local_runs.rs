@@ -232,8 +232,10 @@ async fn count_sends(yaml: &str) -> (usize, usize) {
 async fn a_lost_message_at_any_point_is_repaired_by_the_sweeper() {
     let baseline = run_plain(SHAPES, json!({})).await;
     let (ready_sends, result_sends) = count_sends(SHAPES).await;
+    // Outcomes are recorded where they happen (a task's by its dispatcher, a wait's
+    // by its wake-up): no result message is sent.
     assert!(
-        ready_sends > 5 && result_sends >= 1,
+        ready_sends > 5 && result_sends == 0,
         "{ready_sends} {result_sends}"
     );
     for (queue, n) in (0..ready_sends)
@@ -730,6 +732,7 @@ async fn a_message_that_can_never_be_handled_fails_its_run_with_the_reason() {
         idempotency_key: None,
         limit: None,
         slot: false,
+        closing: false,
     };
     let step = StepRecord::new("r-poison", StepKey::step("a"), StepStatus::Ready);
     ports.store.create_run(&run, &[step]).await.unwrap();

@@ -1,67 +1,10 @@
 use super::PortResult;
 use async_trait::async_trait;
 use braid_engine::model::{
-    Definition, ErrorInfo, RunId, RunRecord, RunStatus, StepId, StepKey, StepRecord, StepStatus,
-    Timestamp,
+    Definition, ErrorInfo, RunId, RunRecord, RunStatus, StepId, StepKey, StepRecord, Timestamp,
 };
 
-/// The condition a step write depends on: the record's current status is one of
-/// `statuses` and, when given, its attempt is `attempt` and its lease is `lease`.
-///
-/// Every step transition is guarded, which is what makes duplicate and late messages
-/// harmless: a second claim or a stale result finds the guard false and changes nothing.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Guard {
-    pub statuses: Vec<StepStatus>,
-    pub attempt: Option<u32>,
-    /// The lease the record holds: taking over a running attempt (renewing its lease)
-    /// is one compare-and-set, so of two copies of a message resuming it, one does.
-    pub lease: Option<Timestamp>,
-}
-
-impl Guard {
-    pub fn status(statuses: &[StepStatus]) -> Self {
-        Guard {
-            statuses: statuses.to_vec(),
-            attempt: None,
-            lease: None,
-        }
-    }
-
-    pub fn at(statuses: &[StepStatus], attempt: u32) -> Self {
-        Guard {
-            statuses: statuses.to_vec(),
-            attempt: Some(attempt),
-            lease: None,
-        }
-    }
-
-    /// The guard of a write replacing `rec` as it was read, lease and all.
-    pub fn unchanged(rec: &StepRecord) -> Self {
-        Guard {
-            statuses: vec![rec.status],
-            attempt: Some(rec.attempt),
-            lease: rec.lease_until,
-        }
-    }
-
-    /// Whether the guard holds for a step with no record yet, which is pending at
-    /// attempt 0: the write creates it. A step's record is written when it first
-    /// changes — a run is created with its root steps' records only, a fan-out with
-    /// its own ([`braid_engine::model::FanOut::iteration`]) — and only the handlers, which
-    /// know the workflow, write with a guard admitting pending.
-    pub fn admits_absent(&self) -> bool {
-        self.statuses.contains(&StepStatus::Pending)
-            && self.attempt.is_none_or(|a| a == 0)
-            && self.lease.is_none()
-    }
-
-    pub fn holds(&self, rec: &StepRecord) -> bool {
-        self.statuses.contains(&rec.status)
-            && self.attempt.is_none_or(|a| a == rec.attempt)
-            && self.lease.is_none_or(|l| rec.lease_until == Some(l))
-    }
-}
+pub use braid_engine::guard::Guard;
 
 /// What [`StateStore::create_run`] did.
 #[derive(Clone, Debug, PartialEq)]
@@ -174,6 +117,12 @@ pub trait StateStore: Send + Sync {
     /// it is failing (a step failed it since it was read). A run holding a slot
     /// ([`RunRecord::slot`]) gives it back in the same atomic write.
     async fn finish_run(&self, run: &RunRecord) -> PortResult<bool>;
+
+    /// Marks what follows the end of finished run `run` as carried out: clears its
+    /// [`RunRecord::closing`] and, with it, its timer. A store that expires records
+    /// stamps the expiry on the run's items here, so a failure doing so leaves the run
+    /// closing, for the tick to finish.
+    async fn close_run(&self, run: &RunRecord) -> PortResult<()>;
 
     /// Queued runs of `workflow`, oldest first, at most `limit`.
     async fn queued_runs(&self, workflow: &str, limit: usize) -> PortResult<Vec<RunRecord>>;

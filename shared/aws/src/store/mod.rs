@@ -1093,11 +1093,23 @@ impl StateStore for DynamoStore {
             let v = rec.get(f).cloned().unwrap_or(AttributeValue::Null(true));
             sets.push(format!("{} = {}", x.name(f), x.value(v)));
         }
+        let closing = AttributeValue::Bool(run.closing);
+        sets.push(format!("{} = {}", x.name("closing"), x.value(closing)));
         sets.push(format!("{} = {}", x.name(TTL), x.value(n(at))));
+        // A closing run keeps a timer until `close_run`: what follows its end is
+        // finished by the tick if this process stops before.
+        for (attr, v) in run
+            .timer()
+            .map(|t| timer_attrs(&run.id, t))
+            .into_iter()
+            .flatten()
+        {
+            sets.push(format!("{} = {}", x.name(attr), x.value(v)));
+        }
         // Only the index keys the run may carry: naming others costs nothing in the
         // table, but says less precisely what the write does.
         let mut removes = vec![x.name(ACTIVE_PK), x.name(ACTIVE_SK)];
-        if run.deadline.is_some() {
+        if run.deadline.is_some() && run.timer().is_none() {
             removes.extend([x.name(TIMER_PK), x.name(TIMER_SK)]);
         }
         if run.limit.is_some() {
@@ -1125,19 +1137,28 @@ impl StateStore for DynamoStore {
         } else {
             self.update_if(run_key, &update, &cond, &x).await?.is_some()
         };
-        match written {
-            true => {
-                // Not atomic with the run's write (a run may have thousands of items):
-                // a crash in between leaves step items without an expiry, which costs
-                // storage only.
-                self.expire_run_items(run, at).await?;
-                Ok(true)
-            }
-            false => {
-                self.read_run(&run.id).await?;
-                Ok(false)
-            }
+        if !written {
+            self.read_run(&run.id).await?;
         }
+        Ok(written)
+    }
+
+    /// Stamps the expiry on the run's items — not atomic with the run's final write
+    /// (a run may have thousands of items) — then drops its closing mark and timer.
+    async fn close_run(&self, run: &RunRecord) -> PortResult<()> {
+        let finished = run.finished_at.unwrap_or_else(chrono::Utc::now);
+        self.expire_run_items(run, expiry(finished)).await?;
+        let mut x = Expr::default();
+        let update = format!(
+            "REMOVE {}, {}, {}",
+            x.name("closing"),
+            x.name(TIMER_PK),
+            x.name(TIMER_SK)
+        );
+        let cond = format!("attribute_exists({})", x.name(PK));
+        self.update_if(key(run_pk(&run.id), RUN_SK), &update, &cond, &x)
+            .await?;
+        Ok(())
     }
 
     async fn queued_runs(&self, workflow: &str, limit: usize) -> PortResult<Vec<RunRecord>> {

@@ -1,6 +1,7 @@
 //! Fault injection around a real work queue, for crash-safety tests: lose chosen sends
 //! (as if the process died between its state write and its send), or deliver every
-//! message twice (as SQS may).
+//! message twice (as SQS may); and around a real state store, failing chosen
+//! operations ([`FailingStore`]).
 
 use crate::{Outgoing, PortResult, Received, WorkQueue};
 use async_trait::async_trait;
@@ -97,5 +98,87 @@ impl WorkQueue for FaultyQueue {
 
     async fn ack(&self, receipts: &[String]) -> PortResult<()> {
         self.inner.ack(receipts).await
+    }
+}
+
+/// Wraps a real state store; fails chosen operations a chosen number of times with a
+/// retryable backend error (as a throttled DynamoDB call), to show that an error at
+/// any write leaves state the next delivery or tick finishes.
+pub struct FailingStore {
+    inner: Arc<dyn crate::StateStore>,
+    failures: std::sync::Mutex<std::collections::HashMap<&'static str, usize>>,
+}
+
+impl FailingStore {
+    pub fn new(inner: Arc<dyn crate::StateStore>) -> Self {
+        FailingStore {
+            inner,
+            failures: Default::default(),
+        }
+    }
+
+    /// Makes the next `times` calls of operation `op` (a port method's name) fail.
+    pub fn fail_next(&self, op: &'static str, times: usize) {
+        self.failures.lock().unwrap().insert(op, times);
+    }
+
+    fn trip(&self, op: &'static str) -> PortResult<()> {
+        let mut f = self.failures.lock().unwrap();
+        match f.get_mut(op) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                Err(crate::PortError::backend_msg(format!(
+                    "{op}: injected failure (throttled)"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+mod failing_store {
+    use super::FailingStore;
+    use crate::{Created, Finalized, Guard, PortResult, RunFilter, StateStore};
+    use async_trait::async_trait;
+    use braid_engine::model::{
+        Definition, ErrorInfo, RunId, RunRecord, StepId, StepKey, StepRecord, Timestamp,
+    };
+
+    /// Each method trips its failure, if one is set, then delegates.
+    macro_rules! delegate {
+        ($($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
+            #[async_trait]
+            impl StateStore for FailingStore {
+                $(async fn $name(&self, $($arg: $ty),*) -> PortResult<$ret> {
+                    self.trip(stringify!($name))?;
+                    self.inner.$name($($arg),*).await
+                })*
+            }
+        };
+    }
+
+    delegate! {
+        put_definition(def: &Definition) -> ();
+        get_definition(workflow: &str, version: &str) -> Definition;
+        current_definition(workflow: &str) -> Definition;
+        current_definitions() -> Vec<Definition>;
+        marker(name: &str) -> Option<String>;
+        set_marker(name: &str, value: Option<&str>) -> ();
+        create_run(run: &RunRecord, steps: &[StepRecord]) -> Created;
+        get_run(run_id: &RunId) -> RunRecord;
+        list_runs(filter: &RunFilter) -> Vec<RunRecord>;
+        active_runs(after: Option<&RunId>, limit: usize) -> Vec<RunRecord>;
+        due_runs(before: Timestamp, limit: usize) -> Vec<RunId>;
+        get_step(run_id: &RunId, key: &StepKey) -> StepRecord;
+        list_steps(run_id: &RunId) -> Vec<StepRecord>;
+        list_iterations(run_id: &RunId, step: &StepId) -> Vec<StepRecord>;
+        update_step(guard: &Guard, new: &StepRecord) -> bool;
+        finalize_step(guard: &Guard, new: &StepRecord, fail_run: Option<&ErrorInfo>) -> Option<Finalized>;
+        satisfy(run_id: &RunId, dependent: &StepId, dep: &StepId, needs: &[String], now: Timestamp) -> Option<StepRecord>;
+        end_lane(run_id: &RunId, step: &StepId) -> Option<StepRecord>;
+        finish_run(run: &RunRecord) -> bool;
+        close_run(run: &RunRecord) -> ();
+        queued_runs(workflow: &str, limit: usize) -> Vec<RunRecord>;
+        take_slot(run: &RunRecord, limit: u32) -> bool;
     }
 }

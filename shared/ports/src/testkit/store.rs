@@ -42,6 +42,7 @@ fn run_record(id: &str, workflow: &str, key: Option<&str>) -> RunRecord {
         idempotency_key: key.map(str::to_string),
         limit: None,
         slot: false,
+        closing: false,
     }
 }
 
@@ -80,6 +81,7 @@ pub async fn run_all(store: Arc<dyn StateStore>) {
     fan_out_counts_failures_and_ended_lanes(&*store).await;
     failing_and_finishing_happen_once(&*store).await;
     due_runs_follow_timers(&*store).await;
+    a_closing_run_is_due_until_closed(&*store).await;
     slots_admit_queued_runs_up_to_the_limit(&*store).await;
     concurrent_admissions_never_exceed_the_limit(store.clone()).await;
     listings_filter_and_order_runs(&*store).await;
@@ -722,6 +724,37 @@ pub async fn due_runs_follow_timers(store: &dyn StateStore) {
     assert_eq!(got.len(), 1, "at most `limit` runs");
 }
 
+pub async fn a_closing_run_is_due_until_closed(store: &dyn StateStore) {
+    let base = chrono::Utc.with_ymd_and_hms(2002, 1, 1, 0, 0, 0).unwrap()
+        + chrono::Duration::seconds(fastrand::i64(0..86_400 * 300));
+    let run = run_with_timer(
+        store,
+        StepStatus::Pending,
+        base,
+        Some(base + chrono::Duration::hours(1)),
+    )
+    .await;
+    let finished = RunRecord {
+        status: RunStatus::Failed,
+        finished_at: Some(base),
+        closing: true,
+        ..run.clone()
+    };
+    assert!(store.finish_run(&finished).await.unwrap());
+    let due = |ids: Vec<RunId>| ids.contains(&run.id);
+    let later = base + chrono::Duration::minutes(1);
+    assert!(
+        due(store.due_runs(later, 10_000).await.unwrap()),
+        "a run whose end is not followed up yet is due from its end"
+    );
+    assert!(store.get_run(&run.id).await.unwrap().closing);
+    store.close_run(&finished).await.unwrap();
+    assert!(!due(store.due_runs(later, 10_000).await.unwrap()));
+    let closed = store.get_run(&run.id).await.unwrap();
+    assert_eq!((closed.status, closed.closing), (RunStatus::Failed, false));
+    store.close_run(&finished).await.unwrap();
+}
+
 /// `n` queued runs of a fresh workflow limited to `limit`, oldest first.
 async fn queued(store: &dyn StateStore, n: usize, limit: u32) -> Vec<RunRecord> {
     let workflow = fresh_name("limited");
@@ -742,6 +775,7 @@ fn admitted(run: &RunRecord) -> RunRecord {
     RunRecord {
         status: RunStatus::Running,
         slot: true,
+        closing: false,
         ..run.clone()
     }
 }

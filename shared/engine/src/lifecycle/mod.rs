@@ -1,0 +1,633 @@
+//! The step lifecycle: one pure state machine over a step's (or an iteration's)
+//! record. [`decide`] takes the record as read, an [`Event`] and a [`Context`], and
+//! answers a [`Transition`]: a write with its guard (or none) and the [`Effect`]s the
+//! handlers carry out once the write holds. The handlers load, call and carry out; no
+//! step changes state any other way.
+//!
+//! Every transition is decided from recorded facts. "In flight" is one: a task runs
+//! only after its attempt is claimed (running, with a lease), so a step that is not
+//! running runs nowhere and may be cancelled at once. The clock only starts harmless
+//! actions — the sweeper's re-send of a message presumed lost, which a guard makes a
+//! no-op if it was not — and those are counted on the record and capped
+//! ([`MAX_RESENDS`]): a message no handler can carry out fails its step
+//! `undeliverable` instead of costing sends forever.
+//!
+//! # Transitions
+//!
+//! "Not started" is pending, ready, retrying or waiting. A pure step (`pass`, `fail`,
+//! a `for_each` expansion, a `when` that skips) has no effect outside its record: it is
+//! never claimed, and its outcome is written guarded on the record as read.
+//!
+//! | from | event | guard | to | effects |
+//! |---|---|---|---|---|
+//! | ready or retrying (attempt n-1), pending with needs met (n = 1) | arrived n, run open, due | unchanged | running n, lease | run the task |
+//! | same, pure step | arrived n | — | — | render, outcome guarded on the record as read |
+//! | same, not due yet | arrived n | — | — | send n again when due |
+//! | same | arrived n, run failing | not started | cancelled | settle |
+//! | running n, no fan-out | arrived n again (redelivered, resumed) | unchanged (lease) | running n, new lease | run the task |
+//! | running n, a fan-out | arrived n again | — | — | — (its iterations go on by their own) |
+//! | waiting n, due | arrived n (its timer) | unchanged | succeeded | settle |
+//! | waiting n, not due | arrived n | — | — | send n again when due |
+//! | running n (or waiting n, resolved) | ended: output, skip, failure for good | held | succeeded, skipped, failed | settle |
+//! | running n | ended: retryable failure, attempts left | held | retrying n, due | send n+1 when due |
+//! | running n, `for_each` | ended: expanded | held | running n with its fan-out | launch lanes |
+//! | running n, `wait` | parked until t | held | waiting n, due t | send n at t |
+//! | running n, a fan-out | fanned in (its iterations over) | running n | succeeded, failed | settle |
+//! | running n, lease l passed | lease l expired | unchanged (lease l) | as ended with a retryable `timeout` | as ended |
+//! | not started | fail fast, cancel requested | not started | cancelled | settle |
+//! | not final | its run ended (timed out, stopped; [`run_ended`]) | not final | cancelled | — |
+//! | not started, message presumed lost, resends < cap | lost | unchanged | same, resends + 1 | send |
+//! | same, resends = cap | lost | unchanged | failed `undeliverable` | settle |
+//! | anything else | any | — | — | — (a duplicate or stale event) |
+//!
+//! The waits people and systems end (approvals, signals, callback tokens, child
+//! runs) are [`Waiter`]s: a waiting step ends by [`Event::Resolved`] from its waiter,
+//! through the same outcome rows as a task.
+
+use crate::gates;
+use crate::guard::Guard;
+use crate::model::{
+    Data, DispatchMsg, ErrorInfo, FanOut, Outcome, StepRecord, StepStatus, Timestamp,
+};
+use crate::verdict::{self, Verdict};
+use braid_lang::{Step, StepKind};
+use std::time::Duration;
+
+/// How many times the sweeper re-sends a step's message presumed lost before the step
+/// fails `undeliverable`. Re-sends are spaced twice as far apart each time
+/// ([`resend_due`]): with a one-minute staleness window a step waits out about half
+/// an hour of backlog before it is given up on.
+pub const MAX_RESENDS: u32 = 5;
+
+/// Extra lease beyond a step's timeout, so the dispatcher's own timeout fires first.
+pub const LEASE_GRACE: Duration = Duration::from_secs(30);
+
+/// Statuses of a step that has not started (or is between attempts): what fail fast
+/// and a cancel request end.
+pub const NOT_STARTED: &[StepStatus] = &[
+    StepStatus::Pending,
+    StepStatus::Ready,
+    StepStatus::Retrying,
+    StepStatus::Waiting,
+];
+
+/// Every status that is not final.
+const OPEN: &[StepStatus] = &[
+    StepStatus::Pending,
+    StepStatus::Ready,
+    StepStatus::Running,
+    StepStatus::Waiting,
+    StepStatus::Retrying,
+];
+
+/// What ends a waiting step. Timers (`wait`) are kept by the queue and the tick; the
+/// others are ended by a person or another system.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Waiter {
+    /// A `wait` step's time came.
+    Timer,
+    /// An `approval` step was approved or rejected.
+    Approval,
+    /// A `signal` step's signal arrived.
+    Signal,
+    /// A task's callback token was used.
+    Callback,
+    /// A `workflow` step's child run ended.
+    ChildRun,
+}
+
+/// Something that happened to a step.
+#[derive(Clone, Copy, Debug)]
+pub enum Event<'a> {
+    /// A "ready" message arrived; `again` when it was received before, or was handed
+    /// on by a dispatcher that had claimed its attempt and could not finish it.
+    Arrived { msg: &'a DispatchMsg, again: bool },
+    /// Attempt `attempt` ended with `outcome`. `held` is the guard under which the
+    /// attempt ran (its claim, or the record as read for a pure step); without it, the
+    /// record as read must show the attempt in flight.
+    Ended {
+        attempt: u32,
+        outcome: &'a Outcome,
+        held: Option<&'a Guard>,
+    },
+    /// Attempt `attempt` of a `wait` step parks until `due`, under `held`.
+    Parked {
+        attempt: u32,
+        due: Timestamp,
+        held: &'a Guard,
+    },
+    /// The sweeper saw attempt `attempt`'s lease `lease` pass.
+    LeaseExpired { attempt: u32, lease: Timestamp },
+    /// The waiting attempt `attempt` was ended by its waiter with `outcome`.
+    Resolved {
+        attempt: u32,
+        by: Waiter,
+        outcome: &'a Outcome,
+    },
+    /// The run is failing: what has not started never will.
+    FailFast,
+    /// A person asked to cancel the step's run.
+    CancelRequested,
+    /// A running fan-out's iterations are over: it ends so.
+    FannedIn {
+        status: StepStatus,
+        output: Option<&'a Data>,
+        error: Option<&'a ErrorInfo>,
+    },
+    /// The sweeper presumes the step's message lost (it is overdue, see [`resend_due`]).
+    Lost,
+}
+
+/// What a decision knows besides the record: the step's definition, the run, the time.
+#[derive(Clone, Copy, Debug)]
+pub struct Context<'a> {
+    pub step: &'a Step,
+    /// The run is failing (fail fast began): nothing new starts.
+    pub run_failing: bool,
+    pub now: Timestamp,
+    /// An attempt's lease when the step has no `timeout`.
+    pub default_lease: Duration,
+    /// The longest delay the ready queue takes; a later timer is the tick's.
+    pub max_queue_delay: Duration,
+    /// In `[0, 1)`: drives retry jitter.
+    pub random: f64,
+}
+
+/// A guarded write of a step record. A final record is written with the run's error
+/// when it fails the run (`fail_run`, see the store port's `finalize_step`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Write {
+    pub guard: Guard,
+    pub record: StepRecord,
+    pub fail_run: Option<ErrorInfo>,
+}
+
+/// What the handlers do once the transition's write holds (at once when it has none).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// Run attempt `record.attempt` — render the step, call its task — and bring its
+    /// end back as [`Event::Ended`] (or [`Event::Parked`]) on `record`, held by `held`.
+    Run {
+        record: Box<StepRecord>,
+        held: Guard,
+    },
+    /// Send a "ready" message after `delay`.
+    Send { msg: DispatchMsg, delay: Duration },
+    /// Carry out what follows the step becoming final: release dependents, fail fast,
+    /// fan-in, finish the run.
+    Settle,
+    /// Start the fan-out's lanes.
+    LaunchLanes,
+}
+
+/// A decision: a write (or none) and what follows it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Transition {
+    pub write: Option<Write>,
+    pub effects: Vec<Effect>,
+}
+
+impl Transition {
+    /// Nothing changes: a duplicate, stale or early event.
+    pub fn none() -> Self {
+        Transition::default()
+    }
+
+    fn write(guard: Guard, record: StepRecord, effects: Vec<Effect>) -> Self {
+        Transition {
+            write: Some(Write {
+                guard,
+                record,
+                fail_run: None,
+            }),
+            effects,
+        }
+    }
+
+    fn effect(effect: Effect) -> Self {
+        Transition {
+            write: None,
+            effects: vec![effect],
+        }
+    }
+}
+
+/// Decides what `event` does to `rec`, the step's record as read.
+pub fn decide(rec: &StepRecord, event: Event<'_>, ctx: &Context<'_>) -> Transition {
+    match event {
+        Event::Arrived { msg, again } => arrived(rec, msg, again, ctx),
+        Event::Ended {
+            attempt,
+            outcome,
+            held,
+        } => {
+            // With `held`, `rec` is the attempt as it ran and the store checks the
+            // guard; without, the record as read must show the attempt running.
+            if rec.status != StepStatus::Running || rec.attempt != attempt {
+                return Transition::none();
+            }
+            let guard = held.cloned().unwrap_or_else(|| Guard::unchanged(rec));
+            ended(rec, guard, outcome, ctx)
+        }
+        Event::Parked { attempt, due, held } => {
+            if rec.status != StepStatus::Running || rec.attempt != attempt {
+                return Transition::none();
+            }
+            let waiting = StepRecord {
+                status: StepStatus::Waiting,
+                lease_until: None,
+                due_at: Some(due),
+                ..rec.clone()
+            };
+            let delay = until(due, ctx.now);
+            let effects = if delay <= ctx.max_queue_delay {
+                vec![Effect::Send {
+                    msg: message(rec, rec.attempt),
+                    delay,
+                }]
+            } else {
+                // Longer than the queue can delay: the tick wakes it from `due_at`.
+                Vec::new()
+            };
+            Transition::write(held.clone(), waiting, effects)
+        }
+        Event::LeaseExpired { attempt, lease } => {
+            let live = rec.status == StepStatus::Running
+                && rec.attempt == attempt
+                && rec.lease_until == Some(lease)
+                && rec.fan_out.is_none();
+            if !live || lease > ctx.now {
+                return Transition::none();
+            }
+            let outcome = Outcome::Failed {
+                error: lease_error(rec, ctx.step),
+                retryable: true,
+            };
+            ended(rec, Guard::unchanged(rec), &outcome, ctx)
+        }
+        Event::Resolved {
+            attempt,
+            by: _,
+            outcome,
+        } => {
+            if rec.status != StepStatus::Waiting || rec.attempt != attempt {
+                return Transition::none();
+            }
+            ended(rec, Guard::unchanged(rec), outcome, ctx)
+        }
+        Event::FailFast | Event::CancelRequested => cancel(rec, ctx.now),
+        Event::FannedIn {
+            status,
+            output,
+            error,
+        } => {
+            if rec.status != StepStatus::Running || rec.fan_out.is_none() || !status.is_final() {
+                return Transition::none();
+            }
+            let done = StepRecord {
+                status,
+                output: output.cloned(),
+                error: error.cloned(),
+                lease_until: None,
+                finished_at: Some(ctx.now),
+                ..rec.clone()
+            };
+            finalize(
+                rec,
+                Guard::at(&[StepStatus::Running], rec.attempt),
+                done,
+                ctx.step,
+            )
+        }
+        Event::Lost => lost(rec, ctx),
+    }
+}
+
+/// A "ready" message's arrival.
+fn arrived(rec: &StepRecord, msg: &DispatchMsg, again: bool, ctx: &Context<'_>) -> Transition {
+    let step = ctx.step;
+    match rec.status {
+        StepStatus::Waiting if rec.attempt == msg.attempt => {
+            let due = rec.due_at.unwrap_or(ctx.now);
+            if due > ctx.now {
+                return Transition::effect(Effect::Send {
+                    msg: message(rec, rec.attempt),
+                    delay: until(due, ctx.now),
+                });
+            }
+            let done = Outcome::Succeeded {
+                output: crate::model::Data::Inline(serde_json::Value::Null),
+            };
+            ended(rec, Guard::unchanged(rec), &done, ctx)
+        }
+        StepStatus::Running if again && rec.attempt == msg.attempt && rec.fan_out.is_none() => {
+            // Its dispatcher is gone (its message came back): take the attempt over.
+            let resumed = StepRecord {
+                lease_until: Some(lease_end(step, ctx)),
+                ..rec.clone()
+            };
+            claim(Guard::unchanged(rec), resumed)
+        }
+        _ if starts(rec, msg, step) => {
+            if ctx.run_failing {
+                return cancel(rec, ctx.now);
+            }
+            if let Some(due) = rec.due_at.filter(|d| *d > ctx.now) {
+                return Transition::effect(Effect::Send {
+                    msg: msg.clone(),
+                    delay: until(due, ctx.now),
+                });
+            }
+            let running = StepRecord {
+                status: StepStatus::Running,
+                attempt: msg.attempt,
+                lease_until: Some(lease_end(step, ctx)),
+                due_at: None,
+                started_at: rec.started_at.or(Some(ctx.now)),
+                ..rec.clone()
+            };
+            if is_pure(step, rec) {
+                // Nothing outside the record: no claim, its outcome guarded on the
+                // record as read.
+                Transition::effect(Effect::Run {
+                    record: Box::new(StepRecord {
+                        lease_until: None,
+                        ..running
+                    }),
+                    held: Guard::unchanged(rec),
+                })
+            } else {
+                claim(Guard::unchanged(rec), running)
+            }
+        }
+        _ => Transition::none(),
+    }
+}
+
+/// Whether `msg` starts attempt `msg.attempt` of `rec`: the next attempt of a ready or
+/// retrying step, or the first of a pending one whose needs are met (an iteration's
+/// needs are its fan-out's, met when its lane launched it).
+fn starts(rec: &StepRecord, msg: &DispatchMsg, step: &Step) -> bool {
+    match rec.status {
+        StepStatus::Ready | StepStatus::Retrying => rec.attempt + 1 == msg.attempt,
+        StepStatus::Pending => {
+            rec.attempt == 0
+                && msg.attempt == 1
+                && (rec.key.index.is_some() || gates::is_ready(step, &rec.satisfied))
+        }
+        _ => false,
+    }
+}
+
+/// A claim: the attempt is running under `running`'s lease once the write holds.
+fn claim(guard: Guard, running: StepRecord) -> Transition {
+    let held = Guard {
+        statuses: vec![StepStatus::Running],
+        attempt: Some(running.attempt),
+        lease: running.lease_until,
+    };
+    Transition::write(
+        guard,
+        running.clone(),
+        vec![Effect::Run {
+            record: Box::new(running),
+            held,
+        }],
+    )
+}
+
+/// Whether attempt of `rec` only renders values: a `pass` or `fail` step, or the
+/// expansion of a `for_each` step (its iterations run tasks, claimed each).
+pub fn is_pure(step: &Step, rec: &StepRecord) -> bool {
+    matches!(step.kind, StepKind::Pass { .. } | StepKind::Fail { .. })
+        || (step.for_each.is_some() && rec.key.index.is_none())
+}
+
+/// What an attempt's outcome does to `rec`, written under `guard`.
+fn ended(rec: &StepRecord, guard: Guard, outcome: &Outcome, ctx: &Context<'_>) -> Transition {
+    let now = ctx.now;
+    match verdict::decide(ctx.step, rec.attempt, outcome, now, ctx.random) {
+        Verdict::Retry { due_at, error } => {
+            let retrying = StepRecord {
+                status: StepStatus::Retrying,
+                lease_until: None,
+                due_at: Some(due_at),
+                error: Some(error),
+                ..rec.clone()
+            };
+            let delay = until(due_at, now);
+            let effects = if delay <= ctx.max_queue_delay {
+                vec![Effect::Send {
+                    msg: message(rec, rec.attempt + 1),
+                    delay,
+                }]
+            } else {
+                Vec::new()
+            };
+            Transition::write(guard, retrying, effects)
+        }
+        Verdict::Expand { items, total } => {
+            // The fan-out step holds no lease: its iterations have their own.
+            let expanded = StepRecord {
+                status: StepStatus::Running,
+                fan_out: Some(FanOut {
+                    total,
+                    lanes: gates::max_in_flight(ctx.step, total),
+                    ..FanOut::default()
+                }),
+                items: Some(items),
+                lease_until: None,
+                ..rec.clone()
+            };
+            Transition::write(guard, expanded, vec![Effect::LaunchLanes])
+        }
+        Verdict::Final {
+            status,
+            output,
+            error,
+        } => finalize(
+            rec,
+            guard,
+            StepRecord {
+                status,
+                output,
+                error,
+                lease_until: None,
+                due_at: None,
+                finished_at: Some(now),
+                ..rec.clone()
+            },
+            ctx.step,
+        ),
+    }
+}
+
+/// A final write of `done` under `guard`, failing the run in the same write when the
+/// step's failure does (fail fast).
+fn finalize(rec: &StepRecord, guard: Guard, done: StepRecord, step: &Step) -> Transition {
+    let fail_run = done
+        .error
+        .as_ref()
+        .filter(|_| gates::fails_run(step, done.status))
+        .map(|e| run_error(rec, e));
+    Transition {
+        write: Some(Write {
+            guard,
+            record: done,
+            fail_run,
+        }),
+        effects: vec![Effect::Settle],
+    }
+}
+
+/// The run's error when step (or iteration) `rec` fails it with `e`.
+pub fn run_error(rec: &StepRecord, e: &ErrorInfo) -> ErrorInfo {
+    let message = match rec.key.index {
+        Some(i) => format!("iteration {i} failed: {}", e.message),
+        None => e.message.clone(),
+    };
+    ErrorInfo::new(
+        e.error.clone(),
+        format!("step `{}` failed: {message}", rec.key.step),
+    )
+}
+
+/// Cancels a step that has not started; one running finishes and is recorded.
+fn cancel(rec: &StepRecord, now: Timestamp) -> Transition {
+    if !NOT_STARTED.contains(&rec.status) {
+        return Transition::none();
+    }
+    Transition::write(
+        Guard::status(NOT_STARTED),
+        cancelled(rec, now),
+        vec![Effect::Settle],
+    )
+}
+
+/// What the end of its run (a timeout, a message that can never be handled) does to
+/// step `rec`: one not final is cancelled, an attempt in flight included — its outcome
+/// would change nothing. Decided without the step's definition, which a run that
+/// cannot go on may lack.
+pub fn run_ended(rec: &StepRecord, now: Timestamp) -> Transition {
+    if rec.status.is_final() {
+        return Transition::none();
+    }
+    Transition::write(Guard::status(OPEN), cancelled(rec, now), Vec::new())
+}
+
+/// `rec` cancelled at `now`.
+fn cancelled(rec: &StepRecord, now: Timestamp) -> StepRecord {
+    StepRecord {
+        status: StepStatus::Cancelled,
+        lease_until: None,
+        due_at: None,
+        finished_at: Some(now),
+        ..rec.clone()
+    }
+}
+
+/// The sweeper's re-send of a message presumed lost: counted, and capped.
+fn lost(rec: &StepRecord, ctx: &Context<'_>) -> Transition {
+    let attempt = match rec.status {
+        StepStatus::Ready | StepStatus::Retrying => rec.attempt + 1,
+        StepStatus::Waiting => rec.attempt,
+        StepStatus::Pending if rec.attempt == 0 => 1,
+        _ => return Transition::none(),
+    };
+    if ctx.run_failing {
+        return cancel(rec, ctx.now);
+    }
+    if rec.resends >= MAX_RESENDS {
+        let error = ErrorInfo::new(
+            "undeliverable",
+            format!(
+                "step `{}` attempt {attempt} was never carried out: its message was sent {} times \
+                 and every handler that took it stopped before recording anything (a crash, \
+                 out of memory, or a backlog longer than {} re-sends waited)",
+                rec.key,
+                rec.resends + 1,
+                MAX_RESENDS
+            ),
+        );
+        let failed = StepRecord {
+            status: StepStatus::Failed,
+            error: Some(error),
+            lease_until: None,
+            due_at: None,
+            finished_at: Some(ctx.now),
+            ..rec.clone()
+        };
+        return finalize(rec, Guard::unchanged(rec), failed, ctx.step);
+    }
+    let counted = StepRecord {
+        resends: rec.resends + 1,
+        // When it was last sent: the next re-send waits from here.
+        due_at: Some(ctx.now),
+        ..rec.clone()
+    };
+    Transition::write(
+        Guard::unchanged(rec),
+        counted,
+        vec![Effect::Send {
+            msg: message(rec, attempt),
+            delay: Duration::ZERO,
+        }],
+    )
+}
+
+/// Whether the message of a step not started, sent (or due) at `since`, is presumed
+/// lost at `now`: `stale` after it, doubled for each re-send already made.
+pub fn resend_due(rec: &StepRecord, since: Timestamp, now: Timestamp, stale: Duration) -> bool {
+    let wait = stale.saturating_mul(1 << rec.resends.min(16));
+    since
+        .checked_add_signed(chrono::TimeDelta::from_std(wait).unwrap_or(chrono::TimeDelta::MAX))
+        .is_some_and(|t| t <= now)
+}
+
+/// Why a lease ran out: the step's timeout, or a worker gone.
+fn lease_error(rec: &StepRecord, step: &Step) -> ErrorInfo {
+    let message = match step.timeout {
+        Some(t) => format!(
+            "step `{}` attempt {} exceeded its timeout of {}",
+            rec.key,
+            rec.attempt,
+            braid_lang::format_duration(t)
+        ),
+        None => format!(
+            "step `{}` attempt {} was lost: its worker stopped reporting",
+            rec.key, rec.attempt
+        ),
+    };
+    ErrorInfo::new("timeout", message)
+}
+
+/// When an attempt claimed now is presumed lost: its timeout (or the default lease)
+/// and a grace, so the dispatcher's own timeout fires first. Saturates far in the
+/// future rather than overflowing.
+fn lease_end(step: &Step, ctx: &Context<'_>) -> Timestamp {
+    let lease = step
+        .timeout
+        .unwrap_or(ctx.default_lease)
+        .saturating_add(LEASE_GRACE);
+    chrono::TimeDelta::from_std(lease)
+        .ok()
+        .and_then(|d| ctx.now.checked_add_signed(d))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+}
+
+/// The "ready" message for attempt `attempt` of `rec`.
+fn message(rec: &StepRecord, attempt: u32) -> DispatchMsg {
+    DispatchMsg {
+        run_id: rec.run_id.clone(),
+        key: rec.key.clone(),
+        attempt,
+        resume: false,
+    }
+}
+
+fn until(t: Timestamp, now: Timestamp) -> Duration {
+    (t - now).to_std().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;

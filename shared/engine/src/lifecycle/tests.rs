@@ -1,0 +1,587 @@
+//! The transition table, row by row: each test names the row it checks.
+
+use super::*;
+use crate::model::{Data, StepKey};
+use braid_lang::Workflow;
+use chrono::TimeZone;
+use serde_json::json;
+
+const WF: &str = r#"
+name: lifecycle
+steps:
+  - id: task
+    http: { url: "http://example.invalid" }
+    timeout: 10s
+    retry: { attempts: 3, backoff: 2s }
+  - id: pure
+    pass: 1
+  - id: fan
+    for_each: "{{ [1, 2, 3] }}"
+    max_parallel: 2
+    http: { url: "http://example.invalid" }
+  - id: pause
+    wait: 1m
+  - id: needy
+    needs: [task, pure]
+    http: { url: "http://example.invalid" }
+"#;
+
+fn wf() -> Workflow {
+    braid_lang::parse("t.yaml", WF).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn t0() -> Timestamp {
+    chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+}
+
+fn secs(n: i64) -> chrono::TimeDelta {
+    chrono::TimeDelta::seconds(n)
+}
+
+fn rec(step: &str, status: StepStatus, attempt: u32) -> StepRecord {
+    StepRecord {
+        attempt,
+        ..StepRecord::new("r", StepKey::step(step), status)
+    }
+}
+
+fn msg(step: &str, attempt: u32) -> DispatchMsg {
+    DispatchMsg {
+        run_id: "r".into(),
+        key: StepKey::step(step),
+        attempt,
+        resume: false,
+    }
+}
+
+fn decide_in(w: &Workflow, rec: &StepRecord, event: Event<'_>, failing: bool) -> Transition {
+    let ctx = Context {
+        step: w.step(&rec.key.step).expect("a step of the test workflow"),
+        run_failing: failing,
+        now: t0(),
+        default_lease: Duration::from_secs(900),
+        max_queue_delay: Duration::from_secs(900),
+        random: 0.5,
+    };
+    decide(rec, event, &ctx)
+}
+
+/// The transition in short: the status written (if any) and the effects' names.
+fn summary(t: &Transition) -> (Option<StepStatus>, Vec<String>) {
+    let effects = t
+        .effects
+        .iter()
+        .map(|e| match e {
+            Effect::Run { record, .. } => format!("run {}", record.attempt),
+            Effect::Send { msg, delay } => {
+                format!("send {} after {}s", msg.attempt, delay.as_secs())
+            }
+            Effect::Settle => "settle".into(),
+            Effect::LaunchLanes => "launch lanes".into(),
+        })
+        .collect();
+    (t.write.as_ref().map(|w| w.record.status), effects)
+}
+
+fn s(status: Option<StepStatus>, effects: &[&str]) -> (Option<StepStatus>, Vec<String>) {
+    (status, effects.iter().map(|e| e.to_string()).collect())
+}
+
+#[test]
+fn arrival_claims_a_task_before_running_it() {
+    let w = wf();
+    let ready = StepRecord {
+        due_at: Some(t0()),
+        ..rec("task", StepStatus::Ready, 0)
+    };
+    let retrying = StepRecord {
+        due_at: Some(t0() - secs(1)),
+        ..rec("task", StepStatus::Retrying, 1)
+    };
+    let released = StepRecord {
+        satisfied: vec!["task".into(), "pure".into()],
+        ..rec("needy", StepStatus::Pending, 0)
+    };
+    // The lease: the step's timeout (else the default lease) and a grace.
+    for (r, attempt, lease) in [(&ready, 1, 40), (&retrying, 2, 40), (&released, 1, 930)] {
+        let m = msg(&r.key.step, attempt);
+        let t = decide_in(
+            &w,
+            r,
+            Event::Arrived {
+                msg: &m,
+                again: false,
+            },
+            false,
+        );
+        let run = format!("run {attempt}");
+        assert_eq!(summary(&t), s(Some(StepStatus::Running), &[&run]), "{r:?}");
+        let write = t.write.unwrap();
+        assert_eq!(
+            write.guard,
+            Guard::unchanged(r),
+            "claimed from the record as read"
+        );
+        assert_eq!(write.record.lease_until, Some(t0() + secs(lease)));
+        let Effect::Run { held, .. } = &t.effects[0] else {
+            unreachable!()
+        };
+        assert_eq!(
+            held.lease, write.record.lease_until,
+            "the outcome holds the claim"
+        );
+    }
+}
+
+#[test]
+fn arrival_renders_a_pure_step_without_a_claim() {
+    let w = wf();
+    for step in ["pure", "fan"] {
+        let ready = rec(step, StepStatus::Ready, 0);
+        let m = msg(step, 1);
+        let t = decide_in(
+            &w,
+            &ready,
+            Event::Arrived {
+                msg: &m,
+                again: false,
+            },
+            false,
+        );
+        assert_eq!(summary(&t), s(None, &["run 1"]), "{step}");
+        let Effect::Run { held, .. } = &t.effects[0] else {
+            unreachable!()
+        };
+        assert_eq!(held, &Guard::unchanged(&ready));
+    }
+}
+
+#[test]
+fn arrival_before_due_sends_the_message_again_for_then() {
+    let w = wf();
+    let later = StepRecord {
+        due_at: Some(t0() + secs(5)),
+        ..rec("task", StepStatus::Retrying, 1)
+    };
+    let m = msg("task", 2);
+    let t = decide_in(
+        &w,
+        &later,
+        Event::Arrived {
+            msg: &m,
+            again: false,
+        },
+        false,
+    );
+    assert_eq!(summary(&t), s(None, &["send 2 after 5s"]));
+}
+
+#[test]
+fn arrival_in_a_failing_run_cancels_what_has_not_started() {
+    let w = wf();
+    let ready = rec("task", StepStatus::Ready, 0);
+    let m = msg("task", 1);
+    let t = decide_in(
+        &w,
+        &ready,
+        Event::Arrived {
+            msg: &m,
+            again: false,
+        },
+        true,
+    );
+    assert_eq!(summary(&t), s(Some(StepStatus::Cancelled), &["settle"]));
+    assert_eq!(t.write.unwrap().guard, Guard::status(NOT_STARTED));
+}
+
+#[test]
+fn a_message_arriving_again_takes_over_its_running_attempt() {
+    let w = wf();
+    let running = StepRecord {
+        lease_until: Some(t0() + secs(3)),
+        ..rec("task", StepStatus::Running, 2)
+    };
+    let m = msg("task", 2);
+    let t = decide_in(
+        &w,
+        &running,
+        Event::Arrived {
+            msg: &m,
+            again: true,
+        },
+        false,
+    );
+    assert_eq!(summary(&t), s(Some(StepStatus::Running), &["run 2"]));
+    let write = t.write.unwrap();
+    assert_eq!(
+        write.guard.lease, running.lease_until,
+        "one copy takes it over"
+    );
+    assert_eq!(write.record.lease_until, Some(t0() + secs(40)));
+    // A copy seen for the first time is a duplicate: the attempt runs elsewhere.
+    let dup = decide_in(
+        &w,
+        &running,
+        Event::Arrived {
+            msg: &m,
+            again: false,
+        },
+        false,
+    );
+    assert_eq!(dup, Transition::none());
+}
+
+#[test]
+fn a_fan_out_arriving_again_is_not_expanded_again() {
+    let w = wf();
+    let expanded = StepRecord {
+        fan_out: Some(FanOut {
+            total: 3,
+            lanes: 2,
+            ended: 1,
+            failed: 0,
+        }),
+        ..rec("fan", StepStatus::Running, 1)
+    };
+    let m = msg("fan", 1);
+    for again in [false, true] {
+        let t = decide_in(&w, &expanded, Event::Arrived { msg: &m, again }, false);
+        assert_eq!(t, Transition::none(), "again: {again}");
+    }
+}
+
+#[test]
+fn a_waiting_step_wakes_when_due_and_waits_again_before() {
+    let w = wf();
+    let waiting = StepRecord {
+        due_at: Some(t0()),
+        ..rec("pause", StepStatus::Waiting, 1)
+    };
+    let m = msg("pause", 1);
+    let t = decide_in(
+        &w,
+        &waiting,
+        Event::Arrived {
+            msg: &m,
+            again: false,
+        },
+        false,
+    );
+    assert_eq!(summary(&t), s(Some(StepStatus::Succeeded), &["settle"]));
+    let early = StepRecord {
+        due_at: Some(t0() + secs(60)),
+        ..waiting
+    };
+    let t = decide_in(
+        &w,
+        &early,
+        Event::Arrived {
+            msg: &m,
+            again: false,
+        },
+        false,
+    );
+    assert_eq!(summary(&t), s(None, &["send 1 after 60s"]));
+}
+
+#[test]
+fn outcomes_end_retry_or_expand_the_attempt_under_its_guard() {
+    let w = wf();
+    let held = Guard::at(&[StepStatus::Running], 1);
+    let running = rec("task", StepStatus::Running, 1);
+    let ok = Outcome::Succeeded {
+        output: Data::Inline(json!(1)),
+    };
+    let retryable = Outcome::Failed {
+        error: ErrorInfo::new("http", "503"),
+        retryable: true,
+    };
+    let fatal = Outcome::Failed {
+        error: ErrorInfo::new("http", "400"),
+        retryable: false,
+    };
+    let ended = |r: &StepRecord, o: &Outcome| {
+        decide_in(
+            &w,
+            r,
+            Event::Ended {
+                attempt: r.attempt,
+                outcome: o,
+                held: Some(&held),
+            },
+            false,
+        )
+    };
+    assert_eq!(
+        summary(&ended(&running, &ok)),
+        s(Some(StepStatus::Succeeded), &["settle"])
+    );
+    assert_eq!(
+        summary(&ended(&running, &retryable)),
+        s(Some(StepStatus::Retrying), &["send 2 after 2s"])
+    );
+    let failed = ended(&running, &fatal);
+    assert_eq!(summary(&failed), s(Some(StepStatus::Failed), &["settle"]));
+    let w_ = failed.write.unwrap();
+    assert_eq!(w_.guard, held);
+    assert_eq!(
+        w_.fail_run,
+        Some(ErrorInfo::new("http", "step `task` failed: 400")),
+        "fail fast in the same write"
+    );
+    let last = rec("task", StepStatus::Running, 3);
+    assert_eq!(
+        summary(&ended(&last, &retryable)),
+        s(Some(StepStatus::Failed), &["settle"]),
+        "no attempts left"
+    );
+    let fan = rec("fan", StepStatus::Running, 1);
+    let expanded = Outcome::Expanded {
+        items: Data::Inline(json!([1, 2, 3])),
+        total: 3,
+    };
+    let t = ended(&fan, &expanded);
+    assert_eq!(summary(&t), s(Some(StepStatus::Running), &["launch lanes"]));
+    let f = t.write.unwrap().record.fan_out.unwrap();
+    assert_eq!((f.total, f.lanes), (3, 2));
+}
+
+#[test]
+fn an_outcome_for_another_attempt_or_a_step_not_running_changes_nothing() {
+    let w = wf();
+    let ok = Outcome::Succeeded {
+        output: Data::Inline(json!(1)),
+    };
+    for r in [
+        rec("task", StepStatus::Running, 2),
+        rec("task", StepStatus::Succeeded, 1),
+        rec("task", StepStatus::Waiting, 1),
+        rec("task", StepStatus::Cancelled, 1),
+    ] {
+        let t = decide_in(
+            &w,
+            &r,
+            Event::Ended {
+                attempt: 1,
+                outcome: &ok,
+                held: None,
+            },
+            false,
+        );
+        assert_eq!(t, Transition::none(), "{r:?}");
+    }
+}
+
+#[test]
+fn a_wait_parks_under_its_claim_and_the_tick_wakes_long_ones() {
+    let w = wf();
+    let held = Guard::at(&[StepStatus::Running], 1);
+    let running = rec("pause", StepStatus::Running, 1);
+    let soon = Event::Parked {
+        attempt: 1,
+        due: t0() + secs(60),
+        held: &held,
+    };
+    assert_eq!(
+        summary(&decide_in(&w, &running, soon, false)),
+        s(Some(StepStatus::Waiting), &["send 1 after 60s"])
+    );
+    let late = Event::Parked {
+        attempt: 1,
+        due: t0() + secs(86_400),
+        held: &held,
+    };
+    assert_eq!(
+        summary(&decide_in(&w, &running, late, false)),
+        s(Some(StepStatus::Waiting), &[]),
+        "beyond the queue's longest delay"
+    );
+}
+
+#[test]
+fn a_lease_expiry_holds_only_for_the_lease_it_saw() {
+    let w = wf();
+    let lease = t0() - secs(1);
+    let running = StepRecord {
+        lease_until: Some(lease),
+        ..rec("task", StepStatus::Running, 1)
+    };
+    let t = decide_in(
+        &w,
+        &running,
+        Event::LeaseExpired { attempt: 1, lease },
+        false,
+    );
+    assert_eq!(
+        summary(&t),
+        s(Some(StepStatus::Retrying), &["send 2 after 2s"])
+    );
+    assert_eq!(t.write.unwrap().guard, Guard::unchanged(&running));
+    // Taken over since: a new lease, so the expiry seen is no longer the record's.
+    let resumed = StepRecord {
+        lease_until: Some(t0() + secs(30)),
+        ..running.clone()
+    };
+    let t = decide_in(
+        &w,
+        &resumed,
+        Event::LeaseExpired { attempt: 1, lease },
+        false,
+    );
+    assert_eq!(t, Transition::none());
+}
+
+#[test]
+fn fail_fast_and_cancel_end_only_what_has_not_started() {
+    let w = wf();
+    for status in [
+        StepStatus::Pending,
+        StepStatus::Ready,
+        StepStatus::Retrying,
+        StepStatus::Waiting,
+    ] {
+        for event in [Event::FailFast, Event::CancelRequested] {
+            let t = decide_in(&w, &rec("task", status, 1), event, true);
+            assert_eq!(
+                summary(&t),
+                s(Some(StepStatus::Cancelled), &["settle"]),
+                "{status:?}"
+            );
+        }
+    }
+    for status in [
+        StepStatus::Running,
+        StepStatus::Succeeded,
+        StepStatus::Failed,
+    ] {
+        let t = decide_in(&w, &rec("task", status, 1), Event::FailFast, true);
+        assert_eq!(t, Transition::none(), "{status:?}");
+    }
+}
+
+#[test]
+fn a_fan_out_ends_by_its_fan_in() {
+    let w = wf();
+    let running = StepRecord {
+        fan_out: Some(FanOut::default()),
+        ..rec("fan", StepStatus::Running, 1)
+    };
+    let out = Data::Inline(json!([1, 2, 3]));
+    let event = Event::FannedIn {
+        status: StepStatus::Succeeded,
+        output: Some(&out),
+        error: None,
+    };
+    let t = decide_in(&w, &running, event, false);
+    assert_eq!(summary(&t), s(Some(StepStatus::Succeeded), &["settle"]));
+    assert_eq!(t.write.unwrap().guard, Guard::at(&[StepStatus::Running], 1));
+    let plain = rec("task", StepStatus::Running, 1);
+    assert_eq!(decide_in(&w, &plain, event, false), Transition::none());
+}
+
+#[test]
+fn a_lost_message_is_sent_again_counted_then_given_up_on() {
+    let w = wf();
+    let ready = rec("task", StepStatus::Ready, 0);
+    let t = decide_in(&w, &ready, Event::Lost, false);
+    assert_eq!(
+        summary(&t),
+        s(Some(StepStatus::Ready), &["send 1 after 0s"])
+    );
+    let write = t.write.unwrap();
+    assert_eq!(
+        write.guard,
+        Guard::unchanged(&ready),
+        "a no-op if it moved on"
+    );
+    assert_eq!((write.record.resends, write.record.due_at), (1, Some(t0())));
+    let worn = StepRecord {
+        resends: MAX_RESENDS,
+        ..ready
+    };
+    let t = decide_in(&w, &worn, Event::Lost, false);
+    assert_eq!(summary(&t), s(Some(StepStatus::Failed), &["settle"]));
+    let write = t.write.unwrap();
+    assert_eq!(write.record.error.unwrap().error, "undeliverable");
+    assert!(
+        write.fail_run.is_some(),
+        "the run goes on by its failure rules"
+    );
+    for status in [StepStatus::Running, StepStatus::Succeeded] {
+        let t = decide_in(&w, &rec("task", status, 1), Event::Lost, false);
+        assert_eq!(t, Transition::none(), "{status:?}");
+    }
+}
+
+#[test]
+fn re_sends_wait_twice_as_long_each_time() {
+    let stale = Duration::from_secs(60);
+    let mut r = rec("task", StepStatus::Ready, 0);
+    for (resends, wait) in [(0, 60), (1, 120), (3, 480)] {
+        r.resends = resends;
+        assert!(!resend_due(&r, t0(), t0() + secs(wait - 1), stale));
+        assert!(resend_due(&r, t0(), t0() + secs(wait), stale));
+    }
+}
+
+#[test]
+fn a_waiter_resolves_only_its_waiting_attempt() {
+    let w = wf();
+    let waiting = rec("pause", StepStatus::Waiting, 1);
+    let ok = Outcome::Succeeded {
+        output: Data::Inline(json!({"decision": "approved"})),
+    };
+    let event = |attempt| Event::Resolved {
+        attempt,
+        by: Waiter::Approval,
+        outcome: &ok,
+    };
+    assert_eq!(
+        summary(&decide_in(&w, &waiting, event(1), false)),
+        s(Some(StepStatus::Succeeded), &["settle"])
+    );
+    assert_eq!(decide_in(&w, &waiting, event(2), false), Transition::none());
+}
+
+#[test]
+fn an_enormous_timeout_saturates_the_lease_instead_of_overflowing() {
+    let w = braid_lang::parse(
+        "t.yaml",
+        "name: t\nsteps:\n  - id: task\n    http: { url: \"http://x.invalid\" }\n    timeout: 100000000d\n",
+    );
+    // Validation may refuse it; when it does not, the claim must not panic.
+    if let Ok(w) = w {
+        let ready = rec("task", StepStatus::Ready, 0);
+        let m = msg("task", 1);
+        let t = decide_in(
+            &w,
+            &ready,
+            Event::Arrived {
+                msg: &m,
+                again: false,
+            },
+            false,
+        );
+        assert_eq!(summary(&t).0, Some(StepStatus::Running));
+    }
+}
+
+#[test]
+fn the_end_of_its_run_cancels_every_step_not_final() {
+    for status in [
+        StepStatus::Pending,
+        StepStatus::Ready,
+        StepStatus::Running,
+        StepStatus::Waiting,
+        StepStatus::Retrying,
+    ] {
+        let t = run_ended(&rec("task", status, 1), t0());
+        assert_eq!(
+            summary(&t),
+            s(Some(StepStatus::Cancelled), &[]),
+            "{status:?}"
+        );
+    }
+    let t = run_ended(&rec("task", StepStatus::Succeeded, 1), t0());
+    assert_eq!(t, Transition::none());
+}

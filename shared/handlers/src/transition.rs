@@ -1,0 +1,118 @@
+//! Carrying out the step lifecycle: ask [`braid_engine::lifecycle::decide`] what an
+//! event does to a step, make its guarded write, then carry out its effects. The
+//! handlers decide nothing about a step's state themselves: they load the record, call
+//! the lifecycle, and do what it says.
+
+use super::{HandlerResult, Handlers};
+use braid_engine::lifecycle::{self, Context, Effect, Event, Transition};
+use braid_engine::model::{RunRecord, StepRecord};
+use braid_lang::{Step, Workflow};
+
+/// What running an attempt came to.
+pub(super) enum Attempt {
+    /// It ended with this outcome.
+    Ended(braid_engine::model::Outcome),
+    /// A `wait` step parks until then.
+    Parked(braid_engine::model::Timestamp),
+}
+
+impl Handlers {
+    /// The lifecycle's context for `step` of `run` now.
+    pub(super) fn context<'a>(&self, step: &'a Step, run: &RunRecord) -> Context<'a> {
+        Context {
+            step,
+            run_failing: run.failing,
+            now: self.now(),
+            default_lease: self.settings.default_lease,
+            max_queue_delay: self.settings.max_queue_delay,
+            random: fastrand::f64(),
+        }
+    }
+
+    /// Decides what `event` does to `rec` (the step's record as read, or as the attempt
+    /// ran) and carries it out. `run` is the run as last read.
+    pub(super) async fn apply(
+        &self,
+        wf: &Workflow,
+        run: &RunRecord,
+        rec: &StepRecord,
+        event: Event<'_>,
+    ) -> HandlerResult<()> {
+        let Some(step) = wf.step(&rec.key.step) else {
+            return Ok(());
+        };
+        let t = lifecycle::decide(rec, event, &self.context(step, run));
+        Box::pin(self.carry_out(wf, run, step, t)).await
+    }
+
+    /// Makes transition `t`'s write and, if it held, carries out its effects.
+    async fn carry_out(
+        &self,
+        wf: &Workflow,
+        run: &RunRecord,
+        step: &Step,
+        t: Transition,
+    ) -> HandlerResult<()> {
+        let store = &self.ports.store;
+        let (written, run_after, parent) = match t.write {
+            None => (None, None, None),
+            Some(w) if w.record.status.is_final() => {
+                match store
+                    .finalize_step(&w.guard, &w.record, w.fail_run.as_ref())
+                    .await?
+                {
+                    Some(fin) => (Some(w.record), Some(fin.run), fin.parent),
+                    None => return Ok(()),
+                }
+            }
+            Some(w) => {
+                if !store.update_step(&w.guard, &w.record).await? {
+                    return Ok(());
+                }
+                (Some(w.record), None, None)
+            }
+        };
+        let mut parent = parent;
+        for effect in t.effects {
+            match effect {
+                Effect::Run { record, held } => {
+                    let attempt = record.attempt;
+                    let event_outcome;
+                    let event = match self.execute(run, step, &record).await? {
+                        Attempt::Ended(outcome) => {
+                            event_outcome = outcome;
+                            Event::Ended {
+                                attempt,
+                                outcome: &event_outcome,
+                                held: Some(&held),
+                            }
+                        }
+                        Attempt::Parked(due) => Event::Parked {
+                            attempt,
+                            due,
+                            held: &held,
+                        },
+                    };
+                    self.apply(wf, run, &record, event).await?;
+                }
+                Effect::Send { msg, delay } => {
+                    self.send_dispatch_of(run, vec![(msg, delay)], written.as_slice())
+                        .await?;
+                }
+                Effect::Settle => {
+                    let Some(done) = &written else { continue };
+                    let after = run_after.clone().unwrap_or_else(|| run.clone());
+                    self.settle(wf, after, done, parent.take(), true).await?;
+                }
+                Effect::LaunchLanes => {
+                    let Some(expanded) = written.clone() else {
+                        continue;
+                    };
+                    let run = self.ports.store.get_run(&expanded.run_id).await?;
+                    self.launch_lanes(wf, &run, expanded).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
