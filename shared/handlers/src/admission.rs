@@ -81,7 +81,7 @@ impl Handlers {
                 ));
             }
         }
-        self.send_dispatch(wake).await
+        self.send_now(wake).await
     }
 
     /// What follows a run's end, once its final write marked it closing: its steps

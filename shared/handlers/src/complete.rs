@@ -3,6 +3,7 @@
 //! tick a lease's expiry); callbacks, approvals and signals will — by the step
 //! lifecycle (see [`super::transition`]).
 
+use super::eager::FollowUps;
 use super::{HandlerResult, Handlers};
 use braid_engine::lifecycle::Event;
 use braid_engine::model::ResultMsg;
@@ -22,6 +23,6 @@ impl Handlers {
             outcome: &msg.outcome,
             held: None,
         };
-        self.apply(&wf, &run, &rec, event).await
+        self.apply(&FollowUps::none(), &wf, &run, &rec, event).await
     }
 }

@@ -2,6 +2,7 @@
 //! [`super::transition`]), which claims the attempt; this module renders the step's
 //! fields and runs its task ([`Handlers::execute`]).
 
+use super::eager::FollowUps;
 use super::transition::Attempt;
 use super::{HandlerError, HandlerResult, Handlers, span};
 use braid_engine::lifecycle::{Event, is_pure};
@@ -56,11 +57,12 @@ impl Handlers {
         self.dispatch_eagerly(msg, redelivered).await
     }
 
-    /// Handles one "ready" message (see [`Handlers::dispatch_delivery`]); `known_run`
-    /// and `known_rec` are its run and step when the caller has just read or written
-    /// them.
+    /// Handles one "ready" message (see [`Handlers::dispatch_delivery`]) in the delivery
+    /// keeping follow-ups in `fu`; `known_run` and `known_rec` are its run and step when
+    /// the caller has just read or written them.
     pub(super) async fn dispatch_one(
         &self,
+        fu: &FollowUps,
         msg: &DispatchMsg,
         known_run: Option<RunRecord>,
         known_rec: Option<StepRecord>,
@@ -104,7 +106,7 @@ impl Handlers {
             return Err(no_runners(step));
         }
         let again = redelivered || msg.resume;
-        self.apply(&wf, &run, &rec, Event::Arrived { msg, again })
+        self.apply(fu, &wf, &run, &rec, Event::Arrived { msg, again })
             .await
     }
 

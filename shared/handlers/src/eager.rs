@@ -7,17 +7,19 @@
 //! A fan-out's first iterations all go to the queue, so they start together.
 //! The follow-up is recorded with the same guarded writes, and starts from the run and
 //! record its cause left instead of reading them. A dependent that only the ended step
-//! held back is not even released by a write ([`keep_released`]): a crash in the
+//! held back is not even released by a write ([`FollowUps::keep_released`]): a crash in the
 //! follow-up is repaired like a lost message, or, for that one, like a lost release.
 //! It saves, per step, a queue send, its receive and delete, two reads, a share of a
 //! function invocation, and for a chain its releases.
 //!
 //! A delivery keeps going for at most [`EAGER_BUDGET`]; what is left then goes to the
-//! queue, so a long chain never holds one invocation near its timeout.
+//! queue, so a long chain never holds one invocation near its timeout. The follow-up
+//! is kept in [`FollowUps`], passed explicitly down every call that may make a step
+//! ready.
 
 use super::{HandlerResult, Handlers};
 use braid_engine::model::{DispatchMsg, RunRecord, StepRecord};
-use std::cell::RefCell;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long one delivery goes on running follow-ups before it sends them instead.
@@ -32,61 +34,78 @@ struct FollowUp {
     rec: Option<StepRecord>,
 }
 
-tokio::task_local! {
-    /// The follow-up kept by the delivery running on this task, while there is one.
-    static FOLLOW_UP: RefCell<Option<FollowUp>>;
+/// Where one delivery keeps its follow-up: passed down every call that may make a
+/// step ready, so what a delivery runs next is never hidden state. Outside a
+/// dispatcher's delivery (the tick, intake, the completer) it keeps nothing
+/// ([`FollowUps::none`]): every message is sent.
+pub(super) struct FollowUps {
+    keeps: bool,
+    next: Mutex<Option<FollowUp>>,
 }
 
-/// Takes one message due now out of `msgs` as the follow-up of the delivery running on
-/// this task, if it has none yet; returns the messages left to send. Outside a
-/// dispatcher's delivery every message is left.
-/// `run` and `records` (the steps' records, some of them) go with the one kept.
-pub(super) fn keep_follow_up(
-    mut msgs: Vec<(DispatchMsg, Duration)>,
-    run: Option<&RunRecord>,
-    records: &[StepRecord],
-) -> Vec<(DispatchMsg, Duration)> {
-    let _ = FOLLOW_UP.try_with(|slot| {
-        let mut slot = slot.borrow_mut();
-        if slot.is_none()
-            && let Some(i) = msgs.iter().position(|(_, delay)| delay.is_zero())
-        {
+impl FollowUps {
+    /// Keeps nothing.
+    pub(super) fn none() -> Self {
+        FollowUps {
+            keeps: false,
+            next: Mutex::new(None),
+        }
+    }
+
+    /// A dispatcher's delivery: keeps one follow-up at a time.
+    fn keeping() -> Self {
+        FollowUps {
+            keeps: true,
+            next: Mutex::new(None),
+        }
+    }
+
+    /// Takes one message due now out of `msgs` as the follow-up, if this delivery
+    /// keeps one and has none yet; returns the messages left to send. `run` and
+    /// `records` (the steps' records, some of them) go with the one kept.
+    pub(super) fn keep(
+        &self,
+        mut msgs: Vec<(DispatchMsg, Duration)>,
+        run: Option<&RunRecord>,
+        records: &[StepRecord],
+    ) -> Vec<(DispatchMsg, Duration)> {
+        let mut next = self.next.lock().expect("follow-up lock");
+        if !self.keeps || next.is_some() {
+            return msgs;
+        }
+        if let Some(i) = msgs.iter().position(|(_, delay)| delay.is_zero()) {
             let msg = msgs.remove(i).0;
             let rec = records.iter().find(|r| r.key == msg.key).cloned();
-            *slot = Some(FollowUp {
+            *next = Some(FollowUp {
                 msg,
                 run: run.cloned(),
                 rec,
             });
         }
-    });
-    msgs
-}
+        msgs
+    }
 
-/// Keeps `released` — a step of `run` whose last need just ended, released in memory
-/// only — as the follow-up of the delivery running on this task, if it has none yet;
-/// false (nothing kept) otherwise. Its first write (its claim or its outcome) then
-/// records the need; a crash before that leaves a release the sweeper carries out.
-pub(super) fn keep_released(released: &StepRecord, run: &RunRecord) -> bool {
-    FOLLOW_UP
-        .try_with(|slot| {
-            let mut slot = slot.borrow_mut();
-            if slot.is_some() {
-                return false;
-            }
-            *slot = Some(FollowUp {
-                msg: DispatchMsg::first(&run.id, released.key.clone()),
-                run: Some(run.clone()),
-                rec: Some(released.clone()),
-            });
-            true
-        })
-        .unwrap_or(false)
-}
+    /// Keeps `released` — a step of `run` whose last need just ended, released in
+    /// memory only — as the follow-up, if one can be kept; false (nothing kept)
+    /// otherwise. Its claim then records the need; a crash before that leaves a
+    /// release the sweeper carries out.
+    pub(super) fn keep_released(&self, released: &StepRecord, run: &RunRecord) -> bool {
+        let mut next = self.next.lock().expect("follow-up lock");
+        if !self.keeps || next.is_some() {
+            return false;
+        }
+        *next = Some(FollowUp {
+            msg: DispatchMsg::first(&run.id, released.key.clone()),
+            run: Some(run.clone()),
+            rec: Some(released.clone()),
+        });
+        true
+    }
 
-/// The follow-up kept, if any.
-fn take_follow_up() -> Option<FollowUp> {
-    FOLLOW_UP.with(|s| s.borrow_mut().take())
+    /// The follow-up kept, if any.
+    fn take(&self) -> Option<FollowUp> {
+        self.next.lock().expect("follow-up lock").take()
+    }
 }
 
 impl Handlers {
@@ -126,38 +145,39 @@ impl Handlers {
         redelivered: bool,
     ) -> HandlerResult<()> {
         let started = Instant::now();
-        FOLLOW_UP
-            .scope(RefCell::new(None), async {
-                if let Err(e) = self.dispatch_one(msg, None, None, redelivered).await {
-                    // What the step's end made ready is not lost with the delivery's
-                    // failure (a redelivery finds the step final and goes no further).
-                    if let Some(next) = take_follow_up()
-                        && let Err(send) = self.send_follow_up(next, false).await
-                    {
-                        tracing::warn!(error = %send, "sending a follow-up failed; the sweeper re-sends it");
-                    }
-                    return Err(e);
+        let fu = FollowUps::keeping();
+        if let Err(e) = self.dispatch_one(&fu, msg, None, None, redelivered).await {
+            // What the step's end made ready is not lost with the delivery's
+            // failure (a redelivery finds the step final and goes no further).
+            if let Some(next) = fu.take()
+                && let Err(send) = self.send_follow_up(next, false).await
+            {
+                tracing::warn!(error = %send, "sending a follow-up failed; the sweeper re-sends it");
+            }
+            return Err(e);
+        }
+        while let Some(next) = fu.take() {
+            if started.elapsed() >= EAGER_BUDGET {
+                return self.send_follow_up(next, false).await;
+            }
+            let FollowUp { msg, run, rec } = next;
+            let kept = rec.clone();
+            if let Err(e) = self.dispatch_one(&fu, &msg, run, rec, false).await {
+                tracing::warn!(error = %e, run = %msg.run_id, step = %msg.key, "a follow-up failed; sending it to the queue");
+                // It may have claimed its attempt: the message resumes it.
+                let failed = FollowUp {
+                    msg,
+                    run: None,
+                    rec: kept,
+                };
+                let after = fu.take();
+                self.send_follow_up(failed, true).await?;
+                if let Some(after) = after {
+                    self.send_follow_up(after, false).await?;
                 }
-                while let Some(next) = take_follow_up() {
-                    if started.elapsed() >= EAGER_BUDGET {
-                        return self.send_follow_up(next, false).await;
-                    }
-                    let FollowUp { msg, run, rec } = next;
-                    let kept = rec.clone();
-                    if let Err(e) = self.dispatch_one(&msg, run, rec, false).await {
-                        tracing::warn!(error = %e, run = %msg.run_id, step = %msg.key, "a follow-up failed; sending it to the queue");
-                        // It may have claimed its attempt: the message resumes it.
-                        let failed = FollowUp { msg, run: None, rec: kept };
-                        let after = take_follow_up();
-                        self.send_follow_up(failed, true).await?;
-                        if let Some(after) = after {
-                            self.send_follow_up(after, false).await?;
-                        }
-                        return Ok(());
-                    }
-                }
-                Ok(())
-            })
-            .await
+                return Ok(());
+            }
+        }
+        Ok(())
     }
 }

@@ -145,7 +145,7 @@ impl Handlers {
             });
         }
         // The records are durable: from here a lost message is re-sent by the sweeper.
-        self.send_dispatch(
+        self.send_now(
             plan.dispatch
                 .into_iter()
                 .map(|m| (m, Duration::ZERO))

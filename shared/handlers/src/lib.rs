@@ -271,23 +271,18 @@ impl Handlers {
         }
     }
 
-    /// Sends "ready" messages, but for one that the dispatcher's delivery running on
-    /// this task keeps to run itself (see [`eager`]).
-    async fn send_dispatch(&self, msgs: Vec<(DispatchMsg, Duration)>) -> HandlerResult<()> {
-        self.send_now(eager::keep_follow_up(msgs, None, &[])).await
-    }
-
-    /// [`Handlers::send_dispatch`] for steps of `run`, as read after the write that
-    /// made them ready, whose records are `records` as written (some of them): a
-    /// follow-up kept starts from these copies instead of reading them.
+    /// Sends "ready" messages for steps of `run`, but for one that the delivery keeps
+    /// in `fu` to run itself (see [`eager`]). `run` is as read after the write that
+    /// made them ready, and `records` (some of the steps') as written: a follow-up
+    /// kept starts from these copies instead of reading them.
     async fn send_dispatch_of(
         &self,
+        fu: &eager::FollowUps,
         run: &RunRecord,
         msgs: Vec<(DispatchMsg, Duration)>,
         records: &[StepRecord],
     ) -> HandlerResult<()> {
-        self.send_now(eager::keep_follow_up(msgs, Some(run), records))
-            .await
+        self.send_now(fu.keep(msgs, Some(run), records)).await
     }
 
     /// Sends "ready" messages to the queue.

@@ -2,10 +2,11 @@
 //! finishing the run. Every operation here is idempotent, so the sweeper runs the same
 //! code to repair whatever a crash left half done.
 
-use super::{HandlerResult, Handlers, StepEvents, eager};
+use super::eager::FollowUps;
+use super::{HandlerResult, Handlers, StepEvents};
 use braid_engine::lifecycle::{self, Event};
 use braid_engine::model::{
-    Data, DispatchMsg, ErrorInfo, LifecycleEvent, RunId, RunRecord, RunStatus, StepId, StepKey,
+    DispatchMsg, ErrorInfo, LifecycleEvent, RunId, RunRecord, RunStatus, StepId, StepKey,
     StepRecord, StepStatus,
 };
 use braid_engine::{gates, output, records};
@@ -23,6 +24,7 @@ impl Handlers {
     /// thousands of events nobody routes.
     pub(super) async fn settle(
         &self,
+        fu: &FollowUps,
         wf: &Workflow,
         run: RunRecord,
         rec: &StepRecord,
@@ -39,10 +41,10 @@ impl Handlers {
             return Ok(());
         };
         if rec.key.index.is_some() {
-            return self.follow_lane(wf, &run, rec, parent).await;
+            return self.follow_lane(fu, wf, &run, rec, parent).await;
         }
         if gates::fails_run(step, rec.status) {
-            return self.fail_fast(wf, &run.id).await;
+            return self.fail_fast(fu, wf, &run.id).await;
         }
         if !run.failing && gates::lets_dependents_run(step, rec.status) {
             let (mut wake, mut ready) = (Vec::new(), Vec::new());
@@ -54,7 +56,7 @@ impl Handlers {
                         satisfied: vec![step.id.clone()],
                         ..records::unwritten(&run.id, &dependent.id)
                     };
-                    if eager::keep_released(&released, &run) {
+                    if fu.keep_released(&released, &run) {
                         continue;
                     }
                 }
@@ -63,7 +65,7 @@ impl Handlers {
                     ready.push(rec);
                 }
             }
-            self.send_dispatch_of(&run, wake, &ready).await?;
+            self.send_dispatch_of(fu, &run, wake, &ready).await?;
         } else if run.failing {
             // Not released, so never to run: cancelled here (fail fast may have run
             // before this step's final write).
@@ -74,7 +76,7 @@ impl Handlers {
                     .await?
                     .filter(|r| r.status == StepStatus::Pending)
                 {
-                    self.cancel(wf, &run, &pending).await?;
+                    self.cancel(fu, wf, &run, &pending).await?;
                 }
             }
         }
@@ -112,7 +114,7 @@ impl Handlers {
     /// new step starts; steps that have not started are cancelled, and each running
     /// fan-out stops its iterations; attempts in flight finish and are recorded; the
     /// run fails when nothing is open.
-    async fn fail_fast(&self, wf: &Workflow, run_id: &RunId) -> HandlerResult<()> {
+    async fn fail_fast(&self, fu: &FollowUps, wf: &Workflow, run_id: &RunId) -> HandlerResult<()> {
         let run = self.ports.store.get_run(run_id).await?;
         let written = self.ports.store.list_steps(run_id).await?;
         let all = records::every_step(wf, run_id, written);
@@ -122,9 +124,9 @@ impl Handlers {
                 continue;
             }
             if gates::fail_fast_cancels(rec) {
-                self.cancel(wf, &run, rec).await?;
+                self.cancel(fu, wf, &run, rec).await?;
             } else if rec.status == StepStatus::Running && rec.fan_out.is_some() {
-                self.advance_fan_out(wf, &run, rec.clone()).await?;
+                self.advance_fan_out(fu, wf, &run, rec.clone()).await?;
             }
         }
         self.finish_if_done(wf, run_id, None).await
@@ -134,11 +136,12 @@ impl Handlers {
     /// attempts, and settles it.
     pub(super) async fn cancel(
         &self,
+        fu: &FollowUps,
         wf: &Workflow,
         run: &RunRecord,
         rec: &StepRecord,
     ) -> HandlerResult<()> {
-        self.apply(wf, run, rec, Event::FailFast).await
+        self.apply(fu, wf, run, rec, Event::FailFast).await
     }
 
     /// Cancels iteration `rec` of a stopping fan-out, the write alone: the caller fans
@@ -178,7 +181,9 @@ impl Handlers {
             return Ok(());
         };
         if f.total == 0 {
-            return self.advance_fan_out(wf, run, parent).await;
+            return self
+                .advance_fan_out(&FollowUps::none(), wf, run, parent)
+                .await;
         }
         let step = &parent.key.step;
         let msgs = f
@@ -199,6 +204,7 @@ impl Handlers {
     /// is the `for_each` step when the final write returned it.
     async fn follow_lane(
         &self,
+        fu: &FollowUps,
         wf: &Workflow,
         run: &RunRecord,
         rec: &StepRecord,
@@ -239,7 +245,7 @@ impl Handlers {
                 if let Some(pending) = next.filter(|r| r.status == StepStatus::Pending) {
                     self.cancel_iteration(wf, run, &pending).await?;
                 }
-                return self.advance_fan_out(wf, run, parent).await;
+                return self.advance_fan_out(fu, wf, run, parent).await;
             }
         }
         if let Some(next) = rec.next_in_lane {
@@ -248,13 +254,13 @@ impl Handlers {
             // which its guard then finds).
             let unwritten = self.unwritten_iteration(&run.id, step_id, next).await?;
             return self
-                .send_dispatch_of(run, vec![(msg, Duration::ZERO)], unwritten.as_slice())
+                .send_dispatch_of(fu, run, vec![(msg, Duration::ZERO)], unwritten.as_slice())
                 .await;
         }
         // The lane's end. Its count is a hint: the fan-in reads the records.
         match self.ports.store.end_lane(&run.id, &step_id.into()).await? {
             Some(p) if p.fan_out.is_some_and(|f| f.ended >= f.lanes) => {
-                self.advance_fan_out(wf, run, p).await
+                self.advance_fan_out(fu, wf, run, p).await
             }
             _ => Ok(()),
         }
@@ -267,6 +273,7 @@ impl Handlers {
     /// finds its guard false — and ends when those in flight are recorded.
     pub(super) async fn advance_fan_out(
         &self,
+        fu: &FollowUps,
         wf: &Workflow,
         run: &RunRecord,
         parent: StepRecord,
@@ -325,34 +332,18 @@ impl Handlers {
             parts.push((it.status, out));
         }
         let (status, list) = output::fan_in(parts);
-        if failed_for_good {
-            return self
-                .finalize_top(wf, run, parent, StepStatus::Failed, None, first_error)
-                .await;
-        }
-        let out = self
-            .store_value(&format!("runs/{run_id}/{step_id}/output.json"), list)
-            .await?;
-        self.finalize_top(wf, run, parent, status, Some(out), first_error)
-            .await
-    }
-
-    /// Ends running fan-out `rec` with `status` and settles it.
-    async fn finalize_top(
-        &self,
-        wf: &Workflow,
-        run: &RunRecord,
-        rec: StepRecord,
-        status: StepStatus,
-        output: Option<Data>,
-        error: Option<ErrorInfo>,
-    ) -> HandlerResult<()> {
+        let (status, output) = if failed_for_good {
+            (StepStatus::Failed, None)
+        } else {
+            let key = format!("runs/{run_id}/{step_id}/output.json");
+            (status, Some(self.store_value(&key, list).await?))
+        };
         let event = Event::FannedIn {
             status,
             output: output.as_ref(),
-            error: error.as_ref(),
+            error: first_error.as_ref(),
         };
-        self.apply(wf, run, &rec, event).await
+        self.apply(fu, wf, run, &parent, event).await
     }
 
     /// Finishes the run once every top-level step is final: failed if fail fast began,

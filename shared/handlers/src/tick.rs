@@ -9,6 +9,7 @@
 //! follows it, a run whose last step finished but which was not closed, a queued run
 //! not admitted).
 
+use super::eager::FollowUps;
 use super::{HandlerError, HandlerResult, Handlers};
 use braid_engine::lifecycle::{self, Event};
 use braid_engine::model::{ErrorInfo, RunId, RunRecord, RunStatus, StepKey};
@@ -157,7 +158,8 @@ impl Handlers {
                     let rec = self.ports.store.get_step(&run.id, &key).await?;
                     let fresh_run = self.ports.store.get_run(&run.id).await?;
                     if rec.status.is_final() {
-                        self.settle(&wf, fresh_run, &rec, None, false).await?;
+                        self.settle(&FollowUps::none(), &wf, fresh_run, &rec, None, false)
+                            .await?;
                     }
                 }
                 Repair::Resend(key) => self.step_event(&wf, run, &key, Event::Lost).await?,
@@ -183,7 +185,8 @@ impl Handlers {
                         .store
                         .get_step(&run.id, &braid_engine::model::StepKey::step(&step))
                         .await?;
-                    self.advance_fan_out(&wf, run, parent).await?;
+                    self.advance_fan_out(&FollowUps::none(), &wf, run, parent)
+                        .await?;
                 }
             }
         }
@@ -199,7 +202,7 @@ impl Handlers {
         event: Event<'_>,
     ) -> HandlerResult<()> {
         match self.step_or_iteration(&run.id, key).await? {
-            Some(rec) => self.apply(wf, run, &rec, event).await,
+            Some(rec) => self.apply(&FollowUps::none(), wf, run, &rec, event).await,
             None => Ok(()),
         }
     }

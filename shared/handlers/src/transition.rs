@@ -3,6 +3,7 @@
 //! handlers decide nothing about a step's state themselves: they load the record, call
 //! the lifecycle, and do what it says.
 
+use super::eager::FollowUps;
 use super::{HandlerResult, Handlers};
 use braid_engine::lifecycle::{self, Context, Effect, Event, Transition};
 use braid_engine::model::{RunRecord, StepRecord};
@@ -30,9 +31,11 @@ impl Handlers {
     }
 
     /// Decides what `event` does to `rec` (the step's record as read, or as the attempt
-    /// ran) and carries it out. `run` is the run as last read.
+    /// ran) and carries it out. `run` is the run as last read; `fu` is where a step
+    /// made ready may be kept to run next in this delivery (see [`super::eager`]).
     pub(super) async fn apply(
         &self,
+        fu: &FollowUps,
         wf: &Workflow,
         run: &RunRecord,
         rec: &StepRecord,
@@ -42,12 +45,13 @@ impl Handlers {
             return Ok(());
         };
         let t = lifecycle::decide(rec, event, &self.context(step, run));
-        Box::pin(self.carry_out(wf, run, step, t)).await
+        Box::pin(self.carry_out(fu, wf, run, step, t)).await
     }
 
     /// Makes transition `t`'s write and, if it held, carries out its effects.
     async fn carry_out(
         &self,
+        fu: &FollowUps,
         wf: &Workflow,
         run: &RunRecord,
         step: &Step,
@@ -93,16 +97,17 @@ impl Handlers {
                             held: &held,
                         },
                     };
-                    self.apply(wf, run, &record, event).await?;
+                    self.apply(fu, wf, run, &record, event).await?;
                 }
                 Effect::Send { msg, delay } => {
-                    self.send_dispatch_of(run, vec![(msg, delay)], written.as_slice())
+                    self.send_dispatch_of(fu, run, vec![(msg, delay)], written.as_slice())
                         .await?;
                 }
                 Effect::Settle => {
                     let Some(done) = &written else { continue };
                     let after = run_after.clone().unwrap_or_else(|| run.clone());
-                    self.settle(wf, after, done, parent.take(), true).await?;
+                    self.settle(fu, wf, after, done, parent.take(), true)
+                        .await?;
                 }
                 Effect::LaunchLanes => {
                     let Some(expanded) = written.clone() else {
