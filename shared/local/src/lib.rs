@@ -8,9 +8,11 @@
 //! - [`payloads`]: the payload store (a folder);
 //! - [`lambda`]: `lambda` steps without AWS (Invoke API endpoints, local binaries);
 //! - [`runtime`]: the message loop;
+//! - [`fault`]: a state that cannot be written stops the loop;
 //! - [`backend`]: all of it wired under one state folder.
 
 pub mod backend;
+pub mod fault;
 pub mod lambda;
 pub mod payloads;
 pub mod queue;

@@ -4,10 +4,16 @@
 //! for redelivery — plus a tick every second. There is no other execution path: it
 //! drives until one run is final ([`LocalRuntime::run_to_end`], `braid run`) or until
 //! told to stop ([`LocalRuntime::serve`], `braid dev`).
+//!
+//! Both stop with an error, within a pass, once an adapter notes that the state cannot
+//! be written ([`Fault`]: a full disk, a read-only file): retrying would only log and
+//! re-send forever. Nothing is lost: what they leave is guarded, and the sweeper of the
+//! next process repairs it.
 
+use crate::fault::Fault;
 use braid_engine::model::{RunId, RunRecord};
 use braid_handlers::{Delivery, HandlerError, Handlers};
-use braid_ports::Received;
+use braid_ports::{PortError, Received};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,11 +51,30 @@ impl Default for RuntimeSettings {
 pub struct LocalRuntime {
     handlers: Arc<Handlers>,
     settings: RuntimeSettings,
+    /// Where the adapters note that the state cannot be written.
+    fault: Fault,
 }
 
 impl LocalRuntime {
-    pub fn new(handlers: Arc<Handlers>, settings: RuntimeSettings) -> Self {
-        LocalRuntime { handlers, settings }
+    /// The runtime over `handlers`; `fault` is the cell its adapters note incurable
+    /// failures in (a fresh one when they note none).
+    pub fn new(handlers: Arc<Handlers>, settings: RuntimeSettings, fault: Fault) -> Self {
+        LocalRuntime {
+            handlers,
+            settings,
+            fault,
+        }
+    }
+
+    /// The error that stops the runtime: the state cannot be written.
+    fn faulted(&self) -> Result<(), HandlerError> {
+        match self.fault.get() {
+            None => Ok(()),
+            Some(f) => Err(HandlerError::Port(PortError::Backend {
+                message: f.to_string(),
+                source: Some(Box::new(f.clone())),
+            })),
+        }
     }
 
     pub fn handlers(&self) -> &Arc<Handlers> {
@@ -61,7 +86,15 @@ impl LocalRuntime {
         let mut driver = Driver::new(self);
         let mut never = std::pin::pin!(std::future::pending::<()>());
         loop {
-            let pass = driver.pass().await?;
+            let pass = match driver.pass().await {
+                Ok(pass) => pass,
+                // A failure of the state that retrying cannot cure is reported as such,
+                // whichever operation met it first.
+                Err(e) => {
+                    self.faulted()?;
+                    return Err(e);
+                }
+            };
             if pass.quiet {
                 let run = self.handlers.ports().store.get_run(run_id).await?;
                 if run.status.is_final() {
@@ -79,8 +112,8 @@ impl LocalRuntime {
     /// runs. A failing state store or queue is logged and tried again a second later
     /// (nothing is lost: a message not acknowledged is delivered again). Once stopped it
     /// takes no new message, lets the ones in flight finish, acknowledges them and
-    /// returns.
-    pub async fn serve(&self, stop: impl Future<Output = ()>) {
+    /// returns. A state that cannot be written stops it at once, with that error.
+    pub async fn serve(&self, stop: impl Future<Output = ()>) -> Result<(), HandlerError> {
         let mut stop = std::pin::pin!(stop);
         let mut driver = Driver::new(self);
         loop {
@@ -101,6 +134,7 @@ impl LocalRuntime {
                     }
                 }
                 Err(e) => {
+                    self.faulted()?;
                     tracing::warn!(error = %e, "the local runtime failed a pass; trying again in a second");
                     tokio::select! {
                         _ = stop.as_mut() => break,
@@ -110,6 +144,7 @@ impl LocalRuntime {
             }
         }
         driver.finish().await;
+        Ok(())
     }
 }
 
@@ -158,6 +193,7 @@ impl<'a> Driver<'a> {
         let handlers = &rt.handlers;
         let settings = &rt.settings;
         let ports = &handlers.ports();
+        rt.faulted()?;
         let mut worked = false;
         while let Some(done) = self.tasks.try_join_next() {
             if let Ok(Handled::Ack(r)) = done {
