@@ -13,6 +13,8 @@
 //! locked backs off for milliseconds. One file per writer keeps the hot path free of
 //! that wait (measured: about twice the steps per second of a shared file).
 //!
+//! A process that drives runs also holds `owner.lock` there (see [`crate::owner`]).
+//!
 //! # Environment
 //! - `BRAID_TEST_STATE_MAX_PAGES`: caps `state.db` at this many pages (SQLite's
 //!   `max_page_count`), so that a write beyond fails as on a full disk. For tests: it
@@ -84,6 +86,9 @@ pub const SECRETS_FILE: &str = "secrets.toml";
 /// The name of the database file inside the state folder.
 pub const DB_FILE: &str = "state.db";
 
+/// The "ready" and "result" queues' files inside the state folder, with their names.
+pub const QUEUES: [(&str, &str); 2] = [("ready.db", "ready"), ("results.db", "results")];
+
 /// Builds the ports of the embedded backend.
 pub fn local_ports(opts: &LocalOptions) -> Result<Ports, LocalError> {
     let dir = &opts.state_dir;
@@ -106,8 +111,8 @@ pub fn local_ports(opts: &LocalOptions) -> Result<Ports, LocalError> {
         store: Arc::new(
             SqliteStore::open_with(&db, fault.clone(), opts.max_state_pages).map_err(state)?,
         ),
-        ready: Arc::new(queue("ready.db", "ready")?),
-        results: Arc::new(queue("results.db", "results")?),
+        ready: Arc::new(queue(QUEUES[0].0, QUEUES[0].1)?),
+        results: Arc::new(queue(QUEUES[1].0, QUEUES[1].1)?),
         payloads: Arc::new(
             FolderPayloads::open(&dir.join("payloads"))
                 .map_err(state)?

@@ -165,6 +165,31 @@ impl SqliteQueue {
         out
     }
 
+    /// Makes every message received and not yet acknowledged visible now, and returns
+    /// their bodies. A process that takes over the state from one that stopped (see
+    /// [`crate::takeover`]) calls it before it receives anything: what the stopped
+    /// process had received will never be acknowledged, and need not wait out its
+    /// visibility timeout. Each keeps its receive count, so it is handled as delivered
+    /// again (a dispatch resumes the attempt it may have claimed); the old receipts no
+    /// longer acknowledge it. Delayed messages never received keep their due time.
+    pub fn release_received(&self) -> PortResult<Vec<String>> {
+        let now = to_ms(self.clock.now());
+        let conn = self.lock();
+        let out = conn
+            .prepare(
+                "UPDATE queue_message SET visible_at = ?2, receipt = NULL
+                 WHERE queue = ?1 AND receive_count > 0 AND visible_at > ?2
+                 RETURNING body",
+            )
+            .and_then(|mut st| {
+                st.query_map(params![self.queue, now], |row| row.get(0))?
+                    .collect::<Result<Vec<String>, _>>()
+            })
+            .map_err(db);
+        drop(conn);
+        self.noted(out)
+    }
+
     /// The queue's name in its file.
     pub fn name(&self) -> &str {
         &self.queue
@@ -638,6 +663,25 @@ mod tests {
         assert_eq!(again[0].body, "kept");
         assert_eq!(again[0].receive_count, 2);
         assert_ne!(again[0].receipt, received[0].receipt);
+    }
+
+    #[tokio::test]
+    async fn released_messages_are_visible_at_once_and_count_as_redelivered() {
+        let f = Fixture::new();
+        f.queue.send(one("taken")).await.unwrap();
+        let stale = f.queue.receive(10, VIS).await.unwrap().remove(0);
+        let later = Outgoing {
+            body: "delayed".into(),
+            delay: Duration::from_secs(60),
+        };
+        f.queue.send(vec![later]).await.unwrap();
+        assert_eq!(f.queue.release_received().unwrap(), ["taken"]);
+        // The old receipt acknowledges nothing now.
+        f.queue.ack(&[stale.receipt]).await.unwrap();
+        let again = f.queue.receive(10, VIS).await.unwrap();
+        assert_eq!(again.len(), 1, "the delayed message keeps its due time");
+        assert_eq!(again[0].body, "taken");
+        assert_eq!(again[0].receive_count, 2);
     }
 
     #[tokio::test]

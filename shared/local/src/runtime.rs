@@ -7,15 +7,19 @@
 //!
 //! Both stop with an error, within a pass, once an adapter notes that the state cannot
 //! be written ([`Fault`]: a full disk, a read-only file): retrying would only log and
-//! re-send forever. Nothing is lost: what they leave is guarded, and the sweeper of the
-//! next process repairs it.
+//! re-send forever. What they leave is finished by the next process that takes the
+//! state over ([`crate::takeover`]), which also has this runtime sweep every active
+//! run once, a moment after it started, as if nothing were in flight.
 
 use crate::fault::Fault;
+use crate::owner::Owner;
+use crate::takeover;
+use braid_engine::gates;
 use braid_engine::model::{RunId, RunRecord};
 use braid_handlers::{Delivery, HandlerError, Handlers};
 use braid_ports::{PortError, Received};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -53,6 +57,10 @@ pub struct LocalRuntime {
     settings: RuntimeSettings,
     /// Where the adapters note that the state cannot be written.
     fault: Fault,
+    /// Ownership of the state folder, once taken ([`takeover::take_over`]).
+    owner: Mutex<Option<Owner>>,
+    /// When the sweep of a takeover is due, until it ran.
+    recovery: Mutex<Option<Instant>>,
 }
 
 impl LocalRuntime {
@@ -63,7 +71,43 @@ impl LocalRuntime {
             handlers,
             settings,
             fault,
+            owner: Mutex::new(None),
+            recovery: Mutex::new(None),
         }
+    }
+
+    /// Keeps `owner` for as long as the runtime lives and arms the takeover's sweep:
+    /// once whatever the earlier owner did counts as old enough to be lost.
+    pub(crate) fn adopt(&self, owner: Owner) {
+        let wait = gates::presumed_lost_after(Duration::ZERO)
+            .to_std()
+            .unwrap_or_default();
+        *lock(&self.owner) = Some(owner);
+        *lock(&self.recovery) = Some(Instant::now() + wait + Duration::from_millis(100));
+    }
+
+    /// The takeover's sweep, when it is due: every active run swept once with no
+    /// staleness (see [`crate::takeover`]).
+    async fn recover_when_due(&self) -> Result<(), HandlerError> {
+        {
+            let mut due = lock(&self.recovery);
+            match *due {
+                Some(at) if at <= Instant::now() => *due = None,
+                _ => return Ok(()),
+            }
+        }
+        let settings = braid_handlers::Settings {
+            stale_after: Duration::ZERO,
+            ..self.handlers.settings.clone()
+        };
+        let presuming_lost = Handlers::new(
+            self.handlers.ports().clone(),
+            settings,
+            braid_ports::env_secrets::env_secrets(),
+        );
+        let repairs = takeover::sweep_all(&presuming_lost).await?;
+        tracing::info!(repairs, "swept the runs taken over");
+        Ok(())
     }
 
     /// The error that stops the runtime: the state cannot be written.
@@ -194,6 +238,7 @@ impl<'a> Driver<'a> {
         let settings = &rt.settings;
         let ports = &handlers.ports();
         rt.faulted()?;
+        rt.recover_when_due().await?;
         let mut worked = false;
         while let Some(done) = self.tasks.try_join_next() {
             if let Ok(Handled::Ack(r)) = done {
@@ -309,6 +354,10 @@ fn fate(m: Received, d: Delivery) -> Handled {
         Delivery::Done | Delivery::GaveUp | Delivery::Malformed(_) => Handled::Ack(m.receipt),
         Delivery::Retry => Handled::Retry,
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// What became of one message.
