@@ -12,10 +12,11 @@
 //!
 //! # Layout
 //! - this file: the arguments and the dispatch;
-//! - `cmd/`: a module per command (`run`, `validate`, `graph`, `schema`, `dev`,
+//! - `cmd/`: a module per command (`run`, `continue`, `validate`, `graph`, `schema`, `dev`,
 //!   `deploy`, `workflows`, `backfill`, `runs`, `show`, `start`, `pause`, `bench`), with
 //!   `target` (the local state or a stack), `local` (the embedded backend's options),
-//!   `stack` (a deployed stack, feature `aws`), `progress` and `report` (what is printed).
+//!   `stack` (a deployed stack, feature `aws`), `progress` and `report` (what is printed),
+//!   `interrupt` (Ctrl-C and SIGTERM).
 //!
 //! Commands reach state through the handlers (`braid-handlers`) over a backend's
 //! adapters (`braid-local`, `braid-aws`), never through a port directly.
@@ -43,6 +44,8 @@ enum Command {
     Schema(cmd::schema::Args),
     /// Run a workflow locally to the end and print the result.
     Run(cmd::run::Args),
+    /// Drive an unfinished local run (left by Ctrl-C, a crash or a full disk) to its end.
+    Continue(cmd::continue_run::Args),
     /// Serve the workflows of a folder locally like the deployed stack: the HTTP API and
     /// webhooks, schedules, and folders as S3 buckets; reload files as they change.
     Dev(cmd::dev::Args),
@@ -82,6 +85,7 @@ fn main() -> ExitCode {
         Command::Graph(args) => cmd::graph::run(&args),
         Command::Schema(args) => cmd::schema::run(&args),
         Command::Run(args) => cmd::run::run(&args),
+        Command::Continue(args) => cmd::continue_run::run(&args),
         Command::Dev(args) => cmd::dev::run(&args),
         Command::Deploy(args) => cmd::deploy::run(&args),
         Command::Pause(args) => cmd::pause::run(&args, true),

@@ -9,7 +9,7 @@
 //! functions run them, and watched by polling their status.
 
 use super::Exit;
-use super::local::{function_map, tokio};
+use super::local::{function_map, take_over, tokio};
 use super::target::{Target, TargetArgs};
 use super::workflows::show_instant;
 use braid_engine::model::{Definition, RunId, RunRecord, RunStatus};
@@ -120,6 +120,7 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
         let parallel = args.max_parallel as usize;
         let tally = match &target {
             Target::Local(rt, _) => {
+                take_over(rt, &args.target.state.state, "braid backfill").await?;
                 let (tx, rx) = mpsc::unbounded_channel::<RunId>();
                 let watch = async move {
                     let notify = move |id: &RunId| {

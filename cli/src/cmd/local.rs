@@ -4,6 +4,7 @@
 use anyhow::Context;
 use braid_local::backend::{self, LocalOptions};
 use braid_local::runtime::LocalRuntime;
+use braid_local::takeover;
 use std::path::{Path, PathBuf};
 
 /// `--state` and `--functions`.
@@ -39,6 +40,26 @@ pub fn open(state: &Path, functions: Option<PathBuf>) -> anyhow::Result<LocalRun
     opts.functions = functions;
     backend::open(&opts)
         .with_context(|| format!("cannot open the local state in `{}`", state.display()))
+}
+
+/// Makes this process the one that drives the local state in `state` and takes over the
+/// runs an earlier process left unfinished (see `braid_local::takeover`); refused while
+/// another live process drives it. `command` names this one to a process refused.
+pub async fn take_over(rt: &LocalRuntime, state: &Path, command: &str) -> anyhow::Result<()> {
+    let found = takeover::take_over(rt, state, command).await?;
+    let in_flight = found.messages + found.resumed;
+    if in_flight > 0 {
+        let by = found
+            .previous
+            .map(|p| format!(" by braid {p}"))
+            .unwrap_or_default();
+        eprintln!(
+            "taking over {} unfinished run(s) in `{}`: {in_flight} message(s) left in flight{by}",
+            found.active_runs,
+            state.display()
+        );
+    }
+    Ok(())
 }
 
 /// Opens the embedded backend, which must exist already: the commands that work on

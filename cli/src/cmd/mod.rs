@@ -3,9 +3,11 @@
 
 pub mod backfill;
 pub mod bench;
+pub mod continue_run;
 pub mod deploy;
 pub mod dev;
 pub mod graph;
+pub mod interrupt;
 pub mod local;
 pub mod pause;
 pub mod progress;
@@ -36,6 +38,8 @@ pub enum Exit {
     RunFailed,
     /// Bad usage, an invalid workflow or invalid input.
     Invalid,
+    /// Stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
+    Interrupted,
 }
 
 impl From<Exit> for ExitCode {
@@ -44,6 +48,7 @@ impl From<Exit> for ExitCode {
             Exit::Success => 0,
             Exit::RunFailed => 1,
             Exit::Invalid => 2,
+            Exit::Interrupted => 130,
         })
     }
 }

@@ -1,14 +1,21 @@
 //! `braid run FILE`: run a workflow locally to the end and print the result.
+//!
+//! It prints the run's id before the first step runs, takes the state folder over
+//! (refused while another process drives it; see `braid_local::owner`), and stops at
+//! once on Ctrl-C or SIGTERM (exit 130) or when the state cannot be written (exit 1),
+//! saying how to continue the run: `braid continue RUN`.
 
-use super::local::{StateArgs, function_map, open, tokio};
+use super::interrupt::Interrupts;
+use super::local::{StateArgs, function_map, open, take_over, tokio};
 use super::progress::Progress;
 use super::report::{self, Format};
 use super::{Exit, read_file};
 use anyhow::Context;
-use braid_engine::model::RunStatus;
+use braid_engine::model::{RunId, RunStatus};
 use braid_handlers::{HandlerError, StartRequest, definition};
+use braid_local::runtime::LocalRuntime;
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -50,8 +57,11 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
     let (def, wf) = definition(&name, &source)?;
     let input = parse_input(args.input.as_deref())?;
     let functions = function_map(args.functions.as_deref(), Some(&args.file));
+    let state = &args.state.state;
     tokio()?.block_on(async {
-        let rt = open(&args.state.state, functions)?;
+        let mut interrupts = Interrupts::catch()?;
+        let rt = open(state, functions.clone())?;
+        take_over(&rt, state, "braid run").await?;
         let started = match rt
             .handlers()
             .start(StartRequest {
@@ -70,20 +80,73 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
             }
             Err(e) => return Err(e.into()),
         };
-        let progress = (args.output == Format::Text).then(|| {
-            Progress::start(
-                &rt,
-                &started.run.id,
-                wf.steps.iter().map(|s| s.id.clone()).collect(),
-            )
-        });
-        let result = rt.run_to_end(&started.run.id).await;
+        let id = &started.run.id;
+        if started.existing {
+            eprintln!(
+                "run {id} of `{}` (its idempotency key was used before)",
+                wf.name
+            );
+        } else {
+            eprintln!("run {id} of `{}` started", wf.name);
+        }
+        let driving = Driving {
+            state,
+            functions: functions.as_deref(),
+            format: args.output,
+        };
+        let steps = wf.steps.iter().map(|s| s.id.clone()).collect();
+        driving.to_end(&rt, id, steps, &mut interrupts).await
+    })
+}
+
+/// Driving one run to its end in this process, as `braid run` and `braid continue` do.
+pub struct Driving<'a> {
+    pub state: &'a Path,
+    pub functions: Option<&'a Path>,
+    pub format: Format,
+}
+
+impl Driving<'_> {
+    /// Drives every run of the state until `id` is final, then prints it; `steps`, its
+    /// workflow's step ids in file order, for the progress lines.
+    ///
+    /// An interrupt stops at once, without waiting for what is in flight: nothing is
+    /// half-written (each write is one transaction, and a task dropped mid-way is run
+    /// again), and the next process that drives the state takes the run over. So does a
+    /// state that cannot be written.
+    pub async fn to_end(
+        &self,
+        rt: &LocalRuntime,
+        id: &RunId,
+        steps: Vec<String>,
+        interrupts: &mut Interrupts,
+    ) -> anyhow::Result<Exit> {
+        let progress = (self.format == Format::Text).then(|| Progress::start(rt, id, steps));
+        let result = tokio::select! {
+            r = rt.run_to_end(id) => Some(r),
+            () = interrupts.next() => None,
+        };
         if let Some(p) = progress {
             p.stop().await;
         }
-        let run = result?;
+        let run = match result {
+            Some(Ok(run)) => run,
+            None => {
+                eprintln!("interrupted: run {id} is not finished (nothing half-written is left)");
+                eprintln!("continue it with: {}", self.continue_command(id));
+                return Ok(Exit::Interrupted);
+            }
+            Some(Err(e)) => {
+                eprintln!("error: {e}");
+                eprintln!(
+                    "run {id} is not finished; once that is fixed, continue it with: {}",
+                    self.continue_command(id)
+                );
+                return Ok(Exit::RunFailed);
+            }
+        };
         let view = rt.handlers().run_view(&run.id).await?;
-        match args.output {
+        match self.format {
             Format::Text => print!("{}", report::summary(&view)),
             Format::Json => println!("{}", report::json(&view)),
         }
@@ -92,5 +155,25 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
         } else {
             Exit::RunFailed
         })
-    })
+    }
+
+    /// The command that goes on with run `id` where this one stopped.
+    fn continue_command(&self, id: &RunId) -> String {
+        let mut cmd = format!("braid continue {id} --state {}", quoted(self.state));
+        if let Some(f) = self.functions {
+            cmd.push_str(&format!(" --functions {}", quoted(f)));
+        }
+        cmd
+    }
+}
+
+/// A path as a shell word: quoted when it holds anything but plain characters.
+fn quoted(path: &Path) -> String {
+    let text = path.display().to_string();
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+=:@,".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }

@@ -13,9 +13,14 @@
 //! locked backs off for milliseconds. One file per writer keeps the hot path free of
 //! that wait (measured: about twice the steps per second of a shared file).
 //!
-//! ```text
-//! ```
+//! A process that drives runs also holds `owner.lock` there (see [`crate::owner`]).
+//!
+//! # Environment
+//! - `BRAID_TEST_STATE_MAX_PAGES`: caps `state.db` at this many pages (SQLite's
+//!   `max_page_count`), so that a write beyond fails as on a full disk. For tests: it
+//!   is how the suite makes a disk full without privileges (root ignores file modes).
 
+use super::fault::Fault;
 use super::lambda::{FunctionMap, LambdaConfigError, LambdaRunner};
 use super::payloads::FolderPayloads;
 use super::queue::SqliteQueue;
@@ -37,6 +42,11 @@ pub struct LocalOptions {
     pub settings: Settings,
     pub runtime: RuntimeSettings,
     pub clock: Arc<dyn Clock>,
+    /// Shared by the adapters and the runtime: a failure of the state that retrying
+    /// cannot cure, noted by the first to meet it (see [`Fault`]).
+    pub fault: Fault,
+    /// The most pages `state.db` may grow to (see the module docs' environment).
+    pub max_state_pages: Option<u32>,
 }
 
 impl LocalOptions {
@@ -48,6 +58,10 @@ impl LocalOptions {
             settings: Settings::default(),
             runtime: RuntimeSettings::default(),
             clock: Arc::new(SystemClock),
+            fault: Fault::new(),
+            max_state_pages: std::env::var(MAX_PAGES_ENV)
+                .ok()
+                .and_then(|v| v.trim().parse().ok()),
         }
     }
 }
@@ -63,11 +77,17 @@ pub enum LocalError {
     Http(String),
 }
 
+/// See the module docs' environment.
+const MAX_PAGES_ENV: &str = "BRAID_TEST_STATE_MAX_PAGES";
+
 /// The webhook secrets file inside the state folder (see [`EnvSecrets`]).
 pub const SECRETS_FILE: &str = "secrets.toml";
 
 /// The name of the database file inside the state folder.
 pub const DB_FILE: &str = "state.db";
+
+/// The "ready" and "result" queues' files inside the state folder, with their names.
+pub const QUEUES: [(&str, &str); 2] = [("ready.db", "ready"), ("results.db", "results")];
 
 /// Builds the ports of the embedded backend.
 pub fn local_ports(opts: &LocalOptions) -> Result<Ports, LocalError> {
@@ -81,16 +101,23 @@ pub fn local_ports(opts: &LocalOptions) -> Result<Ports, LocalError> {
         Some(path) => FunctionMap::load(path)?,
         None => FunctionMap::default(),
     };
+    let fault = &opts.fault;
+    let queue = |file: &str, name: &str| {
+        SqliteQueue::open(&dir.join(file), name, opts.clock.clone())
+            .map(|q| q.with_fault(fault.clone()))
+            .map_err(state)
+    };
     Ok(Ports {
-        store: Arc::new(SqliteStore::open(&db).map_err(state)?),
-        ready: Arc::new(
-            SqliteQueue::open(&dir.join("ready.db"), "ready", opts.clock.clone()).map_err(state)?,
+        store: Arc::new(
+            SqliteStore::open_with(&db, fault.clone(), opts.max_state_pages).map_err(state)?,
         ),
-        results: Arc::new(
-            SqliteQueue::open(&dir.join("results.db"), "results", opts.clock.clone())
-                .map_err(state)?,
+        ready: Arc::new(queue(QUEUES[0].0, QUEUES[0].1)?),
+        results: Arc::new(queue(QUEUES[1].0, QUEUES[1].1)?),
+        payloads: Arc::new(
+            FolderPayloads::open(&dir.join("payloads"))
+                .map_err(state)?
+                .with_fault(fault.clone()),
         ),
-        payloads: Arc::new(FolderPayloads::open(&dir.join("payloads")).map_err(state)?),
         events: Arc::new(NullSink),
         tasks: Some(TaskRunners {
             http: Arc::new(HttpRunner::new().map_err(|e| LocalError::Http(e.to_string()))?),
@@ -105,7 +132,7 @@ pub fn local_ports(opts: &LocalOptions) -> Result<Ports, LocalError> {
 /// The handlers and the runtime over `ports`.
 pub fn local_runtime(ports: Ports, opts: &LocalOptions) -> LocalRuntime {
     let handlers = Handlers::new(ports, opts.settings.clone(), env_secrets());
-    LocalRuntime::new(Arc::new(handlers), opts.runtime.clone())
+    LocalRuntime::new(Arc::new(handlers), opts.runtime.clone(), opts.fault.clone())
 }
 
 /// Opens the embedded backend in `opts.state_dir`.

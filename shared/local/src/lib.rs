@@ -8,11 +8,17 @@
 //! - [`payloads`]: the payload store (a folder);
 //! - [`lambda`]: `lambda` steps without AWS (Invoke API endpoints, local binaries);
 //! - [`runtime`]: the message loop;
+//! - [`fault`]: a state that cannot be written stops the loop;
+//! - [`owner`]: the one process that drives a state folder (an OS file lock);
+//! - [`takeover`]: what it does with the runs an earlier process left;
 //! - [`backend`]: all of it wired under one state folder.
 
 pub mod backend;
+pub mod fault;
 pub mod lambda;
+pub mod owner;
 pub mod payloads;
 pub mod queue;
 pub mod runtime;
 pub mod store;
+pub mod takeover;

@@ -16,6 +16,7 @@
 //!
 //! File I/O runs on tokio's blocking pool: payloads can be megabytes.
 
+use crate::fault::Fault;
 use async_trait::async_trait;
 use braid_ports::{PayloadStore, PortError, PortResult};
 use std::fs::{self, File, OpenOptions};
@@ -30,6 +31,8 @@ const TEMP_PREFIX: &str = ".braid-tmp-";
 pub struct FolderPayloads {
     root: PathBuf,
     fsync: bool,
+    /// Where a write failure that retrying cannot cure (a full disk) is noted.
+    fault: Fault,
 }
 
 impl FolderPayloads {
@@ -40,7 +43,16 @@ impl FolderPayloads {
         Ok(FolderPayloads {
             root: root.to_path_buf(),
             fsync: true,
+            fault: Fault::new(),
         })
+    }
+
+    /// Notes write failures that retrying cannot cure (a full disk) in `fault`, shared
+    /// with the runtime.
+    #[must_use]
+    pub fn with_fault(mut self, fault: Fault) -> Self {
+        self.fault = fault;
+        self
     }
 
     /// Whether writes are fsynced (default `true`). Without it a power loss may lose
@@ -92,8 +104,14 @@ impl PayloadStore for FolderPayloads {
         let path = self.path_of(key)?;
         let fsync = self.fsync;
         let key = key.to_owned();
-        blocking(move || write_atomically(&path, &bytes, fsync).map_err(|e| put_error(&key, e)))
-            .await
+        let out = blocking(move || {
+            write_atomically(&path, &bytes, fsync).map_err(|e| put_error(&key, e))
+        })
+        .await;
+        if let Err(e) = &out {
+            self.fault.note(&self.root, e);
+        }
+        out
     }
 
     async fn get(&self, key: &str) -> PortResult<Vec<u8>> {

@@ -22,6 +22,7 @@
 //! to the same queue in this process pokes the queue's [`Notify`] — shared by every
 //! `SqliteQueue` of this process opened on the same file and queue name.
 
+use crate::fault::Fault;
 use async_trait::async_trait;
 use braid_engine::model::Timestamp;
 use braid_ports::{Clock, Outgoing, PortError, PortResult, Received, WorkQueue};
@@ -89,6 +90,8 @@ pub struct SqliteQueue {
     clock: Arc<dyn Clock>,
     max_receives: u32,
     notify: Arc<Notify>,
+    /// Where a failure that retrying cannot cure (a full disk) is noted for the runtime.
+    fault: Fault,
 }
 
 impl std::fmt::Debug for SqliteQueue {
@@ -135,6 +138,7 @@ impl SqliteQueue {
             clock,
             max_receives: DEFAULT_MAX_RECEIVES,
             notify,
+            fault: Fault::new(),
         })
     }
 
@@ -144,6 +148,46 @@ impl SqliteQueue {
     pub fn with_max_receives(mut self, n: u32) -> Self {
         self.max_receives = n.max(1);
         self
+    }
+
+    /// Notes failures that retrying cannot cure (a full disk) in `fault`, shared with
+    /// the runtime that drives this queue.
+    #[must_use]
+    pub fn with_fault(mut self, fault: Fault) -> Self {
+        self.fault = fault;
+        self
+    }
+
+    fn noted<T>(&self, out: PortResult<T>) -> PortResult<T> {
+        if let Err(e) = &out {
+            self.fault.note(&self.path, e);
+        }
+        out
+    }
+
+    /// Makes every message received and not yet acknowledged visible now, and returns
+    /// their bodies. A process that takes over the state from one that stopped (see
+    /// [`crate::takeover`]) calls it before it receives anything: what the stopped
+    /// process had received will never be acknowledged, and need not wait out its
+    /// visibility timeout. Each keeps its receive count, so it is handled as delivered
+    /// again (a dispatch resumes the attempt it may have claimed); the old receipts no
+    /// longer acknowledge it. Delayed messages never received keep their due time.
+    pub fn release_received(&self) -> PortResult<Vec<String>> {
+        let now = to_ms(self.clock.now());
+        let conn = self.lock();
+        let out = conn
+            .prepare(
+                "UPDATE queue_message SET visible_at = ?2, receipt = NULL
+                 WHERE queue = ?1 AND receive_count > 0 AND visible_at > ?2
+                 RETURNING body",
+            )
+            .and_then(|mut st| {
+                st.query_map(params![self.queue, now], |row| row.get(0))?
+                    .collect::<Result<Vec<String>, _>>()
+            })
+            .map_err(db);
+        drop(conn);
+        self.noted(out)
     }
 
     /// The queue's name in its file.
@@ -230,6 +274,24 @@ impl SqliteQueue {
 #[async_trait]
 impl WorkQueue for SqliteQueue {
     async fn send(&self, messages: Vec<Outgoing>) -> PortResult<()> {
+        let out = self.send_now(messages);
+        self.noted(out)
+    }
+
+    async fn receive(&self, max: usize, visibility: Duration) -> PortResult<Vec<Received>> {
+        let out = self.receive_now(max, visibility);
+        self.noted(out)
+    }
+
+    async fn ack(&self, receipts: &[String]) -> PortResult<()> {
+        let out = self.ack_now(receipts);
+        self.noted(out)
+    }
+}
+
+/// The port's operations, each one transaction.
+impl SqliteQueue {
+    fn send_now(&self, messages: Vec<Outgoing>) -> PortResult<()> {
         if messages.is_empty() {
             return Ok(());
         }
@@ -266,7 +328,7 @@ impl WorkQueue for SqliteQueue {
         Ok(())
     }
 
-    async fn receive(&self, max: usize, visibility: Duration) -> PortResult<Vec<Received>> {
+    fn receive_now(&self, max: usize, visibility: Duration) -> PortResult<Vec<Received>> {
         if max == 0 {
             return Ok(Vec::new());
         }
@@ -351,7 +413,7 @@ impl WorkQueue for SqliteQueue {
         Ok(received)
     }
 
-    async fn ack(&self, receipts: &[String]) -> PortResult<()> {
+    fn ack_now(&self, receipts: &[String]) -> PortResult<()> {
         // A receipt is `<row id>.<token of that receive>`; anything else cannot name a
         // message and is ignored, like a stale receipt whose token was replaced.
         let parsed: Vec<(i64, i64)> = receipts.iter().filter_map(|r| parse_receipt(r)).collect();
@@ -601,6 +663,25 @@ mod tests {
         assert_eq!(again[0].body, "kept");
         assert_eq!(again[0].receive_count, 2);
         assert_ne!(again[0].receipt, received[0].receipt);
+    }
+
+    #[tokio::test]
+    async fn released_messages_are_visible_at_once_and_count_as_redelivered() {
+        let f = Fixture::new();
+        f.queue.send(one("taken")).await.unwrap();
+        let stale = f.queue.receive(10, VIS).await.unwrap().remove(0);
+        let later = Outgoing {
+            body: "delayed".into(),
+            delay: Duration::from_secs(60),
+        };
+        f.queue.send(vec![later]).await.unwrap();
+        assert_eq!(f.queue.release_received().unwrap(), ["taken"]);
+        // The old receipt acknowledges nothing now.
+        f.queue.ack(&[stale.receipt]).await.unwrap();
+        let again = f.queue.receive(10, VIS).await.unwrap();
+        assert_eq!(again.len(), 1, "the delayed message keeps its due time");
+        assert_eq!(again[0].body, "taken");
+        assert_eq!(again[0].receive_count, 2);
     }
 
     #[tokio::test]

@@ -4,12 +4,22 @@
 //! for redelivery — plus a tick every second. There is no other execution path: it
 //! drives until one run is final ([`LocalRuntime::run_to_end`], `braid run`) or until
 //! told to stop ([`LocalRuntime::serve`], `braid dev`).
+//!
+//! Both stop with an error, within a pass, once an adapter notes that the state cannot
+//! be written ([`Fault`]: a full disk, a read-only file): retrying would only log and
+//! re-send forever. What they leave is finished by the next process that takes the
+//! state over ([`crate::takeover`]), which also has this runtime sweep every active
+//! run once, a moment after it started, as if nothing were in flight.
 
+use crate::fault::Fault;
+use crate::owner::Owner;
+use crate::takeover;
+use braid_engine::gates;
 use braid_engine::model::{RunId, RunRecord};
 use braid_handlers::{Delivery, HandlerError, Handlers};
-use braid_ports::Received;
+use braid_ports::{PortError, Received};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -45,11 +55,70 @@ impl Default for RuntimeSettings {
 pub struct LocalRuntime {
     handlers: Arc<Handlers>,
     settings: RuntimeSettings,
+    /// Where the adapters note that the state cannot be written.
+    fault: Fault,
+    /// Ownership of the state folder, once taken ([`takeover::take_over`]).
+    owner: Mutex<Option<Owner>>,
+    /// When the sweep of a takeover is due, until it ran.
+    recovery: Mutex<Option<Instant>>,
 }
 
 impl LocalRuntime {
-    pub fn new(handlers: Arc<Handlers>, settings: RuntimeSettings) -> Self {
-        LocalRuntime { handlers, settings }
+    /// The runtime over `handlers`; `fault` is the cell its adapters note incurable
+    /// failures in (a fresh one when they note none).
+    pub fn new(handlers: Arc<Handlers>, settings: RuntimeSettings, fault: Fault) -> Self {
+        LocalRuntime {
+            handlers,
+            settings,
+            fault,
+            owner: Mutex::new(None),
+            recovery: Mutex::new(None),
+        }
+    }
+
+    /// Keeps `owner` for as long as the runtime lives and arms the takeover's sweep:
+    /// once whatever the earlier owner did counts as old enough to be lost.
+    pub(crate) fn adopt(&self, owner: Owner) {
+        let wait = gates::presumed_lost_after(Duration::ZERO)
+            .to_std()
+            .unwrap_or_default();
+        *lock(&self.owner) = Some(owner);
+        *lock(&self.recovery) = Some(Instant::now() + wait + Duration::from_millis(100));
+    }
+
+    /// The takeover's sweep, when it is due: every active run swept once with no
+    /// staleness (see [`crate::takeover`]).
+    async fn recover_when_due(&self) -> Result<(), HandlerError> {
+        {
+            let mut due = lock(&self.recovery);
+            match *due {
+                Some(at) if at <= Instant::now() => *due = None,
+                _ => return Ok(()),
+            }
+        }
+        let settings = braid_handlers::Settings {
+            stale_after: Duration::ZERO,
+            ..self.handlers.settings.clone()
+        };
+        let presuming_lost = Handlers::new(
+            self.handlers.ports().clone(),
+            settings,
+            braid_ports::env_secrets::env_secrets(),
+        );
+        let repairs = takeover::sweep_all(&presuming_lost).await?;
+        tracing::info!(repairs, "swept the runs taken over");
+        Ok(())
+    }
+
+    /// The error that stops the runtime: the state cannot be written.
+    fn faulted(&self) -> Result<(), HandlerError> {
+        match self.fault.get() {
+            None => Ok(()),
+            Some(f) => Err(HandlerError::Port(PortError::Backend {
+                message: f.to_string(),
+                source: Some(Box::new(f.clone())),
+            })),
+        }
     }
 
     pub fn handlers(&self) -> &Arc<Handlers> {
@@ -61,7 +130,15 @@ impl LocalRuntime {
         let mut driver = Driver::new(self);
         let mut never = std::pin::pin!(std::future::pending::<()>());
         loop {
-            let pass = driver.pass().await?;
+            let pass = match driver.pass().await {
+                Ok(pass) => pass,
+                // A failure of the state that retrying cannot cure is reported as such,
+                // whichever operation met it first.
+                Err(e) => {
+                    self.faulted()?;
+                    return Err(e);
+                }
+            };
             if pass.quiet {
                 let run = self.handlers.ports().store.get_run(run_id).await?;
                 if run.status.is_final() {
@@ -79,8 +156,8 @@ impl LocalRuntime {
     /// runs. A failing state store or queue is logged and tried again a second later
     /// (nothing is lost: a message not acknowledged is delivered again). Once stopped it
     /// takes no new message, lets the ones in flight finish, acknowledges them and
-    /// returns.
-    pub async fn serve(&self, stop: impl Future<Output = ()>) {
+    /// returns. A state that cannot be written stops it at once, with that error.
+    pub async fn serve(&self, stop: impl Future<Output = ()>) -> Result<(), HandlerError> {
         let mut stop = std::pin::pin!(stop);
         let mut driver = Driver::new(self);
         loop {
@@ -101,6 +178,7 @@ impl LocalRuntime {
                     }
                 }
                 Err(e) => {
+                    self.faulted()?;
                     tracing::warn!(error = %e, "the local runtime failed a pass; trying again in a second");
                     tokio::select! {
                         _ = stop.as_mut() => break,
@@ -110,6 +188,7 @@ impl LocalRuntime {
             }
         }
         driver.finish().await;
+        Ok(())
     }
 }
 
@@ -158,6 +237,8 @@ impl<'a> Driver<'a> {
         let handlers = &rt.handlers;
         let settings = &rt.settings;
         let ports = &handlers.ports();
+        rt.faulted()?;
+        rt.recover_when_due().await?;
         let mut worked = false;
         while let Some(done) = self.tasks.try_join_next() {
             if let Ok(Handled::Ack(r)) = done {
@@ -273,6 +354,10 @@ fn fate(m: Received, d: Delivery) -> Handled {
         Delivery::Done | Delivery::GaveUp | Delivery::Malformed(_) => Handled::Ack(m.receipt),
         Delivery::Retry => Handled::Retry,
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// What became of one message.

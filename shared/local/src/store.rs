@@ -5,6 +5,7 @@
 //! checked and its write applied with no other writer in between — the same guarantee
 //! DynamoDB's conditional writes give the AWS adapter.
 
+use crate::fault::Fault;
 use async_trait::async_trait;
 use braid_engine::model::{
     Definition, ErrorInfo, RunId, RunRecord, RunStatus, StepId, StepKey, StepRecord, StepStatus,
@@ -12,13 +13,16 @@ use braid_engine::model::{
 };
 use braid_ports::{Created, Finalized, Guard, PortError, PortResult, RunFilter, StateStore};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// SQLite-backed [`StateStore`].
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    path: PathBuf,
+    /// Where a failure that retrying cannot cure (a full disk) is noted for the runtime.
+    fault: Fault,
 }
 
 const SCHEMA: &str = "
@@ -100,6 +104,13 @@ impl SqliteStore {
     /// WAL with `synchronous=NORMAL`: a power loss may drop the last commits but never
     /// corrupts the file, and the sweeper repairs a run whichever commits survived.
     pub fn open(path: &Path) -> PortResult<Self> {
+        Self::open_with(path, Fault::new(), None)
+    }
+
+    /// [`SqliteStore::open`], noting incurable failures in `fault`; `max_pages` caps
+    /// the database's size (SQLite's `max_page_count`), a write beyond it failing as on
+    /// a full disk — how the tests make a disk full, as root too.
+    pub fn open_with(path: &Path, fault: Fault, max_pages: Option<u32>) -> PortResult<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(PortError::backend)?;
         }
@@ -112,9 +123,23 @@ impl SqliteStore {
             .map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
         migrate(&conn)?;
+        if let Some(pages) = max_pages {
+            conn.pragma_update(None, "max_page_count", pages)
+                .map_err(db)?;
+        }
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+            fault,
         })
+    }
+
+    /// Notes `out`'s failure in the fault cell when retrying cannot cure it.
+    fn noted<T>(&self, out: PortResult<T>) -> PortResult<T> {
+        if let Err(e) = &out {
+            self.fault.note(&self.path, e);
+        }
+        out
     }
 
     /// Reads need no write lock: a single statement sees one consistent snapshot.
@@ -123,7 +148,7 @@ impl SqliteStore {
             .conn
             .lock()
             .map_err(|_| PortError::backend_msg("store lock poisoned"))?;
-        f(&conn)
+        self.noted(f(&conn))
     }
 
     fn with_tx<T>(&self, f: impl FnOnce(&rusqlite::Transaction) -> PortResult<T>) -> PortResult<T> {
@@ -131,12 +156,15 @@ impl SqliteStore {
             .conn
             .lock()
             .map_err(|_| PortError::backend_msg("store lock poisoned"))?;
-        let tx = conn
+        let out = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db)?;
-        let out = f(&tx)?;
-        tx.commit().map_err(db)?;
-        Ok(out)
+            .map_err(db)
+            .and_then(|tx| {
+                let out = f(&tx)?;
+                tx.commit().map_err(db)?;
+                Ok(out)
+            });
+        self.noted(out)
     }
 }
 

@@ -886,6 +886,7 @@ steps:
     tokio::time::timeout(Duration::from_secs(30), serving)
         .await
         .expect("serve returns once the message in flight is handled")
+        .unwrap()
         .unwrap();
     assert_eq!(step(&id).await, StepStatus::Succeeded);
 
@@ -907,7 +908,7 @@ steps:
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     stop.send(()).unwrap();
-    serving.await.unwrap();
+    serving.await.unwrap().unwrap();
     assert_eq!(
         store.get_run(&id).await.unwrap().status,
         RunStatus::Succeeded

@@ -11,6 +11,11 @@
 //! Everything runs on one thread: the runtime loop (the one `braid run` drives), the
 //! server and the folder watcher. Ctrl-C (or SIGTERM) stops taking work, lets the
 //! messages and requests in flight finish and exits; a second one exits at once.
+//!
+//! It owns the state folder while it runs (a second driver is refused; `braid runs`,
+//! `show` and `deploy` work beside it) and takes over at start the runs an earlier
+//! process left unfinished (see `braid_local::takeover`). A state that cannot be
+//! written stops it with the error (exit 1).
 
 mod buckets;
 mod log;
@@ -19,7 +24,8 @@ mod watch;
 mod workflows;
 
 use super::Exit;
-use super::local::{StateArgs, function_map_in, tokio};
+use super::interrupt::Interrupts;
+use super::local::{StateArgs, function_map_in, take_over, tokio};
 use anyhow::Context;
 use braid_handlers::Handlers;
 use braid_local::backend::{self, LocalOptions};
@@ -73,7 +79,9 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
+        let interrupts = Interrupts::catch()?;
         let rt = open(&args.state.state, functions.clone())?;
+        take_over(&rt, &args.state.state, "braid dev").await?;
         let handlers = rt.handlers().clone();
         let base_url = format!("http://{addr}");
         eprintln!(
@@ -119,15 +127,24 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
             handlers.clone(),
             stop_rx.clone(),
         ));
-        tokio::spawn(signals(stop_tx));
+        tokio::spawn(signals(interrupts, stop_tx.clone()));
 
-        rt.serve(stopped(stop_rx)).await;
+        let served = rt.serve(stopped(stop_rx)).await;
+        // However the runtime stopped, the watcher and the server stop with it.
+        let _ = stop_tx.send(true);
         let _ = watcher.await;
         match tokio::time::timeout(Duration::from_secs(10), server).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => eprintln!("the HTTP server failed: {e}"),
             Ok(Err(e)) => eprintln!("the HTTP server failed: {e}"),
             Err(_) => eprintln!("the HTTP server did not close in time"),
+        }
+        if let Err(e) = served {
+            eprintln!("error: {e}");
+            eprintln!(
+                "braid dev stopped; the runs it drove go on at the next start once that is fixed"
+            );
+            return Ok(Exit::RunFailed);
         }
         eprintln!("braid dev stopped");
         Ok(Exit::Success)
@@ -187,31 +204,11 @@ async fn watch_folders(
 }
 
 /// The first Ctrl-C or SIGTERM stops; the next one exits at once.
-async fn signals(stop: flag::Sender<bool>) {
-    interrupted().await;
+async fn signals(mut interrupts: Interrupts, stop: flag::Sender<bool>) {
+    interrupts.next().await;
     eprintln!("stopping: finishing the work in flight (Ctrl-C again to quit at once)");
     let _ = stop.send(true);
-    interrupted().await;
-    eprintln!("quitting: what was in flight is delivered again at the next start");
+    interrupts.next().await;
+    eprintln!("quitting: what was in flight goes on at the next start");
     std::process::exit(130);
-}
-
-async fn interrupted() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
