@@ -119,7 +119,7 @@ impl Handlers {
         admit: &mut std::collections::BTreeSet<String>,
     ) {
         report.runs_checked += 1;
-        match self.sweep_run(run, admit).await {
+        match self.repair_run(run, admit).await {
             Ok(n) => report.repairs += n,
             Err(HandlerError::Invalid(reason)) => {
                 tracing::error!(run = %run.id, %reason, "run cannot go on; failing it");
@@ -137,9 +137,21 @@ impl Handlers {
         }
     }
 
+    /// Repairs one run now, admitting queued runs of its workflow if it is queued;
+    /// returns how many repairs it applied. The tick sweeps with [`Handlers::tick`];
+    /// this is for a process that knows a run needs looking at (a takeover).
+    pub async fn sweep_run(&self, run: &RunRecord) -> HandlerResult<usize> {
+        let mut admit = std::collections::BTreeSet::new();
+        let n = self.repair_run(run, &mut admit).await?;
+        for workflow in admit {
+            self.admit(&workflow).await?;
+        }
+        Ok(n)
+    }
+
     /// Repairs one run; returns how many repairs it applied. A queued run's workflow
     /// goes to `admit`, admitted once per tick by the caller.
-    async fn sweep_run(
+    async fn repair_run(
         &self,
         run: &RunRecord,
         admit: &mut std::collections::BTreeSet<String>,

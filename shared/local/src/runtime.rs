@@ -14,7 +14,6 @@
 use crate::fault::Fault;
 use crate::owner::Owner;
 use crate::takeover;
-use braid_engine::gates;
 use braid_engine::model::{RunId, RunRecord};
 use braid_handlers::{Delivery, HandlerError, Handlers};
 use braid_ports::{PortError, Received};
@@ -76,14 +75,12 @@ impl LocalRuntime {
         }
     }
 
-    /// Keeps `owner` for as long as the runtime lives and arms the takeover's sweep:
-    /// once whatever the earlier owner did counts as old enough to be lost.
+    /// Keeps `owner` for as long as the runtime lives and arms the takeover's sweep,
+    /// due at once: a task runs only once claimed, so nothing the earlier owner left
+    /// unrecorded can still be running.
     pub(crate) fn adopt(&self, owner: Owner) {
-        let wait = gates::presumed_lost_after(Duration::ZERO)
-            .to_std()
-            .unwrap_or_default();
         *lock(&self.owner) = Some(owner);
-        *lock(&self.recovery) = Some(Instant::now() + wait + Duration::from_millis(100));
+        *lock(&self.recovery) = Some(Instant::now());
     }
 
     /// The takeover's sweep, when it is due: every active run swept once with no

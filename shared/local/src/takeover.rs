@@ -14,11 +14,10 @@
 //! 2. an attempt recorded `running` with no message left to resume it — a step the
 //!    earlier process ran in place of a message (eager dispatch) — is handed a
 //!    `resume` message;
-//! 3. a little later, once anything the earlier process did counts as old enough
-//!    ([`braid_engine::gates::presumed_lost_after`] with no staleness), the runtime
-//!    sweeps every active run once as if nothing were in flight (see
-//!    [`crate::runtime::LocalRuntime`]): a dependent released in memory only, a lost
-//!    wake-up, are repaired then rather than a minute later.
+//! 3. on its first pass, the runtime sweeps every active run once as if nothing were
+//!    in flight (see [`crate::runtime::LocalRuntime`]): a dependent released in memory
+//!    only, a lost wake-up, are repaired then rather than a minute later (each re-send
+//!    counted on its step, like any other).
 //!
 //! Each of these only sends messages that guarded writes judge; a message that turns
 //! out not to be needed changes nothing.
