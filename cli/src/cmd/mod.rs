@@ -1,10 +1,13 @@
 //! One module per command, plus what they share: exit statuses, loading a workflow
 //! file, reporting errors, and where runs live ([`local`] state, a deployed [`stack`]).
 
+pub mod backend;
 pub mod backfill;
 pub mod bench;
 pub mod deploy;
 pub mod dev;
+#[cfg(feature = "aws")]
+pub mod emulated;
 pub mod graph;
 pub mod local;
 pub mod pause;

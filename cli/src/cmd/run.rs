@@ -1,5 +1,6 @@
 //! `braid run FILE`: run a workflow locally to the end and print the result.
 
+use super::backend::{self, Backend, RunRequest};
 use super::local::{StateArgs, function_map, open, tokio};
 use super::progress::Progress;
 use super::report::{self, Format};
@@ -28,6 +29,10 @@ pub struct Args {
     /// An idempotency key: running again with the same key shows the first run.
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
+    /// Where the run goes: the embedded backend, or the AWS adapters on the emulator
+    /// at AWS_ENDPOINT_URL (LocalStack, moto).
+    #[arg(long, value_enum, default_value_t = Backend::Embedded)]
+    pub backend: Backend,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -50,6 +55,16 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
     let (def, wf) = definition(&name, &source)?;
     let input = parse_input(args.input.as_deref())?;
     let functions = function_map(args.functions.as_deref(), Some(&args.file));
+    if args.backend == Backend::Aws {
+        return backend::run_on_aws(RunRequest {
+            definition: def,
+            step_order: wf.steps.iter().map(|s| s.id.clone()).collect(),
+            input,
+            idempotency_key: args.idempotency_key.clone(),
+            functions,
+            output: args.output,
+        });
+    }
     tokio()?.block_on(async {
         let rt = open(&args.state.state, functions)?;
         let started = match rt
@@ -72,7 +87,7 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
         };
         let progress = (args.output == Format::Text).then(|| {
             Progress::start(
-                &rt,
+                rt.handlers().clone(),
                 &started.run.id,
                 wf.steps.iter().map(|s| s.id.clone()).collect(),
             )
