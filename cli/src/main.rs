@@ -8,15 +8,18 @@
 //! per-resource flags) the CLI works on the stack's table, queues and bucket directly
 //! through the AWS SDK with the caller's credentials, not through the HTTP API; that
 //! part is the cargo feature `aws` (on by default), so a local-only binary builds with
-//! `--no-default-features`.
+//! `--no-default-features`. The same feature gives `braid run` and `braid dev`
+//! `--backend aws`: the AWS adapters on an emulator, the functions' handlers driven in
+//! this process (`braid-emulated`).
 //!
 //! # Layout
 //! - this file: the arguments and the dispatch;
 //! - `cmd/`: a module per command (`run`, `continue`, `validate`, `graph`, `schema`, `dev`,
 //!   `deploy`, `workflows`, `backfill`, `runs`, `show`, `start`, `pause`, `bench`), with
 //!   `target` (the local state or a stack), `local` (the embedded backend's options),
-//!   `stack` (a deployed stack, feature `aws`), `progress` and `report` (what is printed),
-//!   `interrupt` (Ctrl-C and SIGTERM).
+//!   `stack` (a deployed stack, feature `aws`), `backend` (`--backend`) and `emulated`
+//!   (the AWS backend on an emulator, feature `aws`), `progress` and `report` (what is
+//!   printed), `interrupt` (Ctrl-C and SIGTERM).
 //!
 //! Commands reach state through the handlers (`braid-handlers`) over a backend's
 //! adapters (`braid-local`, `braid-aws`), never through a port directly.

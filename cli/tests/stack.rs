@@ -5,8 +5,8 @@
 use aws_sdk_cloudformation::types::StackStatus;
 use braid_aws::backend::aws_handlers;
 use braid_aws::config::AwsConfig;
-use braid_e2e::driver::Driver;
-use braid_e2e::stack::{Stack, sdk};
+use braid_e2e::stack::{TestStack, sdk};
+use braid_emulated::driver::Driver;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -66,7 +66,7 @@ fn hello() -> String {
 
 /// A CloudFormation stack whose outputs name `stack`'s resources (all but `leave_out`);
 /// its only resource is a queue, because a stack needs one.
-async fn cloudformation_stack(stack: &Stack, leave_out: &[&str]) -> String {
+async fn cloudformation_stack(stack: &TestStack, leave_out: &[&str]) -> String {
     let cfg = &stack.config;
     let mut outputs = serde_json::Map::new();
     for (key, value) in [
@@ -111,7 +111,7 @@ async fn cloudformation_stack(stack: &Stack, leave_out: &[&str]) -> String {
 
 #[tokio::test]
 async fn a_deployed_workflow_is_started_listed_and_shown_through_the_resource_flags() {
-    let stack = Stack::create("cli").await;
+    let stack = TestStack::create("cli").await;
     let cfg = &stack.config;
 
     let out = braid(&with_flags(&["deploy", &hello()], cfg));
@@ -153,8 +153,9 @@ async fn a_deployed_workflow_is_started_listed_and_shown_through_the_resource_fl
     // The stack's functions, driven in-process, take the run from its queued steps.
     let driver = Driver::new(&stack, aws_handlers(stack.ports()));
     driver
-        .run_to_end(&run_id.as_str().into(), Duration::from_secs(60))
-        .await;
+        .run_to_end(&run_id.as_str().into(), Some(Duration::from_secs(60)))
+        .await
+        .expect("the run ends");
 
     let shown = json_out(&braid(&with_flags(
         &["show", &run_id, "--output", "json"],
@@ -175,7 +176,7 @@ async fn a_deployed_workflow_is_started_listed_and_shown_through_the_resource_fl
 
 #[tokio::test]
 async fn start_with_a_used_idempotency_key_prints_the_first_run() {
-    let stack = Stack::create("cli-idem").await;
+    let stack = TestStack::create("cli-idem").await;
     let cfg = &stack.config;
     assert_eq!(
         braid(&with_flags(&["deploy", &hello()], cfg)).status.code(),
@@ -199,7 +200,7 @@ async fn start_with_a_used_idempotency_key_prints_the_first_run() {
 
 #[tokio::test]
 async fn deploy_registers_nothing_when_any_file_is_invalid() {
-    let stack = Stack::create("cli-bad").await;
+    let stack = TestStack::create("cli-bad").await;
     let cfg = &stack.config;
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.yaml");
@@ -232,7 +233,7 @@ async fn deploy_registers_nothing_when_any_file_is_invalid() {
 
 #[tokio::test]
 async fn show_of_an_unknown_run_exits_2_naming_the_run() {
-    let stack = Stack::create("cli-unknown").await;
+    let stack = TestStack::create("cli-unknown").await;
     let out = braid(&with_flags(&["show", "01NOSUCHRUN"], &stack.config));
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
@@ -246,7 +247,7 @@ async fn show_of_an_unknown_run_exits_2_naming_the_run() {
 
 #[tokio::test]
 async fn stack_names_its_resources_through_its_cloudformation_outputs() {
-    let stack = Stack::create("cli-cfn").await;
+    let stack = TestStack::create("cli-cfn").await;
     let name = cloudformation_stack(&stack, &[]).await;
 
     let out = braid(&["deploy", &hello(), "--stack", &name]);
@@ -271,7 +272,7 @@ async fn stack_names_its_resources_through_its_cloudformation_outputs() {
 
 #[tokio::test]
 async fn a_missing_stack_output_is_named_and_its_flag_stands_in() {
-    let stack = Stack::create("cli-partial").await;
+    let stack = TestStack::create("cli-partial").await;
     let name = cloudformation_stack(&stack, &["EventBusName"]).await;
 
     let out = braid(&["runs", "--stack", &name]);

@@ -46,40 +46,68 @@ pub fn source(file: &str) -> String {
 pub fn worker_binary() -> PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY
-        .get_or_init(|| {
-            let exe = std::env::current_exe().expect("the test binary's path");
-            // <target>/<profile>/deps/<test binary>
-            let profile_dir = exe
-                .parent()
-                .and_then(Path::parent)
-                .expect("a profile folder");
-            let target_dir = profile_dir.parent().expect("a target folder");
-            let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-            build
-                .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
-                .args([
-                    "build",
-                    "--quiet",
-                    "-p",
-                    "braid-example-worker",
-                    "--target-dir",
-                ])
-                .arg(target_dir);
-            if profile_dir.ends_with("release") {
-                build.arg("--release");
-            }
-            assert!(
-                build.status().expect("cargo runs").success(),
-                "building the worker failed"
-            );
-            profile_dir.join("braid-example-worker")
-        })
+        .get_or_init(|| cargo_binary("braid-example-worker", "braid-example-worker"))
         .clone()
+}
+
+/// The `braid` command with its default features (the AWS backend included):
+/// `BRAID_BIN` when set (`./scripts/test` points it at the one `cargo test --workspace`
+/// built, which a build of braid-cli alone would build again with other features),
+/// else built once into this test's target folder.
+pub fn braid_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(
+            || match std::env::var_os("BRAID_BIN").filter(|v| !v.is_empty()) {
+                Some(path) => PathBuf::from(path),
+                None => cargo_binary("braid-cli", "braid"),
+            },
+        )
+        .clone()
+}
+
+/// Builds `package`'s binary `name` into this test's target folder and profile.
+fn cargo_binary(package: &str, name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // <target>/<profile>/deps/<test binary>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("a profile folder");
+    let target_dir = profile_dir.parent().expect("a target folder");
+    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    build
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            package,
+            "--bin",
+            name,
+            "--target-dir",
+        ])
+        .arg(target_dir);
+    if profile_dir.ends_with("release") {
+        build.arg("--release");
+    }
+    assert!(
+        build.status().expect("cargo runs").success(),
+        "building {package} failed"
+    );
+    profile_dir.join(name)
 }
 
 /// A `lambda` task runner that launches the example worker under the Lambda Runtime
 /// API (the emulator cannot run Lambda functions without Docker).
 pub fn worker_runner(dir: &Path) -> LambdaRunner {
+    let path = worker_function_map(dir);
+    LambdaRunner::new(FunctionMap::load(&path).expect("a valid function map")).expect("a runner")
+}
+
+/// Writes `dir/functions.yaml`, a function map running the example worker (`braid run
+/// --functions`); returns its path.
+pub fn worker_function_map(dir: &Path) -> PathBuf {
     let command = serde_json::to_string(&worker_binary().to_string_lossy()).unwrap();
     let path = dir.join("functions.yaml");
     std::fs::write(
@@ -89,7 +117,7 @@ pub fn worker_runner(dir: &Path) -> LambdaRunner {
         ),
     )
     .unwrap();
-    LambdaRunner::new(FunctionMap::load(&path).expect("a valid function map")).expect("a runner")
+    path
 }
 
 /// Serves `GET /get` and `POST /post` like httpbin, with answers that do not depend

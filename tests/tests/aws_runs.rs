@@ -1,11 +1,11 @@
 //! Whole runs on the AWS backend, on the emulator: the stack's resources made from
 //! `infra/template.yaml`, the five functions' handlers driven the way Lambda drives
-//! them (see `braid_e2e::driver`).
+//! them (see `braid_emulated::driver`).
 
-use braid_e2e::driver::Driver;
 use braid_e2e::examples::{self, Example};
 use braid_e2e::requests::CostReport;
-use braid_e2e::stack::Stack;
+use braid_e2e::stack::TestStack;
+use braid_emulated::driver::Driver;
 use braid_engine::model::{RunId, RunStatus, StepStatus};
 use braid_handlers::{Handlers, Ports, RunView, Settings, StartRequest, definition};
 use braid_local::backend::{LocalOptions, local_ports, local_runtime};
@@ -44,7 +44,7 @@ async fn start(handlers: &Handlers, file: &str, source: &str, input: Value) -> R
 
 /// Runs `source` on the emulated stack with `ports` (adjusted by the test) to the end.
 async fn run_on_aws(
-    stack: &Stack,
+    stack: &TestStack,
     ports: Ports,
     file: &str,
     source: &str,
@@ -52,7 +52,10 @@ async fn run_on_aws(
 ) -> RunView {
     let driver = Driver::new(stack, Handlers::new(ports, settings(), env_secrets()));
     let id = start(&driver.handlers, file, source, input).await;
-    driver.run_to_end(&id, RUN_LIMIT).await;
+    driver
+        .run_to_end(&id, Some(RUN_LIMIT))
+        .await
+        .expect("the run ends");
     // Seen through the stack's own ports, whatever faults the run was given.
     let viewer = Handlers::new(stack.ports(), settings(), env_secrets());
     viewer.run_view(&id).await.unwrap()
@@ -105,7 +108,7 @@ fn without_date(output: &Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_example_ends_the_same_on_the_embedded_and_the_emulated_aws_backend() {
-    let stack = Stack::create("parity").await;
+    let stack = TestStack::create("parity").await;
     let base_url = examples::http_service().await;
     let dir = tempfile::tempdir().unwrap();
     for Example { file, input } in examples::all() {
@@ -177,7 +180,7 @@ output: "{{ steps.report.output.body.json.record }}"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_delivered_twice_changes_nothing() {
-    let stack = Stack::create("dup").await;
+    let stack = TestStack::create("dup").await;
     let expected = run_on_aws(&stack, stack.ports(), "r.yaml", REPRESENTATIVE, json!({})).await;
     assert_eq!(expected.status, RunStatus::Succeeded);
     assert_eq!(expected.output, json!({"total": 2470}));
@@ -194,7 +197,7 @@ async fn every_message_delivered_twice_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_killed_between_its_write_and_its_send_is_repaired_by_the_cron_tick() {
-    let stack = Stack::create("crash").await;
+    let stack = TestStack::create("crash").await;
     let expected = run_on_aws(&stack, stack.ports(), "r.yaml", REPRESENTATIVE, json!({})).await;
     // Every other "ready" message is never sent: the handler wrote the state, then died.
     let mut ports = stack.ports();
@@ -207,7 +210,7 @@ async fn a_handler_killed_between_its_write_and_its_send_is_repaired_by_the_cron
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_20_mb_step_result_flows_through_s3_to_the_next_step() {
-    let stack = Stack::create("big").await;
+    let stack = TestStack::create("big").await;
     let workflow = r#"
 name: big
 steps:
@@ -245,7 +248,7 @@ impl PayloadStore for UnreadablePayloads {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_that_always_fails_lands_in_the_dlq_and_fails_its_run() {
-    let stack = Stack::create("poison").await;
+    let stack = TestStack::create("poison").await;
     let workflow = r#"
 name: poison
 steps:
@@ -274,14 +277,15 @@ steps:
         Handlers::new(stack.ports(), settings(), env_secrets()),
     );
     driver
-        .deliver(braid_e2e::driver::Consumer::Dispatcher)
-        .await;
+        .deliver(braid_emulated::driver::Consumer::Dispatcher)
+        .await
+        .expect("a batch is delivered");
     assert_eq!(stack.depth("ReadyDeadLetterQueue").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orchestration_cost_per_million_steps_is_measured_from_every_request() {
-    let stack = Stack::create("cost").await;
+    let stack = TestStack::create("cost").await;
     let driver = Driver::new(
         &stack,
         Handlers::new(stack.ports(), settings(), env_secrets()),
@@ -293,7 +297,10 @@ async fn orchestration_cost_per_million_steps_is_measured_from_every_request() {
     for _ in 0..runs {
         let input = json!({ "base_url": base_url });
         let id = start(&driver.handlers, "r.yaml", REPRESENTATIVE_TASKS, input).await;
-        let run = driver.run_to_end(&id, RUN_LIMIT).await;
+        let run = driver
+            .run_to_end(&id, Some(RUN_LIMIT))
+            .await
+            .expect("the run ends");
         assert_eq!(
             (run.status, run.output),
             (
@@ -337,7 +344,7 @@ async fn orchestration_cost_per_million_steps_is_measured_from_every_request() {
 /// as slots free, and the slot count is back to zero at the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_concurrency_1_runs_wait_their_turn_on_aws() {
-    let stack = Stack::create("serial").await;
+    let stack = TestStack::create("serial").await;
     let driver = Driver::new(
         &stack,
         Handlers::new(stack.ports(), settings(), env_secrets()),
@@ -357,7 +364,10 @@ async fn with_concurrency_1_runs_wait_their_turn_on_aws() {
         [RunStatus::Running, RunStatus::Queued, RunStatus::Queued]
     );
     for id in &ids {
-        let run = driver.run_to_end(id, RUN_LIMIT).await;
+        let run = driver
+            .run_to_end(id, Some(RUN_LIMIT))
+            .await
+            .expect("the run ends");
         assert_eq!(run.status, RunStatus::Succeeded);
     }
     let slots = stack
@@ -391,7 +401,7 @@ async fn with_concurrency_1_runs_wait_their_turn_on_aws() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schedule_fires_each_instant_once_on_aws() {
     use chrono::TimeZone;
-    let stack = Stack::create("schedule").await;
+    let stack = TestStack::create("schedule").await;
     let start = chrono::Utc.with_ymd_and_hms(2026, 6, 1, 10, 30, 0).unwrap();
     let clock = Arc::new(braid_ports::ManualClock::new(start));
     let mut ports = stack.ports();
@@ -412,7 +422,11 @@ async fn a_schedule_fires_each_instant_once_on_aws() {
         Handlers::new(stack.ports(), settings(), env_secrets()),
     );
     assert_eq!(
-        driver.run_to_end(&run.id, RUN_LIMIT).await.status,
+        driver
+            .run_to_end(&run.id, Some(RUN_LIMIT))
+            .await
+            .expect("the run ends")
+            .status,
         RunStatus::Succeeded
     );
     let view = driver.handlers.run_view(&run.id).await.unwrap();

@@ -2,12 +2,12 @@
 //! then nothing.
 
 use braid_aws::secrets::{AwsSecrets, SECRETS_MANAGER_PREFIX, SSM_PREFIX};
-use braid_e2e::stack::Stack;
+use braid_e2e::stack::TestStack;
 use braid_ports::SecretStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_come_from_parameter_store_then_secrets_manager() {
-    let stack = Stack::create("secrets").await;
+    let stack = TestStack::create("secrets").await;
     let tag = &stack.name;
     let (in_ssm, in_sm, in_both) = (
         format!("{tag}-ssm"),

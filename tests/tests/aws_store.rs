@@ -5,7 +5,7 @@
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use braid_aws::store::{self as ds, DynamoStore};
-use braid_e2e::stack::Stack;
+use braid_e2e::stack::TestStack;
 use braid_engine::model::{
     ErrorInfo, FanOut, RunRecord, RunStatus, StepKey, StepRecord, StepStatus,
 };
@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 /// A fresh copy of the stack's table, made from the template.
 async fn table() -> (Client, String) {
-    let stack = Stack::create("store").await;
+    let stack = TestStack::create("store").await;
     (stack.clients.dynamodb.clone(), stack.config.table.clone())
 }
 

@@ -4,9 +4,9 @@
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
 use braid_aws::event_bus::EventBridgeSink;
-use braid_e2e::driver::Driver;
 use braid_e2e::examples;
-use braid_e2e::stack::Stack;
+use braid_e2e::stack::TestStack;
+use braid_emulated::driver::Driver;
 use braid_engine::model::RunStatus;
 use braid_handlers::{Handlers, Settings, definition};
 use braid_lambda::sqs_batch::{self, Source};
@@ -56,7 +56,7 @@ steps:
 /// run. The webhook's secret comes from Parameter Store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trigger_samples_each_start_one_run_with_their_event_as_trigger() {
-    let stack = Stack::create("triggers").await;
+    let stack = TestStack::create("triggers").await;
     let (def, _) = definition("uploads.yaml", TRIGGERED).unwrap();
     stack.ports().store.put_definition(&def).await.unwrap();
     stack
@@ -153,13 +153,13 @@ fn sqs_sample(name: &str, run_id: &str) -> SqsEvent {
     serde_json::from_str(&sample(name).replace("RUN_ID", run_id)).expect("an SQS event")
 }
 
-fn handlers(stack: &Stack) -> Handlers {
+fn handlers(stack: &TestStack) -> Handlers {
     Handlers::new(stack.ports(), Settings::default(), env_secrets())
 }
 
 /// A stack with `examples/hello.yaml` registered.
-async fn stack_with_hello(tag: &str) -> Stack {
-    let stack = Stack::create(tag).await;
+async fn stack_with_hello(tag: &str) -> TestStack {
+    let stack = TestStack::create(tag).await;
     let (def, _) = definition("hello.yaml", &examples::source("hello.yaml")).unwrap();
     stack.ports().store.put_definition(&def).await.unwrap();
     stack
@@ -272,7 +272,10 @@ async fn dispatcher_and_completer_samples_are_handled_and_duplicates_change_noth
     assert!(response.batch_item_failures.is_empty());
 
     let driver = Driver::new(&stack, handlers(&stack));
-    let run = driver.run_to_end(&run_id, Duration::from_secs(60)).await;
+    let run = driver
+        .run_to_end(&run_id, Some(Duration::from_secs(60)))
+        .await
+        .expect("the run ends");
     assert_eq!(run.status, RunStatus::Succeeded);
     let view = h.run_view(&run_id).await.unwrap();
     assert_eq!(view.output["greeting"], "Hello, Ada!");
@@ -281,7 +284,7 @@ async fn dispatcher_and_completer_samples_are_handled_and_duplicates_change_noth
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notifier_sample_reaches_the_event_bus_and_the_tick_sample_sweeps() {
-    let stack = Stack::create("notify").await;
+    let stack = TestStack::create("notify").await;
     // A rule on the bus sending every Braid event to a queue, to see what arrived.
     let watch = stack
         .clients
@@ -364,7 +367,7 @@ async fn notifier_sample_reaches_the_event_bus_and_the_tick_sample_sweeps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unmatched_events_and_bad_webhooks_start_nothing_on_aws() {
     use braid_lang::triggers::signature::sign_braid;
-    let stack = Stack::create("refusals").await;
+    let stack = TestStack::create("refusals").await;
     let signed = "name: signed\ntriggers:\n  - webhook: { path: signed, secret: signed-hook }\nsteps:\n  - id: a\n    pass: 1\n";
     for (file, source) in [("uploads.yaml", TRIGGERED), ("signed.yaml", signed)] {
         let (def, _) = definition(file, source).unwrap();

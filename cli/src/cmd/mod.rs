@@ -1,11 +1,14 @@
 //! One module per command, plus what they share: exit statuses, loading a workflow
 //! file, reporting errors, and where runs live ([`local`] state, a deployed [`stack`]).
 
+pub mod backend;
 pub mod backfill;
 pub mod bench;
 pub mod continue_run;
 pub mod deploy;
 pub mod dev;
+#[cfg(feature = "aws")]
+pub mod emulated;
 pub mod graph;
 pub mod interrupt;
 pub mod local;

@@ -3,10 +3,11 @@
 
 use super::report::status_mark;
 use braid_engine::model::{RunId, StepStatus};
-use braid_local::runtime::LocalRuntime;
+use braid_handlers::Handlers;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Watches `run_id` in the store until the returned handle is stopped.
@@ -16,8 +17,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn start(rt: &LocalRuntime, run_id: &RunId, step_order: Vec<String>) -> Self {
-        let handlers = rt.handlers().clone();
+    pub fn start(handlers: Arc<Handlers>, run_id: &RunId, step_order: Vec<String>) -> Self {
         let run_id = run_id.clone();
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {

@@ -5,6 +5,7 @@
 //! once on Ctrl-C or SIGTERM (exit 130) or when the state cannot be written (exit 1),
 //! saying how to continue the run: `braid continue RUN`.
 
+use super::backend::{self, Backend, RunRequest};
 use super::interrupt::Interrupts;
 use super::local::{StateArgs, function_map, open, take_over, tokio};
 use super::progress::Progress;
@@ -35,6 +36,10 @@ pub struct Args {
     /// An idempotency key: running again with the same key shows the first run.
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
+    /// Where the run goes: the embedded backend, or the AWS adapters on the emulator
+    /// at AWS_ENDPOINT_URL (LocalStack, moto).
+    #[arg(long, value_enum, default_value_t = Backend::Embedded)]
+    pub backend: Backend,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -58,6 +63,16 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
     let input = parse_input(args.input.as_deref())?;
     let functions = function_map(args.functions.as_deref(), Some(&args.file));
     let state = &args.state.state;
+    if args.backend == Backend::Aws {
+        return backend::run_on_aws(RunRequest {
+            definition: def,
+            step_order: wf.steps.iter().map(|s| s.id.clone()).collect(),
+            input,
+            idempotency_key: args.idempotency_key.clone(),
+            functions,
+            output: args.output,
+        });
+    }
     tokio()?.block_on(async {
         let mut interrupts = Interrupts::catch()?;
         let rt = open(state, functions.clone())?;
@@ -121,7 +136,8 @@ impl Driving<'_> {
         steps: Vec<String>,
         interrupts: &mut Interrupts,
     ) -> anyhow::Result<Exit> {
-        let progress = (self.format == Format::Text).then(|| Progress::start(rt, id, steps));
+        let progress = (self.format == Format::Text)
+            .then(|| Progress::start(rt.handlers().clone(), id, steps));
         let result = tokio::select! {
             r = rt.run_to_end(id) => Some(r),
             () = interrupts.next() => None,

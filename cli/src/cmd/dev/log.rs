@@ -1,5 +1,6 @@
 //! One line on stderr per run started and per run finished, from the handlers'
-//! lifecycle events (on AWS they go to EventBridge; here they are printed).
+//! lifecycle events (on AWS they go to EventBridge; here they are printed, and with
+//! `--backend aws` printed as the notifier forwards them to the stack's bus).
 
 use async_trait::async_trait;
 use braid_engine::model::{EventKind, LifecycleEvent};
@@ -30,5 +31,19 @@ impl EventSink for RunLog {
             }
         }
         Ok(())
+    }
+}
+
+/// Hands the events on to the sink it wraps, then prints them like [`RunLog`] (once
+/// published: a batch that fails is delivered again, and printed then).
+#[cfg(feature = "aws")]
+pub struct Logged(pub std::sync::Arc<dyn EventSink>);
+
+#[cfg(feature = "aws")]
+#[async_trait]
+impl EventSink for Logged {
+    async fn publish(&self, events: &[LifecycleEvent]) -> PortResult<()> {
+        self.0.publish(events).await?;
+        RunLog.publish(events).await
     }
 }

@@ -6,7 +6,9 @@
 //! - [`buckets`]: local buckets firing `s3` triggers;
 //! - [`watch`]: what changed in a folder since the last look (both folders poll it);
 //! - [`server`]: the HTTP API;
-//! - [`log`]: a line per run started and finished.
+//! - [`log`]: a line per run started and finished;
+//! - [`engine`]: what drives the runs: the embedded backend, or the AWS adapters on an
+//!   emulator (`--backend aws`).
 //!
 //! Everything runs on one thread: the runtime loop (the one `braid run` drives), the
 //! server and the folder watcher. Ctrl-C (or SIGTERM) stops taking work, lets the
@@ -18,18 +20,19 @@
 //! written stops it with the error (exit 1).
 
 mod buckets;
+mod engine;
 mod log;
 mod server;
 mod watch;
 mod workflows;
 
 use super::Exit;
+use super::backend::Backend;
 use super::interrupt::Interrupts;
-use super::local::{StateArgs, function_map_in, take_over, tokio};
+use super::local::{StateArgs, function_map_in, tokio};
 use anyhow::Context;
 use braid_handlers::Handlers;
-use braid_local::backend::{self, LocalOptions};
-use braid_local::runtime::LocalRuntime;
+use braid_local::backend;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,10 +42,6 @@ use tokio::sync::watch as flag;
 /// How often the folders are looked at. A change is acted on once the file held still
 /// for one look, so within two.
 const POLL_EVERY: Duration = Duration::from_millis(500);
-
-/// Longest pause of the runtime loop when there is nothing to do: a request's first
-/// step starts within it.
-const IDLE_POLL: Duration = Duration::from_millis(50);
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -64,6 +63,10 @@ pub struct Args {
     /// the workflows folder, which is then not loaded as a workflow).
     #[arg(long, value_name = "FILE")]
     pub functions: Option<PathBuf>,
+    /// What runs the workflows: the embedded backend, or the AWS adapters on the
+    /// emulator at AWS_ENDPOINT_URL (LocalStack, moto).
+    #[arg(long, value_enum, default_value_t = Backend::Embedded)]
+    pub backend: Backend,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -80,13 +83,13 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
             .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
         let interrupts = Interrupts::catch()?;
-        let rt = open(&args.state.state, functions.clone())?;
-        take_over(&rt, &args.state.state, "braid dev").await?;
-        let handlers = rt.handlers().clone();
+        let engine =
+            engine::Engine::open(args.backend, &args.state.state, functions.clone()).await?;
+        let handlers = engine.handlers();
         let base_url = format!("http://{addr}");
         eprintln!(
-            "braid dev: API on {base_url} (state in `{}`)",
-            args.state.state.display()
+            "braid dev: API on {base_url} ({})",
+            engine.place(&args.state.state)
         );
 
         let served = workflows::Served {
@@ -129,7 +132,7 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
         ));
         tokio::spawn(signals(interrupts, stop_tx.clone()));
 
-        let served = rt.serve(stopped(stop_rx)).await;
+        let served = engine.serve(stopped(stop_rx)).await;
         // However the runtime stopped, the watcher and the server stop with it.
         let _ = stop_tx.send(true);
         let _ = watcher.await;
@@ -149,17 +152,6 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
         eprintln!("braid dev stopped");
         Ok(Exit::Success)
     })
-}
-
-/// The embedded backend, paced for a long-lived process, its lifecycle events printed.
-fn open(state: &std::path::Path, functions: Option<PathBuf>) -> anyhow::Result<LocalRuntime> {
-    let mut opts = LocalOptions::new(state);
-    opts.functions = functions;
-    opts.runtime.idle_poll = IDLE_POLL;
-    let mut ports = backend::local_ports(&opts)
-        .with_context(|| format!("cannot open the local state in `{}`", state.display()))?;
-    ports.events = Arc::new(log::RunLog);
-    Ok(backend::local_runtime(ports, &opts))
 }
 
 /// Resolves when `stop` turns true.

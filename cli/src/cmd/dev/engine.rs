@@ -1,0 +1,96 @@
+//! What drives `braid dev`'s runs: the embedded backend's runtime loop, or, with
+//! `--backend aws`, the five functions' handlers over the stack on an emulator
+//! (feature `aws`). The server, the folder watcher and the buckets work on the
+//! handlers alone, the same for both.
+
+#[cfg(feature = "aws")]
+use super::log::Logged;
+use super::log::RunLog;
+use crate::cmd::backend::Backend;
+use crate::cmd::local::take_over;
+use anyhow::Context;
+use braid_handlers::{HandlerError, Handlers};
+use braid_local::backend::{self, LocalOptions};
+use braid_local::runtime::LocalRuntime;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest pause of the runtime loop when there is nothing to do: a request's first
+/// step starts within it.
+const IDLE_POLL: Duration = Duration::from_millis(50);
+
+pub enum Engine {
+    Local(LocalRuntime),
+    #[cfg(feature = "aws")]
+    Aws(Box<crate::cmd::emulated::Emulated>),
+}
+
+impl Engine {
+    /// The backend `backend` names; the local one over `state`.
+    pub async fn open(
+        backend: Backend,
+        state: &Path,
+        functions: Option<PathBuf>,
+    ) -> anyhow::Result<Engine> {
+        match backend {
+            Backend::Embedded => {
+                let rt = open_local(state, functions)?;
+                take_over(&rt, state, "braid dev").await?;
+                Ok(Engine::Local(rt))
+            }
+            #[cfg(feature = "aws")]
+            Backend::Aws => {
+                let emulated = crate::cmd::emulated::Emulated::open(functions.as_deref()).await?;
+                Ok(Engine::Aws(Box::new(emulated)))
+            }
+            #[cfg(not(feature = "aws"))]
+            Backend::Aws => Err(crate::cmd::backend::not_built()),
+        }
+    }
+
+    pub fn handlers(&self) -> Arc<Handlers> {
+        match self {
+            Engine::Local(rt) => rt.handlers().clone(),
+            #[cfg(feature = "aws")]
+            Engine::Aws(e) => e.handlers.clone(),
+        }
+    }
+
+    /// Where runs live, for the banner.
+    pub fn place(&self, state: &Path) -> String {
+        match self {
+            Engine::Local(_) => format!("state in `{}`", state.display()),
+            #[cfg(feature = "aws")]
+            Engine::Aws(e) => format!("stack `{}` on the AWS emulator", e.stack.name),
+        }
+    }
+
+    /// Drives runs until `stop` resolves, or until the local state cannot be
+    /// written. On AWS the notifier's events are printed as they are forwarded to the
+    /// stack's bus.
+    pub async fn serve(&self, stop: impl Future<Output = ()>) -> Result<(), HandlerError> {
+        match self {
+            Engine::Local(rt) => rt.serve(stop).await,
+            #[cfg(feature = "aws")]
+            Engine::Aws(e) => {
+                let mut driver = e.driver();
+                driver.sink = Arc::new(Logged(driver.sink.clone()));
+                driver.serve(stop).await;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The embedded backend, paced for a long-lived process, its lifecycle events printed.
+fn open_local(state: &Path, functions: Option<PathBuf>) -> anyhow::Result<LocalRuntime> {
+    let mut opts = LocalOptions::new(state);
+    opts.functions = functions;
+    opts.runtime.idle_poll = IDLE_POLL;
+    let mut ports = backend::local_ports(&opts)
+        .with_context(|| format!("cannot open the local state in `{}`", state.display()))?;
+    ports.events = Arc::new(RunLog);
+    Ok(backend::local_runtime(ports, &opts))
+}
