@@ -10,7 +10,9 @@ use braid_engine::model::{
     Definition, ErrorInfo, RunId, RunRecord, RunStatus, StepId, StepKey, StepRecord, StepStatus,
     Timestamp,
 };
-use braid_ports::{Created, Finalized, Guard, PortError, PortResult, RunFilter, StateStore};
+use braid_ports::{
+    Created, Finalized, Guard, PortError, PortResult, Record, RunFilter, StateStore,
+};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::path::Path;
 use std::sync::Mutex;
@@ -82,8 +84,12 @@ fn idx(key: &StepKey) -> i64 {
     key.index.map_or(-1, i64::from)
 }
 
-fn enc<T: serde::Serialize>(v: &T) -> PortResult<String> {
-    serde_json::to_string(v).map_err(PortError::backend)
+/// A record as stored: its JSON, refused over the limit DynamoDB's items have
+/// ([`braid_ports::MAX_RECORD_BYTES`]) so that what fails on AWS fails here too.
+fn enc<T: Record>(v: &T) -> PortResult<String> {
+    let json = serde_json::to_string(v).map_err(PortError::backend)?;
+    braid_ports::check_record_size(v, json.len())?;
+    Ok(json)
 }
 
 fn dec<T: serde::de::DeserializeOwned>(s: &str) -> PortResult<T> {

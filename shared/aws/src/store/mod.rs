@@ -1254,7 +1254,7 @@ impl DynamoStore {
                 KeysAndAttributes::builder()
                     .set_keys(Some(chunk.to_vec()))
                     .build()
-                    .map_err(backend)?,
+                    .map_err(PortError::backend)?,
             );
             while let Some(k) = wanted.take() {
                 let got = self
