@@ -31,6 +31,8 @@ fn run(id: &str) -> RunRecord {
         status: RunStatus::Running,
         params: serde_json::json!({"ratio": 1.0}),
         trigger: serde_json::Value::Null,
+        params_ref: None,
+        trigger_ref: None,
         created_at: chrono::Utc::now(),
         finished_at: None,
         deadline: None,

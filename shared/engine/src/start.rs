@@ -54,6 +54,9 @@ pub fn plan(wf: &Workflow, info: StartInfo, now: Timestamp) -> RunPlan {
         },
         params: info.params,
         trigger: info.trigger,
+        // Set by the handlers when the input is big (they hold the payload store).
+        params_ref: None,
+        trigger_ref: None,
         created_at: now,
         finished_at: None,
         deadline: if queued { None } else { deadline(wf, now) },

@@ -236,7 +236,10 @@ fn fan_in_keeps_item_order_and_reports_failed_or_stopped_iterations() {
 #[test]
 fn default_run_output_maps_leaf_steps() {
     let w = wf(DIAMOND);
-    assert_eq!(output::reads(&w).into_iter().collect::<Vec<_>>(), vec!["d"]);
+    assert_eq!(
+        output::reads(&w).steps.into_iter().collect::<Vec<_>>(),
+        vec!["d"]
+    );
     let mut scope = braid_lang::expr::Scope::default();
     scope.add_step("d", "succeeded", json!(4));
     let out = output::run_output(&w, &braid_lang::expr::Renderer::default(), &scope).unwrap();
@@ -251,6 +254,8 @@ fn run() -> RunRecord {
         status: RunStatus::Running,
         params: json!({}),
         trigger: Value::Null,
+        params_ref: None,
+        trigger_ref: None,
         created_at: t0(),
         finished_at: None,
         deadline: Some(t0() + secs(3600)),

@@ -118,7 +118,7 @@ impl Handlers {
         if registry == Registry::Register {
             self.register(&req.definition).await?;
         }
-        let plan = start::plan(
+        let mut plan = start::plan(
             &wf,
             start::StartInfo {
                 run_id: self.ports.ids.run_id(now),
@@ -130,6 +130,7 @@ impl Handlers {
             },
             now,
         );
+        self.keep_input(&mut plan.run).await?;
         if let Created::Existing(run) = self.ports.store.create_run(&plan.run, &plan.steps).await? {
             return Ok(Started {
                 run: *run,

@@ -255,13 +255,36 @@ steps:
     pass: { x: "{{ steps['big-day'].output }}" }
 "#);
     let c = wf.step("c").unwrap();
-    assert_eq!(c.reads.iter().collect::<Vec<_>>(), ["a", "big-day"]);
+    assert_eq!(c.reads.steps.iter().collect::<Vec<_>>(), ["a", "big-day"]);
     assert_eq!(
-        c.task_reads.iter().collect::<Vec<_>>(),
+        c.task_reads.steps.iter().collect::<Vec<_>>(),
         ["big-day"],
         "`when` is read once per step, not per run of its task"
     );
     assert_eq!(c.needs, ["a", "big-day"]);
+}
+
+#[test]
+fn a_step_records_whether_its_fields_read_params_and_trigger() {
+    let wf = ok(r#"
+name: reads
+params:
+  list: { type: array }
+steps:
+  - id: each
+    for_each: "{{ params.list }}"
+    pass: "{{ item }}"
+  - id: hook
+    pass: { who: "{{ trigger.body.user }}", n: "{{ params['list'] | length }}" }
+"#);
+    let each = wf.step("each").unwrap();
+    assert!(each.reads.params && !each.reads.trigger);
+    assert!(
+        !each.task_reads.params && !each.task_reads.trigger,
+        "an iteration reads its item, not the run's input"
+    );
+    let hook = wf.step("hook").unwrap();
+    assert!(hook.task_reads.params && hook.task_reads.trigger);
 }
 
 #[test]

@@ -106,10 +106,11 @@ impl Ctx<'_> {
 
     /// Checks every expression in a value: syntax, the names it reads, the params it
     /// reads. Returns the step ids it reads; `field` names the field in messages.
-    fn expressions(&mut self, v: &Value, pos: Pos, field: &str, item: Item) -> BTreeSet<String> {
+    fn expressions(&mut self, v: &Value, pos: Pos, field: &str, item: Item) -> Reads {
         let mut strings = Vec::new();
         expr::for_each_string(v, &mut |s| strings.push(s));
         let mut refs = BTreeSet::new();
+        let mut roots = BTreeSet::new();
         for s in strings {
             if let Err(e) = expr::check(s) {
                 let at = self.locate(pos, broken_part(s));
@@ -144,7 +145,9 @@ impl Ctx<'_> {
                     .into_iter()
                     .filter(|r| !dashed.iter().any(|d| d.starts_with(&format!("{r}-")))),
             );
-            for name in expr::root_names(s) {
+            let names = expr::root_names(s);
+            roots.extend(names.iter().cloned());
+            for name in names {
                 if FUNCTIONS.contains(&name.as_str()) || misread.contains(&name) {
                     continue;
                 }
@@ -186,7 +189,11 @@ impl Ctx<'_> {
                 );
             }
         }
-        refs
+        Reads {
+            steps: refs,
+            params: roots.contains("params"),
+            trigger: roots.contains("trigger"),
+        }
     }
 
     /// Ids of steps with dashes that `s` reads as `steps.big-day`.
@@ -343,7 +350,7 @@ pub(super) fn validate(decl: WorkflowDecl, text: &str, diags: &mut Collector) ->
     }
     let output = decl.output.map(|o| {
         let refs = cx.expressions(&o.value, o.pos, "output", RUN_LEVEL);
-        for r in refs {
+        for r in refs.steps {
             if !decl.steps.iter().any(|s| s.id.value == r) {
                 let at = cx.locate(o.pos, &format!("steps.{r}"));
                 let hint = nearest(&r, cx.step_ids.iter().map(String::as_str))
@@ -714,8 +721,8 @@ fn step(
     };
     // What `when` and `for_each` read is needed once per step, the rest on every run
     // of its task (each iteration).
-    let mut reads = BTreeSet::new();
-    let mut task_reads = BTreeSet::new();
+    let mut reads = Reads::default();
+    let mut task_reads = Reads::default();
     let mut field_exprs = |cx: &mut Ctx, v: &Value, pos: Pos, field: &str, item: Item| {
         let read = cx.expressions(v, pos, &format!("step `{id}`: {field}"), item);
         match field {
@@ -983,7 +990,7 @@ fn step(
         continue_on_failure: s.continue_on_failure,
         input: s.input.as_ref().map(|i| i.value.clone()),
         kind,
-        reads: reads.union(&task_reads).cloned().collect(),
+        reads: reads.union(&task_reads),
         task_reads,
     })
 }
@@ -1098,7 +1105,7 @@ fn graph(cx: &mut Ctx, decls: &[At<StepDecl>], steps: &[Step]) {
         };
         // Search for the reference within this step's text only.
         let end = decls.get(i + 1).map(|d| d.pos);
-        for r in &step.reads {
+        for r in &step.reads.steps {
             let at = [
                 format!("steps.{r}"),
                 format!("steps['{r}']"),

@@ -33,6 +33,8 @@ fn run_record(id: &str, workflow: &str, key: Option<&str>) -> RunRecord {
         status: RunStatus::Running,
         params: json!({"p": 1}),
         trigger: Value::Null,
+        params_ref: None,
+        trigger_ref: None,
         created_at: t0(),
         finished_at: None,
         deadline: None,

@@ -1,0 +1,118 @@
+//! Run inputs and trigger data over the inline limit are kept by reference: the run's
+//! record stays small, a step loads them only when it reads them, and a start whose
+//! input is bigger than a store record succeeds as it does on AWS.
+
+use async_trait::async_trait;
+use braid_engine::model::RunStatus;
+use braid_handlers::{StartRequest, definition};
+use braid_local::backend::{LocalOptions, local_ports, local_runtime};
+use braid_ports::{PayloadStore, PortResult};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// The payload store, counting the reads of keys ending in `suffix`.
+struct CountingReads {
+    inner: Arc<dyn PayloadStore>,
+    suffix: &'static str,
+    reads: AtomicUsize,
+}
+
+#[async_trait]
+impl PayloadStore for CountingReads {
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> PortResult<()> {
+        self.inner.put(key, bytes).await
+    }
+
+    async fn get(&self, key: &str) -> PortResult<Vec<u8>> {
+        if key.ends_with(self.suffix) {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner.get(key).await
+    }
+}
+
+const FAN_OUT: &str = r#"
+name: big-input
+params:
+  list: { type: array, required: true }
+steps:
+  - id: each
+    for_each: "{{ params.list }}"
+    max_parallel: 8
+    pass: "{{ item.n * 2 }}"
+  - id: summary
+    needs: [each]
+    pass:
+      count: "{{ params.list | length }}"
+      sum: "{{ steps.each.output | sum }}"
+      kind: "{{ trigger.kind }}"
+      hook: "{{ trigger.body.note | length }}"
+"#;
+
+#[tokio::test]
+async fn a_fan_out_over_a_big_input_loads_it_once_not_per_iteration() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = LocalOptions::new(dir.path());
+    let mut ports = local_ports(&opts).unwrap();
+    let counting = Arc::new(CountingReads {
+        inner: ports.payloads.clone(),
+        suffix: "/params.json",
+        reads: AtomicUsize::new(0),
+    });
+    ports.payloads = counting.clone();
+    let rt = local_runtime(ports, &opts);
+
+    let n = 3_000;
+    let list: Vec<Value> = (0..n)
+        .map(|i| json!({"n": i, "pad": "p".repeat(20)}))
+        .collect();
+    let trigger = json!({"kind": "webhook", "body": {"note": "t".repeat(600 * 1024)}});
+    let (def, _) = definition("wf.yaml", FAN_OUT).unwrap();
+    let started = rt
+        .handlers()
+        .start(StartRequest {
+            definition: def,
+            input: json!({ "list": list }),
+            trigger,
+            idempotency_key: None,
+            queue: false,
+        })
+        .await
+        .expect("an input bigger than a store record is taken");
+
+    let stored = rt
+        .handlers()
+        .ports()
+        .store
+        .get_run(&started.run.id)
+        .await
+        .unwrap();
+    let record = serde_json::to_string(&stored).unwrap();
+    assert!(
+        record.len() < 2048,
+        "the run's record holds references, not the input: {} bytes",
+        record.len()
+    );
+    assert_eq!(
+        stored.trigger["kind"], "webhook",
+        "the trigger's kind stays inline"
+    );
+
+    let run = tokio::time::timeout(Duration::from_secs(60), rt.run_to_end(&started.run.id))
+        .await
+        .expect("the run finishes")
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded);
+    let view = rt.handlers().run_view(&run.id).await.unwrap();
+    assert_eq!(
+        view.steps["summary"].output,
+        json!({"count": n, "sum": n * (n - 1), "kind": "webhook", "hook": 600 * 1024})
+    );
+    assert_eq!(
+        counting.reads.load(Ordering::SeqCst),
+        2,
+        "the params are read by the expansion and the step that reads them, not by each iteration"
+    );
+}
