@@ -178,6 +178,7 @@ impl Handlers {
             }
         };
         if let Some((held, outcome)) = outcome {
+            let outcome = self.bound_outcome(&claimed, outcome).await?;
             // Recorded here, not sent on: an outcome that only lived in a message could
             // be lost with it, and the attempt would have to wait out its lease.
             let msg = ResultMsg {

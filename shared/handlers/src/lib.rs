@@ -14,7 +14,8 @@
 //!
 //! # Layout
 //! - the crate root: [`Ports`], [`Settings`], [`Handlers`] and the reads and writes of
-//!   values through the payload store;
+//!   values through the payload store; `bounded`: errors bounded before they are
+//!   recorded (a long message kept by reference);
 //! - `intake`, `admission`: starting runs, and admitting queued ones under `concurrency`;
 //! - `dispatch`, `eager`, `iteration`: running a ready step, what it made ready, and a
 //!   fan-out's iterations;
@@ -26,6 +27,7 @@
 mod admission;
 mod api;
 mod backfill;
+mod bounded;
 mod complete;
 mod context;
 mod deliver;

@@ -1,6 +1,7 @@
-//! Run inputs and trigger data over the inline limit are kept by reference: the run's
-//! record stays small, a step loads them only when it reads them, and a start whose
-//! input is bigger than a store record succeeds as it does on AWS.
+//! Values of any size: run inputs and trigger data over the inline limit are kept by
+//! reference (the run's record stays small, a step loads them only when it reads them,
+//! and a start whose input is bigger than a store record succeeds as it does on AWS),
+//! and an error message of any size is recorded bounded, the whole kept by reference.
 
 use async_trait::async_trait;
 use braid_engine::model::RunStatus;
@@ -115,4 +116,65 @@ async fn a_fan_out_over_a_big_input_loads_it_once_not_per_iteration() {
         2,
         "the params are read by the expansion and the step that reads them, not by each iteration"
     );
+}
+
+#[tokio::test]
+async fn a_failure_with_a_huge_message_is_recorded_bounded_with_the_whole_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = LocalOptions::new(dir.path());
+    let rt = local_runtime(local_ports(&opts).unwrap(), &opts);
+    let yaml = r#"
+name: long-failure
+params:
+  text: { type: string, required: true }
+steps:
+  - id: explain
+    fail: { error: too_long, message: "{{ params.text }}" }
+"#;
+    let text = "why ".repeat(128 * 1024);
+    let (def, _) = definition("wf.yaml", yaml).unwrap();
+    let started = rt
+        .handlers()
+        .start(StartRequest {
+            definition: def,
+            input: json!({ "text": text }),
+            trigger: Value::Null,
+            idempotency_key: None,
+            queue: false,
+        })
+        .await
+        .unwrap();
+    let run = tokio::time::timeout(Duration::from_secs(30), rt.run_to_end(&started.run.id))
+        .await
+        .expect("the run finishes")
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Failed);
+    let view = rt.handlers().run_view(&run.id).await.unwrap();
+    let error = view.steps["explain"]
+        .error
+        .clone()
+        .expect("the step's error");
+    assert_eq!(
+        error.error, "too_long",
+        "the step failed for its own reason"
+    );
+    assert!(
+        error.message.len() < 8 * 1024,
+        "bounded: {} bytes",
+        error.message.len()
+    );
+    assert!(error.message.starts_with("why why"));
+    let key = error
+        .message
+        .rsplit_once("the whole message is payload ")
+        .map(|(_, k)| k.trim_end_matches(']'))
+        .expect("the message names where the whole one is");
+    assert!(error.message.contains(&format!("of {} bytes", text.len())));
+    let whole = rt.handlers().ports().payloads.get(key).await.unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&whole).unwrap(),
+        json!(text)
+    );
+    let run_error = view.error.expect("the run's error");
+    assert!(run_error.message.len() < 8 * 1024);
 }
