@@ -447,7 +447,10 @@ async fn values_bigger_than_a_store_item_end_the_same_on_both_backends() {
     let aws = run_on_aws(&stack, stack.ports(), "big.yaml", BIG_VALUES, input).await;
     assert_eq!(local.status, RunStatus::Failed);
     let error = local.steps["explain"].error.clone().expect("its error");
-    assert_eq!(error.error, "too_long", "failed for its own reason: {error:?}");
+    assert_eq!(
+        error.error, "too_long",
+        "failed for its own reason: {error:?}"
+    );
     assert_eq!(local.steps["each"].status, StepStatus::Succeeded);
     assert_eq!(outcome(&aws), outcome(&local), "the backends differ");
 }

@@ -30,11 +30,12 @@ pub struct StartInfo {
     pub limit: Option<u32>,
 }
 
-/// When a run started at `now` times out.
+/// When a run started at `now` times out; none when that is beyond the calendar
+/// (`timeout: 100000000d`), which is never all the same.
 fn deadline(wf: &Workflow, now: Timestamp) -> Option<Timestamp> {
     wf.timeout
         .and_then(|t| chrono::Duration::from_std(t).ok())
-        .map(|t| now + t)
+        .and_then(|t| now.checked_add_signed(t))
 }
 
 /// Plans a new run: every step gets its record up front, so the run's progress is

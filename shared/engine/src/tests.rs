@@ -71,6 +71,24 @@ fn params_fill_defaults_and_check_types_and_required() {
 }
 
 #[test]
+fn a_run_timeout_beyond_the_calendar_starts_a_run_without_a_deadline() {
+    let w = wf("name: long\ntimeout: 100000000d\nsteps:\n  - id: a\n    pass: 1\n");
+    let plan = start::plan(
+        &w,
+        start::StartInfo {
+            run_id: "r1".into(),
+            version: "v".into(),
+            params: json!({}),
+            trigger: Value::Null,
+            idempotency_key: None,
+            limit: None,
+        },
+        t0(),
+    );
+    assert_eq!(plan.run.deadline, None, "never, rather than a panic");
+}
+
+#[test]
 fn a_new_run_writes_its_roots_ready_and_everything_else_is_pending() {
     let w = wf(DIAMOND);
     let plan = start::plan(

@@ -338,7 +338,27 @@ pub fn definition(file: &str, source: &str) -> Result<(Definition, Workflow), br
     ))
 }
 
-/// Converts a std duration for timestamp arithmetic, saturating.
+/// The longest span added to a timestamp: a thousand years. A duration may be written
+/// as large as `100000000d`; a timestamp that far off is out of chrono's range and
+/// adding it would panic, while a thousand years is forever all the same.
+const LONGEST_SPAN: Duration = Duration::from_secs(1000 * 366 * 24 * 3600);
+
+/// Converts a std duration for timestamp arithmetic, saturating at [`LONGEST_SPAN`],
+/// so `now + span(d)` never overflows.
 fn span(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+    chrono::Duration::from_std(d.min(LONGEST_SPAN)).expect("a thousand years fits")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::span;
+    use std::time::Duration;
+
+    #[test]
+    fn a_span_added_to_now_never_overflows() {
+        let now = chrono::Utc::now();
+        let far = now + span(Duration::from_secs(100_000_000 * 86_400));
+        assert!(far > now);
+        assert!(now + span(Duration::MAX) > now);
+    }
 }

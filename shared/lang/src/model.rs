@@ -8,6 +8,13 @@ use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
+/// The longest a step's attempt may run (its `timeout`, and an HTTP call's), the same
+/// on both backends: a task runs inside the step dispatcher, which on AWS is a Lambda
+/// function that runs at most 15 minutes (its `Timeout` in `infra/template.yaml`, the
+/// most Lambda allows), and the dispatcher needs time after the task's end to record
+/// its outcome. A longer timeout could never be honoured, so validation refuses it.
+pub const MAX_STEP_TIMEOUT: Duration = Duration::from_secs(14 * 60);
+
 /// A validated workflow.
 #[derive(Debug, Clone)]
 pub struct Workflow {

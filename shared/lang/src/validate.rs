@@ -64,6 +64,25 @@ impl Ctx<'_> {
         }
     }
 
+    /// A time limit of work a step does inside the step dispatcher (its `timeout`, an
+    /// HTTP call's): a duration no longer than [`MAX_STEP_TIMEOUT`], or an error naming
+    /// the field and the limit. A longer one could never be honoured on AWS.
+    fn step_timeout(&mut self, d: &At<String>, field: &str) -> Option<Duration> {
+        let v = self.duration(d, field)?;
+        if v > MAX_STEP_TIMEOUT {
+            self.err(
+                d.pos,
+                format!(
+                    "{field}: `{}` is longer than a step can run: at most {} (a step's task runs in the step dispatcher, a Lambda function that runs at most 15 minutes and needs the rest to record the outcome); split the work, or start it and wait for it",
+                    d.value,
+                    crate::format_duration(MAX_STEP_TIMEOUT)
+                ),
+            );
+            return None;
+        }
+        Some(v)
+    }
+
     /// Byte offset of a position in the text.
     fn offset(&self, pos: Pos) -> Option<usize> {
         let line_start = *self.line_starts.get((pos.line as usize).checked_sub(1)?)?;
@@ -335,7 +354,7 @@ pub(super) fn validate(decl: WorkflowDecl, text: &str, diags: &mut Collector) ->
                 .map(|r| retry(&mut cx, r, &RetryPolicy::default(), "defaults.retry")),
             d.timeout
                 .as_ref()
-                .and_then(|t| cx.duration(t, "defaults.timeout")),
+                .and_then(|t| cx.step_timeout(t, "defaults.timeout")),
         ),
         None => (None, None),
     };
@@ -772,7 +791,7 @@ fn step(
         |r| retry(cx, r, default_retry, &format!("step `{id}`: retry")),
     );
     let timeout = match &s.timeout {
-        Some(t) => cx.duration(t, &format!("step `{id}`: timeout")),
+        Some(t) => cx.step_timeout(t, &format!("step `{id}`: timeout")),
         None => default_timeout,
     };
 
@@ -831,7 +850,7 @@ fn step(
         let timeout = h
             .timeout
             .as_ref()
-            .and_then(|t| cx.duration(t, &format!("step `{id}`: http.timeout")));
+            .and_then(|t| cx.step_timeout(t, &format!("step `{id}`: http.timeout")));
         kinds.push((
             "http",
             StepKind::Http(HttpCall {
