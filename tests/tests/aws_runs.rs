@@ -241,6 +241,13 @@ impl PayloadStore for UnreadablePayloads {
     async fn get(&self, _: &str) -> PortResult<Vec<u8>> {
         Err(PortError::backend_msg("S3 is unavailable"))
     }
+    async fn renew(
+        &self,
+        prefix: &str,
+        before: braid_engine::model::Timestamp,
+    ) -> PortResult<usize> {
+        self.0.renew(prefix, before).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

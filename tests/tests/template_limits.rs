@@ -19,3 +19,26 @@ fn the_dispatcher_runs_longer_than_the_longest_step_timeout() {
         braid_lang::MAX_STEP_TIMEOUT
     );
 }
+
+/// Payloads expire a fixed time after their last write; a run's records, a time after
+/// the run ends. The lifecycle rule must cover the records' retention after a run's
+/// end plus the age under which a run's payloads are not renewed as it ends.
+#[test]
+fn payloads_outlive_the_records_that_name_them() {
+    let t = Template::load();
+    let rules = t.resource("PayloadBucket")["Properties"]["LifecycleConfiguration"]["Rules"]
+        .as_array()
+        .expect("lifecycle rules");
+    let days: Vec<u64> = rules
+        .iter()
+        .filter_map(|r| r["ExpirationInDays"].as_u64())
+        .collect();
+    assert_eq!(days, [braid_handlers::PAYLOAD_LIFETIME_DAYS], "one expiry rule, the handlers'");
+    let day = 24 * 3600;
+    let records = braid_aws::store::RETENTION.as_secs() + braid_aws::store::STEP_MARGIN.as_secs();
+    assert!(
+        braid_handlers::PAYLOAD_LIFETIME_DAYS * day
+            >= records + braid_handlers::RENEW_OLDER_THAN.as_secs(),
+        "a payload must outlive the step record naming it"
+    );
+}

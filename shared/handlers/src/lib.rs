@@ -21,6 +21,7 @@
 //!   fan-out's iterations;
 //! - `complete`, `settle`: recording outcomes, releasing dependents, finishing runs;
 //! - `tick`: the sweeper; `deliver`: a queue message to its handler and its fate;
+//! - `retention`: a long run's payloads renewed as it ends, to outlive its records;
 //! - `triggers`, `backfill`: triggered and scheduled starts, and runs for past instants;
 //! - `api`, `view`, `query`: the HTTP API's routes, the run view, the reads tools make.
 
@@ -36,6 +37,7 @@ mod eager;
 mod intake;
 mod iteration;
 mod query;
+mod retention;
 mod settle;
 mod shared_reads;
 mod tick;
@@ -46,6 +48,7 @@ pub use api::{ApiRequest, ApiResponse, StartBody};
 pub use backfill::MAX_BACKFILL_INSTANTS;
 pub use deliver::{Delivery, MAX_RECEIVES};
 pub use intake::{StartRequest, Started};
+pub use retention::{PAYLOAD_LIFETIME_DAYS, RENEW_OLDER_THAN};
 pub use tick::TickReport;
 pub use triggers::TriggeredRun;
 pub use view::{RunView, StepView};

@@ -210,6 +210,7 @@ impl Handlers {
             error: Some(error),
             ..run.clone()
         };
+        self.keep_payloads(&done).await?;
         if self.ports.store.finish_run(&done).await? {
             self.ended(&done, now).await?;
         }
