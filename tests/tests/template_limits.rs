@@ -33,7 +33,11 @@ fn payloads_outlive_the_records_that_name_them() {
         .iter()
         .filter_map(|r| r["ExpirationInDays"].as_u64())
         .collect();
-    assert_eq!(days, [braid_handlers::PAYLOAD_LIFETIME_DAYS], "one expiry rule, the handlers'");
+    assert_eq!(
+        days,
+        [braid_handlers::PAYLOAD_LIFETIME_DAYS],
+        "one expiry rule, the handlers'"
+    );
     let day = 24 * 3600;
     let records = braid_aws::store::RETENTION.as_secs() + braid_aws::store::STEP_MARGIN.as_secs();
     assert!(
