@@ -4,6 +4,10 @@
 //! need. Every port operation is one `BEGIN IMMEDIATE` transaction, so a guard is
 //! checked and its write applied with no other writer in between — the same guarantee
 //! DynamoDB's conditional writes give the AWS adapter.
+//!
+//! A record whose JSON is over [`braid_ports::MAX_RECORD_BYTES`] is refused
+//! ([`PortError::Refused`]), as DynamoDB refuses an item over 400 KB: what cannot be
+//! recorded on AWS cannot be recorded here either, and fails the same way.
 
 use async_trait::async_trait;
 use braid_engine::model::{
