@@ -244,6 +244,13 @@ impl PayloadStore for UnreadablePayloads {
     async fn get(&self, _: &str) -> PortResult<Vec<u8>> {
         Err(PortError::backend_msg("S3 is unavailable"))
     }
+    async fn renew(
+        &self,
+        prefix: &str,
+        before: braid_engine::model::Timestamp,
+    ) -> PortResult<usize> {
+        self.0.renew(prefix, before).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -431,4 +438,40 @@ async fn a_schedule_fires_each_instant_once_on_aws() {
     );
     let view = driver.handlers.run_view(&run.id).await.unwrap();
     assert_eq!(view.steps["a"].output, json!("2026-06-01T11:00:00+00:00"));
+}
+
+/// Values bigger than a store item end the same on both backends: a 500 KB input, a
+/// fan-out over it, and a failure whose rendered message is 500 KB.
+const BIG_VALUES: &str = r#"
+name: big-values
+params:
+  list: { type: array, required: true }
+  text: { type: string, required: true }
+steps:
+  - id: each
+    for_each: "{{ params.list }}"
+    max_parallel: 4
+    pass: "{{ item | length }}"
+  - id: explain
+    needs: [each]
+    fail: { error: too_long, message: "{{ params.text }}" }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_bigger_than_a_store_item_end_the_same_on_both_backends() {
+    let stack = TestStack::create("big").await;
+    let input = json!({
+        "list": (0..50).map(|i| "x".repeat(10 * 1024 + i)).collect::<Vec<_>>(),
+        "text": "why ".repeat(128 * 1024),
+    });
+    let local = run_locally("big.yaml", BIG_VALUES, input.clone()).await;
+    let aws = run_on_aws(&stack, stack.ports(), "big.yaml", BIG_VALUES, input).await;
+    assert_eq!(local.status, RunStatus::Failed);
+    let error = local.steps["explain"].error.clone().expect("its error");
+    assert_eq!(
+        error.error, "too_long",
+        "failed for its own reason: {error:?}"
+    );
+    assert_eq!(local.steps["each"].status, StepStatus::Succeeded);
+    assert_eq!(outcome(&aws), outcome(&local), "the backends differ");
 }

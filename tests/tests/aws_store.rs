@@ -31,6 +31,8 @@ fn run(id: &str) -> RunRecord {
         status: RunStatus::Running,
         params: serde_json::json!({"ratio": 1.0}),
         trigger: serde_json::Value::Null,
+        params_ref: None,
+        trigger_ref: None,
         created_at: chrono::Utc::now(),
         finished_at: None,
         deadline: None,
@@ -326,4 +328,17 @@ async fn steps_of_a_long_run_expire_with_the_run() {
         ttl(raw(&client, &table, &pk, "STEP#late").await) > run_expiry,
         "a step ending with the run keeps its own, later expiry"
     );
+}
+
+/// What DynamoDB itself refuses (here an item over 400 KB that is not a record, which
+/// the port's own size check does not see) is a permanent error, not a retryable one:
+/// retrying the same write would fail the same way forever.
+#[tokio::test]
+async fn dynamodb_validation_errors_are_permanent() {
+    let store = store().await;
+    let e = store
+        .set_marker(&fresh("marker"), Some(&"x".repeat(500 * 1024)))
+        .await
+        .expect_err("DynamoDB refuses an item over 400 KB");
+    assert!(e.is_permanent(), "{e}");
 }

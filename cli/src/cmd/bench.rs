@@ -1,7 +1,9 @@
 //! `braid bench`: local engine throughput with durable state, and peak memory.
 //!
-//! Two shapes: a `for_each` of N `pass` iterations, and a chain of M `pass` steps,
-//! each run to the end on a fresh embedded backend in a temporary folder.
+//! Three shapes: a `for_each` of N `pass` iterations over `range(N)`, the same over an
+//! N-item input list (kept by reference: each iteration must read its item, not the
+//! whole input), and a chain of M `pass` steps, each run to the end on a fresh
+//! embedded backend in a temporary folder.
 
 use super::Exit;
 use super::local::tokio;
@@ -27,6 +29,15 @@ fn fan_out_workflow(items: u32) -> String {
     )
 }
 
+fn input_fan_out_workflow() -> &'static str {
+    "name: bench-input-fan-out\nparams:\n  list: { type: array, required: true }\nsteps:\n  - id: fan\n    for_each: \"{{ params.list }}\"\n    pass: \"{{ item }}\"\n"
+}
+
+/// The input of the input fan-out shape: `items` numbers.
+fn input_list(items: u32) -> Value {
+    serde_json::json!({ "list": (0..items).collect::<Vec<_>>() })
+}
+
 fn chain_workflow(steps: u32) -> String {
     let mut y = String::from("name: bench-chain\nsteps:\n  - id: s0\n    pass: 0\n");
     for i in 1..steps {
@@ -35,8 +46,8 @@ fn chain_workflow(steps: u32) -> String {
     y
 }
 
-/// Runs `yaml` once on a fresh backend; returns seconds taken.
-async fn time_run(yaml: &str) -> anyhow::Result<f64> {
+/// Runs `yaml` with `input` once on a fresh backend; returns seconds taken.
+async fn time_run(yaml: &str, input: Value) -> anyhow::Result<f64> {
     let dir = tempfile_dir()?;
     let rt = backend::open(&LocalOptions::new(&dir))?;
     let (def, _) = definition("bench.yaml", yaml)?;
@@ -45,7 +56,7 @@ async fn time_run(yaml: &str) -> anyhow::Result<f64> {
         .handlers()
         .start(StartRequest {
             definition: def,
-            input: Value::Null,
+            input,
             trigger: Value::Null,
             idempotency_key: None,
             queue: false,
@@ -90,14 +101,21 @@ fn peak_rss_mib() -> Option<f64> {
 
 pub fn run(args: &Args) -> anyhow::Result<Exit> {
     let rt = tokio()?;
-    let fan = rt.block_on(time_run(&fan_out_workflow(args.items)))?;
+    let fan = rt.block_on(time_run(&fan_out_workflow(args.items), Value::Null))?;
     println!(
         "for_each of {} pass steps: {:.2}s, {:.0} steps/s",
         args.items,
         fan,
         f64::from(args.items) / fan
     );
-    let chain = rt.block_on(time_run(&chain_workflow(args.chain)))?;
+    let input = rt.block_on(time_run(input_fan_out_workflow(), input_list(args.items)))?;
+    println!(
+        "for_each over a {}-item input: {:.2}s, {:.0} steps/s",
+        args.items,
+        input,
+        f64::from(args.items) / input
+    );
+    let chain = rt.block_on(time_run(&chain_workflow(args.chain), Value::Null))?;
     println!(
         "chain of {} pass steps:      {:.2}s, {:.0} steps/s",
         args.chain,

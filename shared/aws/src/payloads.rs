@@ -3,13 +3,21 @@
 //! One PutObject per payload: S3 takes up to 5 GB in a single request, far above what a
 //! step's input or output may reach, so multipart uploads would add requests and
 //! cleanup of abandoned parts for nothing.
+//!
+//! The bucket's lifecycle rule deletes a payload a fixed time after it was written;
+//! [`PayloadStore::renew`] restarts that clock by copying a payload onto itself (a
+//! server-side copy: no bytes pass through the function), which S3 counts as a new
+//! write.
 
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::MetadataDirective;
+use braid_engine::model::Timestamp;
 use braid_ports::{PayloadStore, PortError, PortResult};
+use futures::{StreamExt, TryStreamExt};
 
 /// Payloads in one bucket, each key under `prefix`. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -46,6 +54,22 @@ impl S3Payloads {
             DisplayErrorContext(e)
         ))
     }
+}
+
+/// Copies in flight at once while renewing.
+const PARALLEL_COPIES: usize = 16;
+
+/// `bucket/key` as CopyObject's `x-amz-copy-source` takes it: URL-encoded, `/` kept.
+fn copy_source(bucket: &str, key: &str) -> String {
+    let mut out = format!("{bucket}/");
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 #[async_trait]
@@ -86,6 +110,45 @@ impl PayloadStore for S3Payloads {
             .map_err(|e| self.backend("GetObject", &key, e))?;
         Ok(bytes.to_vec())
     }
+
+    async fn renew(&self, prefix: &str, before: Timestamp) -> PortResult<usize> {
+        let prefix = self.object_key(prefix);
+        let before_ms = before.timestamp_millis();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&prefix)
+            .into_paginator()
+            .send();
+        let mut old = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.backend("ListObjectsV2", &prefix, e))?;
+            old.extend(page.contents().iter().filter_map(|o| {
+                let written = o.last_modified()?.to_millis().ok()?;
+                (written < before_ms).then(|| o.key().map(str::to_owned))?
+            }));
+        }
+        let renewed = old.len();
+        futures::stream::iter(old.into_iter().map(|key| async move {
+            self.client
+                .copy_object()
+                .bucket(&self.bucket)
+                .key(&key)
+                .copy_source(copy_source(&self.bucket, &key))
+                // S3 refuses a copy onto itself that changes nothing: the metadata is
+                // what changes (and says when the payload was renewed).
+                .metadata_directive(MetadataDirective::Replace)
+                .metadata("braid-renewed", chrono::Utc::now().to_rfc3339())
+                .send()
+                .await
+                .map_err(|e| self.backend("CopyObject", &key, e))
+        }))
+        .buffer_unordered(PARALLEL_COPIES)
+        .try_collect::<Vec<_>>()
+        .await?;
+        Ok(renewed)
+    }
 }
 
 #[cfg(test)]
@@ -97,6 +160,15 @@ mod tests {
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
             .build();
         S3Payloads::new(Client::from_conf(conf), "bucket", prefix)
+    }
+
+    #[test]
+    fn copy_sources_are_url_encoded_but_for_slashes() {
+        assert_eq!(
+            copy_source("b", "payloads/runs/r1/a/1/output.json"),
+            "b/payloads/runs/r1/a/1/output.json"
+        );
+        assert_eq!(copy_source("b", "a b+c"), "b/a%20b%2Bc");
     }
 
     #[test]

@@ -162,6 +162,46 @@ async fn s3_payloads_pass_the_conformance_suite() {
     payload_suite::put_overwrites(&store).await;
     payload_suite::missing_key_is_not_found(&store).await;
     payload_suite::keys_with_slashes_are_distinct(&store).await;
+    payload_suite::renew_keeps_older_payloads_under_the_prefix(&store).await;
+}
+
+/// Renewing restarts an object's lifecycle clock: S3 counts days from its last write,
+/// which the server-side copy onto itself moves to now.
+#[tokio::test]
+async fn renewing_an_s3_payload_makes_it_count_as_written_now() {
+    let s3 = s3_client(&sdk_config().await);
+    let bucket = unique("bucket");
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("create bucket");
+    let store = S3Payloads::new(s3.clone(), bucket.clone(), "payloads");
+    store
+        .put("runs/r1/a/1/output.json", b"kept".to_vec())
+        .await
+        .unwrap();
+    let written = |s3: aws_sdk_s3::Client, bucket: String| async move {
+        s3.head_object()
+            .bucket(bucket)
+            .key("payloads/runs/r1/a/1/output.json")
+            .send()
+            .await
+            .expect("head")
+            .last_modified()
+            .expect("a last-modified time")
+            .secs()
+    };
+    let first = written(s3.clone(), bucket.clone()).await;
+    // Last-Modified has whole seconds.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let renewed = store.renew("runs/r1/", chrono::Utc::now()).await.unwrap();
+    assert_eq!(renewed, 1);
+    assert!(
+        written(s3, bucket).await > first,
+        "the lifecycle clock restarted"
+    );
+    assert_eq!(store.get("runs/r1/a/1/output.json").await.unwrap(), b"kept");
 }
 
 #[tokio::test]

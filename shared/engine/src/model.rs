@@ -183,8 +183,20 @@ pub struct RunRecord {
     pub workflow: String,
     pub version: String,
     pub status: RunStatus,
+    /// The run's params; null when they are kept by reference ([`RunRecord::params_ref`]).
     pub params: Value,
+    /// What started the run (`trigger` in expressions); when it is kept by reference
+    /// ([`RunRecord::trigger_ref`]), only its `kind`.
     pub trigger: Value,
+    /// The params, when over the inline limit: kept in the payload store so that the
+    /// run's record stays small — it is read by every step — and a step that does not
+    /// read `params` (an iteration reading its item) never loads them. Absent from
+    /// records written before it existed, which hold their params inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params_ref: Option<Data>,
+    /// The trigger data, when over the inline limit (as [`RunRecord::params_ref`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_ref: Option<Data>,
     pub created_at: Timestamp,
     pub finished_at: Option<Timestamp>,
     /// When the run times out, from the workflow's `timeout`.

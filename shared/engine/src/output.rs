@@ -1,21 +1,19 @@
 //! The run's output, and a `for_each` step's output.
 
 use crate::model::StepStatus;
-use braid_lang::Workflow;
-use braid_lang::expr::{self, ExprError, Renderer, Scope};
+use braid_lang::expr::{ExprError, Renderer, Scope};
+use braid_lang::{Reads, Workflow};
 use serde_json::{Map, Value};
-use std::collections::BTreeSet;
 
-/// Steps whose outputs the run output needs: those the `output` template reads, or
-/// the leaf steps when there is no template.
-pub fn reads(wf: &Workflow) -> BTreeSet<String> {
+/// What the run output needs: what the `output` template reads, or the leaf steps'
+/// outputs when there is no template.
+pub fn reads(wf: &Workflow) -> Reads {
     match &wf.output {
-        Some(template) => {
-            let mut refs = BTreeSet::new();
-            expr::for_each_string(template, &mut |s| refs.extend(expr::step_refs(s)));
-            refs
-        }
-        None => wf.leaves().map(|s| s.id.clone()).collect(),
+        Some(template) => Reads::of_value(template),
+        None => Reads {
+            steps: wf.leaves().map(|s| s.id.clone()).collect(),
+            ..Reads::default()
+        },
     }
 }
 

@@ -30,11 +30,12 @@ pub struct StartInfo {
     pub limit: Option<u32>,
 }
 
-/// When a run started at `now` times out.
+/// When a run started at `now` times out; none when that is beyond the calendar
+/// (`timeout: 100000000d`), which is never all the same.
 fn deadline(wf: &Workflow, now: Timestamp) -> Option<Timestamp> {
     wf.timeout
         .and_then(|t| chrono::Duration::from_std(t).ok())
-        .map(|t| now + t)
+        .and_then(|t| now.checked_add_signed(t))
 }
 
 /// Plans a new run: every step gets its record up front, so the run's progress is
@@ -54,6 +55,9 @@ pub fn plan(wf: &Workflow, info: StartInfo, now: Timestamp) -> RunPlan {
         },
         params: info.params,
         trigger: info.trigger,
+        // Set by the handlers when the input is big (they hold the payload store).
+        params_ref: None,
+        trigger_ref: None,
         created_at: now,
         finished_at: None,
         deadline: if queued { None } else { deadline(wf, now) },

@@ -71,6 +71,24 @@ fn params_fill_defaults_and_check_types_and_required() {
 }
 
 #[test]
+fn a_run_timeout_beyond_the_calendar_starts_a_run_without_a_deadline() {
+    let w = wf("name: long\ntimeout: 100000000d\nsteps:\n  - id: a\n    pass: 1\n");
+    let plan = start::plan(
+        &w,
+        start::StartInfo {
+            run_id: "r1".into(),
+            version: "v".into(),
+            params: json!({}),
+            trigger: Value::Null,
+            idempotency_key: None,
+            limit: None,
+        },
+        t0(),
+    );
+    assert_eq!(plan.run.deadline, None, "never, rather than a panic");
+}
+
+#[test]
 fn a_new_run_writes_its_roots_ready_and_everything_else_is_pending() {
     let w = wf(DIAMOND);
     let plan = start::plan(
@@ -236,7 +254,10 @@ fn fan_in_keeps_item_order_and_reports_failed_or_stopped_iterations() {
 #[test]
 fn default_run_output_maps_leaf_steps() {
     let w = wf(DIAMOND);
-    assert_eq!(output::reads(&w).into_iter().collect::<Vec<_>>(), vec!["d"]);
+    assert_eq!(
+        output::reads(&w).steps.into_iter().collect::<Vec<_>>(),
+        vec!["d"]
+    );
     let mut scope = braid_lang::expr::Scope::default();
     scope.add_step("d", "succeeded", json!(4));
     let out = output::run_output(&w, &braid_lang::expr::Renderer::default(), &scope).unwrap();
@@ -251,6 +272,8 @@ fn run() -> RunRecord {
         status: RunStatus::Running,
         params: json!({}),
         trigger: Value::Null,
+        params_ref: None,
+        trigger_ref: None,
         created_at: t0(),
         finished_at: None,
         deadline: Some(t0() + secs(3600)),

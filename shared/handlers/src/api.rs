@@ -158,6 +158,8 @@ pub(super) fn failure(e: HandlerError) -> ApiResponse {
         HandlerError::Invalid(m) => ApiResponse::error(400, "invalid_request", m),
         HandlerError::Port(PortError::NotFound(m)) => ApiResponse::error(404, "not_found", m),
         HandlerError::Port(PortError::Conflict(m)) => ApiResponse::error(409, "conflict", m),
+        // The store refused what the request would write, and always will.
+        HandlerError::Port(PortError::Refused(m)) => ApiResponse::error(422, "refused", m),
         HandlerError::Port(PortError::Backend { message: m, .. }) => {
             tracing::error!(error = %m, "API request failed");
             ApiResponse::error(

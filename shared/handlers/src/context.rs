@@ -1,24 +1,34 @@
 //! The expression scope of a step: params, trigger, run, the steps it reads, item.
+//! A run's params and trigger data may be kept by reference ([`Handlers::keep_input`]):
+//! they are loaded only for the expressions that read them.
 
 use super::{HandlerResult, Handlers};
-use braid_engine::model::{RunRecord, StepKey, StepRecord};
-use braid_lang::Workflow;
+use braid_engine::model::{Data, RunRecord, StepKey, StepRecord};
 use braid_lang::expr::Scope;
-use serde_json::Value;
-use std::collections::BTreeSet;
+use braid_lang::{Reads, Workflow};
+use serde_json::{Value, json};
 
 impl Handlers {
-    /// A scope holding only the steps in `reads`: loading every output of a big run for
-    /// each expression would be slow, and validation already proved nothing else is read.
+    /// A scope holding only what `reads` names: loading every output of a big run, or
+    /// a big input, for each expression would be slow, and validation already proved
+    /// nothing else is read.
     pub(super) async fn scope(
         &self,
         run: &RunRecord,
-        reads: &BTreeSet<String>,
+        reads: &Reads,
         item: Option<&StepRecord>,
     ) -> HandlerResult<Scope> {
         let mut scope = Scope {
-            params: run.params.clone(),
-            trigger: run.trigger.clone(),
+            params: match (reads.params, &run.params_ref) {
+                (false, _) => Value::Null,
+                (true, Some(d)) => self.load(d).await?,
+                (true, None) => run.params.clone(),
+            },
+            trigger: match (reads.trigger, &run.trigger_ref) {
+                (false, _) => Value::Null,
+                (true, Some(d)) => self.load(d).await?,
+                (true, None) => run.trigger.clone(),
+            },
             ..Scope::default()
         }
         .with_run(
@@ -27,7 +37,7 @@ impl Handlers {
             &run.created_at
                 .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
         );
-        for id in reads {
+        for id in &reads.steps {
             let rec = self
                 .ports
                 .store
@@ -54,5 +64,34 @@ impl Handlers {
     ) -> HandlerResult<Scope> {
         self.scope(run, &braid_engine::output::reads(wf), None)
             .await
+    }
+
+    /// Keeps a new run's params and trigger data by reference when either is over the
+    /// inline limit, as step outputs are: the run's record is read by every step (and
+    /// must fit a store item), and most steps read neither. The trigger keeps its
+    /// `kind` inline, which `run.started` tells.
+    pub(super) async fn keep_input(&self, run: &mut RunRecord) -> HandlerResult<()> {
+        let base = format!("runs/{}", run.id);
+        let params = std::mem::take(&mut run.params);
+        match self
+            .store_value(&format!("{base}/params.json"), params)
+            .await?
+        {
+            Data::Inline(v) => run.params = v,
+            stored => run.params_ref = Some(stored),
+        }
+        let kind = run.trigger.get("kind").cloned();
+        let trigger = std::mem::take(&mut run.trigger);
+        match self
+            .store_value(&format!("{base}/trigger.json"), trigger)
+            .await?
+        {
+            Data::Inline(v) => run.trigger = v,
+            stored => {
+                run.trigger = kind.map_or(Value::Null, |k| json!({ "kind": k }));
+                run.trigger_ref = Some(stored);
+            }
+        }
+        Ok(())
     }
 }

@@ -10,6 +10,24 @@ use braid_ports::{Created, PortError};
 use serde_json::Value;
 use std::time::Duration;
 
+/// The longest idempotency key kept as given, in bytes, on both backends: on AWS the
+/// key is part of a DynamoDB key attribute (which holds 2048 bytes, the workflow's
+/// name and a prefix included), while the embedded store would take any length. A
+/// longer key (an S3 trigger's bucket, object key and sequencer can reach it) is
+/// kept as `sha256:<hex digest>` instead: the same key still finds the same run.
+pub const MAX_IDEMPOTENCY_KEY: usize = 1024;
+
+/// `key`, or its digest when it is over [`MAX_IDEMPOTENCY_KEY`].
+fn bounded_key(key: String) -> String {
+    use sha2::{Digest, Sha256};
+    if key.len() <= MAX_IDEMPOTENCY_KEY {
+        return key;
+    }
+    let digest = Sha256::digest(key.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
 /// An explicit start (CLI, API) or a trigger's start.
 #[derive(Debug, Clone)]
 pub struct StartRequest {
@@ -118,18 +136,19 @@ impl Handlers {
         if registry == Registry::Register {
             self.register(&req.definition).await?;
         }
-        let plan = start::plan(
+        let mut plan = start::plan(
             &wf,
             start::StartInfo {
                 run_id: self.ports.ids.run_id(now),
                 version: req.definition.version.clone(),
                 params,
                 trigger: req.trigger,
-                idempotency_key: req.idempotency_key,
+                idempotency_key: req.idempotency_key.map(bounded_key),
                 limit: wf.concurrency.or(req.queue.then_some(1)),
             },
             now,
         );
+        self.keep_input(&mut plan.run).await?;
         if let Created::Existing(run) = self.ports.store.create_run(&plan.run, &plan.steps).await? {
             return Ok(Started {
                 run: *run,
@@ -158,5 +177,23 @@ impl Handlers {
             run: plan.run,
             existing: false,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_IDEMPOTENCY_KEY, bounded_key};
+
+    #[test]
+    fn a_key_too_long_for_a_store_key_is_kept_as_its_digest() {
+        assert_eq!(bounded_key("k1".into()), "k1");
+        let long = "k".repeat(MAX_IDEMPOTENCY_KEY + 1);
+        let kept = bounded_key(long.clone());
+        assert!(
+            kept.starts_with("sha256:") && kept.len() == 7 + 64,
+            "{kept}"
+        );
+        assert_eq!(bounded_key(long), kept, "the same key finds the same run");
+        assert_ne!(bounded_key("j".repeat(MAX_IDEMPOTENCY_KEY + 1)), kept);
     }
 }

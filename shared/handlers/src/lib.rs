@@ -14,18 +14,21 @@
 //!
 //! # Layout
 //! - the crate root: [`Ports`], [`Settings`], [`Handlers`] and the reads and writes of
-//!   values through the payload store;
+//!   values through the payload store; `bounded`: errors bounded before they are
+//!   recorded (a long message kept by reference);
 //! - `intake`, `admission`: starting runs, and admitting queued ones under `concurrency`;
 //! - `dispatch`, `eager`, `iteration`: running a ready step, what it made ready, and a
 //!   fan-out's iterations;
 //! - `complete`, `settle`: recording outcomes, releasing dependents, finishing runs;
 //! - `tick`: the sweeper; `deliver`: a queue message to its handler and its fate;
+//! - `retention`: a long run's payloads renewed as it ends, to outlive its records;
 //! - `triggers`, `backfill`: triggered and scheduled starts, and runs for past instants;
 //! - `api`, `view`, `query`: the HTTP API's routes, the run view, the reads tools make.
 
 mod admission;
 mod api;
 mod backfill;
+mod bounded;
 mod complete;
 mod context;
 mod deliver;
@@ -34,6 +37,7 @@ mod eager;
 mod intake;
 mod iteration;
 mod query;
+mod retention;
 mod settle;
 mod shared_reads;
 mod tick;
@@ -45,6 +49,7 @@ pub use api::{ApiRequest, ApiResponse, StartBody};
 pub use backfill::MAX_BACKFILL_INSTANTS;
 pub use deliver::{Delivery, MAX_RECEIVES};
 pub use intake::{StartRequest, Started};
+pub use retention::{PAYLOAD_LIFETIME_DAYS, RENEW_OLDER_THAN};
 pub use tick::TickReport;
 pub use triggers::TriggeredRun;
 pub use view::{RunView, StepView};
@@ -330,7 +335,27 @@ pub fn definition(file: &str, source: &str) -> Result<(Definition, Workflow), br
     ))
 }
 
-/// Converts a std duration for timestamp arithmetic, saturating.
+/// The longest span added to a timestamp: a thousand years. A duration may be written
+/// as large as `100000000d`; a timestamp that far off is out of chrono's range and
+/// adding it would panic, while a thousand years is forever all the same.
+const LONGEST_SPAN: Duration = Duration::from_secs(1000 * 366 * 24 * 3600);
+
+/// Converts a std duration for timestamp arithmetic, saturating at [`LONGEST_SPAN`],
+/// so `now + span(d)` never overflows.
 fn span(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+    chrono::Duration::from_std(d.min(LONGEST_SPAN)).expect("a thousand years fits")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::span;
+    use std::time::Duration;
+
+    #[test]
+    fn a_span_added_to_now_never_overflows() {
+        let now = chrono::Utc::now();
+        let far = now + span(Duration::from_secs(100_000_000 * 86_400));
+        assert!(far > now);
+        assert!(now + span(Duration::MAX) > now);
+    }
 }

@@ -406,6 +406,7 @@ impl Handlers {
                 }
             }
         }
+        self.keep_payloads(&done).await?;
         if self.ports.store.finish_run(&done).await? {
             self.ended(&done, now).await?;
         }

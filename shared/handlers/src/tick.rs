@@ -247,6 +247,7 @@ impl Handlers {
             closing: true,
             ..run.clone()
         };
+        self.keep_payloads(&done).await?;
         if self.ports.store.finish_run(&done).await? {
             self.ended(&done, now).await?;
         }

@@ -60,20 +60,33 @@ impl Handlers {
         let store = &self.ports.store;
         let (written, run_after, parent) = match t.write {
             None => (None, None, None),
-            Some(w) if w.record.status.is_final() => {
-                match store
-                    .finalize_step(&w.guard, &w.record, w.fail_run.as_ref())
-                    .await?
-                {
-                    Some(fin) => (Some(w.record), Some(fin.run), fin.parent),
-                    None => return Ok(()),
-                }
-            }
             Some(w) => {
-                if !store.update_step(&w.guard, &w.record).await? {
-                    return Ok(());
+                let result = if w.record.status.is_final() {
+                    store
+                        .finalize_step(&w.guard, &w.record, w.fail_run.as_ref())
+                        .await
+                        .map(|fin| fin.map(|f| (Some(f.run), f.parent)))
+                } else {
+                    store
+                        .update_step(&w.guard, &w.record)
+                        .await
+                        .map(|held| held.then_some((None, None)))
+                };
+                match result {
+                    Ok(Some((run_after, parent))) => (Some(w.record), run_after, parent),
+                    Ok(None) => return Ok(()),
+                    // A write that can never succeed is not retried: the step fails.
+                    Err(e) if e.is_permanent() => {
+                        let reason = e.to_string();
+                        let event = Event::Refused {
+                            guard: &w.guard,
+                            reason: &reason,
+                        };
+                        let t = lifecycle::decide(&w.record, event, &self.context(step, run));
+                        return Box::pin(self.carry_out(fu, wf, run, step, t)).await;
+                    }
+                    Err(e) => return Err(e.into()),
                 }
-                (Some(w.record), None, None)
             }
         };
         let mut parent = parent;
@@ -84,7 +97,8 @@ impl Handlers {
                     let event_outcome;
                     let event = match self.execute(run, step, &record).await? {
                         Attempt::Ended(outcome) => {
-                            event_outcome = outcome;
+                            // Every value bounded before it is recorded (see `bounded`).
+                            event_outcome = self.bound_outcome(&record, outcome).await?;
                             Event::Ended {
                                 attempt,
                                 outcome: &event_outcome,

@@ -8,6 +8,13 @@ use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
+/// The longest a step's attempt may run (its `timeout`, and an HTTP call's), the same
+/// on both backends: a task runs inside the step dispatcher, which on AWS is a Lambda
+/// function that runs at most 15 minutes (its `Timeout` in `infra/template.yaml`, the
+/// most Lambda allows), and the dispatcher needs time after the task's end to record
+/// its outcome. A longer timeout could never be honoured, so validation refuses it.
+pub const MAX_STEP_TIMEOUT: Duration = Duration::from_secs(14 * 60);
+
 /// A validated workflow.
 #[derive(Debug, Clone)]
 pub struct Workflow {
@@ -148,11 +155,58 @@ pub struct Step {
     pub continue_on_failure: bool,
     pub input: Option<Value>,
     pub kind: StepKind,
-    /// Ids of the steps whose status or output this step's fields read.
-    pub reads: BTreeSet<String>,
-    /// Those read by the fields rendered for each run of its task (all but `when` and
+    /// What this step's fields read of the run: steps, params, trigger.
+    pub reads: Reads,
+    /// What the fields rendered for each run of its task read (all but `when` and
     /// `for_each`): what an iteration reads.
-    pub task_reads: BTreeSet<String>,
+    pub task_reads: Reads,
+}
+
+/// What some expressions read of their run, so that evaluating them loads only that:
+/// a run's params or trigger data may be large (kept in the payload store), and every
+/// iteration of a fan-out over them would otherwise load all of it again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reads {
+    /// Ids of the steps whose status or output they read.
+    pub steps: BTreeSet<String>,
+    /// Whether they read `params`.
+    pub params: bool,
+    /// Whether they read `trigger`.
+    pub trigger: bool,
+}
+
+impl Reads {
+    /// What `s`, a string that may hold expressions, reads.
+    pub fn of_text(s: &str) -> Self {
+        let roots = crate::expr::root_names(s);
+        Reads {
+            steps: crate::expr::step_refs(s),
+            params: roots.contains("params"),
+            trigger: roots.contains("trigger"),
+        }
+    }
+
+    /// What every string inside `v` reads.
+    pub fn of_value(v: &serde_json::Value) -> Self {
+        let mut r = Reads::default();
+        crate::expr::for_each_string(v, &mut |s| r.extend(Reads::of_text(s)));
+        r
+    }
+
+    /// Adds what `other` reads.
+    pub fn extend(&mut self, other: Reads) {
+        self.steps.extend(other.steps);
+        self.params |= other.params;
+        self.trigger |= other.trigger;
+    }
+
+    /// What either reads.
+    #[must_use]
+    pub fn union(&self, other: &Reads) -> Reads {
+        let mut r = self.clone();
+        r.extend(other.clone());
+        r
+    }
 }
 
 /// Retry policy with defaults applied.

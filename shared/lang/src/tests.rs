@@ -255,13 +255,36 @@ steps:
     pass: { x: "{{ steps['big-day'].output }}" }
 "#);
     let c = wf.step("c").unwrap();
-    assert_eq!(c.reads.iter().collect::<Vec<_>>(), ["a", "big-day"]);
+    assert_eq!(c.reads.steps.iter().collect::<Vec<_>>(), ["a", "big-day"]);
     assert_eq!(
-        c.task_reads.iter().collect::<Vec<_>>(),
+        c.task_reads.steps.iter().collect::<Vec<_>>(),
         ["big-day"],
         "`when` is read once per step, not per run of its task"
     );
     assert_eq!(c.needs, ["a", "big-day"]);
+}
+
+#[test]
+fn a_step_records_whether_its_fields_read_params_and_trigger() {
+    let wf = ok(r#"
+name: reads
+params:
+  list: { type: array }
+steps:
+  - id: each
+    for_each: "{{ params.list }}"
+    pass: "{{ item }}"
+  - id: hook
+    pass: { who: "{{ trigger.body.user }}", n: "{{ params['list'] | length }}" }
+"#);
+    let each = wf.step("each").unwrap();
+    assert!(each.reads.params && !each.reads.trigger);
+    assert!(
+        !each.task_reads.params && !each.task_reads.trigger,
+        "an iteration reads its item, not the run's input"
+    );
+    let hook = wf.step("hook").unwrap();
+    assert!(hook.task_reads.params && hook.task_reads.trigger);
 }
 
 #[test]
@@ -975,4 +998,45 @@ fn the_schema_lists_every_step_kind_and_rejects_unknown_keys() {
     }
     assert_eq!(step["additionalProperties"], json!(false));
     assert_eq!(schema["required"], json!(["name", "steps"]));
+}
+
+// ---- limits the backends share ----
+
+#[test]
+fn a_step_timeout_longer_than_the_dispatcher_runs_is_refused_naming_the_limit() {
+    let p = problem(
+        r#"
+name: slow
+steps:
+  - id: crunch
+    http: { url: "https://example.com" }
+    timeout: 20m
+"#,
+    );
+    assert!(
+        p.starts_with(
+            "6:14: step `crunch`: timeout: `20m` is longer than a step can run: at most 14m"
+        ),
+        "{p}"
+    );
+    assert!(p.contains("15 minutes"), "{p}");
+    let p = problem("name: slow\ndefaults: { timeout: 1h }\nsteps:\n  - id: a\n    pass: 1\n");
+    assert!(
+        p.starts_with("2:22: defaults.timeout: `1h` is longer than a step can run"),
+        "{p}"
+    );
+    let p =
+        problem("name: slow\nsteps:\n  - id: a\n    http: { url: \"https://x\", timeout: 1h }\n");
+    assert!(p.contains("step `a`: http.timeout: `1h` is longer"), "{p}");
+    let wf = ok("name: fits\nsteps:\n  - id: a\n    pass: 1\n    timeout: 14m\n");
+    assert_eq!(wf.steps[0].timeout, Some(MAX_STEP_TIMEOUT));
+}
+
+#[test]
+fn an_enormous_timeout_is_refused_not_overflowed() {
+    let p = problem("name: huge\nsteps:\n  - id: a\n    pass: 1\n    timeout: 100000000d\n");
+    assert!(
+        p.contains("`100000000d` is longer than a step can run"),
+        "{p}"
+    );
 }

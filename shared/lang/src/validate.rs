@@ -64,6 +64,25 @@ impl Ctx<'_> {
         }
     }
 
+    /// A time limit of work a step does inside the step dispatcher (its `timeout`, an
+    /// HTTP call's): a duration no longer than [`MAX_STEP_TIMEOUT`], or an error naming
+    /// the field and the limit. A longer one could never be honoured on AWS.
+    fn step_timeout(&mut self, d: &At<String>, field: &str) -> Option<Duration> {
+        let v = self.duration(d, field)?;
+        if v > MAX_STEP_TIMEOUT {
+            self.err(
+                d.pos,
+                format!(
+                    "{field}: `{}` is longer than a step can run: at most {} (a step's task runs in the step dispatcher, a Lambda function that runs at most 15 minutes and needs the rest to record the outcome); split the work, or start it and wait for it",
+                    d.value,
+                    crate::format_duration(MAX_STEP_TIMEOUT)
+                ),
+            );
+            return None;
+        }
+        Some(v)
+    }
+
     /// Byte offset of a position in the text.
     fn offset(&self, pos: Pos) -> Option<usize> {
         let line_start = *self.line_starts.get((pos.line as usize).checked_sub(1)?)?;
@@ -106,10 +125,11 @@ impl Ctx<'_> {
 
     /// Checks every expression in a value: syntax, the names it reads, the params it
     /// reads. Returns the step ids it reads; `field` names the field in messages.
-    fn expressions(&mut self, v: &Value, pos: Pos, field: &str, item: Item) -> BTreeSet<String> {
+    fn expressions(&mut self, v: &Value, pos: Pos, field: &str, item: Item) -> Reads {
         let mut strings = Vec::new();
         expr::for_each_string(v, &mut |s| strings.push(s));
         let mut refs = BTreeSet::new();
+        let mut roots = BTreeSet::new();
         for s in strings {
             if let Err(e) = expr::check(s) {
                 let at = self.locate(pos, broken_part(s));
@@ -144,7 +164,9 @@ impl Ctx<'_> {
                     .into_iter()
                     .filter(|r| !dashed.iter().any(|d| d.starts_with(&format!("{r}-")))),
             );
-            for name in expr::root_names(s) {
+            let names = expr::root_names(s);
+            roots.extend(names.iter().cloned());
+            for name in names {
                 if FUNCTIONS.contains(&name.as_str()) || misread.contains(&name) {
                     continue;
                 }
@@ -186,7 +208,11 @@ impl Ctx<'_> {
                 );
             }
         }
-        refs
+        Reads {
+            steps: refs,
+            params: roots.contains("params"),
+            trigger: roots.contains("trigger"),
+        }
     }
 
     /// Ids of steps with dashes that `s` reads as `steps.big-day`.
@@ -328,7 +354,7 @@ pub(super) fn validate(decl: WorkflowDecl, text: &str, diags: &mut Collector) ->
                 .map(|r| retry(&mut cx, r, &RetryPolicy::default(), "defaults.retry")),
             d.timeout
                 .as_ref()
-                .and_then(|t| cx.duration(t, "defaults.timeout")),
+                .and_then(|t| cx.step_timeout(t, "defaults.timeout")),
         ),
         None => (None, None),
     };
@@ -343,7 +369,7 @@ pub(super) fn validate(decl: WorkflowDecl, text: &str, diags: &mut Collector) ->
     }
     let output = decl.output.map(|o| {
         let refs = cx.expressions(&o.value, o.pos, "output", RUN_LEVEL);
-        for r in refs {
+        for r in refs.steps {
             if !decl.steps.iter().any(|s| s.id.value == r) {
                 let at = cx.locate(o.pos, &format!("steps.{r}"));
                 let hint = nearest(&r, cx.step_ids.iter().map(String::as_str))
@@ -714,8 +740,8 @@ fn step(
     };
     // What `when` and `for_each` read is needed once per step, the rest on every run
     // of its task (each iteration).
-    let mut reads = BTreeSet::new();
-    let mut task_reads = BTreeSet::new();
+    let mut reads = Reads::default();
+    let mut task_reads = Reads::default();
     let mut field_exprs = |cx: &mut Ctx, v: &Value, pos: Pos, field: &str, item: Item| {
         let read = cx.expressions(v, pos, &format!("step `{id}`: {field}"), item);
         match field {
@@ -765,7 +791,7 @@ fn step(
         |r| retry(cx, r, default_retry, &format!("step `{id}`: retry")),
     );
     let timeout = match &s.timeout {
-        Some(t) => cx.duration(t, &format!("step `{id}`: timeout")),
+        Some(t) => cx.step_timeout(t, &format!("step `{id}`: timeout")),
         None => default_timeout,
     };
 
@@ -824,7 +850,7 @@ fn step(
         let timeout = h
             .timeout
             .as_ref()
-            .and_then(|t| cx.duration(t, &format!("step `{id}`: http.timeout")));
+            .and_then(|t| cx.step_timeout(t, &format!("step `{id}`: http.timeout")));
         kinds.push((
             "http",
             StepKind::Http(HttpCall {
@@ -983,7 +1009,7 @@ fn step(
         continue_on_failure: s.continue_on_failure,
         input: s.input.as_ref().map(|i| i.value.clone()),
         kind,
-        reads: reads.union(&task_reads).cloned().collect(),
+        reads: reads.union(&task_reads),
         task_reads,
     })
 }
@@ -1098,7 +1124,7 @@ fn graph(cx: &mut Ctx, decls: &[At<StepDecl>], steps: &[Step]) {
         };
         // Search for the reference within this step's text only.
         let end = decls.get(i + 1).map(|d| d.pos);
-        for r in &step.reads {
+        for r in &step.reads.steps {
             let at = [
                 format!("steps.{r}"),
                 format!("steps['{r}']"),

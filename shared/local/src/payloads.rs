@@ -14,10 +14,16 @@
 //! default the file (and then its folder) is fsynced before and after the rename, so a
 //! payload is on disk before the state that refers to it is committed.
 //!
+//! Nothing in the folder expires (nor does the state that names it), so renewing a
+//! run's payloads as it ends ([`PayloadStore::renew`]) only sets their modification
+//! time to now, as S3 restarts their lifecycle clock: a cleanup by age (`find -mtime`)
+//! keeps them as long as the run is recent.
+//!
 //! File I/O runs on tokio's blocking pool: payloads can be megabytes.
 
 use crate::fault::Fault;
 use async_trait::async_trait;
+use braid_engine::model::Timestamp;
 use braid_ports::{PayloadStore, PortError, PortResult};
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
@@ -128,6 +134,46 @@ impl PayloadStore for FolderPayloads {
         })
         .await
     }
+
+    async fn renew(&self, prefix: &str, before: Timestamp) -> PortResult<usize> {
+        let dir = self.path_of(prefix.trim_end_matches('/'))?;
+        let before = std::time::SystemTime::from(before);
+        let prefix = prefix.to_owned();
+        blocking(move || {
+            renew_files(&dir, before)
+                .map_err(|e| PortError::backend_in(format!("payloads {prefix}: renew"), e))
+        })
+        .await
+    }
+}
+
+/// Sets the modification time of every payload file under `dir` modified before
+/// `before` to now; returns how many.
+fn renew_files(dir: &Path, before: std::time::SystemTime) -> std::io::Result<usize> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut renewed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            renewed += renew_files(&path, before)?;
+        } else if kind.is_file()
+            && !entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
+            && entry.metadata()?.modified()? < before
+        {
+            OpenOptions::new()
+                .write(true)
+                .open(&path)?
+                .set_modified(std::time::SystemTime::now())?;
+            renewed += 1;
+        }
+    }
+    Ok(renewed)
 }
 
 async fn blocking<T: Send + 'static>(
@@ -236,6 +282,12 @@ mod tests {
     async fn keys_with_slashes_are_distinct() {
         let (_dir, store) = fixture();
         suite::keys_with_slashes_are_distinct(&store).await;
+    }
+
+    #[tokio::test]
+    async fn renew_keeps_older_payloads_under_the_prefix() {
+        let (_dir, store) = fixture();
+        suite::renew_keeps_older_payloads_under_the_prefix(&store).await;
     }
 
     #[tokio::test]

@@ -4,6 +4,10 @@
 //! need. Every port operation is one `BEGIN IMMEDIATE` transaction, so a guard is
 //! checked and its write applied with no other writer in between — the same guarantee
 //! DynamoDB's conditional writes give the AWS adapter.
+//!
+//! A record whose JSON is over [`braid_ports::MAX_RECORD_BYTES`] is refused
+//! ([`PortError::Refused`]), as DynamoDB refuses an item over 400 KB: what cannot be
+//! recorded on AWS cannot be recorded here either, and fails the same way.
 
 use crate::fault::Fault;
 use async_trait::async_trait;
@@ -11,7 +15,9 @@ use braid_engine::model::{
     Definition, ErrorInfo, RunId, RunRecord, RunStatus, StepId, StepKey, StepRecord, StepStatus,
     Timestamp,
 };
-use braid_ports::{Created, Finalized, Guard, PortError, PortResult, RunFilter, StateStore};
+use braid_ports::{
+    Created, Finalized, Guard, PortError, PortResult, Record, RunFilter, StateStore,
+};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -86,8 +92,12 @@ fn idx(key: &StepKey) -> i64 {
     key.index.map_or(-1, i64::from)
 }
 
-fn enc<T: serde::Serialize>(v: &T) -> PortResult<String> {
-    serde_json::to_string(v).map_err(PortError::backend)
+/// A record as stored: its JSON, refused over the limit DynamoDB's items have
+/// ([`braid_ports::MAX_RECORD_BYTES`]) so that what fails on AWS fails here too.
+fn enc<T: Record>(v: &T) -> PortResult<String> {
+    let json = serde_json::to_string(v).map_err(PortError::backend)?;
+    braid_ports::check_record_size(v, json.len())?;
+    Ok(json)
 }
 
 fn dec<T: serde::de::DeserializeOwned>(s: &str) -> PortResult<T> {

@@ -723,6 +723,8 @@ async fn a_message_that_can_never_be_handled_fails_its_run_with_the_reason() {
         status: RunStatus::Running,
         params: json!({}),
         trigger: Value::Null,
+        params_ref: None,
+        trigger_ref: None,
         created_at: chrono::Utc::now(),
         finished_at: None,
         deadline: None,

@@ -14,10 +14,13 @@
 //! - [`SecretStore`]: webhook keys; [`env_secrets`]: secrets from the environment, for
 //!   both backends;
 //! - [`Clock`] and [`Ids`]: time and ids, injected so tests control them;
+//! - `limits`: the largest record a state store takes ([`MAX_RECORD_BYTES`]), the
+//!   same on every backend;
 //! - `testkit`: the conformance suites and fault injection.
 
 mod clock;
 pub mod env_secrets;
+mod limits;
 mod payloads;
 mod queue;
 mod secrets;
@@ -26,6 +29,7 @@ mod store;
 mod tasks;
 
 pub use clock::{Clock, Ids, ManualClock, SystemClock, UlidIds};
+pub use limits::{MAX_RECORD_BYTES, Record, check_record_size};
 pub use payloads::PayloadStore;
 pub use queue::{MAX_RECEIVES, Outgoing, Received, WorkQueue};
 pub use secrets::SecretStore;
@@ -43,6 +47,12 @@ pub enum PortError {
     NotFound(String),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The backend refused the request and always will: a record over the item size
+    /// limit ([`MAX_RECORD_BYTES`]), a value it cannot hold. Retrying cannot help, so
+    /// whoever meets it must end what it was doing (fail the step or the run with the
+    /// reason), not try again.
+    #[error("refused: {0}")]
+    Refused(String),
     /// The backend failed; worth retrying later. `source` is the adapter's own error,
     /// kept for whoever walks the chain; `message` already says what it says.
     #[error("backend error: {message}")]
@@ -54,6 +64,12 @@ pub enum PortError {
 }
 
 impl PortError {
+    /// Whether the same request can never succeed ([`PortError::Refused`]): the caller
+    /// must not retry it but fail what needed it, with this error as the reason.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, PortError::Refused(_))
+    }
+
     /// A backend failure caused by `e`.
     pub fn backend(e: impl std::error::Error + Send + Sync + 'static) -> Self {
         PortError::Backend {

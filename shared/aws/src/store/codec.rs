@@ -7,8 +7,7 @@ use super::{
 };
 use aws_sdk_dynamodb::types::AttributeValue;
 use braid_engine::model::{RunRecord, RunStatus, StepKey, StepRecord, Timestamp};
-use braid_ports::{PortError, PortResult};
-use serde::Serialize;
+use braid_ports::{PortError, PortResult, Record};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -117,9 +116,13 @@ fn corrupt(e: impl std::fmt::Display) -> PortError {
     PortError::backend_msg(format!("corrupt record: {e}"))
 }
 
-/// The record's fields as attributes, the `opaque` ones as JSON text.
-pub(super) fn encode<T: Serialize>(rec: &T, opaque: &[&str]) -> PortResult<Item> {
+/// The record's fields as attributes, the `opaque` ones as JSON text. A record over
+/// [`braid_ports::MAX_RECORD_BYTES`] is refused here, as the embedded store refuses
+/// it, rather than by DynamoDB at a slightly different size.
+pub(super) fn encode<T: Record>(rec: &T, opaque: &[&str]) -> PortResult<Item> {
     let mut v = serde_json::to_value(rec).map_err(PortError::backend)?;
+    let len = serde_json::to_vec(&v).map_err(PortError::backend)?.len();
+    braid_ports::check_record_size(rec, len)?;
     if let Some(obj) = v.as_object_mut() {
         for f in opaque {
             if let Some(x) = obj.get_mut(*f).filter(|x| !x.is_null()) {

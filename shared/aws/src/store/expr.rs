@@ -1,7 +1,7 @@
 //! Building expressions with placeholders, and mapping SDK errors to port errors.
 
 use super::Item;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use braid_ports::PortError;
@@ -57,9 +57,22 @@ impl Expr {
     }
 }
 
-/// A retryable backend error with the SDK's full context.
-pub(super) fn backend<E: std::error::Error + 'static>(e: E) -> PortError {
-    PortError::backend_msg(DisplayErrorContext(e).to_string())
+/// The port error for a failed request, with the SDK's full context: refused for good
+/// when DynamoDB says the request is invalid (an item over 400 KB, an attribute or
+/// key it cannot hold: `ValidationException`, or a transaction cancelled for a
+/// `ValidationError`) — the same request would fail the same way forever — else a
+/// retryable backend error.
+pub(super) fn backend<E>(e: E) -> PortError
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+{
+    let refused = e.code() == Some("ValidationException");
+    let text = DisplayErrorContext(e).to_string();
+    if refused {
+        PortError::Refused(text)
+    } else {
+        PortError::backend_msg(text)
+    }
 }
 
 /// Whether a single-item write failed on its condition.
@@ -89,6 +102,12 @@ where
             match r.code() {
                 None | Some("None") | Some("") => {}
                 Some("ConditionalCheckFailed") => failed.push(i),
+                Some("ValidationError") => {
+                    return Err(PortError::Refused(format!(
+                        "item {i} of the transaction: {}",
+                        r.message().unwrap_or("ValidationError")
+                    )));
+                }
                 Some(_) => other = true,
             }
         }

@@ -25,6 +25,11 @@
 //! after it finished; a step with its final write, [`STEP_MARGIN`] later still after
 //! it ended — and the run's own expiry, stamped as the run ends, where that is later.
 //!
+//! A record over [`braid_ports::MAX_RECORD_BYTES`] of JSON is refused before it is
+//! sent, as the embedded store refuses it; what DynamoDB itself refuses as invalid
+//! (`ValidationException`, a transaction cancelled for a `ValidationError`) is
+//! [`PortError::Refused`] too: a request that can never succeed is never retried.
+//!
 //! # Indexes (`active_runs` and `queued_runs` project every attribute; the others only keys)
 //!
 //! - `by_workflow` (`gsi1pk = WF#<workflow>`, `gsi1sk = <run id>`): a workflow's runs,
@@ -1275,7 +1280,7 @@ impl DynamoStore {
                 KeysAndAttributes::builder()
                     .set_keys(Some(chunk.to_vec()))
                     .build()
-                    .map_err(backend)?,
+                    .map_err(PortError::backend)?,
             );
             while let Some(k) = wanted.take() {
                 let got = self

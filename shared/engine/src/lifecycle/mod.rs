@@ -36,6 +36,7 @@
 //! | running n, lease l passed | lease l expired | unchanged (lease l) | as ended with a retryable `timeout` | as ended |
 //! | not started | fail fast, cancel requested | not started | cancelled | settle |
 //! | not final | its run ended (timed out, stopped; [`run_ended`]) | not final | cancelled | — |
+//! | not final | the store refused the write decided (it can never succeed) | that write's | failed `undeliverable` | settle |
 //! | not started, message presumed lost, resends < cap | lost | unchanged | same, resends + 1 | send |
 //! | same, resends = cap | lost | unchanged | failed `undeliverable` | settle |
 //! | anything else | any | — | — | — (a duplicate or stale event) |
@@ -136,6 +137,10 @@ pub enum Event<'a> {
     },
     /// The sweeper presumes the step's message lost (it is overdue, see [`resend_due`]).
     Lost,
+    /// The store refused a write decided for the step under `guard` — one that can
+    /// never succeed (a value too big for a record after every offload): the step
+    /// fails instead of retrying it.
+    Refused { guard: &'a Guard, reason: &'a str },
 }
 
 /// What a decision knows besides the record: the step's definition, the run, the time.
@@ -300,6 +305,28 @@ pub fn decide(rec: &StepRecord, event: Event<'_>, ctx: &Context<'_>) -> Transiti
             )
         }
         Event::Lost => lost(rec, ctx),
+        // `rec` is the record the refused write carried; its guard still decides.
+        Event::Refused { guard, reason } => {
+            let error = ErrorInfo::new(
+                "undeliverable",
+                format!(
+                    "step `{}` attempt {}: the state store refused its record: {reason}",
+                    rec.key, rec.attempt
+                ),
+            );
+            let failed = StepRecord {
+                status: StepStatus::Failed,
+                output: None,
+                error: Some(error),
+                lease_until: None,
+                due_at: None,
+                finished_at: Some(ctx.now),
+                fan_out: None,
+                items: None,
+                ..rec.clone()
+            };
+            finalize(rec, guard.clone(), failed, ctx.step)
+        }
     }
 }
 

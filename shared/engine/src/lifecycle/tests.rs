@@ -585,3 +585,27 @@ fn the_end_of_its_run_cancels_every_step_not_final() {
     let t = run_ended(&rec("task", StepStatus::Succeeded, 1), t0());
     assert_eq!(t, Transition::none());
 }
+
+#[test]
+fn a_write_the_store_refuses_fails_the_step_under_the_same_guard() {
+    let w = wf();
+    let held = Guard::at(&[StepStatus::Running], 1);
+    let huge = StepRecord {
+        status: StepStatus::Succeeded,
+        output: Some(Data::Inline(json!("x".repeat(10)))),
+        ..rec("task", StepStatus::Running, 1)
+    };
+    let event = Event::Refused {
+        guard: &held,
+        reason: "item too large",
+    };
+    let t = decide_in(&w, &huge, event, false);
+    assert_eq!(summary(&t), s(Some(StepStatus::Failed), &["settle"]));
+    let write = t.write.unwrap();
+    assert_eq!(write.guard, held);
+    assert_eq!(
+        write.record.output, None,
+        "the value refused is not written again"
+    );
+    assert_eq!(write.record.error.unwrap().error, "undeliverable");
+}

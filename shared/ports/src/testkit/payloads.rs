@@ -100,3 +100,50 @@ pub async fn keys_with_slashes_are_distinct<S: PayloadStore + ?Sized>(store: &S)
         assert_not_found(store.get(&folder).await, &folder);
     }
 }
+
+/// Renewing counts and keeps the payloads under the prefix written before the instant
+/// given, bytes intact, and touches nothing else.
+pub async fn renew_keeps_older_payloads_under_the_prefix<S: PayloadStore + ?Sized>(store: &S) {
+    let p = prefix();
+    let run = format!("{p}/runs/r1");
+    store
+        .put(&format!("{run}/a/1/output.json"), b"a".to_vec())
+        .await
+        .expect("put");
+    store
+        .put(&format!("{run}/b/items.json"), b"b".to_vec())
+        .await
+        .expect("put");
+    store
+        .put(&format!("{p}/runs/r10/x"), b"x".to_vec())
+        .await
+        .expect("put");
+    let past = chrono::Utc::now() - chrono::Duration::hours(1);
+    assert_eq!(
+        store.renew(&format!("{run}/"), past).await.expect("renew"),
+        0,
+        "nothing was written before an hour ago"
+    );
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    assert_eq!(
+        store.renew(&format!("{run}/"), later).await.expect("renew"),
+        2,
+        "both payloads of the run, not those of a run whose id it prefixes"
+    );
+    assert_eq!(
+        store.get(&format!("{run}/a/1/output.json")).await.unwrap(),
+        b"a"
+    );
+    assert_eq!(
+        store.get(&format!("{run}/b/items.json")).await.unwrap(),
+        b"b"
+    );
+    assert_eq!(
+        store
+            .renew(&format!("{p}/nothing/"), later)
+            .await
+            .expect("renew"),
+        0,
+        "an empty prefix renews nothing"
+    );
+}

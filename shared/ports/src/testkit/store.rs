@@ -33,6 +33,8 @@ fn run_record(id: &str, workflow: &str, key: Option<&str>) -> RunRecord {
         status: RunStatus::Running,
         params: json!({"p": 1}),
         trigger: Value::Null,
+        params_ref: None,
+        trigger_ref: None,
         created_at: t0(),
         finished_at: None,
         deadline: None,
@@ -86,6 +88,7 @@ pub async fn run_all(store: Arc<dyn StateStore>) {
     concurrent_admissions_never_exceed_the_limit(store.clone()).await;
     listings_filter_and_order_runs(&*store).await;
     missing_records_are_not_found(&*store).await;
+    records_over_the_size_limit_are_refused_for_good(&*store).await;
 }
 
 pub async fn definitions_round_trip(store: &dyn StateStore) {
@@ -898,4 +901,90 @@ pub async fn missing_records_are_not_found(store: &dyn StateStore) {
             .await,
         Err(PortError::NotFound(_))
     ));
+}
+
+/// A record over [`crate::MAX_RECORD_BYTES`] is refused with the permanent error kind,
+/// whatever the write, and nothing of it is written; one just under it is stored.
+pub async fn records_over_the_size_limit_are_refused_for_good(store: &dyn StateStore) {
+    let big = || json!("x".repeat(crate::MAX_RECORD_BYTES));
+    fn refused<T>(r: Result<T, PortError>, what: &str) {
+        match r {
+            Err(e) if e.is_permanent() => assert!(
+                e.to_string().contains("limit"),
+                "{what}: the error names the limit: {e}"
+            ),
+            Err(e) => panic!("{what}: refused as retryable: {e}"),
+            Ok(_) => panic!("{what}: an oversized record was written"),
+        }
+    }
+
+    let mut run = run_record(&fresh_id("huge"), "conformance", None);
+    run.params = big();
+    let a = StepRecord::new(&run.id, StepKey::step("a"), StepStatus::Ready);
+    refused(store.create_run(&run, &[a]).await, "create_run");
+    assert!(matches!(
+        store.get_run(&run.id).await,
+        Err(PortError::NotFound(_))
+    ));
+
+    let run = two_step_run(store, "huge").await;
+    let a = store.get_step(&run.id, &StepKey::step("a")).await.unwrap();
+    let oversized = StepRecord {
+        output: Some(Data::Inline(big())),
+        ..claimed(&a, 1)
+    };
+    refused(
+        store
+            .update_step(&Guard::at(&[StepStatus::Ready], 0), &oversized)
+            .await,
+        "update_step",
+    );
+    let failed = StepRecord {
+        status: StepStatus::Failed,
+        error: Some(ErrorInfo::new("boom", "x".repeat(crate::MAX_RECORD_BYTES))),
+        ..a.clone()
+    };
+    refused(
+        store
+            .finalize_step(&Guard::at(&[StepStatus::Ready], 0), &failed, None)
+            .await,
+        "finalize_step",
+    );
+    assert_eq!(
+        store.get_step(&run.id, &StepKey::step("a")).await.unwrap(),
+        a,
+        "a refused write changes nothing"
+    );
+    let done = RunRecord {
+        status: RunStatus::Failed,
+        finished_at: Some(t0()),
+        error: Some(ErrorInfo::new("boom", "x".repeat(crate::MAX_RECORD_BYTES))),
+        ..run.clone()
+    };
+    refused(store.finish_run(&done).await, "finish_run");
+    assert_eq!(
+        store.get_run(&run.id).await.unwrap().status,
+        RunStatus::Running
+    );
+
+    let under = StepRecord {
+        output: Some(Data::Inline(json!(
+            "y".repeat(crate::MAX_RECORD_BYTES - 2048)
+        ))),
+        ..claimed(&a, 1)
+    };
+    assert!(
+        store
+            .update_step(&Guard::at(&[StepStatus::Ready], 0), &under)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .get_step(&run.id, &StepKey::step("a"))
+            .await
+            .unwrap()
+            .output,
+        under.output
+    );
 }
