@@ -2,6 +2,8 @@
 //! when it starts, by the task runner):
 //!
 //! - **terminal**: every run is final within the virtual-time bound;
+//! - **in flight finishes**: fail fast never cancels an attempt whose task ran to its
+//!   end (the SPEC: steps in flight finish and are recorded);
 //! - **final once**: every step and iteration of a final run has a final record,
 //!   written by exactly one final write that took effect (counted by the store
 //!   decorator), and the run was closed by exactly one write;
@@ -95,6 +97,31 @@ pub fn check_drive(spec: &WorkflowSpec, d: &Drive, within: &'static str) -> Vec<
                 .any(|rec| rec.key.index.is_none() && rec.key.step.as_str() == s.id)
             {
                 add("step-never-final", format!("{id}: {} has no record", s.id));
+            }
+        }
+        // Fail fast lets steps in flight finish and be recorded: an attempt whose task
+        // ran to its end must not be overtaken by a cancel of the attempt before it.
+        for inv in d
+            .tally
+            .invocations
+            .iter()
+            .filter(|i| i.ended && i.run == id)
+        {
+            let key = match inv.index {
+                Some(i) => braid_engine::model::StepKey::iteration(inv.step.as_str(), i),
+                None => braid_engine::model::StepKey::step(inv.step.as_str()),
+            };
+            if let Some(rec) = r.steps.iter().find(|s| s.key == key)
+                && rec.status == StepStatus::Cancelled
+                && rec.attempt < inv.attempt
+            {
+                add(
+                    "in-flight-cancelled",
+                    format!(
+                        "{id}: {key} cancelled at attempt {} while attempt {} ran to its end (started at {:?})",
+                        rec.attempt, inv.attempt, inv.at
+                    ),
+                );
             }
         }
         for rec in &r.steps {

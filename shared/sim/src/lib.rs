@@ -15,6 +15,11 @@
 //! - every step and iteration is recorded final exactly once, and every run closed once;
 //! - no task starts before its needs are final, for a step already final, or — unless
 //!   its attempt was already claimed — once its run is failing (fail fast);
+//! - fail fast never cancels an attempt whose task ran to its end (steps in flight
+//!   finish and are recorded);
+//! - a fan-out's counters only go up (a fan-out is expanded once), and an attempt is
+//!   never recorded lost while it holds a lease that has not run out (checked on each
+//!   write by the store decorator);
 //! - a step's attempt is sent at most [`check::MAX_SENDS`] "ready" messages;
 //! - a faulty run ends like the reference (same status; when it succeeded, the same
 //!   steps' statuses, attempts and outputs and the same run output), unless a fault

@@ -47,6 +47,50 @@ impl FaultyStore {
     }
 }
 
+impl FaultyStore {
+    /// The record a step write is about to replace, read past the faults.
+    async fn observe(&self, new: &StepRecord) -> Option<StepRecord> {
+        self.inner.get_step(&new.run_id, &new.key).await.ok()
+    }
+
+    /// Checks a step write that took effect against the record it replaced: a
+    /// fan-out's counters only go up (a fan-out expanded again would start them
+    /// over), and an attempt is never recorded lost — the sweeper's lease expiry —
+    /// while the record still holds a lease that has not run out.
+    fn judge(&self, before: Option<&StepRecord>, new: &StepRecord) {
+        let Some(old) = before else { return };
+        if let (Some(a), Some(b)) = (&old.fan_out, &new.fan_out)
+            && (b.ended < a.ended || b.failed < a.failed)
+        {
+            self.world.violation(
+                "fan-out-counted-back",
+                format!(
+                    "{}: {} fan-out went from {} ended / {} failed to {} / {}",
+                    new.run_id, new.key, a.ended, a.failed, b.ended, b.failed
+                ),
+            );
+        }
+        let now = self.world.clock.now_ts();
+        let lost = new
+            .error
+            .as_ref()
+            .is_some_and(|e| e.error == "timeout" && e.message.contains("was lost"));
+        if lost
+            && old.status == braid_engine::model::StepStatus::Running
+            && old.attempt == new.attempt
+            && old.lease_until.is_some_and(|l| l > now)
+        {
+            self.world.violation(
+                "expiry-of-live-lease",
+                format!(
+                    "{}: {} attempt {} recorded lost while its lease runs until {:?}",
+                    new.run_id, new.key, new.attempt, old.lease_until
+                ),
+            );
+        }
+    }
+}
+
 #[async_trait]
 impl StateStore for FaultyStore {
     async fn put_definition(&self, def: &Definition) -> PortResult<()> {
@@ -122,6 +166,7 @@ impl StateStore for FaultyStore {
     }
 
     async fn update_step(&self, guard: &Guard, new: &StepRecord) -> PortResult<bool> {
+        let before = self.observe(new).await;
         if new.status.is_final() {
             self.world.violation(
                 "port-contract",
@@ -135,6 +180,7 @@ impl StateStore for FaultyStore {
             .write("update_step", self.inner.update_step(guard, new), |w| *w)
             .await;
         if let Ok(true) = done {
+            self.judge(before.as_ref(), new);
             self.world.trace(|| {
                 format!(
                     "write {} {} {:?} attempt {}",
@@ -152,8 +198,10 @@ impl StateStore for FaultyStore {
         fail_run: Option<&ErrorInfo>,
     ) -> PortResult<Option<Finalized>> {
         let fail_after = self.world.enter("finalize_step", true).await?;
+        let before = self.observe(new).await;
         let done = self.inner.finalize_step(guard, new, fail_run).await?;
         if done.is_some() {
+            self.judge(before.as_ref(), new);
             self.world.progress();
             self.world.trace(|| {
                 format!(

@@ -257,14 +257,16 @@ impl TaskRunner for SimRunner {
         let timeout = self.spec.step(&step).and_then(|s| s.timeout);
         let b = self.plan.behaviour(&step, index, attempt, timeout);
         let at = self.world.now();
-        self.world.tally(|t| {
+        let number = self.world.tally(|t| {
             t.invocations.push(Invocation {
                 run: run.to_string(),
                 step: step.clone(),
                 index,
                 attempt,
                 at,
+                ended: false,
             });
+            t.invocations.len() - 1
         });
         self.world.trace(|| {
             format!(
@@ -278,6 +280,9 @@ impl TaskRunner for SimRunner {
             });
         }
         tokio::time::sleep(b.duration).await;
+        if b.ending != Ending::Crash {
+            self.world.tally(|t| t.invocations[number].ended = true);
+        }
         match b.ending {
             Ending::Succeed => {
                 let out = output_of(&input);

@@ -39,6 +39,8 @@ pub struct Invocation {
     pub index: Option<u32>,
     pub attempt: u32,
     pub at: Duration,
+    /// The task ran to its end (it was not cut by a timeout or a crash).
+    pub ended: bool,
 }
 
 /// What the checks read after a run: counts kept by the decorators.
