@@ -293,3 +293,66 @@ mod tests {
         assert_eq!(v[0].within, "reference");
     }
 }
+
+#[cfg(test)]
+mod comparison_tests {
+    use super::*;
+    use crate::driver::{Setup, drive};
+    use crate::faults::FaultPlan;
+    use crate::tasks::TaskPlan;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// A fault-free drive of the first workflow (from seed 0 on) whose run succeeds
+    /// with a step output, driven twice.
+    fn two_successful_drives() -> (Drive, Drive) {
+        for seed in 0..200 {
+            let spec = crate::workflow::generate(&mut fastrand::Rng::with_seed(seed), 3);
+            let setup = Setup {
+                seed,
+                spec: Arc::new(spec),
+                plan: TaskPlan {
+                    seed,
+                    retryable: 0,
+                    fatal: 0,
+                    crash: 0,
+                },
+                tick_every: Duration::from_secs(60),
+            };
+            let bound = Duration::from_secs(6 * 3600);
+            let a = drive(&setup, FaultPlan::none(), Vec::new(), bound, false, true);
+            let succeeded = a
+                .runs
+                .iter()
+                .flatten()
+                .any(|r| r.record.status == RunStatus::Succeeded && !r.outputs.is_empty());
+            if succeeded {
+                let b = drive(&setup, FaultPlan::none(), Vec::new(), bound, false, true);
+                return (a, b);
+            }
+        }
+        panic!("no seed under 200 drew a workflow whose run succeeds");
+    }
+
+    #[test]
+    fn a_run_compares_equal_to_itself_and_not_to_a_changed_output() {
+        let (a, mut b) = two_successful_drives();
+        let (v, compared) = compare(&a, &b);
+        assert!(v.is_empty(), "{v:?}");
+        assert!(compared >= 1);
+        let run = b
+            .runs
+            .iter_mut()
+            .flatten()
+            .find(|r| r.record.status == RunStatus::Succeeded && !r.outputs.is_empty())
+            .expect("a successful run");
+        let out = run.outputs.values_mut().next().expect("an output");
+        *out = serde_json::json!({ "changed": true });
+        let (v, _) = compare(&a, &b);
+        assert_eq!(classes(&v), ["differs-from-fault-free"]);
+    }
+
+    fn classes(v: &[Violation]) -> Vec<&str> {
+        v.iter().map(|v| v.class.as_str()).collect()
+    }
+}

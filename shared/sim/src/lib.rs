@@ -100,7 +100,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> SeedReport {
     let mut rng = fastrand::Rng::with_seed(seed);
     let spec = Arc::new(workflow::generate(&mut rng, opts.max_steps));
     let plan = TaskPlan::draw(seed, &mut rng);
-    let tick_every = [5, 15, 60, 60].map(Duration::from_secs)[rng.usize(..4)];
+    let tick_every = [15, 60, 60, 60].map(Duration::from_secs)[rng.usize(..4)];
     let faults = FaultPlan::draw(&mut rng);
     let setup = Setup {
         seed,
