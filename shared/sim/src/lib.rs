@@ -29,7 +29,7 @@
 //! ```text
 //! cargo run -p braid-sim --release -- --seeds 1000000 [--start S]   # a night's worth
 //! cargo run -p braid-sim --release -- --seed S --verbose            # replay one seed, with its trace
-//! BRAID_SIM_SEEDS=N BRAID_SIM_START=S cargo test -p braid-sim        # the CI test's seed set
+//! BRAID_SIM_SEEDS=N BRAID_SIM_START=S cargo test -p braid-sim -- --include-ignored   # the CI seed set
 //! ```
 //! A failing seed prints the one command that replays it.
 //!
@@ -89,6 +89,8 @@ pub struct SeedReport {
     pub runs: usize,
     /// Virtual time the faulty drive took.
     pub virtual_time: Duration,
+    /// Real time the seed took, both drives.
+    pub wall: Duration,
     /// The workflow, the task plan and the fault mix, for a replay's reader.
     pub setting: String,
     pub reference_trace: Vec<String>,
@@ -97,6 +99,7 @@ pub struct SeedReport {
 
 /// Runs one seed: its reference drive, its faulty drive and the checks.
 pub fn run_seed(seed: u64, opts: &Options) -> SeedReport {
+    let began = std::time::Instant::now();
     let mut rng = fastrand::Rng::with_seed(seed);
     let spec = Arc::new(workflow::generate(&mut rng, opts.max_steps));
     let plan = TaskPlan::draw(seed, &mut rng);
@@ -144,6 +147,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> SeedReport {
         compared,
         runs: spec.runs as usize,
         virtual_time: faulty.elapsed,
+        wall: began.elapsed(),
         setting,
         reference_trace: reference.trace,
         faulty_trace: faulty.trace,
@@ -177,12 +181,17 @@ pub fn replay_command(seed: u64, opts: &Options) -> String {
     format!("cargo run -p braid-sim --release -- --seed {seed}{steps} --verbose")
 }
 
+/// How many of the slowest seeds a [`Summary`] names.
+const SLOWEST: usize = 3;
+
 /// What a range of seeds found.
 #[derive(Debug, Default)]
 pub struct Summary {
     pub seeds: u64,
     pub runs: usize,
     pub compared: usize,
+    /// The slowest seeds, slowest first, with their real time.
+    pub slowest: Vec<(u64, Duration)>,
     /// The reports of the seeds that broke an invariant, in seed order (the others
     /// are dropped as they end: a night's million seeds would not fit in memory).
     pub failing: Vec<SeedReport>,
@@ -214,6 +223,9 @@ pub fn run_seeds(
                     sum.seeds += 1;
                     sum.runs += r.runs;
                     sum.compared += r.compared;
+                    sum.slowest.push((r.seed, r.wall));
+                    sum.slowest.sort_by_key(|s| std::cmp::Reverse(s.1));
+                    sum.slowest.truncate(SLOWEST);
                     if !r.violations.is_empty() {
                         sum.failing.push(r);
                     }

@@ -85,6 +85,12 @@ fn main() {
         summary.compared,
         summary.failing.len()
     );
+    let slowest: Vec<String> = summary
+        .slowest
+        .iter()
+        .map(|(seed, t)| format!("{seed} ({:.2}s)", t.as_secs_f64()))
+        .collect();
+    println!("  slowest seeds: {}", slowest.join(", "));
     for (class, (n, seed)) in &classes {
         println!(
             "  {class}: {n} time(s); first at seed {seed}: {}",

@@ -166,13 +166,20 @@ impl World {
     /// The process dies here: the caller's future never completes (the driver drops
     /// it, with every other handler in flight).
     pub async fn crash_now(&self, why: String) -> ! {
-        {
+        // A second task reaching its crash at the same instant finds the process dead.
+        let first = {
             let mut s = self.lock();
-            s.crashed = true;
-            s.tally.crashes += 1;
+            let first = !s.crashed;
+            if first {
+                s.crashed = true;
+                s.tally.crashes += 1;
+            }
+            first
+        };
+        if first {
+            self.trace(|| format!("CRASH {why}"));
+            self.wake.notify_one();
         }
-        self.trace(|| format!("CRASH {why}"));
-        self.wake.notify_one();
         std::future::pending::<()>().await;
         unreachable!("a pending future never completes")
     }
