@@ -39,6 +39,9 @@ const DRAIN: Duration = Duration::from_secs(17 * 60);
 /// run found early keeps a failing seed cheap.
 const STALL: Duration = Duration::from_secs(2 * 3600);
 
+/// Driver passes at one virtual instant after which the seed is taken as spinning.
+const SPIN_LIMIT: u32 = 20_000;
+
 /// The tick interval while draining.
 const DRAIN_TICK: Duration = Duration::from_secs(60);
 
@@ -220,8 +223,22 @@ impl Process {
 
     /// The main loop.
     async fn run(&mut self, bound: Duration, stop_early: bool) {
+        let mut instant = (Duration::MAX, 0_u32);
         loop {
             let now = self.world.now();
+            // Handlers and driver spinning at one virtual instant would hang the seed.
+            if instant.0 == now {
+                instant.1 += 1;
+                if instant.1 > SPIN_LIMIT {
+                    self.world.violation(
+                        "livelock",
+                        format!("{SPIN_LIMIT} passes at {now:?} without virtual time moving"),
+                    );
+                    return;
+                }
+            } else {
+                instant = (now, 0);
+            }
             if self.world.take_crash() {
                 self.restart().await;
             }
