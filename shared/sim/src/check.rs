@@ -1,0 +1,358 @@
+//! The invariants checked after each run (those about a task's start are checked
+//! when it starts, by the task runner):
+//!
+//! - **terminal**: every run is final within the virtual-time bound;
+//! - **in flight finishes**: fail fast never cancels an attempt whose task ran to its
+//!   end (the SPEC: steps in flight finish and are recorded);
+//! - **final once**: every step and iteration of a final run has a final record,
+//!   written by exactly one final write that took effect (counted by the store
+//!   decorator), and the run was closed by exactly one write;
+//! - **bounded re-sends**: no step's attempt got more than [`MAX_SENDS`] "ready"
+//!   messages;
+//! - **same as without faults**: a faulty run ends like the fault-free reference run
+//!   of the same workflow, task behaviour and seed (see [`compare`] for what "the
+//!   same" means when faults may legitimately change the course of a run).
+
+use crate::driver::{Drive, RunResult};
+use crate::workflow::WorkflowSpec;
+use braid_engine::model::{RunStatus, StepStatus};
+
+/// The most "ready" messages one attempt of one step may be sent: one, plus re-sends
+/// after lost or late messages. Each re-send needs a fault (or a crash) to happen
+/// first, and seeds draw few of them, so more than this means re-sends that never stop.
+pub const MAX_SENDS: u32 = 12;
+
+/// A broken invariant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Violation {
+    pub class: String,
+    /// `reference` or `faulty`: which of the two runs of the seed broke it.
+    pub within: &'static str,
+    pub detail: String,
+}
+
+/// Every invariant of one drive on its own.
+pub fn check_drive(spec: &WorkflowSpec, d: &Drive, within: &'static str) -> Vec<Violation> {
+    let mut out: Vec<Violation> = d
+        .tally
+        .violations
+        .iter()
+        .map(|(class, detail)| Violation {
+            class: class.clone(),
+            within,
+            detail: detail.clone(),
+        })
+        .collect();
+    let mut add = |class: &str, detail: String| {
+        out.push(Violation {
+            class: class.to_string(),
+            within,
+            detail,
+        });
+    };
+    // A drive stopped at its first violation is not final, and says so no further.
+    if d.ended_at.is_none() && d.tally.violations.is_empty() {
+        add(
+            "not-terminal",
+            "the simulation stopped before every run was final".into(),
+        );
+    }
+    // The queue decorator reports the first attempt over the bound as it happens.
+    if !d
+        .tally
+        .violations
+        .iter()
+        .any(|(c, _)| c == "unbounded-resends")
+    {
+        for ((run, key, attempt), n) in &d.tally.dispatches {
+            if *n > MAX_SENDS {
+                add(
+                    "unbounded-resends",
+                    format!("{run}: {n} ready messages for {key} attempt {attempt}"),
+                );
+            }
+        }
+    }
+    for ((run, key), n) in &d.tally.finals {
+        if *n > 1 {
+            add(
+                "final-twice",
+                format!("{run}: {key} recorded final {n} times"),
+            );
+        }
+    }
+    if d.ended_at.is_none() {
+        return out;
+    }
+    for r in d.runs.iter().flatten() {
+        let id = r.record.id.to_string();
+        let closes = d.tally.finishes.get(&id).copied().unwrap_or(0);
+        if closes != 1 {
+            add("run-closed-not-once", format!("{id} closed {closes} times"));
+        }
+        for s in &spec.steps {
+            if !r
+                .steps
+                .iter()
+                .any(|rec| rec.key.index.is_none() && rec.key.step.as_str() == s.id)
+            {
+                add("step-never-final", format!("{id}: {} has no record", s.id));
+            }
+        }
+        // Fail fast lets steps in flight finish and be recorded: an attempt whose task
+        // ran to its end must not be overtaken by a cancel of the attempt before it.
+        for inv in d
+            .tally
+            .invocations
+            .iter()
+            .filter(|i| i.ended && i.run == id)
+        {
+            let key = match inv.index {
+                Some(i) => braid_engine::model::StepKey::iteration(inv.step.as_str(), i),
+                None => braid_engine::model::StepKey::step(inv.step.as_str()),
+            };
+            if let Some(rec) = r.steps.iter().find(|s| s.key == key)
+                && rec.status == StepStatus::Cancelled
+                && rec.attempt < inv.attempt
+            {
+                add(
+                    "in-flight-cancelled",
+                    format!(
+                        "{id}: {key} cancelled at attempt {} while attempt {} ran to its end (started at {:?})",
+                        rec.attempt, inv.attempt, inv.at
+                    ),
+                );
+            }
+        }
+        for rec in &r.steps {
+            let key = rec.key.to_string();
+            if !rec.status.is_final() {
+                add(
+                    "step-left-open",
+                    format!(
+                        "{id}: {key} is {:?} in a {:?} run",
+                        rec.status, r.record.status
+                    ),
+                );
+            } else if d
+                .tally
+                .finals
+                .get(&(id.clone(), key.clone()))
+                .copied()
+                .unwrap_or(0)
+                == 0
+            {
+                add(
+                    "final-not-counted",
+                    format!("{id}: {key} is final but no final write took effect"),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Whether a run's course may legitimately differ from the fault-free one: an
+/// attempt was lost (a crash while it was claimed, a lease expiry), so it counts as
+/// a failed attempt and the next one behaves differently; the run gave up on a
+/// message (the store failed it five times: `undeliverable`); or it timed out.
+fn perturbed(d: &Drive, r: &RunResult) -> bool {
+    let id = r.record.id.to_string();
+    d.tally.lost_attempts.contains(&id)
+        || d.tally.lease_expiries.contains(&id)
+        || r.record.status == RunStatus::TimedOut
+        || r.record
+            .error
+            .as_ref()
+            .is_some_and(|e| e.error == "undeliverable")
+}
+
+/// The faulty run against the reference. Runs are matched by start order (their ids
+/// may differ: a start retried after a crash draws a new id before it finds its run).
+/// Runs perturbed in either drive (see [`perturbed`]) are not compared. Otherwise:
+/// the same run status; and when the reference succeeded, every step and iteration
+/// with the same status, attempt count and output, and the same run output. Failed
+/// runs are compared by status only: fail fast cancels what is not running yet, and
+/// what is running at that moment depends on timing, which faults change.
+///
+/// Returns the violations and how many runs were compared.
+pub fn compare(reference: &Drive, faulty: &Drive) -> (Vec<Violation>, usize) {
+    let mut out = Vec::new();
+    let mut compared = 0;
+    if reference.ended_at.is_none() || faulty.ended_at.is_none() {
+        return (out, 0);
+    }
+    for (want, got) in reference.runs.iter().zip(&faulty.runs) {
+        let (Some(want), Some(got)) = (want, got) else {
+            continue;
+        };
+        if perturbed(reference, want) || perturbed(faulty, got) {
+            continue;
+        }
+        compared += 1;
+        let id = got.record.id.to_string();
+        let mut add = |detail: String| {
+            out.push(Violation {
+                class: "differs-from-fault-free".into(),
+                within: "faulty",
+                detail: format!("{id}: {detail}"),
+            });
+        };
+        if want.record.status != got.record.status {
+            add(format!(
+                "run {:?} ({:?}), fault-free {:?} ({:?})",
+                got.record.status, got.record.error, want.record.status, want.record.error
+            ));
+            continue;
+        }
+        if want.record.status != RunStatus::Succeeded {
+            continue;
+        }
+        for w in &want.steps {
+            let key = w.key.to_string();
+            let Some(g) = got.steps.iter().find(|g| g.key == w.key) else {
+                add(format!("{key} has no record"));
+                continue;
+            };
+            if (w.status, w.attempt) != (g.status, g.attempt) {
+                add(format!(
+                    "{key} {:?} at attempt {}, fault-free {:?} at attempt {}",
+                    g.status, g.attempt, w.status, w.attempt
+                ));
+            } else if w.status == StepStatus::Succeeded
+                && want.outputs.get(&key) != got.outputs.get(&key)
+            {
+                add(format!("{key} output differs"));
+            }
+        }
+        if got.steps.len() != want.steps.len() {
+            add(format!(
+                "{} step records, fault-free {}",
+                got.steps.len(),
+                want.steps.len()
+            ));
+        }
+        if want.output != got.output {
+            add("run output differs".into());
+        }
+    }
+    (out, compared)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::world::Tally;
+    use std::time::Duration;
+
+    fn spec() -> WorkflowSpec {
+        crate::workflow::generate(&mut fastrand::Rng::with_seed(1), 2)
+    }
+
+    fn drive(tally: Tally, ended: bool) -> Drive {
+        Drive {
+            runs: Vec::new(),
+            tally,
+            trace: Vec::new(),
+            ended_at: ended.then_some(Duration::from_secs(1)),
+            elapsed: Duration::from_secs(1),
+        }
+    }
+
+    fn classes(v: &[Violation]) -> Vec<&str> {
+        v.iter().map(|v| v.class.as_str()).collect()
+    }
+
+    #[test]
+    fn a_step_recorded_final_twice_is_a_violation() {
+        let mut t = Tally::default();
+        t.finals.insert(("run-1".into(), "s0".into()), 2);
+        assert_eq!(
+            classes(&check_drive(&spec(), &drive(t, true), "faulty")),
+            ["final-twice"]
+        );
+    }
+
+    #[test]
+    fn too_many_ready_messages_for_one_attempt_are_a_violation() {
+        let mut t = Tally::default();
+        t.dispatches
+            .insert(("run-1".into(), "s0".into(), 1), MAX_SENDS + 1);
+        t.dispatches
+            .insert(("run-1".into(), "s1".into(), 1), MAX_SENDS);
+        assert_eq!(
+            classes(&check_drive(&spec(), &drive(t, true), "faulty")),
+            ["unbounded-resends"]
+        );
+    }
+
+    #[test]
+    fn a_drive_that_did_not_end_is_a_violation() {
+        let v = check_drive(&spec(), &drive(Tally::default(), false), "reference");
+        assert_eq!(classes(&v), ["not-terminal"]);
+        assert_eq!(v[0].within, "reference");
+    }
+}
+
+#[cfg(test)]
+mod comparison_tests {
+    use super::*;
+    use crate::driver::{Setup, drive};
+    use crate::faults::FaultPlan;
+    use crate::tasks::TaskPlan;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// A fault-free drive of the first workflow (from seed 0 on) whose run succeeds
+    /// with a step output, driven twice.
+    fn two_successful_drives() -> (Drive, Drive) {
+        for seed in 0..200 {
+            let spec = crate::workflow::generate(&mut fastrand::Rng::with_seed(seed), 3);
+            let setup = Setup {
+                seed,
+                spec: Arc::new(spec),
+                plan: TaskPlan {
+                    seed,
+                    retryable: 0,
+                    fatal: 0,
+                    crash: 0,
+                },
+                tick_every: Duration::from_secs(60),
+            };
+            let bound = Duration::from_secs(6 * 3600);
+            let a = drive(&setup, FaultPlan::none(), Vec::new(), bound, false, true);
+            let succeeded = a
+                .runs
+                .iter()
+                .flatten()
+                .any(|r| r.record.status == RunStatus::Succeeded && !r.outputs.is_empty());
+            if succeeded {
+                let b = drive(&setup, FaultPlan::none(), Vec::new(), bound, false, true);
+                return (a, b);
+            }
+        }
+        panic!("no seed under 200 drew a workflow whose run succeeds");
+    }
+
+    #[test]
+    fn a_run_compares_equal_to_itself_and_not_to_a_changed_output() {
+        let (a, mut b) = two_successful_drives();
+        let (v, compared) = compare(&a, &b);
+        assert!(v.is_empty(), "{v:?}");
+        assert!(compared >= 1);
+        let run = b
+            .runs
+            .iter_mut()
+            .flatten()
+            .find(|r| r.record.status == RunStatus::Succeeded && !r.outputs.is_empty())
+            .expect("a successful run");
+        let out = run.outputs.values_mut().next().expect("an output");
+        *out = serde_json::json!({ "changed": true });
+        let (v, _) = compare(&a, &b);
+        assert_eq!(classes(&v), ["differs-from-fault-free"]);
+    }
+
+    fn classes(v: &[Violation]) -> Vec<&str> {
+        v.iter().map(|v| v.class.as_str()).collect()
+    }
+}

@@ -1,0 +1,579 @@
+//! The driver: one simulated process over the embedded adapters in a temporary
+//! folder, wrapped in the decorators, on a single-threaded tokio runtime whose time is
+//! paused. It plays the local runtime's part — starts the runs, receives messages and
+//! hands them to [`Handlers::deliver_ready`] and [`Handlers::deliver_result`] (in an
+//! adversarial order when faults are on), acknowledges the handled ones, ticks at
+//! virtual intervals — until every run is final and the queues are quiet, or a bound
+//! on virtual time passes. A crash drops every handler future in flight and starts a
+//! fresh [`Handlers`] (a new process: nothing cached survives); the messages being
+//! handled come back when their visibility timeout ends.
+
+use crate::clock::{SeqIds, VirtualClock};
+use crate::faults::FaultPlan;
+use crate::payloads::FaultyPayloads;
+use crate::queue::FaultyQueue;
+use crate::store::FaultyStore;
+use crate::tasks::{SimRunner, TaskPlan};
+use crate::workflow::WorkflowSpec;
+use crate::world::{Lane, Tally, World};
+use braid_engine::model::{Data, RunId, RunRecord, StepRecord};
+use braid_handlers::{Delivery, Handlers, Ports, Settings, StartRequest, TaskRunners};
+use braid_local::payloads::FolderPayloads;
+use braid_local::queue::SqliteQueue;
+use braid_local::store::SqliteStore;
+use braid_ports::env_secrets::{EnvSecrets, env_secrets};
+use braid_ports::{NullSink, Outgoing, PayloadStore, StateStore, WorkQueue};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+
+/// How long the driver goes on after every run is final, for late messages to arrive
+/// and show whether they change anything.
+const DRAIN: Duration = Duration::from_secs(17 * 60);
+
+/// Virtual time without a single store write after which a run that is not final is
+/// taken as stuck. Every legitimate pause is shorter: the longest task, backoff, wait,
+/// held-back message or visibility timeout drawn is under 20 minutes, and a stuck
+/// run found early keeps a failing seed cheap.
+const STALL: Duration = Duration::from_secs(2 * 3600);
+
+/// Driver passes at one virtual instant after which the seed is taken as spinning.
+const SPIN_LIMIT: u32 = 20_000;
+
+/// The tick interval while draining.
+const DRAIN_TICK: Duration = Duration::from_secs(60);
+
+/// Visibility timeout of the ready queue, as the local runtime sets it.
+const READY_VISIBILITY: Duration = Duration::from_secs(16 * 60);
+const RESULT_VISIBILITY: Duration = Duration::from_secs(60);
+
+/// What is simulated, the same for the reference and the faulty run.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub seed: u64,
+    pub spec: Arc<WorkflowSpec>,
+    pub plan: TaskPlan,
+    pub tick_every: Duration,
+}
+
+/// A run as it ended.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub record: RunRecord,
+    pub steps: Vec<StepRecord>,
+    /// Outputs by step key, loaded from the payload store when offloaded.
+    pub outputs: BTreeMap<String, Value>,
+    pub output: Option<Value>,
+}
+
+/// What one simulated process did.
+#[derive(Debug)]
+pub struct Drive {
+    /// By start order; `None` for a run that was never started.
+    pub runs: Vec<Option<RunResult>>,
+    pub tally: Tally,
+    pub trace: Vec<String>,
+    /// Virtual time when the last run became final, if they all did.
+    pub ended_at: Option<Duration>,
+    pub elapsed: Duration,
+}
+
+/// What a handler task reports back to the driver.
+enum Job {
+    Delivered(Lane, String, Delivery),
+    Started(usize, Result<RunId, (bool, String)>),
+    Ticked,
+}
+
+/// Runs `setup` under `faults`, crashing at port calls `crashes`, for at most `bound`
+/// of virtual time (stopping at the first violation when `stop_early`).
+pub fn drive(
+    setup: &Setup,
+    faults: FaultPlan,
+    crashes: Vec<u64>,
+    bound: Duration,
+    verbose: bool,
+    stop_early: bool,
+) -> Drive {
+    let shm = std::path::Path::new("/dev/shm");
+    let dir = if shm.is_dir() {
+        tempfile::Builder::new().prefix("braid-sim").tempdir_in(shm)
+    } else {
+        tempfile::Builder::new().prefix("braid-sim").tempdir()
+    }
+    .expect("a temporary folder");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a tokio runtime");
+    let root = dir.path().to_path_buf();
+    let out = rt.block_on(async move {
+        let mut p = Process::open(setup, faults, crashes, &root, verbose);
+        p.run(bound, stop_early).await;
+        p.finish().await
+    });
+    drop(rt);
+    drop(dir);
+    out
+}
+
+/// The simulated process and what the driver keeps between passes.
+struct Process {
+    setup: Setup,
+    world: Arc<World>,
+    store: Arc<dyn StateStore>,
+    ready: Arc<SqliteQueue>,
+    results: Arc<SqliteQueue>,
+    payloads: Arc<dyn PayloadStore>,
+    ports: Ports,
+    handlers: Arc<Handlers>,
+    tasks: JoinSet<Job>,
+    started: Vec<Option<RunId>>,
+    /// When each run's start is (re)tried; `None` while it is under way or done.
+    start_due: Vec<Option<Duration>>,
+    tick_running: bool,
+    next_tick: Duration,
+    ended_at: Option<Duration>,
+    /// A handler task ended since the runs were last looked at.
+    changed: bool,
+}
+
+impl Process {
+    fn open(
+        setup: &Setup,
+        faults: FaultPlan,
+        crashes: Vec<u64>,
+        root: &std::path::Path,
+        verbose: bool,
+    ) -> Self {
+        // The handlers' retry jitter and the queue's receipts draw from fastrand's
+        // thread-local generator: seeded here, so a seed replays.
+        fastrand::seed(setup.seed);
+        let base = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .expect("a timestamp")
+            .with_timezone(&chrono::Utc);
+        let clock = Arc::new(VirtualClock::new(base));
+        let rng = fastrand::Rng::with_seed(setup.seed ^ 0x5eed_f00d);
+        let world = Arc::new(World::new(clock.clone(), faults, rng, crashes, verbose));
+        let opened = "the simulation's adapters open";
+        let store: Arc<dyn StateStore> =
+            Arc::new(SqliteStore::open(&root.join("state.db")).expect(opened));
+        let queues = root.join("queues.db");
+        let ready = Arc::new(SqliteQueue::open(&queues, "ready", clock.clone()).expect(opened));
+        let results = Arc::new(SqliteQueue::open(&queues, "results", clock.clone()).expect(opened));
+        let payloads: Arc<dyn PayloadStore> =
+            Arc::new(FolderPayloads::open(&root.join("payloads")).expect(opened));
+        let runner = Arc::new(SimRunner::new(
+            world.clone(),
+            store.clone(),
+            setup.spec.clone(),
+            setup.plan,
+        ));
+        let ports = Ports {
+            store: Arc::new(FaultyStore::new(store.clone(), world.clone())),
+            ready: Arc::new(FaultyQueue::new(Lane::Ready, ready.clone(), world.clone())),
+            results: Arc::new(FaultyQueue::new(
+                Lane::Results,
+                results.clone(),
+                world.clone(),
+            )),
+            payloads: Arc::new(FaultyPayloads::new(payloads.clone(), world.clone())),
+            events: Arc::new(NullSink),
+            tasks: Some(TaskRunners {
+                http: runner.clone(),
+                lambda: runner,
+            }),
+            secrets: Arc::new(EnvSecrets::env_only()),
+            clock,
+            ids: Arc::new(SeqIds::default()),
+        };
+        let runs = setup.spec.runs as usize;
+        Process {
+            setup: setup.clone(),
+            handlers: new_handlers(&ports),
+            world,
+            store,
+            ready,
+            results,
+            payloads,
+            ports,
+            tasks: JoinSet::new(),
+            started: vec![None; runs],
+            start_due: vec![Some(Duration::ZERO); runs],
+            tick_running: false,
+            next_tick: setup.tick_every,
+            ended_at: None,
+            changed: false,
+        }
+    }
+
+    fn queue(&self, lane: Lane) -> &Arc<SqliteQueue> {
+        match lane {
+            Lane::Ready => &self.ready,
+            Lane::Results => &self.results,
+        }
+    }
+
+    fn adversarial(&self) -> bool {
+        !self.world.plan.is_none()
+    }
+
+    /// The main loop.
+    async fn run(&mut self, bound: Duration, stop_early: bool) {
+        let mut instant = (Duration::MAX, 0_u32);
+        loop {
+            let now = self.world.now();
+            // Handlers and driver spinning at one virtual instant would hang the seed.
+            if instant.0 == now {
+                instant.1 += 1;
+                if instant.1 > SPIN_LIMIT {
+                    self.world.violation(
+                        "livelock",
+                        format!("{SPIN_LIMIT} passes at {now:?} without virtual time moving"),
+                    );
+                    return;
+                }
+            } else {
+                instant = (now, 0);
+            }
+            if self.world.take_crash() {
+                self.restart().await;
+            }
+            while let Some(done) = self.tasks.try_join_next() {
+                self.settle(done).await;
+            }
+            if stop_early && self.world.tally(|t| !t.violations.is_empty()) {
+                return;
+            }
+            let arrived = self.world.arrivals(now);
+            for lane in [Lane::Ready, Lane::Results] {
+                let batch: Vec<Outgoing> = arrived
+                    .iter()
+                    .filter(|(l, _)| *l == lane)
+                    .map(|(_, body)| Outgoing {
+                        body: body.clone(),
+                        delay: Duration::ZERO,
+                    })
+                    .collect();
+                if !batch.is_empty() {
+                    self.queue(lane)
+                        .send(batch)
+                        .await
+                        .expect("the queue takes messages");
+                }
+            }
+            self.start_due_runs(now);
+            self.receive(Lane::Ready).await;
+            self.receive(Lane::Results).await;
+            if now >= self.next_tick && !self.tick_running {
+                self.spawn_tick();
+                // Once every run is final a tick only closes what a crash left open:
+                // once a minute is enough, and keeps a long drain cheap.
+                let every = match self.ended_at {
+                    Some(_) => self.setup.tick_every.max(DRAIN_TICK),
+                    None => self.setup.tick_every,
+                };
+                while self.next_tick <= now {
+                    self.next_tick += every;
+                }
+            }
+            if self.ended_at.is_none()
+                && std::mem::take(&mut self.changed)
+                && self.all_final().await
+            {
+                self.ended_at = Some(now);
+                self.world.trace(|| "every run is final".into());
+            }
+            if let Some(at) = self.ended_at {
+                if (self.tasks.is_empty() && self.quiet()) || now > at + DRAIN {
+                    return;
+                }
+            } else if now > bound || now > self.world.tally(|t| t.last_write) + STALL {
+                let open: Vec<String> = self
+                    .started
+                    .iter()
+                    .flatten()
+                    .map(|r| r.to_string())
+                    .collect();
+                self.world.violation(
+                    "not-terminal",
+                    format!(
+                        "runs {open:?} not final after {:.0}s of virtual time, the last {:.0}s without a store write",
+                        now.as_secs_f64(),
+                        (now - self.world.tally(|t| t.last_write)).as_secs_f64()
+                    ),
+                );
+                return;
+            }
+            self.wait(now, bound).await;
+        }
+    }
+
+    /// Waits for a handler to finish, a message to be sent or the next thing due.
+    async fn wait(&mut self, now: Duration, bound: Duration) {
+        let mut next = bound.max(now);
+        if !self.tick_running {
+            next = next.min(self.next_tick);
+        }
+        if let Some(at) = self.world.next_arrival() {
+            next = next.min(at);
+        }
+        for q in [&self.ready, &self.results] {
+            if let Some(at) = q.next_visible_at().expect("the queue reads") {
+                next = next.min(self.world.clock.since_start(at));
+            }
+        }
+        if let Some(at) = self.start_due.iter().flatten().min() {
+            next = next.min(*at);
+        }
+        match self.ended_at {
+            Some(at) => next = next.min(at + DRAIN + Duration::from_millis(1)),
+            None => {
+                let stall = self.world.tally(|t| t.last_write) + STALL + Duration::from_millis(1);
+                next = next.min(stall);
+            }
+        }
+        if next <= now {
+            tokio::task::yield_now().await;
+            return;
+        }
+        let until = self.world.clock.instant(next);
+        tokio::select! {
+            biased;
+            Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => self.settle(done).await,
+            () = self.world.wake.notified() => {}
+            () = tokio::time::sleep_until(until) => {}
+        }
+    }
+
+    /// Whether nothing is left to deliver.
+    fn quiet(&self) -> bool {
+        self.world.in_transit() == 0
+            && [&self.ready, &self.results]
+                .iter()
+                .all(|q| q.next_visible_at().expect("the queue reads").is_none())
+    }
+
+    async fn all_final(&self) -> bool {
+        for id in &self.started {
+            let Some(id) = id else { return false };
+            match self.store.get_run(id).await {
+                Ok(r) if r.status.is_final() => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// The process died: every handler in flight is dropped and a new process starts.
+    async fn restart(&mut self) {
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        self.tick_running = false;
+        let now = self.world.now();
+        for (i, due) in self.start_due.iter_mut().enumerate() {
+            if self.started[i].is_none() && due.is_none() {
+                *due = Some(now + Duration::from_secs(1));
+            }
+        }
+        // An attempt claimed when the process died is lost: the sweeper expires its
+        // lease, which counts as a failed attempt — what a fault-free run never sees.
+        for id in self.started.iter().flatten() {
+            let steps = self.store.list_steps(id).await.expect("the store reads");
+            if steps
+                .iter()
+                .any(|s| s.status == braid_engine::model::StepStatus::Running)
+            {
+                self.world.tally(|t| t.lost_attempts.insert(id.to_string()));
+            }
+        }
+        self.handlers = new_handlers(&self.ports);
+        self.world.trace(|| "process restarted".into());
+    }
+
+    /// Takes in what a finished handler task reports.
+    async fn settle(&mut self, done: Result<Job, tokio::task::JoinError>) {
+        self.changed = true;
+        let job = match done {
+            Ok(job) => job,
+            Err(e) if e.is_panic() => {
+                self.world
+                    .violation("panic", format!("a handler panicked: {e}"));
+                return;
+            }
+            Err(_) => return,
+        };
+        match job {
+            Job::Delivered(lane, receipt, d) => {
+                self.world
+                    .trace(|| format!("delivered {lane:?} {receipt}: {d:?}"));
+                if let Delivery::Malformed(why) = &d {
+                    self.world.violation("malformed", why.clone());
+                }
+                if d != Delivery::Retry {
+                    self.queue(lane)
+                        .ack(&[receipt])
+                        .await
+                        .expect("the queue acks");
+                }
+            }
+            Job::Started(i, Ok(id)) => {
+                self.world.trace(|| format!("run {i} started as {id}"));
+                self.started[i] = Some(id);
+            }
+            Job::Started(i, Err((retryable, e))) => {
+                self.world.trace(|| format!("start of run {i} failed: {e}"));
+                if retryable {
+                    self.start_due[i] = Some(self.world.now() + Duration::from_secs(1));
+                } else {
+                    self.world.violation("start-refused", e);
+                }
+            }
+            Job::Ticked => self.tick_running = false,
+        }
+    }
+
+    fn start_due_runs(&mut self, now: Duration) {
+        for i in 0..self.start_due.len() {
+            if self.start_due[i].is_some_and(|at| at <= now) {
+                self.start_due[i] = None;
+                let h = self.handlers.clone();
+                let req = StartRequest {
+                    definition: self.setup.spec.definition.clone(),
+                    input: Value::Object(Default::default()),
+                    trigger: Value::Object(Default::default()),
+                    // A start retried after a failure or a crash finds its run.
+                    idempotency_key: Some(format!("sim-{i}")),
+                    queue: false,
+                };
+                self.tasks.spawn(async move {
+                    let r = h.start(req).await;
+                    Job::Started(
+                        i,
+                        r.map(|s| s.run.id)
+                            .map_err(|e| (e.is_retryable(), e.to_string())),
+                    )
+                });
+            }
+        }
+    }
+
+    /// Receives a batch from a queue and hands each message to its handler, the batch
+    /// shuffled when faults are on.
+    async fn receive(&mut self, lane: Lane) {
+        let (max, visibility) = match lane {
+            Lane::Ready => (8, READY_VISIBILITY),
+            Lane::Results => (8, RESULT_VISIBILITY),
+        };
+        let max = if self.adversarial() {
+            self.world.rng(|r| r.usize(1..=max))
+        } else {
+            max
+        };
+        // A receive is a write; a look at the earliest visible time is a read.
+        let due = self.queue(lane).next_visible_at().expect("the queue reads");
+        if due.is_none_or(|at| at > self.world.clock.now_ts()) {
+            return;
+        }
+        let mut got = self
+            .queue(lane)
+            .receive(max, visibility)
+            .await
+            .expect("the queue receives");
+        if self.adversarial() {
+            self.world.rng(|r| r.shuffle(&mut got));
+        }
+        for m in got {
+            self.world.trace(|| {
+                format!(
+                    "receive {lane:?} {} (#{}) {}",
+                    m.receipt, m.receive_count, m.body
+                )
+            });
+            let h = self.handlers.clone();
+            self.tasks.spawn(async move {
+                let d = match lane {
+                    Lane::Ready => h.deliver_ready(&m).await,
+                    Lane::Results => h.deliver_result(&m).await,
+                };
+                Job::Delivered(lane, m.receipt, d)
+            });
+        }
+    }
+
+    fn spawn_tick(&mut self) {
+        self.tick_running = true;
+        let h = self.handlers.clone();
+        let world = self.world.clone();
+        self.tasks.spawn(async move {
+            world.trace(|| "tick".into());
+            if let Err(e) = h.tick().await {
+                world.trace(|| format!("tick failed: {e}"));
+            }
+            Job::Ticked
+        });
+    }
+
+    /// Stops what is still running and reads every run as it ended.
+    async fn finish(mut self) -> Drive {
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        let mut runs = Vec::new();
+        for id in &self.started {
+            runs.push(match id {
+                Some(id) => Some(self.read_run(id).await),
+                None => None,
+            });
+        }
+        Drive {
+            runs,
+            tally: self.world.tally(std::mem::take),
+            trace: self.world.take_trace(),
+            ended_at: self.ended_at,
+            elapsed: self.world.now(),
+        }
+    }
+
+    async fn read_run(&self, id: &RunId) -> RunResult {
+        let record = self.store.get_run(id).await.expect("the run reads");
+        let steps = self.store.list_steps(id).await.expect("the steps read");
+        let mut outputs = BTreeMap::new();
+        for s in &steps {
+            if let Some(d) = &s.output {
+                outputs.insert(s.key.to_string(), self.load(d).await);
+            }
+        }
+        let output = match &record.output {
+            Some(d) => Some(self.load(d).await),
+            None => None,
+        };
+        RunResult {
+            record,
+            steps,
+            outputs,
+            output,
+        }
+    }
+
+    async fn load(&self, d: &Data) -> Value {
+        match d {
+            Data::Inline(v) => v.clone(),
+            Data::Stored { key, .. } => {
+                let bytes = futures::executor::block_on(self.payloads.get(key))
+                    .unwrap_or_else(|e| panic!("payload {key} is missing: {e}"));
+                serde_json::from_slice(&bytes).expect("a payload is JSON")
+            }
+        }
+    }
+}
+
+fn new_handlers(ports: &Ports) -> Arc<Handlers> {
+    Arc::new(Handlers::new(
+        ports.clone(),
+        Settings::default(),
+        env_secrets(),
+    ))
+}

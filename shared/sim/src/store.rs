@@ -1,0 +1,287 @@
+//! The state store decorator: the real SQLite store behind the fault gate (throttles,
+//! a full disk, writes that fail after taking effect, pauses, crashes), counting the
+//! writes the checks need — every final step write and every run close that took
+//! effect — and checking the port's own contract on the way.
+
+use crate::world::World;
+use async_trait::async_trait;
+use braid_engine::model::{
+    Definition, ErrorInfo, RunId, RunRecord, StepId, StepKey, StepRecord, Timestamp,
+};
+use braid_ports::{Created, Finalized, Guard, PortResult, RunFilter, StateStore};
+use std::sync::Arc;
+
+/// A [`StateStore`] that fails, pauses and crashes as its [`World`] says.
+pub struct FaultyStore {
+    inner: Arc<dyn StateStore>,
+    world: Arc<World>,
+}
+
+impl FaultyStore {
+    pub fn new(inner: Arc<dyn StateStore>, world: Arc<World>) -> Self {
+        FaultyStore { inner, world }
+    }
+
+    /// Passes the gate as a read.
+    async fn read(&self, call: &str) -> PortResult<()> {
+        self.world.enter(call, false).await.map(|_| ())
+    }
+
+    /// Carries out write `call`: the gate, the effect, then perhaps an error anyway.
+    /// `changed` tells from the result whether the write changed anything (progress).
+    async fn write<T>(
+        &self,
+        call: &str,
+        effect: impl Future<Output = PortResult<T>>,
+        changed: impl FnOnce(&T) -> bool,
+    ) -> PortResult<T> {
+        let fail_after = self.world.enter(call, true).await?;
+        let r = effect.await?;
+        if changed(&r) {
+            self.world.progress();
+        }
+        if fail_after {
+            return Err(self.world.failed_after(call));
+        }
+        Ok(r)
+    }
+}
+
+impl FaultyStore {
+    /// The record a step write is about to replace, read past the faults.
+    async fn observe(&self, new: &StepRecord) -> Option<StepRecord> {
+        self.inner.get_step(&new.run_id, &new.key).await.ok()
+    }
+
+    /// Checks a step write that took effect against the record it replaced: a
+    /// fan-out's counters only go up (a fan-out expanded again would start them
+    /// over), and an attempt is never recorded lost — the sweeper's lease expiry —
+    /// while the record still holds a lease that has not run out.
+    fn judge(&self, before: Option<&StepRecord>, new: &StepRecord) {
+        let Some(old) = before else { return };
+        if let (Some(a), Some(b)) = (&old.fan_out, &new.fan_out)
+            && (b.ended < a.ended || b.failed < a.failed)
+        {
+            self.world.violation(
+                "fan-out-counted-back",
+                format!(
+                    "{}: {} fan-out went from {} ended / {} failed to {} / {}",
+                    new.run_id, new.key, a.ended, a.failed, b.ended, b.failed
+                ),
+            );
+        }
+        let now = self.world.clock.now_ts();
+        let lost = new
+            .error
+            .as_ref()
+            .is_some_and(|e| e.error == "timeout" && e.message.contains("was lost"));
+        if lost
+            && old.status == braid_engine::model::StepStatus::Running
+            && old.attempt == new.attempt
+            && old.lease_until.is_some_and(|l| l > now)
+        {
+            self.world.violation(
+                "expiry-of-live-lease",
+                format!(
+                    "{}: {} attempt {} recorded lost while its lease runs until {:?}",
+                    new.run_id, new.key, new.attempt, old.lease_until
+                ),
+            );
+        }
+    }
+}
+
+#[async_trait]
+impl StateStore for FaultyStore {
+    async fn put_definition(&self, def: &Definition) -> PortResult<()> {
+        self.write("put_definition", self.inner.put_definition(def), |_| false)
+            .await
+    }
+
+    async fn get_definition(&self, workflow: &str, version: &str) -> PortResult<Definition> {
+        self.read("get_definition").await?;
+        self.inner.get_definition(workflow, version).await
+    }
+
+    async fn current_definition(&self, workflow: &str) -> PortResult<Definition> {
+        self.read("current_definition").await?;
+        self.inner.current_definition(workflow).await
+    }
+
+    async fn current_definitions(&self) -> PortResult<Vec<Definition>> {
+        self.read("current_definitions").await?;
+        self.inner.current_definitions().await
+    }
+
+    async fn marker(&self, name: &str) -> PortResult<Option<String>> {
+        self.read("marker").await?;
+        self.inner.marker(name).await
+    }
+
+    async fn set_marker(&self, name: &str, value: Option<&str>) -> PortResult<()> {
+        self.write("set_marker", self.inner.set_marker(name, value), |_| false)
+            .await
+    }
+
+    async fn create_run(&self, run: &RunRecord, steps: &[StepRecord]) -> PortResult<Created> {
+        self.write("create_run", self.inner.create_run(run, steps), |c| {
+            *c == Created::New
+        })
+        .await
+    }
+
+    async fn get_run(&self, run_id: &RunId) -> PortResult<RunRecord> {
+        self.read("get_run").await?;
+        self.inner.get_run(run_id).await
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> PortResult<Vec<RunRecord>> {
+        self.read("list_runs").await?;
+        self.inner.list_runs(filter).await
+    }
+
+    async fn active_runs(&self, after: Option<&RunId>, limit: usize) -> PortResult<Vec<RunRecord>> {
+        self.read("active_runs").await?;
+        self.inner.active_runs(after, limit).await
+    }
+
+    async fn due_runs(&self, before: Timestamp, limit: usize) -> PortResult<Vec<RunId>> {
+        self.read("due_runs").await?;
+        self.inner.due_runs(before, limit).await
+    }
+
+    async fn get_step(&self, run_id: &RunId, key: &StepKey) -> PortResult<StepRecord> {
+        self.read("get_step").await?;
+        self.inner.get_step(run_id, key).await
+    }
+
+    async fn list_steps(&self, run_id: &RunId) -> PortResult<Vec<StepRecord>> {
+        self.read("list_steps").await?;
+        self.inner.list_steps(run_id).await
+    }
+
+    async fn list_iterations(&self, run_id: &RunId, step: &StepId) -> PortResult<Vec<StepRecord>> {
+        self.read("list_iterations").await?;
+        self.inner.list_iterations(run_id, step).await
+    }
+
+    async fn update_step(&self, guard: &Guard, new: &StepRecord) -> PortResult<bool> {
+        let before = self.observe(new).await;
+        if new.status.is_final() {
+            self.world.violation(
+                "port-contract",
+                format!(
+                    "update_step wrote final status {:?} for {} of {}",
+                    new.status, new.key, new.run_id
+                ),
+            );
+        }
+        let done = self
+            .write("update_step", self.inner.update_step(guard, new), |w| *w)
+            .await;
+        if let Ok(true) = done {
+            self.judge(before.as_ref(), new);
+            self.world.trace(|| {
+                format!(
+                    "write {} {} {:?} attempt {}",
+                    new.run_id, new.key, new.status, new.attempt
+                )
+            });
+        }
+        done
+    }
+
+    async fn finalize_step(
+        &self,
+        guard: &Guard,
+        new: &StepRecord,
+        fail_run: Option<&ErrorInfo>,
+    ) -> PortResult<Option<Finalized>> {
+        let fail_after = self.world.enter("finalize_step", true).await?;
+        let before = self.observe(new).await;
+        let done = self.inner.finalize_step(guard, new, fail_run).await?;
+        if done.is_some() {
+            self.judge(before.as_ref(), new);
+            self.world.progress();
+            self.world.trace(|| {
+                format!(
+                    "FINAL {} {} {:?} attempt {}{}",
+                    new.run_id,
+                    new.key,
+                    new.status,
+                    new.attempt,
+                    if fail_run.is_some() {
+                        " (fails the run)"
+                    } else {
+                        ""
+                    }
+                )
+            });
+            self.world.tally(|t| {
+                *t.finals
+                    .entry((new.run_id.to_string(), new.key.to_string()))
+                    .or_default() += 1;
+            });
+        }
+        if fail_after {
+            return Err(self.world.failed_after("finalize_step"));
+        }
+        Ok(done)
+    }
+
+    async fn satisfy(
+        &self,
+        run_id: &RunId,
+        dependent: &StepId,
+        dep: &StepId,
+        needs: &[String],
+        now: Timestamp,
+    ) -> PortResult<Option<StepRecord>> {
+        self.write(
+            "satisfy",
+            self.inner.satisfy(run_id, dependent, dep, needs, now),
+            Option::is_some,
+        )
+        .await
+    }
+
+    async fn end_lane(&self, run_id: &RunId, step: &StepId) -> PortResult<Option<StepRecord>> {
+        self.write(
+            "end_lane",
+            self.inner.end_lane(run_id, step),
+            Option::is_some,
+        )
+        .await
+    }
+
+    async fn close_run(&self, run: &RunRecord) -> PortResult<()> {
+        self.write("close_run", self.inner.close_run(run), |_| true)
+            .await
+    }
+
+    async fn finish_run(&self, run: &RunRecord) -> PortResult<bool> {
+        let fail_after = self.world.enter("finish_run", true).await?;
+        let done = self.inner.finish_run(run).await?;
+        if done {
+            self.world.progress();
+            self.world
+                .trace(|| format!("RUN {} finished {:?}", run.id, run.status));
+            self.world
+                .tally(|t| *t.finishes.entry(run.id.to_string()).or_default() += 1);
+        }
+        if fail_after {
+            return Err(self.world.failed_after("finish_run"));
+        }
+        Ok(done)
+    }
+
+    async fn queued_runs(&self, workflow: &str, limit: usize) -> PortResult<Vec<RunRecord>> {
+        self.read("queued_runs").await?;
+        self.inner.queued_runs(workflow, limit).await
+    }
+
+    async fn take_slot(&self, run: &RunRecord, limit: u32) -> PortResult<bool> {
+        self.write("take_slot", self.inner.take_slot(run, limit), |w| *w)
+            .await
+    }
+}

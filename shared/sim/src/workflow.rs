@@ -1,0 +1,268 @@
+//! Random workflows drawn from the whole language the handlers run: needs (a DAG),
+//! `when`, `for_each` with `max_parallel`, retries with backoff and jitter, step and
+//! run timeouts, `wait` (shorter and longer than the queue's longest delay),
+//! `continue_on_failure`, `pass` and `fail` steps, `lambda` and `http` tasks, and
+//! workflow `concurrency` with several runs. Each is written as YAML text and parsed
+//! by `braid-lang`, so what runs is a real workflow file.
+
+use braid_engine::model::Definition;
+use std::fmt::Write;
+use std::time::Duration;
+
+/// The function every `lambda` step calls (the simulation's task runner answers).
+pub const FUNCTION: &str = "sim-fn";
+
+/// What a step does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    Lambda,
+    Http,
+    Pass,
+    Fail,
+    Wait(&'static str),
+}
+
+impl Kind {
+    /// Whether the step calls the task runner.
+    pub fn is_task(&self) -> bool {
+        matches!(self, Kind::Lambda | Kind::Http)
+    }
+}
+
+/// One generated step.
+#[derive(Debug, Clone)]
+pub struct StepSpec {
+    pub id: String,
+    pub needs: Vec<String>,
+    pub kind: Kind,
+    pub when: Option<String>,
+    pub for_each: Option<String>,
+    pub max_parallel: Option<u32>,
+    /// `(attempts, backoff, jitter)`.
+    pub retry: Option<(u32, &'static str, bool)>,
+    pub timeout: Option<Duration>,
+    pub continue_on_failure: bool,
+}
+
+/// One generated workflow and how many runs of it to start.
+#[derive(Debug, Clone)]
+pub struct WorkflowSpec {
+    pub yaml: String,
+    pub definition: Definition,
+    pub steps: Vec<StepSpec>,
+    pub runs: u32,
+    pub run_timeout: Option<Duration>,
+}
+
+impl WorkflowSpec {
+    pub fn step(&self, id: &str) -> Option<&StepSpec> {
+        self.steps.iter().find(|s| s.id == id)
+    }
+}
+
+/// Draws a workflow of at most `max_steps` steps.
+pub fn generate(rng: &mut fastrand::Rng, max_steps: usize) -> WorkflowSpec {
+    let n = rng.usize(1..=max_steps.max(1));
+    let mut steps: Vec<StepSpec> = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = format!("s{i}");
+        let mut needs: Vec<String> = Vec::new();
+        if i > 0 {
+            for _ in 0..rng.usize(0..=2) {
+                let need = format!("s{}", rng.usize(0..i));
+                if !needs.contains(&need) {
+                    needs.push(need);
+                }
+            }
+        }
+        let kind = match rng.u8(..20) {
+            0..=7 => Kind::Lambda,
+            8..=10 => Kind::Http,
+            11..=14 => Kind::Pass,
+            15..=16 => Kind::Fail,
+            _ => Kind::Wait(["2s", "75s", "16m"][rng.usize(..3)]),
+        };
+        let lambda_need = needs
+            .iter()
+            .find(|n| {
+                steps
+                    .iter()
+                    .any(|s| &&s.id == n && s.kind == Kind::Lambda && s.for_each.is_none())
+            })
+            .cloned();
+        let for_each = (matches!(kind, Kind::Lambda | Kind::Http | Kind::Pass) && rng.u8(..4) == 0)
+            .then(|| match &lambda_need {
+                Some(x) if rng.bool() => format!(
+                    "{{{{ steps.{x}.output.items if steps.{x}.status == 'succeeded' else [] }}}}"
+                ),
+                _ => "{{ params.items }}".to_string(),
+            });
+        let when = match rng.u8(..10) {
+            0 => Some("{{ params.flag }}".to_string()),
+            1 => Some("{{ not params.flag }}".to_string()),
+            2 if !needs.is_empty() => Some(format!(
+                "{{{{ steps.{}.status == 'succeeded' }}}}",
+                needs[rng.usize(..needs.len())]
+            )),
+            // A `fail` step mostly runs under a condition, else most runs would fail.
+            _ if kind == Kind::Fail && rng.bool() => Some("{{ not params.flag }}".to_string()),
+            _ => None,
+        };
+        let retry = (kind.is_task() && rng.bool()).then(|| {
+            (
+                rng.u32(2..=4),
+                ["1s", "10s", "2m"][rng.usize(..3)],
+                rng.bool(),
+            )
+        });
+        let timeout = (kind.is_task() && rng.u8(..3) == 0)
+            .then(|| [2, 30, 90].map(Duration::from_secs)[rng.usize(..3)]);
+        steps.push(StepSpec {
+            id,
+            needs,
+            kind,
+            when,
+            max_parallel: for_each
+                .as_ref()
+                .and_then(|_| (rng.bool()).then(|| rng.u32(1..=3))),
+            for_each,
+            retry,
+            timeout,
+            continue_on_failure: rng.u8(..6) == 0,
+        });
+    }
+    let flag = rng.u8(..4) != 0;
+    let items: Vec<u32> = (0..rng.u32(0..=4)).collect();
+    let run_timeout = (rng.u8(..8) == 0).then(|| Duration::from_secs(3 * 3600));
+    let (concurrency, runs) = if rng.u8(..4) == 0 {
+        (Some(rng.u32(1..=2)), rng.u32(2..=3))
+    } else {
+        (None, 1)
+    };
+    let output = rng.bool();
+    let yaml = to_yaml(&steps, flag, &items, run_timeout, concurrency, output);
+    let (definition, _) = braid_handlers::definition("sim.yaml", &yaml)
+        .unwrap_or_else(|e| panic!("the generator wrote an invalid workflow: {e}\n{yaml}"));
+    WorkflowSpec {
+        yaml,
+        definition,
+        steps,
+        runs,
+        run_timeout,
+    }
+}
+
+/// The workflow file.
+fn to_yaml(
+    steps: &[StepSpec],
+    flag: bool,
+    items: &[u32],
+    run_timeout: Option<Duration>,
+    concurrency: Option<u32>,
+    output: bool,
+) -> String {
+    let mut y = String::new();
+    let items: Vec<String> = items.iter().map(u32::to_string).collect();
+    let _ = writeln!(y, "name: sim");
+    let _ = writeln!(y, "params:");
+    let _ = writeln!(y, "  flag: {{ type: boolean, default: {flag} }}");
+    let _ = writeln!(
+        y,
+        "  items: {{ type: array, default: [{}] }}",
+        items.join(", ")
+    );
+    if let Some(t) = run_timeout {
+        let _ = writeln!(y, "timeout: {}s", t.as_secs());
+    }
+    if let Some(c) = concurrency {
+        let _ = writeln!(y, "concurrency: {c}");
+    }
+    if output && let Some(last) = steps.last() {
+        let _ = writeln!(y, "output: \"{{{{ steps.{}.output }}}}\"", last.id);
+    }
+    let _ = writeln!(y, "steps:");
+    for s in steps {
+        let _ = writeln!(y, "  - id: {}", s.id);
+        if !s.needs.is_empty() {
+            let _ = writeln!(y, "    needs: [{}]", s.needs.join(", "));
+        }
+        if let Some(w) = &s.when {
+            let _ = writeln!(y, "    when: \"{w}\"");
+        }
+        if let Some(f) = &s.for_each {
+            let _ = writeln!(y, "    for_each: \"{f}\"");
+        }
+        if let Some(m) = s.max_parallel {
+            let _ = writeln!(y, "    max_parallel: {m}");
+        }
+        if let Some((attempts, backoff, jitter)) = s.retry {
+            let _ = writeln!(
+                y,
+                "    retry: {{ attempts: {attempts}, backoff: {backoff}, factor: 2, jitter: {jitter} }}"
+            );
+        }
+        if let Some(t) = s.timeout {
+            let _ = writeln!(y, "    timeout: {}s", t.as_secs());
+        }
+        if s.continue_on_failure {
+            let _ = writeln!(y, "    continue_on_failure: true");
+        }
+        let each = s.for_each.is_some();
+        match &s.kind {
+            Kind::Lambda => {
+                let _ = writeln!(y, "    lambda: {FUNCTION}");
+                let _ = writeln!(y, "    input: {}", task_input(s, each));
+            }
+            Kind::Http => {
+                let _ = writeln!(y, "    http:");
+                let _ = writeln!(y, "      method: POST");
+                let _ = writeln!(y, "      url: \"https://sim.invalid/{}\"", s.id);
+                let _ = writeln!(y, "      json: {}", task_input(s, each));
+            }
+            Kind::Pass => {
+                let deps: Vec<String> = s
+                    .needs
+                    .iter()
+                    .map(|n| format!("{n}: \"{{{{ steps.{n}.status }}}}\""))
+                    .collect();
+                let item = if each { ", item: \"{{ item }}\"" } else { "" };
+                let _ = writeln!(
+                    y,
+                    "    pass: {{ from: {}, deps: {{ {} }}{item} }}",
+                    s.id,
+                    deps.join(", ")
+                );
+            }
+            Kind::Fail => {
+                let _ = writeln!(
+                    y,
+                    "    fail: {{ error: SimFail, message: \"step {} fails\" }}",
+                    s.id
+                );
+            }
+            Kind::Wait(d) => {
+                let _ = writeln!(y, "    wait: {d}");
+            }
+        }
+    }
+    y
+}
+
+/// A task's input: who it is (for the simulated runner) and its needs' outputs.
+fn task_input(s: &StepSpec, each: bool) -> String {
+    let deps: Vec<String> = s
+        .needs
+        .iter()
+        .map(|n| format!("{n}: \"{{{{ steps.{n}.output }}}}\""))
+        .collect();
+    let each = if each {
+        ", index: \"{{ index }}\", item: \"{{ item }}\""
+    } else {
+        ""
+    };
+    format!(
+        "{{ step: {}, run: \"{{{{ run.id }}}}\"{each}, deps: {{ {} }} }}",
+        s.id,
+        deps.join(", ")
+    )
+}
