@@ -59,7 +59,7 @@ pub struct LocalRuntime {
     /// Ownership of the state folder, once taken ([`takeover::take_over`]).
     owner: Mutex<Option<Owner>>,
     /// When the sweep of a takeover is due, until it ran.
-    recovery: Mutex<Option<Instant>>,
+    recovery: Mutex<Vec<RunId>>,
 }
 
 impl LocalRuntime {
@@ -71,27 +71,24 @@ impl LocalRuntime {
             settings,
             fault,
             owner: Mutex::new(None),
-            recovery: Mutex::new(None),
+            recovery: Mutex::new(Vec::new()),
         }
     }
 
-    /// Keeps `owner` for as long as the runtime lives and arms the takeover's sweep,
-    /// due at once: a task runs only once claimed, so nothing the earlier owner left
-    /// unrecorded can still be running.
-    pub(crate) fn adopt(&self, owner: Owner) {
+    /// Keeps `owner` for as long as the runtime lives and arms the takeover's sweep of
+    /// `runs` (those active when it took over), due at its first pass: a task runs
+    /// only once claimed, so nothing the earlier owner left unrecorded still runs.
+    pub(crate) fn adopt(&self, owner: Owner, runs: Vec<RunId>) {
         *lock(&self.owner) = Some(owner);
-        *lock(&self.recovery) = Some(Instant::now());
+        *lock(&self.recovery) = runs;
     }
 
-    /// The takeover's sweep, when it is due: every active run swept once with no
-    /// staleness (see [`crate::takeover`]).
+    /// The takeover's sweep, on the first pass after it: the runs it found active swept
+    /// once with no staleness (see [`crate::takeover`]).
     async fn recover_when_due(&self) -> Result<(), HandlerError> {
-        {
-            let mut due = lock(&self.recovery);
-            match *due {
-                Some(at) if at <= Instant::now() => *due = None,
-                _ => return Ok(()),
-            }
+        let runs = std::mem::take(&mut *lock(&self.recovery));
+        if runs.is_empty() {
+            return Ok(());
         }
         let settings = braid_handlers::Settings {
             stale_after: Duration::ZERO,
@@ -102,7 +99,7 @@ impl LocalRuntime {
             settings,
             braid_ports::env_secrets::env_secrets(),
         );
-        let repairs = takeover::sweep_all(&presuming_lost).await?;
+        let repairs = takeover::sweep_taken_over(&presuming_lost, &runs).await?;
         tracing::info!(repairs, "swept the runs taken over");
         Ok(())
     }

@@ -83,14 +83,14 @@ pub async fn take_over(
             ready.extend(bodies.iter().filter_map(|b| serde_json::from_str(b).ok()));
         }
     }
-    let (resumed, active_runs) = resume_orphans(handlers, &ready).await.map_err(state)?;
+    let (resumed, runs) = resume_orphans(handlers, &ready).await.map_err(state)?;
     let report = Takeover {
         messages,
         resumed,
-        active_runs,
+        active_runs: runs.len(),
         previous: owner.previous().map(str::to_string),
     };
-    rt.adopt(owner);
+    rt.adopt(owner, runs);
     Ok(report)
 }
 
@@ -100,11 +100,12 @@ pub async fn take_over(
 async fn resume_orphans(
     handlers: &Handlers,
     released: &[DispatchMsg],
-) -> HandlerResult<(usize, usize)> {
+) -> HandlerResult<(usize, Vec<RunId>)> {
     let ports = handlers.ports();
     let now = ports.clock.now();
     let mut out = Vec::new();
     let mut seen = HashSet::new();
+    let mut active = Vec::new();
     let mut after: Option<RunId> = None;
     let page = handlers.settings.sweep_limit.max(1);
     loop {
@@ -113,6 +114,7 @@ async fn resume_orphans(
             if !seen.insert(run.id.clone()) {
                 continue;
             }
+            active.push(run.id.clone());
             for rec in ports.store.list_steps(&run.id).await? {
                 let orphan = rec.status == StepStatus::Running
                     && rec.fan_out.is_none()
@@ -141,30 +143,27 @@ async fn resume_orphans(
     }
     let resumed = out.len();
     ports.ready.send(out).await?;
-    Ok((resumed, seen.len()))
+    Ok((resumed, active))
 }
 
-/// Sweeps every active run once as if nothing were in flight — step 3 of the
-/// [module docs](self) — with `handlers` whose `stale_after` is zero.
-pub(crate) async fn sweep_all(handlers: &Handlers) -> HandlerResult<usize> {
+/// Sweeps the runs `ids` that were active when the state was taken over, once, as if
+/// nothing were in flight — step 3 of the [module docs](self) — with `handlers` whose
+/// `stale_after` is zero. Runs this process started since are not its business.
+pub(crate) async fn sweep_taken_over(handlers: &Handlers, ids: &[RunId]) -> HandlerResult<usize> {
     let store = &handlers.ports().store;
-    let page = handlers.settings.sweep_limit.max(1);
-    let mut after: Option<RunId> = None;
     let mut repairs = 0;
-    loop {
-        let runs = store.active_runs(after.as_ref(), page).await?;
-        for run in &runs {
-            match handlers.sweep_run(run).await {
-                Ok(n) => repairs += n,
-                // Left to the regular tick, which also fails a run that cannot go on.
-                Err(e) => {
-                    tracing::warn!(run = %run.id, error = %e, "sweeping a run taken over failed; the tick tries again");
-                }
+    for id in ids {
+        let run = store.get_run(id).await?;
+        if run.status.is_final() {
+            continue;
+        }
+        match handlers.sweep_run(&run).await {
+            Ok(n) => repairs += n,
+            // Left to the regular tick, which also fails a run that cannot go on.
+            Err(e) => {
+                tracing::warn!(run = %run.id, error = %e, "sweeping a run taken over failed; the tick tries again");
             }
         }
-        if runs.len() < page {
-            return Ok(repairs);
-        }
-        after = runs.last().map(|r| r.id.clone());
     }
+    Ok(repairs)
 }
