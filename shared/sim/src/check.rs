@@ -152,19 +152,29 @@ pub fn check_drive(spec: &WorkflowSpec, d: &Drive, within: &'static str) -> Vec<
     out
 }
 
-/// Whether a run's course may legitimately differ from the fault-free one: an
-/// attempt was lost (a crash while it was claimed, a lease expiry), so it counts as
-/// a failed attempt and the next one behaves differently; the run gave up on a
-/// message (the store failed it five times: `undeliverable`); or it timed out.
+/// Whether a run's course may legitimately differ from the fault-free one, by the
+/// step lifecycle's rules:
+/// - an attempt was lost: the tick recorded its lease expired (a running attempt
+///   written failed or retrying with error `timeout`), which counts as a failed
+///   attempt. A crash while an attempt is claimed loses it only so: otherwise its
+///   message, back after its visibility timeout, claims the same attempt again, and
+///   the task behaves as it did;
+/// - a step (or the run) failed `undeliverable`: its message was re-sent to the cap,
+///   or could not be handled, because of faults;
+/// - the run timed out.
+///
+/// Nothing else: a message lost, duplicated or late, a store call failed, a crash —
+/// each is recovered without changing the course. A task planned to end near its
+/// step's timeout ends the same way under faults: the timeout is measured around the
+/// task alone, on the virtual clock.
 fn perturbed(d: &Drive, r: &RunResult) -> bool {
     let id = r.record.id.to_string();
-    d.tally.lost_attempts.contains(&id)
-        || d.tally.lease_expiries.contains(&id)
+    let undeliverable =
+        |e: Option<&braid_engine::model::ErrorInfo>| e.is_some_and(|e| e.error == "undeliverable");
+    d.tally.lease_expiries.contains(&id)
         || r.record.status == RunStatus::TimedOut
-        || r.record
-            .error
-            .as_ref()
-            .is_some_and(|e| e.error == "undeliverable")
+        || undeliverable(r.record.error.as_ref())
+        || r.steps.iter().any(|s| undeliverable(s.error.as_ref()))
 }
 
 /// The faulty run against the reference. Runs are matched by start order (their ids

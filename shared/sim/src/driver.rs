@@ -46,7 +46,7 @@ const SPIN_LIMIT: u32 = 20_000;
 const DRAIN_TICK: Duration = Duration::from_secs(60);
 
 /// Visibility timeout of the ready queue, as the local runtime sets it.
-const READY_VISIBILITY: Duration = Duration::from_secs(16 * 60);
+pub const READY_VISIBILITY: Duration = Duration::from_secs(16 * 60);
 const RESULT_VISIBILITY: Duration = Duration::from_secs(60);
 
 /// What is simulated, the same for the reference and the faulty run.
@@ -288,7 +288,9 @@ impl Process {
                 self.world.trace(|| "every run is final".into());
             }
             if let Some(at) = self.ended_at {
-                if (self.tasks.is_empty() && self.quiet()) || now > at + DRAIN {
+                if (self.tasks.is_empty() && self.quiet() && self.all_closed().await)
+                    || now > at + DRAIN
+                {
                     return;
                 }
             } else if now > bound || now > self.world.tally(|t| t.last_write) + STALL {
@@ -313,8 +315,15 @@ impl Process {
     }
 
     /// Waits for a handler to finish, a message to be sent or the next thing due.
+    ///
+    /// The loop's deadlines are strict (`now > bound`, `now > last write + STALL`,
+    /// `now > end + DRAIN`), so each is woken at a millisecond past it: waking at the
+    /// deadline itself would find nothing to do and nothing left to wait for, and the
+    /// loop would yield at that instant forever — virtual time moves only when every
+    /// task waits (a task in flight sleeping its duration would never end).
     async fn wait(&mut self, now: Duration, bound: Duration) {
-        let mut next = bound.max(now);
+        let past = |t: Duration| t + Duration::from_millis(1);
+        let mut next = Duration::MAX;
         if !self.tick_running {
             next = next.min(self.next_tick);
         }
@@ -330,10 +339,10 @@ impl Process {
             next = next.min(*at);
         }
         match self.ended_at {
-            Some(at) => next = next.min(at + DRAIN + Duration::from_millis(1)),
+            Some(at) => next = next.min(past(at + DRAIN)),
             None => {
-                let stall = self.world.tally(|t| t.last_write) + STALL + Duration::from_millis(1);
-                next = next.min(stall);
+                let stall = self.world.tally(|t| t.last_write) + STALL;
+                next = next.min(past(bound)).min(past(stall));
             }
         }
         if next <= now {
@@ -368,6 +377,19 @@ impl Process {
         true
     }
 
+    /// Whether every run is closed: what follows a run's end (its open steps
+    /// cancelled, the next queued run admitted) is done, or the tick — which does it
+    /// again after an error — still has it to do.
+    async fn all_closed(&self) -> bool {
+        for id in self.started.iter().flatten() {
+            match self.store.get_run(id).await {
+                Ok(r) if !r.closing => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+
     /// The process died: every handler in flight is dropped and a new process starts.
     async fn restart(&mut self) {
         self.tasks.abort_all();
@@ -379,17 +401,10 @@ impl Process {
                 *due = Some(now + Duration::from_secs(1));
             }
         }
-        // An attempt claimed when the process died is lost: the sweeper expires its
-        // lease, which counts as a failed attempt — what a fault-free run never sees.
-        for id in self.started.iter().flatten() {
-            let steps = self.store.list_steps(id).await.expect("the store reads");
-            if steps
-                .iter()
-                .any(|s| s.status == braid_engine::model::StepStatus::Running)
-            {
-                self.world.tally(|t| t.lost_attempts.insert(id.to_string()));
-            }
-        }
+        // An attempt claimed when the process died is not lost by itself: its
+        // message, back after its visibility timeout, claims it again (the same
+        // attempt, so the same task behaviour), or the tick expires its lease — which
+        // the store decorator notes (see `check::compare`).
         self.handlers = new_handlers(&self.ports);
         self.world.trace(|| "process restarted".into());
     }
@@ -510,7 +525,7 @@ impl Process {
         let world = self.world.clone();
         self.tasks.spawn(async move {
             world.trace(|| "tick".into());
-            if let Err(e) = h.tick().await {
+            if let Err(e) = crate::world::as_tick(h.tick()).await {
                 world.trace(|| format!("tick failed: {e}"));
             }
             Job::Ticked

@@ -111,7 +111,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> SeedReport {
         plan,
         tick_every,
     };
-    let bound = reference_bound(&spec);
+    let bound = reference_bound(&spec, &plan, tick_every);
     if opts.verbose {
         eprintln!(
             "seed {seed}: {} run(s) of\n{}tasks: {plan:?}, tick every {tick_every:?}",
@@ -156,9 +156,18 @@ pub fn run_seed(seed: u64, opts: &Options) -> SeedReport {
 
 /// A generous bound on the virtual time a fault-free drive needs: every step one after
 /// the other, each attempt as long as the longest task (past the default lease) plus
-/// the longest backoff, every iteration too, every run in turn, plus an hour.
-fn reference_bound(spec: &workflow::WorkflowSpec) -> Duration {
-    let per_attempt = Duration::from_secs(25 * 60);
+/// the longest backoff, every iteration too, every run in turn, plus an hour. When
+/// tasks may crash the process, an attempt whose task crashes is claimed again by
+/// each delivery of its message — one per visibility timeout, and the queue gives up
+/// after [`braid_handlers::MAX_RECEIVES`] — until the tick expires its lease, a tick
+/// after the last.
+fn reference_bound(spec: &workflow::WorkflowSpec, plan: &TaskPlan, tick: Duration) -> Duration {
+    let longest = Duration::from_secs(25 * 60);
+    let per_attempt = if plan.crash > 0 {
+        longest.max(driver::READY_VISIBILITY * braid_handlers::MAX_RECEIVES + tick)
+    } else {
+        longest
+    };
     let per_run: Duration = spec
         .steps
         .iter()

@@ -1,13 +1,12 @@
 //! The work queue decorator: a send passes the fault gate, then goes onto the
 //! [`World`]'s "network", which may lose, duplicate, delay or hold back each message
-//! before the driver puts it on the real SQLite queue. Sends are counted here: the
-//! checks bound the "ready" messages per step and attempt, and a failure result sent
-//! on its own is the sweeper's lease expiry.
+//! before the driver puts it on the real SQLite queue. "Ready" sends are counted here:
+//! the checks bound them per step and attempt.
 
 use crate::check::MAX_SENDS;
 use crate::world::{Lane, World};
 use async_trait::async_trait;
-use braid_engine::model::{DispatchMsg, Outcome, ResultMsg};
+use braid_engine::model::DispatchMsg;
 use braid_ports::{Outgoing, PortResult, Received, WorkQueue};
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,15 +48,7 @@ impl FaultyQueue {
                     }
                 }
             }
-            Lane::Results => {
-                if let Ok(m) = serde_json::from_str::<ResultMsg>(body)
-                    && matches!(&m.outcome, Outcome::Failed { error, .. } if error.error == "timeout")
-                {
-                    self.world.tally(|t| {
-                        t.lease_expiries.insert(m.run_id.to_string());
-                    });
-                }
-            }
+            Lane::Results => {}
         }
     }
 }

@@ -54,12 +54,16 @@ impl FaultyStore {
     }
 
     /// Checks a step write that took effect against the record it replaced: a
-    /// fan-out's counters only go up (a fan-out expanded again would start them
-    /// over), and an attempt is never recorded lost — the sweeper's lease expiry —
-    /// while the record still holds a lease that has not run out.
+    /// running fan-out's counters only go up (a fan-out expanded again would start
+    /// them over), and the tick never expires an attempt's lease before it has run out.
+    /// Notes the lease expiries for the comparison with the fault-free run.
     fn judge(&self, before: Option<&StepRecord>, new: &StepRecord) {
         let Some(old) = before else { return };
+        // Only while the fan-out runs: its fan-in, guarded on the status and attempt
+        // alone, may carry counters as read before the last iterations counted —
+        // hints that no one reads once the step is final.
         if let (Some(a), Some(b)) = (&old.fan_out, &new.fan_out)
+            && !new.status.is_final()
             && (b.ended < a.ended || b.failed < a.failed)
         {
             self.world.violation(
@@ -70,16 +74,31 @@ impl FaultyStore {
                 ),
             );
         }
-        let now = self.world.clock.now_ts();
-        let lost = new
-            .error
-            .as_ref()
-            .is_some_and(|e| e.error == "timeout" && e.message.contains("was lost"));
-        if lost
-            && old.status == braid_engine::model::StepStatus::Running
+        // A lease expiry: the tick ends a claimed attempt (running, not a fan-out) as
+        // failed with `timeout`, retrying or for good. Nothing else the tick writes
+        // looks so: a re-send keeps a retrying record's last error, and a claim
+        // (by a dispatcher) keeps the error of the attempt before.
+        use braid_engine::model::StepStatus;
+        let expiry = crate::world::by_tick()
+            && old.status == StepStatus::Running
+            && old.fan_out.is_none()
             && old.attempt == new.attempt
-            && old.lease_until.is_some_and(|l| l > now)
-        {
+            && matches!(new.status, StepStatus::Retrying | StepStatus::Failed)
+            && new.error.as_ref().is_some_and(|e| e.error == "timeout");
+        if !expiry {
+            return;
+        }
+        // The attempt is lost: its step's course may differ from the fault-free one.
+        self.world.trace(|| {
+            format!(
+                "lease expired: {} {} attempt {}",
+                new.run_id, new.key, new.attempt
+            )
+        });
+        self.world
+            .tally(|t| t.lease_expiries.insert(new.run_id.to_string()));
+        let now = self.world.clock.now_ts();
+        if old.lease_until.is_some_and(|l| l > now) {
             self.world.violation(
                 "expiry-of-live-lease",
                 format!(
@@ -166,7 +185,6 @@ impl StateStore for FaultyStore {
     }
 
     async fn update_step(&self, guard: &Guard, new: &StepRecord) -> PortResult<bool> {
-        let before = self.observe(new).await;
         if new.status.is_final() {
             self.world.violation(
                 "port-contract",
@@ -176,10 +194,11 @@ impl StateStore for FaultyStore {
                 ),
             );
         }
-        let done = self
-            .write("update_step", self.inner.update_step(guard, new), |w| *w)
-            .await;
-        if let Ok(true) = done {
+        let fail_after = self.world.enter("update_step", true).await?;
+        let before = self.observe(new).await;
+        let done = self.inner.update_step(guard, new).await?;
+        if done {
+            self.world.progress();
             self.judge(before.as_ref(), new);
             self.world.trace(|| {
                 format!(
@@ -188,7 +207,10 @@ impl StateStore for FaultyStore {
                 )
             });
         }
-        done
+        if fail_after {
+            return Err(self.world.failed_after("update_step"));
+        }
+        Ok(done)
     }
 
     async fn finalize_step(

@@ -97,12 +97,6 @@ impl TaskPlan {
         };
         Behaviour { ending, duration }
     }
-
-    /// Whether an attempt may outlive its lease (a step without a timeout running
-    /// past the default lease): then the sweeper's expiry and the task's own end race.
-    pub fn outlives_lease(b: &Behaviour, timeout: Option<Duration>) -> bool {
-        timeout.is_none() && b.duration >= LEASE
-    }
 }
 
 /// FNV-1a over `bytes`, seeded: stable across builds and platforms.
@@ -276,11 +270,6 @@ impl TaskRunner for SimRunner {
                 b.ending, b.duration
             )
         });
-        if TaskPlan::outlives_lease(&b, timeout) {
-            self.world.tally(|t| {
-                t.lost_attempts.insert(run.to_string());
-            });
-        }
         tokio::time::sleep(b.duration).await;
         if b.ending != Ending::Crash {
             self.world.tally(|t| t.invocations[number].ended = true);

@@ -53,10 +53,9 @@ pub struct Tally {
     /// "Ready" messages sent, by run, step key and attempt.
     pub dispatches: BTreeMap<(String, String, u32), u32>,
     pub invocations: Vec<Invocation>,
-    /// Runs for which the sweeper reported an attempt's lease as expired.
+    /// Runs in which the tick recorded an attempt's lease as expired (a step write
+    /// by the tick whose record has error `timeout`).
     pub lease_expiries: BTreeSet<String>,
-    /// Runs that had a claimed attempt when the process crashed.
-    pub lost_attempts: BTreeSet<String>,
     /// Invariants broken while running (the rest are checked at the end).
     pub violations: Vec<(String, String)>,
     /// Port calls made, crashes included.
@@ -74,6 +73,22 @@ struct State {
     next_seq: u64,
     trace: Vec<String>,
     tally: Tally,
+}
+
+tokio::task_local! {
+    /// Set while the driver's tick runs: the handlers do not spawn, so every port call
+    /// the tick makes is made within its task.
+    static IN_TICK: ();
+}
+
+/// Runs `f` as the tick: [`by_tick`] holds within it.
+pub async fn as_tick<F: Future>(f: F) -> F::Output {
+    IN_TICK.scope((), f).await
+}
+
+/// Whether the caller runs within the tick (see [`as_tick`]).
+pub fn by_tick() -> bool {
+    IN_TICK.try_with(|()| ()).is_ok()
 }
 
 /// The shared world of one simulated run.

@@ -18,9 +18,6 @@ fn env_or(name: &str, default: u64) -> u64 {
 const CI_MAX_STEPS: usize = 4;
 
 #[test]
-#[ignore = "two classes remain open: a fault-free seed whose driver spins at one \
-virtual instant (seed 114), and comparisons with the fault-free run that do not yet \
-exclude attempts lost to a crash while claimed (seed 92); un-ignore once both are fixed"]
 fn every_seed_keeps_every_invariant() {
     let start = env_or("BRAID_SIM_START", 0);
     let count = env_or("BRAID_SIM_SEEDS", 10_000);
