@@ -176,6 +176,12 @@ pub struct Definition {
     pub source: String,
 }
 
+/// How long the delivery that finished a run has to close it (see
+/// [`RunRecord::closing`]) before the tick presumes it stopped and closes the run
+/// itself: soon enough to repair, late enough not to race the closing in progress
+/// (which would publish `run.finished` twice).
+pub const CLOSING_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
 /// The run record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
@@ -223,11 +229,13 @@ pub struct RunRecord {
 
 impl RunRecord {
     /// When the tick must look at this run whatever its steps do: its deadline while it
-    /// is not final, its end while it is closing. State stores index it (the store
+    /// is not final, [`CLOSING_GRACE`] after its end while it is closing. State stores index it (the store
     /// port's `due_runs`).
     pub fn timer(&self) -> Option<Timestamp> {
         if self.status.is_final() {
-            self.finished_at.filter(|_| self.closing)
+            self.finished_at
+                .filter(|_| self.closing)
+                .and_then(|t| t.checked_add_signed(CLOSING_GRACE))
         } else {
             self.deadline
         }
