@@ -8,12 +8,12 @@
 //! runs out (its timeout, 15 minutes by default). With it, at once:
 //!
 //! 1. every message the earlier process had received and not acknowledged becomes
-//!    visible ([`SqliteQueue::release_received`]); delivered again, a "ready" message
-//!    resumes the attempt it may have claimed (see
-//!    `braid_handlers::Handlers::dispatch_delivery`);
-//! 2. an attempt recorded `running` with no message left to resume it — a step the
-//!    earlier process ran in place of a message (eager dispatch) — is handed a
-//!    `resume` message;
+//!    visible ([`SqliteQueue::release_received`]);
+//! 2. every attempt recorded `running` with its lease not over is handed a `resume`
+//!    message: the lease is live only because its owner was, and a message received
+//!    again takes over a live attempt only when it says so (see the step lifecycle,
+//!    `braid_engine::lifecycle`) — a released copy of its own message finds it
+//!    taken over and changes nothing;
 //! 3. on its first pass, the runtime sweeps every active run once as if nothing were
 //!    in flight (see [`crate::runtime::LocalRuntime`]): a dependent released in memory
 //!    only, a lost wake-up, are repaired then rather than a minute later (each re-send
@@ -73,17 +73,13 @@ pub async fn take_over(
     let handlers = rt.handlers();
     let clock = handlers.ports().clock.clone();
     let mut messages = 0;
-    let mut ready: Vec<DispatchMsg> = Vec::new();
     for (file, queue) in crate::backend::QUEUES {
         let q = SqliteQueue::open(&dir.join(file), queue, clock.clone())
             .map_err(|e| state(e.into()))?;
         let bodies = q.release_received().map_err(|e| state(e.into()))?;
         messages += bodies.len();
-        if queue == "ready" {
-            ready.extend(bodies.iter().filter_map(|b| serde_json::from_str(b).ok()));
-        }
     }
-    let (resumed, runs) = resume_orphans(handlers, &ready).await.map_err(state)?;
+    let (resumed, runs) = resume_orphans(handlers).await.map_err(state)?;
     let report = Takeover {
         messages,
         resumed,
@@ -94,13 +90,9 @@ pub async fn take_over(
     Ok(report)
 }
 
-/// Sends a `resume` message for every attempt recorded running, its lease not over,
-/// that no released message will resume: the earlier process ran it in place of a
-/// message. Returns how many, and how many runs are active.
-async fn resume_orphans(
-    handlers: &Handlers,
-    released: &[DispatchMsg],
-) -> HandlerResult<(usize, Vec<RunId>)> {
+/// Sends a `resume` message for every attempt recorded running, its lease not over:
+/// the earlier process held it. Returns how many, and the runs active.
+async fn resume_orphans(handlers: &Handlers) -> HandlerResult<(usize, Vec<RunId>)> {
     let ports = handlers.ports();
     let now = ports.clock.now();
     let mut out = Vec::new();
@@ -118,10 +110,7 @@ async fn resume_orphans(
             for rec in ports.store.list_steps(&run.id).await? {
                 let orphan = rec.status == StepStatus::Running
                     && rec.fan_out.is_none()
-                    && rec.lease_until.is_some_and(|l| l > now)
-                    && !released.iter().any(|m| {
-                        m.run_id == run.id && m.key == rec.key && m.attempt == rec.attempt
-                    });
+                    && rec.lease_until.is_some_and(|l| l > now);
                 if orphan {
                     let msg = DispatchMsg {
                         run_id: run.id.clone(),

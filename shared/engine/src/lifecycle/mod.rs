@@ -24,7 +24,7 @@
 //! | same, pure step | arrived n | — | — | render, outcome guarded on the record as read |
 //! | same, not due yet | arrived n | — | — | send n again when due |
 //! | same | arrived n, run failing | not started | cancelled | settle |
-//! | running n, no fan-out | arrived n again (redelivered, resumed) | unchanged (lease) | running n, new lease | run the task |
+//! | running n, no fan-out, lease passed or handed on | arrived n again (redelivered, `resume`) | unchanged (lease) | running n, new lease | run the task |
 //! | running n, a fan-out | arrived n again | — | — | — (its iterations go on by their own) |
 //! | waiting n, due | arrived n (its timer) | unchanged | succeeded | settle |
 //! | waiting n, not due | arrived n | — | — | send n again when due |
@@ -347,8 +347,16 @@ fn arrived(rec: &StepRecord, msg: &DispatchMsg, again: bool, ctx: &Context<'_>) 
             };
             ended(rec, Guard::unchanged(rec), &done, ctx)
         }
-        StepStatus::Running if again && rec.attempt == msg.attempt && rec.fan_out.is_none() => {
-            // Its dispatcher is gone (its message came back): take the attempt over.
+        StepStatus::Running
+            if again
+                && rec.attempt == msg.attempt
+                && rec.fan_out.is_none()
+                && (msg.resume || rec.lease_until.is_none_or(|l| l <= ctx.now)) =>
+        {
+            // Its dispatcher is gone — it handed the attempt on (`resume`), or its
+            // lease ran out before its message came back: take the attempt over. A
+            // copy arriving again while the lease is live is a duplicate: the attempt
+            // runs elsewhere.
             let resumed = StepRecord {
                 lease_until: Some(lease_end(step, ctx)),
                 ..rec.clone()

@@ -195,40 +195,42 @@ fn arrival_in_a_failing_run_cancels_what_has_not_started() {
 }
 
 #[test]
-fn a_message_arriving_again_takes_over_its_running_attempt() {
+fn a_message_arriving_again_takes_over_its_attempt_only_when_handed_on_or_lapsed() {
     let w = wf();
-    let running = StepRecord {
+    let live = StepRecord {
         lease_until: Some(t0() + secs(3)),
         ..rec("task", StepStatus::Running, 2)
     };
+    let lapsed = StepRecord {
+        lease_until: Some(t0() - secs(1)),
+        ..live.clone()
+    };
     let m = msg("task", 2);
-    let t = decide_in(
-        &w,
-        &running,
-        Event::Arrived {
-            msg: &m,
-            again: true,
-        },
-        false,
-    );
-    assert_eq!(summary(&t), s(Some(StepStatus::Running), &["run 2"]));
-    let write = t.write.unwrap();
-    assert_eq!(
-        write.guard.lease, running.lease_until,
-        "one copy takes it over"
-    );
-    assert_eq!(write.record.lease_until, Some(t0() + secs(40)));
-    // A copy seen for the first time is a duplicate: the attempt runs elsewhere.
-    let dup = decide_in(
-        &w,
-        &running,
-        Event::Arrived {
-            msg: &m,
-            again: false,
-        },
-        false,
-    );
-    assert_eq!(dup, Transition::none());
+    let handed_on = DispatchMsg {
+        resume: true,
+        ..m.clone()
+    };
+    for (r, m) in [(&live, &handed_on), (&lapsed, &m)] {
+        let t = decide_in(
+            &w,
+            r,
+            Event::Arrived {
+                msg: m,
+                again: true,
+            },
+            false,
+        );
+        assert_eq!(summary(&t), s(Some(StepStatus::Running), &["run 2"]));
+        let write = t.write.unwrap();
+        assert_eq!(write.guard.lease, r.lease_until, "one copy takes it over");
+        assert_eq!(write.record.lease_until, Some(t0() + secs(40)));
+    }
+    // A copy received again while the lease is live, or seen for the first time, is
+    // a duplicate: the attempt runs elsewhere.
+    for again in [true, false] {
+        let dup = decide_in(&w, &live, Event::Arrived { msg: &m, again }, false);
+        assert_eq!(dup, Transition::none(), "again: {again}");
+    }
 }
 
 #[test]
