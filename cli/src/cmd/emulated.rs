@@ -13,6 +13,7 @@ use super::backend::RunRequest;
 use super::local::tokio;
 use super::progress::Progress;
 use super::report::{self, Format};
+use super::run::start_announced;
 use anyhow::Context;
 use async_trait::async_trait;
 use braid_aws::backend::AwsClients;
@@ -20,7 +21,7 @@ use braid_emulated::driver::Driver;
 use braid_emulated::sdk::emulator_sdk;
 use braid_emulated::stack::{CLI_STACK, Stack};
 use braid_engine::model::RunStatus;
-use braid_handlers::{HandlerError, Handlers, StartRequest};
+use braid_handlers::Handlers;
 use braid_local::lambda::{FunctionMap, LambdaRunner};
 use braid_ports::env_secrets::env_secrets;
 use braid_ports::{Task, TaskError, TaskRunner};
@@ -96,24 +97,14 @@ impl TaskRunner for MappedFirst {
 pub fn run(request: RunRequest) -> anyhow::Result<Exit> {
     tokio()?.block_on(async {
         let emulated = Emulated::open(request.functions.as_deref()).await?;
-        let started = match emulated
-            .handlers
-            .start(StartRequest {
-                definition: request.definition,
-                input: request.input,
-                trigger: Value::Null,
-                idempotency_key: request.idempotency_key,
-                queue: false,
-            })
-            .await
-        {
-            Ok(s) => s,
-            Err(HandlerError::Invalid(msg)) => {
-                eprintln!("error: {msg}");
-                return Ok(Exit::Invalid);
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let key = request.idempotency_key;
+        let started =
+            match start_announced(&emulated.handlers, request.definition, request.input, key)
+                .await?
+            {
+                Ok(started) => started,
+                Err(exit) => return Ok(exit),
+            };
         let progress = (request.output == Format::Text).then(|| {
             Progress::start(
                 emulated.handlers.clone(),

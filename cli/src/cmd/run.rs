@@ -12,8 +12,8 @@ use super::progress::Progress;
 use super::report::{self, Format};
 use super::{Exit, read_file};
 use anyhow::Context;
-use braid_engine::model::{RunId, RunStatus};
-use braid_handlers::{HandlerError, StartRequest, definition};
+use braid_engine::model::{Definition, RunId, RunStatus};
+use braid_handlers::{HandlerError, Handlers, StartRequest, Started, definition};
 use braid_local::runtime::LocalRuntime;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -77,33 +77,12 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
         let mut interrupts = Interrupts::catch()?;
         let rt = open(state, functions.clone())?;
         take_over(&rt, state, "braid run").await?;
-        let started = match rt
-            .handlers()
-            .start(StartRequest {
-                definition: def,
-                input,
-                trigger: Value::Null,
-                idempotency_key: args.idempotency_key.clone(),
-                queue: false,
-            })
-            .await
-        {
-            Ok(s) => s,
-            Err(HandlerError::Invalid(msg)) => {
-                eprintln!("error: {msg}");
-                return Ok(Exit::Invalid);
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let started =
+            match start_announced(rt.handlers(), def, input, args.idempotency_key.clone()).await? {
+                Ok(started) => started,
+                Err(exit) => return Ok(exit),
+            };
         let id = &started.run.id;
-        if started.existing {
-            eprintln!(
-                "run {id} of `{}` (its idempotency key was used before)",
-                wf.name
-            );
-        } else {
-            eprintln!("run {id} of `{}` started", wf.name);
-        }
         let driving = Driving {
             state,
             functions: functions.as_deref(),
@@ -112,6 +91,40 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
         let steps = wf.steps.iter().map(|s| s.id.clone()).collect();
         driving.to_end(&rt, id, steps, &mut interrupts).await
     })
+}
+
+/// Starts an ad-hoc run of `definition` through `handlers` and says so on stderr, its
+/// id before any step runs (either backend); `Err(exit)` when the definition or the
+/// input is refused, said on stderr too.
+pub async fn start_announced(
+    handlers: &Handlers,
+    definition: Definition,
+    input: Value,
+    idempotency_key: Option<String>,
+) -> anyhow::Result<Result<Started, Exit>> {
+    let workflow = definition.workflow.clone();
+    let request = StartRequest {
+        definition,
+        input,
+        trigger: Value::Null,
+        idempotency_key,
+        queue: false,
+    };
+    let started = match handlers.start(request).await {
+        Ok(s) => s,
+        Err(HandlerError::Invalid(msg)) => {
+            eprintln!("error: {msg}");
+            return Ok(Err(Exit::Invalid));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let id = &started.run.id;
+    if started.existing {
+        eprintln!("run {id} of `{workflow}` (its idempotency key was used before)");
+    } else {
+        eprintln!("run {id} of `{workflow}` started");
+    }
+    Ok(Ok(started))
 }
 
 /// Driving one run to its end in this process, as `braid run` and `braid continue` do.
