@@ -33,7 +33,12 @@ struct Counts {
     dynamodb_write_units: u64,
     /// EventBridge bills each entry of a PutEvents, not the request.
     eventbridge_entries: u64,
+    /// Run items seen leaving `active_runs`: their later writes no longer write to it.
+    inactive: Inactive,
 }
+
+/// Partition keys of the run items that left `active_runs`.
+type Inactive = std::collections::HashSet<String>;
 
 impl Intercept for RequestCounter {
     fn name(&self) -> &'static str {
@@ -53,10 +58,12 @@ impl Intercept for RequestCounter {
         };
         let input = context.input();
         let empty = HashMap::new();
+        let mut counts = self.0.lock().unwrap();
+        let inactive = &mut counts.inactive;
         let units = match m.name() {
-            "PutItem" => input
-                .downcast_ref::<PutItemInput>()
-                .map_or(0, |p| ItemWrite::Put(p.item().unwrap_or(&empty)).units(1)),
+            "PutItem" => input.downcast_ref::<PutItemInput>().map_or(0, |p| {
+                ItemWrite::Put(p.item().unwrap_or(&empty)).units(1, inactive)
+            }),
             "UpdateItem" => input.downcast_ref::<UpdateItemInput>().map_or(0, |u| {
                 ItemWrite::Update {
                     key: u.key().unwrap_or(&empty),
@@ -64,11 +71,11 @@ impl Intercept for RequestCounter {
                     names: u.expression_attribute_names(),
                     values: u.expression_attribute_values(),
                 }
-                .units(1)
+                .units(1, inactive)
             }),
-            "DeleteItem" => input
-                .downcast_ref::<DeleteItemInput>()
-                .map_or(0, |d| ItemWrite::Delete(d.key().unwrap_or(&empty)).units(1)),
+            "DeleteItem" => input.downcast_ref::<DeleteItemInput>().map_or(0, |d| {
+                ItemWrite::Delete(d.key().unwrap_or(&empty)).units(1, inactive)
+            }),
             // A transaction's writes cost twice as much.
             "TransactWriteItems" => {
                 input
@@ -92,7 +99,7 @@ impl Intercept for RequestCounter {
                                     // A condition check is billed as a write.
                                     return 2;
                                 };
-                                w.units(2)
+                                w.units(2, inactive)
                             })
                             .sum()
                     })
@@ -102,8 +109,8 @@ impl Intercept for RequestCounter {
                     r.values()
                         .flatten()
                         .map(|w| match (w.put_request(), w.delete_request()) {
-                            (Some(p), _) => ItemWrite::Put(p.item()).units(1),
-                            (_, Some(d)) => ItemWrite::Delete(d.key()).units(1),
+                            (Some(p), _) => ItemWrite::Put(p.item()).units(1, inactive),
+                            (_, Some(d)) => ItemWrite::Delete(d.key()).units(1, inactive),
                             _ => 1,
                         })
                         .sum()
@@ -117,7 +124,6 @@ impl Intercept for RequestCounter {
                 .map_or(0, |p| p.entries().len() as u64),
             _ => 0,
         };
-        let mut counts = self.0.lock().unwrap();
         counts.eventbridge_entries += entries;
         *counts
             .requests
@@ -217,7 +223,7 @@ impl ItemWrite<'_> {
     /// attribute and one unit for the keys-only one. An update's size is its key and
     /// the values it sets: the store's step writes set every attribute, so for them it
     /// is the item's; for a run's partial updates it is less than the item.
-    fn units(&self, factor: u64) -> u64 {
+    fn units(&self, factor: u64, inactive: &mut Inactive) -> u64 {
         let kb = |bytes: usize| (bytes as u64).div_ceil(1024).max(1);
         let size = match self {
             ItemWrite::Put(item) | ItemWrite::Delete(item) => item_size(item),
@@ -225,9 +231,49 @@ impl ItemWrite<'_> {
                 item_size(key) + values.map_or(0, |v| v.values().map(value_size).sum())
             }
         };
-        let (all, keys_only) = index_writes(self);
+        let (all, keys_only) = index_writes(self, inactive);
+        if let Some(pk) = self.leaves_active() {
+            inactive.insert(pk);
+        }
         factor * kb(size) + all * kb(size) + keys_only
     }
+}
+
+impl ItemWrite<'_> {
+    /// The run item's partition key when this write takes it out of `active_runs`.
+    fn leaves_active(&self) -> Option<String> {
+        let ItemWrite::Update {
+            key,
+            expression,
+            names,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let (_, remove) = expression.split_once("REMOVE")?;
+        let removed = remove
+            .split(',')
+            .map(|t| real_name(names, t))
+            .any(|n| n == ds::ACTIVE_PK);
+        let pk = key.get(ds::PK)?.as_s().ok()?;
+        (removed && is_run(key)).then(|| pk.clone())
+    }
+}
+
+/// The attribute an expression token stands for.
+fn real_name(names: &Option<&HashMap<String, String>>, token: &str) -> String {
+    let token = token.trim();
+    names
+        .and_then(|n| n.get(token))
+        .cloned()
+        .unwrap_or_else(|| token.to_string())
+}
+
+fn is_run(key: &HashMap<String, AttributeValue>) -> bool {
+    key.get(ds::SK)
+        .and_then(|v| v.as_s().ok())
+        .is_some_and(|s| s == "RUN")
 }
 
 /// An item's size as DynamoDB counts it: each attribute's name and value.
@@ -264,14 +310,18 @@ const INDEXES: [(&str, bool); 5] = [
 
 /// The index writes a base-table write makes, which DynamoDB bills as writes of their
 /// own: one per index an item enters or leaves, and one per index projecting every
-/// attribute that holds the item while other attributes change. From the request
+/// attribute that holds the item while other attributes change. From the requests
 /// alone, so an upper bound: a removal is taken to remove something there (the store
 /// names an index key in a removal only when the item may carry it), and a run item
-/// is taken to sit in `by_workflow`, `all_runs` and `active_runs`. Run items are the
-/// only ones in the all-attribute indexes.
-fn index_writes(w: &ItemWrite) -> (u64, u64) {
+/// is taken to sit in `by_workflow`, `all_runs` and `active_runs` until a write was
+/// seen taking it out of `active_runs` (`inactive`). Run items are the only ones in
+/// the all-attribute indexes.
+fn index_writes(w: &ItemWrite, inactive: &Inactive) -> (u64, u64) {
     let (mut all, mut keys_only) = (0, 0);
-    for (_, projects_all) in INDEXES.iter().filter(|(pk, all)| touches(w, pk, *all)) {
+    for (_, projects_all) in INDEXES
+        .iter()
+        .filter(|(pk, all)| touches(w, pk, *all, inactive))
+    {
         match projects_all {
             true => all += 1,
             false => keys_only += 1,
@@ -281,30 +331,25 @@ fn index_writes(w: &ItemWrite) -> (u64, u64) {
 }
 
 /// Whether `w` writes to the index keyed by `pk`.
-fn touches(w: &ItemWrite, pk: &str, projects_all: bool) -> bool {
-    let is_run = |key: &HashMap<String, AttributeValue>| {
-        key.get(ds::SK)
-            .and_then(|v| v.as_s().ok())
-            .is_some_and(|s| s == "RUN")
-    };
+fn touches(w: &ItemWrite, pk: &str, projects_all: bool, inactive: &Inactive) -> bool {
     // The indexes a run item sits in while it is active.
-    let holds_run = [ds::WF_PK, ds::ALL_PK, ds::ACTIVE_PK].contains(&pk);
+    let holds_run = |key: &HashMap<String, AttributeValue>| {
+        let left = pk == ds::ACTIVE_PK
+            && key
+                .get(ds::PK)
+                .and_then(|v| v.as_s().ok())
+                .is_some_and(|p| inactive.contains(p));
+        is_run(key) && [ds::WF_PK, ds::ALL_PK, ds::ACTIVE_PK].contains(&pk) && !left
+    };
     match w {
         ItemWrite::Put(item) => item.contains_key(pk),
-        ItemWrite::Delete(key) => is_run(key) && holds_run,
+        ItemWrite::Delete(key) => holds_run(key),
         ItemWrite::Update {
             key,
             expression,
             names,
             ..
         } => {
-            let real = |token: &str| -> String {
-                let token = token.trim();
-                names
-                    .and_then(|n| n.get(token))
-                    .cloned()
-                    .unwrap_or_else(|| token.to_string())
-            };
             let (set, remove) = match expression.find("REMOVE") {
                 Some(i) => (&expression[..i], &expression[i + "REMOVE".len()..]),
                 None => (*expression, ""),
@@ -315,8 +360,8 @@ fn touches(w: &ItemWrite, pk: &str, projects_all: bool) -> bool {
                 .split(',')
                 .filter_map(|clause| clause.split('=').next())
                 .chain(remove.split(','))
-                .map(real);
-            named.any(|n| n == pk) || (projects_all && is_run(key) && holds_run)
+                .map(|t| real_name(names, t));
+            named.any(|n| n == pk) || (projects_all && holds_run(key))
         }
     }
 }
@@ -464,7 +509,7 @@ mod tests {
             ("gsi3pk", "ACTIVE#1"),
         ]);
         assert_eq!(
-            index_writes(&ItemWrite::Put(&new_run)),
+            index_writes(&ItemWrite::Put(&new_run), &Inactive::new()),
             (1, 2),
             "a new run enters three indexes, two of them keys only"
         );
@@ -475,9 +520,22 @@ mod tests {
             values: None,
         };
         assert_eq!(
-            index_writes(&finish),
+            index_writes(&finish, &Inactive::new()),
             (1, 0),
             "it leaves the active runs; the keys-only ones hold nothing that changed"
+        );
+        let mut inactive = Inactive::new();
+        finish.units(1, &mut inactive);
+        let close = ItemWrite::Update {
+            key: &run_key,
+            expression: "SET #status = :v0 REMOVE #gsi4pk",
+            names: Some(&names),
+            values: None,
+        };
+        assert_eq!(
+            index_writes(&close, &inactive),
+            (0, 1),
+            "once out of the active runs, a run's writes write only the indexes they name"
         );
         let claim = ItemWrite::Update {
             key: &step_key,
@@ -486,7 +544,7 @@ mod tests {
             values: None,
         };
         assert_eq!(
-            index_writes(&claim),
+            index_writes(&claim, &Inactive::new()),
             (0, 0),
             "a step is in no index without a timer"
         );
@@ -497,7 +555,7 @@ mod tests {
             values: None,
         };
         assert_eq!(
-            index_writes(&retry),
+            index_writes(&retry, &Inactive::new()),
             (0, 1),
             "a retry's timer enters the timers index"
         );
@@ -507,7 +565,7 @@ mod tests {
             ("output", &"x".repeat(1500)),
         ]);
         assert_eq!(
-            ItemWrite::Put(&big).units(2),
+            ItemWrite::Put(&big).units(2, &mut Inactive::new()),
             4,
             "a 1.5 KB item in a transaction costs two units per started KB"
         );
