@@ -70,6 +70,7 @@ pub(crate) mod tests {
             step: Some("price".into()),
             error: Some(ErrorInfo::new("Flaky", "try again")),
             trigger: None,
+            detail: None,
             at: Utc.with_ymd_and_hms(2026, 11, 3, 9, 30, 0).unwrap(),
         }
     }

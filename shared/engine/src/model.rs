@@ -453,6 +453,12 @@ pub enum EventKind {
     RunFinished,
     #[serde(rename = "step.finished")]
     StepFinished,
+    /// A step began to wait for a person or a system (an approval, a signal).
+    #[serde(rename = "step.waiting")]
+    StepWaiting,
+    /// A person decided an approval.
+    #[serde(rename = "step.decided")]
+    StepDecided,
 }
 
 impl EventKind {
@@ -462,6 +468,8 @@ impl EventKind {
             EventKind::RunStarted => "run.started",
             EventKind::RunFinished => "run.finished",
             EventKind::StepFinished => "step.finished",
+            EventKind::StepWaiting => "step.waiting",
+            EventKind::StepDecided => "step.decided",
         }
     }
 }
@@ -487,6 +495,10 @@ pub struct LifecycleEvent {
     /// `sqs`, or `api` for an explicit start), so a subscriber need not read the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<String>,
+    /// On `step.waiting`: what the step waits for (and, for an approval, its message
+    /// and the signed links that decide it); on `step.decided`: the decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
     pub at: Timestamp,
 }
 
@@ -517,6 +529,22 @@ impl LifecycleEvent {
         }
     }
 
+    /// `kind` (`step.waiting`, `step.decided`) of step `rec`, with its `detail`.
+    pub fn of_step(
+        kind: EventKind,
+        run: &RunRecord,
+        rec: &StepRecord,
+        detail: serde_json::Value,
+        at: Timestamp,
+    ) -> Self {
+        LifecycleEvent {
+            status: rec.status.as_str().into(),
+            step: Some(rec.key.to_string()),
+            detail: Some(detail),
+            ..Self::of_run(kind, run, at)
+        }
+    }
+
     fn of_run(kind: EventKind, run: &RunRecord, at: Timestamp) -> Self {
         LifecycleEvent {
             kind,
@@ -526,7 +554,22 @@ impl LifecycleEvent {
             step: None,
             error: None,
             trigger: None,
+            detail: None,
             at,
         }
     }
+}
+
+/// A signal sent to a run (`POST /runs/{id}/signals/{name}`): kept until a `signal`
+/// step waiting for its name takes its data as output — at once if one waits, else
+/// when one is reached. Sending again with the same `id` changes nothing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Signal {
+    pub name: String,
+    /// The sender's id for this signal (a fresh one when it gave none).
+    pub id: String,
+    pub data: Data,
+    /// Who sent it: the IAM principal on AWS, the OS user or `--as` locally.
+    pub by: String,
+    pub at: Timestamp,
 }

@@ -100,6 +100,8 @@ pub fn reconcile(
                 out.push(Repair::Cancel(rec.key.clone()));
             }
             _ if run.failing => {}
+            // Waiting for good (an approval without a timeout): no message to lose.
+            StepStatus::Waiting if rec.due_at.is_none() => {}
             StepStatus::Ready | StepStatus::Retrying | StepStatus::Waiting
                 if overdue(rec, rec.due_at) =>
             {

@@ -233,8 +233,9 @@ impl Handlers {
                 };
                 Task::Lambda { function, payload }
             }
+            StepKind::Approval { .. } | StepKind::Signal { .. } => return Ok(self.park_for(step)),
             // Refused at intake; only a run begun by an older definition reaches here.
-            StepKind::Approval { .. } | StepKind::Signal { .. } | StepKind::Workflow { .. } => {
+            StepKind::Workflow { .. } => {
                 return Ok(Attempt::Ended(Outcome::Failed {
                     error: ErrorInfo::new(
                         "unsupported",
@@ -315,7 +316,7 @@ impl Handlers {
                 }
             }
         };
-        Ok(Attempt::Parked(due))
+        Ok(Attempt::Parked(Some(due)))
     }
 }
 

@@ -110,17 +110,12 @@ impl Handlers {
         let unsupported: Vec<String> = wf
             .steps
             .iter()
-            .filter(|s| {
-                matches!(
-                    s.kind,
-                    StepKind::Approval { .. } | StepKind::Signal { .. } | StepKind::Workflow { .. }
-                )
-            })
+            .filter(|s| matches!(s.kind, StepKind::Workflow { .. }))
             .map(|s| format!("`{}` ({})", s.id, s.kind.name()))
             .collect();
         if !unsupported.is_empty() {
             return Err(HandlerError::Invalid(format!(
-                "workflow `{}` cannot run: approval, signal and child-workflow steps are not supported by this version yet: {}",
+                "workflow `{}` cannot run: child-workflow steps are not supported by this version yet: {}",
                 wf.name,
                 unsupported.join(", ")
             )));

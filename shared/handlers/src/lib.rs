@@ -23,6 +23,8 @@
 //! - `tick`: the sweeper; `deliver`: a queue message to its handler and its fate;
 //! - `retention`: a long run's payloads renewed as it ends, to outlive its records;
 //! - `triggers`, `backfill`: triggered and scheduled starts, and runs for past instants;
+//! - `waiting`: approvals and signals — decisions, signals kept for a run, the wait
+//!   announced;
 //! - `api`, `view`, `query`: the HTTP API's routes, the run view, the reads tools make.
 
 mod admission;
@@ -44,6 +46,7 @@ mod tick;
 mod transition;
 mod triggers;
 mod view;
+mod waiting;
 
 pub use api::{ApiRequest, ApiResponse, StartBody};
 pub use backfill::MAX_BACKFILL_INSTANTS;
@@ -53,6 +56,7 @@ pub use retention::{PAYLOAD_LIFETIME_DAYS, RENEW_OLDER_THAN};
 pub use tick::TickReport;
 pub use triggers::TriggeredRun;
 pub use view::{RunView, StepView};
+pub use waiting::{Decision, SignalRequest, SignalSent};
 
 use braid_engine::model::{
     Data, Definition, DispatchMsg, LifecycleEvent, RunRecord, StepRecord, Timestamp,

@@ -13,8 +13,8 @@ use braid_lang::{Step, Workflow};
 pub(super) enum Attempt {
     /// It ended with this outcome.
     Ended(braid_engine::model::Outcome),
-    /// A `wait` step parks until then.
-    Parked(braid_engine::model::Timestamp),
+    /// A `wait`, `approval` or `signal` step parks until then (for good: `None`).
+    Parked(Option<braid_engine::model::Timestamp>),
 }
 
 impl Handlers {
@@ -122,6 +122,10 @@ impl Handlers {
                     let after = run_after.clone().unwrap_or_else(|| run.clone());
                     self.settle(fu, wf, after, done, parent.take(), true)
                         .await?;
+                }
+                Effect::Waiting => {
+                    let Some(parked) = &written else { continue };
+                    self.announce_wait(wf, run, step, parked).await?;
                 }
                 Effect::LaunchLanes => {
                     let Some(expanded) = written.clone() else {

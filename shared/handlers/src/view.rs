@@ -32,6 +32,10 @@ pub struct StepView {
     /// For a `for_each` step: how many items it ran over.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iterations: Option<u32>,
+    /// For a step waiting on a person or a system: what for, and how to end the wait
+    /// (the commands; an approval's message; its timeout).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Value>,
 }
 
 impl Handlers {
@@ -51,6 +55,13 @@ impl Handlers {
                 Some(d) => self.load(d).await?,
                 None => Value::Null,
             };
+            let waiting = match (rec.status, &s.kind) {
+                (
+                    StepStatus::Waiting,
+                    braid_lang::StepKind::Approval { .. } | braid_lang::StepKind::Signal { .. },
+                ) => Some(self.waiting_for(&run, s, rec).await?),
+                _ => None,
+            };
             steps.insert(
                 s.id.clone(),
                 StepView {
@@ -66,6 +77,7 @@ impl Handlers {
                         rec.status == StepStatus::Failed || rec.status == StepStatus::Retrying
                     }),
                     iterations: rec.fan_out.map(|f| f.total),
+                    waiting,
                 },
             );
         }

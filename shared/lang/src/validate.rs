@@ -905,6 +905,15 @@ fn step(
         kinds.push(("wait", StepKind::Wait(wait)));
     }
     if let Some(a) = &s.approval {
+        if let Some(m) = &a.message {
+            field_exprs(
+                cx,
+                &Value::String(m.clone()),
+                a.pos,
+                "approval.message",
+                fields,
+            );
+        }
         let timeout = a
             .timeout
             .as_ref()

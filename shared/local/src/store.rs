@@ -12,8 +12,8 @@
 use crate::fault::Fault;
 use async_trait::async_trait;
 use braid_engine::model::{
-    Definition, ErrorInfo, RunId, RunRecord, RunStatus, StepId, StepKey, StepRecord, StepStatus,
-    Timestamp,
+    Definition, ErrorInfo, RunId, RunRecord, RunStatus, Signal, StepId, StepKey, StepRecord,
+    StepStatus, Timestamp,
 };
 use braid_ports::{
     Created, Finalized, Guard, PortError, PortResult, Record, RunFilter, StateStore,
@@ -47,6 +47,9 @@ CREATE UNIQUE INDEX IF NOT EXISTS runs_idempotency ON runs(workflow, idempotency
     WHERE idempotency_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS runs_by_workflow ON runs(workflow, id);
 CREATE INDEX IF NOT EXISTS runs_active ON runs(active, id);
+CREATE TABLE IF NOT EXISTS signals (
+    run_id TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (run_id, name)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS steps (
     run_id TEXT NOT NULL, step TEXT NOT NULL, idx INTEGER NOT NULL,
     status TEXT NOT NULL, attempt INTEGER NOT NULL, body TEXT NOT NULL,
@@ -580,6 +583,35 @@ impl StateStore for SqliteStore {
                 )?;
             }
             Ok(())
+        })
+    }
+
+    async fn put_signal(&self, run_id: &RunId, signal: &Signal) -> PortResult<Signal> {
+        let body = enc(signal)?;
+        self.with_tx(|tx| {
+            exec(
+                tx,
+                "INSERT OR IGNORE INTO signals (run_id, name, body) VALUES (?1, ?2, ?3)",
+                params![run_id.as_str(), signal.name, body],
+            )?;
+            let kept: Option<String> = one_body(
+                tx,
+                "SELECT body FROM signals WHERE run_id = ?1 AND name = ?2",
+                params![run_id.as_str(), signal.name],
+            )?;
+            dec(&kept.expect("just written"))
+        })
+    }
+
+    async fn get_signal(&self, run_id: &RunId, name: &str) -> PortResult<Option<Signal>> {
+        self.with_read(|tx| {
+            one_body(
+                tx,
+                "SELECT body FROM signals WHERE run_id = ?1 AND name = ?2",
+                params![run_id.as_str(), name],
+            )?
+            .map(|b| dec(&b))
+            .transpose()
         })
     }
 

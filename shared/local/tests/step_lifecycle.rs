@@ -2,120 +2,17 @@
 //! the embedded backend with a manual clock: what a crash, a redelivery, a backlog or
 //! a missing definition leaves behind is finished, at a bounded cost.
 
+mod common;
+
+use common::{Bench, Events};
+
 use braid_engine::lifecycle::MAX_RESENDS;
-use braid_engine::model::{
-    Definition, DispatchMsg, RunId, RunRecord, RunStatus, StepKey, StepStatus,
-};
-use braid_handlers::{Handlers, Ports, StartRequest, TaskRunners, definition};
-use braid_local::backend::{LocalOptions, local_ports, local_runtime};
-use braid_local::runtime::LocalRuntime;
-use braid_ports::{ManualClock, Task, TaskError, TaskRunner};
-use chrono::TimeZone;
+use braid_engine::model::{RunRecord, RunStatus, StepKey, StepStatus};
+use braid_handlers::{TaskRunners, definition};
+use braid_ports::{Task, TaskError, TaskRunner};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A state folder driven by hand: nothing runs unless a test delivers or ticks.
-struct Bench {
-    _dir: tempfile::TempDir,
-    rt: LocalRuntime,
-    clock: Arc<ManualClock>,
-}
-
-impl Bench {
-    fn new(wrap: impl FnOnce(&mut Ports)) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = Arc::new(ManualClock::new(
-            chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
-        ));
-        let mut opts = LocalOptions::new(dir.path());
-        opts.clock = clock.clone();
-        let mut ports = local_ports(&opts).unwrap();
-        wrap(&mut ports);
-        let rt = local_runtime(ports, &opts);
-        Bench {
-            _dir: dir,
-            rt,
-            clock,
-        }
-    }
-
-    fn handlers(&self) -> &Handlers {
-        self.rt.handlers()
-    }
-
-    async fn start(&self, yaml: &str) -> RunId {
-        let (def, _) = definition("wf.yaml", yaml).unwrap();
-        self.start_def(def).await
-    }
-
-    async fn start_def(&self, def: Definition) -> RunId {
-        let started = self
-            .handlers()
-            .start(StartRequest {
-                definition: def,
-                input: json!({}),
-                trigger: Value::Null,
-                idempotency_key: None,
-                queue: false,
-            })
-            .await
-            .unwrap();
-        started.run.id
-    }
-
-    /// Takes every "ready" message visible now off the queue.
-    async fn take_ready(&self) -> Vec<DispatchMsg> {
-        let ready = &self.handlers().ports().ready;
-        let got = ready
-            .receive(1000, Duration::from_secs(3600))
-            .await
-            .unwrap();
-        let receipts: Vec<String> = got.iter().map(|m| m.receipt.clone()).collect();
-        ready.ack(&receipts).await.unwrap();
-        got.iter()
-            .map(|m| serde_json::from_str(&m.body).unwrap())
-            .collect()
-    }
-
-    /// Delivers every "ready" message visible now, in turn, until none is left.
-    async fn deliver_all(&self) {
-        loop {
-            let msgs = self.take_ready().await;
-            if msgs.is_empty() {
-                return;
-            }
-            for m in msgs {
-                self.handlers().dispatch(&m).await.unwrap();
-            }
-        }
-    }
-
-    /// Starts a run of `def` that queues for a slot when its workflow is at its limit.
-    async fn start_queued(&self, def: &Definition) -> RunId {
-        let req = StartRequest {
-            definition: def.clone(),
-            input: json!({}),
-            trigger: Value::Null,
-            idempotency_key: None,
-            queue: true,
-        };
-        self.handlers().start(req).await.unwrap().run.id
-    }
-
-    async fn run(&self, id: &RunId) -> RunRecord {
-        self.handlers().ports().store.get_run(id).await.unwrap()
-    }
-
-    async fn step(&self, id: &RunId, key: &StepKey) -> braid_engine::model::StepRecord {
-        self.handlers()
-            .ports()
-            .store
-            .get_step(id, key)
-            .await
-            .unwrap()
-    }
-}
 
 const LIMITED: &str = r#"
 name: limited
@@ -365,21 +262,6 @@ async fn a_run_whose_definition_is_missing_fails_and_the_tick_goes_on() {
     // The others are swept as before.
     b.deliver_all().await;
     assert_eq!(b.run(&good).await.status, RunStatus::Succeeded);
-}
-
-/// Keeps every lifecycle event published.
-#[derive(Default)]
-struct Events(std::sync::Mutex<Vec<braid_engine::model::LifecycleEvent>>);
-
-#[async_trait::async_trait]
-impl braid_ports::EventSink for Events {
-    async fn publish(
-        &self,
-        events: &[braid_engine::model::LifecycleEvent],
-    ) -> braid_ports::PortResult<()> {
-        self.0.lock().unwrap().extend_from_slice(events);
-        Ok(())
-    }
 }
 
 #[tokio::test]

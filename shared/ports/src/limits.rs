@@ -34,6 +34,12 @@ impl Record for StepRecord {
     }
 }
 
+impl Record for braid_engine::model::Signal {
+    fn describe(&self) -> String {
+        format!("signal {} ({})", self.name, self.id)
+    }
+}
+
 impl Record for Definition {
     fn describe(&self) -> String {
         format!("definition {}@{}", self.workflow, self.version)

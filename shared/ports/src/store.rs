@@ -1,7 +1,8 @@
 use super::PortResult;
 use async_trait::async_trait;
 use braid_engine::model::{
-    Definition, ErrorInfo, RunId, RunRecord, RunStatus, StepId, StepKey, StepRecord, Timestamp,
+    Definition, ErrorInfo, RunId, RunRecord, RunStatus, Signal, StepId, StepKey, StepRecord,
+    Timestamp,
 };
 
 pub use braid_engine::guard::Guard;
@@ -123,6 +124,13 @@ pub trait StateStore: Send + Sync {
     /// stamps the expiry on the run's items here, so a failure doing so leaves the run
     /// closing, for the tick to finish.
     async fn close_run(&self, run: &RunRecord) -> PortResult<()>;
+
+    /// Keeps `signal` for run `run_id` unless a signal of its name is kept already,
+    /// and returns the one kept: `signal` itself, or the earlier one (the same when
+    /// it was sent again with its id). One signal per name and run.
+    async fn put_signal(&self, run_id: &RunId, signal: &Signal) -> PortResult<Signal>;
+    /// The signal of `name` sent to run `run_id`, if one was.
+    async fn get_signal(&self, run_id: &RunId, name: &str) -> PortResult<Option<Signal>>;
 
     /// Queued runs of `workflow`, oldest first, at most `limit`.
     async fn queued_runs(&self, workflow: &str, limit: usize) -> PortResult<Vec<RunRecord>>;

@@ -6,7 +6,7 @@
 use crate::world::World;
 use async_trait::async_trait;
 use braid_engine::model::{
-    Definition, ErrorInfo, RunId, RunRecord, StepId, StepKey, StepRecord, Timestamp,
+    Definition, ErrorInfo, RunId, RunRecord, Signal, StepId, StepKey, StepRecord, Timestamp,
 };
 use braid_ports::{Created, Finalized, Guard, PortResult, RunFilter, StateStore};
 use std::sync::Arc;
@@ -152,6 +152,20 @@ impl StateStore for FaultyStore {
     async fn get_run(&self, run_id: &RunId) -> PortResult<RunRecord> {
         self.read("get_run").await?;
         self.inner.get_run(run_id).await
+    }
+
+    async fn put_signal(&self, run_id: &RunId, signal: &Signal) -> PortResult<Signal> {
+        self.write(
+            "put_signal",
+            self.inner.put_signal(run_id, signal),
+            |kept| kept == signal,
+        )
+        .await
+    }
+
+    async fn get_signal(&self, run_id: &RunId, name: &str) -> PortResult<Option<Signal>> {
+        self.read("get_signal").await?;
+        self.inner.get_signal(run_id, name).await
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> PortResult<Vec<RunRecord>> {

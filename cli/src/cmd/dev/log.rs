@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use braid_engine::model::{EventKind, LifecycleEvent};
 use braid_ports::{EventSink, PortResult};
 
-/// Prints `run <id> of <workflow> started by <kind>` and `run <id> of <workflow> <status>`.
+/// Prints `run <id> of <workflow> started by <kind>`, `run <id> of <workflow> <status>`,
+/// and what a waiting step waits for and how it was decided.
 pub struct RunLog;
 
 #[async_trait]
@@ -27,6 +28,32 @@ impl EventSink for RunLog {
                     ),
                     None => eprintln!("run {} of {} {}", e.run_id, e.workflow, e.status),
                 },
+                // A wait that needs someone: what it waits for and how to end it.
+                EventKind::StepWaiting => {
+                    let d = e.detail.clone().unwrap_or_default();
+                    let how = ["approve", "send"]
+                        .iter()
+                        .find_map(|k| d[*k].as_str())
+                        .unwrap_or_default();
+                    eprintln!(
+                        "run {} of {}: step {} waits for {}: {how}",
+                        e.run_id,
+                        e.workflow,
+                        e.step.as_deref().unwrap_or_default(),
+                        d["for"].as_str().unwrap_or("something")
+                    );
+                }
+                EventKind::StepDecided => {
+                    let d = e.detail.clone().unwrap_or_default();
+                    eprintln!(
+                        "run {} of {}: step {} {} by {}",
+                        e.run_id,
+                        e.workflow,
+                        e.step.as_deref().unwrap_or_default(),
+                        d["decision"].as_str().unwrap_or("decided"),
+                        d["by"].as_str().unwrap_or("someone")
+                    );
+                }
                 EventKind::StepFinished => {}
             }
         }

@@ -15,6 +15,8 @@ use serde_json::Value;
 /// DynamoDB normalises numbers (`1.0` reads back as `1`) and bounds them (38 digits,
 /// magnitudes 1e-130..1e126), which would change what a step returned. No expression
 /// ever looks inside them.
+/// A signal's data is kept as JSON text, as a step's output is.
+pub(super) const SIGNAL_OPAQUE: &[&str] = &["data"];
 pub(super) const RUN_OPAQUE: &[&str] = &["params", "trigger", "output"];
 pub(super) const STEP_OPAQUE: &[&str] = &["output", "item", "items"];
 
@@ -59,6 +61,11 @@ pub(super) fn queued_pk(workflow: &str) -> String {
 /// The item counting the slots a workflow's runs hold.
 pub(super) fn slots_pk(workflow: &str) -> String {
     format!("SLOTS#{workflow}")
+}
+
+/// The sort key of a run's signal `name`, in the run's partition.
+pub(super) fn signal_sk(name: &str) -> String {
+    format!("SIGNAL#{name}")
 }
 
 pub(super) fn idem_pk(workflow: &str, key: &str) -> String {

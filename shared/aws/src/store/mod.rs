@@ -68,13 +68,14 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, KeysAndAttributes, Put, ReturnValue, TransactWriteItem, Update,
 };
 use braid_engine::model::{
-    Definition, ErrorInfo, RunId, RunRecord, RunStatus, StepId, StepKey, StepRecord, StepStatus,
-    Timestamp,
+    Definition, ErrorInfo, RunId, RunRecord, RunStatus, Signal, StepId, StepKey, StepRecord,
+    StepStatus, Timestamp,
 };
 use braid_ports::{Created, Finalized, Guard, PortError, PortResult, RunFilter, StateStore};
 use codec::{
-    RUN_OPAQUE, RUN_SK, STEP_OPAQUE, decode, encode, expiry, idem_pk, n, queued_pk, run_id_of,
-    run_item, run_pk, s, slots_pk, step_item, step_sk, timer_attrs, timer_key, wf_pk,
+    RUN_OPAQUE, RUN_SK, SIGNAL_OPAQUE, STEP_OPAQUE, decode, encode, expiry, idem_pk, n, queued_pk,
+    run_id_of, run_item, run_pk, s, signal_sk, slots_pk, step_item, step_sk, timer_attrs,
+    timer_key, wf_pk,
 };
 use expr::{Expr, backend, cancelled_on_conditions, condition_failed};
 use futures::{StreamExt, TryStreamExt};
@@ -1164,6 +1165,28 @@ impl StateStore for DynamoStore {
         self.update_if(key(run_pk(&run.id), RUN_SK), &update, &cond, &x)
             .await?;
         Ok(())
+    }
+
+    /// A signal is an item beside the run's steps; it expires [`RETENTION`] after it
+    /// was sent (kept longer than that unused, it is dropped with its run's records).
+    async fn put_signal(&self, run_id: &RunId, signal: &Signal) -> PortResult<Signal> {
+        let mut item = encode(signal, SIGNAL_OPAQUE)?;
+        item.insert(PK.into(), s(run_pk(run_id)));
+        item.insert(SK.into(), s(signal_sk(&signal.name)));
+        item.insert(TTL.into(), n(expiry(signal.at)));
+        if self.put_new(item).await? {
+            return Ok(signal.clone());
+        }
+        self.get_signal(run_id, &signal.name)
+            .await?
+            .ok_or_else(|| PortError::backend_msg(format!("signal {} vanished", signal.name)))
+    }
+
+    async fn get_signal(&self, run_id: &RunId, name: &str) -> PortResult<Option<Signal>> {
+        self.get_item(key(run_pk(run_id), &signal_sk(name)))
+            .await?
+            .map(|item| decode(item, SIGNAL_OPAQUE))
+            .transpose()
     }
 
     async fn queued_runs(&self, workflow: &str, limit: usize) -> PortResult<Vec<RunRecord>> {

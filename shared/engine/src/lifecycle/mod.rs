@@ -26,12 +26,15 @@
 //! | same | arrived n, run failing | not started | cancelled | settle |
 //! | running n, no fan-out, lease passed or handed on | arrived n again (redelivered, `resume`) | unchanged (lease) | running n, new lease | run the task |
 //! | running n, a fan-out | arrived n again | — | — | — (its iterations go on by their own) |
-//! | waiting n, due | arrived n (its timer) | unchanged | succeeded | settle |
+//! | waiting n (`wait`), due | arrived n (its timer) | unchanged | succeeded | settle |
+//! | waiting n (approval, signal), due | arrived n (its timeout) | unchanged | failed `approval.timeout` / `signal.timeout`, never retried | settle |
 //! | waiting n, not due | arrived n | — | — | send n again when due |
+//! | waiting n (approval, signal) | resolved n by its own kind of waiter: approved, signal data / rejected | unchanged | succeeded / failed `approval.rejected` | settle |
 //! | running n (or waiting n, resolved) | ended: output, skip, failure for good | held | succeeded, skipped, failed | settle |
 //! | running n | ended: retryable failure, attempts left | held | retrying n, due | send n+1 when due |
 //! | running n, `for_each` | ended: expanded | held | running n with its fan-out | launch lanes |
 //! | running n, `wait` | parked until t | held | waiting n, due t | send n at t |
+//! | running n, approval or signal | parked until its timeout t (or for good) | held | waiting n, due t | send n at t; announce the wait, look for a signal sent before |
 //! | running n, a fan-out | fanned in (its iterations over) | running n | succeeded, failed | settle |
 //! | running n, lease l passed | lease l expired | unchanged (lease l) | as ended with a retryable `timeout` | as ended |
 //! | not started | fail fast, cancel requested | not started | cancelled | settle |
@@ -111,10 +114,11 @@ pub enum Event<'a> {
         outcome: &'a Outcome,
         held: Option<&'a Guard>,
     },
-    /// Attempt `attempt` of a `wait` step parks until `due`, under `held`.
+    /// Attempt `attempt` of a `wait`, `approval` or `signal` step parks until `due`
+    /// (its time, or its timeout; for good without one), under `held`.
     Parked {
         attempt: u32,
-        due: Timestamp,
+        due: Option<Timestamp>,
         held: &'a Guard,
     },
     /// The sweeper saw attempt `attempt`'s lease `lease` pass.
@@ -183,6 +187,9 @@ pub enum Effect {
     Settle,
     /// Start the fan-out's lanes.
     LaunchLanes,
+    /// The step now waits for a person or a system: announce it (`step.waiting`), and
+    /// look for what may have ended the wait before it began (a signal sent early).
+    Waiting,
 }
 
 /// A decision: a write (or none) and what follows it.
@@ -241,19 +248,22 @@ pub fn decide(rec: &StepRecord, event: Event<'_>, ctx: &Context<'_>) -> Transiti
             let waiting = StepRecord {
                 status: StepStatus::Waiting,
                 lease_until: None,
-                due_at: Some(due),
+                due_at: due,
                 ..rec.clone()
             };
-            let delay = until(due, ctx.now);
-            let effects = if delay <= ctx.max_queue_delay {
-                vec![Effect::Send {
+            let mut effects = Vec::new();
+            // Longer than the queue can delay: the tick wakes it from `due_at`.
+            if let Some(delay) = due.map(|d| until(d, ctx.now))
+                && delay <= ctx.max_queue_delay
+            {
+                effects.push(Effect::Send {
                     msg: message(rec, rec.attempt),
                     delay,
-                }]
-            } else {
-                // Longer than the queue can delay: the tick wakes it from `due_at`.
-                Vec::new()
-            };
+                });
+            }
+            if waiter(ctx.step).is_some_and(|w| w != Waiter::Timer) {
+                effects.push(Effect::Waiting);
+            }
             Transition::write(held.clone(), waiting, effects)
         }
         Event::LeaseExpired { attempt, lease } => {
@@ -272,10 +282,13 @@ pub fn decide(rec: &StepRecord, event: Event<'_>, ctx: &Context<'_>) -> Transiti
         }
         Event::Resolved {
             attempt,
-            by: _,
+            by,
             outcome,
         } => {
-            if rec.status != StepStatus::Waiting || rec.attempt != attempt {
+            if rec.status != StepStatus::Waiting
+                || rec.attempt != attempt
+                || waiter(ctx.step) != Some(by)
+            {
                 return Transition::none();
             }
             ended(rec, Guard::unchanged(rec), outcome, ctx)
@@ -335,17 +348,17 @@ fn arrived(rec: &StepRecord, msg: &DispatchMsg, again: bool, ctx: &Context<'_>) 
     let step = ctx.step;
     match rec.status {
         StepStatus::Waiting if rec.attempt == msg.attempt => {
-            let due = rec.due_at.unwrap_or(ctx.now);
+            // Waiting for good (an approval without a timeout): only its waiter ends it.
+            let Some(due) = rec.due_at else {
+                return Transition::none();
+            };
             if due > ctx.now {
                 return Transition::effect(Effect::Send {
                     msg: message(rec, rec.attempt),
                     delay: until(due, ctx.now),
                 });
             }
-            let done = Outcome::Succeeded {
-                output: crate::model::Data::Inline(serde_json::Value::Null),
-            };
-            ended(rec, Guard::unchanged(rec), &done, ctx)
+            ended(rec, Guard::unchanged(rec), &timed_out(ctx.step), ctx)
         }
         StepStatus::Running
             if again
@@ -396,6 +409,38 @@ fn arrived(rec: &StepRecord, msg: &DispatchMsg, again: bool, ctx: &Context<'_>) 
             }
         }
         _ => Transition::none(),
+    }
+}
+
+/// What ends `step`'s wait, for a step that waits.
+pub fn waiter(step: &Step) -> Option<Waiter> {
+    match step.kind {
+        StepKind::Wait(_) => Some(Waiter::Timer),
+        StepKind::Approval { .. } => Some(Waiter::Approval),
+        StepKind::Signal { .. } => Some(Waiter::Signal),
+        StepKind::Workflow { .. } => Some(Waiter::ChildRun),
+        _ => None,
+    }
+}
+
+/// The outcome of a wait whose time came: a `wait` step's end, any other waiting
+/// step's timeout (`<kind>.timeout`), which retries do not ask again.
+fn timed_out(step: &Step) -> Outcome {
+    if matches!(step.kind, StepKind::Wait(_)) {
+        return Outcome::Succeeded {
+            output: crate::model::Data::Inline(serde_json::Value::Null),
+        };
+    }
+    let kind = step.kind.name();
+    Outcome::Failed {
+        error: ErrorInfo::new(
+            format!("{kind}.timeout"),
+            format!(
+                "step `{}`: the {kind} was not answered within its timeout",
+                step.id
+            ),
+        ),
+        retryable: false,
     }
 }
 

@@ -24,6 +24,11 @@ steps:
   - id: needy
     needs: [task, pure]
     http: { url: "http://example.invalid" }
+  - id: ship
+    approval: { message: "Ship it?", timeout: 1h }
+    retry: { attempts: 3 }
+  - id: smoke
+    signal: { name: smoke-passed, timeout: 10m }
 "#;
 
 fn wf() -> Workflow {
@@ -78,6 +83,7 @@ fn summary(t: &Transition) -> (Option<StepStatus>, Vec<String>) {
             }
             Effect::Settle => "settle".into(),
             Effect::LaunchLanes => "launch lanes".into(),
+            Effect::Waiting => "announce the wait".into(),
         })
         .collect();
     (t.write.as_ref().map(|w| w.record.status), effects)
@@ -381,7 +387,7 @@ fn a_wait_parks_under_its_claim_and_the_tick_wakes_long_ones() {
     let running = rec("pause", StepStatus::Running, 1);
     let soon = Event::Parked {
         attempt: 1,
-        due: t0() + secs(60),
+        due: Some(t0() + secs(60)),
         held: &held,
     };
     assert_eq!(
@@ -390,7 +396,7 @@ fn a_wait_parks_under_its_claim_and_the_tick_wakes_long_ones() {
     );
     let late = Event::Parked {
         attempt: 1,
-        due: t0() + secs(86_400),
+        due: Some(t0() + secs(86_400)),
         held: &held,
     };
     assert_eq!(
@@ -527,25 +533,6 @@ fn re_sends_wait_twice_as_long_each_time() {
 }
 
 #[test]
-fn a_waiter_resolves_only_its_waiting_attempt() {
-    let w = wf();
-    let waiting = rec("pause", StepStatus::Waiting, 1);
-    let ok = Outcome::Succeeded {
-        output: Data::Inline(json!({"decision": "approved"})),
-    };
-    let event = |attempt| Event::Resolved {
-        attempt,
-        by: Waiter::Approval,
-        outcome: &ok,
-    };
-    assert_eq!(
-        summary(&decide_in(&w, &waiting, event(1), false)),
-        s(Some(StepStatus::Succeeded), &["settle"])
-    );
-    assert_eq!(decide_in(&w, &waiting, event(2), false), Transition::none());
-}
-
-#[test]
 fn an_enormous_timeout_saturates_the_lease_instead_of_overflowing() {
     let w = braid_lang::parse(
         "t.yaml",
@@ -610,4 +597,130 @@ fn a_write_the_store_refuses_fails_the_step_under_the_same_guard() {
         "the value refused is not written again"
     );
     assert_eq!(write.record.error.unwrap().error, "undeliverable");
+}
+
+#[test]
+fn an_approval_or_signal_parks_and_announces_its_wait() {
+    let w = wf();
+    let held = Guard::at(&[StepStatus::Running], 1);
+    for step in ["ship", "smoke"] {
+        let running = rec(step, StepStatus::Running, 1);
+        let timeout = Event::Parked {
+            attempt: 1,
+            due: Some(t0() + secs(600)),
+            held: &held,
+        };
+        assert_eq!(
+            summary(&decide_in(&w, &running, timeout, false)),
+            s(
+                Some(StepStatus::Waiting),
+                &["send 1 after 600s", "announce the wait"]
+            ),
+            "{step}"
+        );
+        let for_good = Event::Parked {
+            attempt: 1,
+            due: None,
+            held: &held,
+        };
+        let t = decide_in(&w, &running, for_good, false);
+        assert_eq!(
+            summary(&t),
+            s(Some(StepStatus::Waiting), &["announce the wait"]),
+            "{step} without a timeout"
+        );
+        assert_eq!(t.write.unwrap().record.due_at, None);
+    }
+}
+
+#[test]
+fn a_waiting_approval_ends_by_its_decision_once() {
+    let w = wf();
+    let waiting = StepRecord {
+        due_at: Some(t0() + secs(3600)),
+        ..rec("ship", StepStatus::Waiting, 1)
+    };
+    let approved = Outcome::Succeeded {
+        output: Data::Inline(json!({"decision": "approved"})),
+    };
+    let resolved = |by, attempt, outcome| Event::Resolved {
+        attempt,
+        by,
+        outcome,
+    };
+    let t = decide_in(
+        &w,
+        &waiting,
+        resolved(Waiter::Approval, 1, &approved),
+        false,
+    );
+    assert_eq!(summary(&t), s(Some(StepStatus::Succeeded), &["settle"]));
+    assert_eq!(t.write.unwrap().guard, Guard::unchanged(&waiting));
+    let rejected = Outcome::Failed {
+        error: ErrorInfo::new("approval.rejected", "rejected by ana"),
+        retryable: false,
+    };
+    let t = decide_in(
+        &w,
+        &waiting,
+        resolved(Waiter::Approval, 1, &rejected),
+        false,
+    );
+    assert_eq!(
+        summary(&t),
+        s(Some(StepStatus::Failed), &["settle"]),
+        "a rejection is never asked again, whatever the retry rules"
+    );
+    // A decision for another attempt, by the wrong kind of waiter, or once decided.
+    for (r, event) in [
+        (&waiting, resolved(Waiter::Approval, 2, &approved)),
+        (&waiting, resolved(Waiter::Signal, 1, &approved)),
+        (
+            &rec("ship", StepStatus::Succeeded, 1),
+            resolved(Waiter::Approval, 1, &approved),
+        ),
+        (
+            &rec("task", StepStatus::Waiting, 1),
+            resolved(Waiter::Approval, 1, &approved),
+        ),
+    ] {
+        assert_eq!(decide_in(&w, r, event, false), Transition::none(), "{r:?}");
+    }
+}
+
+#[test]
+fn a_waiting_approval_or_signal_times_out_for_good() {
+    let w = wf();
+    for (step, error) in [("ship", "approval.timeout"), ("smoke", "signal.timeout")] {
+        let due = StepRecord {
+            due_at: Some(t0()),
+            ..rec(step, StepStatus::Waiting, 1)
+        };
+        let t = decide_in(
+            &w,
+            &due,
+            Event::Arrived {
+                msg: &msg(step, 1),
+                again: false,
+            },
+            false,
+        );
+        assert_eq!(summary(&t), s(Some(StepStatus::Failed), &["settle"]));
+        assert_eq!(t.write.unwrap().record.error.unwrap().error, error);
+        let for_good = rec(step, StepStatus::Waiting, 1);
+        let t = decide_in(
+            &w,
+            &for_good,
+            Event::Arrived {
+                msg: &msg(step, 1),
+                again: true,
+            },
+            false,
+        );
+        assert_eq!(
+            t,
+            Transition::none(),
+            "{step} without a timeout: no clock ends it"
+        );
+    }
 }

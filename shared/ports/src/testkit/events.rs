@@ -25,6 +25,7 @@ fn lifecycle(run_id: &str) -> Vec<LifecycleEvent> {
         step: None,
         error: None,
         trigger: None,
+        detail: None,
         at: at(ms).unwrap_or_default(),
     };
     vec![

@@ -71,6 +71,7 @@ pub async fn run_all(store: Arc<dyn StateStore>) {
     definitions_round_trip(&*store).await;
     the_last_stored_definition_is_current(&*store).await;
     markers_round_trip(&*store).await;
+    a_signal_is_kept_once_per_name(&*store).await;
     current_definitions_list_the_registry(&*store).await;
     created_run_and_steps_read_back(&*store).await;
     idempotency_key_returns_the_existing_run(&*store).await;
@@ -171,6 +172,44 @@ pub async fn markers_round_trip(store: &dyn StateStore) {
         store.marker("other").await.unwrap().as_deref(),
         Some("x"),
         "markers are independent"
+    );
+}
+
+pub async fn a_signal_is_kept_once_per_name(store: &dyn StateStore) {
+    let run = two_step_run(store, "signals").await;
+    let signal = |id: &str, data| braid_engine::model::Signal {
+        name: "smoke-passed".into(),
+        id: id.into(),
+        data: braid_engine::model::Data::Inline(data),
+        by: "ana".into(),
+        at: t0(),
+    };
+    assert_eq!(
+        store.get_signal(&run.id, "smoke-passed").await.unwrap(),
+        None
+    );
+    let first = signal("s-1", serde_json::json!({"ok": true}));
+    assert_eq!(store.put_signal(&run.id, &first).await.unwrap(), first);
+    assert_eq!(
+        store.put_signal(&run.id, &first).await.unwrap(),
+        first,
+        "sent again with its id: the same signal"
+    );
+    let second = signal("s-2", serde_json::json!("late"));
+    assert_eq!(
+        store.put_signal(&run.id, &second).await.unwrap(),
+        first,
+        "one signal per name: the first is kept"
+    );
+    assert_eq!(
+        store.get_signal(&run.id, "smoke-passed").await.unwrap(),
+        Some(first)
+    );
+    let other = two_step_run(store, "signals-other").await;
+    assert_eq!(
+        store.get_signal(&other.id, "smoke-passed").await.unwrap(),
+        None,
+        "signals are per run"
     );
 }
 

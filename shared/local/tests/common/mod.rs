@@ -1,0 +1,142 @@
+//! A state folder driven by hand, one delivery and one tick at a time, with a manual
+//! clock: the harness of the tests of the step lifecycle.
+
+#![allow(dead_code)] // Each test file uses what it needs.
+
+use braid_engine::model::{Definition, DispatchMsg, RunId, RunRecord, StepKey};
+use braid_handlers::{Handlers, Ports, StartRequest, definition};
+use braid_local::backend::{LocalOptions, local_ports, local_runtime};
+use braid_local::runtime::LocalRuntime;
+use braid_ports::ManualClock;
+use chrono::TimeZone;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A state folder driven by hand: nothing runs unless a test delivers or ticks.
+pub struct Bench {
+    _dir: tempfile::TempDir,
+    pub rt: LocalRuntime,
+    pub clock: Arc<ManualClock>,
+}
+
+impl Bench {
+    pub fn new(wrap: impl FnOnce(&mut Ports)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(
+            chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+        ));
+        let mut opts = LocalOptions::new(dir.path());
+        opts.clock = clock.clone();
+        let mut ports = local_ports(&opts).unwrap();
+        wrap(&mut ports);
+        let rt = local_runtime(ports, &opts);
+        Bench {
+            _dir: dir,
+            rt,
+            clock,
+        }
+    }
+
+    pub fn handlers(&self) -> &Handlers {
+        self.rt.handlers()
+    }
+
+    pub async fn start(&self, yaml: &str) -> RunId {
+        let (def, _) = definition("wf.yaml", yaml).unwrap();
+        self.start_def(def).await
+    }
+
+    pub async fn start_def(&self, def: Definition) -> RunId {
+        let started = self
+            .handlers()
+            .start(StartRequest {
+                definition: def,
+                input: json!({}),
+                trigger: Value::Null,
+                idempotency_key: None,
+                queue: false,
+            })
+            .await
+            .unwrap();
+        started.run.id
+    }
+
+    /// Takes every "ready" message visible now off the queue.
+    pub async fn take_ready(&self) -> Vec<DispatchMsg> {
+        let ready = &self.handlers().ports().ready;
+        let got = ready
+            .receive(1000, Duration::from_secs(3600))
+            .await
+            .unwrap();
+        let receipts: Vec<String> = got.iter().map(|m| m.receipt.clone()).collect();
+        ready.ack(&receipts).await.unwrap();
+        got.iter()
+            .map(|m| serde_json::from_str(&m.body).unwrap())
+            .collect()
+    }
+
+    /// Delivers every "ready" message visible now, in turn, until none is left.
+    pub async fn deliver_all(&self) {
+        loop {
+            let msgs = self.take_ready().await;
+            if msgs.is_empty() {
+                return;
+            }
+            for m in msgs {
+                self.handlers().dispatch(&m).await.unwrap();
+            }
+        }
+    }
+
+    /// Starts a run of `def` that queues for a slot when its workflow is at its limit.
+    pub async fn start_queued(&self, def: &Definition) -> RunId {
+        let req = StartRequest {
+            definition: def.clone(),
+            input: json!({}),
+            trigger: Value::Null,
+            idempotency_key: None,
+            queue: true,
+        };
+        self.handlers().start(req).await.unwrap().run.id
+    }
+
+    pub async fn run(&self, id: &RunId) -> RunRecord {
+        self.handlers().ports().store.get_run(id).await.unwrap()
+    }
+
+    pub async fn step(&self, id: &RunId, key: &StepKey) -> braid_engine::model::StepRecord {
+        self.handlers()
+            .ports()
+            .store
+            .get_step(id, key)
+            .await
+            .unwrap()
+    }
+}
+
+/// Keeps every lifecycle event published.
+#[derive(Default)]
+pub struct Events(pub std::sync::Mutex<Vec<braid_engine::model::LifecycleEvent>>);
+
+#[async_trait::async_trait]
+impl braid_ports::EventSink for Events {
+    async fn publish(
+        &self,
+        events: &[braid_engine::model::LifecycleEvent],
+    ) -> braid_ports::PortResult<()> {
+        self.0.lock().unwrap().extend_from_slice(events);
+        Ok(())
+    }
+}
+
+impl Events {
+    /// The events of `kind` published so far.
+    pub fn of(
+        &self,
+        kind: braid_engine::model::EventKind,
+    ) -> Vec<braid_engine::model::LifecycleEvent> {
+        let all = self.0.lock().unwrap();
+        all.iter().filter(|e| e.kind == kind).cloned().collect()
+    }
+}
