@@ -43,6 +43,7 @@ fn run(id: &str) -> RunRecord {
         limit: None,
         slot: false,
         closing: false,
+        parent: None,
     }
 }
 

@@ -225,7 +225,24 @@ pub struct RunRecord {
     /// after the final write leaves work the tick finishes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub closing: bool,
+    /// For a child run: the `workflow` step that started it, which its end resolves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentRef>,
 }
+
+/// The step of another run that started a run as its child (a `workflow` step).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentRef {
+    pub run_id: RunId,
+    pub key: StepKey,
+    /// The attempt of the step that started the child: a retry starts another child.
+    pub attempt: u32,
+    /// How deep the child is: 1 for a child of a run nobody started, and so on.
+    pub depth: u32,
+}
+
+/// How deep child runs may nest: a child at this depth starts no child of its own.
+pub const MAX_CHILD_DEPTH: u32 = 8;
 
 impl RunRecord {
     /// When the tick must look at this run whatever its steps do: its deadline while it
@@ -345,6 +362,9 @@ pub struct StepRecord {
     /// (see [`crate::lifecycle::MAX_RESENDS`]).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub resends: u32,
+    /// For a `workflow` step waiting on its child: the child's run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child_run: Option<RunId>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -371,6 +391,7 @@ impl StepRecord {
             next_in_lane: None,
             items: None,
             resends: 0,
+            child_run: None,
         }
     }
     /// When the tick must look at this step: when a retrying or waiting step is due (a
@@ -434,13 +455,16 @@ pub enum Outcome {
     },
 }
 
-/// A "result" message: attempt `attempt` of `key` ended with `outcome`.
+/// A "result" message: attempt `attempt` of `key` ended with `outcome` — a running
+/// attempt, or, with `by`, a waiting one its waiter ended (a child run's end).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ResultMsg {
     pub run_id: RunId,
     pub key: StepKey,
     pub attempt: u32,
     pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<crate::lifecycle::Waiter>,
 }
 
 /// What a lifecycle event tells, written `run.started`, `run.finished` and

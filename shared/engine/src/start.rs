@@ -68,6 +68,7 @@ pub fn plan(wf: &Workflow, info: StartInfo, now: Timestamp) -> RunPlan {
         limit: info.limit,
         slot: false,
         closing: false,
+        parent: None,
     };
     // Only the root steps are written: the others are pending until they first change
     // (see `braid_ports::Guard::admits_absent`).
@@ -105,6 +106,7 @@ pub fn admit(wf: &Workflow, queued: &RunRecord, now: Timestamp) -> (RunRecord, V
         deadline: deadline(wf, now),
         slot: true,
         closing: false,
+        parent: None,
         ..queued.clone()
     };
     let roots = roots(wf);

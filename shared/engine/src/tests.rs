@@ -284,6 +284,7 @@ fn run() -> RunRecord {
         limit: None,
         slot: false,
         closing: false,
+        parent: None,
     }
 }
 

@@ -85,8 +85,10 @@ impl Handlers {
     }
 
     /// What follows a run's end, once its final write marked it closing: its steps
-    /// still open (of a run that did not succeed) are cancelled, its `run.finished` event is published, the next
-    /// queued run is admitted when it held a slot, and the run is closed. Each part is
+    /// still open (of a run that did not succeed) are cancelled, with their child
+    /// runs; its `run.finished` event is published, the next queued run is admitted
+    /// when it held a slot, the parent step of a child run is resolved, and the run is
+    /// closed. Each part is
     /// idempotent: after an error, the tick does it all again from the closing mark
     /// (so a subscriber may see `run.finished` twice, never not at all).
     pub(super) async fn ended(&self, done: &RunRecord, now: Timestamp) -> HandlerResult<()> {
@@ -99,6 +101,7 @@ impl Handlers {
         if done.slot {
             self.admit(&done.workflow).await?;
         }
+        self.tell_parent(done).await?;
         self.ports.store.close_run(done).await?;
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! Complete: record an outcome that arrives on its own, through the result queue —
-//! today none does (the dispatcher records the outcomes of the tasks it runs, the
-//! tick a lease's expiry); callbacks, approvals and signals will — by the step
-//! lifecycle (see [`super::transition`]).
+//! a child run's end for its parent step (see [`super::children`]); the dispatcher
+//! records the outcomes of the tasks it runs itself — by the step lifecycle (see
+//! [`super::transition`]).
 
 use super::eager::FollowUps;
 use super::{HandlerResult, Handlers};
@@ -16,12 +16,21 @@ impl Handlers {
         if run.status.is_final() {
             return Ok(());
         }
-        let rec = self.ports.store.get_step(&msg.run_id, &msg.key).await?;
+        let Some(rec) = self.step_or_iteration(&msg.run_id, &msg.key).await? else {
+            return Ok(());
+        };
         let wf = self.workflow(&run).await?;
-        let event = Event::Ended {
-            attempt: msg.attempt,
-            outcome: &msg.outcome,
-            held: None,
+        let event = match msg.by {
+            Some(by) => Event::Resolved {
+                attempt: msg.attempt,
+                by,
+                outcome: &msg.outcome,
+            },
+            None => Event::Ended {
+                attempt: msg.attempt,
+                outcome: &msg.outcome,
+                held: None,
+            },
         };
         self.apply(&FollowUps::none(), &wf, &run, &rec, event).await
     }

@@ -234,19 +234,17 @@ impl Handlers {
                 Task::Lambda { function, payload }
             }
             StepKind::Approval { .. } | StepKind::Signal { .. } => return Ok(self.park_for(step)),
-            // Refused at intake; only a run begun by an older definition reaches here.
-            StepKind::Workflow { .. } => {
-                return Ok(Attempt::Ended(Outcome::Failed {
-                    error: ErrorInfo::new(
-                        "unsupported",
-                        format!(
-                            "step `{}`: `{}` steps are not supported by this version of Braid",
-                            step.id,
-                            step.kind.name()
-                        ),
-                    ),
-                    retryable: false,
-                }));
+            StepKind::Workflow { name } => {
+                let input = match step
+                    .input
+                    .as_ref()
+                    .map(|i| rendered("input", i))
+                    .transpose()
+                {
+                    Ok(i) => i.unwrap_or(Value::Object(Default::default())),
+                    Err((f, t, e)) => return Ok(Attempt::Ended(expr_failure(step, &f, &t, &e))),
+                };
+                return self.start_child(run, step, rec, name, input).await;
             }
         };
         let Some(tasks) = &self.ports.tasks else {
@@ -316,7 +314,10 @@ impl Handlers {
                 }
             }
         };
-        Ok(Attempt::Parked(Some(due)))
+        Ok(Attempt::Parked {
+            due: Some(due),
+            child: None,
+        })
     }
 }
 

@@ -3,9 +3,8 @@
 
 use super::api::StartBody;
 use super::{HandlerError, HandlerResult, Handlers};
-use braid_engine::model::{Definition, LifecycleEvent, RunRecord, RunStatus};
+use braid_engine::model::{Definition, LifecycleEvent, ParentRef, RunRecord, RunStatus};
 use braid_engine::{params, start};
-use braid_lang::StepKind;
 use braid_ports::{Created, PortError};
 use serde_json::Value;
 use std::time::Duration;
@@ -80,16 +79,20 @@ impl Handlers {
             idempotency_key: body.idempotency_key,
             queue: false,
         };
-        self.start_as(req, Registry::Current).await
+        self.start_as(req, Registry::Current, None).await
     }
 
     /// Makes `def` its workflow's current definition. Starting the current version
     /// again (`braid run` of an unchanged file) reads instead of writing: one read
     /// against two writes of the whole definition.
+    /// A definition whose `workflow` steps would make it call itself is refused.
     pub async fn register(&self, def: &Definition) -> HandlerResult<()> {
         match self.ports.store.current_definition(&def.workflow).await {
             Ok(current) if current.version == def.version => Ok(()),
-            Ok(_) | Err(PortError::NotFound(_)) => Ok(self.ports.store.put_definition(def).await?),
+            Ok(_) | Err(PortError::NotFound(_)) => {
+                self.check_no_cycle(&*self.parse_cached(def)?).await?;
+                Ok(self.ports.store.put_definition(def).await?)
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -97,29 +100,18 @@ impl Handlers {
     /// Starts a run of a definition from a file, which becomes its workflow's current
     /// one. Bad input is rejected before anything is written.
     pub async fn start(&self, req: StartRequest) -> HandlerResult<Started> {
-        self.start_as(req, Registry::Register).await
+        self.start_as(req, Registry::Register, None).await
     }
 
     /// Starts a run; `registry` says whether its definition is to be registered.
+    /// `parent` is the step of another run that starts this one as its child.
     pub(super) async fn start_as(
         &self,
         req: StartRequest,
         registry: Registry,
+        parent: Option<ParentRef>,
     ) -> HandlerResult<Started> {
         let wf = self.parse_cached(&req.definition)?;
-        let unsupported: Vec<String> = wf
-            .steps
-            .iter()
-            .filter(|s| matches!(s.kind, StepKind::Workflow { .. }))
-            .map(|s| format!("`{}` ({})", s.id, s.kind.name()))
-            .collect();
-        if !unsupported.is_empty() {
-            return Err(HandlerError::Invalid(format!(
-                "workflow `{}` cannot run: child-workflow steps are not supported by this version yet: {}",
-                wf.name,
-                unsupported.join(", ")
-            )));
-        }
         let params = params::resolve(&wf, &req.input).map_err(|problems| {
             HandlerError::Invalid(format!(
                 "invalid input for workflow `{}`: {}",
@@ -143,6 +135,7 @@ impl Handlers {
             },
             now,
         );
+        plan.run.parent = parent;
         self.keep_input(&mut plan.run).await?;
         if let Created::Existing(run) = self.ports.store.create_run(&plan.run, &plan.steps).await? {
             return Ok(Started {

@@ -23,6 +23,7 @@
 //! - `tick`: the sweeper; `deliver`: a queue message to its handler and its fate;
 //! - `retention`: a long run's payloads renewed as it ends, to outlive its records;
 //! - `triggers`, `backfill`: triggered and scheduled starts, and runs for past instants;
+//! - `children`: `workflow` steps — child runs started, waited on and cancelled;
 //! - `waiting`: approvals and signals — decisions, signals kept for a run, the wait
 //!   announced;
 //! - `api`, `view`, `query`: the HTTP API's routes, the run view, the reads tools make.
@@ -31,6 +32,7 @@ mod admission;
 mod api;
 mod backfill;
 mod bounded;
+mod children;
 mod complete;
 mod context;
 mod deliver;

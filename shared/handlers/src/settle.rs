@@ -40,6 +40,10 @@ impl Handlers {
         let Some(step) = wf.step(&rec.key.step) else {
             return Ok(());
         };
+        // A `workflow` step that ended otherwise than by its child's end.
+        if rec.status != StepStatus::Succeeded {
+            self.cancel_child(rec).await?;
+        }
         if rec.key.index.is_some() {
             return self.follow_lane(fu, wf, &run, rec, parent).await;
         }

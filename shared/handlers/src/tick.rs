@@ -270,6 +270,8 @@ impl Handlers {
                     .store
                     .finalize_step(&w.guard, &w.record, None)
                     .await?;
+                // A child's end cancels its own children in turn.
+                Box::pin(self.cancel_child(&w.record)).await?;
             }
         }
         Ok(())

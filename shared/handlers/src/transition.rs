@@ -13,8 +13,12 @@ use braid_lang::{Step, Workflow};
 pub(super) enum Attempt {
     /// It ended with this outcome.
     Ended(braid_engine::model::Outcome),
-    /// A `wait`, `approval` or `signal` step parks until then (for good: `None`).
-    Parked(Option<braid_engine::model::Timestamp>),
+    /// A waiting step parks until `due` (for good: `None`); a `workflow` step on the
+    /// child run it started.
+    Parked {
+        due: Option<braid_engine::model::Timestamp>,
+        child: Option<braid_engine::model::RunId>,
+    },
 }
 
 impl Handlers {
@@ -92,7 +96,7 @@ impl Handlers {
         let mut parent = parent;
         for effect in t.effects {
             match effect {
-                Effect::Run { record, held } => {
+                Effect::Run { mut record, held } => {
                     let attempt = record.attempt;
                     let event_outcome;
                     let event = match self.execute(run, step, &record).await? {
@@ -105,11 +109,15 @@ impl Handlers {
                                 held: Some(&held),
                             }
                         }
-                        Attempt::Parked(due) => Event::Parked {
-                            attempt,
-                            due,
-                            held: &held,
-                        },
+                        Attempt::Parked { due, child } => {
+                            // The park records the child it waits on.
+                            record.child_run = child;
+                            Event::Parked {
+                                attempt,
+                                due,
+                                held: &held,
+                            }
+                        }
                     };
                     self.apply(fu, wf, run, &record, event).await?;
                 }

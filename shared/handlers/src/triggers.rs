@@ -108,7 +108,7 @@ impl Handlers {
             queue,
         };
         // Triggers are matched against the registry: the definition is current.
-        let started = self.start_as(req, Registry::Current).await;
+        let started = self.start_as(req, Registry::Current, None).await;
         match started {
             Ok(s) => Ok(Ok(s)),
             Err(HandlerError::Invalid(e)) => Ok(Err(e)),

@@ -2,7 +2,7 @@
 //! `GET /runs/{id}`.
 
 use super::{HandlerResult, Handlers};
-use braid_engine::model::{ErrorInfo, RunId, RunStatus, StepStatus, Timestamp};
+use braid_engine::model::{ErrorInfo, ParentRef, RunId, RunStatus, StepStatus, Timestamp};
 use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::Value;
@@ -19,6 +19,9 @@ pub struct RunView {
     pub started_at: Timestamp,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Timestamp>,
+    /// For a child run: the run and step that started it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentRef>,
     /// Steps in workflow file order.
     pub steps: IndexMap<String, StepView>,
 }
@@ -36,6 +39,9 @@ pub struct StepView {
     /// (the commands; an approval's message; its timeout).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting: Option<Value>,
+    /// For a `workflow` step: the child run it started last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub child_run: Option<RunId>,
 }
 
 impl Handlers {
@@ -58,7 +64,9 @@ impl Handlers {
             let waiting = match (rec.status, &s.kind) {
                 (
                     StepStatus::Waiting,
-                    braid_lang::StepKind::Approval { .. } | braid_lang::StepKind::Signal { .. },
+                    braid_lang::StepKind::Approval { .. }
+                    | braid_lang::StepKind::Signal { .. }
+                    | braid_lang::StepKind::Workflow { .. },
                 ) => Some(self.waiting_for(&run, s, rec).await?),
                 _ => None,
             };
@@ -78,6 +86,7 @@ impl Handlers {
                     }),
                     iterations: rec.fan_out.map(|f| f.total),
                     waiting,
+                    child_run: rec.child_run.clone(),
                 },
             );
         }
@@ -93,6 +102,7 @@ impl Handlers {
             error: run.error,
             started_at: run.created_at,
             finished_at: run.finished_at,
+            parent: run.parent,
             steps,
         })
     }

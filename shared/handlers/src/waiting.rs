@@ -192,12 +192,15 @@ impl Handlers {
             StepKind::Approval { timeout, .. } | StepKind::Signal { timeout, .. } => *timeout,
             _ => None,
         };
-        Attempt::Parked(timeout.map(|t| deadline(self.now(), t)))
+        Attempt::Parked {
+            due: timeout.map(|t| deadline(self.now(), t)),
+            child: None,
+        }
     }
 
     /// Carries out the lifecycle's `Waiting` effect for `rec`, just parked: publishes
     /// `step.waiting` with what it waits for, and gives a signal step the signal sent
-    /// before it was reached.
+    /// before it was reached, a `workflow` step the end of a child already over.
     pub(super) async fn announce_wait(
         &self,
         wf: &Workflow,
@@ -214,10 +217,20 @@ impl Handlers {
             self.now(),
         )])
         .await;
-        if let StepKind::Signal { name, .. } = &step.kind
-            && let Some(sent) = self.ports.store.get_signal(&run.id, name).await?
-        {
-            self.take_signal(wf, run, rec, &sent).await?;
+        match &step.kind {
+            StepKind::Signal { name, .. } => {
+                if let Some(sent) = self.ports.store.get_signal(&run.id, name).await? {
+                    self.take_signal(wf, run, rec, &sent).await?;
+                }
+            }
+            // A child quick to end may have ended before its parent parked.
+            StepKind::Workflow { .. } => {
+                if let Some(child) = &rec.child_run {
+                    let child = self.ports.store.get_run(child).await?;
+                    self.resolve_by_child(wf, run, rec, &child).await?;
+                }
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -249,6 +262,12 @@ impl Handlers {
                 "name": name,
                 "timeout_at": until,
                 "send": format!("braid signal {} {name} --data JSON", run.id),
+            }),
+            StepKind::Workflow { name } => json!({
+                "for": "workflow",
+                "workflow": name,
+                "run_id": rec.child_run,
+                "timeout_at": until,
             }),
             _ => json!({ "for": step.kind.name(), "until": until }),
         })
@@ -359,7 +378,7 @@ impl Handlers {
 }
 
 /// `now` plus `timeout`, saturating far in the future.
-fn deadline(now: Timestamp, timeout: Duration) -> Timestamp {
+pub(super) fn deadline(now: Timestamp, timeout: Duration) -> Timestamp {
     now.checked_add_signed(span(timeout))
         .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
 }

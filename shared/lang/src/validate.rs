@@ -791,6 +791,8 @@ fn step(
         |r| retry(cx, r, default_retry, &format!("step `{id}`: retry")),
     );
     let timeout = match &s.timeout {
+        // A child run is waited on, not run in the dispatcher: any length will do.
+        Some(t) if s.workflow.is_some() => cx.duration(t, &format!("step `{id}`: timeout")),
         Some(t) => cx.step_timeout(t, &format!("step `{id}`: timeout")),
         None => default_timeout,
     };

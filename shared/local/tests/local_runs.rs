@@ -687,6 +687,7 @@ async fn a_late_lease_expiry_does_not_touch_a_parked_wait() {
                 error: braid_engine::model::ErrorInfo::new("timeout", "lease expired"),
                 retryable: true,
             },
+            by: None,
         })
         .await
         .unwrap();
@@ -735,6 +736,7 @@ async fn a_message_that_can_never_be_handled_fails_its_run_with_the_reason() {
         limit: None,
         slot: false,
         closing: false,
+        parent: None,
     };
     let step = StepRecord::new("r-poison", StepKey::step("a"), StepStatus::Ready);
     ports.store.create_run(&run, &[step]).await.unwrap();

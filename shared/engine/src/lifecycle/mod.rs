@@ -27,14 +27,16 @@
 //! | running n, no fan-out, lease passed or handed on | arrived n again (redelivered, `resume`) | unchanged (lease) | running n, new lease | run the task |
 //! | running n, a fan-out | arrived n again | — | — | — (its iterations go on by their own) |
 //! | waiting n (`wait`), due | arrived n (its timer) | unchanged | succeeded | settle |
-//! | waiting n (approval, signal), due | arrived n (its timeout) | unchanged | failed `approval.timeout` / `signal.timeout`, never retried | settle |
+//! | waiting n (approval, signal, `workflow`), due | arrived n (its timeout) | unchanged | failed `<kind>.timeout`, never retried | settle (a `workflow` step's child is cancelled) |
 //! | waiting n, not due | arrived n | — | — | send n again when due |
 //! | waiting n (approval, signal) | resolved n by its own kind of waiter: approved, signal data / rejected | unchanged | succeeded / failed `approval.rejected` | settle |
+//! | waiting n (`workflow`) | resolved n by its child run's end: succeeded / failed, timed out / cancelled | unchanged | succeeded with the child's output / as a failure (retried by the rules, with a new child; a cancelled child is not retried) | settle / send n+1 when due |
 //! | running n (or waiting n, resolved) | ended: output, skip, failure for good | held | succeeded, skipped, failed | settle |
 //! | running n | ended: retryable failure, attempts left | held | retrying n, due | send n+1 when due |
 //! | running n, `for_each` | ended: expanded | held | running n with its fan-out | launch lanes |
 //! | running n, `wait` | parked until t | held | waiting n, due t | send n at t |
 //! | running n, approval or signal | parked until its timeout t (or for good) | held | waiting n, due t | send n at t; announce the wait, look for a signal sent before |
+//! | running n, `workflow` | parked on the child run it started (until its `timeout` t, or for good) | held | waiting n on the child, due t | send n at t; announce the wait, look at the child (it may have ended already) |
 //! | running n, a fan-out | fanned in (its iterations over) | running n | succeeded, failed | settle |
 //! | running n, lease l passed | lease l expired | unchanged (lease l) | as ended with a retryable `timeout` | as ended |
 //! | not started | fail fast, cancel requested | not started | cancelled | settle |
@@ -86,7 +88,8 @@ const OPEN: &[StepStatus] = &[
 
 /// What ends a waiting step. Timers (`wait`) are kept by the queue and the tick; the
 /// others are ended by a person or another system.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Waiter {
     /// A `wait` step's time came.
     Timer,
@@ -685,8 +688,9 @@ fn lease_error(rec: &StepRecord, step: &Step) -> ErrorInfo {
 /// and a grace, so the dispatcher's own timeout fires first. Saturates far in the
 /// future rather than overflowing.
 fn lease_end(step: &Step, ctx: &Context<'_>) -> Timestamp {
-    let lease = step
-        .timeout
+    // A waiting kind's `timeout` bounds its wait, not the attempt that starts it.
+    let timeout = step.timeout.filter(|_| waiter(step).is_none());
+    let lease = timeout
         .unwrap_or(ctx.default_lease)
         .saturating_add(LEASE_GRACE);
     chrono::TimeDelta::from_std(lease)

@@ -29,6 +29,9 @@ steps:
     retry: { attempts: 3 }
   - id: smoke
     signal: { name: smoke-passed, timeout: 10m }
+  - id: child
+    workflow: nightly
+    retry: { attempts: 2, backoff: 1s }
 "#;
 
 fn wf() -> Workflow {
@@ -723,4 +726,48 @@ fn a_waiting_approval_or_signal_times_out_for_good() {
             "{step} without a timeout: no clock ends it"
         );
     }
+}
+
+#[test]
+fn a_child_runs_end_resolves_its_waiting_step_and_failures_retry() {
+    let w = wf();
+    let waiting = StepRecord {
+        child_run: Some("child-1".into()),
+        ..rec("child", StepStatus::Waiting, 1)
+    };
+    let by_child = |outcome| Event::Resolved {
+        attempt: 1,
+        by: Waiter::ChildRun,
+        outcome,
+    };
+    let done = Outcome::Succeeded {
+        output: Data::Inline(json!(49)),
+    };
+    assert_eq!(
+        summary(&decide_in(&w, &waiting, by_child(&done), false)),
+        s(Some(StepStatus::Succeeded), &["settle"])
+    );
+    let failed = Outcome::Failed {
+        error: ErrorInfo::new("workflow.failed", "child run child-1 failed"),
+        retryable: true,
+    };
+    assert_eq!(
+        summary(&decide_in(&w, &waiting, by_child(&failed), false)),
+        s(Some(StepStatus::Retrying), &["send 2 after 1s"]),
+        "a retry starts attempt 2, whose child is a new run"
+    );
+    let cancelled = Outcome::Failed {
+        error: ErrorInfo::new("workflow.cancelled", "child run child-1 cancelled"),
+        retryable: false,
+    };
+    assert_eq!(
+        summary(&decide_in(&w, &waiting, by_child(&cancelled), false)),
+        s(Some(StepStatus::Failed), &["settle"])
+    );
+    let approval = Event::Resolved {
+        attempt: 1,
+        by: Waiter::Approval,
+        outcome: &done,
+    };
+    assert_eq!(decide_in(&w, &waiting, approval, false), Transition::none());
 }

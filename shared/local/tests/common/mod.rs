@@ -76,17 +76,36 @@ impl Bench {
             .collect()
     }
 
-    /// Delivers every "ready" message visible now, in turn, until none is left.
+    /// Delivers every "ready" and "result" message visible now, in turn, until none
+    /// is left.
     pub async fn deliver_all(&self) {
         loop {
             let msgs = self.take_ready().await;
-            if msgs.is_empty() {
+            let results = self.take_results().await;
+            if msgs.is_empty() && results.is_empty() {
                 return;
             }
             for m in msgs {
                 self.handlers().dispatch(&m).await.unwrap();
             }
+            for r in results {
+                self.handlers().complete(&r).await.unwrap();
+            }
         }
+    }
+
+    /// Takes every "result" message visible now off the queue.
+    pub async fn take_results(&self) -> Vec<braid_engine::model::ResultMsg> {
+        let results = &self.handlers().ports().results;
+        let got = results
+            .receive(1000, Duration::from_secs(3600))
+            .await
+            .unwrap();
+        let receipts: Vec<String> = got.iter().map(|m| m.receipt.clone()).collect();
+        results.ack(&receipts).await.unwrap();
+        got.iter()
+            .map(|m| serde_json::from_str(&m.body).unwrap())
+            .collect()
     }
 
     /// Starts a run of `def` that queues for a slot when its workflow is at its limit.

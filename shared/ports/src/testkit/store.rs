@@ -45,6 +45,7 @@ fn run_record(id: &str, workflow: &str, key: Option<&str>) -> RunRecord {
         limit: None,
         slot: false,
         closing: false,
+        parent: None,
     }
 }
 
@@ -818,6 +819,7 @@ fn admitted(run: &RunRecord) -> RunRecord {
         status: RunStatus::Running,
         slot: true,
         closing: false,
+        parent: None,
         ..run.clone()
     }
 }
