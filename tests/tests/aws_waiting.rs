@@ -1,0 +1,190 @@
+//! Approvals, signals and child workflows on the AWS backend, on the emulator: the same
+//! handlers as on the embedded backend, over DynamoDB, SQS and S3, driven the way
+//! Lambda drives the five functions (see `braid_emulated::driver`).
+
+use braid_e2e::stack::TestStack;
+use braid_emulated::driver::Driver;
+use braid_engine::model::{RunId, RunStatus, StepStatus};
+use braid_handlers::{Decision, Handlers, SignalRequest, StartRequest, definition};
+use braid_ports::env_secrets::env_secrets;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// How long a run may take to end once nothing waits on anyone.
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+/// How long the stack is driven before a waiting run is looked at.
+const SETTLE: Duration = Duration::from_secs(2);
+
+async fn driver(stack: &TestStack) -> Driver<'_> {
+    let settings = braid_handlers::Settings {
+        stale_after: Duration::from_secs(1),
+        ..Default::default()
+    };
+    Driver::new(stack, Handlers::new(stack.ports(), settings, env_secrets()))
+}
+
+async fn start(h: &Handlers, source: &str) -> RunId {
+    let (def, _) = definition("wf.yaml", source).expect("a valid workflow");
+    h.start(StartRequest {
+        definition: def,
+        input: json!({}),
+        trigger: Value::Null,
+        idempotency_key: None,
+        queue: false,
+    })
+    .await
+    .expect("the run starts")
+    .run
+    .id
+}
+
+/// Drives the stack until nothing moves for a while; the run is then waiting.
+async fn drive_a_while(d: &Driver<'_>, id: &RunId) {
+    let _still_going = d.run_to_end(id, Some(SETTLE)).await;
+}
+
+async fn drive_to_end(d: &Driver<'_>, id: &RunId) -> RunStatus {
+    d.run_to_end(id, Some(RUN_LIMIT))
+        .await
+        .expect("the run ends")
+        .status
+}
+
+fn decision(approve: bool) -> Decision {
+    Decision {
+        approve,
+        by: "arn:aws:iam::000000000000:user/ana".into(),
+        comment: Some("checked".into()),
+    }
+}
+
+const PAYOUT: &str = r#"
+name: payout
+steps:
+  - id: manager
+    approval: { message: "Pay out?", timeout: 1h }
+  - id: pay
+    needs: [manager]
+    pass: "{{ steps.manager.output.by }}"
+output: "{{ steps.pay.output }}"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_are_decided_once_on_aws() {
+    let stack = TestStack::create("approve").await;
+    let d = driver(&stack).await;
+    let h = &d.handlers;
+    let approved = start(h, PAYOUT).await;
+    let rejected = start(h, PAYOUT).await;
+    drive_a_while(&d, &approved).await;
+    for id in [&approved, &rejected] {
+        let view = h.run_view(id).await.unwrap();
+        assert_eq!(view.steps["manager"].status, StepStatus::Waiting, "{id}");
+    }
+    h.decide(&approved, "manager", &decision(true))
+        .await
+        .unwrap();
+    h.decide(&rejected, "manager", &decision(false))
+        .await
+        .unwrap();
+    assert!(
+        h.decide(&approved, "manager", &decision(false))
+            .await
+            .is_err(),
+        "decided once"
+    );
+    assert_eq!(drive_to_end(&d, &approved).await, RunStatus::Succeeded);
+    assert_eq!(
+        h.run_view(&approved).await.unwrap().output,
+        json!("arn:aws:iam::000000000000:user/ana")
+    );
+    assert_eq!(drive_to_end(&d, &rejected).await, RunStatus::Failed);
+    let view = h.run_view(&rejected).await.unwrap();
+    assert_eq!(
+        view.steps["manager"].error.as_ref().unwrap().error,
+        "approval.rejected"
+    );
+}
+
+const SMOKE: &str = r#"
+name: smoke
+steps:
+  - id: first
+    signal: { name: built }
+  - id: second
+    needs: [first]
+    signal: { name: smoke-passed, timeout: 10m }
+output: { built: "{{ steps.first.output }}", smoke: "{{ steps.second.output }}" }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_before_and_after_their_step_is_reached_end_it_on_aws() {
+    let stack = TestStack::create("signal").await;
+    let d = driver(&stack).await;
+    let h = &d.handlers;
+    let id = start(h, SMOKE).await;
+    drive_a_while(&d, &id).await;
+    let signal = |name: &str, data: Value| SignalRequest {
+        name: name.into(),
+        data,
+        id: Some(format!("{name}-1")),
+        by: "ci".into(),
+    };
+    // `second` is not reached yet: its signal is kept for it.
+    let early = h
+        .signal(&id, signal("smoke-passed", json!("green")))
+        .await
+        .unwrap();
+    assert!(early.ended.is_empty());
+    let now = h.signal(&id, signal("built", json!(42))).await.unwrap();
+    assert_eq!(now.ended, vec!["first".to_string()]);
+    assert_eq!(drive_to_end(&d, &id).await, RunStatus::Succeeded);
+    assert_eq!(
+        h.run_view(&id).await.unwrap().output,
+        json!({"built": 42, "smoke": "green"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_workflows_run_fan_out_and_are_cancelled_with_their_parent_on_aws() {
+    let stack = TestStack::create("children").await;
+    let d = driver(&stack).await;
+    let h = &d.handlers;
+    for child in [
+        "name: square\nparams:\n  n: { type: integer, required: true }\nsteps:\n  - id: calc\n    pass: \"{{ params.n * params.n }}\"\noutput: \"{{ steps.calc.output }}\"\n",
+        "name: gated\nsteps:\n  - id: ok\n    approval: { message: \"Go?\" }\n",
+    ] {
+        let (def, _) = definition("child.yaml", child).unwrap();
+        h.register(&def).await.unwrap();
+    }
+    let fan = start(
+        h,
+        r#"
+name: fan
+steps:
+  - id: squares
+    for_each: "{{ range(100) | list }}"
+    max_parallel: 20
+    workflow: square
+    input: { n: "{{ item }}" }
+output: "{{ steps.squares.output | sum }}"
+"#,
+    )
+    .await;
+    assert_eq!(drive_to_end(&d, &fan).await, RunStatus::Succeeded);
+    assert_eq!(h.run_view(&fan).await.unwrap().output, json!(328_350));
+
+    let parent = start(
+        h,
+        "name: parent\nsteps:\n  - id: child\n    workflow: gated\n  - id: boom\n    fail: { error: Nope }\n",
+    )
+    .await;
+    assert_eq!(drive_to_end(&d, &parent).await, RunStatus::Failed);
+    let view = h.run_view(&parent).await.unwrap();
+    let child = view.steps["child"].child_run.clone().expect("a child run");
+    assert_eq!(
+        h.run_record(&child).await.unwrap().status,
+        RunStatus::Cancelled,
+        "the parent's end cancels its child"
+    );
+}
