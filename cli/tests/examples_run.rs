@@ -59,6 +59,14 @@ const EXPECTATIONS: &[(&str, Tests)] = &[
         "retry-and-tolerate.yaml",
         &[a_flaky_function_is_retried_until_it_answers_and_a_failing_audit_is_tolerated],
     ),
+    (
+        "square.yaml",
+        &[sum_of_squares_runs_a_square_child_per_number],
+    ),
+    (
+        "sum-of-squares.yaml",
+        &[sum_of_squares_runs_a_square_child_per_number],
+    ),
 ];
 
 /// Longest any example may take before the test gives up on it.
@@ -146,7 +154,29 @@ impl Run {
 
 /// Runs `examples/<file>` with its own state folder and returns what braid printed.
 async fn run_example(file: &str, input: Option<Value>, functions: Functions) -> Run {
+    run_example_after(&[], file, input, functions).await
+}
+
+/// Runs example `file` after registering the examples in `deploy` (the child
+/// workflows it starts) with `braid deploy` in the same state.
+async fn run_example_after(
+    deploy: &[&str],
+    file: &str,
+    input: Option<Value>,
+    functions: Functions,
+) -> Run {
     let dir = tempfile::tempdir().unwrap();
+    for child in deploy {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_braid"))
+            .arg("deploy")
+            .arg(examples_dir().join(child))
+            .arg("--state")
+            .arg(dir.path().join("state"))
+            .current_dir(dir.path())
+            .output()
+            .expect("braid starts");
+        assert!(out.status.success(), "braid deploy {child}: {out:?}");
+    }
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_braid"));
     cmd.arg("run")
         .arg(examples_dir().join(file))
@@ -247,6 +277,20 @@ async fn hello_greets_the_given_name_and_counts_the_characters() {
     assert_eq!(run.step("greet")["output"], "Hello, Ada!");
     run.assert_step("measure", "succeeded", 1);
     assert_eq!(run.step("measure")["error"], Value::Null);
+}
+
+#[tokio::test]
+async fn sum_of_squares_runs_a_square_child_per_number() {
+    let run = run_example_after(
+        &["square.yaml"],
+        "sum-of-squares.yaml",
+        Some(json!({"numbers": [1, 2, 3, 4]})),
+        Functions::None,
+    )
+    .await;
+    assert_run(&run, 0, "sum-of-squares", "succeeded", json!(30));
+    run.assert_step("squares", "succeeded", 1);
+    assert_eq!(run.step("squares")["output"], json!([1, 4, 9, 16]));
 }
 
 #[tokio::test]

@@ -17,8 +17,10 @@ pub struct Example {
     pub input: Value,
 }
 
-/// Every example file with the input it runs with. `{base_url}` in an input is the
-/// HTTP service's address.
+/// Every example file that runs on its own, with the input it runs with (a workflow
+/// that starts children, `sum-of-squares.yaml`, needs them registered first: its
+/// children are run on both backends by `aws_waiting.rs` and `examples_run.rs`).
+/// `{base_url}` in an input is the HTTP service's address.
 pub fn all() -> Vec<Example> {
     let e = |file, input| Example { file, input };
     vec![
@@ -30,6 +32,7 @@ pub fn all() -> Vec<Example> {
         e("nightly-report.yaml", json!({})),
         e("orders.yaml", json!({})),
         e("retry-and-tolerate.yaml", json!({})),
+        e("square.yaml", json!({"n": 12})),
     ]
 }
 

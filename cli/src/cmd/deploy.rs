@@ -27,7 +27,15 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
     tokio()?.block_on(async {
         let target = Target::open_or_create(&args.target).await?;
         for def in &definitions {
-            target.handlers().register(def).await?;
+            match target.handlers().register(def).await {
+                Ok(()) => {}
+                // Refused as it stands: a workflow that would call itself.
+                Err(braid_handlers::HandlerError::Invalid(why)) => {
+                    eprintln!("error: {}: {why}", def.file);
+                    return Ok(Exit::Invalid);
+                }
+                Err(e) => return Err(e.into()),
+            }
             println!(
                 "registered {} {} in {}",
                 def.workflow,
