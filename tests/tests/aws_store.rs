@@ -44,6 +44,7 @@ fn run(id: &str) -> RunRecord {
         slot: false,
         closing: false,
         parent: None,
+        cancel: None,
     }
 }
 

@@ -228,6 +228,33 @@ pub struct RunRecord {
     /// For a child run: the `workflow` step that started it, which its end resolves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<ParentRef>,
+    /// Someone asked to cancel the run: it stops as fail fast does (`failing` is set
+    /// with it) and ends `cancelled` once its attempts in flight are recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel: Option<CancelRequest>,
+}
+
+/// Who asked to cancel a run, why and when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelRequest {
+    /// The IAM principal on AWS, the OS user or `--as` locally, or the parent run
+    /// whose end cancels its children.
+    pub by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub at: Timestamp,
+}
+
+impl CancelRequest {
+    /// The error a run cancelled so ends with.
+    pub fn error(&self) -> ErrorInfo {
+        let why = self
+            .reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        ErrorInfo::new("cancelled", format!("cancelled by {}{why}", self.by))
+    }
 }
 
 /// The step of another run that started a run as its child (a `workflow` step).
@@ -365,6 +392,10 @@ pub struct StepRecord {
     /// For a `workflow` step waiting on its child: the child's run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub child_run: Option<RunId>,
+    /// For a task waiting on its callback: when the wait ends for good (its timeout),
+    /// while `due_at` is the next heartbeat due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_deadline: Option<Timestamp>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -392,6 +423,7 @@ impl StepRecord {
             items: None,
             resends: 0,
             child_run: None,
+            wait_deadline: None,
         }
     }
     /// When the tick must look at this step: when a retrying or waiting step is due (a

@@ -69,6 +69,7 @@ pub fn plan(wf: &Workflow, info: StartInfo, now: Timestamp) -> RunPlan {
         slot: false,
         closing: false,
         parent: None,
+        cancel: None,
     };
     // Only the root steps are written: the others are pending until they first change
     // (see `braid_ports::Guard::admits_absent`).
@@ -107,6 +108,7 @@ pub fn admit(wf: &Workflow, queued: &RunRecord, now: Timestamp) -> (RunRecord, V
         slot: true,
         closing: false,
         parent: None,
+        cancel: None,
         ..queued.clone()
     };
     let roots = roots(wf);

@@ -285,6 +285,7 @@ fn run() -> RunRecord {
         slot: false,
         closing: false,
         parent: None,
+        cancel: None,
     }
 }
 

@@ -184,24 +184,18 @@ impl Handlers {
     }
 
     /// Cancels the child run of `rec`, a `workflow` step that ended otherwise than by
-    /// its child's end (a child already over is left as it is).
+    /// its child's end, as a cancel request does (its attempts in flight finish). A
+    /// child over, or failing (it ends so by itself), is left as it is.
     pub(super) async fn cancel_child(&self, rec: &StepRecord) -> HandlerResult<()> {
         let Some(child) = &rec.child_run else {
             return Ok(());
         };
-        match self.ports.store.get_run(child).await {
-            Ok(run) if !run.status.is_final() => {}
-            Ok(_) | Err(PortError::NotFound(_)) => return Ok(()),
-            Err(e) => return Err(e.into()),
+        let by = format!("run {} (step `{}` {})", rec.run_id, rec.key, rec.status);
+        match Box::pin(self.cancel_run(child, &by, Some("its parent step ended"))).await {
+            Ok(_) => Ok(()),
+            Err(HandlerError::Port(PortError::Conflict(_) | PortError::NotFound(_))) => Ok(()),
+            Err(e) => Err(e),
         }
-        let error = ErrorInfo::new(
-            "cancelled",
-            format!(
-                "its parent step `{}` of run {} is {}",
-                rec.key, rec.run_id, rec.status
-            ),
-        );
-        self.end_run(child, RunStatus::Cancelled, error).await
     }
 
     /// Refuses registering `wf` when it would call itself through `workflow` steps,

@@ -23,6 +23,7 @@
 //! - `tick`: the sweeper; `deliver`: a queue message to its handler and its fate;
 //! - `retention`: a long run's payloads renewed as it ends, to outlive its records;
 //! - `triggers`, `backfill`: triggered and scheduled starts, and runs for past instants;
+//! - `cancel`: cancelling a run on request;
 //! - `children`: `workflow` steps — child runs started, waited on and cancelled;
 //! - `waiting`: approvals and signals — decisions, signals kept for a run, the wait
 //!   announced;
@@ -32,6 +33,7 @@ mod admission;
 mod api;
 mod backfill;
 mod bounded;
+mod cancel;
 mod children;
 mod complete;
 mod context;

@@ -118,7 +118,12 @@ impl Handlers {
     /// new step starts; steps that have not started are cancelled, and each running
     /// fan-out stops its iterations; attempts in flight finish and are recorded; the
     /// run fails when nothing is open.
-    async fn fail_fast(&self, fu: &FollowUps, wf: &Workflow, run_id: &RunId) -> HandlerResult<()> {
+    pub(super) async fn fail_fast(
+        &self,
+        fu: &FollowUps,
+        wf: &Workflow,
+        run_id: &RunId,
+    ) -> HandlerResult<()> {
         let run = self.ports.store.get_run(run_id).await?;
         let written = self.ports.store.list_steps(run_id).await?;
         let all = records::every_step(wf, run_id, written);
@@ -389,7 +394,9 @@ impl Handlers {
             closing: true,
             ..run.clone()
         };
-        if run.failing {
+        if run.cancel.is_some() {
+            done.status = RunStatus::Cancelled;
+        } else if run.failing {
             done.status = RunStatus::Failed;
         } else {
             let scope = self.output_scope(wf, &run).await?;

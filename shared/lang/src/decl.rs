@@ -272,6 +272,10 @@ pub struct StepDecl {
     /// Payload of `lambda` and `workflow` steps.
     #[serde(default)]
     pub input: Option<At<Value>>,
+    /// For `lambda` and `http` steps: the task gets a callback token and URL, and the
+    /// attempt ends when the callback comes (or its timeout or heartbeat passes).
+    #[serde(default)]
+    pub callback: Option<At<CallbackDecl>>,
 
     /// Invoke an AWS Lambda function (name or ARN).
     #[serde(default)]
@@ -343,6 +347,16 @@ pub struct ApprovalDecl {
     pub message: Option<String>,
     #[serde(default)]
     pub timeout: Option<At<String>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackDecl {
+    /// How long the attempt waits for its callback once the task was started.
+    pub timeout: At<String>,
+    /// The task must send a heartbeat at least this often, or the attempt fails.
+    #[serde(default)]
+    pub heartbeat: Option<At<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -154,12 +154,23 @@ pub struct Step {
     pub timeout: Option<Duration>,
     pub continue_on_failure: bool,
     pub input: Option<Value>,
+    /// For a `lambda` or `http` step: its attempts end by a callback.
+    pub callback: Option<Callback>,
     pub kind: StepKind,
     /// What this step's fields read of the run: steps, params, trigger.
     pub reads: Reads,
     /// What the fields rendered for each run of its task read (all but `when` and
     /// `for_each`): what an iteration reads.
     pub task_reads: Reads,
+}
+
+/// A task that ends by a callback: the task is started with a token, and the attempt
+/// waits for `POST /callbacks/{token}` up to `timeout`, failing if no heartbeat comes
+/// within `heartbeat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Callback {
+    pub timeout: Duration,
+    pub heartbeat: Option<Duration>,
 }
 
 /// What some expressions read of their run, so that evaluating them loads only that:

@@ -1040,3 +1040,52 @@ fn an_enormous_timeout_is_refused_not_overflowed() {
         "{p}"
     );
 }
+
+#[test]
+fn a_task_with_a_callback_knows_its_timeout_heartbeat_and_callback_url() {
+    let wf = ok(r#"
+name: t
+steps:
+  - id: deploy
+    http:
+      url: "https://deploy.example/start"
+      json: { report_to: "{{ callback.url }}" }
+    callback: { timeout: 2h, heartbeat: 5m }
+"#);
+    let c = wf.steps[0].callback.expect("a callback");
+    assert_eq!(c.timeout, Duration::from_secs(7200));
+    assert_eq!(c.heartbeat, Some(Duration::from_secs(300)));
+}
+
+#[test]
+fn callbacks_belong_to_tasks_and_heartbeats_fit_their_timeout() {
+    let p = problems(
+        r#"
+name: t
+steps:
+  - id: a
+    pass: "{{ callback.url }}"
+    callback: { timeout: 1h }
+  - id: b
+    lambda: f
+    callback: { timeout: 1m, heartbeat: 5m }
+  - id: c
+    pass: "{{ callback.token }}"
+"#,
+    );
+    assert!(
+        p.iter()
+            .any(|m| m.contains("step `a`: `callback` is for `lambda` and `http` steps")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|m| m.contains("callback.heartbeat `5m` is longer than callback.timeout `1m`")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|m| m.contains("`callback` is set only in a step with a `callback`")),
+        "{p:?}"
+    );
+}

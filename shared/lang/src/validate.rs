@@ -18,7 +18,9 @@ use std::time::Duration;
 pub const NOTIFY_STATUSES: &[&str] = &["started", "succeeded", "failed", "cancelled", "timed_out"];
 
 /// Variables an expression may read.
-const SCOPE: &[&str] = &["params", "trigger", "steps", "item", "index", "run"];
+const SCOPE: &[&str] = &[
+    "params", "trigger", "steps", "item", "index", "run", "callback",
+];
 
 /// Functions an expression may call: Braid's `secret` and minijinja's global functions.
 const FUNCTIONS: &[&str] = &["secret", "range", "dict", "namespace"];
@@ -47,6 +49,8 @@ struct Ctx<'a> {
     params: Vec<String>,
     /// Every step id, to recognise `steps.big-day` (which Jinja reads as a subtraction).
     step_ids: Vec<String>,
+    /// Whether the step whose expressions are read has a `callback` (`callback.url`).
+    callback_bound: bool,
 }
 
 impl Ctx<'_> {
@@ -175,6 +179,14 @@ impl Ctx<'_> {
                         let at = self.locate(pos, &name);
                         self.err(at, format!("{field}: `{name}` is not set here: {why}"));
                     }
+                    continue;
+                }
+                if name == "callback" && !self.callback_bound {
+                    let at = self.locate(pos, &name);
+                    self.err(
+                        at,
+                        format!("{field}: `callback` is set only in a step with a `callback`"),
+                    );
                     continue;
                 }
                 if SCOPE.contains(&name.as_str()) {
@@ -329,6 +341,7 @@ pub(super) fn validate(decl: WorkflowDecl, text: &str, diags: &mut Collector) ->
         diags,
         params: decl.params.keys().cloned().collect(),
         step_ids: decl.steps.iter().map(|s| s.id.value.clone()).collect(),
+        callback_bound: false,
     };
 
     if !valid_name(&decl.name) {
@@ -738,6 +751,7 @@ fn step(
     } else {
         NOT_A_FOR_EACH_STEP
     };
+    cx.callback_bound = s.callback.is_some();
     // What `when` and `for_each` read is needed once per step, the rest on every run
     // of its task (each iteration).
     let mut reads = Reads::default();
@@ -974,6 +988,18 @@ fn step(
             },
         ));
     }
+    let callback = s.callback.as_ref().and_then(|c| callback(cx, c, &id));
+    if let (Some(c), [(kind, _)]) = (&s.callback, kinds.as_slice())
+        && !matches!(*kind, "lambda" | "http")
+    {
+        cx.err(
+            c.pos,
+            format!(
+                "step `{id}`: `callback` is for `lambda` and `http` steps (a task that reports back); {} {kind} step does not start a task",
+                article(kind)
+            ),
+        );
+    }
     if let (Some(input), [(kind, _)]) = (&s.input, kinds.as_slice())
         && !matches!(*kind, "lambda" | "workflow")
     {
@@ -1019,10 +1045,34 @@ fn step(
         timeout,
         continue_on_failure: s.continue_on_failure,
         input: s.input.as_ref().map(|i| i.value.clone()),
+        callback,
         kind,
         reads: reads.union(&task_reads),
         task_reads,
     })
+}
+
+/// A step's `callback`: its timeout, and a heartbeat no longer than it.
+fn callback(cx: &mut Ctx, c: &At<CallbackDecl>, id: &str) -> Option<Callback> {
+    let timeout = cx.duration(&c.timeout, &format!("step `{id}`: callback.timeout"));
+    let heartbeat = match &c.heartbeat {
+        Some(h) => Some(cx.duration(h, &format!("step `{id}`: callback.heartbeat"))?),
+        None => None,
+    };
+    let timeout = timeout?;
+    if let (Some(h), Some(at)) = (heartbeat, &c.heartbeat)
+        && h > timeout
+    {
+        cx.err(
+            at.pos,
+            format!(
+                "step `{id}`: callback.heartbeat `{}` is longer than callback.timeout `{}`",
+                at.value, c.timeout.value
+            ),
+        );
+        return None;
+    }
+    Some(Callback { timeout, heartbeat })
 }
 
 /// Ids, `needs`, cycles and upstream references.

@@ -12,8 +12,8 @@
 use crate::fault::Fault;
 use async_trait::async_trait;
 use braid_engine::model::{
-    Definition, ErrorInfo, RunId, RunRecord, RunStatus, Signal, StepId, StepKey, StepRecord,
-    StepStatus, Timestamp,
+    CancelRequest, Definition, ErrorInfo, RunId, RunRecord, RunStatus, Signal, StepId, StepKey,
+    StepRecord, StepStatus, Timestamp,
 };
 use braid_ports::{
     Created, Finalized, Guard, PortError, PortResult, Record, RunFilter, StateStore,
@@ -583,6 +583,27 @@ impl StateStore for SqliteStore {
                 )?;
             }
             Ok(())
+        })
+    }
+
+    async fn request_cancel(
+        &self,
+        run_id: &RunId,
+        cancel: &CancelRequest,
+    ) -> PortResult<Option<RunRecord>> {
+        self.with_tx(|tx| {
+            let cur = read_run(tx, run_id)?;
+            if cur.status != RunStatus::Running || cur.failing || cur.cancel.is_some() {
+                return Ok(None);
+            }
+            let asked = RunRecord {
+                failing: true,
+                error: Some(cancel.error()),
+                cancel: Some(cancel.clone()),
+                ..cur
+            };
+            write_run(tx, &asked)?;
+            Ok(Some(asked))
         })
     }
 

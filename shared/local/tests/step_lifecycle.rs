@@ -8,9 +8,8 @@ use common::{Bench, Events};
 
 use braid_engine::lifecycle::MAX_RESENDS;
 use braid_engine::model::{RunRecord, RunStatus, StepKey, StepStatus};
-use braid_handlers::{TaskRunners, definition};
-use braid_ports::{Task, TaskError, TaskRunner};
-use serde_json::{Value, json};
+use braid_handlers::definition;
+use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -134,34 +133,10 @@ async fn a_fan_out_message_delivered_again_does_not_expand_again() {
     assert_eq!(out, json!([0, 1, 2, 3, 4, 5]));
 }
 
-/// A task runner whose calls wait until the test lets them end.
-struct Gate {
-    calls: std::sync::atomic::AtomicUsize,
-    open: tokio::sync::Semaphore,
-}
-
-#[async_trait::async_trait]
-impl TaskRunner for Gate {
-    async fn run(&self, _task: &Task) -> Result<Value, TaskError> {
-        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.open.acquire().await.unwrap().forget();
-        Ok(json!("called"))
-    }
-}
-
 #[tokio::test]
 async fn fail_fast_never_cancels_a_step_whose_task_is_running() {
-    let gate = Arc::new(Gate {
-        calls: Default::default(),
-        open: tokio::sync::Semaphore::new(0),
-    });
-    let g = gate.clone();
-    let b = Arc::new(Bench::new(move |p| {
-        p.tasks = Some(TaskRunners {
-            http: g.clone(),
-            lambda: g,
-        })
-    }));
+    let (b, gate) = Bench::gated();
+    let b = Arc::new(b);
     let id = b
         .start(
             r#"
@@ -183,9 +158,7 @@ steps:
         let b = b.clone();
         tokio::spawn(async move { b.handlers().dispatch(&call).await.unwrap() })
     };
-    while gate.calls.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-        tokio::task::yield_now().await;
-    }
+    gate.started().await;
     b.handlers().dispatch(&boom).await.unwrap();
     b.handlers().tick().await.unwrap();
     assert_eq!(

@@ -1,8 +1,8 @@
 use super::PortResult;
 use async_trait::async_trait;
 use braid_engine::model::{
-    Definition, ErrorInfo, RunId, RunRecord, RunStatus, Signal, StepId, StepKey, StepRecord,
-    Timestamp,
+    CancelRequest, Definition, ErrorInfo, RunId, RunRecord, RunStatus, Signal, StepId, StepKey,
+    StepRecord, Timestamp,
 };
 
 pub use braid_engine::guard::Guard;
@@ -124,6 +124,16 @@ pub trait StateStore: Send + Sync {
     /// stamps the expiry on the run's items here, so a failure doing so leaves the run
     /// closing, for the tick to finish.
     async fn close_run(&self, run: &RunRecord) -> PortResult<()>;
+
+    /// Records `cancel` on run `run_id` if it is running and not failing yet, turning
+    /// on `failing` (no new step starts) and setting the run's error to the
+    /// cancellation's; returns the run as written, or `None` when it was not running,
+    /// was failing already, or had been asked before.
+    async fn request_cancel(
+        &self,
+        run_id: &RunId,
+        cancel: &CancelRequest,
+    ) -> PortResult<Option<RunRecord>>;
 
     /// Keeps `signal` for run `run_id` unless a signal of its name is kept already,
     /// and returns the one kept: `signal` itself, or the earlier one (the same when

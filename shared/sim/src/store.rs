@@ -6,7 +6,8 @@
 use crate::world::World;
 use async_trait::async_trait;
 use braid_engine::model::{
-    Definition, ErrorInfo, RunId, RunRecord, Signal, StepId, StepKey, StepRecord, Timestamp,
+    CancelRequest, Definition, ErrorInfo, RunId, RunRecord, Signal, StepId, StepKey, StepRecord,
+    Timestamp,
 };
 use braid_ports::{Created, Finalized, Guard, PortResult, RunFilter, StateStore};
 use std::sync::Arc;
@@ -152,6 +153,19 @@ impl StateStore for FaultyStore {
     async fn get_run(&self, run_id: &RunId) -> PortResult<RunRecord> {
         self.read("get_run").await?;
         self.inner.get_run(run_id).await
+    }
+
+    async fn request_cancel(
+        &self,
+        run_id: &RunId,
+        cancel: &CancelRequest,
+    ) -> PortResult<Option<RunRecord>> {
+        self.write(
+            "request_cancel",
+            self.inner.request_cancel(run_id, cancel),
+            Option::is_some,
+        )
+        .await
     }
 
     async fn put_signal(&self, run_id: &RunId, signal: &Signal) -> PortResult<Signal> {

@@ -68,8 +68,8 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, KeysAndAttributes, Put, ReturnValue, TransactWriteItem, Update,
 };
 use braid_engine::model::{
-    Definition, ErrorInfo, RunId, RunRecord, RunStatus, Signal, StepId, StepKey, StepRecord,
-    StepStatus, Timestamp,
+    CancelRequest, Definition, ErrorInfo, RunId, RunRecord, RunStatus, Signal, StepId, StepKey,
+    StepRecord, StepStatus, Timestamp,
 };
 use braid_ports::{Created, Finalized, Guard, PortError, PortResult, RunFilter, StateStore};
 use codec::{
@@ -1165,6 +1165,39 @@ impl StateStore for DynamoStore {
         self.update_if(key(run_pk(&run.id), RUN_SK), &update, &cond, &x)
             .await?;
         Ok(())
+    }
+
+    async fn request_cancel(
+        &self,
+        run_id: &RunId,
+        cancel: &CancelRequest,
+    ) -> PortResult<Option<RunRecord>> {
+        let mut x = Expr::default();
+        let c = serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(cancel)
+            .map_err(PortError::backend)?;
+        let e = serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(cancel.error())
+            .map_err(PortError::backend)?;
+        let update = format!(
+            "SET {} = {}, {} = {}, {} = {}",
+            x.name("failing"),
+            x.value(AttributeValue::Bool(true)),
+            x.name("cancel"),
+            x.value(c),
+            x.name("error"),
+            x.value(e)
+        );
+        let cond = format!(
+            "{} = {} AND {} = {} AND attribute_not_exists({})",
+            x.name("status"),
+            x.value(s(RunStatus::Running.as_str())),
+            x.name("failing"),
+            x.value(AttributeValue::Bool(false)),
+            x.name("cancel")
+        );
+        self.update_if(key(run_pk(run_id), RUN_SK), &update, &cond, &x)
+            .await?
+            .map(|item| decode(item, RUN_OPAQUE))
+            .transpose()
     }
 
     /// A signal is an item beside the run's steps; it expires [`RETENTION`] after it

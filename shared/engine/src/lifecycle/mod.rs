@@ -36,6 +36,10 @@
 //! | running n, `for_each` | ended: expanded | held | running n with its fan-out | launch lanes |
 //! | running n, `wait` | parked until t | held | waiting n, due t | send n at t |
 //! | running n, approval or signal | parked until its timeout t (or for good) | held | waiting n, due t | send n at t; announce the wait, look for a signal sent before |
+//! | running n, task with a `callback` | its call answered: parked until the next heartbeat or the callback's timeout t | held | waiting n, due, deadline t | send n when due; announce the wait |
+//! | waiting n (callback) | heartbeat n | unchanged | waiting n, due a heartbeat from now (at most t) | send n when due |
+//! | waiting n (callback), due | arrived n | unchanged | as ended with a retryable `callback.heartbeat` (due before t) or `callback.timeout` | as ended |
+//! | waiting n (callback) | resolved n by its callback: output / error | unchanged | as ended with that outcome (an error retryable) | as ended |
 //! | running n, `workflow` | parked on the child run it started (until its `timeout` t, or for good) | held | waiting n on the child, due t | send n at t; announce the wait, look at the child (it may have ended already) |
 //! | running n, a fan-out | fanned in (its iterations over) | running n | succeeded, failed | settle |
 //! | running n, lease l passed | lease l expired | unchanged (lease l) | as ended with a retryable `timeout` | as ended |
@@ -126,6 +130,9 @@ pub enum Event<'a> {
     },
     /// The sweeper saw attempt `attempt`'s lease `lease` pass.
     LeaseExpired { attempt: u32, lease: Timestamp },
+    /// The task of waiting attempt `attempt` says it is alive (its callback's
+    /// heartbeat): the wait goes on until the next heartbeat is due.
+    Heartbeat { attempt: u32 },
     /// The waiting attempt `attempt` was ended by its waiter with `outcome`.
     Resolved {
         attempt: u32,
@@ -296,6 +303,7 @@ pub fn decide(rec: &StepRecord, event: Event<'_>, ctx: &Context<'_>) -> Transiti
             }
             ended(rec, Guard::unchanged(rec), outcome, ctx)
         }
+        Event::Heartbeat { attempt } => heartbeat(rec, attempt, ctx),
         Event::FailFast | Event::CancelRequested => cancel(rec, ctx.now),
         Event::FannedIn {
             status,
@@ -361,7 +369,7 @@ fn arrived(rec: &StepRecord, msg: &DispatchMsg, again: bool, ctx: &Context<'_>) 
                     delay: until(due, ctx.now),
                 });
             }
-            ended(rec, Guard::unchanged(rec), &timed_out(ctx.step), ctx)
+            ended(rec, Guard::unchanged(rec), &timed_out(ctx.step, rec), ctx)
         }
         StepStatus::Running
             if again
@@ -422,16 +430,64 @@ pub fn waiter(step: &Step) -> Option<Waiter> {
         StepKind::Approval { .. } => Some(Waiter::Approval),
         StepKind::Signal { .. } => Some(Waiter::Signal),
         StepKind::Workflow { .. } => Some(Waiter::ChildRun),
+        StepKind::Lambda { .. } | StepKind::Http(_) if step.callback.is_some() => {
+            Some(Waiter::Callback)
+        }
         _ => None,
     }
 }
 
-/// The outcome of a wait whose time came: a `wait` step's end, any other waiting
-/// step's timeout (`<kind>.timeout`), which retries do not ask again.
-fn timed_out(step: &Step) -> Outcome {
+/// A callback's heartbeat on waiting attempt `attempt`: the next one is due a
+/// heartbeat from now (never past the callback's timeout).
+fn heartbeat(rec: &StepRecord, attempt: u32, ctx: &Context<'_>) -> Transition {
+    let Some(every) = ctx.step.callback.and_then(|c| c.heartbeat) else {
+        return Transition::none();
+    };
+    if rec.status != StepStatus::Waiting || rec.attempt != attempt {
+        return Transition::none();
+    }
+    let next = chrono::TimeDelta::from_std(every)
+        .ok()
+        .and_then(|d| ctx.now.checked_add_signed(d))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
+    let due = rec.wait_deadline.map_or(next, |d| d.min(next));
+    let beat = StepRecord {
+        due_at: Some(due),
+        ..rec.clone()
+    };
+    let delay = until(due, ctx.now);
+    let effects = if delay <= ctx.max_queue_delay {
+        vec![Effect::Send {
+            msg: message(rec, rec.attempt),
+            delay,
+        }]
+    } else {
+        Vec::new()
+    };
+    Transition::write(Guard::unchanged(rec), beat, effects)
+}
+
+/// The outcome of a wait whose time came: a `wait` step's end; a callback's timeout
+/// or missed heartbeat, a failure of the task's attempt (retried by the rules); any
+/// other waiting step's timeout (`<kind>.timeout`), which retries do not ask again.
+fn timed_out(step: &Step, rec: &StepRecord) -> Outcome {
     if matches!(step.kind, StepKind::Wait(_)) {
         return Outcome::Succeeded {
             output: crate::model::Data::Inline(serde_json::Value::Null),
+        };
+    }
+    if waiter(step) == Some(Waiter::Callback) {
+        let missed_beat = rec.wait_deadline.is_some_and(|d| rec.due_at < Some(d));
+        let (error, what) = match missed_beat {
+            true => ("callback.heartbeat", "no heartbeat came in time"),
+            false => ("callback.timeout", "no callback came within its timeout"),
+        };
+        return Outcome::Failed {
+            error: ErrorInfo::new(
+                error,
+                format!("step `{}` attempt {}: {what}", rec.key, rec.attempt),
+            ),
+            retryable: true,
         };
     }
     let kind = step.kind.name();
@@ -688,8 +744,13 @@ fn lease_error(rec: &StepRecord, step: &Step) -> ErrorInfo {
 /// and a grace, so the dispatcher's own timeout fires first. Saturates far in the
 /// future rather than overflowing.
 fn lease_end(step: &Step, ctx: &Context<'_>) -> Timestamp {
-    // A waiting kind's `timeout` bounds its wait, not the attempt that starts it.
-    let timeout = step.timeout.filter(|_| waiter(step).is_none());
+    // A waiting kind's `timeout` bounds its wait, not the attempt that starts it (a
+    // task's, its call, callback or not).
+    let waits = matches!(
+        step.kind,
+        StepKind::Approval { .. } | StepKind::Signal { .. } | StepKind::Workflow { .. }
+    );
+    let timeout = step.timeout.filter(|_| !waits);
     let lease = timeout
         .unwrap_or(ctx.default_lease)
         .saturating_add(LEASE_GRACE);

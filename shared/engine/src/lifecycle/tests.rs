@@ -32,6 +32,11 @@ steps:
   - id: child
     workflow: nightly
     retry: { attempts: 2, backoff: 1s }
+  - id: deploy
+    http: { url: "http://example.invalid" }
+    timeout: 10s
+    callback: { timeout: 1h, heartbeat: 5m }
+    retry: { attempts: 2, backoff: 1s }
 "#;
 
 fn wf() -> Workflow {
@@ -770,4 +775,87 @@ fn a_child_runs_end_resolves_its_waiting_step_and_failures_retry() {
         outcome: &done,
     };
     assert_eq!(decide_in(&w, &waiting, approval, false), Transition::none());
+}
+
+#[test]
+fn a_task_with_a_callback_parks_beats_and_ends_by_its_callback() {
+    let w = wf();
+    let held = Guard::at(&[StepStatus::Running], 1);
+    let deadline = t0() + secs(3600);
+    let running = StepRecord {
+        wait_deadline: Some(deadline),
+        ..rec("deploy", StepStatus::Running, 1)
+    };
+    let parked = Event::Parked {
+        attempt: 1,
+        due: Some(t0() + secs(300)),
+        held: &held,
+    };
+    assert_eq!(
+        summary(&decide_in(&w, &running, parked, false)),
+        s(
+            Some(StepStatus::Waiting),
+            &["send 1 after 300s", "announce the wait"]
+        )
+    );
+    let waiting = StepRecord {
+        status: StepStatus::Waiting,
+        due_at: Some(t0() + secs(300)),
+        ..running.clone()
+    };
+    let t = decide_in(&w, &waiting, Event::Heartbeat { attempt: 1 }, false);
+    assert_eq!(
+        summary(&t),
+        s(Some(StepStatus::Waiting), &["send 1 after 300s"]),
+        "the next heartbeat is due five minutes from now"
+    );
+    assert_eq!(
+        decide_in(&w, &waiting, Event::Heartbeat { attempt: 2 }, false),
+        Transition::none()
+    );
+    let called_back = Outcome::Succeeded {
+        output: Data::Inline(json!({"deployed": true})),
+    };
+    let resolved = Event::Resolved {
+        attempt: 1,
+        by: Waiter::Callback,
+        outcome: &called_back,
+    };
+    assert_eq!(
+        summary(&decide_in(&w, &waiting, resolved, false)),
+        s(Some(StepStatus::Succeeded), &["settle"])
+    );
+}
+
+#[test]
+fn a_callback_that_misses_its_heartbeat_or_timeout_fails_the_attempt_for_a_retry() {
+    let w = wf();
+    let arrived = |r: &StepRecord| {
+        decide_in(
+            &w,
+            r,
+            Event::Arrived {
+                msg: &msg("deploy", 1),
+                again: false,
+            },
+            false,
+        )
+    };
+    for (due, deadline, error) in [
+        (t0(), t0() + secs(3000), "callback.heartbeat"),
+        (t0(), t0(), "callback.timeout"),
+    ] {
+        let waiting = StepRecord {
+            due_at: Some(due),
+            wait_deadline: Some(deadline),
+            ..rec("deploy", StepStatus::Waiting, 1)
+        };
+        let t = arrived(&waiting);
+        assert_eq!(
+            summary(&t),
+            s(Some(StepStatus::Retrying), &["send 2 after 1s"]),
+            "{error}"
+        );
+        assert_eq!(t.write.unwrap().record.error.unwrap().error, error);
+    }
 }

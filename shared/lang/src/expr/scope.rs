@@ -14,6 +14,8 @@ pub struct Scope {
     pub run: Value,
     pub steps: Map<String, Value>,
     pub item: Option<(Value, usize)>,
+    /// For a task with a `callback`: `{token, url}`.
+    pub callback: Option<Value>,
 }
 
 impl Scope {
@@ -40,6 +42,9 @@ impl Scope {
         if let Some((item, index)) = &self.item {
             m.insert("item".into(), item.clone());
             m.insert("index".into(), json!(index));
+        }
+        if let Some(c) = &self.callback {
+            m.insert("callback".into(), c.clone());
         }
         JValue::from(minijinja::value::Serde(Value::Object(m)))
     }

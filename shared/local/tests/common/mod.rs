@@ -159,3 +159,45 @@ impl Events {
         all.iter().filter(|e| e.kind == kind).cloned().collect()
     }
 }
+
+/// A task runner whose calls wait until the test lets them end.
+pub struct Gate {
+    pub calls: std::sync::atomic::AtomicUsize,
+    pub open: tokio::sync::Semaphore,
+}
+
+#[async_trait::async_trait]
+impl braid_ports::TaskRunner for Gate {
+    async fn run(&self, _task: &braid_ports::Task) -> Result<Value, braid_ports::TaskError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.open.acquire().await.unwrap().forget();
+        Ok(json!("called"))
+    }
+}
+
+impl Gate {
+    /// Waits until a task has started.
+    pub async fn started(&self) {
+        while self.calls.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+impl Bench {
+    /// A bench whose HTTP and Lambda tasks wait at `Gate` until let through.
+    pub fn gated() -> (Bench, Arc<Gate>) {
+        let gate = Arc::new(Gate {
+            calls: Default::default(),
+            open: tokio::sync::Semaphore::new(0),
+        });
+        let g = gate.clone();
+        let bench = Bench::new(move |p| {
+            p.tasks = Some(braid_handlers::TaskRunners {
+                http: g.clone(),
+                lambda: g,
+            })
+        });
+        (bench, gate)
+    }
+}

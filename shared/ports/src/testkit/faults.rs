@@ -141,7 +141,8 @@ mod failing_store {
     use crate::{Created, Finalized, Guard, PortResult, RunFilter, StateStore};
     use async_trait::async_trait;
     use braid_engine::model::{
-        Definition, ErrorInfo, RunId, RunRecord, Signal, StepId, StepKey, StepRecord, Timestamp,
+        CancelRequest, Definition, ErrorInfo, RunId, RunRecord, Signal, StepId, StepKey,
+        StepRecord, Timestamp,
     };
 
     /// Each method trips its failure, if one is set, then delegates.
@@ -178,6 +179,7 @@ mod failing_store {
         end_lane(run_id: &RunId, step: &StepId) -> Option<StepRecord>;
         finish_run(run: &RunRecord) -> bool;
         close_run(run: &RunRecord) -> ();
+        request_cancel(run_id: &RunId, cancel: &CancelRequest) -> Option<RunRecord>;
         put_signal(run_id: &RunId, signal: &Signal) -> Signal;
         get_signal(run_id: &RunId, name: &str) -> Option<Signal>;
         queued_runs(workflow: &str, limit: usize) -> Vec<RunRecord>;

@@ -46,6 +46,7 @@ fn run_record(id: &str, workflow: &str, key: Option<&str>) -> RunRecord {
         slot: false,
         closing: false,
         parent: None,
+        cancel: None,
     }
 }
 
@@ -73,6 +74,7 @@ pub async fn run_all(store: Arc<dyn StateStore>) {
     the_last_stored_definition_is_current(&*store).await;
     markers_round_trip(&*store).await;
     a_signal_is_kept_once_per_name(&*store).await;
+    a_cancel_is_recorded_once_on_a_running_run(&*store).await;
     current_definitions_list_the_registry(&*store).await;
     created_run_and_steps_read_back(&*store).await;
     idempotency_key_returns_the_existing_run(&*store).await;
@@ -211,6 +213,55 @@ pub async fn a_signal_is_kept_once_per_name(store: &dyn StateStore) {
         store.get_signal(&other.id, "smoke-passed").await.unwrap(),
         None,
         "signals are per run"
+    );
+}
+
+pub async fn a_cancel_is_recorded_once_on_a_running_run(store: &dyn StateStore) {
+    let run = two_step_run(store, "cancel").await;
+    let ask = braid_engine::model::CancelRequest {
+        by: "ana".into(),
+        reason: Some("wrong input".into()),
+        at: t0(),
+    };
+    let asked = store
+        .request_cancel(&run.id, &ask)
+        .await
+        .unwrap()
+        .expect("a running run takes a cancel");
+    assert!(asked.failing, "no new step starts");
+    assert_eq!(asked.cancel.as_ref(), Some(&ask));
+    assert_eq!(asked.error, Some(ask.error()));
+    assert_eq!(store.get_run(&run.id).await.unwrap(), asked);
+    let again = braid_engine::model::CancelRequest {
+        by: "bo".into(),
+        ..ask.clone()
+    };
+    assert_eq!(
+        store.request_cancel(&run.id, &again).await.unwrap(),
+        None,
+        "asked once"
+    );
+    let failing = two_step_run(store, "cancel-failing").await;
+    let step = store
+        .get_step(&failing.id, &StepKey::step("a"))
+        .await
+        .unwrap();
+    let failed = StepRecord {
+        status: StepStatus::Failed,
+        ..step.clone()
+    };
+    store
+        .finalize_step(
+            &Guard::unchanged(&step),
+            &failed,
+            Some(&ErrorInfo::new("Boom", "a failed")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.request_cancel(&failing.id, &ask).await.unwrap(),
+        None,
+        "a failing run ends failed"
     );
 }
 
@@ -820,6 +871,7 @@ fn admitted(run: &RunRecord) -> RunRecord {
         slot: true,
         closing: false,
         parent: None,
+        cancel: None,
         ..run.clone()
     }
 }

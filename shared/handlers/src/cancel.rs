@@ -1,0 +1,52 @@
+//! Cancelling a run on request: it stops as fail fast stops it — nothing new starts,
+//! what has not started (waiting approvals, signals and child runs included) is
+//! cancelled at once, attempts in flight finish and are recorded — and it ends
+//! `cancelled`, saying who asked and why. A queued run, which started nothing, ends
+//! at once. Its child runs are cancelled with the steps that wait on them.
+
+use super::eager::FollowUps;
+use super::{HandlerResult, Handlers};
+use braid_engine::model::{CancelRequest, RunId, RunRecord, RunStatus};
+use braid_ports::PortError;
+
+impl Handlers {
+    /// Cancels run `run_id` for `by`, with an optional `reason`; returns the run as the
+    /// request left it (`cancelled`, or still running while attempts in flight end).
+    /// A run already over is a conflict naming its status; a failing one ends failed.
+    pub async fn cancel_run(
+        &self,
+        run_id: &RunId,
+        by: &str,
+        reason: Option<&str>,
+    ) -> HandlerResult<RunRecord> {
+        let run = self.ports.store.get_run(run_id).await?;
+        let ask = CancelRequest {
+            by: by.to_string(),
+            reason: reason.map(str::to_string),
+            at: self.now(),
+        };
+        if run.status == RunStatus::Queued {
+            self.end_run(run_id, RunStatus::Cancelled, ask.error())
+                .await?;
+            return Ok(self.ports.store.get_run(run_id).await?);
+        }
+        let Some(asked) = self.ports.store.request_cancel(run_id, &ask).await? else {
+            let now = self.ports.store.get_run(run_id).await?;
+            let why = match (&now.cancel, now.failing) {
+                (Some(c), _) if !now.status.is_final() => {
+                    format!("it is being cancelled already (asked by {})", c.by)
+                }
+                (None, true) if !now.status.is_final() => {
+                    "it is failing: it ends failed once its steps in flight end".into()
+                }
+                _ => format!("it is {}", now.status),
+            };
+            return Err(
+                PortError::Conflict(format!("run {run_id} cannot be cancelled: {why}")).into(),
+            );
+        };
+        let wf = self.workflow(&asked).await?;
+        self.fail_fast(&FollowUps::none(), &wf, run_id).await?;
+        Ok(self.ports.store.get_run(run_id).await?)
+    }
+}

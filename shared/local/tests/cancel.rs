@@ -1,0 +1,141 @@
+//! Cancelling runs on the embedded backend: what has not started is cancelled at once,
+//! attempts in flight finish and are recorded, and the run ends `cancelled` saying who
+//! asked and why; child runs go with the steps that wait on them.
+
+mod common;
+
+use braid_engine::model::{RunStatus, StepKey, StepStatus};
+use braid_handlers::{HandlerError, definition};
+use braid_ports::PortError;
+use common::Bench;
+use std::sync::Arc;
+
+const WAITING: &str = r#"
+name: waiting
+steps:
+  - id: gate
+    approval: { message: "Go?" }
+  - id: after
+    needs: [gate]
+    pass: 1
+"#;
+
+#[tokio::test]
+async fn a_waiting_run_is_cancelled_at_once_with_who_and_why() {
+    let b = Bench::new(|_| {});
+    let id = b.start(WAITING).await;
+    b.deliver_all().await;
+    let run = b
+        .handlers()
+        .cancel_run(&id, "ana", Some("wrong input"))
+        .await
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Cancelled);
+    let error = run.error.unwrap();
+    assert_eq!(error.error, "cancelled");
+    assert_eq!(error.message, "cancelled by ana: wrong input");
+    let view = b.handlers().run_view(&id).await.unwrap();
+    assert_eq!(view.steps["gate"].status, StepStatus::Cancelled);
+    assert_eq!(view.steps["after"].status, StepStatus::Cancelled);
+    let again = b.handlers().cancel_run(&id, "bo", None).await;
+    match again {
+        Err(HandlerError::Port(PortError::Conflict(m))) => assert!(m.contains("cancelled"), "{m}"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_task_in_flight_is_recorded_before_the_run_ends_cancelled() {
+    let (b, gate) = Bench::gated();
+    let b = Arc::new(b);
+    let id = b
+        .start(
+            r#"
+name: busy
+steps:
+  - id: call
+    http: { url: "http://example.invalid" }
+  - id: next
+    needs: [call]
+    pass: 1
+"#,
+        )
+        .await;
+    let msgs = b.take_ready().await;
+    let running = {
+        let b = b.clone();
+        let call = msgs[0].clone();
+        tokio::spawn(async move { b.handlers().dispatch(&call).await.unwrap() })
+    };
+    gate.started().await;
+    let run = b.handlers().cancel_run(&id, "ana", None).await.unwrap();
+    assert_eq!(
+        run.status,
+        RunStatus::Running,
+        "it ends once its call in flight is recorded"
+    );
+    gate.open.add_permits(1);
+    running.await.unwrap();
+    b.deliver_all().await;
+    assert_eq!(b.run(&id).await.status, RunStatus::Cancelled);
+    assert_eq!(
+        b.step(&id, &StepKey::step("call")).await.status,
+        StepStatus::Succeeded,
+        "the call happened and is recorded"
+    );
+    let view = b.handlers().run_view(&id).await.unwrap();
+    assert_eq!(
+        view.steps["next"].status,
+        StepStatus::Cancelled,
+        "nothing new started"
+    );
+}
+
+#[tokio::test]
+async fn a_queued_run_is_cancelled_at_once_and_a_finished_one_is_a_conflict() {
+    let b = Bench::new(|_| {});
+    let (def, _) = definition(
+        "wf.yaml",
+        "name: one-at-a-time\nconcurrency: 1\nsteps:\n  - id: gate\n    approval: {}\n",
+    )
+    .unwrap();
+    let first = b.start_def(def.clone()).await;
+    let second = b.start_def(def).await;
+    assert_eq!(b.run(&second).await.status, RunStatus::Queued);
+    let run = b.handlers().cancel_run(&second, "ana", None).await.unwrap();
+    assert_eq!(run.status, RunStatus::Cancelled);
+    b.handlers().cancel_run(&first, "ana", None).await.unwrap();
+    let done = b.handlers().cancel_run(&first, "ana", None).await;
+    match done {
+        Err(HandlerError::Port(PortError::Conflict(m))) => {
+            assert!(m.contains("it is cancelled"), "{m}")
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn cancelling_a_parent_cancels_its_children() {
+    let b = Bench::new(|_| {});
+    let (child, _) = definition(
+        "gated.yaml",
+        "name: gated\nsteps:\n  - id: ok\n    approval: {}\n",
+    )
+    .unwrap();
+    b.handlers().register(&child).await.unwrap();
+    let id = b
+        .start("name: parent\nsteps:\n  - id: call\n    workflow: gated\n")
+        .await;
+    b.deliver_all().await;
+    let view = b.handlers().run_view(&id).await.unwrap();
+    let child_id = view.steps["call"].child_run.clone().unwrap();
+    b.handlers().cancel_run(&id, "ana", None).await.unwrap();
+    b.deliver_all().await;
+    assert_eq!(b.run(&id).await.status, RunStatus::Cancelled);
+    let child = b.run(&child_id).await;
+    assert_eq!(child.status, RunStatus::Cancelled);
+    assert!(
+        child.error.unwrap().message.contains(&id.to_string()),
+        "the child says which run cancelled it"
+    );
+}
