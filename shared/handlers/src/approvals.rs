@@ -170,7 +170,7 @@ impl Handlers {
         let Some(base) = &self.settings.api_base_url else {
             return Ok(None);
         };
-        let Some(key) = self.ports.secrets.secret(LINK_KEY_SECRET).await? else {
+        let Some(key) = self.link_key().await? else {
             return Ok(None);
         };
         // Until the approval's timeout; a week from when it parked without one.
@@ -199,11 +199,11 @@ impl Handlers {
     /// else the answer: 401 for a token not signed with the key, 410 for one expired
     /// or whose attempt was decided or ended.
     async fn open_link(&self, token: &str) -> Result<(Claims, StepRecord), ApiResponse> {
-        let key = match self.ports.secrets.secret(LINK_KEY_SECRET).await {
+        let key = match self.link_key().await {
             Ok(Some(key)) => key,
             // No key: no link was ever valid here.
             Ok(None) => return Err(refused(LinkError::Forged)),
-            Err(e) => return Err(failure(e.into())),
+            Err(e) => return Err(failure(e)),
         };
         let claims = links::open(key.as_bytes(), token, self.now()).map_err(refused)?;
         let run_id = RunId::from(claims.run.as_str());
@@ -214,6 +214,12 @@ impl Handlers {
             Ok((_, _, rec)) => Ok((claims, rec)),
             Err(e) => Err(used_or_failure(e)),
         }
+    }
+
+    /// The links' key; an empty one (a stack deployed without it) is none.
+    async fn link_key(&self) -> HandlerResult<Option<String>> {
+        let key = self.ports.secrets.secret(LINK_KEY_SECRET).await?;
+        Ok(key.filter(|k| !k.is_empty()))
     }
 
     /// The waiting detail of the step a link names, for its page.
