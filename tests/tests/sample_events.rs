@@ -25,6 +25,7 @@ const COVERED: &[&str] = &[
     "trigger-intake-direct-start.json",
     "trigger-intake-eventbridge-custom.json",
     "trigger-intake-eventbridge-s3.json",
+    "trigger-intake-http-approve.json",
     "trigger-intake-http-list-runs.json",
     "trigger-intake-http-start.json",
     "trigger-intake-http-webhook.json",
@@ -163,6 +164,30 @@ async fn stack_with_hello(tag: &str) -> TestStack {
     let (def, _) = definition("hello.yaml", &examples::source("hello.yaml")).unwrap();
     stack.ports().store.put_definition(&def).await.unwrap();
     stack
+}
+
+/// API Gateway names the IAM caller of a management route; that is who decided.
+#[test]
+fn an_http_request_carries_its_iam_caller_as_principal() {
+    use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+    let event: ApiGatewayV2httpRequest =
+        serde_json::from_str(&sample("trigger-intake-http-approve.json")).unwrap();
+    let req = braid_lambda::http_api::request(&event).unwrap();
+    assert_eq!(
+        req.principal.as_deref(),
+        Some("arn:aws:iam::123456789012:user/ana")
+    );
+    assert_eq!(
+        req.path,
+        "/runs/01KDVDNA00BTFEWA8KEZ2BA9F0/steps/manager/approve"
+    );
+    assert_eq!(req.body.as_deref(), Some("{\"comment\": \"ship it\"}"));
+    let open: ApiGatewayV2httpRequest =
+        serde_json::from_str(&sample("trigger-intake-http-webhook.json")).unwrap();
+    assert_eq!(
+        braid_lambda::http_api::request(&open).unwrap().principal,
+        None
+    );
 }
 
 #[test]

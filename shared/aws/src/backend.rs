@@ -148,9 +148,13 @@ pub fn aws_handlers_with(ports: Ports, settings: Settings) -> Handlers {
 
 /// The settings the stack gives its functions: the defaults, but for the steps whose
 /// ends are published (`BRAID_STEP_EVENTS`: `failed`, the default, or `all`; the
-/// template's `StepEvents` parameter).
+/// template's `StepEvents` parameter) and the API's URL approval links point to
+/// (`BRAID_API_URL`; none, no links).
 pub fn settings_from_vars(vars: &HashMap<String, String>) -> Result<Settings, BackendError> {
-    let mut settings = Settings::default();
+    let mut settings = Settings {
+        api_base_url: vars.get("BRAID_API_URL").filter(|v| !v.is_empty()).cloned(),
+        ..Settings::default()
+    };
     if let Some(v) = vars.get("BRAID_STEP_EVENTS").filter(|v| !v.is_empty()) {
         settings.step_events = v
             .parse()
@@ -194,5 +198,18 @@ mod tests {
             of("some").unwrap_err().to_string(),
             "BRAID_STEP_EVENTS: step events must be `failed` or `all`, not `some`"
         );
+    }
+
+    #[test]
+    fn approval_links_point_to_the_api_url_the_stack_gives() {
+        let url = |v: &str| {
+            let vars = HashMap::from([("BRAID_API_URL".to_string(), v.to_string())]);
+            settings_from_vars(&vars).unwrap().api_base_url
+        };
+        assert_eq!(
+            url("https://abc.example").as_deref(),
+            Some("https://abc.example")
+        );
+        assert_eq!(url(""), None, "trigger intake is given none");
     }
 }

@@ -2,8 +2,10 @@
 //! function converts API Gateway events to [`ApiRequest`], the local dev server its own
 //! requests; both serve the same routes with the same answers.
 //!
-//! Routes served here: `POST /runs`, `GET /runs`, `GET /runs/{run_id}`, and
-//! `POST /hooks/{path}` (signed webhooks, see [`Handlers::webhook`]).
+//! Routes served here: `POST /runs`, `GET /runs`, `GET /runs/{run_id}`,
+//! `POST /hooks/{path}` (signed webhooks, see [`Handlers::webhook`]), and the routes
+//! that end waits (see `approvals`): `POST /runs/{run_id}/steps/{step}/approve|reject`,
+//! `POST /runs/{run_id}/signals/{name}`, `GET|POST /approvals/{token}`.
 
 use super::{HandlerError, Handlers};
 use braid_engine::model::{RunId, RunStatus};
@@ -22,25 +24,54 @@ pub struct ApiRequest {
     /// Header names as received (lookups ignore case).
     pub headers: Vec<(String, String)>,
     pub body: Option<String>,
+    /// Who is calling, as whatever served the request authenticated them: the IAM
+    /// user or role ARN on AWS, the OS user (or the body's `by`) in `braid dev`. It is
+    /// recorded as who decided or signalled.
+    pub principal: Option<String>,
 }
 
-/// An HTTP response with a JSON body.
+/// An HTTP response: a JSON body, or a page for a person (approval links).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiResponse {
     pub status: u16,
+    /// JSON, or for an HTML response the page as a JSON string.
     pub body: Value,
+    pub content_type: &'static str,
 }
+
+/// The content type of every response but the pages of approval links.
+pub const JSON: &str = "application/json";
+/// The content type of the pages of approval links.
+pub const HTML: &str = "text/html; charset=utf-8";
 
 impl ApiResponse {
     pub(super) fn ok(status: u16, body: Value) -> Self {
-        ApiResponse { status, body }
+        ApiResponse {
+            status,
+            body,
+            content_type: JSON,
+        }
+    }
+
+    /// A page for a person.
+    pub(super) fn html(status: u16, page: String) -> Self {
+        ApiResponse {
+            status,
+            body: Value::String(page),
+            content_type: HTML,
+        }
     }
 
     /// `{"error", "message"}` with its status code.
     pub fn error(status: u16, error: &str, message: impl Into<String>) -> Self {
-        ApiResponse {
-            status,
-            body: json!({"error": error, "message": message.into()}),
+        Self::ok(status, json!({"error": error, "message": message.into()}))
+    }
+
+    /// The body as sent: JSON text, or the page.
+    pub fn text(&self) -> String {
+        match (&self.body, self.content_type) {
+            (Value::String(page), HTML) => page.clone(),
+            (body, _) => body.to_string(),
         }
     }
 }
@@ -79,7 +110,16 @@ impl Handlers {
                 Ok(view) => ApiResponse::ok(200, json!(view)),
                 Err(e) => failure(e),
             },
-            (_, ["runs"] | ["runs", _]) => ApiResponse::error(
+            ("POST", ["runs", id, "steps", step, verb @ ("approve" | "reject")]) => {
+                self.api_decide(req, &RunId::from(*id), step, *verb == "approve")
+                    .await
+            }
+            ("POST", ["runs", id, "signals", name]) => {
+                self.api_signal(req, &RunId::from(*id), name).await
+            }
+            ("GET", ["approvals", token]) => self.link_page(token).await,
+            ("POST", ["approvals", token]) => self.link_decide(token).await,
+            (_, ["runs"] | ["runs", _] | ["approvals", _]) => ApiResponse::error(
                 405,
                 "method_not_allowed",
                 format!("{} is not allowed on {}", req.method, req.path),

@@ -26,11 +26,12 @@
 //! - `cancel`: cancelling a run on request;
 //! - `children`: `workflow` steps — child runs started, waited on and cancelled;
 //! - `waiting`: approvals and signals — decisions, signals kept for a run, the wait
-//!   announced;
+//!   announced; `approvals`: their HTTP routes; `links`: signed approval links;
 //! - `api`, `view`, `query`: the HTTP API's routes, the run view, the reads tools make.
 
 mod admission;
 mod api;
+mod approvals;
 mod backfill;
 mod bounded;
 mod cancel;
@@ -42,6 +43,7 @@ mod dispatch;
 mod eager;
 mod intake;
 mod iteration;
+pub mod links;
 mod query;
 mod retention;
 mod settle;
@@ -52,7 +54,7 @@ mod triggers;
 mod view;
 mod waiting;
 
-pub use api::{ApiRequest, ApiResponse, StartBody};
+pub use api::{ApiRequest, ApiResponse, HTML, JSON, StartBody};
 pub use backfill::MAX_BACKFILL_INSTANTS;
 pub use deliver::{Delivery, MAX_RECEIVES};
 pub use intake::{StartRequest, Started};
@@ -117,6 +119,9 @@ pub struct Settings {
     pub sweep_limit: usize,
     /// Which steps' ends are published as `step.finished` events.
     pub step_events: StepEvents,
+    /// The HTTP API's base URL (`https://…`, no trailing path), for the signed
+    /// approval links; `None`: no links are made (the commands still decide).
+    pub api_base_url: Option<String>,
 }
 
 /// Which steps' ends are published as `step.finished` lifecycle events (`run.started`
@@ -155,6 +160,7 @@ impl Default for Settings {
             max_queue_delay: Duration::from_secs(15 * 60),
             sweep_limit: 1000,
             step_events: StepEvents::default(),
+            api_base_url: None,
         }
     }
 }

@@ -60,7 +60,19 @@ impl Handlers {
         step: &str,
         d: &Decision,
     ) -> HandlerResult<StepRecord> {
-        let (run, wf, rec) = self.waiting_approval(run_id, step).await?;
+        self.decide_attempt(run_id, step, d, None).await
+    }
+
+    /// [`Handlers::decide`], on waiting attempt `attempt` only when given (what an
+    /// approval link was made for): another attempt is a conflict.
+    pub(super) async fn decide_attempt(
+        &self,
+        run_id: &RunId,
+        step: &str,
+        d: &Decision,
+        attempt: Option<u32>,
+    ) -> HandlerResult<StepRecord> {
+        let (run, wf, rec) = self.waiting_approval_attempt(run_id, step, attempt).await?;
         let now = self.now();
         let decision = if d.approve { "approved" } else { "rejected" };
         let record = json!({
@@ -249,13 +261,18 @@ impl Handlers {
                     Some(m) => Some(self.render_text(run, step, rec, m).await?),
                     None => None,
                 };
-                json!({
+                let mut detail = json!({
                     "for": "approval",
                     "message": message,
                     "timeout_at": until,
                     "approve": format!("braid approve {} {}", run.id, rec.key),
                     "reject": format!("braid reject {} {}", run.id, rec.key),
-                })
+                });
+                if let Some(links) = self.approval_links(run, rec).await? {
+                    detail["approve_url"] = json!(links.approve);
+                    detail["reject_url"] = json!(links.reject);
+                }
+                detail
             }
             StepKind::Signal { name, .. } => json!({
                 "for": "signal",
@@ -307,11 +324,12 @@ impl Handlers {
     }
 
     /// Run `run_id`, its workflow and the record of approval `step`, which must be
-    /// waiting.
-    async fn waiting_approval(
+    /// waiting (in `attempt`, when given).
+    pub(super) async fn waiting_approval_attempt(
         &self,
         run_id: &RunId,
         step: &str,
+        attempt: Option<u32>,
     ) -> HandlerResult<(RunRecord, std::sync::Arc<Workflow>, StepRecord)> {
         let run = self.ports.store.get_run(run_id).await?;
         let wf = self.workflow(&run).await?;
@@ -346,6 +364,13 @@ impl Handlers {
             return Err(PortError::Conflict(format!(
                 "step `{key}` of run {run_id} is {}: {why}",
                 rec.status
+            ))
+            .into());
+        }
+        if let Some(attempt) = attempt.filter(|a| *a != rec.attempt) {
+            return Err(PortError::Conflict(format!(
+                "attempt {attempt} of step `{key}` of run {run_id} is over; attempt {} waits now",
+                rec.attempt
             ))
             .into());
         }

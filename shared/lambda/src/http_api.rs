@@ -41,16 +41,30 @@ pub fn request(event: &ApiGatewayV2httpRequest) -> Result<ApiRequest, ApiRespons
             .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
             .collect(),
         body,
+        principal: principal(event),
     })
 }
 
-/// The API Gateway response for `r`: its status and its JSON body.
+/// The IAM user or role ARN API Gateway authenticated the request with (routes with
+/// `Authorizer: AWS_IAM`); `None` on open routes (webhooks, approval links).
+fn principal(event: &ApiGatewayV2httpRequest) -> Option<String> {
+    event
+        .request_context
+        .authorizer
+        .as_ref()?
+        .iam
+        .as_ref()?
+        .user_arn
+        .clone()
+}
+
+/// The API Gateway response for `r`: its status, content type and body.
 pub fn response(r: ApiResponse) -> ApiGatewayV2httpResponse {
     let mut out = ApiGatewayV2httpResponse::default();
     out.status_code = i64::from(r.status);
     out.headers
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    out.body = Some(Body::Text(r.body.to_string()));
+        .insert(CONTENT_TYPE, HeaderValue::from_static(r.content_type));
+    out.body = Some(Body::Text(r.text()));
     out.is_base64_encoded = false;
     out
 }

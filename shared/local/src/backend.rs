@@ -7,6 +7,8 @@
 //!   ready.db      the "ready" work queue
 //!   results.db    the "result" work queue
 //!   payloads/     values over the inline limit
+//!   secrets.toml  webhook and other secrets (written by the user; optional)
+//!   approval-links.key  the approval links' key when `braid dev` made it (0600)
 //! ```
 //!
 //! Each SQLite file has one writer at a time; a second connection that finds the file
@@ -123,7 +125,7 @@ pub fn local_ports(opts: &LocalOptions) -> Result<Ports, LocalError> {
             http: Arc::new(HttpRunner::new().map_err(|e| LocalError::Http(e.to_string()))?),
             lambda: Arc::new(LambdaRunner::from_env(map)?),
         }),
-        secrets: Arc::new(EnvSecrets::with_file(dir.join(SECRETS_FILE))),
+        secrets: Arc::new(EnvSecrets::with_file(dir.join(SECRETS_FILE)).with_key_files(dir)),
         clock: opts.clock.clone(),
         ids: Arc::new(UlidIds),
     })

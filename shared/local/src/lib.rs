@@ -11,11 +11,13 @@
 //! - [`fault`]: a state that cannot be written stops the loop;
 //! - [`owner`]: the one process that drives a state folder (an OS file lock);
 //! - [`takeover`]: what it does with the runs an earlier process left;
-//! - [`backend`]: all of it wired under one state folder.
+//! - [`backend`]: all of it wired under one state folder;
+//! - [`link_key`]: the approval links' key, made when none is set.
 
 pub mod backend;
 pub mod fault;
 pub mod lambda;
+pub mod link_key;
 pub mod owner;
 pub mod payloads;
 pub mod queue;

@@ -30,6 +30,7 @@ fn request(method: &str, path: &str, body: Option<Value>) -> ApiRequest {
         query: HashMap::new(),
         headers: Vec::new(),
         body: body.map(|b| b.to_string()),
+        principal: None,
     }
 }
 

@@ -1,7 +1,8 @@
 //! Where secrets come from without AWS: `secret(name)` in expressions reads the
 //! environment variable `BRAID_SECRET_<NAME>` (locally, and in the Lambda functions,
 //! whose environment the stack sets); webhook keys ([`EnvSecrets`]) are read from that
-//! variable, else from a secrets file (`.braid/secrets.toml` locally). Secret values
+//! variable, else from a secrets file (`.braid/secrets.toml` locally), else, locally,
+//! from a key file `<name>.key` that Braid generated itself (the approval links' key). Secret values
 //! are never logged nor stored in definitions or records.
 
 use crate::{PortError, PortResult, SecretStore};
@@ -37,28 +38,33 @@ pub fn secret_env_name(name: &str) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct EnvSecrets {
     file: Option<PathBuf>,
+    /// Where generated keys are kept, one `<name>.key` file each.
+    key_dir: Option<PathBuf>,
 }
 
 impl EnvSecrets {
     /// The environment only.
     pub fn env_only() -> Self {
-        EnvSecrets { file: None }
+        EnvSecrets::default()
     }
 
     /// The environment, then `file` when it exists.
     pub fn with_file(file: impl Into<PathBuf>) -> Self {
         EnvSecrets {
             file: Some(file.into()),
+            key_dir: None,
         }
     }
-}
 
-#[async_trait]
-impl SecretStore for EnvSecrets {
-    async fn secret(&self, name: &str) -> PortResult<Option<String>> {
-        if let Ok(v) = std::env::var(secret_env_name(name)) {
-            return Ok(Some(v));
+    /// Also, last, the generated key `<dir>/<name>.key` (see [`key_file`]).
+    pub fn with_key_files(self, dir: impl Into<PathBuf>) -> Self {
+        EnvSecrets {
+            key_dir: Some(dir.into()),
+            ..self
         }
+    }
+
+    fn in_file(&self, name: &str) -> PortResult<Option<String>> {
         let Some(file) = &self.file else {
             return Ok(None);
         };
@@ -69,6 +75,40 @@ impl SecretStore for EnvSecrets {
                 .find_map(|(k, v)| (k == name).then_some(v))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(PortError::backend_in(file.display(), e)),
+        }
+    }
+
+    fn in_key_file(&self, name: &str) -> PortResult<Option<String>> {
+        let Some(file) = self.key_dir.as_deref().and_then(|d| key_file(d, name)) else {
+            return Ok(None);
+        };
+        match std::fs::read_to_string(&file) {
+            Ok(key) => Ok(Some(key.trim().to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(PortError::backend_in(file.display(), e)),
+        }
+    }
+}
+
+/// The file in `dir` holding the generated key `name`; `None` for a name that is not
+/// a plain file name (letters, digits, `-`, `_`).
+pub fn key_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    let plain = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    plain.then(|| dir.join(format!("{name}.key")))
+}
+
+#[async_trait]
+impl SecretStore for EnvSecrets {
+    async fn secret(&self, name: &str) -> PortResult<Option<String>> {
+        if let Ok(v) = std::env::var(secret_env_name(name)) {
+            return Ok(Some(v));
+        }
+        match self.in_file(name)? {
+            Some(v) => Ok(Some(v)),
+            None => self.in_key_file(name),
         }
     }
 }
@@ -151,6 +191,14 @@ mod tests {
             Some("v")
         );
         assert_eq!(s.secret("absent-secret-for-test").await.unwrap(), None);
+        std::fs::write(dir.path().join("generated-for-test.key"), "k\n").unwrap();
+        let keyed = EnvSecrets::with_file(&file).with_key_files(dir.path());
+        assert_eq!(
+            keyed.secret("generated-for-test").await.unwrap().as_deref(),
+            Some("k"),
+            "a generated key is found last"
+        );
+        assert_eq!(keyed.secret("../secrets").await.unwrap(), None);
         let none = EnvSecrets::with_file(dir.path().join("missing.toml"));
         assert_eq!(
             none.secret("file-only-secret-for-test").await.unwrap(),

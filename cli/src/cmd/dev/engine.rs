@@ -11,6 +11,7 @@ use crate::cmd::local::take_over;
 use anyhow::Context;
 use braid_handlers::{HandlerError, Handlers};
 use braid_local::backend::{self, LocalOptions};
+use braid_local::link_key;
 use braid_local::runtime::LocalRuntime;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -29,14 +30,16 @@ pub enum Engine {
 
 impl Engine {
     /// The backend `backend` names; the local one over `state`.
+    /// `base_url` is where the API is served, for approval links.
     pub async fn open(
         backend: Backend,
         state: &Path,
         functions: Option<PathBuf>,
+        base_url: &str,
     ) -> anyhow::Result<Engine> {
         match backend {
             Backend::Embedded => {
-                let rt = open_local(state, functions)?;
+                let rt = open_local(state, functions, base_url).await?;
                 take_over(&rt, state, "braid dev").await?;
                 Ok(Engine::Local(rt))
             }
@@ -84,13 +87,22 @@ impl Engine {
     }
 }
 
-/// The embedded backend, paced for a long-lived process, its lifecycle events printed.
-fn open_local(state: &Path, functions: Option<PathBuf>) -> anyhow::Result<LocalRuntime> {
+/// The embedded backend, paced for a long-lived process, its lifecycle events
+/// printed, its waiting approvals with links to `base_url` (the key made if need be).
+async fn open_local(
+    state: &Path,
+    functions: Option<PathBuf>,
+    base_url: &str,
+) -> anyhow::Result<LocalRuntime> {
     let mut opts = LocalOptions::new(state);
     opts.functions = functions;
     opts.runtime.idle_poll = IDLE_POLL;
+    opts.settings.api_base_url = Some(base_url.to_string());
     let mut ports = backend::local_ports(&opts)
         .with_context(|| format!("cannot open the local state in `{}`", state.display()))?;
+    link_key::ensure(&*ports.secrets, state)
+        .await
+        .context("cannot make the approval links' key")?;
     ports.events = Arc::new(RunLog);
     Ok(backend::local_runtime(ports, &opts))
 }

@@ -83,10 +83,15 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
             .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
         let interrupts = Interrupts::catch()?;
-        let engine =
-            engine::Engine::open(args.backend, &args.state.state, functions.clone()).await?;
-        let handlers = engine.handlers();
         let base_url = format!("http://{addr}");
+        let engine = engine::Engine::open(
+            args.backend,
+            &args.state.state,
+            functions.clone(),
+            &base_url,
+        )
+        .await?;
+        let handlers = engine.handlers();
         eprintln!(
             "braid dev: API on {base_url} ({})",
             engine.place(&args.state.state)

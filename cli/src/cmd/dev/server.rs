@@ -2,10 +2,11 @@
 //! answered by [`Handlers::api`], the same routes and answers as the deployed stack's
 //! API (SPEC §4).
 //!
-//! Management routes (everything but `/hooks/` and `/callbacks/`) are signed with AWS
-//! credentials on AWS; here they answer only to the loopback interface, which is all
-//! there is with the default `--listen 127.0.0.1:…`. Hooks and callbacks, authenticated
-//! by their signature or token, answer to anyone who can reach the port.
+//! Management routes (everything but `/hooks/`, `/callbacks/` and `/approvals/`) are
+//! signed with AWS credentials on AWS; here they answer only to the loopback
+//! interface, which is all there is with the default `--listen 127.0.0.1:…`. Hooks,
+//! callbacks and approval links, authenticated by their signature or token, answer to
+//! anyone who can reach the port.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -64,6 +65,20 @@ async fn answer(
     response(reply)
 }
 
+/// Who calls a management route: nobody is authenticated here, so the body's `by`
+/// when it names one (left for the handlers to take), else the OS user.
+fn principal(body: Option<&str>) -> Option<String> {
+    let names_by = body
+        .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+        .is_some_and(|v| v.get("by").is_some());
+    if names_by {
+        return None;
+    }
+    ["USER", "USERNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+}
+
 /// The request as the handlers take it; a body that is not UTF-8 text is refused
 /// with 400, as on AWS.
 fn request(
@@ -84,6 +99,7 @@ fn request(
         method: method.as_str().to_string(),
         path: uri.path().to_string(),
         query: query(uri.query().unwrap_or("")),
+        principal: principal(body.as_deref()),
         // A header value that is not text is left out, as API Gateway does.
         headers: headers
             .iter()
@@ -110,7 +126,9 @@ fn query(raw: &str) -> HashMap<String, String> {
 
 /// Routes that need the caller's credentials on AWS.
 fn is_management(path: &str) -> bool {
-    !(path.starts_with("/hooks/") || path.starts_with("/callbacks/"))
+    !["/hooks/", "/callbacks/", "/approvals/"]
+        .iter()
+        .any(|open| path.starts_with(open))
 }
 
 fn response(r: ApiResponse) -> Response {
@@ -119,9 +137,9 @@ fn response(r: ApiResponse) -> Response {
         status,
         [(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
+            HeaderValue::from_static(r.content_type),
         )],
-        r.body.to_string(),
+        r.text(),
     )
         .into_response()
 }
@@ -168,6 +186,7 @@ mod tests {
     fn hooks_and_callbacks_are_not_management_routes() {
         assert!(!is_management("/hooks/orders"));
         assert!(!is_management("/callbacks/tok"));
+        assert!(!is_management("/approvals/tok"));
         assert!(is_management("/runs"));
         assert!(is_management("/runs/abc/cancel"));
     }

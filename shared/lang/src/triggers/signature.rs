@@ -248,6 +248,18 @@ pub fn sign_braid(secret: &[u8], body: &[u8], t: i64) -> String {
     format!("t={t},v1={}", hex::encode(tag))
 }
 
+/// HMAC-SHA256 of `parts` in order, keyed with `secret`: the MAC webhooks carry, and
+/// the one other signed values (approval links) use, so there is one way to make it.
+pub fn hmac_sha256(secret: &[u8], parts: &[&[u8]]) -> [u8; MAC_LEN] {
+    mac(secret, parts).finalize().into_bytes().into()
+}
+
+/// Whether `tag` is [`hmac_sha256`] of `parts` keyed with `secret`, compared in
+/// constant time (a byte-by-byte comparison would tell a forger how much matched).
+pub fn hmac_matches(secret: &[u8], parts: &[&[u8]], tag: &[u8]) -> bool {
+    mac(secret, parts).verify_slice(tag).is_ok()
+}
+
 /// Checks a `t=<unix>,v1=<hex>[,...]` header (braid and stripe): some `v1` must match
 /// `HMAC(secret, "<t>.<body>")`, and `t` must be within the tolerance of `now`.
 fn verify_timestamped(

@@ -22,12 +22,18 @@ pub struct Bench {
 
 impl Bench {
     pub fn new(wrap: impl FnOnce(&mut Ports)) -> Self {
+        Self::with(|_| {}, wrap)
+    }
+
+    /// [`Bench::new`] with options of its own (settings, before the ports open).
+    pub fn with(options: impl FnOnce(&mut LocalOptions), wrap: impl FnOnce(&mut Ports)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(
             chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
         ));
         let mut opts = LocalOptions::new(dir.path());
         opts.clock = clock.clone();
+        options(&mut opts);
         let mut ports = local_ports(&opts).unwrap();
         wrap(&mut ports);
         let rt = local_runtime(ports, &opts);
@@ -36,6 +42,11 @@ impl Bench {
             rt,
             clock,
         }
+    }
+
+    /// The state folder.
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
     }
 
     pub fn handlers(&self) -> &Handlers {
