@@ -45,8 +45,14 @@ pub fn open(state: &Path, functions: Option<PathBuf>) -> anyhow::Result<LocalRun
 /// Makes this process the one that drives the local state in `state` and takes over the
 /// runs an earlier process left unfinished (see `braid_local::takeover`); refused while
 /// another live process drives it. `command` names this one to a process refused.
+///
+/// The driving process also makes the state's signing key if none is set, which
+/// callback tokens (and approval links) need.
 pub async fn take_over(rt: &LocalRuntime, state: &Path, command: &str) -> anyhow::Result<()> {
     let found = takeover::take_over(rt, state, command).await?;
+    braid_local::link_key::ensure(&*rt.handlers().ports().secrets, state)
+        .await
+        .context("cannot make the state's signing key")?;
     let in_flight = found.messages + found.resumed;
     if in_flight > 0 {
         let by = found

@@ -117,6 +117,10 @@ impl Handlers {
             ("POST", ["runs", id, "signals", name]) => {
                 self.api_signal(req, &RunId::from(*id), name).await
             }
+            ("POST", ["callbacks", token]) => self.api_callback(req, token, false).await,
+            ("POST", ["callbacks", token, "heartbeat"]) => {
+                self.api_callback(req, token, true).await
+            }
             ("GET", ["approvals", token]) => self.link_page(token).await,
             ("POST", ["approvals", token]) => self.link_decide(token).await,
             (_, ["runs"] | ["runs", _] | ["approvals", _]) => ApiResponse::error(
@@ -196,6 +200,7 @@ impl Handlers {
 pub(super) fn failure(e: HandlerError) -> ApiResponse {
     match e {
         HandlerError::Invalid(m) => ApiResponse::error(400, "invalid_request", m),
+        HandlerError::Unauthorized(m) => ApiResponse::error(401, "unauthorized", m),
         HandlerError::Port(PortError::NotFound(m)) => ApiResponse::error(404, "not_found", m),
         HandlerError::Port(PortError::Conflict(m)) => ApiResponse::error(409, "conflict", m),
         // The store refused what the request would write, and always will.

@@ -89,6 +89,7 @@ impl Handlers {
         Ok(Attempt::Parked {
             due,
             child: Some(started.run.id),
+            deadline: None,
         })
     }
 

@@ -119,7 +119,7 @@ impl Handlers {
         rec: &StepRecord,
     ) -> HandlerResult<Attempt> {
         let iteration = rec.key.index.is_some();
-        let scope = self
+        let mut scope = self
             .scope(
                 run,
                 if iteration {
@@ -130,6 +130,13 @@ impl Handlers {
                 iteration.then_some(rec),
             )
             .await?;
+        // A task that ends by a callback renders with `callback` (its token and URL).
+        if step.callback.is_some() {
+            match self.callback_ref(run, rec).await? {
+                Ok(c) => scope.callback = Some(c),
+                Err(refused) => return Ok(Attempt::Ended(refused)),
+            }
+        }
         let r = &self.renderer;
         let base = format!("runs/{}/{}", run.id, rec.key.step);
         let slot = match rec.key.index {
@@ -250,6 +257,10 @@ impl Handlers {
         let Some(tasks) = &self.ports.tasks else {
             return Err(no_runners(step));
         };
+        let task = match &scope.callback {
+            Some(c) => with_callback(task, c),
+            None => task,
+        };
         let runner = match task {
             Task::Http { .. } => &tasks.http,
             Task::Lambda { .. } => &tasks.lambda,
@@ -269,12 +280,14 @@ impl Handlers {
             },
             None => runner.run(&task).await,
         };
-        Ok(Attempt::Ended(match result {
-            Ok(v) => Outcome::Succeeded {
+        Ok(match result {
+            // Started: the attempt waits for its callback.
+            Ok(_) if step.callback.is_some() => self.park_for_callback(step),
+            Ok(v) => Attempt::Ended(Outcome::Succeeded {
                 output: self.store_value(&format!("{slot}/output.json"), v).await?,
-            },
-            Err(e) => task_failure(e),
-        }))
+            }),
+            Err(e) => Attempt::Ended(task_failure(e)),
+        })
     }
 
     /// When a `wait` step's attempt is over: it parks until then (see the lifecycle's
@@ -317,6 +330,7 @@ impl Handlers {
         Ok(Attempt::Parked {
             due: Some(due),
             child: None,
+            deadline: None,
         })
     }
 }
@@ -327,6 +341,52 @@ fn no_runners(step: &Step) -> HandlerError {
         "step `{}`: this process runs no tasks (the step dispatcher does)",
         step.id
     )))
+}
+
+/// `task` handed its callback `{token, url}`: a Lambda payload that is an object gets
+/// it as `callback` (unless it has one), an HTTP call as the `Braid-Callback-Token`
+/// and `Braid-Callback-Url` headers (unless it sets them).
+fn with_callback(task: Task, callback: &Value) -> Task {
+    match task {
+        Task::Lambda {
+            function,
+            mut payload,
+        } => {
+            if let Some(obj) = payload.as_object_mut() {
+                obj.entry("callback").or_insert_with(|| callback.clone());
+            }
+            Task::Lambda { function, payload }
+        }
+        Task::Http {
+            method,
+            url,
+            mut headers,
+            json,
+            body,
+            timeout,
+            expect,
+        } => {
+            for (name, field) in [
+                ("Braid-Callback-Token", "token"),
+                ("Braid-Callback-Url", "url"),
+            ] {
+                if let Some(v) = callback[field].as_str() {
+                    headers
+                        .entry(name.to_string())
+                        .or_insert_with(|| v.to_string());
+                }
+            }
+            Task::Http {
+                method,
+                url,
+                headers,
+                json,
+                body,
+                timeout,
+                expect,
+            }
+        }
+    }
 }
 
 /// A rendered value as text: strings as they are, anything else as JSON.

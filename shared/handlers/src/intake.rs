@@ -112,12 +112,6 @@ impl Handlers {
         parent: Option<ParentRef>,
     ) -> HandlerResult<Started> {
         let wf = self.parse_cached(&req.definition)?;
-        if let Some(s) = wf.steps.iter().find(|s| s.callback.is_some()) {
-            return Err(HandlerError::Invalid(format!(
-                "workflow `{}` cannot run: step `{}` has a `callback`, which this version cannot run yet",
-                wf.name, s.id
-            )));
-        }
         let params = params::resolve(&wf, &req.input).map_err(|problems| {
             HandlerError::Invalid(format!(
                 "invalid input for workflow `{}`: {}",

@@ -24,6 +24,7 @@
 //! - `retention`: a long run's payloads renewed as it ends, to outlive its records;
 //! - `triggers`, `backfill`: triggered and scheduled starts, and runs for past instants;
 //! - `cancel`: cancelling a run on request;
+//! - `callbacks`: tasks that end by a callback token (and their heartbeats);
 //! - `children`: `workflow` steps — child runs started, waited on and cancelled;
 //! - `waiting`: approvals and signals — decisions, signals kept for a run, the wait
 //!   announced; `approvals`: their HTTP routes; `links`: signed approval links;
@@ -34,6 +35,7 @@ mod api;
 mod approvals;
 mod backfill;
 mod bounded;
+mod callbacks;
 mod cancel;
 mod children;
 mod complete;
@@ -56,6 +58,7 @@ mod waiting;
 
 pub use api::{ApiRequest, ApiResponse, HTML, JSON, StartBody};
 pub use backfill::MAX_BACKFILL_INSTANTS;
+pub use callbacks::{CallbackAnswer, CallbackReport};
 pub use deliver::{Delivery, MAX_RECEIVES};
 pub use intake::{StartRequest, Started};
 pub use retention::{PAYLOAD_LIFETIME_DAYS, RENEW_OLDER_THAN};
@@ -171,6 +174,9 @@ pub enum HandlerError {
     /// The input is wrong and always will be: report it, do not retry.
     #[error("{0}")]
     Invalid(String),
+    /// The caller proved nothing (a forged or altered token).
+    #[error("{0}")]
+    Unauthorized(String),
     /// A port failed; the message should be delivered again.
     #[error(transparent)]
     Port(#[from] PortError),

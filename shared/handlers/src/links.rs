@@ -15,9 +15,11 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use braid_lang::triggers::signature::{hmac_matches, hmac_sha256};
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// The secret whose value keys the links; without it no link is made.
+/// The secret whose value keys the links (and callback tokens, under their own
+/// label); without it no link or callback token is made.
 pub const LINK_KEY_SECRET: &str = "approval-links";
 
 /// Signed into every tag, so a MAC made with the same key for another purpose can
@@ -51,8 +53,26 @@ pub enum LinkError {
 
 /// The token for `claims`, signed with `key`.
 pub fn sign(key: &[u8], claims: &Claims) -> String {
+    seal(key, LABEL, claims)
+}
+
+/// The claims of `token` if `key` signed it and it has not expired at `now`. The tag
+/// is checked first, in constant time, so nothing about unsigned claims is revealed.
+pub fn open(key: &[u8], token: &str, now: DateTime<Utc>) -> Result<Claims, LinkError> {
+    let claims: Claims = unseal(key, LABEL, token).ok_or(LinkError::Forged)?;
+    if now.timestamp() > claims.expires {
+        let at = DateTime::from_timestamp(claims.expires, 0).unwrap_or(DateTime::<Utc>::MIN_UTC);
+        return Err(LinkError::Expired(at));
+    }
+    Ok(claims)
+}
+
+/// `claims` as `<claims>.<tag>`, both base64url without padding, the tag an
+/// HMAC-SHA256 keyed with `key` over `label` and the claims' JSON. The label keeps a
+/// token made for one purpose (a link, a callback) from passing as another's.
+pub fn seal(key: &[u8], label: &[u8], claims: &impl Serialize) -> String {
     let body = serde_json::to_vec(claims).expect("claims serialize");
-    let tag = hmac_sha256(key, &[LABEL, &body]);
+    let tag = hmac_sha256(key, &[label, &body]);
     format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(&body),
@@ -60,23 +80,16 @@ pub fn sign(key: &[u8], claims: &Claims) -> String {
     )
 }
 
-/// The claims of `token` if `key` signed it and it has not expired at `now`. The tag
-/// is checked first, in constant time, so nothing about unsigned claims is revealed.
-pub fn open(key: &[u8], token: &str, now: DateTime<Utc>) -> Result<Claims, LinkError> {
-    let (body, tag) = token.split_once('.').ok_or(LinkError::Forged)?;
-    let body = URL_SAFE_NO_PAD
-        .decode(body)
-        .map_err(|_| LinkError::Forged)?;
-    let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| LinkError::Forged)?;
-    if !hmac_matches(key, &[LABEL, &body], &tag) {
-        return Err(LinkError::Forged);
+/// The claims `token` carries if `key` sealed them under `label`; `None` for anything
+/// else (forged, altered, garbage). The tag is checked first, in constant time.
+pub fn unseal<T: DeserializeOwned>(key: &[u8], label: &[u8], token: &str) -> Option<T> {
+    let (body, tag) = token.split_once('.')?;
+    let body = URL_SAFE_NO_PAD.decode(body).ok()?;
+    let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+    if !hmac_matches(key, &[label, &body], &tag) {
+        return None;
     }
-    let claims: Claims = serde_json::from_slice(&body).map_err(|_| LinkError::Forged)?;
-    if now.timestamp() > claims.expires {
-        let at = DateTime::from_timestamp(claims.expires, 0).unwrap_or(DateTime::<Utc>::MIN_UTC);
-        return Err(LinkError::Expired(at));
-    }
-    Ok(claims)
+    serde_json::from_slice(&body).ok()
 }
 
 #[cfg(test)]

@@ -18,6 +18,8 @@ pub(super) enum Attempt {
     Parked {
         due: Option<braid_engine::model::Timestamp>,
         child: Option<braid_engine::model::RunId>,
+        /// A callback's timeout, when `due` is its next heartbeat.
+        deadline: Option<braid_engine::model::Timestamp>,
     },
 }
 
@@ -109,9 +111,14 @@ impl Handlers {
                                 held: Some(&held),
                             }
                         }
-                        Attempt::Parked { due, child } => {
-                            // The park records the child it waits on.
+                        Attempt::Parked {
+                            due,
+                            child,
+                            deadline,
+                        } => {
+                            // The park records the child it waits on, the callback's end.
                             record.child_run = child;
+                            record.wait_deadline = deadline;
                             Event::Parked {
                                 attempt,
                                 due,

@@ -207,6 +207,7 @@ impl Handlers {
         Attempt::Parked {
             due: timeout.map(|t| deadline(self.now(), t)),
             child: None,
+            deadline: None,
         }
     }
 
@@ -234,6 +235,9 @@ impl Handlers {
                 if let Some(sent) = self.ports.store.get_signal(&run.id, name).await? {
                     self.take_signal(wf, run, rec, &sent).await?;
                 }
+            }
+            StepKind::Lambda { .. } | StepKind::Http(_) => {
+                self.take_early_callback(wf, run, rec).await?;
             }
             // A child quick to end may have ended before its parent parked.
             StepKind::Workflow { .. } => {
@@ -279,6 +283,11 @@ impl Handlers {
                 "name": name,
                 "timeout_at": until,
                 "send": format!("braid signal {} {name} --data JSON", run.id),
+            }),
+            StepKind::Lambda { .. } | StepKind::Http(_) => json!({
+                "for": "callback",
+                "timeout_at": rec.wait_deadline,
+                "heartbeat_due": rec.due_at.filter(|d| Some(*d) != rec.wait_deadline),
             }),
             StepKind::Workflow { name } => json!({
                 "for": "workflow",
@@ -409,7 +418,7 @@ pub(super) fn deadline(now: Timestamp, timeout: Duration) -> Timestamp {
 }
 
 /// `id` or `id[i]` as a step key.
-fn parse_key(step: &str) -> StepKey {
+pub(super) fn parse_key(step: &str) -> StepKey {
     if let Some((id, rest)) = step.split_once('[')
         && let Some(Ok(i)) = rest.strip_suffix(']').map(str::parse::<u32>)
     {
