@@ -3,7 +3,8 @@
 //! billed) and end by the lifecycle's `Resolved` event, guarded on the waiting attempt,
 //! so a decision or signal that comes twice, late or after the timeout changes
 //! nothing. A signal sent before its step is reached is kept by the store and taken
-//! when the step parks.
+//! when the step parks — or, when that look is cut short by a failed call or a crash,
+//! by the next message for the waiting step (its redelivery, its timeout).
 
 use super::eager::FollowUps;
 use super::transition::Attempt;
@@ -214,12 +215,26 @@ impl Handlers {
             self.now(),
         )])
         .await;
+        self.take_kept_signal(wf, run, step, rec).await?;
+        Ok(())
+    }
+
+    /// Ends signal step `rec` (waiting) with the signal of its name kept for the run,
+    /// if one was sent before; whether there was one.
+    pub(super) async fn take_kept_signal(
+        &self,
+        wf: &Workflow,
+        run: &RunRecord,
+        step: &Step,
+        rec: &StepRecord,
+    ) -> HandlerResult<bool> {
         if let StepKind::Signal { name, .. } = &step.kind
             && let Some(sent) = self.ports.store.get_signal(&run.id, name).await?
         {
             self.take_signal(wf, run, rec, &sent).await?;
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     /// What waiting step `rec` waits for, as `step.waiting` and the run view tell it.
