@@ -100,7 +100,17 @@ pub fn reconcile(
                 out.push(Repair::Cancel(rec.key.clone()));
             }
             _ if run.failing => {}
-            // Waiting for good (an approval without a timeout): no message to lose.
+            // Waiting for good (without a timeout): no timer to lose. But a signal
+            // step's look for a signal kept before it parked may have been cut short
+            // (a failed call, a crash), and the signal is sent once: its message is
+            // sent again — from its claim, less and less often — to look again.
+            StepStatus::Waiting
+                if rec.due_at.is_none()
+                    && lifecycle::waiter(step) == Some(lifecycle::Waiter::Signal)
+                    && overdue(rec, rec.started_at) =>
+            {
+                out.push(Repair::Resend(rec.key.clone()))
+            }
             StepStatus::Waiting if rec.due_at.is_none() => {}
             StepStatus::Ready | StepStatus::Retrying | StepStatus::Waiting
                 if overdue(rec, rec.due_at) =>

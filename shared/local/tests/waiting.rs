@@ -325,3 +325,18 @@ async fn an_early_signal_missed_when_its_step_parked_is_taken_at_its_timeout() {
         json!("v1.2")
     );
 }
+
+#[tokio::test]
+async fn an_early_signal_missed_when_its_step_parked_is_taken_after_a_sweep() {
+    // Waiting for good, and the failed delivery's message is lost too: the sweep
+    // sends the step's message again, which looks again.
+    let (b, id, _) = parked_without_its_early_signal("").await;
+    b.clock.advance(std::time::Duration::from_secs(61));
+    b.handlers().tick().await.unwrap();
+    b.deliver_all().await;
+    assert_eq!(b.run(&id).await.status, RunStatus::Succeeded);
+    assert_eq!(
+        b.handlers().run_view(&id).await.unwrap().output,
+        json!("v1.2")
+    );
+}
