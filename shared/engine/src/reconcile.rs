@@ -100,7 +100,21 @@ pub fn reconcile(
                 out.push(Repair::Cancel(rec.key.clone()));
             }
             _ if run.failing => {}
-            // Waiting for good (an approval without a timeout): no message to lose.
+            // Waiting for good (without a timeout): no timer to lose. But a signal or
+            // `workflow` step's look for what ended its wait before it parked (a signal
+            // kept, a child over) may have been cut short (a failed call, a crash), and
+            // that is sent once: its message is sent again — from its claim, less and
+            // less often — to look again.
+            StepStatus::Waiting
+                if rec.due_at.is_none()
+                    && matches!(
+                        lifecycle::waiter(step),
+                        Some(lifecycle::Waiter::Signal | lifecycle::Waiter::ChildRun)
+                    )
+                    && overdue(rec, rec.started_at) =>
+            {
+                out.push(Repair::Resend(rec.key.clone()))
+            }
             StepStatus::Waiting if rec.due_at.is_none() => {}
             StepStatus::Ready | StepStatus::Retrying | StepStatus::Waiting
                 if overdue(rec, rec.due_at) =>

@@ -331,6 +331,30 @@ fn sweep_spaces_re_sends_twice_as_far_apart_each_time() {
 }
 
 #[test]
+fn sweep_re_sends_a_signal_waiting_for_good_to_look_again_for_its_signal() {
+    let w = wf("
+name: waits
+steps:
+  - id: approve
+    approval: { message: ok? }
+  - id: tagged
+    signal: { name: tag }
+");
+    let parked = |step: &str| StepRecord {
+        attempt: 1,
+        started_at: Some(t0()),
+        ..rec(step, StepStatus::Waiting)
+    };
+    let steps = vec![parked("approve"), parked("tagged")];
+    assert!(reconcile(&w, &run(), &steps, t0() + secs(59), STALE).is_empty());
+    assert_eq!(
+        reconcile(&w, &run(), &steps, t0() + secs(60), STALE),
+        vec![Repair::Resend(StepKey::step("tagged"))],
+        "an approval has nothing kept to look for"
+    );
+}
+
+#[test]
 fn sweep_settles_a_final_step_whose_dependents_were_not_released() {
     let w = wf(DIAMOND);
     let steps = vec![

@@ -172,27 +172,31 @@ impl Handlers {
         })
     }
 
-    /// Gives a task's attempt, just parked, the callback that came before.
+    /// Gives a task's waiting attempt the callback that came before it parked;
+    /// whether one had.
     pub(super) async fn take_early_callback(
         &self,
         wf: &Workflow,
         run: &RunRecord,
         rec: &StepRecord,
-    ) -> HandlerResult<()> {
+    ) -> HandlerResult<bool> {
         let Some(kept) = self
             .ports
             .store
             .get_signal(&run.id, &early_name(rec))
             .await?
         else {
-            return Ok(());
+            return Ok(false);
         };
         let report: CallbackReport = serde_json::from_value(self.load(&kept.data).await?)
             .map_err(|e| HandlerError::Invalid(format!("a kept callback does not read: {e}")))?;
-        if let Ok(value) = report.outcome_value() {
-            self.resolve_callback(wf, run, rec, value).await?;
+        match report.outcome_value() {
+            Ok(value) => {
+                self.resolve_callback(wf, run, rec, value).await?;
+                Ok(true)
+            }
+            Err(_) => Ok(false),
         }
-        Ok(())
     }
 
     /// The run, workflow and step of the attempt `token` names, which must be running

@@ -6,7 +6,7 @@ use super::eager::FollowUps;
 use super::transition::Attempt;
 use super::{HandlerError, HandlerResult, Handlers, span};
 use braid_engine::lifecycle::{Event, is_pure};
-use braid_engine::model::{DispatchMsg, ErrorInfo, Outcome, RunRecord, StepRecord};
+use braid_engine::model::{DispatchMsg, ErrorInfo, Outcome, RunRecord, StepRecord, StepStatus};
 use braid_lang::expr::ExprError;
 use braid_lang::{Step, StepKind, WaitFor};
 use braid_ports::{PortError, Task, TaskError};
@@ -104,6 +104,18 @@ impl Handlers {
             && matches!(step.kind, StepKind::Http(_) | StepKind::Lambda { .. })
         {
             return Err(no_runners(step));
+        }
+        // What ended a wait before the step parked (an early signal or callback, a
+        // child over) is looked for as it parks; that look may be cut short (a failed
+        // call, a crash) and what came is sent once: each message for the waiting step
+        // — a redelivery, its timeout — looks again first, so it is neither lost to
+        // the timeout nor waited for forever.
+        if rec.status == StepStatus::Waiting
+            && rec.attempt == msg.attempt
+            && let Some(step) = wf.step(&msg.key.step)
+            && self.take_early_end(&wf, &run, step, &rec).await?
+        {
+            return Ok(());
         }
         let again = redelivered || msg.resume;
         self.apply(fu, &wf, &run, &rec, Event::Arrived { msg, again })

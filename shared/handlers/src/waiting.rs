@@ -3,7 +3,8 @@
 //! billed) and end by the lifecycle's `Resolved` event, guarded on the waiting attempt,
 //! so a decision or signal that comes twice, late or after the timeout changes
 //! nothing. A signal sent before its step is reached is kept by the store and taken
-//! when the step parks.
+//! when the step parks — or, when that look is cut short by a failed call or a crash,
+//! by the next message for the waiting step (its redelivery, its timeout).
 
 use super::eager::FollowUps;
 use super::transition::Attempt;
@@ -230,25 +231,44 @@ impl Handlers {
             self.now(),
         )])
         .await;
+        self.take_early_end(wf, run, step, rec).await?;
+        Ok(())
+    }
+
+    /// Ends waiting `rec` with what came before it parked, if anything did: a signal
+    /// kept for the run, a callback kept for the attempt, a child run already over;
+    /// whether it did. Done as the step parks, and again on each of its messages (a
+    /// redelivery, its timeout): the look at parking may be cut short (a failed call,
+    /// a crash), and what came is sent once.
+    pub(super) async fn take_early_end(
+        &self,
+        wf: &Workflow,
+        run: &RunRecord,
+        step: &Step,
+        rec: &StepRecord,
+    ) -> HandlerResult<bool> {
         match &step.kind {
             StepKind::Signal { name, .. } => {
                 if let Some(sent) = self.ports.store.get_signal(&run.id, name).await? {
                     self.take_signal(wf, run, rec, &sent).await?;
+                    return Ok(true);
                 }
             }
-            StepKind::Lambda { .. } | StepKind::Http(_) => {
-                self.take_early_callback(wf, run, rec).await?;
+            StepKind::Lambda { .. } | StepKind::Http(_) if step.callback.is_some() => {
+                return self.take_early_callback(wf, run, rec).await;
             }
-            // A child quick to end may have ended before its parent parked.
             StepKind::Workflow { .. } => {
                 if let Some(child) = &rec.child_run {
                     let child = self.ports.store.get_run(child).await?;
-                    self.resolve_by_child(wf, run, rec, &child).await?;
+                    if child.status.is_final() {
+                        self.resolve_by_child(wf, run, rec, &child).await?;
+                        return Ok(true);
+                    }
                 }
             }
             _ => {}
         }
-        Ok(())
+        Ok(false)
     }
 
     /// What waiting step `rec` waits for, as `step.waiting` and the run view tell it.

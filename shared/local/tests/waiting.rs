@@ -4,9 +4,10 @@
 
 mod common;
 
-use braid_engine::model::{EventKind, RunStatus, StepKey, StepStatus};
+use braid_engine::model::{DispatchMsg, EventKind, RunId, RunStatus, StepKey, StepStatus};
 use braid_handlers::{Decision, HandlerError, SignalRequest};
 use braid_ports::PortError;
+use braid_ports::testkit::faults::FailingStore;
 use common::{Bench, Events};
 use serde_json::json;
 use std::sync::Arc;
@@ -257,4 +258,85 @@ async fn an_unanswered_signal_times_out() {
     let smoke = b.step(&id, &StepKey::step("smoke")).await;
     assert_eq!(smoke.error.unwrap().error, "signal.timeout");
     assert_eq!(b.run(&id).await.status, RunStatus::Failed);
+}
+
+/// A run whose signal step (with `timeout`, if any) was sent its signal before it was
+/// reached, then parked but failed to look for it (a throttled read): the bench, the
+/// run and the message whose delivery failed.
+async fn parked_without_its_early_signal(timeout: &str) -> (Bench, RunId, DispatchMsg) {
+    let yaml = format!(
+        r#"
+name: release
+steps:
+  - id: gate
+    approval: {{ message: "Release?" }}
+  - id: tagged
+    needs: [gate]
+    signal: {{ name: tag-pushed{timeout} }}
+output: "{{{{ steps.tagged.output }}}}"
+"#
+    );
+    let store = std::sync::OnceLock::<Arc<FailingStore>>::new();
+    let b = Bench::new(|p| {
+        let failing = Arc::new(FailingStore::new(p.store.clone()));
+        store.set(failing.clone()).ok();
+        p.store = failing;
+    });
+    let id = b.start(&yaml).await;
+    b.deliver_all().await;
+    let h = b.handlers();
+    let early = SignalRequest {
+        name: "tag-pushed".into(),
+        ..signal(json!("v1.2"), "t-1")
+    };
+    h.signal(&id, early).await.unwrap();
+    h.decide(&id, "gate", &decision(true, None)).await.unwrap();
+    store.get().unwrap().fail_next("get_signal", 1);
+    let msgs = b.take_ready().await;
+    assert_eq!(msgs.len(), 1);
+    assert!(h.dispatch(&msgs[0]).await.is_err());
+    let tagged = b.step(&id, &StepKey::step("tagged")).await;
+    assert_eq!(tagged.status, StepStatus::Waiting);
+    (b, id, msgs[0].clone())
+}
+
+#[tokio::test]
+async fn an_early_signal_missed_when_its_step_parked_is_taken_on_redelivery() {
+    // Waiting for good, the step ends only by the signal, which is not sent again.
+    let (b, id, msg) = parked_without_its_early_signal("").await;
+    b.handlers().dispatch_delivery(&msg, true).await.unwrap();
+    b.deliver_all().await;
+    assert_eq!(b.run(&id).await.status, RunStatus::Succeeded);
+    assert_eq!(
+        b.handlers().run_view(&id).await.unwrap().output,
+        json!("v1.2")
+    );
+}
+
+#[tokio::test]
+async fn an_early_signal_missed_when_its_step_parked_is_taken_at_its_timeout() {
+    // The timeout comes before the failed delivery's message is visible again.
+    let (b, id, _) = parked_without_its_early_signal(", timeout: 90s").await;
+    b.clock.advance(std::time::Duration::from_secs(91));
+    b.deliver_all().await;
+    assert_eq!(b.run(&id).await.status, RunStatus::Succeeded);
+    assert_eq!(
+        b.handlers().run_view(&id).await.unwrap().output,
+        json!("v1.2")
+    );
+}
+
+#[tokio::test]
+async fn an_early_signal_missed_when_its_step_parked_is_taken_after_a_sweep() {
+    // Waiting for good, and the failed delivery's message is lost too: the sweep
+    // sends the step's message again, which looks again.
+    let (b, id, _) = parked_without_its_early_signal("").await;
+    b.clock.advance(std::time::Duration::from_secs(61));
+    b.handlers().tick().await.unwrap();
+    b.deliver_all().await;
+    assert_eq!(b.run(&id).await.status, RunStatus::Succeeded);
+    assert_eq!(
+        b.handlers().run_view(&id).await.unwrap().output,
+        json!("v1.2")
+    );
 }

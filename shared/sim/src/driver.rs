@@ -6,18 +6,24 @@
 //! virtual intervals — until every run is final and the queues are quiet, or a bound
 //! on virtual time passes. A crash drops every handler future in flight and starts a
 //! fresh [`Handlers`] (a new process: nothing cached survives); the messages being
-//! handled come back when their visibility timeout ends.
+//! handled come back when their visibility timeout ends. It also plays the people and
+//! systems of the seed's [`Scenario`]: their decisions and signals go to
+//! [`Handlers::decide`] and [`Handlers::signal`] through the same faulty ports, and a
+//! call cut by a crash is tried again after the restart.
 
 use crate::clock::{SeqIds, VirtualClock};
 use crate::faults::FaultPlan;
 use crate::payloads::FaultyPayloads;
+use crate::people::{Due, PERSON, People, SYSTEM, Say, Scenario};
 use crate::queue::FaultyQueue;
 use crate::store::FaultyStore;
 use crate::tasks::{SimRunner, TaskPlan};
 use crate::workflow::WorkflowSpec;
 use crate::world::{Lane, Tally, World};
-use braid_engine::model::{Data, RunId, RunRecord, StepRecord};
-use braid_handlers::{Delivery, Handlers, Ports, Settings, StartRequest, TaskRunners};
+use braid_engine::model::{Data, RunId, RunRecord, Signal, StepKey, StepRecord, StepStatus};
+use braid_handlers::{
+    Decision, Delivery, Handlers, Ports, Settings, SignalRequest, StartRequest, TaskRunners,
+};
 use braid_local::payloads::FolderPayloads;
 use braid_local::queue::SqliteQueue;
 use braid_local::store::SqliteStore;
@@ -55,6 +61,7 @@ pub struct Setup {
     pub seed: u64,
     pub spec: Arc<WorkflowSpec>,
     pub plan: TaskPlan,
+    pub scenario: Arc<Scenario>,
     pub tick_every: Duration,
 }
 
@@ -66,6 +73,8 @@ pub struct RunResult {
     /// Outputs by step key, loaded from the payload store when offloaded.
     pub outputs: BTreeMap<String, Value>,
     pub output: Option<Value>,
+    /// The signal kept for each name the workflow waits for, with its data.
+    pub signals: BTreeMap<String, (Signal, Value)>,
 }
 
 /// What one simulated process did.
@@ -84,6 +93,8 @@ pub struct Drive {
 enum Job {
     Delivered(Lane, String, Delivery),
     Started(usize, Result<RunId, (bool, String)>),
+    /// A try of answer `.0` saying `.1`: whether it took, or why not.
+    Answered(usize, Say, Result<bool, String>),
     Ticked,
 }
 
@@ -139,6 +150,7 @@ struct Process {
     ended_at: Option<Duration>,
     /// A handler task ended since the runs were last looked at.
     changed: bool,
+    people: People,
 }
 
 impl Process {
@@ -207,6 +219,7 @@ impl Process {
             next_tick: setup.tick_every,
             ended_at: None,
             changed: false,
+            people: People::new(&setup.scenario),
         }
     }
 
@@ -266,6 +279,7 @@ impl Process {
                 }
             }
             self.start_due_runs(now);
+            self.answer_due(now).await;
             self.receive(Lane::Ready).await;
             self.receive(Lane::Results).await;
             if now >= self.next_tick && !self.tick_running {
@@ -288,7 +302,11 @@ impl Process {
                 self.world.trace(|| "every run is final".into());
             }
             if let Some(at) = self.ended_at {
-                if (self.tasks.is_empty() && self.quiet() && self.all_closed().await)
+                let answers_due = self.people.next_due().is_some_and(|d| d <= at + DRAIN);
+                if (self.tasks.is_empty()
+                    && self.quiet()
+                    && !answers_due
+                    && self.all_closed().await)
                     || now > at + DRAIN
                 {
                     return;
@@ -337,6 +355,9 @@ impl Process {
         }
         if let Some(at) = self.start_due.iter().flatten().min() {
             next = next.min(*at);
+        }
+        if let Some(at) = self.people.next_due() {
+            next = next.min(at);
         }
         match self.ended_at {
             Some(at) => next = next.min(past(at + DRAIN)),
@@ -396,6 +417,7 @@ impl Process {
         while self.tasks.join_next().await.is_some() {}
         self.tick_running = false;
         let now = self.world.now();
+        self.people.restart(now);
         for (i, due) in self.start_due.iter_mut().enumerate() {
             if self.started[i].is_none() && due.is_none() {
                 *due = Some(now + Duration::from_secs(1));
@@ -448,7 +470,109 @@ impl Process {
                 }
             }
             Job::Ticked => self.tick_running = false,
+            Job::Answered(i, say, took) => self.answered(i, say, took).await,
         }
+    }
+
+    /// Tries the answers that are due, on runs already started.
+    async fn answer_due(&mut self, now: Duration) {
+        let started = &self.started;
+        let scenario = &self.setup.scenario;
+        let due = self
+            .people
+            .due(scenario, &self.setup.spec, now, |r| started[r].is_some());
+        for (i, due) in due {
+            let run = self.started[scenario.answers[i].run]
+                .clone()
+                .expect("answers are due on started runs");
+            let say = match due {
+                Due::FindTimeout(step) => {
+                    // The person reads the run's view (past the faults) to see the wait.
+                    let rec = self.store.get_step(&run, &StepKey::step(step)).await;
+                    let timeout = rec.as_ref().ok().and_then(|r| {
+                        (r.status == StepStatus::Waiting)
+                            .then(|| r.due_at.map(|t| self.world.clock.since_start(t)))
+                            .flatten()
+                    });
+                    let ended =
+                        rec.is_ok_and(|r| r.status.is_final()) || self.run_final(&run).await;
+                    self.people.at(i, now, timeout, ended);
+                    continue;
+                }
+                Due::Say(say) => say,
+            };
+            self.world.trace(|| format!("say to {run}: {say:?}"));
+            if let Say::Decide { step, approve } = &say {
+                self.world.tally(|t| {
+                    t.decisions
+                        .entry((run.to_string(), step.clone()))
+                        .or_default()
+                        .insert(*approve);
+                });
+            }
+            let h = self.handlers.clone();
+            self.tasks.spawn(async move {
+                let took = match &say {
+                    Say::Decide { step, approve } => {
+                        let d = Decision {
+                            approve: *approve,
+                            by: PERSON.into(),
+                            comment: Some(format!("{step} looked at")),
+                        };
+                        h.decide(&run, step, &d).await.map(|s| s.status.is_final())
+                    }
+                    Say::Signal { name, id, data } => {
+                        let req = SignalRequest {
+                            name: name.clone(),
+                            data: data.clone(),
+                            id: Some(id.clone()),
+                            by: SYSTEM.into(),
+                        };
+                        h.signal(&run, req).await.map(|_| true)
+                    }
+                };
+                Job::Answered(i, say, took.map_err(|e| e.to_string()))
+            });
+        }
+    }
+
+    /// Takes in how a try of answer `i` ended. Another sender's signal of a name
+    /// already kept must be refused.
+    async fn answered(&mut self, i: usize, say: Say, took: Result<bool, String>) {
+        let answer = &self.setup.scenario.answers[i];
+        let run = self.started[answer.run]
+            .clone()
+            .expect("answers are said to started runs");
+        self.world
+            .trace(|| format!("answered {run}: {say:?}: {took:?}"));
+        if say != answer.say && took.is_ok() {
+            self.world.violation(
+                "signal-replaced",
+                format!("{run}: {say:?} was taken after {:?} took", answer.say),
+            );
+        }
+        let took = took.unwrap_or(false);
+        let moot = !took
+            && (self.run_final(&run).await
+                || match &say {
+                    Say::Decide { step, .. } => self
+                        .store
+                        .get_step(&run, &StepKey::step(step.as_str()))
+                        .await
+                        .is_ok_and(|r| r.status.is_final()),
+                    Say::Signal { .. } => false,
+                });
+        let now = self.world.now();
+        self.people
+            .answered(&self.setup.scenario, i, now, took, moot);
+    }
+
+    /// Whether run `id` is final, read past the faults.
+    async fn run_final(&self, id: &RunId) -> bool {
+        self.store
+            .get_run(id)
+            .await
+            .is_ok_and(|r| r.status.is_final())
     }
 
     fn start_due_runs(&mut self, now: Duration) {
@@ -565,11 +689,19 @@ impl Process {
             Some(d) => Some(self.load(d).await),
             None => None,
         };
+        let mut signals = BTreeMap::new();
+        for name in self.setup.spec.signal_names() {
+            if let Some(kept) = self.store.get_signal(id, name).await.expect("signals read") {
+                let data = self.load(&kept.data).await;
+                signals.insert(name.to_string(), (kept, data));
+            }
+        }
         RunResult {
             record,
             steps,
             outputs,
             output,
+            signals,
         }
     }
 

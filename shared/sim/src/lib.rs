@@ -6,24 +6,33 @@
 //!
 //! # What one seed does
 //! From the seed: a workflow (see [`workflow`]), how its tasks behave per (step,
-//! index, attempt) (see [`tasks`]), a tick interval and a mix of faults (see
-//! [`faults`]). The workflow's runs are driven twice (see [`driver`]): once without
-//! any fault — the reference — and once with the faults and crashes at port calls
-//! drawn among those the reference made. Then the invariants are checked (see
-//! [`check`]):
-//! - every run is final within a bound of virtual time;
+//! index, attempt) (see [`tasks`]), who answers its approvals and signals, what and
+//! when (see [`people`]), a tick interval and a mix of faults (see [`faults`]). The
+//! workflow's runs are driven twice (see [`driver`]): once without any fault — the
+//! reference — and once with the faults and crashes at port calls drawn among those
+//! the reference made; the people's decisions and signals pass the same faults. Then
+//! the invariants are checked (see [`check`]):
+//! - every run is final within a bound of virtual time (a step waiting without a
+//!   timeout is always answered, so nothing waits forever);
 //! - every step and iteration is recorded final exactly once, and every run closed once;
 //! - no task starts before its needs are final, for a step already final, or — unless
 //!   its attempt was already claimed — once its run is failing (fail fast);
 //! - fail fast never cancels an attempt whose task ran to its end (steps in flight
 //!   finish and are recorded);
-//! - a fan-out's counters only go up (a fan-out is expanded once), and an attempt is
-//!   never recorded lost while it holds a lease that has not run out (checked on each
-//!   write by the store decorator);
+//! - a fan-out's counters only go up (a fan-out is expanded once), an attempt is
+//!   never recorded lost while it holds a lease that has not run out, and a parked
+//!   attempt (a rejected or timed-out approval or signal) is never retried (checked
+//!   on each write by the store decorator);
+//! - a waiting step ends by its answer: a `wait` not before its time, an approval
+//!   succeeded only when approved (rejected only when rejected), a signal step only
+//!   with the first signal of its name kept for its run — another sender's is
+//!   refused — and a signal sent before its step is reached is taken by it unless
+//!   the step timed out first (see [`check::waits`]);
 //! - a step's attempt is sent at most [`check::MAX_SENDS`] "ready" messages;
 //! - a faulty run ends like the reference (same status; when it succeeded, the same
-//!   steps' statuses, attempts and outputs and the same run output), unless a fault
-//!   legitimately changed its course (see [`check::compare`]).
+//!   steps' statuses, attempts and outputs and the same run output; an approval's
+//!   output without the instant of its decision), unless a fault legitimately changed
+//!   its course — such as an answer and a timeout racing (see [`check::compare`]).
 //!
 //! # Running it
 //! ```text
@@ -39,6 +48,7 @@
 //! - [`store`], [`queue`], [`payloads`]: the decorators over the embedded adapters;
 //! - [`tasks`]: the simulated task runner and the task behaviour plan;
 //! - [`workflow`]: the random workflow generator;
+//! - [`people`]: the people and systems who answer approvals and signals;
 //! - [`faults`]: the per-seed fault mix;
 //! - [`driver`]: one simulated process, start to end;
 //! - [`check`]: the invariants.
@@ -48,6 +58,7 @@ pub mod clock;
 pub mod driver;
 pub mod faults;
 pub mod payloads;
+pub mod people;
 pub mod queue;
 pub mod store;
 pub mod tasks;
@@ -102,6 +113,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> SeedReport {
     let began = std::time::Instant::now();
     let mut rng = fastrand::Rng::with_seed(seed);
     let spec = Arc::new(workflow::generate(&mut rng, opts.max_steps));
+    let scenario = Arc::new(people::Scenario::draw(&spec, &mut rng));
     let plan = TaskPlan::draw(seed, &mut rng);
     let tick_every = [15, 60, 60, 60].map(Duration::from_secs)[rng.usize(..4)];
     let faults = FaultPlan::draw(&mut rng);
@@ -109,13 +121,14 @@ pub fn run_seed(seed: u64, opts: &Options) -> SeedReport {
         seed,
         spec: spec.clone(),
         plan,
+        scenario: scenario.clone(),
         tick_every,
     };
     let bound = reference_bound(&spec, &plan, tick_every);
     if opts.verbose {
         eprintln!(
-            "seed {seed}: {} run(s) of\n{}tasks: {plan:?}, tick every {tick_every:?}",
-            spec.runs, spec.yaml
+            "seed {seed}: {} run(s) of\n{}tasks: {plan:?}, tick every {tick_every:?}\nanswers: {:?}",
+            spec.runs, spec.yaml, scenario.answers
         );
     }
     let reference = drive(
@@ -132,14 +145,14 @@ pub fn run_seed(seed: u64, opts: &Options) -> SeedReport {
     crashes.sort_unstable();
     crashes.dedup();
     let setting = format!(
-        "workflow ({} run(s)):\n{}\ntasks: {plan:?}\ntick every {tick_every:?}\nfaults: {faults:?}\ncrashes before port calls {crashes:?}",
-        spec.runs, spec.yaml
+        "workflow ({} run(s)):\n{}\ntasks: {plan:?}\nanswers: {:?}\ntick every {tick_every:?}\nfaults: {faults:?}\ncrashes before port calls {crashes:?}",
+        spec.runs, spec.yaml, scenario.answers
     );
     let faulty_bound = 2 * bound + Duration::from_secs(2 * 3600);
     let faulty = drive(&setup, faults, crashes, faulty_bound, opts.verbose, true);
-    let mut violations = check::check_drive(&spec, &reference, "reference");
-    violations.extend(check::check_drive(&spec, &faulty, "faulty"));
-    let (differences, compared) = check::compare(&reference, &faulty);
+    let mut violations = check::check_drive(&setup, &reference, "reference");
+    violations.extend(check::check_drive(&setup, &faulty, "faulty"));
+    let (differences, compared) = check::compare(&setup, &reference, &faulty);
     violations.extend(differences);
     SeedReport {
         seed,
@@ -160,7 +173,8 @@ pub fn run_seed(seed: u64, opts: &Options) -> SeedReport {
 /// tasks may crash the process, an attempt whose task crashes is claimed again by
 /// each delivery of its message — one per visibility timeout, and the queue gives up
 /// after [`braid_handlers::MAX_RECEIVES`] — until the tick expires its lease, a tick
-/// after the last.
+/// after the last. A step waiting for an answer waits at most until its timeout or
+/// until the scenario answers it (see [`people`]), whichever the bound takes as later.
 fn reference_bound(spec: &workflow::WorkflowSpec, plan: &TaskPlan, tick: Duration) -> Duration {
     let longest = Duration::from_secs(25 * 60);
     let per_attempt = if plan.crash > 0 {
@@ -174,7 +188,12 @@ fn reference_bound(spec: &workflow::WorkflowSpec, plan: &TaskPlan, tick: Duratio
         .map(|s| {
             let attempts = s.retry.map_or(1, |r| r.0);
             let items = if s.for_each.is_some() { 4 } else { 1 };
-            per_attempt * attempts * items + Duration::from_secs(17 * 60)
+            let answer = if s.kind.is_answered() {
+                people::LATEST + people::POLL + s.kind.answer_timeout().unwrap_or_default()
+            } else {
+                Duration::ZERO
+            };
+            per_attempt * attempts * items + answer + Duration::from_secs(17 * 60)
         })
         .sum();
     per_run * spec.runs + Duration::from_secs(3600)

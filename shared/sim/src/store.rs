@@ -1,7 +1,8 @@
 //! The state store decorator: the real SQLite store behind the fault gate (throttles,
 //! a full disk, writes that fail after taking effect, pauses, crashes), counting the
 //! writes the checks need — every final step write and every run close that took
-//! effect — and checking the port's own contract on the way.
+//! effect — and checking the port's own contract on the way, and the invariants best
+//! seen write by write.
 
 use crate::world::World;
 use async_trait::async_trait;
@@ -75,11 +76,22 @@ impl FaultyStore {
                 ),
             );
         }
+        // A parked attempt ends by its time, its answer or its timeout, for good: a
+        // rejected or timed-out approval or signal is never retried.
+        use braid_engine::model::StepStatus;
+        if old.status == StepStatus::Waiting && new.status == StepStatus::Retrying {
+            self.world.violation(
+                "waiting-retried",
+                format!(
+                    "{}: {} attempt {} went from waiting to retrying ({:?})",
+                    new.run_id, new.key, old.attempt, new.error
+                ),
+            );
+        }
         // A lease expiry: the tick ends a claimed attempt (running, not a fan-out) as
         // failed with `timeout`, retrying or for good. Nothing else the tick writes
         // looks so: a re-send keeps a retrying record's last error, and a claim
         // (by a dispatcher) keeps the error of the attempt before.
-        use braid_engine::model::StepStatus;
         let expiry = crate::world::by_tick()
             && old.status == StepStatus::Running
             && old.fan_out.is_none()

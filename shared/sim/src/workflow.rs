@@ -1,8 +1,9 @@
 //! Random workflows drawn from the whole language the handlers run: needs (a DAG),
 //! `when`, `for_each` with `max_parallel`, retries with backoff and jitter, step and
 //! run timeouts, `wait` (shorter and longer than the queue's longest delay),
-//! `continue_on_failure`, `pass` and `fail` steps, `lambda` and `http` tasks, and
-//! workflow `concurrency` with several runs. Each is written as YAML text and parsed
+//! `approval` and `signal` steps (with and without a timeout, signal names sometimes
+//! shared by several steps), `continue_on_failure`, `pass` and `fail` steps, `lambda`
+//! and `http` tasks, and workflow `concurrency` with several runs. Each is written as YAML text and parsed
 //! by `braid-lang`, so what runs is a real workflow file.
 
 use braid_engine::model::Definition;
@@ -19,13 +20,50 @@ pub enum Kind {
     Http,
     Pass,
     Fail,
-    Wait(&'static str),
+    /// Waits this many seconds.
+    Wait(u64),
+    /// Waits for a decision, for good without a timeout (in seconds).
+    Approval {
+        timeout: Option<u64>,
+    },
+    /// Waits for signal `name`, for good without a timeout (in seconds).
+    Signal {
+        name: &'static str,
+        timeout: Option<u64>,
+    },
 }
+
+/// The names signal steps wait for: few, so that steps share one now and then.
+pub const SIGNAL_NAMES: [&str; 2] = ["go", "done"];
 
 impl Kind {
     /// Whether the step calls the task runner.
     pub fn is_task(&self) -> bool {
         matches!(self, Kind::Lambda | Kind::Http)
+    }
+
+    /// How long the step waits for its answer before it fails, when it waits for one.
+    pub fn answer_timeout(&self) -> Option<Duration> {
+        match self {
+            Kind::Approval { timeout } | Kind::Signal { timeout, .. } => {
+                timeout.map(Duration::from_secs)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the step waits for a person or a system.
+    pub fn is_answered(&self) -> bool {
+        matches!(self, Kind::Approval { .. } | Kind::Signal { .. })
+    }
+}
+
+/// How a dependent reads step `s`'s output: an approval's by its status alone, since
+/// its output holds the instant of the decision, which faults move.
+fn output_ref(s: &StepSpec) -> String {
+    match s.kind {
+        Kind::Approval { .. } => format!("{{{{ steps.{}.status }}}}", s.id),
+        _ => format!("{{{{ steps.{}.output }}}}", s.id),
     }
 }
 
@@ -58,6 +96,21 @@ impl WorkflowSpec {
     pub fn step(&self, id: &str) -> Option<&StepSpec> {
         self.steps.iter().find(|s| s.id == id)
     }
+
+    /// The signal names its steps wait for, each once, in order.
+    pub fn signal_names(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = self
+            .steps
+            .iter()
+            .filter_map(|s| match s.kind {
+                Kind::Signal { name, .. } => Some(name),
+                _ => None,
+            })
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
 }
 
 /// Draws a workflow of at most `max_steps` steps.
@@ -75,12 +128,19 @@ pub fn generate(rng: &mut fastrand::Rng, max_steps: usize) -> WorkflowSpec {
                 }
             }
         }
-        let kind = match rng.u8(..20) {
+        let kind = match rng.u8(..24) {
             0..=7 => Kind::Lambda,
             8..=10 => Kind::Http,
             11..=14 => Kind::Pass,
             15..=16 => Kind::Fail,
-            _ => Kind::Wait(["2s", "75s", "16m"][rng.usize(..3)]),
+            17..=19 => Kind::Wait([2, 75, 16 * 60][rng.usize(..3)]),
+            20..=21 => Kind::Approval {
+                timeout: answer_timeout(rng),
+            },
+            _ => Kind::Signal {
+                name: SIGNAL_NAMES[rng.usize(..SIGNAL_NAMES.len())],
+                timeout: answer_timeout(rng),
+            },
         };
         let lambda_need = needs
             .iter()
@@ -108,13 +168,15 @@ pub fn generate(rng: &mut fastrand::Rng, max_steps: usize) -> WorkflowSpec {
             _ if kind == Kind::Fail && rng.bool() => Some("{{ not params.flag }}".to_string()),
             _ => None,
         };
-        let retry = (kind.is_task() && rng.bool()).then(|| {
-            (
-                rng.u32(2..=4),
-                ["1s", "10s", "2m"][rng.usize(..3)],
-                rng.bool(),
-            )
-        });
+        // An approval with retries: a rejection or a timeout must not use them.
+        let retry =
+            ((kind.is_task() || matches!(kind, Kind::Approval { .. })) && rng.bool()).then(|| {
+                (
+                    rng.u32(2..=4),
+                    ["1s", "10s", "2m"][rng.usize(..3)],
+                    rng.bool(),
+                )
+            });
         let timeout = (kind.is_task() && rng.u8(..3) == 0)
             .then(|| [2, 30, 90].map(Duration::from_secs)[rng.usize(..3)]);
         steps.push(StepSpec {
@@ -178,7 +240,7 @@ fn to_yaml(
         let _ = writeln!(y, "concurrency: {c}");
     }
     if output && let Some(last) = steps.last() {
-        let _ = writeln!(y, "output: \"{{{{ steps.{}.output }}}}\"", last.id);
+        let _ = writeln!(y, "output: \"{}\"", output_ref(last));
     }
     let _ = writeln!(y, "steps:");
     for s in steps {
@@ -211,13 +273,13 @@ fn to_yaml(
         match &s.kind {
             Kind::Lambda => {
                 let _ = writeln!(y, "    lambda: {FUNCTION}");
-                let _ = writeln!(y, "    input: {}", task_input(s, each));
+                let _ = writeln!(y, "    input: {}", task_input(steps, s, each));
             }
             Kind::Http => {
                 let _ = writeln!(y, "    http:");
                 let _ = writeln!(y, "      method: POST");
                 let _ = writeln!(y, "      url: \"https://sim.invalid/{}\"", s.id);
-                let _ = writeln!(y, "      json: {}", task_input(s, each));
+                let _ = writeln!(y, "      json: {}", task_input(steps, s, each));
             }
             Kind::Pass => {
                 let deps: Vec<String> = s
@@ -241,19 +303,47 @@ fn to_yaml(
                 );
             }
             Kind::Wait(d) => {
-                let _ = writeln!(y, "    wait: {d}");
+                let _ = writeln!(y, "    wait: {d}s");
+            }
+            Kind::Approval { timeout } => {
+                let _ = writeln!(
+                    y,
+                    "    approval: {{ message: \"May {} go on?\"{} }}",
+                    s.id,
+                    timeout_field(*timeout)
+                );
+            }
+            Kind::Signal { name, timeout } => {
+                let _ = writeln!(
+                    y,
+                    "    signal: {{ name: {name}{} }}",
+                    timeout_field(*timeout)
+                );
             }
         }
     }
     y
 }
 
+/// An answered step's timeout: shorter or longer than the queue's longest delay, or none.
+fn answer_timeout(rng: &mut fastrand::Rng) -> Option<u64> {
+    [None, Some(90), Some(20 * 60)][rng.usize(..3)]
+}
+
+/// `, timeout: Ns` when there is one.
+fn timeout_field(timeout: Option<u64>) -> String {
+    timeout
+        .map(|t| format!(", timeout: {t}s"))
+        .unwrap_or_default()
+}
+
 /// A task's input: who it is (for the simulated runner) and its needs' outputs.
-fn task_input(s: &StepSpec, each: bool) -> String {
+fn task_input(steps: &[StepSpec], s: &StepSpec, each: bool) -> String {
     let deps: Vec<String> = s
         .needs
         .iter()
-        .map(|n| format!("{n}: \"{{{{ steps.{n}.output }}}}\""))
+        .filter_map(|n| steps.iter().find(|d| &d.id == n))
+        .map(|d| format!("{}: \"{}\"", d.id, output_ref(d)))
         .collect();
     let each = if each {
         ", index: \"{{ index }}\", item: \"{{ item }}\""

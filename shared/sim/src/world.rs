@@ -56,6 +56,8 @@ pub struct Tally {
     /// Runs in which the tick recorded an attempt's lease as expired (a step write
     /// by the tick whose record has error `timeout`).
     pub lease_expiries: BTreeSet<String>,
+    /// The decisions said (approve or reject), by run and step, whether they took or not.
+    pub decisions: BTreeMap<(String, String), BTreeSet<bool>>,
     /// Invariants broken while running (the rest are checked at the end).
     pub violations: Vec<(String, String)>,
     /// Port calls made, crashes included.

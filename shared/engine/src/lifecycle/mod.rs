@@ -48,6 +48,7 @@
 //! | not final | the store refused the write decided (it can never succeed) | that write's | failed `undeliverable` | settle |
 //! | not started, message presumed lost, resends < cap | lost | unchanged | same, resends + 1 | send |
 //! | same, resends = cap | lost | unchanged | failed `undeliverable` | settle |
+//! | waiting n (signal, `workflow`) for good, parked long ago | lost | unchanged | same, resends + 1, never capped | send n (its arrival looks again for a signal kept before, a child over) |
 //! | anything else | any | — | — | — (a duplicate or stale event) |
 //!
 //! The waits people and systems end (approvals, signals, callback tokens, child
@@ -676,7 +677,11 @@ fn lost(rec: &StepRecord, ctx: &Context<'_>) -> Transition {
     if ctx.run_failing {
         return cancel(rec, ctx.now);
     }
-    if rec.resends >= MAX_RESENDS {
+    // A signal step waiting for good is sent its message only to look again for a
+    // signal kept before it parked (see `reconcile`): nothing is carried out that
+    // could fail, so it is never given up on, and it goes on waiting for good.
+    let for_good = rec.status == StepStatus::Waiting && rec.due_at.is_none();
+    if rec.resends >= MAX_RESENDS && !for_good {
         let error = ErrorInfo::new(
             "undeliverable",
             format!(
@@ -701,7 +706,7 @@ fn lost(rec: &StepRecord, ctx: &Context<'_>) -> Transition {
     let counted = StepRecord {
         resends: rec.resends + 1,
         // When it was last sent: the next re-send waits from here.
-        due_at: Some(ctx.now),
+        due_at: (!for_good).then_some(ctx.now),
         ..rec.clone()
     };
     Transition::write(

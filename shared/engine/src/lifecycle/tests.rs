@@ -530,6 +530,27 @@ fn a_lost_message_is_sent_again_counted_then_given_up_on() {
 }
 
 #[test]
+fn a_signal_waiting_for_good_is_sent_its_message_again_without_a_cap() {
+    // Its message only looks again for a signal kept before it parked.
+    let w = wf();
+    let waiting = StepRecord {
+        resends: MAX_RESENDS,
+        ..rec("smoke", StepStatus::Waiting, 1)
+    };
+    let t = decide_in(&w, &waiting, Event::Lost, false);
+    assert_eq!(
+        summary(&t),
+        s(Some(StepStatus::Waiting), &["send 1 after 0s"])
+    );
+    let write = t.write.unwrap();
+    assert_eq!(
+        (write.record.resends, write.record.due_at),
+        (MAX_RESENDS + 1, None),
+        "counted, and still waiting for good"
+    );
+}
+
+#[test]
 fn re_sends_wait_twice_as_long_each_time() {
     let stale = Duration::from_secs(60);
     let mut r = rec("task", StepStatus::Ready, 0);

@@ -9,13 +9,16 @@
 //!   decorator), and the run was closed by exactly one write;
 //! - **bounded re-sends**: no step's attempt got more than [`MAX_SENDS`] "ready"
 //!   messages;
+//! - **waits end by their answer**: see [`waits`];
 //! - **same as without faults**: a faulty run ends like the fault-free reference run
 //!   of the same workflow, task behaviour and seed (see [`compare`] for what "the
 //!   same" means when faults may legitimately change the course of a run).
 
-use crate::driver::{Drive, RunResult};
-use crate::workflow::WorkflowSpec;
+pub mod waits;
+
+use crate::driver::{Drive, RunResult, Setup};
 use braid_engine::model::{RunStatus, StepStatus};
+use serde_json::Value;
 
 /// The most "ready" messages one attempt of one step may be sent: one, plus re-sends
 /// after lost or late messages. Each re-send needs a fault (or a crash) to happen
@@ -32,7 +35,8 @@ pub struct Violation {
 }
 
 /// Every invariant of one drive on its own.
-pub fn check_drive(spec: &WorkflowSpec, d: &Drive, within: &'static str) -> Vec<Violation> {
+pub fn check_drive(setup: &Setup, d: &Drive, within: &'static str) -> Vec<Violation> {
+    let spec = &setup.spec;
     let mut out: Vec<Violation> = d
         .tally
         .violations
@@ -90,6 +94,7 @@ pub fn check_drive(spec: &WorkflowSpec, d: &Drive, within: &'static str) -> Vec<
         if closes != 1 {
             add("run-closed-not-once", format!("{id} closed {closes} times"));
         }
+        waits::check_run(spec, &d.tally, r, &mut add);
         for s in &spec.steps {
             if !r
                 .steps
@@ -161,13 +166,15 @@ pub fn check_drive(spec: &WorkflowSpec, d: &Drive, within: &'static str) -> Vec<
 ///   the task behaves as it did;
 /// - a step (or the run) failed `undeliverable`: its message was re-sent to the cap,
 ///   or could not be handled, because of faults;
-/// - the run timed out.
+/// - the run timed out;
+/// - a step timed out waiting for an answer the scenario has for it (see
+///   [`waits::answer_raced_timeout`]).
 ///
 /// Nothing else: a message lost, duplicated or late, a store call failed, a crash —
 /// each is recovered without changing the course. A task planned to end near its
 /// step's timeout ends the same way under faults: the timeout is measured around the
 /// task alone, on the virtual clock.
-fn perturbed(d: &Drive, r: &RunResult) -> bool {
+fn perturbed(setup: &Setup, d: &Drive, run: usize, r: &RunResult) -> bool {
     let id = r.record.id.to_string();
     let undeliverable =
         |e: Option<&braid_engine::model::ErrorInfo>| e.is_some_and(|e| e.error == "undeliverable");
@@ -175,28 +182,31 @@ fn perturbed(d: &Drive, r: &RunResult) -> bool {
         || r.record.status == RunStatus::TimedOut
         || undeliverable(r.record.error.as_ref())
         || r.steps.iter().any(|s| undeliverable(s.error.as_ref()))
+        || waits::answer_raced_timeout(&setup.spec, &setup.scenario, run, r)
 }
 
 /// The faulty run against the reference. Runs are matched by start order (their ids
 /// may differ: a start retried after a crash draws a new id before it finds its run).
 /// Runs perturbed in either drive (see [`perturbed`]) are not compared. Otherwise:
 /// the same run status; and when the reference succeeded, every step and iteration
-/// with the same status, attempt count and output, and the same run output. Failed
+/// with the same status, attempt count and output, and the same run output — an
+/// approval's output (also as a leaf's in the run output) without the instant of its
+/// decision, which faults move. Failed
 /// runs are compared by status only: fail fast cancels what is not running yet, and
 /// what is running at that moment depends on timing, which faults change.
 ///
 /// Returns the violations and how many runs were compared.
-pub fn compare(reference: &Drive, faulty: &Drive) -> (Vec<Violation>, usize) {
+pub fn compare(setup: &Setup, reference: &Drive, faulty: &Drive) -> (Vec<Violation>, usize) {
     let mut out = Vec::new();
     let mut compared = 0;
     if reference.ended_at.is_none() || faulty.ended_at.is_none() {
         return (out, 0);
     }
-    for (want, got) in reference.runs.iter().zip(&faulty.runs) {
+    for (run, (want, got)) in reference.runs.iter().zip(&faulty.runs).enumerate() {
         let (Some(want), Some(got)) = (want, got) else {
             continue;
         };
-        if perturbed(reference, want) || perturbed(faulty, got) {
+        if perturbed(setup, reference, run, want) || perturbed(setup, faulty, run, got) {
             continue;
         }
         compared += 1;
@@ -230,7 +240,7 @@ pub fn compare(reference: &Drive, faulty: &Drive) -> (Vec<Violation>, usize) {
                     g.status, g.attempt, w.status, w.attempt
                 ));
             } else if w.status == StepStatus::Succeeded
-                && want.outputs.get(&key) != got.outputs.get(&key)
+                && comparable(setup, want, &key) != comparable(setup, got, &key)
             {
                 add(format!("{key} output differs"));
             }
@@ -242,11 +252,51 @@ pub fn compare(reference: &Drive, faulty: &Drive) -> (Vec<Violation>, usize) {
                 want.steps.len()
             ));
         }
-        if want.output != got.output {
+        if run_comparable(setup, want) != run_comparable(setup, got) {
             add("run output differs".into());
         }
     }
     (out, compared)
+}
+
+/// Step `key`'s output in `r` as compared: an approval's without the instant of its
+/// decision.
+fn comparable(setup: &Setup, r: &RunResult, key: &str) -> Option<Value> {
+    let mut out = r.outputs.get(key).cloned();
+    if is_approval(setup, key)
+        && let Some(o) = &mut out
+    {
+        forget_instant(o);
+    }
+    out
+}
+
+/// Run `r`'s output as compared: without a template it maps the leaves to their
+/// outputs, an approval's without the instant of its decision.
+fn run_comparable(setup: &Setup, r: &RunResult) -> Option<Value> {
+    let mut out = r.output.clone();
+    if let Some(Value::Object(leaves)) = &mut out {
+        for (id, v) in leaves.iter_mut() {
+            if is_approval(setup, id) {
+                forget_instant(v);
+            }
+        }
+    }
+    out
+}
+
+fn is_approval(setup: &Setup, id: &str) -> bool {
+    setup
+        .spec
+        .step(id)
+        .is_some_and(|s| matches!(s.kind, crate::workflow::Kind::Approval { .. }))
+}
+
+/// An approval's output without the instant of its decision.
+fn forget_instant(output: &mut Value) {
+    if let Value::Object(o) = output {
+        o.remove("at");
+    }
 }
 
 #[cfg(test)]
@@ -255,8 +305,8 @@ mod tests {
     use crate::world::Tally;
     use std::time::Duration;
 
-    fn spec() -> WorkflowSpec {
-        crate::workflow::generate(&mut fastrand::Rng::with_seed(1), 2)
+    fn setup() -> Setup {
+        super::comparison_tests::setup(1, 2)
     }
 
     fn drive(tally: Tally, ended: bool) -> Drive {
@@ -278,7 +328,7 @@ mod tests {
         let mut t = Tally::default();
         t.finals.insert(("run-1".into(), "s0".into()), 2);
         assert_eq!(
-            classes(&check_drive(&spec(), &drive(t, true), "faulty")),
+            classes(&check_drive(&setup(), &drive(t, true), "faulty")),
             ["final-twice"]
         );
     }
@@ -291,14 +341,14 @@ mod tests {
         t.dispatches
             .insert(("run-1".into(), "s1".into(), 1), MAX_SENDS);
         assert_eq!(
-            classes(&check_drive(&spec(), &drive(t, true), "faulty")),
+            classes(&check_drive(&setup(), &drive(t, true), "faulty")),
             ["unbounded-resends"]
         );
     }
 
     #[test]
     fn a_drive_that_did_not_end_is_a_violation() {
-        let v = check_drive(&spec(), &drive(Tally::default(), false), "reference");
+        let v = check_drive(&setup(), &drive(Tally::default(), false), "reference");
         assert_eq!(classes(&v), ["not-terminal"]);
         assert_eq!(v[0].within, "reference");
     }
@@ -313,22 +363,31 @@ mod comparison_tests {
     use std::sync::Arc;
     use std::time::Duration;
 
+    /// Seed `seed`'s workflow of at most `max_steps` steps and its answers, with
+    /// tasks that always succeed.
+    pub(super) fn setup(seed: u64, max_steps: usize) -> Setup {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let spec = crate::workflow::generate(&mut rng, max_steps);
+        let scenario = crate::people::Scenario::draw(&spec, &mut rng);
+        Setup {
+            seed,
+            spec: Arc::new(spec),
+            plan: TaskPlan {
+                seed,
+                retryable: 0,
+                fatal: 0,
+                crash: 0,
+            },
+            scenario: Arc::new(scenario),
+            tick_every: Duration::from_secs(60),
+        }
+    }
+
     /// A fault-free drive of the first workflow (from seed 0 on) whose run succeeds
     /// with a step output, driven twice.
-    fn two_successful_drives() -> (Drive, Drive) {
+    fn two_successful_drives() -> (Setup, Drive, Drive) {
         for seed in 0..200 {
-            let spec = crate::workflow::generate(&mut fastrand::Rng::with_seed(seed), 3);
-            let setup = Setup {
-                seed,
-                spec: Arc::new(spec),
-                plan: TaskPlan {
-                    seed,
-                    retryable: 0,
-                    fatal: 0,
-                    crash: 0,
-                },
-                tick_every: Duration::from_secs(60),
-            };
+            let setup = setup(seed, 3);
             let bound = Duration::from_secs(6 * 3600);
             let a = drive(&setup, FaultPlan::none(), Vec::new(), bound, false, true);
             let succeeded = a
@@ -338,7 +397,7 @@ mod comparison_tests {
                 .any(|r| r.record.status == RunStatus::Succeeded && !r.outputs.is_empty());
             if succeeded {
                 let b = drive(&setup, FaultPlan::none(), Vec::new(), bound, false, true);
-                return (a, b);
+                return (setup, a, b);
             }
         }
         panic!("no seed under 200 drew a workflow whose run succeeds");
@@ -346,8 +405,8 @@ mod comparison_tests {
 
     #[test]
     fn a_run_compares_equal_to_itself_and_not_to_a_changed_output() {
-        let (a, mut b) = two_successful_drives();
-        let (v, compared) = compare(&a, &b);
+        let (setup, a, mut b) = two_successful_drives();
+        let (v, compared) = compare(&setup, &a, &b);
         assert!(v.is_empty(), "{v:?}");
         assert!(compared >= 1);
         let run = b
@@ -358,7 +417,7 @@ mod comparison_tests {
             .expect("a successful run");
         let out = run.outputs.values_mut().next().expect("an output");
         *out = serde_json::json!({ "changed": true });
-        let (v, _) = compare(&a, &b);
+        let (v, _) = compare(&setup, &a, &b);
         assert_eq!(classes(&v), ["differs-from-fault-free"]);
     }
 
