@@ -188,3 +188,93 @@ output: "{{ steps.squares.output | sum }}"
         "the parent's end cancels its child"
     );
 }
+
+/// Keeps the signing key callback tokens need where the functions look for it first.
+async fn signing_key(stack: &TestStack) {
+    stack
+        .clients
+        .ssm
+        .put_parameter()
+        .name(format!(
+            "{}{}",
+            braid_aws::secrets::SSM_PREFIX,
+            braid_handlers::links::LINK_KEY_SECRET
+        ))
+        .value("an emulated stack's key")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .expect("the emulator keeps the parameter");
+}
+
+/// Starts every task and keeps the callback token it was handed.
+#[derive(Default)]
+struct Starter(std::sync::Mutex<Vec<String>>);
+
+#[async_trait::async_trait]
+impl braid_ports::TaskRunner for Starter {
+    async fn run(&self, task: &braid_ports::Task) -> Result<Value, braid_ports::TaskError> {
+        if let braid_ports::Task::Http { headers, .. } = task {
+            let token = headers.get("Braid-Callback-Token").cloned();
+            self.0.lock().unwrap().extend(token);
+        }
+        Ok(json!("started"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_end_their_attempt_once_and_cancels_stop_runs_on_aws() {
+    let stack = TestStack::create("callback").await;
+    signing_key(&stack).await;
+    let starter = std::sync::Arc::new(Starter::default());
+    let mut ports = stack.ports();
+    ports.tasks = Some(braid_handlers::TaskRunners {
+        http: starter.clone(),
+        lambda: starter.clone(),
+    });
+    let settings = braid_handlers::Settings {
+        stale_after: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let d = Driver::new(&stack, Handlers::new(ports, settings, env_secrets()));
+    let h = &d.handlers;
+    let source = r#"
+name: deploy
+steps:
+  - id: start
+    http: { url: "http://deploy.invalid/start", method: POST }
+    callback: { timeout: 1h, heartbeat: 10m }
+output: "{{ steps.start.output }}"
+"#;
+    let id = start(h, source).await;
+    drive_a_while(&d, &id).await;
+    let token = starter.0.lock().unwrap().last().cloned().expect("a token");
+    h.heartbeat(&token).await.unwrap();
+    let done = braid_handlers::CallbackReport {
+        output: Some(json!({"version": 7})),
+        error: None,
+        message: None,
+    };
+    assert_eq!(
+        h.callback(&token, &done).await.unwrap().status,
+        StepStatus::Succeeded
+    );
+    assert!(h.callback(&token, &done).await.is_err(), "a replayed token");
+    assert_eq!(drive_to_end(&d, &id).await, RunStatus::Succeeded);
+    assert_eq!(h.run_view(&id).await.unwrap().output, json!({"version": 7}));
+
+    let waiting = start(h, source).await;
+    drive_a_while(&d, &waiting).await;
+    let run = h
+        .cancel_run(&waiting, "ana", Some("not today"))
+        .await
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Cancelled);
+    assert_eq!(run.error.unwrap().message, "cancelled by ana: not today");
+    let token = starter.0.lock().unwrap().last().cloned().unwrap();
+    assert!(
+        h.callback(&token, &done).await.is_err(),
+        "a cancelled attempt takes no callback"
+    );
+}
