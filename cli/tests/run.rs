@@ -369,11 +369,11 @@ async fn steps_this_version_cannot_run_are_refused_before_anything_starts() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("wf.yaml"),
-        "name: gated\nsteps:\n  - id: ok\n    approval: { message: ship it? }\n  - id: after\n    needs: [ok]\n    pass: 1\n",
+        "name: gated\nsteps:\n  - id: ok\n    workflow: child\n  - id: after\n    needs: [ok]\n    pass: 1\n",
     )
     .unwrap();
     let out = braid(dir.path(), &["run", "wf.yaml"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("`ok` (approval)"), "{err}");
+    assert!(err.contains("`ok` (workflow)"), "{err}");
 }
