@@ -85,6 +85,12 @@ fn a_waiting_run_goes_on_when_approved_and_signalled_from_another_command() {
         waiting.contains(&format!("braid signal {run_id} smoke-passed")),
         "{waiting}"
     );
+    let bad = run(
+        dir.path(),
+        &["signal", &run_id, "smoke-passed", "--data", "{bad"],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--data is not valid JSON"));
     let sent = run(
         dir.path(),
         &[

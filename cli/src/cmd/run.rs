@@ -46,12 +46,17 @@ pub struct Args {
 
 /// Parses `--input`: inline JSON or `@file`.
 pub fn parse_input(input: Option<&str>) -> anyhow::Result<Value> {
-    let Some(text) = input else {
-        return Ok(Value::Object(Default::default()));
-    };
+    match input {
+        Some(text) => parse_json_arg("--input", text),
+        None => Ok(Value::Object(Default::default())),
+    }
+}
+
+/// Parses the value of option `flag`: inline JSON or `@file`; errors name either.
+pub fn parse_json_arg(flag: &str, text: &str) -> anyhow::Result<Value> {
     let (source, body) = match text.strip_prefix('@') {
-        Some(path) => (format!("input file `{path}`"), read_file(path.as_ref())?),
-        None => ("--input".to_string(), text.to_string()),
+        Some(path) => (format!("{flag} file `{path}`"), read_file(path.as_ref())?),
+        None => (flag.to_string(), text.to_string()),
     };
     serde_json::from_str(&body).with_context(|| format!("{source} is not valid JSON"))
 }

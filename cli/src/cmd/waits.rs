@@ -4,7 +4,7 @@
 
 use super::Exit;
 use super::local::tokio;
-use super::run::parse_input;
+use super::run::parse_json_arg;
 use super::target::{Target, TargetArgs};
 use braid_handlers::{Decision, HandlerError, SignalRequest};
 use braid_ports::PortError;
@@ -78,7 +78,7 @@ pub fn decide(args: &DecideArgs, approve: bool) -> anyhow::Result<Exit> {
 /// `braid signal`.
 pub fn signal(args: &SignalArgs) -> anyhow::Result<Exit> {
     let data = match &args.data {
-        Some(text) => parse_input(Some(text))?,
+        Some(text) => parse_json_arg("--data", text)?,
         None => serde_json::Value::Null,
     };
     let request = SignalRequest {
