@@ -95,6 +95,8 @@ fn request(
         path: uri.path().to_string(),
         query: query(uri.query().unwrap_or("")),
         principal: principal(body.as_deref()),
+        // The handlers know the address they serve on.
+        base_url: None,
         // A header value that is not text is left out, as API Gateway does.
         headers: headers
             .iter()
