@@ -3,7 +3,7 @@
 //! state, end the waits and the run goes on to succeed.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -32,6 +32,18 @@ fn braid(dir: &std::path::Path, args: &[&str]) -> Command {
     cmd
 }
 
+/// A background `braid run`, killed if the test fails before it ends.
+struct Background(Option<Child>);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 fn run(dir: &std::path::Path, args: &[&str]) -> Output {
     braid(dir, args).output().unwrap()
 }
@@ -40,11 +52,14 @@ fn run(dir: &std::path::Path, args: &[&str]) -> Output {
 fn a_waiting_run_goes_on_when_approved_and_signalled_from_another_command() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("wf.yaml"), GATED).unwrap();
-    let mut child = braid(dir.path(), &["run", "wf.yaml", "--output", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut background = Background(Some(
+        braid(dir.path(), &["run", "wf.yaml", "--output", "json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let child = background.0.as_mut().unwrap();
     let (lines, seen) = mpsc::channel();
     let stderr = BufReader::new(child.stderr.take().unwrap());
     std::thread::spawn(move || {
@@ -104,7 +119,7 @@ fn a_waiting_run_goes_on_when_approved_and_signalled_from_another_command() {
     assert!(sent.status.success(), "{sent:?}");
     assert!(String::from_utf8_lossy(&sent.stdout).contains("ended smoke"));
 
-    let out = child.wait_with_output().unwrap();
+    let out = background.0.take().unwrap().wait_with_output().unwrap();
     assert!(out.status.success(), "{out:?}");
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(result["status"], "succeeded");
