@@ -15,7 +15,8 @@
 //! # Layout
 //! - this file: the arguments and the dispatch;
 //! - `cmd/`: a module per command (`run`, `continue`, `validate`, `graph`, `schema`, `dev`,
-//!   `deploy`, `workflows`, `backfill`, `runs`, `show`, `start`, `pause`, `bench`), with
+//!   `deploy`, `workflows`, `backfill`, `runs`, `show`, `start`, `pause`, `bench`,
+//!   `waits` for approve, reject and signal), with
 //!   `target` (the local state or a stack), `local` (the embedded backend's options),
 //!   `stack` (a deployed stack, feature `aws`), `backend` (`--backend`) and `emulated`
 //!   (the AWS backend on an emulator, feature `aws`), `progress` and `report` (what is
@@ -72,6 +73,12 @@ enum Command {
     Workflows(cmd::workflows::Args),
     /// Start the runs a schedule would have started from --from to --to.
     Backfill(cmd::backfill::Args),
+    /// Approve a waiting approval step (locally or with --stack NAME).
+    Approve(cmd::waits::DecideArgs),
+    /// Reject a waiting approval step: it fails, and so does the run.
+    Reject(cmd::waits::DecideArgs),
+    /// Send a signal to a run: the step waiting for it goes on with its data.
+    Signal(cmd::waits::SignalArgs),
 }
 
 fn main() -> ExitCode {
@@ -100,6 +107,9 @@ fn main() -> ExitCode {
         Command::Bench(args) => cmd::bench::run(&args),
         Command::Workflows(args) => cmd::workflows::run(&args),
         Command::Backfill(args) => cmd::backfill::run(&args),
+        Command::Approve(args) => cmd::waits::decide(&args, true),
+        Command::Reject(args) => cmd::waits::decide(&args, false),
+        Command::Signal(args) => cmd::waits::signal(&args),
     };
     match outcome {
         Ok(exit) => exit.into(),

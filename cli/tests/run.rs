@@ -365,15 +365,18 @@ async fn an_idempotency_key_used_twice_shows_the_first_run() {
 }
 
 #[tokio::test]
-async fn steps_this_version_cannot_run_are_refused_before_anything_starts() {
+async fn a_child_workflow_not_registered_fails_its_step_saying_how_to_register_it() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("wf.yaml"),
-        "name: gated\nsteps:\n  - id: ok\n    approval: { message: ship it? }\n  - id: after\n    needs: [ok]\n    pass: 1\n",
+        "name: parent\nsteps:\n  - id: call\n    workflow: child\n  - id: after\n    needs: [call]\n    pass: 1\n",
     )
     .unwrap();
-    let out = braid(dir.path(), &["run", "wf.yaml"]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("`ok` (approval)"), "{err}");
+    let out = braid(dir.path(), &["run", "wf.yaml", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(run["steps"]["call"]["error"]["error"], "workflow.not_found");
+    let message = run["steps"]["call"]["error"]["message"].as_str().unwrap();
+    assert!(message.contains("braid deploy"), "{message}");
+    assert_eq!(run["steps"]["after"]["status"], "cancelled");
 }

@@ -166,7 +166,8 @@ async fn stack_with_hello(tag: &str) -> TestStack {
     stack
 }
 
-/// API Gateway names the IAM caller of a management route; that is who decided.
+/// API Gateway names the IAM caller of a management route (who decided) and the
+/// API's domain (where approval links point).
 #[test]
 fn an_http_request_carries_its_iam_caller_as_principal() {
     use aws_lambda_events::apigw::ApiGatewayV2httpRequest;

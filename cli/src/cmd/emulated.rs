@@ -105,18 +105,16 @@ pub fn run(request: RunRequest) -> anyhow::Result<Exit> {
                 Ok(started) => started,
                 Err(exit) => return Ok(exit),
             };
-        let progress = (request.output == Format::Text).then(|| {
-            Progress::start(
-                emulated.handlers.clone(),
-                &started.run.id,
-                request.step_order,
-            )
-        });
+        let progress = Progress::start(
+            emulated.handlers.clone(),
+            &started.run.id,
+            request.step_order,
+            String::new(),
+            request.output == Format::Text,
+        );
         // No limit: the run's own timeouts end it, through the tick.
         let result = emulated.driver().run_to_end(&started.run.id, None).await;
-        if let Some(p) = progress {
-            p.stop().await;
-        }
+        progress.stop().await;
         let run = result?;
         let view = emulated.handlers.run_view(&run.id).await?;
         match request.output {

@@ -7,11 +7,14 @@ use braid_local::runtime::LocalRuntime;
 use braid_local::takeover;
 use std::path::{Path, PathBuf};
 
+/// Where the local state lives unless `--state` says otherwise.
+pub const DEFAULT_STATE: &str = ".braid";
+
 /// `--state` and `--functions`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StateArgs {
     /// Folder of the local state (database and payloads).
-    #[arg(long, value_name = "PATH", default_value = ".braid", global = true)]
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_STATE, global = true)]
     pub state: PathBuf,
 }
 

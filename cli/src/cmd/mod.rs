@@ -25,6 +25,7 @@ pub mod stack;
 pub mod start;
 pub mod target;
 pub mod validate;
+pub mod waits;
 pub mod workflows;
 
 use anyhow::Context;
@@ -66,6 +67,14 @@ pub fn load_workflow(path: &Path) -> anyhow::Result<Workflow> {
 /// Reads a file, naming it in the error.
 pub fn read_file(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))
+}
+
+/// The OS user, as who acted when nobody is named (`--as`, a request's `by`).
+pub fn os_user() -> String {
+    ["USER", "USERNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Prints an error that ended a command on stderr and picks the exit status.

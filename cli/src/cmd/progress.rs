@@ -1,11 +1,14 @@
 //! Live progress while a run goes: a line per step on a terminal (a bar for
-//! `for_each`), or one line per finished step when stderr is not a terminal.
+//! `for_each`), or one line per finished step when stderr is not a terminal; and,
+//! either way, once per waiting step, what it waits for and the command that ends the
+//! wait.
 
 use super::report::status_mark;
 use braid_engine::model::{RunId, StepStatus};
 use braid_handlers::Handlers;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::collections::HashMap;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,11 +20,20 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn start(handlers: Arc<Handlers>, run_id: &RunId, step_order: Vec<String>) -> Self {
+    /// `flags`: what the printed commands need to reach this run (`--state PATH`),
+    /// with a leading space; empty when they need nothing. Without `show_steps`, only
+    /// the waits are told (the result goes to stdout as JSON, stderr stays quiet).
+    pub fn start(
+        handlers: Arc<Handlers>,
+        run_id: &RunId,
+        step_order: Vec<String>,
+        flags: String,
+        show_steps: bool,
+    ) -> Self {
         let run_id = run_id.clone();
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
-            let tty = std::io::stderr().is_terminal();
+            let tty = show_steps && std::io::stderr().is_terminal();
             let multi = MultiProgress::with_draw_target(if tty {
                 ProgressDrawTarget::stderr()
             } else {
@@ -41,8 +53,33 @@ impl Progress {
                 })
                 .collect();
             let mut printed: HashMap<String, StepStatus> = HashMap::new();
+            // (step, attempt) already announced as waiting.
+            let mut announced: HashSet<(String, u32)> = HashSet::new();
             loop {
                 if let Ok(steps) = handlers.step_records(&run_id).await {
+                    let waiting: Vec<(String, u32)> = steps
+                        .iter()
+                        .filter(|r| r.key.index.is_none() && r.status == StepStatus::Waiting)
+                        .map(|r| (r.key.step.to_string(), r.attempt))
+                        .filter(|w| !announced.contains(w))
+                        .collect();
+                    if !waiting.is_empty()
+                        && let Ok(view) = handlers.run_view(&run_id).await
+                    {
+                        for (id, attempt) in waiting {
+                            let Some(detail) = view.steps.get(&id).and_then(|s| s.waiting.as_ref())
+                            else {
+                                continue;
+                            };
+                            let line = waiting_line(&id, detail, &flags);
+                            if tty {
+                                let _ = multi.println(line);
+                            } else {
+                                eprintln!("{line}");
+                            }
+                            announced.insert((id, attempt));
+                        }
+                    }
                     for rec in steps.iter().filter(|r| r.key.index.is_none()) {
                         let Some(bar) = bars.get(rec.key.step.as_str()) else {
                             continue;
@@ -61,6 +98,7 @@ impl Progress {
                         }
                         bar.set_message(label);
                         if !tty
+                            && show_steps
                             && rec.status.is_final()
                             && printed.get(rec.key.step.as_str()) != Some(&rec.status)
                         {
@@ -90,5 +128,52 @@ impl Progress {
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+    }
+}
+
+/// What step `id` waits for and how to end the wait, from its waiting detail (see
+/// the run view); `flags` appended to each command.
+fn waiting_line(id: &str, detail: &Value, flags: &str) -> String {
+    let text = |k: &str| detail[k].as_str().unwrap_or_default().to_string();
+    match detail["for"].as_str() {
+        Some("approval") => {
+            let message = detail["message"]
+                .as_str()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default();
+            format!(
+                "step {id} waits for approval{message}: {}{flags}  (or: {}{flags})",
+                text("approve"),
+                text("reject")
+            )
+        }
+        Some("signal") => format!(
+            "step {id} waits for signal {}: {}{flags}",
+            text("name"),
+            text("send")
+        ),
+        other => format!("step {id} waits for {}", other.unwrap_or("something")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_waiting_line_names_the_command_that_ends_the_wait() {
+        let approval = json!({"for": "approval", "message": "Ship it?",
+            "approve": "braid approve R gate", "reject": "braid reject R gate"});
+        assert_eq!(
+            waiting_line("gate", &approval, " --state s"),
+            "step gate waits for approval (Ship it?): braid approve R gate --state s  (or: braid reject R gate --state s)"
+        );
+        let signal = json!({"for": "signal", "name": "smoke-passed",
+            "send": "braid signal R smoke-passed --data JSON"});
+        assert_eq!(
+            waiting_line("smoke", &signal, ""),
+            "step smoke waits for signal smoke-passed: braid signal R smoke-passed --data JSON"
+        );
     }
 }

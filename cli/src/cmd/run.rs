@@ -7,7 +7,7 @@
 
 use super::backend::{self, Backend, RunRequest};
 use super::interrupt::Interrupts;
-use super::local::{StateArgs, function_map, open, take_over, tokio};
+use super::local::{DEFAULT_STATE, StateArgs, function_map, open, take_over, tokio};
 use super::progress::Progress;
 use super::report::{self, Format};
 use super::{Exit, read_file};
@@ -46,12 +46,17 @@ pub struct Args {
 
 /// Parses `--input`: inline JSON or `@file`.
 pub fn parse_input(input: Option<&str>) -> anyhow::Result<Value> {
-    let Some(text) = input else {
-        return Ok(Value::Object(Default::default()));
-    };
+    match input {
+        Some(text) => parse_json_arg("--input", text),
+        None => Ok(Value::Object(Default::default())),
+    }
+}
+
+/// Parses the value of option `flag`: inline JSON or `@file`; errors name either.
+pub fn parse_json_arg(flag: &str, text: &str) -> anyhow::Result<Value> {
     let (source, body) = match text.strip_prefix('@') {
-        Some(path) => (format!("input file `{path}`"), read_file(path.as_ref())?),
-        None => ("--input".to_string(), text.to_string()),
+        Some(path) => (format!("{flag} file `{path}`"), read_file(path.as_ref())?),
+        None => (flag.to_string(), text.to_string()),
     };
     serde_json::from_str(&body).with_context(|| format!("{source} is not valid JSON"))
 }
@@ -149,15 +154,18 @@ impl Driving<'_> {
         steps: Vec<String>,
         interrupts: &mut Interrupts,
     ) -> anyhow::Result<Exit> {
-        let progress = (self.format == Format::Text)
-            .then(|| Progress::start(rt.handlers().clone(), id, steps));
+        let progress = Progress::start(
+            rt.handlers().clone(),
+            id,
+            steps,
+            self.state_flag(),
+            self.format == Format::Text,
+        );
         let result = tokio::select! {
             r = rt.run_to_end(id) => Some(r),
             () = interrupts.next() => None,
         };
-        if let Some(p) = progress {
-            p.stop().await;
-        }
+        progress.stop().await;
         let run = match result {
             Some(Ok(run)) => run,
             None => {
@@ -184,6 +192,15 @@ impl Driving<'_> {
         } else {
             Exit::RunFailed
         })
+    }
+
+    /// `--state PATH` when the state is not the default one, for the commands printed.
+    fn state_flag(&self) -> String {
+        if self.state == Path::new(DEFAULT_STATE) {
+            String::new()
+        } else {
+            format!(" --state {}", quoted(self.state))
+        }
     }
 
     /// The command that goes on with run `id` where this one stopped.

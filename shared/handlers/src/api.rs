@@ -28,6 +28,9 @@ pub struct ApiRequest {
     /// user or role ARN on AWS, the OS user (or the body's `by`) in `braid dev`. It is
     /// recorded as who decided or signalled.
     pub principal: Option<String>,
+    /// The API's own URL as the request reached it (`https://{domain}` on AWS); see
+    /// [`Handlers::api`].
+    pub base_url: Option<String>,
 }
 
 /// An HTTP response: a JSON body, or a page for a person (approval links).
@@ -96,8 +99,13 @@ const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 1000;
 
 impl Handlers {
-    /// Serves one API request.
+    /// Serves one API request. The first request that names the API's URL teaches it
+    /// to handlers that were given none: on AWS the API cannot be told its own URL
+    /// (it depends on the function serving it), yet its run views show approval links.
     pub async fn api(&self, req: &ApiRequest) -> ApiResponse {
+        if let Some(url) = &req.base_url {
+            self.learn_base_url(url);
+        }
         let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
         match (req.method.as_str(), segments.as_slice()) {
             ("POST", ["runs"]) => self.api_start(req.body.as_deref()).await,

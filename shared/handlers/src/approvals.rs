@@ -167,7 +167,7 @@ impl Handlers {
         run: &RunRecord,
         rec: &StepRecord,
     ) -> HandlerResult<Option<Links>> {
-        let Some(base) = &self.settings.api_base_url else {
+        let Some(base) = self.base_url() else {
             return Ok(None);
         };
         let Some(key) = self.link_key().await? else {

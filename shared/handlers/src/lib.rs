@@ -201,6 +201,8 @@ pub struct Handlers {
     expansions: shared_reads::SharedReads<Option<Arc<iteration::Expansion>>>,
     /// Runs being read by dispatches (see [`Handlers::dispatch_one`]).
     run_reads: shared_reads::SharedReads<RunRecord>,
+    /// The API's URL as learnt from a request, when the settings name none.
+    base_url_seen: std::sync::OnceLock<String>,
 }
 
 impl Handlers {
@@ -213,6 +215,22 @@ impl Handlers {
             expansions: shared_reads::SharedReads::new(iteration::KEPT),
             // Forgotten once read: only reads under way are held.
             run_reads: shared_reads::SharedReads::new(usize::MAX),
+            base_url_seen: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Where approval links point: the settings' URL, else the one a request showed.
+    fn base_url(&self) -> Option<&str> {
+        self.settings
+            .api_base_url
+            .as_deref()
+            .or_else(|| self.base_url_seen.get().map(String::as_str))
+    }
+
+    /// Keeps `url` as the API's, unless one is known already.
+    fn learn_base_url(&self, url: &str) {
+        if self.settings.api_base_url.is_none() {
+            let _ = self.base_url_seen.set(url.to_string());
         }
     }
 

@@ -42,6 +42,11 @@ pub fn request(event: &ApiGatewayV2httpRequest) -> Result<ApiRequest, ApiRespons
             .collect(),
         body,
         principal: principal(event),
+        base_url: event
+            .request_context
+            .domain_name
+            .as_ref()
+            .map(|d| format!("https://{d}")),
     })
 }
 

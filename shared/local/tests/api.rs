@@ -31,6 +31,7 @@ fn request(method: &str, path: &str, body: Option<Value>) -> ApiRequest {
         headers: Vec::new(),
         body: body.map(|b| b.to_string()),
         principal: None,
+        base_url: None,
     }
 }
 

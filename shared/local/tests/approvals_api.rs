@@ -229,6 +229,28 @@ async fn an_expired_link_is_410() {
 }
 
 #[tokio::test]
+async fn handlers_given_no_url_link_to_the_one_their_requests_reach() {
+    let b = Bench::new(|_| {});
+    link_key::ensure(&*b.handlers().ports().secrets, b.dir())
+        .await
+        .unwrap();
+    let id = waiting_run(&b).await;
+    let req = ApiRequest {
+        method: "GET".into(),
+        path: format!("/runs/{id}"),
+        base_url: Some("https://api.example".into()),
+        ..ApiRequest::default()
+    };
+    let r = b.handlers().api(&req).await;
+    let url = r.body["steps"]["manager"]["waiting"]["approve_url"].as_str();
+    assert!(
+        url.is_some_and(|u| u.starts_with("https://api.example/approvals/")),
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test]
 async fn without_a_base_url_there_are_no_links() {
     let b = Bench::new(|_| {});
     let id = waiting_run(&b).await;

@@ -71,12 +71,7 @@ fn principal(body: Option<&str>) -> Option<String> {
     let names_by = body
         .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
         .is_some_and(|v| v.get("by").is_some());
-    if names_by {
-        return None;
-    }
-    ["USER", "USERNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+    (!names_by).then(crate::cmd::os_user)
 }
 
 /// The request as the handlers take it; a body that is not UTF-8 text is refused
@@ -100,6 +95,8 @@ fn request(
         path: uri.path().to_string(),
         query: query(uri.query().unwrap_or("")),
         principal: principal(body.as_deref()),
+        // The handlers know the address they serve on.
+        base_url: None,
         // A header value that is not text is left out, as API Gateway does.
         headers: headers
             .iter()
@@ -180,6 +177,13 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(refused.status, 400);
+    }
+
+    #[test]
+    fn the_caller_is_the_os_user_unless_the_body_names_one() {
+        assert_eq!(principal(Some(r#"{"by": "ana", "comment": "ok"}"#)), None);
+        assert_eq!(principal(None), Some(crate::cmd::os_user()));
+        assert_eq!(principal(Some("not json")), Some(crate::cmd::os_user()));
     }
 
     #[test]

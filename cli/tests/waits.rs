@@ -1,0 +1,127 @@
+//! Ending waits from the command line: `braid run` says what a waiting step waits for
+//! and keeps waiting; `braid approve` and `braid signal`, run beside it on the same
+//! state, end the waits and the run goes on to succeed.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const GATED: &str = r#"
+name: gated
+steps:
+  - id: manager
+    approval: { message: "Ship it?" }
+  - id: smoke
+    needs: [manager]
+    signal: { name: smoke-passed }
+output: "{{ steps.manager.output.by }} {{ steps.smoke.output.build }}"
+"#;
+
+/// Long enough for a loaded machine; a wait that ends does so within a second.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn braid(dir: &std::path::Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_braid"));
+    cmd.args(args)
+        .arg("--state")
+        .arg(dir.join("state"))
+        .current_dir(dir)
+        .env_remove("BRAID_FUNCTIONS")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// A background `braid run`, killed if the test fails before it ends.
+struct Background(Option<Child>);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn run(dir: &std::path::Path, args: &[&str]) -> Output {
+    braid(dir, args).output().unwrap()
+}
+
+#[test]
+fn a_waiting_run_goes_on_when_approved_and_signalled_from_another_command() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("wf.yaml"), GATED).unwrap();
+    let mut background = Background(Some(
+        braid(dir.path(), &["run", "wf.yaml", "--output", "json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let child = background.0.as_mut().unwrap();
+    let (lines, seen) = mpsc::channel();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let wait_for = |what: &str| -> String {
+        loop {
+            let line = seen
+                .recv_timeout(PATIENCE)
+                .unwrap_or_else(|_| panic!("no line with `{what}`"));
+            if line.contains(what) {
+                return line;
+            }
+        }
+    };
+
+    let started = wait_for("started");
+    let run_id = started.split_whitespace().nth(1).unwrap().to_string();
+    let waiting = wait_for("waits for approval");
+    assert!(
+        waiting.contains(&format!("braid approve {run_id} manager --state")),
+        "{waiting}"
+    );
+
+    let wrong = run(dir.path(), &["approve", &run_id, "nope"]);
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("no step `nope`"));
+
+    let approved = run(dir.path(), &["approve", &run_id, "manager", "--as", "ana"]);
+    assert!(approved.status.success(), "{approved:?}");
+    let again = run(dir.path(), &["reject", &run_id, "manager"]);
+    assert_eq!(again.status.code(), Some(2), "decided already: {again:?}");
+
+    let waiting = wait_for("waits for signal smoke-passed");
+    assert!(
+        waiting.contains(&format!("braid signal {run_id} smoke-passed")),
+        "{waiting}"
+    );
+    let bad = run(
+        dir.path(),
+        &["signal", &run_id, "smoke-passed", "--data", "{bad"],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--data is not valid JSON"));
+    let sent = run(
+        dir.path(),
+        &[
+            "signal",
+            &run_id,
+            "smoke-passed",
+            "--data",
+            r#"{"build": "b42"}"#,
+        ],
+    );
+    assert!(sent.status.success(), "{sent:?}");
+    assert!(String::from_utf8_lossy(&sent.stdout).contains("ended smoke"));
+
+    let out = background.0.take().unwrap().wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["status"], "succeeded");
+    assert_eq!(result["output"], "ana b42");
+}
