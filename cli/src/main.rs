@@ -73,6 +73,9 @@ enum Command {
     Workflows(cmd::workflows::Args),
     /// Start the runs a schedule would have started from --from to --to.
     Backfill(cmd::backfill::Args),
+    /// Cancel a run: nothing new starts, steps in flight finish (locally or with
+    /// --stack NAME).
+    Cancel(cmd::waits::CancelArgs),
     /// Approve a waiting approval step (locally or with --stack NAME).
     Approve(cmd::waits::DecideArgs),
     /// Reject a waiting approval step: it fails, and so does the run.
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => cmd::bench::run(&args),
         Command::Workflows(args) => cmd::workflows::run(&args),
         Command::Backfill(args) => cmd::backfill::run(&args),
+        Command::Cancel(args) => cmd::waits::cancel(&args),
         Command::Approve(args) => cmd::waits::decide(&args, true),
         Command::Reject(args) => cmd::waits::decide(&args, false),
         Command::Signal(args) => cmd::waits::signal(&args),

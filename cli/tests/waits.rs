@@ -1,6 +1,6 @@
 //! Ending waits from the command line: `braid run` says what a waiting step waits for
 //! and keeps waiting; `braid approve` and `braid signal`, run beside it on the same
-//! state, end the waits and the run goes on to succeed.
+//! state, end the waits and the run goes on to succeed; `braid cancel` ends it.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
@@ -48,12 +48,10 @@ fn run(dir: &std::path::Path, args: &[&str]) -> Output {
     braid(dir, args).output().unwrap()
 }
 
-#[test]
-fn a_waiting_run_goes_on_when_approved_and_signalled_from_another_command() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("wf.yaml"), GATED).unwrap();
+/// `braid run wf.yaml --output json` in the background, and its stderr lines.
+fn run_in_background(dir: &std::path::Path) -> (Background, mpsc::Receiver<String>) {
     let mut background = Background(Some(
-        braid(dir.path(), &["run", "wf.yaml", "--output", "json"])
+        braid(dir, &["run", "wf.yaml", "--output", "json"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -67,16 +65,27 @@ fn a_waiting_run_goes_on_when_approved_and_signalled_from_another_command() {
             let _ = lines.send(line);
         }
     });
-    let wait_for = |what: &str| -> String {
-        loop {
-            let line = seen
-                .recv_timeout(PATIENCE)
-                .unwrap_or_else(|_| panic!("no line with `{what}`"));
-            if line.contains(what) {
-                return line;
-            }
+    (background, seen)
+}
+
+/// The next line of `seen` that contains `what`.
+fn line_with(seen: &mpsc::Receiver<String>, what: &str) -> String {
+    loop {
+        let line = seen
+            .recv_timeout(PATIENCE)
+            .unwrap_or_else(|_| panic!("no line with `{what}`"));
+        if line.contains(what) {
+            return line;
         }
-    };
+    }
+}
+
+#[test]
+fn a_waiting_run_goes_on_when_approved_and_signalled_from_another_command() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("wf.yaml"), GATED).unwrap();
+    let (mut background, seen) = run_in_background(dir.path());
+    let wait_for = |what: &str| line_with(&seen, what);
 
     let started = wait_for("started");
     let run_id = started.split_whitespace().nth(1).unwrap().to_string();
@@ -124,4 +133,34 @@ fn a_waiting_run_goes_on_when_approved_and_signalled_from_another_command() {
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(result["status"], "succeeded");
     assert_eq!(result["output"], "ana b42");
+}
+
+#[test]
+fn a_waiting_run_is_cancelled_from_another_command_with_who_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("wf.yaml"), GATED).unwrap();
+    let (mut background, seen) = run_in_background(dir.path());
+    let started = line_with(&seen, "started");
+    let run_id = started.split_whitespace().nth(1).unwrap().to_string();
+    line_with(&seen, "waits for approval");
+
+    let cancelled = run(
+        dir.path(),
+        &["cancel", &run_id, "--reason", "not today", "--as", "ana"],
+    );
+    assert!(cancelled.status.success(), "{cancelled:?}");
+    assert!(
+        String::from_utf8_lossy(&cancelled.stdout).contains(&format!("run {run_id} cancelled")),
+        "{cancelled:?}"
+    );
+    let again = run(dir.path(), &["cancel", &run_id]);
+    assert_eq!(again.status.code(), Some(2), "{again:?}");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("it is cancelled"));
+
+    let out = background.0.take().unwrap().wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["status"], "cancelled");
+    assert_eq!(result["error"]["message"], "cancelled by ana: not today");
+    assert_eq!(result["steps"]["manager"]["status"], "cancelled");
 }

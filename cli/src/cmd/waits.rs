@@ -1,6 +1,6 @@
-//! `braid approve|reject RUN STEP` and `braid signal RUN NAME`: end a step's wait, in
-//! the local state (a `braid run` or `braid dev` driving it goes on from there) or in
-//! a deployed stack.
+//! `braid approve|reject RUN STEP`, `braid signal RUN NAME` and `braid cancel RUN`: end
+//! a step's wait, or a run, in the local state (a `braid run` or `braid dev` driving it
+//! goes on from there) or in a deployed stack.
 
 use super::Exit;
 use super::local::tokio;
@@ -46,6 +46,48 @@ pub struct SignalArgs {
     pub by: Option<String>,
     #[command(flatten)]
     pub target: TargetArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CancelArgs {
+    /// The run id.
+    #[arg(value_name = "RUN")]
+    pub run_id: String,
+    /// Why, recorded as the run's error.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// Who cancels (default: the OS user).
+    #[arg(long = "as", value_name = "NAME")]
+    pub by: Option<String>,
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// `braid cancel`: what has not started is cancelled at once, attempts in flight end
+/// and are recorded, then the run is `cancelled`.
+pub fn cancel(args: &CancelArgs) -> anyhow::Result<Exit> {
+    let by = args.by.clone().unwrap_or_else(super::os_user);
+    tokio()?.block_on(async {
+        let target = Target::open(&args.target).await?;
+        let cancelled = target
+            .handlers()
+            .cancel_run(&args.run_id.as_str().into(), &by, args.reason.as_deref())
+            .await;
+        match refused(cancelled)? {
+            Ok(run) if run.status.is_final() => {
+                println!("run {} {}", run.id, run.status);
+                Ok(Exit::Success)
+            }
+            Ok(run) => {
+                println!(
+                    "run {} is being cancelled: it ends once its steps in flight are recorded",
+                    run.id
+                );
+                Ok(Exit::Success)
+            }
+            Err(exit) => Ok(exit),
+        }
+    })
 }
 
 /// `braid approve` (`approve`) or `braid reject`.

@@ -122,6 +122,7 @@ impl Handlers {
                 self.api_decide(req, &RunId::from(*id), step, *verb == "approve")
                     .await
             }
+            ("POST", ["runs", id, "cancel"]) => self.api_cancel(req, &RunId::from(*id)).await,
             ("POST", ["runs", id, "signals", name]) => {
                 self.api_signal(req, &RunId::from(*id), name).await
             }

@@ -256,7 +256,9 @@ impl Handlers {
 }
 
 /// The body of `req` as `T`; none at all is `T`'s default.
-fn parse_body<T: DeserializeOwned + Default>(req: &ApiRequest) -> Result<T, ApiResponse> {
+pub(super) fn parse_body<T: DeserializeOwned + Default>(
+    req: &ApiRequest,
+) -> Result<T, ApiResponse> {
     match req.body.as_deref().map(str::trim) {
         None | Some("") => Ok(T::default()),
         Some(text) => serde_json::from_str(text)
@@ -266,7 +268,7 @@ fn parse_body<T: DeserializeOwned + Default>(req: &ApiRequest) -> Result<T, ApiR
 
 /// Who acted: the authenticated caller when the server knows one, else who the body
 /// says, else `anonymous`.
-fn who(req: &ApiRequest, by: Option<String>) -> String {
+pub(super) fn who(req: &ApiRequest, by: Option<String>) -> String {
     req.principal
         .clone()
         .or(by)

@@ -4,10 +4,23 @@
 //! `cancelled`, saying who asked and why. A queued run, which started nothing, ends
 //! at once. Its child runs are cancelled with the steps that wait on them.
 
+use super::api::{ApiRequest, ApiResponse, failure};
+use super::approvals::{parse_body, who};
 use super::eager::FollowUps;
 use super::{HandlerResult, Handlers};
 use braid_engine::model::{CancelRequest, RunId, RunRecord, RunStatus};
 use braid_ports::PortError;
+use serde::Deserialize;
+use serde_json::json;
+
+/// The body of `POST /runs/{id}/cancel` (may be empty).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CancelBody {
+    reason: Option<String>,
+    /// Who asks, where the server does not authenticate callers (`braid dev`).
+    by: Option<String>,
+}
 
 impl Handlers {
     /// Cancels run `run_id` for `by`, with an optional `reason`; returns the run as the
@@ -48,5 +61,22 @@ impl Handlers {
         let wf = self.workflow(&asked).await?;
         self.fail_fast(&FollowUps::none(), &wf, run_id).await?;
         Ok(self.ports.store.get_run(run_id).await?)
+    }
+
+    /// `POST /runs/{id}/cancel`: 202 with the run while attempts in flight end, 200
+    /// once it is cancelled; 409 for a run over, failing or being cancelled.
+    pub(super) async fn api_cancel(&self, req: &ApiRequest, run_id: &RunId) -> ApiResponse {
+        let body: CancelBody = match parse_body(req) {
+            Ok(b) => b,
+            Err(refused) => return refused,
+        };
+        let by = who(req, body.by);
+        match self.cancel_run(run_id, &by, body.reason.as_deref()).await {
+            Ok(run) => ApiResponse::ok(
+                if run.status.is_final() { 200 } else { 202 },
+                json!({"run_id": run.id, "status": run.status, "error": run.error}),
+            ),
+            Err(e) => failure(e),
+        }
     }
 }

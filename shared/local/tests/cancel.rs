@@ -139,3 +139,34 @@ async fn cancelling_a_parent_cancels_its_children() {
         "the child says which run cancelled it"
     );
 }
+
+#[tokio::test]
+async fn the_api_cancels_a_run_once_and_names_who_asked() {
+    let b = Bench::new(|_| {});
+    let id = b.start(WAITING).await;
+    b.deliver_all().await;
+    let post = |body: &str| braid_handlers::ApiRequest {
+        method: "POST".into(),
+        path: format!("/runs/{id}/cancel"),
+        body: Some(body.to_string()),
+        principal: Some("arn:aws:iam::1:user/ana".into()),
+        ..Default::default()
+    };
+    let r = b
+        .handlers()
+        .api(&post(r#"{"reason": "wrong input"}"#))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["status"], "cancelled");
+    assert_eq!(
+        r.body["error"]["message"],
+        "cancelled by arn:aws:iam::1:user/ana: wrong input"
+    );
+    let again = b.handlers().api(&post("")).await;
+    assert_eq!(again.status, 409, "{:?}", again.body);
+    let unknown = braid_handlers::ApiRequest {
+        path: "/runs/01nope/cancel".into(),
+        ..post("")
+    };
+    assert_eq!(b.handlers().api(&unknown).await.status, 404);
+}
