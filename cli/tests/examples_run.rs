@@ -16,6 +16,8 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
+
+mod common;
 use std::time::Duration;
 
 /// The tests that run one example file.
@@ -54,6 +56,10 @@ const EXPECTATIONS: &[(&str, Tests)] = &[
     (
         "orders.yaml",
         &[orders_are_priced_in_chunks_and_totalled_with_tax_after_a_flaky_rate_call],
+    ),
+    (
+        "release-gate.yaml",
+        &[a_release_is_approved_deployed_by_callback_and_smoke_tested_by_signal],
     ),
     (
         "retry-and-tolerate.yaml",
@@ -603,6 +609,67 @@ async fn orders_are_priced_in_chunks_and_totalled_with_tax_after_a_flaky_rate_ca
     run.assert_step("total", "succeeded", 1);
     assert_eq!(run.step("total")["output"], json!({"total": 286.24}));
     run.assert_step("report", "succeeded", 1);
+}
+
+#[test]
+fn a_release_is_approved_deployed_by_callback_and_smoke_tested_by_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let worker = worker_binary();
+    let map = dir.path().join("functions.yaml");
+    let command = serde_json::to_string(&worker.to_string_lossy()).unwrap();
+    std::fs::write(
+        &map,
+        format!("functions:\n  braid-example-worker:\n    command: {command}\n"),
+    )
+    .unwrap();
+    let braid = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_braid"));
+        cmd.args(args)
+            .arg("--state")
+            .arg(dir.path().join("state"))
+            .current_dir(dir.path())
+            .stdin(Stdio::null());
+        cmd
+    };
+    let mut run = braid(&["run"]);
+    run.arg(examples_dir().join("release-gate.yaml"))
+        .args(["--output", "json", "--input", r#"{"version": "1.4.2"}"#])
+        .arg("--functions")
+        .arg(&map);
+    let (mut background, seen) = common::in_background(run);
+    let run_id = common::started_run(&seen);
+    let waiting = common::line_with(&seen, "waits for approval");
+    assert!(
+        waiting.contains("Release 1.4.2 to production?"),
+        "{waiting}"
+    );
+    let approved = braid(&["approve", &run_id, "approve", "--as", "ana"])
+        .output()
+        .unwrap();
+    assert!(approved.status.success(), "{approved:?}");
+    // The deploy reports back by its callback URL; then the smoke test waits.
+    common::line_with(&seen, "waits for signal smoke-passed");
+    let signalled = braid(&[
+        "signal",
+        &run_id,
+        "smoke-passed",
+        "--data",
+        r#"{"p95_ms": 180}"#,
+    ])
+    .output()
+    .unwrap();
+    assert!(signalled.status.success(), "{signalled:?}");
+    let out = background.0.take().unwrap().wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        result["output"],
+        json!({"version": "1.4.2", "approved_by": "ana", "p95_ms": 180})
+    );
+    assert_eq!(
+        result["steps"]["deploy"]["output"],
+        json!({"deployed": "1.4.2"})
+    );
 }
 
 #[tokio::test]

@@ -2,10 +2,10 @@
 //! and keeps waiting; `braid approve` and `braid signal`, run beside it on the same
 //! state, end the waits and the run goes on to succeed; `braid cancel` ends it.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+mod common;
+
+use common::{in_background, line_with, started_run};
+use std::process::{Command, Output, Stdio};
 
 const GATED: &str = r#"
 name: gated
@@ -18,9 +18,6 @@ steps:
 output: "{{ steps.manager.output.by }} {{ steps.smoke.output.build }}"
 "#;
 
-/// Long enough for a loaded machine; a wait that ends does so within a second.
-const PATIENCE: Duration = Duration::from_secs(60);
-
 fn braid(dir: &std::path::Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_braid"));
     cmd.args(args)
@@ -32,52 +29,15 @@ fn braid(dir: &std::path::Path, args: &[&str]) -> Command {
     cmd
 }
 
-/// A background `braid run`, killed if the test fails before it ends.
-struct Background(Option<Child>);
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 fn run(dir: &std::path::Path, args: &[&str]) -> Output {
     braid(dir, args).output().unwrap()
 }
 
 /// `braid run wf.yaml --output json` in the background, and its stderr lines.
-fn run_in_background(dir: &std::path::Path) -> (Background, mpsc::Receiver<String>) {
-    let mut background = Background(Some(
-        braid(dir, &["run", "wf.yaml", "--output", "json"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    ));
-    let child = background.0.as_mut().unwrap();
-    let (lines, seen) = mpsc::channel();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            let _ = lines.send(line);
-        }
-    });
-    (background, seen)
-}
-
-/// The next line of `seen` that contains `what`.
-fn line_with(seen: &mpsc::Receiver<String>, what: &str) -> String {
-    loop {
-        let line = seen
-            .recv_timeout(PATIENCE)
-            .unwrap_or_else(|_| panic!("no line with `{what}`"));
-        if line.contains(what) {
-            return line;
-        }
-    }
+fn run_in_background(
+    dir: &std::path::Path,
+) -> (common::Background, std::sync::mpsc::Receiver<String>) {
+    in_background(braid(dir, &["run", "wf.yaml", "--output", "json"]))
 }
 
 #[test]
@@ -87,8 +47,7 @@ fn a_waiting_run_goes_on_when_approved_and_signalled_from_another_command() {
     let (mut background, seen) = run_in_background(dir.path());
     let wait_for = |what: &str| line_with(&seen, what);
 
-    let started = wait_for("started");
-    let run_id = started.split_whitespace().nth(1).unwrap().to_string();
+    let run_id = started_run(&seen);
     let waiting = wait_for("waits for approval");
     assert!(
         waiting.contains(&format!("braid approve {run_id} manager --state")),
@@ -140,8 +99,7 @@ fn a_waiting_run_is_cancelled_from_another_command_with_who_and_why() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("wf.yaml"), GATED).unwrap();
     let (mut background, seen) = run_in_background(dir.path());
-    let started = line_with(&seen, "started");
-    let run_id = started.split_whitespace().nth(1).unwrap().to_string();
+    let run_id = started_run(&seen);
     line_with(&seen, "waits for approval");
 
     let cancelled = run(

@@ -17,9 +17,10 @@ pub struct Example {
     pub input: Value,
 }
 
-/// Every example file that runs on its own, with the input it runs with (a workflow
-/// that starts children, `sum-of-squares.yaml`, needs them registered first: its
-/// children are run on both backends by `aws_waiting.rs` and `examples_run.rs`).
+/// Every example file that runs on its own, with the input it runs with. Two do not:
+/// `sum-of-squares.yaml` needs its child registered first, and `release-gate.yaml`
+/// waits for a person and a signal; what they do runs on both backends in
+/// `aws_waiting.rs` and through `braid run` in `examples_run.rs`.
 /// `{base_url}` in an input is the HTTP service's address.
 pub fn all() -> Vec<Example> {
     let e = |file, input| Example { file, input };

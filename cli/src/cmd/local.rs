@@ -39,8 +39,19 @@ pub fn function_map_in(flag: Option<&Path>, folder: Option<&Path>) -> Option<Pat
 
 /// Opens the embedded backend.
 pub fn open(state: &Path, functions: Option<PathBuf>) -> anyhow::Result<LocalRuntime> {
+    open_with_api(state, functions, None)
+}
+
+/// Opens the embedded backend for a process that serves the HTTP API at `api_url`
+/// (callback URLs and approval links point there).
+pub fn open_with_api(
+    state: &Path,
+    functions: Option<PathBuf>,
+    api_url: Option<String>,
+) -> anyhow::Result<LocalRuntime> {
     let mut opts = LocalOptions::new(state);
     opts.functions = functions;
+    opts.settings.api_base_url = api_url;
     backend::open(&opts)
         .with_context(|| format!("cannot open the local state in `{}`", state.display()))
 }

@@ -7,7 +7,7 @@
 
 use super::backend::{self, Backend, RunRequest};
 use super::interrupt::Interrupts;
-use super::local::{DEFAULT_STATE, StateArgs, function_map, open, take_over, tokio};
+use super::local::{DEFAULT_STATE, StateArgs, function_map, open_with_api, take_over, tokio};
 use super::progress::Progress;
 use super::report::{self, Format};
 use super::{Exit, read_file};
@@ -80,8 +80,29 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
     }
     tokio()?.block_on(async {
         let mut interrupts = Interrupts::catch()?;
-        let rt = open(state, functions.clone())?;
+        // Tasks that report back need somewhere to call: the API on a loopback port
+        // for as long as the run is driven.
+        let api = match wf.steps.iter().any(|s| s.callback.is_some()) {
+            true => Some(tokio::net::TcpListener::bind("127.0.0.1:0").await?),
+            false => None,
+        };
+        let api_url = match &api {
+            Some(l) => Some(format!("http://{}", l.local_addr()?)),
+            None => None,
+        };
+        let rt = open_with_api(state, functions.clone(), api_url)?;
         take_over(&rt, state, "braid run").await?;
+        let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+        if let Some(listener) = api {
+            tokio::spawn(super::dev::server::serve(
+                listener,
+                rt.handlers().clone(),
+                async move {
+                    let _ = api_stopped.await;
+                },
+            ));
+        }
+        let _stop_api_on_return = stop_api;
         let started =
             match start_announced(rt.handlers(), def, input, args.idempotency_key.clone()).await? {
                 Ok(started) => started,

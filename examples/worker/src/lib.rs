@@ -12,6 +12,7 @@
 //! | `fail` | `{"error"?: TYPE, "message"?: TEXT}` | always fails (error type `Fail` unless given) |
 //! | `sleep` | `{"ms": n}` | `{"slept_ms": n}` after sleeping |
 //! | `exit` | `{"code"?: n}` | ends the process (a crash, as seen by the runtime) |
+//! | `report-back` | `{"result": v, "after_ms"?: n, "callback": {"url"}}` | `{"accepted": true}` at once; `after_ms` later (default 100) it posts `{"output": v}` to the callback URL, as a long job reports its end |
 //!
 //! Errors reach the Lambda runtime as a [`Diagnostic`] whose `errorType` is the
 //! [`OpError`] variant's name, so callers can tell them apart.
@@ -31,7 +32,9 @@ use std::time::Duration;
 pub enum OpError {
     #[error("{0}")]
     BadInput(String),
-    #[error("unknown op `{0}`; expected one of echo, split, price, sum, flaky, fail, sleep, exit")]
+    #[error(
+        "unknown op `{0}`; expected one of echo, split, price, sum, flaky, fail, sleep, exit, report-back"
+    )]
     UnknownOp(String),
     #[error("key `{key}` failed on purpose (attempt {attempt} of {fail_times} planned failures)")]
     Flaky {
@@ -99,6 +102,7 @@ impl Worker {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 Ok(json!({ "slept_ms": ms }))
             }
+            "report-back" => report_back(&input),
             "exit" => {
                 let code = input.get("code").and_then(Value::as_i64).unwrap_or(1);
                 std::process::exit(i32::try_from(code).unwrap_or(1));
@@ -187,6 +191,29 @@ fn optional_str<'a>(input: &'a Value, field: &str) -> Result<Option<&'a str>, Op
             "`{field}` must be a string, not {other}"
         ))),
     }
+}
+
+/// Accepts a job that reports its result to the step's callback URL later, from a
+/// task of its own: the invocation ends at once, the step waits for the callback.
+fn report_back(input: &Value) -> Result<Value, OpError> {
+    let url = input["callback"]["url"]
+        .as_str()
+        .ok_or_else(|| {
+            OpError::BadInput(
+                "`report-back` needs `callback.url`: give the step a `callback`".into(),
+            )
+        })?
+        .to_string();
+    let after = Duration::from_millis(input.get("after_ms").and_then(Value::as_u64).unwrap_or(100));
+    let body = json!({ "output": input.get("result").cloned().unwrap_or(Value::Null) });
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        let sent = reqwest::Client::new().post(&url).json(&body).send().await;
+        if let Err(e) = sent.and_then(reqwest::Response::error_for_status) {
+            eprintln!("report-back: posting the result failed: {e}");
+        }
+    });
+    Ok(json!({ "accepted": true }))
 }
 
 /// Builds an `{"op": ..}` input; handy in tests and examples.

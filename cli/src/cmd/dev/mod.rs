@@ -22,7 +22,7 @@
 mod buckets;
 mod engine;
 mod log;
-mod server;
+pub(super) mod server;
 mod watch;
 mod workflows;
 
