@@ -160,6 +160,7 @@ fn refused<T>(r: Result<T, HandlerError>) -> anyhow::Result<Result<T, Exit>> {
         Ok(v) => Ok(Ok(v)),
         Err(
             HandlerError::Invalid(msg)
+            | HandlerError::Forbidden(msg)
             | HandlerError::Port(PortError::NotFound(msg) | PortError::Conflict(msg)),
         ) => {
             eprintln!("error: {msg}");

@@ -210,6 +210,7 @@ pub(super) fn failure(e: HandlerError) -> ApiResponse {
     match e {
         HandlerError::Invalid(m) => ApiResponse::error(400, "invalid_request", m),
         HandlerError::Unauthorized(m) => ApiResponse::error(401, "unauthorized", m),
+        HandlerError::Forbidden(m) => ApiResponse::error(403, "forbidden", m),
         HandlerError::Port(PortError::NotFound(m)) => ApiResponse::error(404, "not_found", m),
         HandlerError::Port(PortError::Conflict(m)) => ApiResponse::error(409, "conflict", m),
         // The store refused what the request would write, and always will.

@@ -177,6 +177,9 @@ pub enum HandlerError {
     /// The caller proved nothing (a forged or altered token).
     #[error("{0}")]
     Unauthorized(String),
+    /// The caller is known but may not do this (not among an approval's approvers).
+    #[error("{0}")]
+    Forbidden(String),
     /// A port failed; the message should be delivered again.
     #[error(transparent)]
     Port(#[from] PortError),

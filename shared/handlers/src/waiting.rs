@@ -74,6 +74,20 @@ impl Handlers {
         attempt: Option<u32>,
     ) -> HandlerResult<StepRecord> {
         let (run, wf, rec) = self.waiting_approval_attempt(run_id, step, attempt).await?;
+        // A link is its own credential (sent to whoever should decide); a direct
+        // decision must come from one of the approvers, when the step names them.
+        if let Some(StepKind::Approval { approvers, .. }) = wf.step(&rec.key.step).map(|s| &s.kind)
+            && attempt.is_none()
+            && !approvers.is_empty()
+            && !approvers.iter().any(|a| is_approver(&d.by, a))
+        {
+            return Err(super::HandlerError::Forbidden(format!(
+                "{} may not decide step `{}`: its approvers are {}",
+                d.by,
+                rec.key,
+                approvers.join(", ")
+            )));
+        }
         let now = self.now();
         let decision = if d.approve { "approved" } else { "rejected" };
         let record = json!({
@@ -453,4 +467,13 @@ fn invalid_kind(step: &Step, what: &str) -> super::HandlerError {
         step.id,
         step.kind.name()
     ))
+}
+
+/// Whether `by` (a name, or an IAM principal such as `arn:aws:iam::1:user/ana`) is
+/// `approver` (a whole principal, or a name matching a principal's last part).
+fn is_approver(by: &str, approver: &str) -> bool {
+    by == approver
+        || by
+            .rsplit_once('/')
+            .is_some_and(|(_, name)| name == approver)
 }

@@ -347,6 +347,10 @@ pub struct ApprovalDecl {
     pub message: Option<String>,
     #[serde(default)]
     pub timeout: Option<At<String>>,
+    /// Who may decide: user names (`ana`, matching `…/ana` IAM principals) or whole
+    /// principals; anyone when absent.
+    #[serde(default)]
+    pub approvers: Option<At<Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -256,6 +256,8 @@ pub enum StepKind {
     Approval {
         message: Option<String>,
         timeout: Option<Duration>,
+        /// Who may decide; anyone when empty.
+        approvers: Vec<String>,
     },
     Signal {
         name: String,

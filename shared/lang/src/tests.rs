@@ -1089,3 +1089,17 @@ steps:
         "{p:?}"
     );
 }
+
+#[test]
+fn approvers_name_someone() {
+    let wf = ok("name: t\nsteps:\n  - id: a\n    approval: { approvers: [ana, bo] }\n");
+    assert!(
+        matches!(&wf.steps[0].kind, StepKind::Approval { approvers, .. } if approvers == &["ana", "bo"])
+    );
+    let p = problems("name: t\nsteps:\n  - id: a\n    approval: { approvers: [] }\n");
+    assert!(
+        p.iter()
+            .any(|m| m.contains("approval.approvers names nobody")),
+        "{p:?}"
+    );
+}

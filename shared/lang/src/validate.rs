@@ -939,6 +939,7 @@ fn step(
             StepKind::Approval {
                 message: a.message.clone(),
                 timeout,
+                approvers: approvers(cx, a, &id),
             },
         ));
     }
@@ -1050,6 +1051,21 @@ fn step(
         reads: reads.union(&task_reads),
         task_reads,
     })
+}
+
+/// An approval's `approvers`: names or principals, none empty; an empty list (nobody
+/// could decide) is refused.
+fn approvers(cx: &mut Ctx, a: &At<ApprovalDecl>, id: &str) -> Vec<String> {
+    let Some(list) = &a.approvers else {
+        return Vec::new();
+    };
+    if list.value.is_empty() || list.value.iter().any(|n| n.trim().is_empty()) {
+        cx.err(
+            list.pos,
+            format!("step `{id}`: approval.approvers names nobody; list who may decide, or leave it out for anyone"),
+        );
+    }
+    list.value.clone()
 }
 
 /// A step's `callback`: its timeout, and a heartbeat no longer than it.

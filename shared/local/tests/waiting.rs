@@ -340,3 +340,39 @@ async fn an_early_signal_missed_when_its_step_parked_is_taken_after_a_sweep() {
         json!("v1.2")
     );
 }
+
+#[tokio::test]
+async fn only_the_named_approvers_decide() {
+    let (b, _) = bench_with_events();
+    let id = b
+        .start(
+            r#"
+name: guarded
+steps:
+  - id: payout
+    approval: { message: "Pay?", approvers: [ana, "arn:aws:iam::1:role/finance"] }
+"#,
+        )
+        .await;
+    b.deliver_all().await;
+    let h = b.handlers();
+    let by = |who: &str| Decision {
+        approve: true,
+        by: who.into(),
+        comment: None,
+    };
+    let refused = h.decide(&id, "payout", &by("bo")).await;
+    match refused {
+        Err(HandlerError::Forbidden(m)) => assert!(m.contains("bo may not decide"), "{m}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let decided = h
+        .decide(&id, "payout", &by("arn:aws:iam::1:user/ana"))
+        .await
+        .unwrap();
+    assert_eq!(
+        decided.status,
+        StepStatus::Succeeded,
+        "ana, by her IAM user"
+    );
+}
