@@ -60,8 +60,8 @@ enum Command {
     Pause(cmd::pause::Args),
     /// Resume a workflow's schedules from their next instant.
     Resume(cmd::pause::Args),
-    /// Start a run of a registered workflow in a deployed stack; print its id.
-    #[cfg(feature = "aws")]
+    /// Start a run of a registered workflow (locally or with --stack NAME); print its
+    /// id, or with --wait its end.
     Start(cmd::start::Args),
     /// List runs, newest first: in the local state, or in a stack with --stack NAME.
     Runs(cmd::runs::Args),
@@ -103,7 +103,6 @@ fn main() -> ExitCode {
         Command::Deploy(args) => cmd::deploy::run(&args),
         Command::Pause(args) => cmd::pause::run(&args, true),
         Command::Resume(args) => cmd::pause::run(&args, false),
-        #[cfg(feature = "aws")]
         Command::Start(args) => cmd::start::run(&args),
         Command::Runs(args) => cmd::runs::run(&args),
         Command::Show(args) => cmd::show::run(&args),

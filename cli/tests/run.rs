@@ -380,3 +380,55 @@ async fn a_child_workflow_not_registered_fails_its_step_saying_how_to_register_i
     assert!(message.contains("braid deploy"), "{message}");
     assert_eq!(run["steps"]["after"]["status"], "cancelled");
 }
+
+#[tokio::test]
+async fn a_registered_workflow_is_started_locally_and_driven_to_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("wf.yaml"),
+        "name: greet\nparams:\n  who: { type: string, default: world }\nsteps:\n  - id: hi\n    pass: \"hello {{ params.who }}\"\noutput: \"{{ steps.hi.output }}\"\n",
+    )
+    .unwrap();
+    let deployed = braid(dir.path(), &["deploy", "wf.yaml"]);
+    assert!(deployed.status.success(), "{deployed:?}");
+
+    let waited = braid(
+        dir.path(),
+        &[
+            "start",
+            "greet",
+            "--input",
+            r#"{"who": "ada"}"#,
+            "--wait",
+            "--output",
+            "json",
+        ],
+    );
+    assert!(waited.status.success(), "{waited:?}");
+    let run: Value = serde_json::from_slice(&waited.stdout).unwrap();
+    assert_eq!(
+        (run["status"].clone(), run["output"].clone()),
+        (json!("succeeded"), json!("hello ada"))
+    );
+    let stderr = String::from_utf8_lossy(&waited.stderr);
+    assert!(
+        !stderr.to_lowercase().contains("metadata") && !stderr.contains("WARN"),
+        "nothing local touches AWS: {stderr}"
+    );
+
+    let started = braid(dir.path(), &["start", "greet", "--idempotency-key", "k1"]);
+    assert!(started.status.success(), "{started:?}");
+    let id = String::from_utf8_lossy(&started.stdout).trim().to_string();
+    assert!(
+        String::from_utf8_lossy(&started.stderr).contains(&format!("braid continue {id}")),
+        "{started:?}"
+    );
+    let continued = braid(dir.path(), &["continue", &id, "--output", "json"]);
+    assert!(continued.status.success(), "{continued:?}");
+    let again = braid(dir.path(), &["start", "greet", "--idempotency-key", "k1"]);
+    assert_eq!(String::from_utf8_lossy(&again.stdout).trim(), id);
+
+    let unknown = braid(dir.path(), &["start", "nope"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("braid deploy"));
+}

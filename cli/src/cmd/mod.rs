@@ -21,7 +21,6 @@ pub mod schema;
 pub mod show;
 #[cfg(feature = "aws")]
 pub mod stack;
-#[cfg(feature = "aws")]
 pub mod start;
 pub mod target;
 pub mod validate;

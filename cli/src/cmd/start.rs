@@ -1,15 +1,23 @@
-//! `braid start WORKFLOW --stack NAME`: start a run of a registered workflow's current
-//! definition in a deployed stack. The run is written and its first steps queued; the
-//! stack's functions run it from there, so this returns at once with the run id.
+//! `braid start WORKFLOW`: start a run of a registered workflow's current definition,
+//! in the local state or in a deployed stack (`--stack NAME`). The run is written and
+//! its first steps queued, and the run id printed at once; what drives the state runs
+//! it (the stack's functions, `braid dev` on the local state). With `--wait` this
+//! command waits for the run's end and prints it as `braid run` does — locally it
+//! drives the run itself.
 
 use super::Exit;
-use super::local::tokio;
+use super::interrupt::Interrupts;
+use super::local::{function_map, take_over, tokio};
 use super::report::Format;
-use super::run::parse_input;
-use super::stack::StackArgs;
-use braid_handlers::{HandlerError, StartBody};
+use super::run::{Driving, parse_input};
+use super::target::{Target, TargetArgs};
+use braid_engine::model::RunId;
+use braid_handlers::{HandlerError, Handlers, StartBody};
 use braid_ports::PortError;
 use serde_json::{Value, json};
+use std::path::PathBuf;
+#[cfg(feature = "aws")]
+use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -22,12 +30,23 @@ pub struct Args {
     /// An idempotency key: starting again with the same key returns the first run.
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
-    /// `text`: the run id alone (for scripts); `json`: `{"run_id", "status", "existing"}`.
+    /// Wait for the run's end and print it as `braid run` does (locally, drive it).
+    #[arg(long)]
+    pub wait: bool,
+    /// Where `lambda` steps run when this command drives the run (`--wait`, locally).
+    #[arg(long, value_name = "FILE")]
+    pub functions: Option<PathBuf>,
+    /// Without `--wait`, `text`: the run id alone (for scripts); `json`: `{"run_id",
+    /// "status", "existing"}`. With `--wait`, as `braid run` prints a run.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
     #[command(flatten)]
-    pub stack: StackArgs,
+    pub target: TargetArgs,
 }
+
+/// How often a run in a stack is looked at while `--wait` waits for it.
+#[cfg(feature = "aws")]
+const POLL: Duration = Duration::from_secs(1);
 
 pub fn run(args: &Args) -> anyhow::Result<Exit> {
     let body = StartBody {
@@ -35,8 +54,11 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
         input: parse_input(args.input.as_deref())?,
         idempotency_key: args.idempotency_key.clone(),
     };
+    let functions = function_map(args.functions.as_deref(), None);
     tokio()?.block_on(async {
-        let handlers = args.stack.handlers().await?;
+        let mut interrupts = Interrupts::catch()?;
+        let target = Target::open_with(&args.target, functions.clone()).await?;
+        let handlers = target.handlers();
         let started = match handlers.start_named(body, Value::Null).await {
             Ok(s) => s,
             // Bad input, or a workflow never deployed: the caller's to fix.
@@ -47,18 +69,89 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
             Err(e) => return Err(e.into()),
         };
         let run = &started.run;
-        match args.output {
-            Format::Text => {
-                if started.existing {
-                    eprintln!("the idempotency key was used before: this is the run it started");
-                }
-                println!("{}", run.id);
-            }
-            Format::Json => println!(
-                "{}",
-                json!({"run_id": run.id, "status": run.status, "existing": started.existing})
-            ),
+        if started.existing {
+            eprintln!("the idempotency key was used before: this is the run it started");
         }
-        Ok(Exit::Success)
+        if !args.wait {
+            match args.output {
+                Format::Text => println!("{}", run.id),
+                Format::Json => println!(
+                    "{}",
+                    json!({"run_id": run.id, "status": run.status, "existing": started.existing})
+                ),
+            }
+            if target.is_local() {
+                eprintln!(
+                    "run {} waits for a process driving {}: `braid dev` there, or `braid continue {}`",
+                    run.id,
+                    target.place(),
+                    run.id
+                );
+            }
+            return Ok(Exit::Success);
+        }
+        eprintln!("run {} of `{}` started", run.id, run.workflow);
+        match &target {
+            Target::Local(rt, _) => {
+                let state = &args.target.state.state;
+                take_over(rt, state, "braid start --wait").await?;
+                let steps = step_ids(handlers, &run.id).await;
+                Driving {
+                    state,
+                    functions: functions.as_deref(),
+                    format: args.output,
+                }
+                .to_end(rt, &run.id, steps, &mut interrupts)
+                .await
+            }
+            #[cfg(feature = "aws")]
+            Target::Stack(..) => watch(handlers, &run.id, args.output, &mut interrupts).await,
+        }
     })
+}
+
+/// The ids of run `id`'s steps, in file order, for the progress lines.
+async fn step_ids(handlers: &Handlers, id: &RunId) -> Vec<String> {
+    let Ok(run) = handlers.run_record(id).await else {
+        return Vec::new();
+    };
+    match handlers.workflow(&run).await {
+        Ok(wf) => wf.steps.iter().map(|s| s.id.clone()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Waits for run `id` of a stack to end, then prints it; Ctrl-C stops waiting (the run
+/// goes on in the stack).
+#[cfg(feature = "aws")]
+async fn watch(
+    handlers: &Handlers,
+    id: &RunId,
+    format: Format,
+    interrupts: &mut Interrupts,
+) -> anyhow::Result<Exit> {
+    loop {
+        if handlers.run_record(id).await?.status.is_final() {
+            break;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(POLL) => {}
+            () = interrupts.next() => {
+                eprintln!("interrupted: run {id} goes on in the stack (`braid show {id} --stack …`)");
+                return Ok(Exit::Interrupted);
+            }
+        }
+    }
+    let view = handlers.run_view(id).await?;
+    match format {
+        Format::Text => print!("{}", super::report::summary(&view)),
+        Format::Json => println!("{}", super::report::json(&view)),
+    }
+    Ok(
+        if view.status == braid_engine::model::RunStatus::Succeeded {
+            Exit::Success
+        } else {
+            Exit::RunFailed
+        },
+    )
 }

@@ -73,6 +73,12 @@ impl Target {
         }
     }
 
+    /// Whether the runs are in a local state (nothing drives them unless a braid
+    /// process does).
+    pub fn is_local(&self) -> bool {
+        matches!(self, Target::Local(..))
+    }
+
     /// Where the runs are: "`.braid`", "stack `prod`".
     pub fn place(&self) -> &str {
         match self {
