@@ -138,7 +138,10 @@ pub async fn start_announced(
     };
     let started = match handlers.start(request).await {
         Ok(s) => s,
-        Err(HandlerError::Invalid(msg)) => {
+        // Bad input, or a key used before with another input.
+        Err(
+            HandlerError::Invalid(msg) | HandlerError::Port(braid_ports::PortError::Conflict(msg)),
+        ) => {
             eprintln!("error: {msg}");
             return Ok(Err(Exit::Invalid));
         }

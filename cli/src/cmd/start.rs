@@ -61,8 +61,12 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
         let handlers = target.handlers();
         let started = match handlers.start_named(body, Value::Null).await {
             Ok(s) => s,
-            // Bad input, or a workflow never deployed: the caller's to fix.
-            Err(HandlerError::Invalid(msg) | HandlerError::Port(PortError::NotFound(msg))) => {
+            // Bad input, a workflow never deployed, a key used with another input: the
+            // caller's to fix.
+            Err(
+                HandlerError::Invalid(msg)
+                | HandlerError::Port(PortError::NotFound(msg) | PortError::Conflict(msg)),
+            ) => {
                 eprintln!("error: {msg}");
                 return Ok(Exit::Invalid);
             }

@@ -82,6 +82,14 @@ impl Handlers {
         self.start_as(req, Registry::Current, None).await
     }
 
+    /// The params run `run` was started with.
+    async fn params_of(&self, run: &RunRecord) -> HandlerResult<Value> {
+        match &run.params_ref {
+            Some(d) => self.load(d).await,
+            None => Ok(run.params.clone()),
+        }
+    }
+
     /// Makes `def` its workflow's current definition. Starting the current version
     /// again (`braid run` of an unchanged file) reads instead of writing: one read
     /// against two writes of the whole definition.
@@ -119,10 +127,20 @@ impl Handlers {
                 problems.join("; ")
             ))
         })?;
+        if req
+            .idempotency_key
+            .as_deref()
+            .is_some_and(|k| k.trim().is_empty())
+        {
+            return Err(HandlerError::Invalid(
+                "the idempotency key is empty; give a key, or none".into(),
+            ));
+        }
         let now = self.now();
         if registry == Registry::Register {
             self.register(&req.definition).await?;
         }
+        let asked = params.clone();
         let mut plan = start::plan(
             &wf,
             start::StartInfo {
@@ -138,6 +156,18 @@ impl Handlers {
         plan.run.parent = parent;
         self.keep_input(&mut plan.run).await?;
         if let Created::Existing(run) = self.ports.store.create_run(&plan.run, &plan.steps).await? {
+            // A key names one start: the same key with another input is a mistake to
+            // report, not a start to answer with a run of other input. (A child's key
+            // names its parent's attempt, whose input is the attempt's to render.)
+            if plan.run.parent.is_none() && self.params_of(&run).await? != asked {
+                return Err(PortError::Conflict(format!(
+                    "idempotency key `{}` was used by run {} of `{}` with another input",
+                    run.idempotency_key.as_deref().unwrap_or_default(),
+                    run.id,
+                    run.workflow
+                ))
+                .into());
+            }
             return Ok(Started {
                 run: *run,
                 existing: true,

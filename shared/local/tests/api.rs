@@ -79,6 +79,32 @@ async fn post_runs_starts_the_current_definition_once_per_idempotency_key() {
 }
 
 #[tokio::test]
+async fn an_idempotency_key_reused_with_another_input_or_empty_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    registered(&rt).await;
+    let start = |who: &str, key: &str| {
+        request(
+            "POST",
+            "/runs",
+            Some(json!({"workflow": "greet", "input": {"who": who}, "idempotency_key": key})),
+        )
+    };
+    let first = rt.handlers().api(&start("ada", "k1")).await;
+    assert_eq!(first.status, 202, "{:?}", first.body);
+    let run_id = first.body["run_id"].as_str().unwrap().to_string();
+    let other = rt.handlers().api(&start("bob", "k1")).await;
+    assert_eq!(other.status, 409, "{:?}", other.body);
+    let message = other.body["message"].as_str().unwrap();
+    assert!(
+        message.contains(&run_id) && message.contains("another input"),
+        "{message}"
+    );
+    let empty = rt.handlers().api(&start("ada", " ")).await;
+    assert_eq!(empty.status, 400, "{:?}", empty.body);
+}
+
+#[tokio::test]
 async fn bad_requests_say_what_was_wrong() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(dir.path());
