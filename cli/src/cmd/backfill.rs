@@ -38,8 +38,9 @@ pub struct Args {
     /// date (2026-11-01, meaning 00:00 UTC).
     #[arg(long, value_name = "T1", value_parser = parse_time)]
     pub from: DateTime<Utc>,
-    /// End of the range, included: an RFC 3339 instant or a date (00:00 UTC).
-    #[arg(long, value_name = "T2", value_parser = parse_time)]
+    /// End of the range, included: an RFC 3339 instant, or a date meaning the whole
+    /// day (up to its last instant, 23:59:59.999… UTC).
+    #[arg(long, value_name = "T2", value_parser = parse_end)]
     pub to: DateTime<Utc>,
     /// Print the instants a backfill would start a run for, and start nothing.
     #[arg(long)]
@@ -67,6 +68,19 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
     Err(format!(
         "`{s}` is neither an RFC 3339 instant (2026-11-01T00:00:00Z) nor a date (2026-11-01)"
     ))
+}
+
+/// `--to`: an RFC 3339 instant, or a date meaning the whole day: its last instant.
+pub fn parse_end(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        let next = d
+            .succ_opt()
+            .ok_or_else(|| format!("`{s}` is the last date there is"))?;
+        return Ok(
+            next.and_time(chrono::NaiveTime::MIN).and_utc() - chrono::TimeDelta::nanoseconds(1)
+        );
+    }
+    parse_time(s)
 }
 
 pub fn run(args: &Args) -> anyhow::Result<Exit> {
@@ -314,6 +328,18 @@ mod tests {
             "2026-11-01T01:00:00Z".parse::<DateTime<Utc>>().unwrap()
         );
         assert!(parse_time("yesterday").unwrap_err().contains("RFC 3339"));
+    }
+
+    #[test]
+    fn a_date_as_the_end_means_the_whole_day() {
+        let end = parse_end("2026-11-07").unwrap();
+        assert!(end > "2026-11-07T23:59:59Z".parse::<DateTime<Utc>>().unwrap());
+        assert!(end < "2026-11-08T00:00:00Z".parse::<DateTime<Utc>>().unwrap());
+        assert_eq!(
+            parse_end("2026-11-07T06:00:00Z").unwrap(),
+            "2026-11-07T06:00:00Z".parse::<DateTime<Utc>>().unwrap(),
+            "an instant is itself"
+        );
     }
 
     #[test]
