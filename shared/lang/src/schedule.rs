@@ -250,9 +250,15 @@ fn parse_cadence(expression: &str) -> Result<Cadence, String> {
             "bad cron `{e}`: expected 5 fields (minute hour day-of-month month day-of-week) or `rate(N unit)`"
         ));
     }
+    // Vixie cron (and cronie) combine day of month and day of week with OR only when
+    // neither field starts with `*`: `0 0 */2 * MON` is every other day that is a
+    // Monday, not every other day and every Monday.
+    let fields: Vec<&str> = e.split_whitespace().collect();
+    let starred = fields[2].starts_with('*') || fields[4].starts_with('*');
     let cron = CronParser::builder()
         .seconds(Seconds::Disallowed)
         .year(Year::Disallowed)
+        .dom_and_dow(starred)
         .build()
         .parse(e)
         .map_err(|err| {
@@ -588,5 +594,36 @@ mod tests {
             .next_after(Utc.with_ymd_and_hms(2026, 1, 1, 0, 7, 30).unwrap())
             .unwrap();
         assert_eq!(t, Utc.with_ymd_and_hms(2026, 1, 1, 0, 10, 0).unwrap());
+    }
+
+    #[test]
+    fn a_starred_day_field_combines_the_day_fields_with_and_as_vixie_cron_does() {
+        let every_other_monday = Schedule::parse("0 0 */2 * MON", None).unwrap();
+        let mut t = "2026-11-01T00:00:00Z"
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap();
+        let mut fired = Vec::new();
+        for _ in 0..3 {
+            t = every_other_monday.next_after(t).unwrap();
+            fired.push(t.format("%Y-%m-%d %a").to_string());
+        }
+        // Odd days of the month (1, 3, 5, …) that are Mondays.
+        assert_eq!(
+            fired,
+            ["2026-11-09 Mon", "2026-11-23 Mon", "2026-12-07 Mon"]
+        );
+        let first_or_monday = Schedule::parse("0 0 1 * MON", None).unwrap();
+        let t = "2026-11-02T00:00:00Z"
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap();
+        assert_eq!(
+            first_or_monday
+                .next_after(t)
+                .unwrap()
+                .format("%Y-%m-%d")
+                .to_string(),
+            "2026-11-09",
+            "neither starred: the 1st or any Monday"
+        );
     }
 }
