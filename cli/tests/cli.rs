@@ -289,10 +289,19 @@ fn pause_and_resume_stop_and_restart_a_workflows_schedules() {
     assert!(stdout(&out).starts_with("paused the schedules of nightly-report"));
     let listed = stdout(&braid(&["workflows", "--state", &state]));
     assert!(listed.contains("(schedules paused)"), "{listed}");
+    assert!(
+        listed.contains("— paused") && !listed.contains("— next"),
+        "a paused schedule has no next instant: {listed}"
+    );
     let out = braid(&["resume", "nightly-report", "--state", &state]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let listed = stdout(&braid(&["workflows", "--state", &state]));
     assert!(!listed.contains("paused"), "{listed}");
+    let out = braid(&["deploy", &example("hello.yaml"), "--state", &state]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = braid(&["pause", "hello", "--state", &state]);
+    assert_eq!(out.status.code(), Some(2), "nothing to pause: {}", stdout(&out));
+    assert!(stderr(&out).contains("has no schedule to pause"), "{}", stderr(&out));
     let out = braid(&["pause", "nope", "--state", &state]);
     assert_eq!(out.status.code(), Some(2));
     assert!(

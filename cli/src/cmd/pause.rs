@@ -18,10 +18,18 @@ pub struct Args {
 pub fn run(args: &Args, paused: bool) -> anyhow::Result<Exit> {
     tokio()?.block_on(async {
         let target = Target::open(&args.target).await?;
-        target
+        match target
             .handlers()
             .pause_schedules(&args.workflow, paused)
-            .await?;
+            .await
+        {
+            Ok(()) => {}
+            Err(braid_handlers::HandlerError::Invalid(why)) => {
+                eprintln!("error: {why}");
+                return Ok(Exit::Invalid);
+            }
+            Err(e) => return Err(e.into()),
+        }
         println!(
             "{} the schedules of {} in {}",
             if paused { "paused" } else { "resumed" },

@@ -54,7 +54,8 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
                     println!("  no triggers: started explicitly only");
                 }
                 for t in &wf.triggers {
-                    println!("  {}", trigger_line(&t.source, now));
+                    let next = if *paused { None } else { Some(now) };
+                    println!("  {}", trigger_line(&t.source, next));
                 }
             }
         }
@@ -69,18 +70,23 @@ pub fn show_instant(t: DateTime<Utc>) -> String {
 
 /// One trigger in a short line: `schedule 0 2 * * * Europe/Paris — next ...`,
 /// `s3 acme-orders incoming/*.csv`, `event {...}`, `webhook /hooks/orders (...)`,
-/// `sqs orders-in`.
-pub fn trigger_line(source: &TriggerSource, now: DateTime<Utc>) -> String {
+/// `sqs orders-in`. A schedule's next instant is the first after `now`; with `None`
+/// its schedules are paused.
+pub fn trigger_line(source: &TriggerSource, now: Option<DateTime<Utc>>) -> String {
     match source {
         TriggerSource::Schedule { schedule, .. } => {
             let zone = match schedule.cadence {
                 Cadence::Cron(_) => format!(" {}", schedule.timezone.name()),
                 Cadence::Rate(_) => String::new(),
             };
-            let next = schedule
-                .next_after(now)
-                .map_or_else(|| "never again".to_string(), show_instant);
-            format!("schedule {}{zone} — next {next}", schedule.expression)
+            let next = match now {
+                None => "paused".to_string(),
+                Some(now) => schedule.next_after(now).map_or_else(
+                    || "never again".to_string(),
+                    |t| format!("next {}", show_instant(t)),
+                ),
+            };
+            format!("schedule {}{zone} — {next}", schedule.expression)
         }
         TriggerSource::S3 {
             bucket,
@@ -109,7 +115,7 @@ fn describe(def: &Definition, wf: &Workflow, paused: bool, now: DateTime<Utc>) -
     let triggers: Vec<Value> = wf
         .triggers
         .iter()
-        .map(|t| trigger_json(&t.source, now))
+        .map(|t| trigger_json(&t.source, (!paused).then_some(now)))
         .collect();
     json!({
         "workflow": def.workflow,
@@ -120,7 +126,7 @@ fn describe(def: &Definition, wf: &Workflow, paused: bool, now: DateTime<Utc>) -
     })
 }
 
-fn trigger_json(source: &TriggerSource, now: DateTime<Utc>) -> Value {
+fn trigger_json(source: &TriggerSource, now: Option<DateTime<Utc>>) -> Value {
     match source {
         TriggerSource::Schedule {
             schedule,
@@ -134,7 +140,7 @@ fn trigger_json(source: &TriggerSource, now: DateTime<Utc>) -> Value {
             "catchup": catchup_name(*catchup),
             "catchup_window": format_duration(*catchup_window),
             "overlap": overlap_name(*overlap),
-            "next": schedule.next_after(now).map(show_instant),
+            "next": now.and_then(|now| schedule.next_after(now)).map(show_instant),
         }),
         TriggerSource::S3 {
             bucket,
@@ -200,12 +206,27 @@ mod tests {
             overlap: OverlapPolicy::Skip,
         };
         assert_eq!(
-            trigger_line(&source, at("2026-11-25T12:00:00Z")),
+            trigger_line(&source, Some(at("2026-11-25T12:00:00Z"))),
             "schedule 0 2 * * * Europe/Paris — next 2026-11-26T01:00:00Z"
         );
-        let json = trigger_json(&source, at("2026-11-25T12:00:00Z"));
+        let json = trigger_json(&source, Some(at("2026-11-25T12:00:00Z")));
         assert_eq!(json["next"], "2026-11-26T01:00:00Z");
         assert_eq!(json["catchup"], "none");
+    }
+
+    #[test]
+    fn a_paused_schedule_shows_no_next_instant() {
+        let source = TriggerSource::Schedule {
+            schedule: Schedule::parse("0 2 * * *", None).unwrap(),
+            catchup: CatchupPolicy::None,
+            catchup_window: Duration::from_secs(86_400),
+            overlap: OverlapPolicy::Skip,
+        };
+        assert_eq!(
+            trigger_line(&source, None),
+            "schedule 0 2 * * * UTC — paused"
+        );
+        assert_eq!(trigger_json(&source, None)["next"], Value::Null);
     }
 
     #[test]
@@ -216,25 +237,28 @@ mod tests {
             prefix: Some("incoming/".into()),
             suffix: Some(".csv".into()),
         };
-        assert_eq!(trigger_line(&s3, now), "s3 acme-orders incoming/*.csv");
+        assert_eq!(
+            trigger_line(&s3, Some(now)),
+            "s3 acme-orders incoming/*.csv"
+        );
         let hook = TriggerSource::Webhook {
             path: "orders".into(),
             secret: "orders-hook".into(),
             signature: SignatureScheme::Braid,
         };
         assert_eq!(
-            trigger_line(&hook, now),
+            trigger_line(&hook, Some(now)),
             "webhook /hooks/orders (signature braid, secret orders-hook)"
         );
         let sqs = TriggerSource::Sqs {
             queue: "orders-in".into(),
         };
-        assert_eq!(trigger_line(&sqs, now), "sqs orders-in");
+        assert_eq!(trigger_line(&sqs, Some(now)), "sqs orders-in");
         let event = TriggerSource::Event {
             pattern: json!({"source": ["acme.orders"]}),
         };
         assert_eq!(
-            trigger_line(&event, now),
+            trigger_line(&event, Some(now)),
             r#"event {"source":["acme.orders"]}"#
         );
     }

@@ -307,8 +307,10 @@ impl Handlers {
     /// Pauses (or resumes) the schedules of a registered workflow: while paused, its
     /// scheduled instants pass without a run, and resuming fires from the next instant
     /// on — whatever the catch-up policy. Other triggers are not affected.
+    /// A workflow without schedules has nothing to pause: that is said, not done.
     pub async fn pause_schedules(&self, workflow: &str, paused: bool) -> HandlerResult<()> {
-        self.ports
+        let def = self
+            .ports
             .store
             .current_definition(workflow)
             .await
@@ -318,6 +320,17 @@ impl Handlers {
                 )),
                 e => e.into(),
             })?;
+        let wf = self.parse_cached(&def)?;
+        let scheduled = wf
+            .triggers
+            .iter()
+            .any(|t| matches!(t.source, braid_lang::TriggerSource::Schedule { .. }));
+        if !scheduled {
+            return Err(HandlerError::Invalid(format!(
+                "workflow `{workflow}` has no schedule to {}",
+                if paused { "pause" } else { "resume" }
+            )));
+        }
         let value = paused.then_some("paused");
         self.ports
             .store
