@@ -300,8 +300,17 @@ fn pause_and_resume_stop_and_restart_a_workflows_schedules() {
     let out = braid(&["deploy", &example("hello.yaml"), "--state", &state]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let out = braid(&["pause", "hello", "--state", &state]);
-    assert_eq!(out.status.code(), Some(2), "nothing to pause: {}", stdout(&out));
-    assert!(stderr(&out).contains("has no schedule to pause"), "{}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "nothing to pause: {}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("has no schedule to pause"),
+        "{}",
+        stderr(&out)
+    );
     let out = braid(&["pause", "nope", "--state", &state]);
     assert_eq!(out.status.code(), Some(2));
     assert!(

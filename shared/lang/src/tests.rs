@@ -1103,3 +1103,13 @@ fn approvers_name_someone() {
         "{p:?}"
     );
 }
+
+#[test]
+fn an_unknown_filter_is_refused_where_it_is_written() {
+    let p = problems(
+        "name: t\nsteps:\n  - id: a\n    pass: \"{{ [1, 2] | nosuchfilter }}\"\n  - id: b\n    pass: \"total {{ [1] | sum }} and {{ 'a | not a filter' | upper }}\"\n",
+    );
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].contains("unknown filter `nosuchfilter`"), "{p:?}");
+    assert!(p[0].starts_with("4:"), "names the line: {p:?}");
+}

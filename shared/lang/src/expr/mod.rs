@@ -87,7 +87,77 @@ pub fn check(s: &str) -> Result<BTreeSet<String>, ExprError> {
             })?;
         }
     }
+    // The engine looks a filter up only when it renders; a name it lacks is found here.
+    if let Some(name) = filter_names(s).into_iter().find(|n| !is_filter(n)) {
+        return Err(ExprError {
+            message: format!("unknown filter `{name}`"),
+        });
+    }
     Ok(step_refs(s))
+}
+
+/// Whether the expression engine has a filter `name` (cached per name).
+fn is_filter(name: &str) -> bool {
+    static KNOWN: OnceLock<std::sync::Mutex<std::collections::HashMap<String, bool>>> =
+        OnceLock::new();
+    let known = KNOWN.get_or_init(Default::default);
+    if let Some(k) = known.lock().unwrap().get(name) {
+        return *k;
+    }
+    let probe = syntax_env()
+        .compile_expression(&format!("none | {name}"))
+        .map(|e| e.eval(()));
+    let found = !matches!(probe, Ok(Err(e)) if e.kind() == minijinja::ErrorKind::UnknownFilter);
+    known.lock().unwrap().insert(name.to_string(), found);
+    found
+}
+
+/// The filter names used in the expressions of `s` (`| name`), outside string
+/// literals.
+fn filter_names(s: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let code: Vec<&str> = match shape(s) {
+        Shape::Literal => return names,
+        Shape::Single(e) => vec![e],
+        Shape::Mixed => s
+            .split("{{")
+            .skip(1)
+            .filter_map(|r| r.split_once("}}").map(|(e, _)| e))
+            .chain(
+                s.split("{%")
+                    .skip(1)
+                    .filter_map(|r| r.split_once("%}").map(|(e, _)| e)),
+            )
+            .collect(),
+    };
+    for e in code {
+        let chars: Vec<char> = e.chars().collect();
+        let mut i = 0;
+        let mut quote: Option<char> = None;
+        while i < chars.len() {
+            let c = chars[i];
+            match quote {
+                Some(_) if c == '\\' => i += 1,
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None if c == '\'' || c == '"' => quote = Some(c),
+                None if c == '|' => {
+                    let rest: String = chars[i + 1..].iter().collect();
+                    let name: String = rest
+                        .trim_start()
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    if !name.is_empty() {
+                        names.insert(name);
+                    }
+                }
+                None => {}
+            }
+            i += 1;
+        }
+    }
+    names
 }
 
 /// Step ids named as `steps.X` or `steps['X']` in a string.
