@@ -319,3 +319,31 @@ fn pause_and_resume_stop_and_restart_a_workflows_schedules() {
         stderr(&out)
     );
 }
+
+#[test]
+fn validate_checks_the_examples_folder_function_map_included() {
+    let mut args = vec!["validate".to_string()];
+    let mut files: Vec<String> = std::fs::read_dir(examples_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "json"))
+        .map(|p| p.display().to_string())
+        .collect();
+    files.sort();
+    args.extend(files);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = braid(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("functions.yaml (a function map)"),
+        "{}",
+        stdout(&out)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("functions.yaml");
+    std::fs::write(&broken, "functions:\n  worker: { nonsense: 1 }\n").unwrap();
+    let out = braid(&["validate", &broken.display().to_string()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("functions.yaml"), "{}", stderr(&out));
+}

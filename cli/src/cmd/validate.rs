@@ -1,4 +1,5 @@
-//! `braid validate FILE...`: check files without running anything.
+//! `braid validate FILE...`: check files without running anything — workflow files,
+//! and the function maps (`functions.yaml`) that sit beside them.
 
 use super::{Exit, read_file};
 use std::path::PathBuf;
@@ -24,6 +25,16 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
             }
         };
         let name = path.display().to_string();
+        if is_function_map(&text) {
+            match braid_local::lambda::FunctionMap::parse(&text, path) {
+                Ok(_) => println!("ok {name} (a function map)"),
+                Err(e) => {
+                    eprintln!("{e}");
+                    all_valid = false;
+                }
+            }
+            continue;
+        }
         match braid_lang::parse(&name, &text) {
             Ok(_) => println!("ok {name}"),
             Err(invalid) => {
@@ -37,4 +48,11 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
     } else {
         Exit::Invalid
     })
+}
+
+/// Whether `text` is a function map (a top-level `functions:` and no `steps:`), which
+/// `braid validate examples/*.yaml` meets beside the workflows.
+fn is_function_map(text: &str) -> bool {
+    let top = |key: &str| text.lines().any(|l| l.starts_with(key));
+    top("functions:") && !top("steps:")
 }
