@@ -439,7 +439,12 @@ pub fn waiter(step: &Step) -> Option<Waiter> {
 }
 
 /// A callback's heartbeat on waiting attempt `attempt`: the next one is due a
-/// heartbeat from now (never past the callback's timeout).
+/// heartbeat from now (never past the callback's timeout). Nothing is sent: the
+/// message already on its way for the earlier due time (or the tick's timer, for a
+/// due time past the queue's longest delay) finds the wait moved and sends itself
+/// on to the new one. A message per heartbeat would add a chain of messages at each
+/// beat, each re-sent at every due time until the attempt ends — quadratic in the
+/// heartbeats of a long wait.
 fn heartbeat(rec: &StepRecord, attempt: u32, ctx: &Context<'_>) -> Transition {
     let Some(every) = ctx.step.callback.and_then(|c| c.heartbeat) else {
         return Transition::none();
@@ -456,16 +461,7 @@ fn heartbeat(rec: &StepRecord, attempt: u32, ctx: &Context<'_>) -> Transition {
         due_at: Some(due),
         ..rec.clone()
     };
-    let delay = until(due, ctx.now);
-    let effects = if delay <= ctx.max_queue_delay {
-        vec![Effect::Send {
-            msg: message(rec, rec.attempt),
-            delay,
-        }]
-    } else {
-        Vec::new()
-    };
-    Transition::write(Guard::unchanged(rec), beat, effects)
+    Transition::write(Guard::unchanged(rec), beat, Vec::new())
 }
 
 /// The outcome of a wait whose time came: a `wait` step's end; a callback's timeout
