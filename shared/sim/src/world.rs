@@ -82,13 +82,10 @@ pub struct Tally {
 
 impl Tally {
     /// The most "ready" messages attempt (run, step key, number) may be sent: the
-    /// bound of re-sends, for each due time its heartbeats set. A message for a
-    /// waiting attempt that arrives before its due time sends itself on to it, so a
-    /// copy (a duplicate, a re-send) lives until the wait ends, one send per due
-    /// time the heartbeats moved it to.
+    /// bound of re-sends, plus one per heartbeat (each wakes the attempt at its new
+    /// due time).
     pub fn send_bound(&self, attempt: &(String, String, u32)) -> u32 {
-        let beats = self.heartbeats.get(attempt).copied().unwrap_or(0);
-        crate::check::MAX_SENDS * (1 + beats)
+        crate::check::MAX_SENDS + self.heartbeats.get(attempt).copied().unwrap_or(0)
     }
 }
 
