@@ -2,7 +2,9 @@
 //! a full disk, writes that fail after taking effect, pauses, crashes), counting the
 //! writes the checks need — every final step write and every run close that took
 //! effect — and checking the port's own contract on the way, and the invariants best
-//! seen write by write.
+//! seen write by write: fan-out counters, parked approvals and signals never retried,
+//! lease expiries, how a callback attempt ends (see `judge_callback`), and that
+//! nothing starts once a cancel's scan is over.
 
 use crate::world::World;
 use async_trait::async_trait;

@@ -5,7 +5,8 @@
 //! - a run that is final leaves no child running (a parent step ending otherwise than
 //!   by its child, its run's end or a cancel included, cancels the child);
 //! - a run whose cancel took (a person's, or its parent step's end) ends `cancelled`:
-//!   the request is refused once the run is failing, so it was not failing first.
+//!   the request is refused once the run is failing, so it was not failing first —
+//!   unless a message that could never be handled ended it `undeliverable`.
 //!
 //! That no step is claimed after a cancel's scan is checked on each write by the store
 //! decorator, and that attempts in flight are recorded by the general "in flight
@@ -105,7 +106,14 @@ pub fn check(d: &Drive, mut add: impl FnMut(&str, String)) {
                 );
             }
         }
-        if r.record.cancel.is_some() && r.record.status != RunStatus::Cancelled {
+        // A message that can never be handled (faults alone) ends its run failed
+        // `undeliverable`, whatever else was asked of it.
+        let undeliverable = r
+            .record
+            .error
+            .as_ref()
+            .is_some_and(|e| e.error == "undeliverable");
+        if r.record.cancel.is_some() && r.record.status != RunStatus::Cancelled && !undeliverable {
             add(
                 "cancel-not-ended",
                 format!(
