@@ -453,6 +453,11 @@ pub struct DispatchMsg {
     /// again).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub resume: bool,
+    /// For a waiting attempt: the due time it was sent to wake it at. A callback's
+    /// heartbeat moves the due time and sends a message for the new one, so one sent
+    /// for an earlier due time ends where it arrives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due: Option<Timestamp>,
 }
 
 impl DispatchMsg {
@@ -463,6 +468,7 @@ impl DispatchMsg {
             key,
             attempt: 1,
             resume: false,
+            due: None,
         }
     }
 }

@@ -117,6 +117,7 @@ async fn resume_orphans(handlers: &Handlers) -> HandlerResult<(usize, Vec<RunId>
                         key: rec.key.clone(),
                         attempt: rec.attempt,
                         resume: true,
+                        due: None,
                     };
                     out.push(Outgoing {
                         body: serde_json::to_string(&msg).map_err(PortError::backend)?,

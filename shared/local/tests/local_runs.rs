@@ -746,6 +746,7 @@ async fn a_message_that_can_never_be_handled_fails_its_run_with_the_reason() {
         key: StepKey::step("a"),
         attempt: 1,
         resume: false,
+        due: None,
     };
     ports
         .ready

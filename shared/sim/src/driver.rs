@@ -7,17 +7,23 @@
 //! on virtual time passes. A crash drops every handler future in flight and starts a
 //! fresh [`Handlers`] (a new process: nothing cached survives); the messages being
 //! handled come back when their visibility timeout ends. It also plays the people and
-//! systems of the seed's [`Scenario`]: their decisions and signals go to
-//! [`Handlers::decide`] and [`Handlers::signal`] through the same faulty ports, and a
-//! call cut by a crash is tried again after the restart.
+//! systems of the seed's [`Scenario`]: their decisions, signals and cancels go to
+//! [`Handlers::decide`], [`Handlers::signal`] and [`Handlers::cancel_run`] through the
+//! same faulty ports, and a call cut by a crash is tried again after the restart; the
+//! remotes of callback tasks (see [`crate::remote`]) call [`Handlers::callback`] and
+//! [`Handlers::heartbeat`] so too; and whoever answers the child runs' approvals and
+//! signals (see [`Process::answer_children`]). The child workflows are registered
+//! before any run starts, past the faults: that is setup, not what is simulated.
 
 use crate::clock::{SeqIds, VirtualClock};
 use crate::faults::FaultPlan;
 use crate::payloads::FaultyPayloads;
 use crate::people::{Due, PERSON, People, SYSTEM, Say, Scenario};
 use crate::queue::FaultyQueue;
+use crate::remote::{self, Call};
 use crate::store::FaultyStore;
 use crate::tasks::{SimRunner, TaskPlan};
+use crate::workflow::Kind;
 use crate::workflow::WorkflowSpec;
 use crate::world::{Lane, Tally, World};
 use braid_engine::model::{Data, RunId, RunRecord, Signal, StepKey, StepRecord, StepStatus};
@@ -27,8 +33,8 @@ use braid_handlers::{
 use braid_local::payloads::FolderPayloads;
 use braid_local::queue::SqliteQueue;
 use braid_local::store::SqliteStore;
-use braid_ports::env_secrets::{EnvSecrets, env_secrets};
-use braid_ports::{NullSink, Outgoing, PayloadStore, StateStore, WorkQueue};
+use braid_ports::env_secrets::env_secrets;
+use braid_ports::{NullSink, Outgoing, PayloadStore, RunFilter, StateStore, WorkQueue};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -82,6 +88,8 @@ pub struct RunResult {
 pub struct Drive {
     /// By start order; `None` for a run that was never started.
     pub runs: Vec<Option<RunResult>>,
+    /// Every child run, as it ended.
+    pub children: Vec<RunResult>,
     pub tally: Tally,
     pub trace: Vec<String>,
     /// Virtual time when the last run became final, if they all did.
@@ -95,6 +103,10 @@ enum Job {
     Started(usize, Result<RunId, (bool, String)>),
     /// A try of answer `.0` saying `.1`: whether it took, or why not.
     Answered(usize, Say, Result<bool, String>),
+    /// A child run's answer was said: whether it took shows at the next look.
+    Done,
+    /// Remote call `.0` came to this (`Ok(true)`: it ended or kept a callback).
+    Called(u64, Result<bool, String>),
     Ticked,
 }
 
@@ -151,6 +163,11 @@ struct Process {
     /// A handler task ended since the runs were last looked at.
     changed: bool,
     people: People,
+    /// The remote's calls under way, by number: tried again after a crash.
+    calls: BTreeMap<u64, Call>,
+    next_call: u64,
+    /// When the child runs' waits are next looked at.
+    next_child_look: Duration,
 }
 
 impl Process {
@@ -198,7 +215,7 @@ impl Process {
                 http: runner.clone(),
                 lambda: runner,
             }),
-            secrets: Arc::new(EnvSecrets::env_only()),
+            secrets: Arc::new(LinkKey),
             clock,
             ids: Arc::new(SeqIds::default()),
         };
@@ -220,6 +237,9 @@ impl Process {
             ended_at: None,
             changed: false,
             people: People::new(&setup.scenario),
+            calls: BTreeMap::new(),
+            next_call: 0,
+            next_child_look: Duration::ZERO,
         }
     }
 
@@ -234,8 +254,23 @@ impl Process {
         !self.world.plan.is_none()
     }
 
+    /// Registers the child workflows, past the faults.
+    async fn register_children(&self) {
+        let ports = Ports {
+            store: self.store.clone(),
+            ..self.ports.clone()
+        };
+        let h = new_handlers(&ports);
+        for child in &self.setup.spec.children {
+            h.register(&child.definition)
+                .await
+                .expect("a child workflow registers");
+        }
+    }
+
     /// The main loop.
     async fn run(&mut self, bound: Duration, stop_early: bool) {
+        self.register_children().await;
         let mut instant = (Duration::MAX, 0_u32);
         loop {
             let now = self.world.now();
@@ -280,6 +315,11 @@ impl Process {
             }
             self.start_due_runs(now);
             self.answer_due(now).await;
+            self.call_remote(now);
+            if now >= self.next_child_look {
+                self.next_child_look = now + crate::people::POLL;
+                self.answer_children().await;
+            }
             self.receive(Lane::Ready).await;
             self.receive(Lane::Results).await;
             if now >= self.next_tick && !self.tick_running {
@@ -359,6 +399,12 @@ impl Process {
         if let Some(at) = self.people.next_due() {
             next = next.min(at);
         }
+        if let Some(at) = self.world.remote_next() {
+            next = next.min(at);
+        }
+        if self.ended_at.is_none() {
+            next = next.min(self.next_child_look);
+        }
         match self.ended_at {
             Some(at) => next = next.min(past(at + DRAIN)),
             None => {
@@ -387,15 +433,14 @@ impl Process {
                 .all(|q| q.next_visible_at().expect("the queue reads").is_none())
     }
 
+    /// Whether every run is started and final, child runs included.
     async fn all_final(&self) -> bool {
-        for id in &self.started {
-            let Some(id) = id else { return false };
-            match self.store.get_run(id).await {
-                Ok(r) if r.status.is_final() => {}
-                _ => return false,
-            }
-        }
-        true
+        self.started.iter().all(Option::is_some)
+            && self
+                .store
+                .active_runs(None, 1)
+                .await
+                .is_ok_and(|open| open.is_empty())
     }
 
     /// Whether every run is closed: what follows a run's end (its open steps
@@ -418,6 +463,11 @@ impl Process {
         self.tick_running = false;
         let now = self.world.now();
         self.people.restart(now);
+        for (_, call) in std::mem::take(&mut self.calls) {
+            if !call.once {
+                self.world.remote_again(now + Duration::from_secs(1), call);
+            }
+        }
         for (i, due) in self.start_due.iter_mut().enumerate() {
             if self.started[i].is_none() && due.is_none() {
                 *due = Some(now + Duration::from_secs(1));
@@ -471,6 +521,126 @@ impl Process {
             }
             Job::Ticked => self.tick_running = false,
             Job::Answered(i, say, took) => self.answered(i, say, took).await,
+            Job::Called(n, took) => self.called(n, took).await,
+            Job::Done => {}
+        }
+    }
+
+    /// Makes the remote's calls that are due.
+    fn call_remote(&mut self, now: Duration) {
+        for call in self.world.remote_due(now) {
+            let n = self.next_call;
+            self.next_call += 1;
+            self.world.trace(|| format!("remote {call:?}"));
+            if call.say == remote::Say::Heartbeat {
+                self.world
+                    .tally(|t| *t.heartbeats.entry(call.attempt.clone()).or_default() += 1);
+            }
+            self.calls.insert(n, call.clone());
+            let h = self.handlers.clone();
+            self.tasks.spawn(async move {
+                let r = match &call.say {
+                    remote::Say::Callback(report) => h.callback(&call.token, report).await,
+                    remote::Say::Heartbeat => h.heartbeat(&call.token).await,
+                };
+                Job::Called(n, r.map(|a| a.status.is_final()).map_err(|e| e.to_string()))
+            });
+        }
+    }
+
+    /// Takes in how remote call `n` ended: a replayed token must be refused; a call
+    /// that failed is made again while its attempt is not over.
+    async fn called(&mut self, n: u64, r: Result<bool, String>) {
+        let Some(call) = self.calls.remove(&n) else {
+            return;
+        };
+        self.world
+            .trace(|| format!("remote {:?} came to {r:?}", call.say));
+        let stale = matches!(&call.say, remote::Say::Callback(c) if c.error.as_deref() == Some(remote::STALE));
+        if stale && r.is_ok() {
+            self.world.violation(
+                "stale-token-taken",
+                format!(
+                    "{:?}: a replayed token of an ended attempt was taken",
+                    call.attempt
+                ),
+            );
+        }
+        if r.is_ok() || call.once {
+            return;
+        }
+        let (run, key, attempt) = &call.attempt;
+        let run = RunId::new(run.as_str());
+        let over = self.run_final(&run).await
+            || self
+                .store
+                .get_step(&run, &remote::parse_key(key))
+                .await
+                .is_ok_and(|rec| {
+                    rec.attempt > *attempt
+                        || (rec.attempt == *attempt
+                            && !matches!(rec.status, StepStatus::Running | StepStatus::Waiting))
+                });
+        if !over {
+            let at = self.world.now() + Duration::from_secs(2);
+            self.world.remote_again(at, call);
+        }
+    }
+
+    /// Answers the approvals and signals the child runs wait for, past the first
+    /// look: approved or not, and a signal sent or not (left to time out, when its
+    /// step has a timeout), as the seed and the step say — the same in both drives.
+    async fn answer_children(&mut self) {
+        let Ok(open) = self.store.active_runs(None, 1000).await else {
+            return;
+        };
+        for run in open.into_iter().filter(|r| r.parent.is_some()) {
+            let Some(spec) = self.setup.spec.workflow(&run.workflow) else {
+                continue;
+            };
+            let Ok(steps) = self.store.list_steps(&run.id).await else {
+                continue;
+            };
+            for rec in steps.iter().filter(|r| r.status == StepStatus::Waiting) {
+                let Some(step) = spec.step(&rec.key.step) else {
+                    continue;
+                };
+                let roll = crate::tasks::fnv(
+                    self.setup.seed,
+                    format!("{}/{}", spec.name, rec.key).as_bytes(),
+                );
+                if step.kind.answer_timeout().is_some() && roll.is_multiple_of(4) {
+                    continue;
+                }
+                let h = self.handlers.clone();
+                let (id, key) = (run.id.clone(), rec.key.to_string());
+                match &step.kind {
+                    Kind::Approval { .. } => {
+                        let d = Decision {
+                            approve: roll % 5 != 1,
+                            by: PERSON.into(),
+                            comment: None,
+                        };
+                        self.tasks.spawn(async move {
+                            let _ = h.decide(&id, &key, &d).await;
+                            Job::Done
+                        });
+                    }
+                    Kind::Signal { name, .. } => {
+                        let req = SignalRequest {
+                            name: name.to_string(),
+                            data: serde_json::json!({ "child": name }),
+                            id: Some(format!("child-{name}")),
+                            by: SYSTEM.into(),
+                        };
+                        self.tasks.spawn(async move {
+                            let _ = h.signal(&id, req).await;
+                            Job::Done
+                        });
+                    }
+                    _ => {}
+                }
+            }
         }
     }
 
@@ -530,6 +700,10 @@ impl Process {
                         };
                         h.signal(&run, req).await.map(|_| true)
                     }
+                    Say::Cancel => h
+                        .cancel_run(&run, PERSON, Some("no longer needed"))
+                        .await
+                        .map(|_| true),
                 };
                 Job::Answered(i, say, took.map_err(|e| e.to_string()))
             });
@@ -552,9 +726,13 @@ impl Process {
             );
         }
         let took = took.unwrap_or(false);
+        if took && say == Say::Cancel {
+            self.world.tally(|t| t.cancels.insert(run.to_string()));
+        }
         let moot = !took
             && (self.run_final(&run).await
                 || match &say {
+                    Say::Cancel => self.store.get_run(&run).await.is_ok_and(|r| r.failing),
                     Say::Decide { step, .. } => self
                         .store
                         .get_step(&run, &StepKey::step(step.as_str()))
@@ -667,8 +845,20 @@ impl Process {
                 None => None,
             });
         }
+        let mut children = Vec::new();
+        let all = RunFilter {
+            workflow: None,
+            status: None,
+            limit: 100_000,
+        };
+        for r in self.store.list_runs(&all).await.expect("the runs read") {
+            if r.parent.is_some() {
+                children.push(self.read_run(&r.id).await);
+            }
+        }
         Drive {
             runs,
+            children,
             tally: self.world.tally(std::mem::take),
             trace: self.world.take_trace(),
             ended_at: self.ended_at,
@@ -714,6 +904,16 @@ impl Process {
                 serde_json::from_slice(&bytes).expect("a payload is JSON")
             }
         }
+    }
+}
+
+/// The secrets of the simulated process: the key callback tokens are signed with.
+struct LinkKey;
+
+#[async_trait::async_trait]
+impl braid_ports::SecretStore for LinkKey {
+    async fn secret(&self, name: &str) -> braid_ports::PortResult<Option<String>> {
+        Ok((name == braid_handlers::links::LINK_KEY_SECRET).then(|| "sim-link-key".to_string()))
     }
 }
 

@@ -5,13 +5,16 @@
 //! seed replays exactly and hours of backlog take milliseconds.
 //!
 //! # What one seed does
-//! From the seed: a workflow (see [`workflow`]), how its tasks behave per (step,
-//! index, attempt) (see [`tasks`]), who answers its approvals and signals, what and
-//! when (see [`people`]), a tick interval and a mix of faults (see [`faults`]). The
+//! From the seed: a workflow and its child workflows (see [`workflow`]), how its tasks
+//! behave per (step, index, attempt) (see [`tasks`]) and what the remotes of callback
+//! tasks do (see [`remote`]), who answers its approvals and signals and who cancels
+//! its runs, what and when (see [`people`]), a tick interval and a mix of faults (see
+//! [`faults`]). The
 //! workflow's runs are driven twice (see [`driver`]): once without any fault — the
 //! reference — and once with the faults and crashes at port calls drawn among those
-//! the reference made; the people's decisions and signals pass the same faults. Then
-//! the invariants are checked (see [`check`]):
+//! the reference made; the people's decisions, signals and cancels and the remotes'
+//! callbacks and heartbeats pass the same faults. Then the invariants are checked
+//! (see [`check`]):
 //! - every run is final within a bound of virtual time (a step waiting without a
 //!   timeout is always answered, so nothing waits forever);
 //! - every step and iteration is recorded final exactly once, and every run closed once;
@@ -28,11 +31,22 @@
 //!   with the first signal of its name kept for its run — another sender's is
 //!   refused — and a signal sent before its step is reached is taken by it unless
 //!   the step timed out first (see [`check::waits`]);
+//! - a callback attempt ends only by its remote's outcome (its output, or its
+//!   error), a missed heartbeat or its timeout — these not before they are due, and
+//!   never for a remote that answered in time unless faults held it up — each attempt
+//!   once; a replayed token of an attempt before changes nothing (checked on each
+//!   write by the store decorator, and on each call);
+//! - a child run is started once per parent attempt, and a `workflow` step that
+//!   succeeded has its child's output; a final run leaves no child running; a run
+//!   whose cancel took ends `cancelled`, and nothing starts after the cancel's scan
+//!   (see [`check::children`]);
 //! - a step's attempt is sent at most [`check::MAX_SENDS`] "ready" messages;
 //! - a faulty run ends like the reference (same status; when it succeeded, the same
 //!   steps' statuses, attempts and outputs and the same run output; an approval's
 //!   output without the instant of its decision), unless a fault legitimately changed
-//!   its course — such as an answer and a timeout racing (see [`check::compare`]).
+//!   its course — such as an answer and a timeout racing, a callback held up or taken
+//!   after it was due, a cancel (whose moment in the run depends on timing), or such a
+//!   change in a child run (see [`check::compare`]).
 //!
 //! # Running it
 //! ```text
@@ -48,7 +62,8 @@
 //! - [`store`], [`queue`], [`payloads`]: the decorators over the embedded adapters;
 //! - [`tasks`]: the simulated task runner and the task behaviour plan;
 //! - [`workflow`]: the random workflow generator;
-//! - [`people`]: the people and systems who answer approvals and signals;
+//! - [`people`]: the people and systems who answer approvals and signals, and cancel runs;
+//! - [`remote`]: the remote systems behind callback tasks;
 //! - [`faults`]: the per-seed fault mix;
 //! - [`driver`]: one simulated process, start to end;
 //! - [`check`]: the invariants.
@@ -60,6 +75,7 @@ pub mod faults;
 pub mod payloads;
 pub mod people;
 pub mod queue;
+pub mod remote;
 pub mod store;
 pub mod tasks;
 pub mod workflow;
@@ -174,7 +190,8 @@ pub fn run_seed(seed: u64, opts: &Options) -> SeedReport {
 /// each delivery of its message — one per visibility timeout, and the queue gives up
 /// after [`braid_handlers::MAX_RECEIVES`] — until the tick expires its lease, a tick
 /// after the last. A step waiting for an answer waits at most until its timeout or
-/// until the scenario answers it (see [`people`]), whichever the bound takes as later.
+/// until the scenario answers it (see [`people`]), whichever the bound takes as later;
+/// a callback attempt at most its timeout, and a `workflow` step its child's run.
 fn reference_bound(spec: &workflow::WorkflowSpec, plan: &TaskPlan, tick: Duration) -> Duration {
     let longest = Duration::from_secs(25 * 60);
     let per_attempt = if plan.crash > 0 {
@@ -182,8 +199,13 @@ fn reference_bound(spec: &workflow::WorkflowSpec, plan: &TaskPlan, tick: Duratio
     } else {
         longest
     };
-    let per_run: Duration = spec
-        .steps
+    run_bound(spec, per_attempt) * spec.runs + Duration::from_secs(3600)
+}
+
+/// One run of `spec` in turn, each attempt taking `per_attempt` (plus its callback's
+/// timeout, or its child's run).
+fn run_bound(spec: &workflow::WorkflowSpec, per_attempt: Duration) -> Duration {
+    spec.steps
         .iter()
         .map(|s| {
             let attempts = s.retry.map_or(1, |r| r.0);
@@ -193,10 +215,13 @@ fn reference_bound(spec: &workflow::WorkflowSpec, plan: &TaskPlan, tick: Duratio
             } else {
                 Duration::ZERO
             };
-            per_attempt * attempts * items + answer + Duration::from_secs(17 * 60)
+            let waits = match s.kind {
+                workflow::Kind::Child(i) => run_bound(&spec.children[i], per_attempt),
+                _ => Duration::from_secs(s.callback.map_or(0, |c| c.timeout)),
+            };
+            (per_attempt + waits) * attempts * items + answer + Duration::from_secs(17 * 60)
         })
-        .sum();
-    per_run * spec.runs + Duration::from_secs(3600)
+        .sum()
 }
 
 /// The command that replays `seed` with its trace.

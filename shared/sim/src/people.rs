@@ -1,5 +1,6 @@
 //! The people and systems who answer waiting steps: per run, a decision for each
-//! `approval` step and a signal for each signal name, drawn from the seed, so that the
+//! `approval` step and a signal for each signal name, and now and then someone who
+//! cancels the run, drawn from the seed, so that the
 //! faulty drive and its fault-free reference hear the same answers (see [`Scenario`]).
 //! When each answer is said depends on the drive: it is first tried at a virtual time
 //! drawn from the seed (early, before its step is reached; about when it parks; or
@@ -37,6 +38,8 @@ pub enum Say {
         id: String,
         data: Value,
     },
+    /// Cancel the run.
+    Cancel,
 }
 
 /// When an answer is first tried.
@@ -124,6 +127,10 @@ impl Scenario {
                     a.again.push((later(rng), other));
                 }
                 answers.push(a);
+            }
+            // Someone cancels the run now and then, at any moment (with its children).
+            if rng.u8(..5) == 0 {
+                answers.push(answer(rng, run, Say::Cancel, None));
             }
         }
         Scenario { answers }

@@ -3,7 +3,6 @@
 //! before the driver puts it on the real SQLite queue. "Ready" sends are counted here:
 //! the checks bound them per step and attempt.
 
-use crate::check::MAX_SENDS;
 use crate::world::{Lane, World};
 use async_trait::async_trait;
 use braid_engine::model::DispatchMsg;
@@ -28,20 +27,18 @@ impl FaultyQueue {
         match self.lane {
             Lane::Ready => {
                 if let Ok(m) = serde_json::from_str::<DispatchMsg>(body) {
-                    let n = self.world.tally(|t| {
-                        let n = t
-                            .dispatches
-                            .entry((m.run_id.to_string(), m.key.to_string(), m.attempt))
-                            .or_default();
+                    let attempt = (m.run_id.to_string(), m.key.to_string(), m.attempt);
+                    let (n, bound) = self.world.tally(|t| {
+                        let n = t.dispatches.entry(attempt.clone()).or_default();
                         *n += 1;
-                        *n
+                        (*n, t.send_bound(&attempt))
                     });
                     // Said at once: re-sends that never stop would keep the drive going.
-                    if n == MAX_SENDS + 1 {
+                    if n == bound + 1 {
                         self.world.violation(
                             "unbounded-resends",
                             format!(
-                                "{}: more than {MAX_SENDS} ready messages for {} attempt {}",
+                                "{}: more than {bound} ready messages for {} attempt {}",
                                 m.run_id, m.key, m.attempt
                             ),
                         );

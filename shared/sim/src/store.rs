@@ -2,7 +2,9 @@
 //! a full disk, writes that fail after taking effect, pauses, crashes), counting the
 //! writes the checks need — every final step write and every run close that took
 //! effect — and checking the port's own contract on the way, and the invariants best
-//! seen write by write.
+//! seen write by write: fan-out counters, parked approvals and signals never retried,
+//! lease expiries, how a callback attempt ends (see `judge_callback`), and that
+//! nothing starts once a cancel's scan is over.
 
 use crate::world::World;
 use async_trait::async_trait;
@@ -76,15 +78,37 @@ impl FaultyStore {
                 ),
             );
         }
-        // A parked attempt ends by its time, its answer or its timeout, for good: a
-        // rejected or timed-out approval or signal is never retried.
+        // A parked approval or signal ends by its answer or its timeout, for good: a
+        // rejected or timed-out one is never retried (a callback's or a child's
+        // failure is a failed attempt, which its retry rules may retry).
         use braid_engine::model::StepStatus;
-        if old.status == StepStatus::Waiting && new.status == StepStatus::Retrying {
+        let answered = new
+            .error
+            .as_ref()
+            .is_some_and(|e| e.error.starts_with("approval.") || e.error.starts_with("signal."));
+        if old.status == StepStatus::Waiting && new.status == StepStatus::Retrying && answered {
             self.world.violation(
                 "waiting-retried",
                 format!(
                     "{}: {} attempt {} went from waiting to retrying ({:?})",
                     new.run_id, new.key, old.attempt, new.error
+                ),
+            );
+        }
+        self.judge_callback(old, new);
+        // Once a cancel's scan is over (its request returned), nothing starts.
+        let started = new.status == StepStatus::Running
+            && braid_engine::lifecycle::NOT_STARTED.contains(&old.status);
+        if started
+            && self
+                .world
+                .tally(|t| t.cancels.contains(new.run_id.as_str()))
+        {
+            self.world.violation(
+                "claimed-after-cancel",
+                format!(
+                    "{}: {} attempt {} started after its run's cancel",
+                    new.run_id, new.key, new.attempt
                 ),
             );
         }
@@ -119,6 +143,105 @@ impl FaultyStore {
                     new.run_id, new.key, new.attempt, old.lease_until
                 ),
             );
+        }
+    }
+}
+
+impl FaultyStore {
+    /// Checks how a callback task's waiting attempt ends: by its callback's outcome
+    /// (the remote's output, or its error), a missed heartbeat or its timeout — not
+    /// before they are due, and, when the remote answered in time, only because
+    /// faults held the calls up (noted for the comparison) — and never by a replayed
+    /// token of an attempt before.
+    fn judge_callback(&self, old: &StepRecord, new: &StepRecord) {
+        use braid_engine::model::{Data, StepStatus};
+        let attempt = (old.run_id.to_string(), old.key.to_string(), old.attempt);
+        let plan = self
+            .world
+            .tally(|t| t.callback_plans.get(&attempt).cloned());
+        let Some(plan) = plan else { return };
+        // Ended by its outcome: a cancel (fail fast, the run's end) keeps the error of
+        // the attempt before, which says nothing of this one.
+        let ended = matches!(
+            new.status,
+            StepStatus::Succeeded | StepStatus::Failed | StepStatus::Retrying
+        );
+        if old.status != StepStatus::Waiting || !ended {
+            return;
+        }
+        let run = &new.run_id;
+        let key = &new.key;
+        let error = new.error.as_ref().map(|e| e.error.as_str());
+        let wrong = |class: &str, what: String| {
+            self.world.violation(
+                class,
+                format!("{run}: {key} attempt {} {what}", old.attempt),
+            );
+        };
+        let now = self.world.clock.now_ts();
+        // A callback taken after its attempt was due (its timeout or next heartbeat)
+        // raced the message that ends the wait, which comes late after a fault, or
+        // after a tick's sweep for a due time past the queue's longest delay: noted
+        // for the comparison. A remote that answered in time lapsing is faults' doing
+        // alone: without faults, a violation.
+        let note = || {
+            self.world
+                .tally(|t| t.callback_lapses.insert(run.to_string()));
+        };
+        let answered = matches!(
+            (new.status, error),
+            (StepStatus::Succeeded, _) | (_, Some(crate::remote::REMOTE_ERROR))
+        );
+        if answered && old.due_at.is_some_and(|d| d < now) {
+            note();
+        }
+        match (new.status, error) {
+            (StepStatus::Succeeded, _) => {
+                let want = match &plan.answer {
+                    crate::remote::Answer::Output(v) => Some(v),
+                    _ => None,
+                };
+                if let Some(Data::Inline(got)) = &new.output
+                    && want != Some(got)
+                {
+                    wrong(
+                        "callback-not-said",
+                        format!("succeeded with {got}, its remote said {:?}", plan.answer),
+                    );
+                }
+            }
+            (_, Some(crate::remote::STALE)) => {
+                wrong("stale-token-taken", "ended by a replayed token".into())
+            }
+            (_, Some(crate::remote::REMOTE_ERROR))
+                if plan.answer != crate::remote::Answer::Error =>
+            {
+                wrong(
+                    "callback-not-said",
+                    format!(
+                        "failed by an error its remote did not say ({:?})",
+                        plan.answer
+                    ),
+                );
+            }
+            (_, Some(lapse @ ("callback.timeout" | "callback.heartbeat"))) => {
+                if old.due_at.is_none_or(|d| d > now) {
+                    wrong(
+                        "callback-lapsed-early",
+                        format!("ended {lapse} at {now}, due {:?}", old.due_at),
+                    );
+                }
+                if plan.in_time {
+                    if self.world.plan.is_none() {
+                        wrong(
+                            "callback-lapsed",
+                            format!("ended {lapse} although its remote answered in time"),
+                        );
+                    }
+                    note();
+                }
+            }
+            _ => {}
         }
     }
 }

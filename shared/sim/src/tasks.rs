@@ -10,6 +10,7 @@
 //! directly, past the faults): the step's needs are final, the step itself is not,
 //! and the run is not failing unless this attempt was already claimed.
 
+use crate::remote::Plan;
 use crate::workflow::WorkflowSpec;
 use crate::world::{Invocation, World};
 use async_trait::async_trait;
@@ -64,12 +65,13 @@ impl TaskPlan {
     /// timeout is `timeout`.
     pub fn behaviour(
         &self,
+        workflow: &str,
         step: &str,
         index: Option<u32>,
         attempt: u32,
         timeout: Option<Duration>,
     ) -> Behaviour {
-        let key = format!("{step}/{index:?}/{attempt}");
+        let key = format!("{workflow}/{step}/{index:?}/{attempt}");
         let mut r = fastrand::Rng::with_seed(fnv(self.seed, key.as_bytes()));
         let roll = r.u8(..100);
         let ending = if roll < self.retryable {
@@ -99,6 +101,16 @@ impl TaskPlan {
     }
 }
 
+/// The callback token a task was started with.
+fn token_of(task: &Task) -> String {
+    match task {
+        Task::Lambda { payload, .. } => payload["callback"]["token"].as_str(),
+        Task::Http { headers, .. } => headers.get("Braid-Callback-Token").map(String::as_str),
+    }
+    .unwrap_or_default()
+    .to_string()
+}
+
 /// FNV-1a over `bytes`, seeded: stable across builds and platforms.
 pub fn fnv(seed: u64, bytes: &[u8]) -> u64 {
     let mut h = 0xcbf2_9ce4_8422_2325_u64 ^ seed;
@@ -109,12 +121,13 @@ pub fn fnv(seed: u64, bytes: &[u8]) -> u64 {
     h
 }
 
-/// The output of a task with input `input` (its `run` field left out, so that runs
-/// compare): what a deterministic service would answer.
+/// The output of a task with input `input` (its `run` field and callback token left
+/// out, so that runs compare): what a deterministic service would answer.
 pub fn output_of(input: &Value) -> Value {
     let mut core = input.clone();
     if let Some(o) = core.as_object_mut() {
         o.remove("run");
+        o.remove("callback");
     }
     let h = fnv(0, core.to_string().as_bytes());
     let items: Vec<u64> = (0..h % 4).collect();
@@ -165,8 +178,14 @@ impl SimRunner {
     }
 
     /// Checks the call against the records; each problem is a violation.
-    async fn check(&self, run: &RunId, key: &StepKey, attempt: u32) -> Result<(), PortError> {
-        let Some(step) = self.spec.step(&key.step) else {
+    async fn check(
+        &self,
+        spec: &WorkflowSpec,
+        run: &RunId,
+        key: &StepKey,
+        attempt: u32,
+    ) -> Result<(), PortError> {
+        let Some(step) = spec.step(&key.step) else {
             self.world
                 .violation("unknown-step", format!("a task of unknown step {key} ran"));
             return Ok(());
@@ -180,7 +199,7 @@ impl SimRunner {
                 Ok(r) => {
                     matches!(r.status, StepStatus::Succeeded | StepStatus::Skipped)
                         || (r.status == StepStatus::Failed
-                            && self.spec.step(need).is_some_and(|n| n.continue_on_failure))
+                            && spec.step(need).is_some_and(|n| n.continue_on_failure))
                 }
                 Err(_) => false,
             };
@@ -235,6 +254,10 @@ impl TaskRunner for SimRunner {
             Task::Http { json, .. } => json.clone().unwrap_or(Value::Null),
         };
         let step = input["step"].as_str().unwrap_or_default().to_string();
+        let spec = self
+            .spec
+            .workflow(input["wf"].as_str().unwrap_or_default())
+            .unwrap_or(&self.spec);
         let run = RunId::new(input["run"].as_str().unwrap_or_default());
         let index = input["index"].as_u64().and_then(|i| u32::try_from(i).ok());
         let key = match index {
@@ -243,15 +266,29 @@ impl TaskRunner for SimRunner {
         };
         let observe = async {
             let attempt = self.attempt(&run, &key).await?;
-            self.check(&run, &key, attempt).await?;
+            self.check(spec, &run, &key, attempt).await?;
             Ok::<u32, PortError>(attempt)
         };
         let attempt = match observe.await {
             Ok(a) => a,
             Err(e) => panic!("the simulation could not read its own store: {e}"),
         };
-        let timeout = self.spec.step(&step).and_then(|s| s.timeout);
-        let b = self.plan.behaviour(&step, index, attempt, timeout);
+        let step_spec = spec.step(&step);
+        let timeout = step_spec.and_then(|s| s.timeout);
+        let b = self
+            .plan
+            .behaviour(&spec.name, &step, index, attempt, timeout);
+        if let (Ending::Succeed, Some(c)) = (b.ending, step_spec.and_then(|s| s.callback)) {
+            let plan = Plan::draw(
+                self.plan.seed,
+                &format!("{}/{key}/{attempt}", spec.name),
+                c,
+                b.duration,
+                crate::remote::output_for(&input),
+            );
+            let attempt = (run.to_string(), key.to_string(), attempt);
+            self.world.start_remote(attempt, token_of(task), plan);
+        }
         let at = self.world.now();
         let number = self.world.tally(|t| {
             t.invocations.push(Invocation {

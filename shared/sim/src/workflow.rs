@@ -3,8 +3,11 @@
 //! run timeouts, `wait` (shorter and longer than the queue's longest delay),
 //! `approval` and `signal` steps (with and without a timeout, signal names sometimes
 //! shared by several steps), `continue_on_failure`, `pass` and `fail` steps, `lambda`
-//! and `http` tasks, and workflow `concurrency` with several runs. Each is written as YAML text and parsed
-//! by `braid-lang`, so what runs is a real workflow file.
+//! and `http` tasks (some ending by a `callback`, with or without a heartbeat),
+//! `workflow` steps starting child workflows — drawn the same way, small, without
+//! children of their own, registered before the parent starts — and workflow
+//! `concurrency` with several runs. Each is written as YAML text and parsed by
+//! `braid-lang`, so what runs is a real workflow file.
 
 use braid_engine::model::Definition;
 use std::fmt::Write;
@@ -31,7 +34,19 @@ pub enum Kind {
         name: &'static str,
         timeout: Option<u64>,
     },
+    /// Starts a run of child workflow `.0` (an index into [`WorkflowSpec::children`]).
+    Child(usize),
 }
+
+/// A task's `callback`, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CallbackSpec {
+    pub timeout: u64,
+    pub heartbeat: Option<u64>,
+}
+
+/// The name of the parent workflow (children are `child0`, `child1`, …).
+pub const PARENT: &str = "sim";
 
 /// The names signal steps wait for: few, so that steps share one now and then.
 pub const SIGNAL_NAMES: [&str; 2] = ["go", "done"];
@@ -80,21 +95,34 @@ pub struct StepSpec {
     pub retry: Option<(u32, &'static str, bool)>,
     pub timeout: Option<Duration>,
     pub continue_on_failure: bool,
+    /// For a task: it ends by a callback.
+    pub callback: Option<CallbackSpec>,
 }
 
 /// One generated workflow and how many runs of it to start.
 #[derive(Debug, Clone)]
 pub struct WorkflowSpec {
+    pub name: String,
     pub yaml: String,
     pub definition: Definition,
     pub steps: Vec<StepSpec>,
     pub runs: u32,
     pub run_timeout: Option<Duration>,
+    /// The child workflows its `workflow` steps start.
+    pub children: Vec<WorkflowSpec>,
 }
 
 impl WorkflowSpec {
     pub fn step(&self, id: &str) -> Option<&StepSpec> {
         self.steps.iter().find(|s| s.id == id)
+    }
+
+    /// This workflow or one of its children, by name.
+    pub fn workflow(&self, name: &str) -> Option<&WorkflowSpec> {
+        if self.name == name {
+            return Some(self);
+        }
+        self.children.iter().find(|c| c.name == name)
     }
 
     /// The signal names its steps wait for, each once, in order.
@@ -113,8 +141,22 @@ impl WorkflowSpec {
     }
 }
 
-/// Draws a workflow of at most `max_steps` steps.
+/// Draws a workflow of at most `max_steps` steps, with its children.
 pub fn generate(rng: &mut fastrand::Rng, max_steps: usize) -> WorkflowSpec {
+    let children: Vec<WorkflowSpec> = (0..rng.usize(0..=2))
+        .map(|i| draw(rng, &format!("child{i}"), 3, 0))
+        .collect();
+    let mut spec = draw(rng, PARENT, max_steps, children.len());
+    spec.children = children;
+    spec
+}
+
+/// Draws workflow `name` of at most `max_steps` steps, whose `workflow` steps start
+/// one of `children` children (none when 0). A child has one run and always an
+/// output template: its parent's step output is compared, and an approval's leaf
+/// output would hold the instant of its decision.
+fn draw(rng: &mut fastrand::Rng, name: &str, max_steps: usize, children: usize) -> WorkflowSpec {
+    let child = name != PARENT;
     let n = rng.usize(1..=max_steps.max(1));
     let mut steps: Vec<StepSpec> = Vec::with_capacity(n);
     for i in 0..n {
@@ -128,13 +170,14 @@ pub fn generate(rng: &mut fastrand::Rng, max_steps: usize) -> WorkflowSpec {
                 }
             }
         }
-        let kind = match rng.u8(..24) {
+        let kind = match rng.u8(..27) {
+            24.. if children > 0 => Kind::Child(rng.usize(..children)),
             0..=7 => Kind::Lambda,
             8..=10 => Kind::Http,
             11..=14 => Kind::Pass,
             15..=16 => Kind::Fail,
             17..=19 => Kind::Wait([2, 75, 16 * 60][rng.usize(..3)]),
-            20..=21 => Kind::Approval {
+            20..=21 | 24.. => Kind::Approval {
                 timeout: answer_timeout(rng),
             },
             _ => Kind::Signal {
@@ -150,13 +193,16 @@ pub fn generate(rng: &mut fastrand::Rng, max_steps: usize) -> WorkflowSpec {
                     .any(|s| &&s.id == n && s.kind == Kind::Lambda && s.for_each.is_none())
             })
             .cloned();
-        let for_each = (matches!(kind, Kind::Lambda | Kind::Http | Kind::Pass) && rng.u8(..4) == 0)
-            .then(|| match &lambda_need {
-                Some(x) if rng.bool() => format!(
-                    "{{{{ steps.{x}.output.items if steps.{x}.status == 'succeeded' else [] }}}}"
-                ),
-                _ => "{{ params.items }}".to_string(),
-            });
+        let fans_out = matches!(
+            kind,
+            Kind::Lambda | Kind::Http | Kind::Pass | Kind::Child(_)
+        );
+        let for_each = (fans_out && rng.u8(..4) == 0).then(|| match &lambda_need {
+            Some(x) if rng.bool() => format!(
+                "{{{{ steps.{x}.output.items if steps.{x}.status == 'succeeded' else [] }}}}"
+            ),
+            _ => "{{ params.items }}".to_string(),
+        });
         let when = match rng.u8(..10) {
             0 => Some("{{ params.flag }}".to_string()),
             1 => Some("{{ not params.flag }}".to_string()),
@@ -169,16 +215,20 @@ pub fn generate(rng: &mut fastrand::Rng, max_steps: usize) -> WorkflowSpec {
             _ => None,
         };
         // An approval with retries: a rejection or a timeout must not use them.
-        let retry =
-            ((kind.is_task() || matches!(kind, Kind::Approval { .. })) && rng.bool()).then(|| {
-                (
-                    rng.u32(2..=4),
-                    ["1s", "10s", "2m"][rng.usize(..3)],
-                    rng.bool(),
-                )
-            });
+        let retried = kind.is_task() || matches!(kind, Kind::Approval { .. } | Kind::Child(_));
+        let retry = (retried && rng.bool()).then(|| {
+            (
+                rng.u32(2..=4),
+                ["1s", "10s", "2m"][rng.usize(..3)],
+                rng.bool(),
+            )
+        });
         let timeout = (kind.is_task() && rng.u8(..3) == 0)
             .then(|| [2, 30, 90].map(Duration::from_secs)[rng.usize(..3)]);
+        let callback = (kind.is_task() && rng.u8(..3) == 0).then(|| CallbackSpec {
+            timeout: [300, 1200][rng.usize(..2)],
+            heartbeat: [None, Some(60), Some(120)][rng.usize(..3)],
+        });
         steps.push(StepSpec {
             id,
             needs,
@@ -191,41 +241,63 @@ pub fn generate(rng: &mut fastrand::Rng, max_steps: usize) -> WorkflowSpec {
             retry,
             timeout,
             continue_on_failure: rng.u8(..6) == 0,
+            callback,
         });
     }
     let flag = rng.u8(..4) != 0;
     let items: Vec<u32> = (0..rng.u32(0..=4)).collect();
-    let run_timeout = (rng.u8(..8) == 0).then(|| Duration::from_secs(3 * 3600));
-    let (concurrency, runs) = if rng.u8(..4) == 0 {
+    let run_timeout = (!child && rng.u8(..8) == 0).then(|| Duration::from_secs(3 * 3600));
+    let (concurrency, runs) = if !child && rng.u8(..4) == 0 {
         (Some(rng.u32(1..=2)), rng.u32(2..=3))
     } else {
         (None, 1)
     };
-    let output = rng.bool();
-    let yaml = to_yaml(&steps, flag, &items, run_timeout, concurrency, output);
-    let (definition, _) = braid_handlers::definition("sim.yaml", &yaml)
+    let output = child || rng.bool();
+    let head = Head {
+        name,
+        flag,
+        items: &items,
+        run_timeout,
+        concurrency,
+        output,
+    };
+    let yaml = to_yaml(&steps, &head);
+    let (definition, _) = braid_handlers::definition(&format!("{name}.yaml"), &yaml)
         .unwrap_or_else(|e| panic!("the generator wrote an invalid workflow: {e}\n{yaml}"));
     WorkflowSpec {
+        name: name.to_string(),
         yaml,
         definition,
         steps,
         runs,
         run_timeout,
+        children: Vec::new(),
     }
 }
 
-/// The workflow file.
-fn to_yaml(
-    steps: &[StepSpec],
+/// A workflow's fields other than its steps.
+struct Head<'a> {
+    name: &'a str,
     flag: bool,
-    items: &[u32],
+    items: &'a [u32],
     run_timeout: Option<Duration>,
     concurrency: Option<u32>,
     output: bool,
-) -> String {
+}
+
+/// The workflow file.
+fn to_yaml(steps: &[StepSpec], head: &Head<'_>) -> String {
+    let Head {
+        name,
+        flag,
+        items,
+        run_timeout,
+        concurrency,
+        output,
+    } = *head;
     let mut y = String::new();
     let items: Vec<String> = items.iter().map(u32::to_string).collect();
-    let _ = writeln!(y, "name: sim");
+    let _ = writeln!(y, "name: {name}");
     let _ = writeln!(y, "params:");
     let _ = writeln!(y, "  flag: {{ type: boolean, default: {flag} }}");
     let _ = writeln!(
@@ -269,17 +341,24 @@ fn to_yaml(
         if s.continue_on_failure {
             let _ = writeln!(y, "    continue_on_failure: true");
         }
+        if let Some(c) = s.callback {
+            let beat = c
+                .heartbeat
+                .map(|h| format!(", heartbeat: {h}s"))
+                .unwrap_or_default();
+            let _ = writeln!(y, "    callback: {{ timeout: {}s{beat} }}", c.timeout);
+        }
         let each = s.for_each.is_some();
         match &s.kind {
             Kind::Lambda => {
                 let _ = writeln!(y, "    lambda: {FUNCTION}");
-                let _ = writeln!(y, "    input: {}", task_input(steps, s, each));
+                let _ = writeln!(y, "    input: {}", task_input(name, steps, s, each));
             }
             Kind::Http => {
                 let _ = writeln!(y, "    http:");
                 let _ = writeln!(y, "      method: POST");
                 let _ = writeln!(y, "      url: \"https://sim.invalid/{}\"", s.id);
-                let _ = writeln!(y, "      json: {}", task_input(steps, s, each));
+                let _ = writeln!(y, "      json: {}", task_input(name, steps, s, each));
             }
             Kind::Pass => {
                 let deps: Vec<String> = s
@@ -320,6 +399,10 @@ fn to_yaml(
                     timeout_field(*timeout)
                 );
             }
+            Kind::Child(i) => {
+                let _ = writeln!(y, "    workflow: child{i}");
+                let _ = writeln!(y, "    input: {{ flag: \"{{{{ params.flag }}}}\" }}");
+            }
         }
     }
     y
@@ -337,8 +420,9 @@ fn timeout_field(timeout: Option<u64>) -> String {
         .unwrap_or_default()
 }
 
-/// A task's input: who it is (for the simulated runner) and its needs' outputs.
-fn task_input(steps: &[StepSpec], s: &StepSpec, each: bool) -> String {
+/// A task's input: who it is (workflow, step, run: for the simulated runner) and its
+/// needs' outputs.
+fn task_input(workflow: &str, steps: &[StepSpec], s: &StepSpec, each: bool) -> String {
     let deps: Vec<String> = s
         .needs
         .iter()
@@ -351,7 +435,7 @@ fn task_input(steps: &[StepSpec], s: &StepSpec, each: bool) -> String {
         ""
     };
     format!(
-        "{{ step: {}, run: \"{{{{ run.id }}}}\"{each}, deps: {{ {} }} }}",
+        "{{ wf: {workflow}, step: {}, run: \"{{{{ run.id }}}}\"{each}, deps: {{ {} }} }}",
         s.id,
         deps.join(", ")
     )

@@ -8,6 +8,7 @@
 
 use crate::clock::VirtualClock;
 use crate::faults::{FaultPlan, backlog_windows};
+use crate::remote::{self, Call, Plan, Remote, STALE};
 use braid_ports::{PortError, PortResult};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -65,6 +66,27 @@ pub struct Tally {
     pub crashes: u32,
     /// Virtual time of the last store write that went through: progress.
     pub last_write: Duration,
+    /// What the remote of each callback task's attempt does, by run, step key and
+    /// attempt (the first invocation's: a repeated one plans the same).
+    pub callback_plans: BTreeMap<(String, String, u32), Plan>,
+    /// Runs in which a callback attempt ended by its timeout or a missed heartbeat
+    /// although its remote answered in time (faults held the calls up), or whose task
+    /// was started again (after a crash): its remote's calls, timed from each start,
+    /// may then come in time for the later one, or not.
+    pub callback_lapses: BTreeSet<String>,
+    /// Runs someone cancelled (the request took).
+    pub cancels: BTreeSet<String>,
+    /// Heartbeats the remotes sent, by attempt.
+    pub heartbeats: BTreeMap<(String, String, u32), u32>,
+}
+
+impl Tally {
+    /// The most "ready" messages attempt (run, step key, number) may be sent: the
+    /// bound of re-sends, plus one per heartbeat (each wakes the attempt at its new
+    /// due time).
+    pub fn send_bound(&self, attempt: &(String, String, u32)) -> u32 {
+        crate::check::MAX_SENDS + self.heartbeats.get(attempt).copied().unwrap_or(0)
+    }
 }
 
 struct State {
@@ -75,6 +97,9 @@ struct State {
     next_seq: u64,
     trace: Vec<String>,
     tally: Tally,
+    remote: Remote,
+    /// The callback token of each attempt started, for the remote to replay.
+    tokens: BTreeMap<(String, String, u32), String>,
 }
 
 tokio::task_local! {
@@ -124,6 +149,8 @@ impl World {
                 next_seq: 0,
                 trace: Vec::new(),
                 tally: Tally::default(),
+                remote: Remote::default(),
+                tokens: BTreeMap::new(),
             }),
             wake: Notify::new(),
         }
@@ -173,6 +200,72 @@ impl World {
     /// A draw from the seeded generator.
     pub fn rng<R>(&self, f: impl FnOnce(&mut fastrand::Rng) -> R) -> R {
         f(&mut self.lock().rng)
+    }
+
+    /// The task of `attempt` (run, step key, number) was started with `token`: its
+    /// remote goes to work as `plan` says, and replays the token of the attempt
+    /// before with its callback.
+    pub fn start_remote(&self, attempt: (String, String, u32), token: String, plan: Plan) {
+        let now = self.now();
+        let mut s = self.lock();
+        let call = |say, once| Call {
+            attempt: attempt.clone(),
+            token: token.clone(),
+            say,
+            once,
+        };
+        for beat in &plan.beats {
+            s.remote
+                .add(now + *beat, call(remote::Say::Heartbeat, false));
+        }
+        if let Some(report) = plan.report() {
+            let at = now + plan.at;
+            s.remote
+                .add(at, call(remote::Say::Callback(report.clone()), false));
+            for copy in &plan.copies {
+                s.remote.add(
+                    at + *copy,
+                    call(remote::Say::Callback(report.clone()), true),
+                );
+            }
+            let (run, key, n) = &attempt;
+            if let Some(old) = s.tokens.get(&(run.clone(), key.clone(), n - 1)).cloned() {
+                let replay = Call {
+                    attempt: (run.clone(), key.clone(), n - 1),
+                    token: old,
+                    say: remote::Say::Callback(remote::error_report(STALE)),
+                    once: true,
+                };
+                s.remote.add(at, replay);
+            }
+        }
+        s.tokens.insert(attempt.clone(), token.clone());
+        let run = attempt.0.clone();
+        match s.tally.callback_plans.entry(attempt) {
+            std::collections::btree_map::Entry::Occupied(_) => {
+                s.tally.callback_lapses.insert(run);
+            }
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(plan);
+            }
+        }
+        drop(s);
+        self.wake.notify_one();
+    }
+
+    /// The remote's calls due at `now`.
+    pub fn remote_due(&self, now: Duration) -> Vec<Call> {
+        self.lock().remote.take_due(now)
+    }
+
+    /// Makes `call` again at `at`.
+    pub fn remote_again(&self, at: Duration, call: Call) {
+        self.lock().remote.add(at, call);
+    }
+
+    /// When the remote's next call is due.
+    pub fn remote_next(&self) -> Option<Duration> {
+        self.lock().remote.next_due()
     }
 
     /// Whether the process crashed since the driver last looked; clears it.

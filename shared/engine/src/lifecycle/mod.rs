@@ -264,12 +264,12 @@ pub fn decide(rec: &StepRecord, event: Event<'_>, ctx: &Context<'_>) -> Transiti
             };
             let mut effects = Vec::new();
             // Longer than the queue can delay: the tick wakes it from `due_at`.
-            if let Some(delay) = due.map(|d| until(d, ctx.now))
-                && delay <= ctx.max_queue_delay
+            if let Some(d) = due
+                && until(d, ctx.now) <= ctx.max_queue_delay
             {
                 effects.push(Effect::Send {
-                    msg: message(rec, rec.attempt),
-                    delay,
+                    msg: wake(rec, d),
+                    delay: until(d, ctx.now),
                 });
             }
             if waiter(ctx.step).is_some_and(|w| w != Waiter::Timer) {
@@ -365,8 +365,13 @@ fn arrived(rec: &StepRecord, msg: &DispatchMsg, again: bool, ctx: &Context<'_>) 
                 return Transition::none();
             };
             if due > ctx.now {
+                // Sent for a due time a heartbeat has moved since: the heartbeat sent
+                // the message for the new one, so this one ends here.
+                if msg.due.is_some_and(|d| d != due) {
+                    return Transition::none();
+                }
                 return Transition::effect(Effect::Send {
-                    msg: message(rec, rec.attempt),
+                    msg: wake(rec, due),
                     delay: until(due, ctx.now),
                 });
             }
@@ -439,7 +444,11 @@ pub fn waiter(step: &Step) -> Option<Waiter> {
 }
 
 /// A callback's heartbeat on waiting attempt `attempt`: the next one is due a
-/// heartbeat from now (never past the callback's timeout).
+/// heartbeat from now (never past the callback's timeout), and a message is sent to
+/// wake the attempt then. The message on its way for the earlier due time ends where
+/// it arrives (see [`arrived`]): sent on, as a message for a waiting attempt that
+/// comes early is, each beat would add a chain of messages — and each copy of one —
+/// living as long as the wait.
 fn heartbeat(rec: &StepRecord, attempt: u32, ctx: &Context<'_>) -> Transition {
     let Some(every) = ctx.step.callback.and_then(|c| c.heartbeat) else {
         return Transition::none();
@@ -459,7 +468,7 @@ fn heartbeat(rec: &StepRecord, attempt: u32, ctx: &Context<'_>) -> Transition {
     let delay = until(due, ctx.now);
     let effects = if delay <= ctx.max_queue_delay {
         vec![Effect::Send {
-            msg: message(rec, rec.attempt),
+            msg: wake(rec, due),
             delay,
         }]
     } else {
@@ -772,6 +781,15 @@ fn message(rec: &StepRecord, attempt: u32) -> DispatchMsg {
         key: rec.key.clone(),
         attempt,
         resume: false,
+        due: None,
+    }
+}
+
+/// The message that wakes waiting `rec` at `due`.
+fn wake(rec: &StepRecord, due: Timestamp) -> DispatchMsg {
+    DispatchMsg {
+        due: Some(due),
+        ..message(rec, rec.attempt)
     }
 }
 

@@ -64,6 +64,7 @@ fn msg(step: &str, attempt: u32) -> DispatchMsg {
         key: StepKey::step(step),
         attempt,
         resume: false,
+        due: None,
     }
 }
 
@@ -830,6 +831,29 @@ fn a_task_with_a_callback_parks_beats_and_ends_by_its_callback() {
         s(Some(StepStatus::Waiting), &["send 1 after 300s"]),
         "the next heartbeat is due five minutes from now"
     );
+    // The message sent for the due time the heartbeat moved ends where it arrives;
+    // one for the current due time that comes early is sent on to it.
+    let moved = StepRecord {
+        due_at: Some(t0() + secs(600)),
+        ..waiting.clone()
+    };
+    let arrival = |due: i64| {
+        let m = DispatchMsg {
+            due: Some(t0() + secs(due)),
+            ..msg("deploy", 1)
+        };
+        summary(&decide_in(
+            &w,
+            &moved,
+            Event::Arrived {
+                msg: &m,
+                again: false,
+            },
+            false,
+        ))
+    };
+    assert_eq!(arrival(300), s(None, &[]), "sent for the earlier due time");
+    assert_eq!(arrival(600), s(None, &["send 1 after 600s"]), "early");
     assert_eq!(
         decide_in(&w, &waiting, Event::Heartbeat { attempt: 2 }, false),
         Transition::none()

@@ -10,10 +10,12 @@
 //! - **bounded re-sends**: no step's attempt got more than [`MAX_SENDS`] "ready"
 //!   messages;
 //! - **waits end by their answer**: see [`waits`];
+//! - **children and cancels**: see [`children`];
 //! - **same as without faults**: a faulty run ends like the fault-free reference run
 //!   of the same workflow, task behaviour and seed (see [`compare`] for what "the
 //!   same" means when faults may legitimately change the course of a run).
 
+pub mod children;
 pub mod waits;
 
 use crate::driver::{Drive, RunResult, Setup};
@@ -36,7 +38,6 @@ pub struct Violation {
 
 /// Every invariant of one drive on its own.
 pub fn check_drive(setup: &Setup, d: &Drive, within: &'static str) -> Vec<Violation> {
-    let spec = &setup.spec;
     let mut out: Vec<Violation> = d
         .tally
         .violations
@@ -68,8 +69,9 @@ pub fn check_drive(setup: &Setup, d: &Drive, within: &'static str) -> Vec<Violat
         .iter()
         .any(|(c, _)| c == "unbounded-resends")
     {
-        for ((run, key, attempt), n) in &d.tally.dispatches {
-            if *n > MAX_SENDS {
+        for (attempt, n) in &d.tally.dispatches {
+            let (run, key, attempt) = attempt;
+            if *n > d.tally.send_bound(&(run.clone(), key.clone(), *attempt)) {
                 add(
                     "unbounded-resends",
                     format!("{run}: {n} ready messages for {key} attempt {attempt}"),
@@ -88,13 +90,21 @@ pub fn check_drive(setup: &Setup, d: &Drive, within: &'static str) -> Vec<Violat
     if d.ended_at.is_none() {
         return out;
     }
-    for r in d.runs.iter().flatten() {
+    // Child runs too, but for their waits: their answers are not the scenario's.
+    let top = d.runs.iter().flatten().map(|r| (r, true));
+    for (r, scenario) in top.chain(d.children.iter().map(|r| (r, false))) {
+        let Some(spec) = setup.spec.workflow(&r.record.workflow) else {
+            add("unknown-workflow", format!("{:?}", r.record));
+            continue;
+        };
         let id = r.record.id.to_string();
         let closes = d.tally.finishes.get(&id).copied().unwrap_or(0);
         if closes != 1 {
             add("run-closed-not-once", format!("{id} closed {closes} times"));
         }
-        waits::check_run(spec, &d.tally, r, &mut add);
+        if scenario {
+            waits::check_run(spec, &d.tally, r, &mut add);
+        }
         for s in &spec.steps {
             if !r
                 .steps
@@ -154,11 +164,19 @@ pub fn check_drive(setup: &Setup, d: &Drive, within: &'static str) -> Vec<Violat
             }
         }
     }
+    children::check(d, &mut add);
     out
 }
 
 /// Whether a run's course may legitimately differ from the fault-free one, by the
 /// step lifecycle's rules:
+/// - someone cancelled the run, or it ended cancelled (a queued run cancelled ends
+///   at once, with no request kept): when the cancel comes in its course depends on
+///   timing;
+/// - a callback attempt ended by its timeout or a missed heartbeat although its
+///   remote answered in time: faults held the remote's calls up;
+/// - a child run's course changed so, or one of its waits timed out (see
+///   [`children::perturbed`]);
 /// - an attempt was lost: the tick recorded its lease expired (a running attempt
 ///   written failed or retrying with error `timeout`), which counts as a failed
 ///   attempt. A crash while an attempt is claimed loses it only so: otherwise its
@@ -175,14 +193,24 @@ pub fn check_drive(setup: &Setup, d: &Drive, within: &'static str) -> Vec<Violat
 /// step's timeout ends the same way under faults: the timeout is measured around the
 /// task alone, on the virtual clock.
 fn perturbed(setup: &Setup, d: &Drive, run: usize, r: &RunResult) -> bool {
+    lost_course(d, r)
+        || r.record.cancel.is_some()
+        || r.record.status == RunStatus::Cancelled
+        || waits::answer_raced_timeout(&setup.spec, &setup.scenario, run, r)
+        || children::perturbed(d, r)
+}
+
+/// What may change the course of run `r` or of a child run alike: an attempt lost,
+/// a callback held up, an undeliverable message, the run's timeout.
+pub(crate) fn lost_course(d: &Drive, r: &RunResult) -> bool {
     let id = r.record.id.to_string();
     let undeliverable =
         |e: Option<&braid_engine::model::ErrorInfo>| e.is_some_and(|e| e.error == "undeliverable");
     d.tally.lease_expiries.contains(&id)
+        || d.tally.callback_lapses.contains(&id)
         || r.record.status == RunStatus::TimedOut
         || undeliverable(r.record.error.as_ref())
         || r.steps.iter().any(|s| undeliverable(s.error.as_ref()))
-        || waits::answer_raced_timeout(&setup.spec, &setup.scenario, run, r)
 }
 
 /// The faulty run against the reference. Runs are matched by start order (their ids
@@ -312,6 +340,7 @@ mod tests {
     fn drive(tally: Tally, ended: bool) -> Drive {
         Drive {
             runs: Vec::new(),
+            children: Vec::new(),
             tally,
             trace: Vec::new(),
             ended_at: ended.then_some(Duration::from_secs(1)),
