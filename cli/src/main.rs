@@ -56,6 +56,9 @@ enum Command {
     /// Register workflow files (their triggers fire under `braid dev` or in the stack):
     /// in the local state, or in a deployed stack with --stack NAME.
     Deploy(cmd::deploy::Args),
+    /// Take a registered workflow out of the registry: its triggers stop, runs going
+    /// finish (locally or with --stack NAME).
+    Undeploy(cmd::undeploy::Args),
     /// Pause a registered workflow's schedules (instants pass without a run).
     Pause(cmd::pause::Args),
     /// Resume a workflow's schedules from their next instant.
@@ -104,6 +107,7 @@ fn main() -> ExitCode {
         Command::Pause(args) => cmd::pause::run(&args, true),
         Command::Resume(args) => cmd::pause::run(&args, false),
         Command::Start(args) => cmd::start::run(&args),
+        Command::Undeploy(args) => cmd::undeploy::run(&args),
         Command::Runs(args) => cmd::runs::run(&args),
         Command::Show(args) => cmd::show::run(&args),
         Command::Bench(args) => cmd::bench::run(&args),

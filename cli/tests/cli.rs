@@ -347,3 +347,29 @@ fn validate_checks_the_examples_folder_function_map_included() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("functions.yaml"), "{}", stderr(&out));
 }
+
+#[test]
+fn undeploy_takes_a_workflow_out_of_the_registry_and_keeps_its_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state").display().to_string();
+    let out = braid(&["deploy", &example("hello.yaml"), "--state", &state]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = braid(&["start", "hello", "--wait", "--state", &state]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = braid(&["undeploy", "hello", "--state", &state]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("undeployed hello"));
+    let listed = stdout(&braid(&["workflows", "--state", &state]));
+    assert!(!listed.contains("hello"), "{listed}");
+    let out = braid(&["start", "hello", "--state", &state]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let runs = stdout(&braid(&["runs", "--state", &state]));
+    assert!(runs.contains("hello"), "history stays: {runs}");
+    let out = braid(&["undeploy", "hello", "--state", &state]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("is not registered"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -395,3 +395,30 @@ async fn an_invalid_workflow_file_is_reported_and_the_others_still_load() {
     let id = dev.start_run("good").await;
     assert_eq!(dev.finished(&id).await["output"], json!({"a": "ok"}));
 }
+
+#[tokio::test]
+async fn a_removed_workflow_file_undeploys_its_workflow_and_its_webhook() {
+    let secret = "s3cret-for-tests";
+    let mut dev = Dev::start(
+        &[("hooked.yaml", HOOKED)],
+        &[("BRAID_SECRET_ORDERS_HOOK", secret)],
+    );
+    dev.wait_for_line("loaded hooked");
+    let before = dev.start_run("hooked").await;
+    assert!(!before.is_empty());
+
+    std::fs::remove_file(dev.dir.path().join("workflows/hooked.yaml")).unwrap();
+    dev.wait_for_line("undeployed hooked");
+    let body = br#"{"id": 7}"#.to_vec();
+    let signed = sign_braid(secret.as_bytes(), &body, chrono::Utc::now().timestamp());
+    let (status, v) = dev
+        .post("/hooks/orders", &[("Braid-Signature", signed)], body)
+        .await;
+    assert_eq!(status, 404, "the webhook is gone: {v}");
+    let start = serde_json::to_vec(&serde_json::json!({"workflow": "hooked"})).unwrap();
+    let (status, v) = dev.post("/runs", &[], start).await;
+    assert_eq!(status, 404, "{v}");
+    let (status, v) = dev.get("/runs?workflow=hooked").await;
+    assert_eq!(status, 200);
+    assert_eq!(v["runs"].as_array().unwrap().len(), 1, "history stays: {v}");
+}

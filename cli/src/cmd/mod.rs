@@ -23,6 +23,7 @@ pub mod show;
 pub mod stack;
 pub mod start;
 pub mod target;
+pub mod undeploy;
 pub mod validate;
 pub mod waits;
 pub mod workflows;

@@ -105,6 +105,19 @@ impl Handlers {
         }
     }
 
+    /// Takes `workflow` out of the registry: its triggers stop at once (its webhook
+    /// path answers 404, its schedules, events and uploads start nothing) and it can
+    /// no longer be started by name; runs in flight finish on the version they started
+    /// with, and its history stays readable. Not registered: not found.
+    pub async fn undeploy(&self, workflow: &str) -> HandlerResult<()> {
+        if !self.ports.store.remove_definition(workflow).await? {
+            return Err(
+                PortError::NotFound(format!("workflow `{workflow}` is not registered")).into(),
+            );
+        }
+        Ok(())
+    }
+
     /// Starts a run of a definition from a file, which becomes its workflow's current
     /// one. Bad input is rejected before anything is written.
     pub async fn start(&self, req: StartRequest) -> HandlerResult<Started> {

@@ -318,6 +318,17 @@ impl StateStore for SqliteStore {
         })
     }
 
+    async fn remove_definition(&self, workflow: &str) -> PortResult<bool> {
+        self.with_tx(|tx| {
+            let removed = exec(
+                tx,
+                "DELETE FROM current_definitions WHERE workflow = ?1",
+                [workflow],
+            )?;
+            Ok(removed > 0)
+        })
+    }
+
     async fn marker(&self, name: &str) -> PortResult<Option<String>> {
         self.with_read(|tx| one_body(tx, "SELECT value FROM markers WHERE name = ?1", [name]))
     }

@@ -45,6 +45,10 @@ pub trait StateStore: Send + Sync {
     /// The current definition of every registered workflow, by name: the registry that
     /// triggers are matched against.
     async fn current_definitions(&self) -> PortResult<Vec<Definition>>;
+    /// Takes `workflow` out of the registry (its triggers stop, it cannot be started
+    /// by name); its versions stay, for the runs that use them. False when it was not
+    /// registered.
+    async fn remove_definition(&self, workflow: &str) -> PortResult<bool>;
 
     /// A named marker the tick keeps between runs — where the sweeper's next page starts
     /// (see [`StateStore::active_runs`]), up to when a schedule was handled. Kept in the

@@ -268,6 +268,15 @@ impl StateStore for FaultyStore {
         self.inner.current_definitions().await
     }
 
+    async fn remove_definition(&self, workflow: &str) -> PortResult<bool> {
+        self.write(
+            "remove_definition",
+            self.inner.remove_definition(workflow),
+            |_| false,
+        )
+        .await
+    }
+
     async fn marker(&self, name: &str) -> PortResult<Option<String>> {
         self.read("marker").await?;
         self.inner.marker(name).await

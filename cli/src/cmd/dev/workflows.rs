@@ -66,16 +66,31 @@ impl WorkflowFolder {
         loaded
     }
 
-    /// Registers the files created or changed since the last poll.
+    /// Registers the files created or changed since the last poll, and undeploys the
+    /// workflows whose file was removed (unless another file defines them).
     pub async fn poll(&mut self, handlers: &Handlers) {
         let changes = self.watch.poll();
         for rel in changes.removed {
-            if let Some(gone) = self.files.remove(&rel) {
+            let Some(gone) = self.files.remove(&rel) else {
+                continue;
+            };
+            let name = self.watch.root().join(&rel).display().to_string();
+            if self.files.values().any(|l| l.workflow == gone.workflow) {
                 eprintln!(
-                    "{} was removed; workflow `{}` stays registered in the state, its triggers on",
-                    self.watch.root().join(&rel).display(),
+                    "{name} was removed; workflow `{}` stays, defined by another file",
                     gone.workflow
                 );
+                continue;
+            }
+            match handlers.undeploy(&gone.workflow).await {
+                Ok(()) => eprintln!(
+                    "{name} was removed: undeployed {} (its triggers are off; runs going finish)",
+                    gone.workflow
+                ),
+                Err(e) => eprintln!(
+                    "{name} was removed, but undeploying {} failed: {e}",
+                    gone.workflow
+                ),
             }
         }
         for (rel, _) in changes.changed {

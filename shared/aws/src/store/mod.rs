@@ -642,6 +642,19 @@ impl StateStore for DynamoStore {
             .collect()
     }
 
+    async fn remove_definition(&self, workflow: &str) -> PortResult<bool> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(REGISTRY_PK.into(), workflow)))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+
     async fn marker(&self, name: &str) -> PortResult<Option<String>> {
         let item = self.get_item(key(MARKER_PK.into(), name)).await?;
         Ok(item.and_then(|mut i| match i.remove("value") {

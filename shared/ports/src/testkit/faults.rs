@@ -163,6 +163,7 @@ mod failing_store {
         get_definition(workflow: &str, version: &str) -> Definition;
         current_definition(workflow: &str) -> Definition;
         current_definitions() -> Vec<Definition>;
+        remove_definition(workflow: &str) -> bool;
         marker(name: &str) -> Option<String>;
         set_marker(name: &str, value: Option<&str>) -> ();
         create_run(run: &RunRecord, steps: &[StepRecord]) -> Created;

@@ -76,6 +76,7 @@ pub async fn run_all(store: Arc<dyn StateStore>) {
     a_signal_is_kept_once_per_name(&*store).await;
     a_cancel_is_recorded_once_on_a_running_run(&*store).await;
     current_definitions_list_the_registry(&*store).await;
+    a_removed_definition_leaves_the_registry_not_its_versions(&*store).await;
     created_run_and_steps_read_back(&*store).await;
     idempotency_key_returns_the_existing_run(&*store).await;
     racing_starts_with_one_key_create_one_run(store.clone()).await;
@@ -160,6 +161,44 @@ pub async fn current_definitions_list_the_registry(store: &dyn StateStore) {
         "the last stored version is listed"
     );
     assert!(ours.contains(&&one(&b, "v1")));
+}
+
+pub async fn a_removed_definition_leaves_the_registry_not_its_versions(store: &dyn StateStore) {
+    let def = Definition {
+        workflow: "leaving".into(),
+        version: "v1".into(),
+        file: "leaving.yaml".into(),
+        source: "name: leaving\n".into(),
+    };
+    store.put_definition(&def).await.unwrap();
+    assert!(store.remove_definition("leaving").await.unwrap());
+    assert!(matches!(
+        store.current_definition("leaving").await,
+        Err(PortError::NotFound(_))
+    ));
+    assert!(
+        !store
+            .current_definitions()
+            .await
+            .unwrap()
+            .iter()
+            .any(|d| d.workflow == "leaving")
+    );
+    assert_eq!(
+        store.get_definition("leaving", "v1").await.unwrap(),
+        def,
+        "runs of the version can still read it"
+    );
+    assert!(
+        !store.remove_definition("leaving").await.unwrap(),
+        "not registered any more"
+    );
+    store.put_definition(&def).await.unwrap();
+    assert_eq!(
+        store.current_definition("leaving").await.unwrap(),
+        def,
+        "deployed again"
+    );
 }
 
 pub async fn markers_round_trip(store: &dyn StateStore) {
