@@ -2,6 +2,8 @@
 //! webhooks, reloading an edited workflow, an invalid file among valid ones, and a
 //! clean stop.
 
+mod common;
+
 use braid_lang::triggers::signature::sign_braid;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
@@ -421,4 +423,22 @@ async fn a_removed_workflow_file_undeploys_its_workflow_and_its_webhook() {
     let (status, v) = dev.get("/runs?workflow=hooked").await;
     assert_eq!(status, 200);
     assert_eq!(v["runs"].as_array().unwrap().len(), 1, "history stays: {v}");
+}
+
+#[test]
+fn the_buckets_folder_follows_the_state_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("workflows")).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_braid"));
+    cmd.args(["dev", "--workflows", "workflows", "--state", "elsewhere"])
+        .args(["--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null());
+    let (_dev, seen) = common::in_background(cmd);
+    let watching = common::line_with(&seen, "watching");
+    assert!(
+        watching.contains("`elsewhere/buckets` for uploads"),
+        "{watching}"
+    );
+    assert!(dir.path().join("elsewhere/buckets").is_dir());
 }

@@ -49,9 +49,10 @@ pub struct Args {
     #[arg(long, value_name = "DIR", default_value = "workflows")]
     pub workflows: PathBuf,
     /// The local buckets: each subfolder is a bucket named after it, and a file created
-    /// at BUCKET/KEY fires the matching `s3` triggers.
-    #[arg(long, value_name = "DIR", default_value = ".braid/buckets")]
-    pub buckets: PathBuf,
+    /// at BUCKET/KEY fires the matching `s3` triggers. Default: `buckets` in the state
+    /// folder (`.braid/buckets`), like its `secrets.toml`.
+    #[arg(long, value_name = "DIR")]
+    pub buckets: Option<PathBuf>,
     /// Where the HTTP API listens. Routes other than /hooks/ and /callbacks/ answer
     /// only on the loopback interface.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
@@ -97,21 +98,25 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
             engine.place(&args.state.state)
         );
 
+        let buckets_dir = args
+            .buckets
+            .clone()
+            .unwrap_or_else(|| args.state.state.join("buckets"));
         let served = workflows::Served {
             base_url: base_url.clone(),
-            buckets: args.buckets.clone(),
+            buckets: buckets_dir.clone(),
             secrets: args.state.state.join(backend::SECRETS_FILE),
         };
         let mut folder =
             workflows::WorkflowFolder::new(&args.workflows, functions.as_deref(), served);
         folder.load_all(&handlers).await;
-        std::fs::create_dir_all(&args.buckets).with_context(|| {
+        std::fs::create_dir_all(&buckets_dir).with_context(|| {
             format!(
                 "cannot create the buckets folder `{}`",
-                args.buckets.display()
+                buckets_dir.display()
             )
         })?;
-        let mut buckets = buckets::Buckets::new(&args.buckets);
+        let mut buckets = buckets::Buckets::new(&buckets_dir);
         let buckets = tokio::task::spawn_blocking(move || {
             buckets.baseline();
             buckets
@@ -120,7 +125,7 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
         eprintln!(
             "watching `{}` for workflow files and `{}` for uploads; Ctrl-C stops",
             args.workflows.display(),
-            args.buckets.display()
+            buckets_dir.display()
         );
 
         let (stop_tx, stop_rx) = flag::channel(false);
