@@ -442,3 +442,16 @@ fn the_buckets_folder_follows_the_state_folder() {
     );
     assert!(dir.path().join("elsewhere/buckets").is_dir());
 }
+
+#[tokio::test]
+async fn stopping_says_which_runs_are_left_unfinished_and_how_to_finish_them() {
+    let gated = "name: gated\nsteps:\n  - id: ok\n    approval: { message: \"Go?\" }\n";
+    let mut dev = Dev::start(&[("gated.yaml", gated)], &[]);
+    dev.wait_for_line("loaded gated");
+    let id = dev.start_run("gated").await;
+    dev.wait_for_line("waits for approval");
+    assert!(dev.stop(), "{}", dev.stderr());
+    let said = dev.stderr();
+    assert!(said.contains("1 run(s) not finished"), "{said}");
+    assert!(said.contains(&format!("{id} of gated")), "{said}");
+}

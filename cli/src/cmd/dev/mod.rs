@@ -159,9 +159,44 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
             );
             return Ok(Exit::RunFailed);
         }
+        say_unfinished(&handlers, &args.state.state).await;
         eprintln!("braid dev stopped");
         Ok(Exit::Success)
     })
+}
+
+/// Says which runs stopping left unfinished and how to finish them: they are not
+/// lost (their state is recorded), but nothing drives them until a braid process does.
+async fn say_unfinished(handlers: &braid_handlers::Handlers, state: &std::path::Path) {
+    let mut open = Vec::new();
+    use braid_engine::model::RunStatus;
+    for status in [RunStatus::Running, RunStatus::Queued] {
+        let filter = braid_ports::RunFilter {
+            status: Some(status),
+            limit: 1000,
+            ..Default::default()
+        };
+        if let Ok(runs) = handlers.list_runs(&filter).await {
+            open.extend(runs.into_iter().map(|r| (r.id, r.workflow)));
+        }
+    }
+    if open.is_empty() {
+        return;
+    }
+    eprintln!(
+        "{} run(s) not finished; `braid dev` on `{}` again goes on with them, or `braid continue RUN` finishes one:",
+        open.len(),
+        state.display()
+    );
+    for (id, workflow) in open.iter().take(20) {
+        eprintln!("  {id} of {workflow}");
+    }
+    if open.len() > 20 {
+        eprintln!(
+            "  … and {} more (braid runs --status running)",
+            open.len() - 20
+        );
+    }
 }
 
 /// Resolves when `stop` turns true.
