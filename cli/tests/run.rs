@@ -432,3 +432,29 @@ async fn a_registered_workflow_is_started_locally_and_driven_to_its_end() {
     assert_eq!(unknown.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("braid deploy"));
 }
+
+#[tokio::test]
+async fn a_lambda_function_nothing_can_reach_is_refused_before_the_run_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("wf.yaml"),
+        "name: calls\nsteps:\n  - id: first\n    pass: 1\n  - id: call\n    needs: [first]\n    lambda: nowhere-fn\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_braid"))
+        .args(["run", "wf.yaml", "--state"])
+        .arg(dir.path().join("state"))
+        .current_dir(dir.path())
+        .env_remove("BRAID_FUNCTIONS")
+        .env_remove("BRAID_LAMBDA_ENDPOINT")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("step `call`")
+            && err.contains("no local route for Lambda function `nowhere-fn`"),
+        "{err}"
+    );
+    assert!(!err.contains("started"), "nothing started: {err}");
+}

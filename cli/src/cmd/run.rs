@@ -78,6 +78,10 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
             output: args.output,
         });
     }
+    if let Some(problem) = unreachable_function(&wf, functions.as_deref())? {
+        eprintln!("error: {problem}");
+        return Ok(Exit::Invalid);
+    }
     tokio()?.block_on(async {
         let mut interrupts = Interrupts::catch()?;
         // Tasks that report back need somewhere to call: the API on a loopback port
@@ -117,6 +121,38 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
         let steps = wf.steps.iter().map(|s| s.id.clone()).collect();
         driving.to_end(&rt, id, steps, &mut interrupts).await
     })
+}
+
+/// The first `lambda` step naming (literally) a function nothing here can invoke, and
+/// why: such a run could only fail when the step is reached.
+fn unreachable_function(
+    wf: &braid_lang::Workflow,
+    functions: Option<&std::path::Path>,
+) -> anyhow::Result<Option<String>> {
+    use braid_local::lambda::{FunctionMap, LambdaRunner};
+    let named: Vec<(&str, &str)> = wf
+        .steps
+        .iter()
+        .filter_map(|s| match &s.kind {
+            braid_lang::StepKind::Lambda { function } if !function.contains("{{") => {
+                Some((s.id.as_str(), function.as_str()))
+            }
+            _ => None,
+        })
+        .collect();
+    if named.is_empty() {
+        return Ok(None);
+    }
+    let map = match functions {
+        Some(path) => FunctionMap::load(path)?,
+        None => FunctionMap::default(),
+    };
+    let runner = LambdaRunner::from_env(map)?;
+    Ok(named.into_iter().find_map(|(step, function)| {
+        runner
+            .unroutable(function)
+            .map(|why| format!("step `{step}`: {why}"))
+    }))
 }
 
 /// Starts an ad-hoc run of `definition` through `handlers` and says so on stderr, its

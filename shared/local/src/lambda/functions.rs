@@ -393,6 +393,16 @@ impl LambdaRunner {
         }
     }
 
+    /// Why `function` (a name or an ARN) cannot be invoked here, if it cannot: no
+    /// entry in the map and no default endpoint. Said before a run starts, so that a
+    /// misnamed function is refused up front, not when its step is reached.
+    pub fn unroutable(&self, function: &str) -> Option<String> {
+        let routed = self.functions.contains_key(function)
+            || self.functions.contains_key(split_function_name(function).0)
+            || self.default.is_some();
+        (!routed).then(|| self.unknown(function).message)
+    }
+
     fn unknown(&self, function: &str) -> TaskError {
         let map = match &self.source {
             Some(path) => format!("the function map {}", path.display()),
