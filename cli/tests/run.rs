@@ -458,3 +458,35 @@ async fn a_lambda_function_nothing_can_reach_is_refused_before_the_run_starts() 
     );
     assert!(!err.contains("started"), "nothing started: {err}");
 }
+
+#[tokio::test]
+async fn a_run_is_named_by_a_unique_prefix_of_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("wf.yaml"),
+        "name: p\nsteps:\n  - id: a\n    pass: 1\n",
+    )
+    .unwrap();
+    let id = |out: &Output| -> String {
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["run_id"].as_str().unwrap().to_string()
+    };
+    let first = id(&braid(dir.path(), &["run", "wf.yaml", "--output", "json"]));
+    let second = id(&braid(dir.path(), &["run", "wf.yaml", "--output", "json"]));
+    let common: String = first
+        .chars()
+        .zip(second.chars())
+        .take_while(|(a, b)| a == b)
+        .map(|(a, _)| a)
+        .collect();
+    let unique = &second[..common.len() + 1];
+    let shown = braid(dir.path(), &["show", unique, "--output", "json"]);
+    assert!(shown.status.success(), "{shown:?}");
+    assert_eq!(id(&shown), second);
+    let both = braid(dir.path(), &["show", &common]);
+    assert_eq!(both.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&both.stderr).contains("more than one run"),
+        "{both:?}"
+    );
+}

@@ -34,16 +34,20 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
     tokio()?.block_on(async {
         let mut interrupts = Interrupts::catch()?;
         let rt = open_existing(state, functions.clone())?;
-        let id = RunId::from(args.run.as_str());
         let handlers = rt.handlers();
-        let run = match handlers.run_record(&id).await {
-            Ok(run) => run,
+        let id: RunId = match handlers.resolve_run(&args.run).await {
+            Ok(id) => id,
             Err(HandlerError::Port(PortError::NotFound(_))) => {
-                eprintln!("error: no run `{id}` in `{}`", state.display());
+                eprintln!("error: no run `{}` in `{}`", args.run, state.display());
+                return Ok(Exit::Invalid);
+            }
+            Err(HandlerError::Invalid(why)) => {
+                eprintln!("error: {why}");
                 return Ok(Exit::Invalid);
             }
             Err(e) => return Err(e.into()),
         };
+        let run = handlers.run_record(&id).await?;
         let steps = match handlers.workflow(&run).await {
             Ok(wf) => wf.steps.iter().map(|s| s.id.clone()).collect(),
             Err(_) => Vec::new(),

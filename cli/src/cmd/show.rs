@@ -22,10 +22,11 @@ pub struct Args {
 pub fn run(args: &Args) -> anyhow::Result<Exit> {
     let (view, place) = tokio()?.block_on(async {
         let target = Target::open(&args.target).await?;
-        let view = target
-            .handlers()
-            .run_view(&args.run_id.as_str().into())
-            .await;
+        let handlers = target.handlers();
+        let view = match handlers.resolve_run(&args.run_id).await {
+            Ok(id) => handlers.run_view(&id).await,
+            Err(e) => Err(e),
+        };
         anyhow::Ok((view, target.place().to_string()))
     })?;
     match view {
@@ -38,6 +39,10 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
         }
         Err(HandlerError::Port(PortError::NotFound(_))) => {
             eprintln!("error: no run `{}` in {place}", args.run_id);
+            Ok(Exit::Invalid)
+        }
+        Err(HandlerError::Invalid(why)) => {
+            eprintln!("error: {why}");
             Ok(Exit::Invalid)
         }
         Err(e) => Err(e.into()),

@@ -69,10 +69,16 @@ pub fn cancel(args: &CancelArgs) -> anyhow::Result<Exit> {
     let by = args.by.clone().unwrap_or_else(super::os_user);
     tokio()?.block_on(async {
         let target = Target::open(&args.target).await?;
-        let cancelled = target
-            .handlers()
-            .cancel_run(&args.run_id.as_str().into(), &by, args.reason.as_deref())
-            .await;
+        let cancelled = target.handlers().resolve_run(&args.run_id).await;
+        let cancelled = match cancelled {
+            Ok(id) => {
+                target
+                    .handlers()
+                    .cancel_run(&id, &by, args.reason.as_deref())
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         match refused(cancelled)? {
             Ok(run) if run.status.is_final() => {
                 println!("run {} {}", run.id, run.status);
@@ -99,10 +105,11 @@ pub fn decide(args: &DecideArgs, approve: bool) -> anyhow::Result<Exit> {
     };
     tokio()?.block_on(async {
         let target = Target::open(&args.target).await?;
-        let decided = target
-            .handlers()
-            .decide(&args.run_id.as_str().into(), &args.step, &decision)
-            .await;
+        let decided = target.handlers().resolve_run(&args.run_id).await;
+        let decided = match decided {
+            Ok(id) => target.handlers().decide(&id, &args.step, &decision).await,
+            Err(e) => Err(e),
+        };
         match refused(decided)? {
             Ok(step) => {
                 let verb = if approve { "approved" } else { "rejected" };
@@ -131,10 +138,11 @@ pub fn signal(args: &SignalArgs) -> anyhow::Result<Exit> {
     };
     tokio()?.block_on(async {
         let target = Target::open(&args.target).await?;
-        let sent = target
-            .handlers()
-            .signal(&args.run_id.as_str().into(), request)
-            .await;
+        let sent = target.handlers().resolve_run(&args.run_id).await;
+        let sent = match sent {
+            Ok(id) => target.handlers().signal(&id, request).await,
+            Err(e) => Err(e),
+        };
         match refused(sent)? {
             Ok(sent) => {
                 let ended = if sent.ended.is_empty() {

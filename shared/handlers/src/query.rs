@@ -24,6 +24,31 @@ impl Handlers {
         Ok(self.ports.store.list_runs(filter).await?)
     }
 
+    /// The run `given` names: its whole id, or a prefix of exactly one run's id (as git
+    /// takes a commit's). None: not found; several: invalid, naming a few.
+    pub async fn resolve_run(&self, given: &str) -> HandlerResult<RunId> {
+        let id = RunId::from(given);
+        match self.ports.store.get_run(&id).await {
+            Ok(_) => return Ok(id),
+            Err(braid_ports::PortError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let mut found = self.ports.store.runs_with_prefix(given, 3).await?;
+        match found.len() {
+            0 => Err(braid_ports::PortError::NotFound(format!("no run `{given}`")).into()),
+            1 => Ok(found.remove(0)),
+            _ => Err(super::HandlerError::Invalid(format!(
+                "`{given}` begins the ids of more than one run ({}, …): give more of it",
+                found
+                    .iter()
+                    .take(2)
+                    .map(RunId::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
     /// The record of run `run_id`.
     pub async fn run_record(&self, run_id: &RunId) -> HandlerResult<RunRecord> {
         Ok(self.ports.store.get_run(run_id).await?)

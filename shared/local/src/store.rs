@@ -411,6 +411,26 @@ impl StateStore for SqliteStore {
         })
     }
 
+    async fn runs_with_prefix(&self, prefix: &str, limit: usize) -> PortResult<Vec<RunId>> {
+        // Run ids are ULIDs (letters and digits): no LIKE wildcard (`%`, `_`) is in
+        // one, so a prefix with one is no run's.
+        if !prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Ok(Vec::new());
+        }
+        self.with_read(|tx| {
+            let mut st = tx
+                .prepare_cached("SELECT id FROM runs WHERE id LIKE ?1 || '%' ORDER BY id LIMIT ?2")
+                .map_err(db)?;
+            st.query_map(params![prefix, limit as i64], |r| r.get::<_, String>(0))
+                .map_err(db)?
+                .map(|r| r.map(RunId::from).map_err(db))
+                .collect()
+        })
+    }
+
     async fn active_runs(&self, after: Option<&RunId>, limit: usize) -> PortResult<Vec<RunRecord>> {
         self.with_read(|tx| {
             query_bodies(

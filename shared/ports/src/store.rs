@@ -63,6 +63,9 @@ pub trait StateStore: Send + Sync {
     async fn get_run(&self, run_id: &RunId) -> PortResult<RunRecord>;
     /// Runs newest first.
     async fn list_runs(&self, filter: &RunFilter) -> PortResult<Vec<RunRecord>>;
+    /// Ids of the runs whose id starts with `prefix`, at most `limit`: what a run id
+    /// given short (as git takes a commit's) may name.
+    async fn runs_with_prefix(&self, prefix: &str, limit: usize) -> PortResult<Vec<RunId>>;
     /// Runs not final with ids after `after` (all when `None`), oldest first, at most
     /// `limit`: what the sweeper looks at, a page at a time.
     async fn active_runs(&self, after: Option<&RunId>, limit: usize) -> PortResult<Vec<RunRecord>>;

@@ -326,6 +326,11 @@ impl StateStore for FaultyStore {
         self.inner.get_signal(run_id, name).await
     }
 
+    async fn runs_with_prefix(&self, prefix: &str, limit: usize) -> PortResult<Vec<RunId>> {
+        self.read("runs_with_prefix").await?;
+        self.inner.runs_with_prefix(prefix, limit).await
+    }
+
     async fn list_runs(&self, filter: &RunFilter) -> PortResult<Vec<RunRecord>> {
         self.read("list_runs").await?;
         self.inner.list_runs(filter).await

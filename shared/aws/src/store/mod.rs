@@ -762,6 +762,37 @@ impl StateStore for DynamoStore {
         self.runs_listed(BY_WORKFLOW, q, filter.status, limit).await
     }
 
+    /// Each shard of `all_runs`, keys only, from the prefix on.
+    async fn runs_with_prefix(&self, prefix: &str, limit: usize) -> PortResult<Vec<RunId>> {
+        let per_shard = futures::stream::iter(0..SHARDS)
+            .map(|shard| async move {
+                let mut x = Expr::default();
+                let cond = format!(
+                    "{} = {} AND begins_with({}, {})",
+                    x.name(ALL_PK),
+                    x.value(s(format!("RUNS#{shard}"))),
+                    x.name(ALL_SK),
+                    x.value(s(prefix))
+                );
+                let q = self.index_query(ALL_RUNS, cond, &x, limit);
+                let items: Vec<Item> = self.query(q, Some(limit)).await?;
+                let ids: Vec<RunId> = items
+                    .iter()
+                    .filter_map(|i| i.get(PK)?.as_s().ok())
+                    .filter_map(|pk| run_id_of(pk))
+                    .map(RunId::from)
+                    .collect();
+                Ok::<_, PortError>(ids)
+            })
+            .buffer_unordered(SHARDS as usize)
+            .try_collect::<Vec<_>>()
+            .await?;
+        let mut ids: Vec<RunId> = per_shard.into_iter().flatten().collect();
+        ids.sort();
+        ids.truncate(limit);
+        Ok(ids)
+    }
+
     async fn active_runs(&self, after: Option<&RunId>, limit: usize) -> PortResult<Vec<RunRecord>> {
         if limit == 0 {
             return Ok(Vec::new());

@@ -169,6 +169,7 @@ mod failing_store {
         create_run(run: &RunRecord, steps: &[StepRecord]) -> Created;
         get_run(run_id: &RunId) -> RunRecord;
         list_runs(filter: &RunFilter) -> Vec<RunRecord>;
+        runs_with_prefix(prefix: &str, limit: usize) -> Vec<RunId>;
         active_runs(after: Option<&RunId>, limit: usize) -> Vec<RunRecord>;
         due_runs(before: Timestamp, limit: usize) -> Vec<RunId>;
         get_step(run_id: &RunId, key: &StepKey) -> StepRecord;

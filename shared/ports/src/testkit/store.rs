@@ -92,6 +92,7 @@ pub async fn run_all(store: Arc<dyn StateStore>) {
     slots_admit_queued_runs_up_to_the_limit(&*store).await;
     concurrent_admissions_never_exceed_the_limit(store.clone()).await;
     listings_filter_and_order_runs(&*store).await;
+    runs_are_found_by_a_prefix_of_their_id(&*store).await;
     missing_records_are_not_found(&*store).await;
     records_over_the_size_limit_are_refused_for_good(&*store).await;
 }
@@ -1020,6 +1021,31 @@ pub async fn listings_filter_and_order_runs(store: &dyn StateStore) {
         .await
         .unwrap();
     assert!(none.is_empty());
+}
+
+pub async fn runs_are_found_by_a_prefix_of_their_id(store: &dyn StateStore) {
+    let run = two_step_run(store, "pfx").await;
+    let id = run.id.as_str();
+    let short = &id[..id.len() - 10];
+    assert_eq!(
+        store.runs_with_prefix(short, 5).await.unwrap(),
+        vec![run.id.clone()]
+    );
+    assert_eq!(
+        store.runs_with_prefix(id, 5).await.unwrap(),
+        vec![run.id.clone()]
+    );
+    assert!(
+        store
+            .runs_with_prefix("zz9-none", 5)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store.runs_with_prefix("pfx%", 5).await.unwrap().is_empty(),
+        "a wildcard is not a prefix"
+    );
 }
 
 pub async fn missing_records_are_not_found(store: &dyn StateStore) {
