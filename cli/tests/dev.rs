@@ -455,3 +455,19 @@ async fn stopping_says_which_runs_are_left_unfinished_and_how_to_finish_them() {
     assert!(said.contains("1 run(s) not finished"), "{said}");
     assert!(said.contains(&format!("{id} of gated")), "{said}");
 }
+
+#[tokio::test]
+async fn bodies_the_stack_takes_are_taken_and_larger_ones_get_a_json_413() {
+    let mut dev = Dev::start(
+        &[("hooked.yaml", HOOKED)],
+        &[("BRAID_SECRET_ORDERS_HOOK", "s3cret-for-tests")],
+    );
+    dev.wait_for_line("loaded hooked");
+    let big = vec![b'x'; 3_900_000];
+    let (status, v) = dev.post("/hooks/orders", &[], big).await;
+    assert_eq!(status, 401, "read, then refused for its signature: {v}");
+    let too_big = vec![b'x'; 7 * 1024 * 1024];
+    let (status, v) = dev.post("/hooks/orders", &[], too_big).await;
+    assert_eq!(status, 413, "{v}");
+    assert_eq!(v["error"], "invalid_request", "{v}");
+}

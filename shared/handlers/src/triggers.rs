@@ -197,7 +197,7 @@ impl Handlers {
                 ApiResponse::error(401, "unauthorized", "this delivery was already received")
             }
             Ok(s) => ApiResponse::ok(202, json!({"run_id": s.run.id, "status": s.run.status})),
-            Err(e) => ApiResponse::error(400, "invalid_input", e),
+            Err(e) => ApiResponse::error(400, "invalid_request", e),
         })
     }
 

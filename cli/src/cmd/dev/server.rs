@@ -19,6 +19,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+/// The largest request body taken: what the deployed stack takes (a Lambda function
+/// behind API Gateway receives at most 6 MB), so what works here works there.
+pub const MAX_BODY: usize = 6 * 1024 * 1024;
+
 /// Serves the API on `listener` until `stop` resolves, then lets requests in flight
 /// finish.
 pub async fn serve(
@@ -26,7 +30,10 @@ pub async fn serve(
     handlers: Arc<Handlers>,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = Router::new().fallback(answer).with_state(handlers);
+    let app = Router::new()
+        .fallback(answer)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(handlers);
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -41,8 +48,19 @@ async fn answer(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        // Over the limit (or cut short): the API's JSON error, not the framework's text.
+        Err(e) => {
+            return response(ApiResponse::error(
+                e.status().as_u16(),
+                "invalid_request",
+                format!("request body: {e} (at most {MAX_BODY} bytes)"),
+            ));
+        }
+    };
     let reply = match request(&method, &uri, &headers, body) {
         Err(refused) => refused,
         Ok(req) if is_management(&req.path) && !peer.ip().to_canonical().is_loopback() => {
