@@ -373,3 +373,30 @@ fn undeploy_takes_a_workflow_out_of_the_registry_and_keeps_its_runs() {
         stderr(&out)
     );
 }
+
+#[test]
+fn an_ad_hoc_run_of_an_edited_copy_leaves_the_registered_workflow_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state").display().to_string();
+    let registered = write(
+        &dir,
+        "hooked.yaml",
+        "name: hooked\ntriggers:\n  - webhook: { path: orders, secret: s }\nsteps:\n  - id: a\n    pass: 1\n",
+    );
+    let out = braid(&["deploy", &registered, "--state", &state]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let before = stdout(&braid(&["workflows", "--state", &state]));
+    let edited = write(
+        &dir,
+        "copy.yaml",
+        "name: hooked\ntriggers:\n  - webhook: { path: elsewhere, secret: s }\nsteps:\n  - id: a\n    pass: 2\n",
+    );
+    let out = braid(&["run", &edited, "--state", &state]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let after = stdout(&braid(&["workflows", "--state", &state]));
+    assert_eq!(
+        after, before,
+        "the registered version and its triggers stay"
+    );
+    assert!(after.contains("/hooks/orders"), "{after}");
+}

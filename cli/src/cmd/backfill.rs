@@ -30,8 +30,8 @@ const STACK_POLL: Duration = Duration::from_secs(2);
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The workflow's name, as registered (by `braid run` locally, `braid deploy` in a
-    /// stack).
+    /// The workflow's name, as registered (by `braid deploy`, or locally by a first
+    /// `braid run` of its file).
     #[arg(value_name = "WORKFLOW")]
     pub workflow: String,
     /// Start of the range, included: an RFC 3339 instant (2026-11-01T00:00:00Z) or a

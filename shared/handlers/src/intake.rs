@@ -54,8 +54,10 @@ pub struct Started {
 pub(super) enum Registry {
     /// It was read from the registry (a start by name, a trigger): nothing to write.
     Current,
-    /// It comes from a file: make it the workflow's current definition.
-    Register,
+    /// It comes from a file, for an ad-hoc run: registered when its workflow is not
+    /// yet; else kept as a version only, so trying out an edited copy never changes
+    /// what the registered workflow's triggers start.
+    AdHoc,
 }
 
 impl Handlers {
@@ -105,6 +107,17 @@ impl Handlers {
         }
     }
 
+    /// Keeps the definition of an ad-hoc run: registers it when its workflow is not
+    /// registered, else stores its version beside the registered one.
+    async fn keep_ad_hoc(&self, def: &Definition) -> HandlerResult<()> {
+        match self.ports.store.current_definition(&def.workflow).await {
+            Ok(current) if current.version == def.version => Ok(()),
+            Ok(_) => Ok(self.ports.store.put_version(def).await?),
+            Err(PortError::NotFound(_)) => self.register(def).await,
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Takes `workflow` out of the registry: its triggers stop at once (its webhook
     /// path answers 404, its schedules, events and uploads start nothing) and it can
     /// no longer be started by name; runs in flight finish on the version they started
@@ -118,10 +131,11 @@ impl Handlers {
         Ok(())
     }
 
-    /// Starts a run of a definition from a file, which becomes its workflow's current
-    /// one. Bad input is rejected before anything is written.
+    /// Starts an ad-hoc run of a definition from a file, registered only when its
+    /// workflow is not yet (see [`Registry::AdHoc`]). Bad input is rejected before
+    /// anything is written.
     pub async fn start(&self, req: StartRequest) -> HandlerResult<Started> {
-        self.start_as(req, Registry::Register, None).await
+        self.start_as(req, Registry::AdHoc, None).await
     }
 
     /// Starts a run; `registry` says whether its definition is to be registered.
@@ -150,8 +164,8 @@ impl Handlers {
             ));
         }
         let now = self.now();
-        if registry == Registry::Register {
-            self.register(&req.definition).await?;
+        if registry == Registry::AdHoc {
+            self.keep_ad_hoc(&req.definition).await?;
         }
         let asked = params.clone();
         let mut plan = start::plan(

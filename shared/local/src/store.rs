@@ -295,6 +295,17 @@ impl StateStore for SqliteStore {
         })
     }
 
+    async fn put_version(&self, def: &Definition) -> PortResult<()> {
+        self.with_tx(|tx| {
+            exec(
+                tx,
+                "INSERT OR IGNORE INTO definitions (workflow, version, body) VALUES (?1, ?2, ?3)",
+                params![def.workflow, def.version, enc(def)?],
+            )?;
+            Ok(())
+        })
+    }
+
     async fn current_definition(&self, workflow: &str) -> PortResult<Definition> {
         self.with_read(|tx| {
             let body: Option<String> = one_body(

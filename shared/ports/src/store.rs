@@ -39,6 +39,9 @@ pub trait StateStore: Send + Sync {
     /// Stores a definition and makes it its workflow's current one (what a start by
     /// name runs); storing the same version again only makes it current again.
     async fn put_definition(&self, def: &Definition) -> PortResult<()>;
+    /// Stores `def` as a version of its workflow without making it current: the
+    /// definition of an ad-hoc run, which must not change what is registered.
+    async fn put_version(&self, def: &Definition) -> PortResult<()>;
     async fn get_definition(&self, workflow: &str, version: &str) -> PortResult<Definition>;
     /// The definition last stored for `workflow`.
     async fn current_definition(&self, workflow: &str) -> PortResult<Definition>;

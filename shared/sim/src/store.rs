@@ -253,6 +253,11 @@ impl StateStore for FaultyStore {
             .await
     }
 
+    async fn put_version(&self, def: &Definition) -> PortResult<()> {
+        self.write("put_version", self.inner.put_version(def), |_| false)
+            .await
+    }
+
     async fn get_definition(&self, workflow: &str, version: &str) -> PortResult<Definition> {
         self.read("get_definition").await?;
         self.inner.get_definition(workflow, version).await

@@ -582,16 +582,8 @@ impl StateStore for DynamoStore {
     async fn put_definition(&self, def: &Definition) -> PortResult<()> {
         // The version item first: the pointer never names a version not stored. Both
         // plain puts — a version is a content hash, so rewriting it writes the same.
+        self.put_version(def).await?;
         let mut item = encode(def, &[])?;
-        item.insert(PK.into(), s(wf_pk(&def.workflow)));
-        item.insert(SK.into(), s(format!("V#{}", def.version)));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item.clone()))
-            .send()
-            .await
-            .map_err(backend)?;
         // The registry entry holds a copy, so a start by name costs one read and the
         // registry one query.
         item.insert(PK.into(), s(REGISTRY_PK));
@@ -616,6 +608,20 @@ impl StateStore for DynamoStore {
                 "definition {workflow}@{version}"
             ))),
         }
+    }
+
+    async fn put_version(&self, def: &Definition) -> PortResult<()> {
+        let mut item = encode(def, &[])?;
+        item.insert(PK.into(), s(wf_pk(&def.workflow)));
+        item.insert(SK.into(), s(format!("V#{}", def.version)));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 
     async fn current_definition(&self, workflow: &str) -> PortResult<Definition> {

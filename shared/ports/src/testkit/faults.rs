@@ -160,6 +160,7 @@ mod failing_store {
 
     delegate! {
         put_definition(def: &Definition) -> ();
+        put_version(def: &Definition) -> ();
         get_definition(workflow: &str, version: &str) -> Definition;
         current_definition(workflow: &str) -> Definition;
         current_definitions() -> Vec<Definition>;

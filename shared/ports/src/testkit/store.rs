@@ -71,6 +71,7 @@ fn claimed(rec: &StepRecord, attempt: u32) -> StepRecord {
 /// Runs every check against `store`.
 pub async fn run_all(store: Arc<dyn StateStore>) {
     definitions_round_trip(&*store).await;
+    a_version_stored_aside_leaves_the_current_one(&*store).await;
     the_last_stored_definition_is_current(&*store).await;
     markers_round_trip(&*store).await;
     a_signal_is_kept_once_per_name(&*store).await;
@@ -199,6 +200,22 @@ pub async fn a_removed_definition_leaves_the_registry_not_its_versions(store: &d
         store.current_definition("leaving").await.unwrap(),
         def,
         "deployed again"
+    );
+}
+
+pub async fn a_version_stored_aside_leaves_the_current_one(store: &dyn StateStore) {
+    let def = |version: &str| Definition {
+        workflow: "aside".into(),
+        version: version.into(),
+        file: "aside.yaml".into(),
+        source: format!("name: aside # {version}\n"),
+    };
+    store.put_definition(&def("v1")).await.unwrap();
+    store.put_version(&def("v2")).await.unwrap();
+    assert_eq!(store.current_definition("aside").await.unwrap(), def("v1"));
+    assert_eq!(
+        store.get_definition("aside", "v2").await.unwrap(),
+        def("v2")
     );
 }
 
