@@ -5,9 +5,10 @@
 use braid_e2e::examples::{self, Example};
 use braid_e2e::requests::CostReport;
 use braid_e2e::stack::TestStack;
+use braid_e2e::start;
 use braid_emulated::driver::Driver;
-use braid_engine::model::{RunId, RunStatus, StepStatus};
-use braid_handlers::{Handlers, Ports, RunView, Settings, StartRequest, definition};
+use braid_engine::model::{RunStatus, StepStatus};
+use braid_handlers::{Handlers, Ports, RunView, Settings, definition};
 use braid_local::backend::{LocalOptions, local_ports, local_runtime};
 use braid_ports::env_secrets::env_secrets;
 use braid_ports::testkit::faults::FaultyQueue;
@@ -24,22 +25,6 @@ fn settings() -> Settings {
         stale_after: Duration::from_secs(1),
         ..Settings::default()
     }
-}
-
-async fn start(handlers: &Handlers, file: &str, source: &str, input: Value) -> RunId {
-    let (def, _) = definition(file, source).expect("a valid workflow");
-    handlers
-        .start(StartRequest {
-            definition: def,
-            input,
-            trigger: Value::Null,
-            idempotency_key: None,
-            queue: false,
-        })
-        .await
-        .expect("the run starts")
-        .run
-        .id
 }
 
 /// Runs `source` on the emulated stack with `ports` (adjusted by the test) to the end.

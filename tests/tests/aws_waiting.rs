@@ -5,7 +5,7 @@
 use braid_e2e::stack::TestStack;
 use braid_emulated::driver::Driver;
 use braid_engine::model::{RunId, RunStatus, StepStatus};
-use braid_handlers::{Decision, Handlers, SignalRequest, StartRequest, definition};
+use braid_handlers::{Decision, Handlers, SignalRequest, definition};
 use braid_ports::env_secrets::env_secrets;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -24,18 +24,7 @@ async fn driver(stack: &TestStack) -> Driver<'_> {
 }
 
 async fn start(h: &Handlers, source: &str) -> RunId {
-    let (def, _) = definition("wf.yaml", source).expect("a valid workflow");
-    h.start(StartRequest {
-        definition: def,
-        input: json!({}),
-        trigger: Value::Null,
-        idempotency_key: None,
-        queue: false,
-    })
-    .await
-    .expect("the run starts")
-    .run
-    .id
+    braid_e2e::start(h, "wf.yaml", source, json!({})).await
 }
 
 /// Drives the stack until nothing moves for a while; the run is then waiting.

@@ -193,6 +193,16 @@ fn one_body(
         .map_err(db)
 }
 
+/// Stores `def` as a version of its workflow (the same version twice is one).
+fn insert_version(conn: &Connection, def: &Definition) -> PortResult<()> {
+    exec(
+        conn,
+        "INSERT OR IGNORE INTO definitions (workflow, version, body) VALUES (?1, ?2, ?3)",
+        params![def.workflow, def.version, enc(def)?],
+    )?;
+    Ok(())
+}
+
 /// Runs a cached write statement.
 fn exec(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> PortResult<usize> {
     conn.prepare_cached(sql)
@@ -281,11 +291,7 @@ fn query_bodies<T: serde::de::DeserializeOwned>(
 impl StateStore for SqliteStore {
     async fn put_definition(&self, def: &Definition) -> PortResult<()> {
         self.with_tx(|tx| {
-            exec(
-                tx,
-                "INSERT OR IGNORE INTO definitions (workflow, version, body) VALUES (?1, ?2, ?3)",
-                params![def.workflow, def.version, enc(def)?],
-            )?;
+            insert_version(tx, def)?;
             exec(
                 tx,
                 "INSERT OR REPLACE INTO current_definitions (workflow, version) VALUES (?1, ?2)",
@@ -296,14 +302,7 @@ impl StateStore for SqliteStore {
     }
 
     async fn put_version(&self, def: &Definition) -> PortResult<()> {
-        self.with_tx(|tx| {
-            exec(
-                tx,
-                "INSERT OR IGNORE INTO definitions (workflow, version, body) VALUES (?1, ?2, ?3)",
-                params![def.workflow, def.version, enc(def)?],
-            )?;
-            Ok(())
-        })
+        self.with_tx(|tx| insert_version(tx, def))
     }
 
     async fn current_definition(&self, workflow: &str) -> PortResult<Definition> {

@@ -413,6 +413,18 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// Puts `item`, replacing any item with its key.
+    async fn put(&self, item: Item) -> PortResult<()> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     /// Puts `item` unless an item with its key exists; false if one did.
     async fn put_new(&self, item: Item) -> PortResult<bool> {
         let mut x = Expr::default();
@@ -588,14 +600,7 @@ impl StateStore for DynamoStore {
         // registry one query.
         item.insert(PK.into(), s(REGISTRY_PK));
         item.insert(SK.into(), s(&def.workflow));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(backend)?;
-        Ok(())
+        self.put(item).await
     }
 
     async fn get_definition(&self, workflow: &str, version: &str) -> PortResult<Definition> {
@@ -614,14 +619,7 @@ impl StateStore for DynamoStore {
         let mut item = encode(def, &[])?;
         item.insert(PK.into(), s(wf_pk(&def.workflow)));
         item.insert(SK.into(), s(format!("V#{}", def.version)));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(backend)?;
-        Ok(())
+        self.put(item).await
     }
 
     async fn current_definition(&self, workflow: &str) -> PortResult<Definition> {
@@ -675,13 +673,7 @@ impl StateStore for DynamoStore {
             Some(c) => {
                 let mut item = k;
                 item.insert("value".into(), s(c));
-                self.client
-                    .put_item()
-                    .table_name(&self.table)
-                    .set_item(Some(item))
-                    .send()
-                    .await
-                    .map_err(backend)?;
+                self.put(item).await?;
             }
             None => {
                 self.client
