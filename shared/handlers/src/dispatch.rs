@@ -269,10 +269,10 @@ impl Handlers {
         let Some(tasks) = &self.ports.tasks else {
             return Err(no_runners(step));
         };
-        let task = match &scope.callback {
-            Some(c) => with_callback(task, c),
-            None => task,
-        };
+        let mut task = task;
+        if let Some(c) = &scope.callback {
+            hand_callback(&mut task, c);
+        }
         let runner = match task {
             Task::Http { .. } => &tasks.http,
             Task::Lambda { .. } => &tasks.lambda,
@@ -355,29 +355,17 @@ fn no_runners(step: &Step) -> HandlerError {
     )))
 }
 
-/// `task` handed its callback `{token, url}`: a Lambda payload that is an object gets
+/// Hands `task` its callback `{token, url}`: a Lambda payload that is an object gets
 /// it as `callback` (unless it has one), an HTTP call as the `Braid-Callback-Token`
 /// and `Braid-Callback-Url` headers (unless it sets them).
-fn with_callback(task: Task, callback: &Value) -> Task {
+fn hand_callback(task: &mut Task, callback: &Value) {
     match task {
-        Task::Lambda {
-            function,
-            mut payload,
-        } => {
+        Task::Lambda { payload, .. } => {
             if let Some(obj) = payload.as_object_mut() {
                 obj.entry("callback").or_insert_with(|| callback.clone());
             }
-            Task::Lambda { function, payload }
         }
-        Task::Http {
-            method,
-            url,
-            mut headers,
-            json,
-            body,
-            timeout,
-            expect,
-        } => {
+        Task::Http { headers, .. } => {
             for (name, field) in [
                 ("Braid-Callback-Token", "token"),
                 ("Braid-Callback-Url", "url"),
@@ -387,15 +375,6 @@ fn with_callback(task: Task, callback: &Value) -> Task {
                         .entry(name.to_string())
                         .or_insert_with(|| v.to_string());
                 }
-            }
-            Task::Http {
-                method,
-                url,
-                headers,
-                json,
-                body,
-                timeout,
-                expect,
             }
         }
     }
