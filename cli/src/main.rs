@@ -79,6 +79,9 @@ enum Command {
     /// Cancel a run: nothing new starts, steps in flight finish (locally or with
     /// --stack NAME).
     Cancel(cmd::waits::CancelArgs),
+    /// Retry a failed, cancelled or timed-out run in place: what succeeded keeps its
+    /// output, the rest runs again (locally or with --stack NAME).
+    Retry(cmd::retry::Args),
     /// Approve a waiting approval step (locally or with --stack NAME).
     Approve(cmd::waits::DecideArgs),
     /// Reject a waiting approval step: it fails, and so does the run.
@@ -114,6 +117,7 @@ fn main() -> ExitCode {
         Command::Workflows(args) => cmd::workflows::run(&args),
         Command::Backfill(args) => cmd::backfill::run(&args),
         Command::Cancel(args) => cmd::waits::cancel(&args),
+        Command::Retry(args) => cmd::retry::run(&args),
         Command::Approve(args) => cmd::waits::decide(&args, true),
         Command::Reject(args) => cmd::waits::decide(&args, false),
         Command::Signal(args) => cmd::waits::signal(&args),

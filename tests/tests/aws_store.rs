@@ -45,6 +45,7 @@ fn run(id: &str) -> RunRecord {
         closing: false,
         parent: None,
         cancel: None,
+        redrives: Vec::new(),
     }
 }
 

@@ -267,3 +267,52 @@ output: "{{ steps.start.output }}"
         "a cancelled attempt takes no callback"
     );
 }
+
+const GATES: &str = r#"
+name: gates
+steps:
+  - id: prep
+    pass: 7
+  - id: each
+    needs: [prep]
+    for_each: "{{ [1, 2] }}"
+    approval: { message: "Item {{ item }}?" }
+  - id: total
+    needs: [each]
+    pass: "{{ steps.prep.output }}"
+output: "{{ steps.total.output }}"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_run_is_retried_in_place_on_aws() {
+    let stack = TestStack::create("retry").await;
+    let d = driver(&stack).await;
+    let h = &d.handlers;
+    let id = start(h, GATES).await;
+    drive_a_while(&d, &id).await;
+    h.decide(&id, "each[0]", &decision(false)).await.unwrap();
+    assert_eq!(drive_to_end(&d, &id).await, RunStatus::Failed);
+
+    let run = h.retry_run(&id, "ana", None).await.unwrap();
+    assert_eq!(run.status, RunStatus::Running);
+    assert_eq!(run.redrives[0].steps, ["each", "total"]);
+    drive_a_while(&d, &id).await;
+    for i in 0..2 {
+        let step = format!("each[{i}]");
+        let decided = h.decide(&id, &step, &decision(true)).await.unwrap();
+        assert!(
+            decided.attempt > 1,
+            "{step}: a new attempt, {}",
+            decided.attempt
+        );
+    }
+    assert_eq!(drive_to_end(&d, &id).await, RunStatus::Succeeded);
+    let view = h.run_view(&id).await.unwrap();
+    assert_eq!(view.output, json!(7));
+    assert_eq!(view.steps["prep"].attempts, 1, "kept, not run again");
+    assert_eq!(view.retries.len(), 1);
+    assert!(
+        h.retry_run(&id, "ana", None).await.is_err(),
+        "a run that succeeded is not retried"
+    );
+}

@@ -15,6 +15,7 @@ pub mod local;
 pub mod pause;
 pub mod progress;
 pub mod report;
+pub mod retry;
 pub mod run;
 pub mod runs;
 pub mod schema;

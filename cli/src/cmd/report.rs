@@ -37,6 +37,21 @@ pub fn summary(v: &RunView) -> String {
         })
         .unwrap_or_default();
     let _ = writeln!(out, "run {} ({}): {}{took}", v.run_id, v.workflow, v.status);
+    for r in &v.retries {
+        let from = r
+            .from
+            .as_deref()
+            .map(|f| format!(" from {f}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  retried{from} by {} at {} (was {}): {}",
+            r.by,
+            r.at.format("%Y-%m-%d %H:%M:%S UTC"),
+            r.was,
+            r.steps.join(", ")
+        );
+    }
     let width = v.steps.keys().map(String::len).max().unwrap_or(4).max(4);
     let _ = writeln!(
         out,

@@ -85,33 +85,59 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
                 ),
             }
             if target.is_local() {
-                eprintln!(
-                    "run {} waits for a process driving {}: `braid dev` there, or `braid continue {}`",
-                    run.id,
-                    target.place(),
-                    run.id
-                );
+                eprintln!("{}", watch_hint(&run.id, target.place()));
             }
             return Ok(Exit::Success);
         }
         eprintln!("run {} of `{}` started", run.id, run.workflow);
-        match &target {
+        let waiting = Waiting {
+            target: &target,
+            state: &args.target.state.state,
+            functions: functions.as_deref(),
+            format: args.output,
+            command: "braid start --wait",
+        };
+        waiting.to_end(&run.id, &mut interrupts).await
+    })
+}
+
+/// A command's `--wait` for a run's end: locally it drives the run, on a stack it
+/// watches it; then it prints the run as `braid run` does.
+pub(super) struct Waiting<'a> {
+    pub target: &'a Target,
+    pub state: &'a std::path::Path,
+    pub functions: Option<&'a std::path::Path>,
+    pub format: Format,
+    /// The command, as named to another process that finds the state driven.
+    pub command: &'static str,
+}
+
+impl Waiting<'_> {
+    pub async fn to_end(&self, id: &RunId, interrupts: &mut Interrupts) -> anyhow::Result<Exit> {
+        let handlers = self.target.handlers();
+        match self.target {
             Target::Local(rt, _) => {
-                let state = &args.target.state.state;
-                take_over(rt, state, "braid start --wait").await?;
-                let steps = step_ids(handlers, &run.id).await;
+                take_over(rt, self.state, self.command).await?;
+                let steps = step_ids(handlers, id).await;
                 Driving {
-                    state,
-                    functions: functions.as_deref(),
-                    format: args.output,
+                    state: self.state,
+                    functions: self.functions,
+                    format: self.format,
                 }
-                .to_end(rt, &run.id, steps, &mut interrupts)
+                .to_end(rt, id, steps, interrupts)
                 .await
             }
             #[cfg(feature = "aws")]
-            Target::Stack(..) => watch(handlers, &run.id, args.output, &mut interrupts).await,
+            Target::Stack(..) => watch(handlers, id, self.format, interrupts).await,
         }
-    })
+    }
+}
+
+/// What drives run `id` of a local state `place` (nothing, unless a braid process).
+pub(super) fn watch_hint(id: &RunId, place: &str) -> String {
+    format!(
+        "run {id} waits for a process driving {place}: `braid dev` there, or `braid continue {id}`"
+    )
 }
 
 /// The ids of run `id`'s steps, in file order, for the progress lines.

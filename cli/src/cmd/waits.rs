@@ -163,7 +163,7 @@ pub fn signal(args: &SignalArgs) -> anyhow::Result<Exit> {
 
 /// The caller's mistakes (bad input, unknown run or step, nothing waiting) said on
 /// stderr as exit 2; anything else is an error.
-fn refused<T>(r: Result<T, HandlerError>) -> anyhow::Result<Result<T, Exit>> {
+pub(super) fn refused<T>(r: Result<T, HandlerError>) -> anyhow::Result<Result<T, Exit>> {
     match r {
         Ok(v) => Ok(Ok(v)),
         Err(

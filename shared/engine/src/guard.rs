@@ -43,15 +43,14 @@ impl Guard {
         }
     }
 
-    /// Whether the guard holds for a step with no record yet, which is pending at
-    /// attempt 0: the write creates it. A step's record is written when it first
+    /// Whether the guard holds for a step with no record yet, which is pending (at
+    /// attempt 0, or for an iteration at its fan-out's [`crate::model::FanOut::base`]):
+    /// the write creates it. A step's record is written when it first
     /// changes — a run is created with its root steps' records only, a fan-out with
     /// its own ([`crate::model::FanOut::iteration`]) — and only the handlers, which
     /// know the workflow, write with a guard admitting pending.
     pub fn admits_absent(&self) -> bool {
-        self.statuses.contains(&StepStatus::Pending)
-            && self.attempt.is_none_or(|a| a == 0)
-            && self.lease.is_none()
+        self.statuses.contains(&StepStatus::Pending) && self.lease.is_none()
     }
 
     pub fn holds(&self, rec: &StepRecord) -> bool {

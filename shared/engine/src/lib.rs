@@ -13,6 +13,7 @@
 //! - [`gates`]: when a step may start, and what a final step means for the run;
 //! - [`output`]: the run's output;
 //! - [`reconcile`]: what a sweep of a run must repair;
+//! - [`redrive`]: what retrying a run in place runs again;
 //! - [`records`]: a run's records, with the steps not written yet.
 //!
 //! # Layout
@@ -31,6 +32,7 @@ pub mod output;
 pub mod params;
 pub mod reconcile;
 pub mod records;
+pub mod redrive;
 pub mod retry;
 pub mod start;
 pub mod verdict;

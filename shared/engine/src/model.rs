@@ -232,6 +232,27 @@ pub struct RunRecord {
     /// with it) and ends `cancelled` once its attempts in flight are recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel: Option<CancelRequest>,
+    /// Each time the run was retried in place after it ended (see
+    /// [`crate::redrive`]), oldest first. The last one's number is
+    /// [`RunRecord::drive`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redrives: Vec<Redrive>,
+}
+
+/// One retry of a run in place: who asked, when, from which step, and the steps it
+/// runs again (in the workflow's order), recorded on the run before any step is
+/// reset — so a crash part-way leaves the list the tick finishes resetting.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redrive {
+    pub by: String,
+    pub at: Timestamp,
+    /// The step it was asked to run again from (with everything downstream), if any;
+    /// else the steps that did not succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// How the run had ended.
+    pub was: RunStatus,
+    pub steps: Vec<String>,
 }
 
 /// Who asked to cancel a run, why and when.
@@ -272,6 +293,12 @@ pub struct ParentRef {
 pub const MAX_CHILD_DEPTH: u32 = 8;
 
 impl RunRecord {
+    /// How many times the run was retried in place: 0 for one never retried. Step
+    /// records reset by a retry carry its number ([`StepRecord::drive`]).
+    pub fn drive(&self) -> u32 {
+        self.redrives.len() as u32
+    }
+
     /// When the tick must look at this run whatever its steps do: its deadline while it
     /// is not final, [`CLOSING_GRACE`] after its end while it is closing. State stores index it (the store
     /// port's `due_runs`).
@@ -303,6 +330,11 @@ pub struct FanOut {
     pub ended: u32,
     /// Iterations failed (counted in the same write as their final record).
     pub failed: u32,
+    /// Attempts its iterations' keys used before this expansion (a run retried in
+    /// place expands again): an iteration's first attempt is `base + 1`, so a token,
+    /// link or child run of an earlier attempt never names a new one.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub base: u32,
 }
 
 impl FanOut {
@@ -325,6 +357,8 @@ impl FanOut {
     pub fn iteration(&self, run_id: &RunId, step: &str, index: u32) -> StepRecord {
         StepRecord {
             next_in_lane: self.next_in_lane(index),
+            attempt: self.base,
+            retry_base: self.base,
             ..StepRecord::new(run_id, StepKey::iteration(step, index), StepStatus::Pending)
         }
     }
@@ -360,8 +394,20 @@ pub struct StepRecord {
     pub run_id: RunId,
     pub key: StepKey,
     pub status: StepStatus,
-    /// The attempt running or last run (1-based); 0 before the first claim.
+    /// The attempt running or last run (1-based); 0 before the first claim. Attempt
+    /// numbers only grow, across retries of the run too (see [`StepRecord::retry_base`]).
     pub attempt: u32,
+    /// Attempts made before the run was last retried in place: the step's `retry`
+    /// policy counts only those after (`attempt - retry_base`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retry_base: u32,
+    /// The retry of the run ([`RunRecord::drive`]) that last reset this record.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub drive: u32,
+    /// For a `for_each` step reset by a retry of its run: the attempts its iterations
+    /// used before ([`FanOut::base`] of its next expansion).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub iteration_base: u32,
     /// While running: when the attempt is presumed lost.
     pub lease_until: Option<Timestamp>,
     /// While retrying or waiting: when the step may go on.
@@ -410,6 +456,9 @@ impl StepRecord {
             key,
             status,
             attempt: 0,
+            retry_base: 0,
+            drive: 0,
+            iteration_base: 0,
             lease_until: None,
             due_at: None,
             satisfied: Vec::new(),
@@ -461,6 +510,14 @@ pub struct DispatchMsg {
 }
 
 impl DispatchMsg {
+    /// The message that starts the next attempt of `rec`, a step not started.
+    pub fn next(rec: &StepRecord) -> Self {
+        DispatchMsg {
+            attempt: rec.attempt + 1,
+            ..DispatchMsg::first(rec.run_id.clone(), rec.key.clone())
+        }
+    }
+
     /// The message that starts the first attempt of `key` in run `run_id`.
     pub fn first(run_id: impl Into<RunId>, key: StepKey) -> Self {
         DispatchMsg {

@@ -45,6 +45,9 @@ pub enum Repair {
     /// A root step of an admitted run still pending: the admission stopped before
     /// making it ready.
     ReleaseRoot(StepKey),
+    /// A run retried in place with steps its retry has not reset yet: reset them
+    /// (see [`crate::redrive`]).
+    CompleteRedrive,
 }
 
 /// Lists the repairs `run` needs at `now`. A message younger than `stale` (doubled for
@@ -64,6 +67,12 @@ pub fn reconcile(
     }
     if run.deadline.is_some_and(|d| d <= now) {
         return vec![Repair::TimeOut];
+    }
+    if !run.redrives.is_empty() {
+        let all = crate::records::every_step(wf, &run.id, steps.to_vec());
+        if !crate::redrive::unreset(run, &all).is_empty() {
+            return vec![Repair::CompleteRedrive];
+        }
     }
     if gates::run_is_done(steps) {
         return vec![Repair::FinishRun];
@@ -190,7 +199,7 @@ fn fan_out_repairs(
         return out;
     }
     for (&i, rec) in &iterations {
-        if rec.status != StepStatus::Pending || rec.attempt != 0 {
+        if rec.status != StepStatus::Pending || rec.attempt != rec.retry_base {
             continue;
         }
         let due_since = match i.checked_sub(f.lanes.max(1)) {

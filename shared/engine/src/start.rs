@@ -32,7 +32,7 @@ pub struct StartInfo {
 
 /// When a run started at `now` times out; none when that is beyond the calendar
 /// (`timeout: 100000000d`), which is never all the same.
-fn deadline(wf: &Workflow, now: Timestamp) -> Option<Timestamp> {
+pub fn deadline(wf: &Workflow, now: Timestamp) -> Option<Timestamp> {
     wf.timeout
         .and_then(|t| chrono::Duration::from_std(t).ok())
         .and_then(|t| now.checked_add_signed(t))
@@ -70,6 +70,7 @@ pub fn plan(wf: &Workflow, info: StartInfo, now: Timestamp) -> RunPlan {
         closing: false,
         parent: None,
         cancel: None,
+        redrives: Vec::new(),
     };
     // Only the root steps are written: the others are pending until they first change
     // (see `braid_ports::Guard::admits_absent`).

@@ -286,6 +286,7 @@ fn run() -> RunRecord {
         closing: false,
         parent: None,
         cancel: None,
+        redrives: Vec::new(),
     }
 }
 

@@ -76,7 +76,7 @@ impl Handlers {
                 .await?
             {
                 wake.push((
-                    braid_engine::model::DispatchMsg::first(&run.id, key.clone()),
+                    braid_engine::model::DispatchMsg::next(&ready),
                     Duration::ZERO,
                 ));
             }

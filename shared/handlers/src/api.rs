@@ -123,6 +123,7 @@ impl Handlers {
                     .await
             }
             ("POST", ["runs", id, "cancel"]) => self.api_cancel(req, &RunId::from(*id)).await,
+            ("POST", ["runs", id, "retry"]) => self.api_retry(req, &RunId::from(*id)).await,
             ("POST", ["runs", id, "signals", name]) => {
                 self.api_signal(req, &RunId::from(*id), name).await
             }

@@ -228,7 +228,7 @@ impl Handlers {
             return Err(ended());
         }
         let rec = self
-            .step_or_iteration(&run_id, &parse_key(&claims.step))
+            .step_or_iteration(&run_id, &parse_key(&claims.step), None)
             .await?
             .ok_or_else(ended)?;
         let open = matches!(rec.status, StepStatus::Running | StepStatus::Waiting);

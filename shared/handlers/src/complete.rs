@@ -16,7 +16,7 @@ impl Handlers {
         if run.status.is_final() {
             return Ok(());
         }
-        let Some(rec) = self.step_or_iteration(&msg.run_id, &msg.key).await? else {
+        let Some(rec) = self.step_or_iteration(&msg.run_id, &msg.key, None).await? else {
             return Ok(());
         };
         let wf = self.workflow(&run).await?;

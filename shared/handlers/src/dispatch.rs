@@ -90,7 +90,10 @@ impl Handlers {
         }
         let rec = match known_rec {
             Some(rec) => rec,
-            None => match self.step_or_iteration(&msg.run_id, &msg.key).await? {
+            None => match self
+                .step_or_iteration(&msg.run_id, &msg.key, Some(msg.attempt.saturating_sub(1)))
+                .await?
+            {
                 Some(rec) => rec,
                 None => return Ok(()),
             },

@@ -4,7 +4,8 @@
 //! items costs n writes fewer. Until then an iteration is what
 //! [`FanOut::iteration`] says, and its item is read from its step's.
 //!
-//! An expanded fan-out's items and lanes never change, so each dispatcher keeps the
+//! An expanded fan-out's items and lanes change only when its run is retried in
+//! place (a new expansion, with a new [`FanOut::base`]), so each dispatcher keeps the
 //! last few it read ([`KEPT`]): the iterations of one fan-out that it runs read their
 //! step once.
 
@@ -47,31 +48,37 @@ impl Handlers {
     /// The record of step or iteration `key` of run `run_id`. One with no record yet
     /// is pending ([`records::unwritten`], [`FanOut::iteration`]); `None` when its
     /// `for_each` step has no such iteration (not expanded yet, or past its items).
+    /// `base`: the expansion an unwritten iteration is expected from, when known.
     pub(super) async fn step_or_iteration(
         &self,
         run_id: &RunId,
         key: &StepKey,
+        base: Option<u32>,
     ) -> HandlerResult<Option<StepRecord>> {
         let Some(index) = key.index else {
             return self.step_record(run_id, &key.step).await.map(Some);
         };
         match self.ports.store.get_step(run_id, key).await {
-            Err(PortError::NotFound(_)) => self.unwritten_iteration(run_id, &key.step, index).await,
+            Err(PortError::NotFound(_)) => {
+                self.unwritten_iteration(run_id, &key.step, index, base)
+                    .await
+            }
             other => Ok(Some(other?)),
         }
     }
 
     /// Iteration `index` of `step` as it is before its first write ([`FanOut::iteration`]),
     /// without reading whether it was written; none when `step` is not expanded or has
-    /// no such iteration.
+    /// no such iteration. `base` as for [`Handlers::step_or_iteration`].
     pub(super) async fn unwritten_iteration(
         &self,
         run_id: &RunId,
         step: &str,
         index: u32,
+        base: Option<u32>,
     ) -> HandlerResult<Option<StepRecord>> {
         Ok(self
-            .expansion(run_id, step)
+            .expansion(run_id, step, base)
             .await?
             .filter(|e| index < e.fan_out.total)
             .map(|e| e.fan_out.iteration(run_id, step, index)))
@@ -85,7 +92,7 @@ impl Handlers {
         }
         let index = rec.key.index.unwrap_or(0) as usize;
         Ok(self
-            .expansion(&rec.run_id, &rec.key.step)
+            .expansion(&rec.run_id, &rec.key.step, Some(rec.retry_base))
             .await?
             .and_then(|e| e.items.get(index).cloned())
             .unwrap_or(Value::Null))
@@ -93,12 +100,32 @@ impl Handlers {
 
     /// The expansion of `step` in run `run_id`, from memory or its record (read once
     /// however many of its iterations start at the same moment); `None` while it is
-    /// not expanded (that answer is not kept).
-    async fn expansion(&self, run_id: &RunId, step: &str) -> HandlerResult<Option<Arc<Expansion>>> {
+    /// not expanded (that answer is not kept). A run retried in place expands again:
+    /// one kept from before another `base` than the caller expects is read again.
+    async fn expansion(
+        &self,
+        run_id: &RunId,
+        step: &str,
+        base: Option<u32>,
+    ) -> HandlerResult<Option<Arc<Expansion>>> {
         let id = format!("{run_id}#{step}");
+        let kept = self.read_expansion(run_id, step, &id).await?;
+        if base.is_some_and(|b| kept.as_ref().is_some_and(|e| e.fan_out.base != b)) {
+            self.expansions.forget(&id);
+            return self.read_expansion(run_id, step, &id).await;
+        }
+        Ok(kept)
+    }
+
+    async fn read_expansion(
+        &self,
+        run_id: &RunId,
+        step: &str,
+        id: &str,
+    ) -> HandlerResult<Option<Arc<Expansion>>> {
         let read = self
             .expansions
-            .get(&id, async {
+            .get(id, async {
                 let parent = self
                     .ports
                     .store
@@ -118,7 +145,7 @@ impl Handlers {
             })
             .await?;
         if read.is_none() {
-            self.expansions.forget(&id);
+            self.expansions.forget(id);
         }
         Ok(read)
     }

@@ -23,7 +23,7 @@
 //! - `tick`: the sweeper; `deliver`: a queue message to its handler and its fate;
 //! - `retention`: a long run's payloads renewed as it ends, to outlive its records;
 //! - `triggers`, `backfill`: triggered and scheduled starts, and runs for past instants;
-//! - `cancel`: cancelling a run on request;
+//! - `cancel`: cancelling a run on request; `redrive`: retrying one in place;
 //! - `callbacks`: tasks that end by a callback token (and their heartbeats);
 //! - `children`: `workflow` steps — child runs started, waited on and cancelled;
 //! - `waiting`: approvals and signals — decisions, signals kept for a run, the wait
@@ -47,6 +47,7 @@ mod intake;
 mod iteration;
 pub mod links;
 mod query;
+mod redrive;
 mod retention;
 mod settle;
 mod shared_reads;

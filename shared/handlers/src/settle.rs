@@ -55,7 +55,9 @@ impl Handlers {
             for dependent in wf.dependents(&step.id) {
                 // One that only this step held back may run next in this delivery,
                 // released in memory only.
-                if dependent.needs == [step.id.as_str()] {
+                // Not in a run retried in place, whose dependent may have a record
+                // at a later attempt.
+                if dependent.needs == [step.id.as_str()] && run.redrives.is_empty() {
                     let released = StepRecord {
                         satisfied: vec![step.id.clone()],
                         ..records::unwritten(&run.id, &dependent.id)
@@ -65,7 +67,7 @@ impl Handlers {
                     }
                 }
                 if let Some(rec) = self.release(&run.id, dependent, &rec.key.step).await? {
-                    wake.push((DispatchMsg::first(&run.id, rec.key.clone()), Duration::ZERO));
+                    wake.push((DispatchMsg::next(&rec), Duration::ZERO));
                     ready.push(rec);
                 }
             }
@@ -76,7 +78,7 @@ impl Handlers {
             for dependent in wf.dependents(&step.id) {
                 let key = StepKey::step(&dependent.id);
                 if let Some(pending) = self
-                    .step_or_iteration(&run.id, &key)
+                    .step_or_iteration(&run.id, &key, None)
                     .await?
                     .filter(|r| r.status == StepStatus::Pending)
                 {
@@ -199,7 +201,7 @@ impl Handlers {
             .lane_starts()
             .map(|i| {
                 (
-                    DispatchMsg::first(&run.id, StepKey::iteration(step, i)),
+                    DispatchMsg::next(&f.iteration(&run.id, step, i)),
                     Duration::ZERO,
                 )
             })
@@ -246,8 +248,12 @@ impl Handlers {
                 // which tells the fan-in it is not in flight.
                 let next = match rec.next_in_lane {
                     Some(i) => {
-                        self.step_or_iteration(&run.id, &StepKey::iteration(step_id, i))
-                            .await?
+                        self.step_or_iteration(
+                            &run.id,
+                            &StepKey::iteration(step_id, i),
+                            Some(rec.retry_base),
+                        )
+                        .await?
                     }
                     None => None,
                 };
@@ -258,10 +264,16 @@ impl Handlers {
             }
         }
         if let Some(next) = rec.next_in_lane {
-            let msg = DispatchMsg::first(&run.id, StepKey::iteration(step_id, next));
+            // The iterations of one expansion share their first attempt (its base).
+            let msg = DispatchMsg {
+                attempt: rec.retry_base + 1,
+                ..DispatchMsg::first(&run.id, StepKey::iteration(step_id, next))
+            };
             // Launched only here, so it has no record yet (at worst a race wrote one,
             // which its guard then finds).
-            let unwritten = self.unwritten_iteration(&run.id, step_id, next).await?;
+            let unwritten = self
+                .unwritten_iteration(&run.id, step_id, next, Some(rec.retry_base))
+                .await?;
             return self
                 .send_dispatch_of(fu, run, vec![(msg, Duration::ZERO)], unwritten.as_slice())
                 .await;
@@ -382,10 +394,19 @@ impl Handlers {
         Ok(())
     }
 
-    /// Finishes `run`, whose steps are all final, once.
+    /// Finishes `run`, whose steps are all final, once. A run retried in place is
+    /// not over while its retry has steps left to reset (which still show their
+    /// earlier end).
     async fn finish(&self, wf: &Workflow, run: RunRecord) -> HandlerResult<()> {
         if run.status.is_final() {
             return Ok(());
+        }
+        if !run.redrives.is_empty() {
+            let written = self.ports.store.list_steps(&run.id).await?;
+            let all = records::every_step(wf, &run.id, written);
+            if !braid_engine::redrive::unreset(&run, &all).is_empty() {
+                return Ok(());
+            }
         }
         let run_id = run.id.as_str();
         let now = self.now();

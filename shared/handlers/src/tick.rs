@@ -187,6 +187,7 @@ impl Handlers {
                 Repair::Admit => {
                     admit.insert(run.workflow.clone());
                 }
+                Repair::CompleteRedrive => self.complete_redrive(&wf, run).await?,
                 Repair::ReleaseRoot(key) => {
                     self.release_roots(run, std::slice::from_ref(&key), now)
                         .await?;
@@ -213,7 +214,19 @@ impl Handlers {
         key: &StepKey,
         event: Event<'_>,
     ) -> HandlerResult<()> {
-        match self.step_or_iteration(&run.id, key).await? {
+        // An iteration not written yet is of its fan-out's expansion as now recorded
+        // (a dispatcher may keep one of before the run was retried).
+        let base = match key.index {
+            Some(_) => self
+                .ports
+                .store
+                .get_step(&run.id, &StepKey::step(&key.step))
+                .await?
+                .fan_out
+                .map(|f| f.base),
+            None => None,
+        };
+        match self.step_or_iteration(&run.id, key, base).await? {
             Some(rec) => self.apply(&FollowUps::none(), wf, run, &rec, event).await,
             None => Ok(()),
         }

@@ -2,7 +2,7 @@
 //! `GET /runs/{id}`.
 
 use super::{HandlerResult, Handlers};
-use braid_engine::model::{ErrorInfo, ParentRef, RunId, RunStatus, StepStatus, Timestamp};
+use braid_engine::model::{ErrorInfo, ParentRef, Redrive, RunId, RunStatus, StepStatus, Timestamp};
 use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::Value;
@@ -22,6 +22,9 @@ pub struct RunView {
     /// For a child run: the run and step that started it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<ParentRef>,
+    /// Each retry in place, oldest first: who, when, from where, what it ran again.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retries: Vec<Redrive>,
     /// Steps in workflow file order.
     pub steps: IndexMap<String, StepView>,
 }
@@ -103,6 +106,7 @@ impl Handlers {
             started_at: run.created_at,
             finished_at: run.finished_at,
             parent: run.parent,
+            retries: run.redrives,
             steps,
         })
     }

@@ -390,7 +390,7 @@ impl Handlers {
         if run.status.is_final() {
             return Err(PortError::Conflict(format!("run {run_id} is {}", run.status)).into());
         }
-        let rec = match self.step_or_iteration(run_id, &key).await? {
+        let rec = match self.step_or_iteration(run_id, &key, None).await? {
             Some(rec) => rec,
             None => {
                 return Err(

@@ -648,6 +648,37 @@ impl StateStore for SqliteStore {
         })
     }
 
+    async fn reopen_run(&self, was: &RunRecord, run: &RunRecord) -> PortResult<bool> {
+        self.with_tx(|tx| {
+            let cur = read_run(tx, &run.id)?;
+            let unchanged = cur.status == was.status
+                && cur.finished_at == was.finished_at
+                && cur.redrives.len() == was.redrives.len()
+                && !cur.closing;
+            if !unchanged {
+                return Ok(false);
+            }
+            if let Some(limit) = run.limit
+                && held_slots(tx, &run.workflow)? >= i64::from(limit)
+            {
+                return Ok(false);
+            }
+            write_run(tx, run)?;
+            Ok(true)
+        })
+    }
+
+    async fn delete_iterations(&self, run_id: &RunId, step: &StepId) -> PortResult<()> {
+        self.with_tx(|tx| {
+            exec(
+                tx,
+                "DELETE FROM steps WHERE run_id = ?1 AND step = ?2 AND idx >= 0",
+                params![run_id.as_str(), step.as_str()],
+            )
+            .map(|_| ())
+        })
+    }
+
     async fn put_signal(&self, run_id: &RunId, signal: &Signal) -> PortResult<Signal> {
         let body = enc(signal)?;
         self.with_tx(|tx| {
@@ -694,18 +725,22 @@ impl StateStore for SqliteStore {
             if read_run(tx, &run.id)?.status != RunStatus::Queued {
                 return Ok(false);
             }
-            let held: i64 = tx
-                .prepare_cached(
-                    "SELECT COUNT(*) FROM runs WHERE workflow = ?1 AND active = 1
-                       AND json_extract(body, '$.slot') = 1",
-                )
-                .and_then(|mut st| st.query_row([&run.workflow], |r| r.get(0)))
-                .map_err(db)?;
-            if held >= i64::from(limit) {
+            if held_slots(tx, &run.workflow)? >= i64::from(limit) {
                 return Ok(false);
             }
             write_run(tx, run)?;
             Ok(true)
         })
     }
+}
+
+/// How many runs of `workflow` hold a slot: counted, not kept in a counter, so the
+/// transaction sees every run of the workflow as it is.
+fn held_slots(tx: &rusqlite::Transaction<'_>, workflow: &str) -> PortResult<i64> {
+    tx.prepare_cached(
+        "SELECT COUNT(*) FROM runs WHERE workflow = ?1 AND active = 1
+           AND json_extract(body, '$.slot') = 1",
+    )
+    .and_then(|mut st| st.query_row([workflow], |r| r.get(0)))
+    .map_err(db)
 }

@@ -88,6 +88,7 @@ pub trait StateStore: Send + Sync {
     /// Replaces a step record with a non-final `new` if `guard` holds; false otherwise.
     /// Step writes create an iteration's record when the guard admits its absence
     /// ([`Guard::admits_absent`]); a record that is absent otherwise is `NotFound`.
+    /// A final record reopened so (its run retried in place) loses its expiry.
     async fn update_step(&self, guard: &Guard, new: &StepRecord) -> PortResult<bool>;
 
     /// Replaces a step record with a final `new` if `guard` holds. A failed iteration
@@ -144,6 +145,17 @@ pub trait StateStore: Send + Sync {
         run_id: &RunId,
         cancel: &CancelRequest,
     ) -> PortResult<Option<RunRecord>>;
+
+    /// Reopens run `was`, which ended and is closed, as `run` (running, retried in
+    /// place: see [`braid_engine::redrive`]) if it is still as `was` read; a store that
+    /// expires records takes the run's expiry back. A run of a workflow with a
+    /// concurrency limit takes a slot in the same atomic write. False when the run
+    /// changed since `was` was read, or no slot is free.
+    async fn reopen_run(&self, was: &RunRecord, run: &RunRecord) -> PortResult<bool>;
+
+    /// Deletes every iteration record of `for_each` step `step`: a retried run
+    /// expands the step again, with new iterations.
+    async fn delete_iterations(&self, run_id: &RunId, step: &StepId) -> PortResult<()>;
 
     /// Keeps `signal` for run `run_id` unless a signal of its name is kept already,
     /// and returns the one kept: `signal` itself, or the earlier one (the same when

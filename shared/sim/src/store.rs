@@ -317,6 +317,20 @@ impl StateStore for FaultyStore {
         .await
     }
 
+    async fn reopen_run(&self, was: &RunRecord, run: &RunRecord) -> PortResult<bool> {
+        self.write("reopen_run", self.inner.reopen_run(was, run), |w| *w)
+            .await
+    }
+
+    async fn delete_iterations(&self, run_id: &RunId, step: &StepId) -> PortResult<()> {
+        self.write(
+            "delete_iterations",
+            self.inner.delete_iterations(run_id, step),
+            |_| true,
+        )
+        .await
+    }
+
     async fn put_signal(&self, run_id: &RunId, signal: &Signal) -> PortResult<Signal> {
         self.write(
             "put_signal",

@@ -521,6 +521,10 @@ impl DynamoStore {
             &mut sets,
             &mut removes,
         );
+        // A final record reopened (its run retried in place) is kept again.
+        if !new.status.is_final() && guard.statuses.iter().any(|st| st.is_final()) {
+            removes.push(x.name(TTL));
+        }
         if new.status.is_final() {
             let finished = new.finished_at.unwrap_or_else(chrono::Utc::now);
             let at = expiry(finished) + STEP_MARGIN.as_secs() as i64;
@@ -1240,6 +1244,101 @@ impl StateStore for DynamoStore {
             .await?
             .map(|item| decode(item, RUN_OPAQUE))
             .transpose()
+    }
+
+    /// The run item is replaced whole (its `active_runs` attributes back, its expiry
+    /// gone), conditioned on the run as `was` read it: still final with the same end
+    /// and retries, and closed. With a concurrency limit, the slot is taken in the
+    /// same transaction.
+    async fn reopen_run(&self, was: &RunRecord, run: &RunRecord) -> PortResult<bool> {
+        let item = run_item(run)?;
+        let before = encode(was, RUN_OPAQUE)?;
+        let mut x = Expr::default();
+        let sets = x.set_all(&item, &[PK, SK]);
+        let mut removes = vec![x.name(TTL)];
+        if run.timer().is_none() {
+            removes.extend([x.name(TIMER_PK), x.name(TIMER_SK)]);
+        }
+        // `set_all` names only the attributes the new record has.
+        for f in ["finished_at", "output", "error", "cancel", "closing"] {
+            if !item.contains_key(f) {
+                removes.push(x.name(f));
+            }
+        }
+        let finished = before
+            .get("finished_at")
+            .cloned()
+            .unwrap_or(AttributeValue::Null(true));
+        let retries = if was.redrives.is_empty() {
+            format!("attribute_not_exists({})", x.name("redrives"))
+        } else {
+            format!(
+                "size({}) = {}",
+                x.name("redrives"),
+                x.value(n(was.redrives.len()))
+            )
+        };
+        let cond = format!(
+            "{} = {} AND {} = {} AND {retries} AND (attribute_not_exists({closing}) OR {closing} = {})",
+            x.name("status"),
+            x.value(s(was.status.as_str())),
+            x.name("finished_at"),
+            x.value(finished),
+            x.value(AttributeValue::Bool(false)),
+            closing = x.name("closing"),
+        );
+        let u = self.tx_update(
+            key(run_pk(&run.id), RUN_SK),
+            update_expression(&sets, &removes),
+            Some(cond),
+            &x,
+        )?;
+        let Some(limit) = run.limit else {
+            return self.send_guarded(u).await;
+        };
+        let tx = vec![
+            self.slot_change(&run.workflow, 1, Some(limit))?,
+            TransactWriteItem::builder().update(u).build(),
+        ];
+        Ok(self.transact(tx).await?.is_ok())
+    }
+
+    /// Deleted one by one, in parallel: a fan-out's iterations may be many more than a
+    /// batch holds, and a delete of an item already gone succeeds.
+    async fn delete_iterations(&self, run_id: &RunId, step: &StepId) -> PortResult<()> {
+        let mut x = Expr::default();
+        let cond = format!(
+            "{} = {} AND begins_with({}, {})",
+            x.name(PK),
+            x.value(s(run_pk(run_id))),
+            x.name(SK),
+            x.value(s(format!("STEP#{step}#")))
+        );
+        let q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression(cond)
+            .projection_expression(format!("{}, {}", x.name(PK), x.name(SK)))
+            .set_expression_attribute_names(x.names())
+            .set_expression_attribute_values(x.values())
+            .consistent_read(true);
+        let keys: Vec<Item> = self.query(q, None).await?;
+        futures::stream::iter(keys)
+            .map(|k| async move {
+                self.client
+                    .delete_item()
+                    .table_name(&self.table)
+                    .set_key(Some(k))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(backend)
+            })
+            .buffer_unordered(PARALLEL_WRITES)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
     }
 
     /// A signal is an item beside the run's steps; it expires [`RETENTION`] after it

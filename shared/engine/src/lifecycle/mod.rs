@@ -20,7 +20,7 @@
 //!
 //! | from | event | guard | to | effects |
 //! |---|---|---|---|---|
-//! | ready or retrying (attempt n-1), pending with needs met (n = 1) | arrived n, run open, due | unchanged | running n, lease | run the task |
+//! | ready or retrying (attempt n-1), pending at attempt n-1 with needs met (n = 1 unless retried in place) | arrived n, run open, due | unchanged | running n, lease | run the task |
 //! | same, pure step | arrived n | — | — | render, outcome guarded on the record as read |
 //! | same, not due yet | arrived n | — | — | send n again when due |
 //! | same | arrived n, run failing | not started | cancelled | settle |
@@ -49,6 +49,7 @@
 //! | not started, message presumed lost, resends < cap | lost | unchanged | same, resends + 1 | send |
 //! | same, resends = cap | lost | unchanged | failed `undeliverable` | settle |
 //! | waiting n (signal, `workflow`) for good, parked long ago | lost | unchanged | same, resends + 1, never capped | send n (its arrival looks again for a signal kept before, a child over) |
+//! | final, or pending (a top-level step), reset by no later retry | its run retried in place (retry d) | unchanged | pending (ready if its needs are met) at the same attempt n, its policy counted afresh, needs met recomputed, retry d | send n+1 if ready |
 //! | anything else | any | — | — | — (a duplicate or stale event) |
 //!
 //! The waits people and systems end (approvals, signals, callback tokens, child
@@ -152,6 +153,14 @@ pub enum Event<'a> {
     },
     /// The sweeper presumes the step's message lost (it is overdue, see [`resend_due`]).
     Lost,
+    /// The run was retried in place (its retry number `drive`): the step runs again
+    /// with fresh attempts, `satisfied` being its needs that keep their ends.
+    /// `iteration_base`: for a `for_each` step, the attempts its iterations used.
+    Redriven {
+        drive: u32,
+        satisfied: &'a [String],
+        iteration_base: u32,
+    },
     /// The store refused a write decided for the step under `guard` — one that can
     /// never succeed (a value too big for a record after every offload): the step
     /// fails instead of retrying it.
@@ -330,6 +339,11 @@ pub fn decide(rec: &StepRecord, event: Event<'_>, ctx: &Context<'_>) -> Transiti
             )
         }
         Event::Lost => lost(rec, ctx),
+        Event::Redriven {
+            drive,
+            satisfied,
+            iteration_base,
+        } => redriven(rec, drive, satisfied, iteration_base, ctx),
         // `rec` is the record the refused write carried; its guard still decides.
         Event::Refused { guard, reason } => {
             let error = ErrorInfo::new(
@@ -520,8 +534,7 @@ fn starts(rec: &StepRecord, msg: &DispatchMsg, step: &Step) -> bool {
     match rec.status {
         StepStatus::Ready | StepStatus::Retrying => rec.attempt + 1 == msg.attempt,
         StepStatus::Pending => {
-            rec.attempt == 0
-                && msg.attempt == 1
+            rec.attempt + 1 == msg.attempt
                 && (rec.key.index.is_some() || gates::is_ready(step, &rec.satisfied))
         }
         _ => false,
@@ -555,7 +568,9 @@ pub fn is_pure(step: &Step, rec: &StepRecord) -> bool {
 /// What an attempt's outcome does to `rec`, written under `guard`.
 fn ended(rec: &StepRecord, guard: Guard, outcome: &Outcome, ctx: &Context<'_>) -> Transition {
     let now = ctx.now;
-    match verdict::decide(ctx.step, rec.attempt, outcome, now, ctx.random) {
+    // The retry policy counts the attempts since the run was last retried.
+    let attempt = rec.attempt.saturating_sub(rec.retry_base);
+    match verdict::decide(ctx.step, attempt, outcome, now, ctx.random) {
         Verdict::Retry { due_at, error } => {
             let retrying = StepRecord {
                 status: StepStatus::Retrying,
@@ -582,6 +597,7 @@ fn ended(rec: &StepRecord, guard: Guard, outcome: &Outcome, ctx: &Context<'_>) -
                 fan_out: Some(FanOut {
                     total,
                     lanes: gates::max_in_flight(ctx.step, total),
+                    base: rec.iteration_base,
                     ..FanOut::default()
                 }),
                 items: Some(items),
@@ -675,12 +691,59 @@ fn cancelled(rec: &StepRecord, now: Timestamp) -> StepRecord {
     }
 }
 
+/// A step of a run retried in place: final (or never started), it becomes pending
+/// (ready when its needs are met) again at the attempt it reached — attempt numbers only grow, so a callback token,
+/// approval link or child run of an earlier attempt never names the next — with its
+/// retry policy counted afresh. Sent at once when its needs are met. A record already
+/// reset by this retry (or a later one) is left alone.
+fn redriven(
+    rec: &StepRecord,
+    drive: u32,
+    satisfied: &[String],
+    iteration_base: u32,
+    ctx: &Context<'_>,
+) -> Transition {
+    let resettable = rec.status.is_final() || rec.status == StepStatus::Pending;
+    if !resettable || rec.drive >= drive || rec.key.index.is_some() {
+        return Transition::none();
+    }
+    let pending = StepRecord {
+        status: StepStatus::Pending,
+        retry_base: rec.attempt,
+        drive,
+        iteration_base,
+        satisfied: satisfied.to_vec(),
+        ..StepRecord::new(rec.run_id.clone(), rec.key.clone(), StepStatus::Pending)
+    };
+    let ready = gates::is_ready(ctx.step, satisfied);
+    let reset = StepRecord {
+        attempt: rec.attempt,
+        // Made ready as a release makes it, so a lost message is re-sent.
+        status: if ready {
+            StepStatus::Ready
+        } else {
+            StepStatus::Pending
+        },
+        due_at: ready.then_some(ctx.now),
+        ..pending
+    };
+    let effects = if ready {
+        vec![Effect::Send {
+            msg: DispatchMsg::next(&reset),
+            delay: Duration::ZERO,
+        }]
+    } else {
+        Vec::new()
+    };
+    Transition::write(Guard::unchanged(rec), reset, effects)
+}
+
 /// The sweeper's re-send of a message presumed lost: counted, and capped.
 fn lost(rec: &StepRecord, ctx: &Context<'_>) -> Transition {
     let attempt = match rec.status {
         StepStatus::Ready | StepStatus::Retrying => rec.attempt + 1,
         StepStatus::Waiting => rec.attempt,
-        StepStatus::Pending if rec.attempt == 0 => 1,
+        StepStatus::Pending => rec.attempt + 1,
         _ => return Transition::none(),
     };
     if ctx.run_failing {

@@ -257,6 +257,7 @@ fn a_fan_out_arriving_again_is_not_expanded_again() {
             lanes: 2,
             ended: 1,
             failed: 0,
+            base: 0,
         }),
         ..rec("fan", StepStatus::Running, 1)
     };
@@ -903,4 +904,105 @@ fn a_callback_that_misses_its_heartbeat_or_timeout_fails_the_attempt_for_a_retry
         );
         assert_eq!(t.write.unwrap().record.error.unwrap().error, error);
     }
+}
+
+#[test]
+fn a_retry_of_the_run_resets_a_final_step_to_pending_at_its_attempt() {
+    let w = wf();
+    let failed = StepRecord {
+        error: Some(ErrorInfo::new("http.500", "boom")),
+        finished_at: Some(t0()),
+        ..rec("task", StepStatus::Failed, 3)
+    };
+    let redriven = |r: &StepRecord, satisfied: &[String]| {
+        decide_in(
+            &w,
+            r,
+            Event::Redriven {
+                drive: 1,
+                satisfied,
+                iteration_base: 0,
+            },
+            false,
+        )
+    };
+    // A root: its needs are met, so it is sent its next attempt at once.
+    let t = redriven(&failed, &[]);
+    assert_eq!(
+        summary(&t),
+        s(Some(StepStatus::Ready), &["send 4 after 0s"])
+    );
+    let write = t.write.unwrap();
+    assert_eq!(write.guard, Guard::unchanged(&failed));
+    let reset = write.record;
+    assert_eq!((reset.attempt, reset.retry_base, reset.drive), (3, 3, 1));
+    assert!(reset.error.is_none() && reset.finished_at.is_none());
+    // A step whose needs run again too waits for them.
+    let cancelled = rec("needy", StepStatus::Cancelled, 0);
+    let t = redriven(&cancelled, &["pure".to_string()]);
+    assert_eq!(summary(&t), s(Some(StepStatus::Pending), &[]));
+    assert_eq!(t.write.unwrap().record.satisfied, ["pure"]);
+    // Reset once per retry; a step in flight is not reset.
+    assert_eq!(reset.due_at, Some(t0()));
+    let again = StepRecord { drive: 1, ..reset };
+    assert_eq!(redriven(&again, &[]), Transition::none());
+    assert_eq!(
+        redriven(&rec("task", StepStatus::Running, 3), &[]),
+        Transition::none()
+    );
+}
+
+#[test]
+fn a_reset_step_starts_on_its_next_attempt_and_counts_retries_afresh() {
+    let w = wf();
+    let reset = StepRecord {
+        retry_base: 3,
+        drive: 1,
+        ..rec("task", StepStatus::Pending, 3)
+    };
+    let arrive = |m: &DispatchMsg| {
+        decide_in(
+            &w,
+            &reset,
+            Event::Arrived {
+                msg: m,
+                again: false,
+            },
+            false,
+        )
+    };
+    // A message of the run's first drive starts nothing.
+    assert_eq!(arrive(&msg("task", 1)), Transition::none());
+    let t = arrive(&msg("task", 4));
+    assert_eq!(summary(&t), s(Some(StepStatus::Running), &["run 4"]));
+    // Attempt 4 is the first of this drive: two more are left (`attempts: 3`).
+    let running = t.write.unwrap().record;
+    let failure = Outcome::Failed {
+        error: ErrorInfo::new("http.500", "boom"),
+        retryable: true,
+    };
+    let ended = |r: &StepRecord| {
+        decide_in(
+            &w,
+            r,
+            Event::Ended {
+                attempt: r.attempt,
+                outcome: &failure,
+                held: None,
+            },
+            false,
+        )
+    };
+    assert_eq!(
+        ended(&running).write.unwrap().record.status,
+        StepStatus::Retrying
+    );
+    let third = StepRecord {
+        attempt: 6,
+        ..running
+    };
+    assert_eq!(
+        ended(&third).write.unwrap().record.status,
+        StepStatus::Failed
+    );
 }

@@ -183,6 +183,8 @@ mod failing_store {
         finish_run(run: &RunRecord) -> bool;
         close_run(run: &RunRecord) -> ();
         request_cancel(run_id: &RunId, cancel: &CancelRequest) -> Option<RunRecord>;
+        reopen_run(was: &RunRecord, run: &RunRecord) -> bool;
+        delete_iterations(run_id: &RunId, step: &StepId) -> ();
         put_signal(run_id: &RunId, signal: &Signal) -> Signal;
         get_signal(run_id: &RunId, name: &str) -> Option<Signal>;
         queued_runs(workflow: &str, limit: usize) -> Vec<RunRecord>;

@@ -47,6 +47,7 @@ fn run_record(id: &str, workflow: &str, key: Option<&str>) -> RunRecord {
         closing: false,
         parent: None,
         cancel: None,
+        redrives: Vec::new(),
     }
 }
 
@@ -88,6 +89,8 @@ pub async fn run_all(store: Arc<dyn StateStore>) {
     a_step_not_written_yet_is_created_by_its_first_write(&*store).await;
     fan_out_counts_failures_and_ended_lanes(&*store).await;
     failing_and_finishing_happen_once(&*store).await;
+    a_finished_run_reopens_once_as_read(&*store).await;
+    a_reopened_step_runs_again_and_its_iterations_go(&*store).await;
     due_runs_follow_timers(&*store).await;
     a_closing_run_is_due_until_closed(&*store).await;
     slots_admit_queued_runs_up_to_the_limit(&*store).await;
@@ -768,6 +771,117 @@ pub async fn failing_and_finishing_happen_once(store: &dyn StateStore) {
         !active.iter().any(|r| r.id == run.id),
         "finished runs are not active"
     );
+}
+
+/// A run `two_step_run` ended failed and closed, as read after.
+async fn failed_and_closed(store: &dyn StateStore, tag: &str) -> RunRecord {
+    let run = two_step_run(store, tag).await;
+    let done = RunRecord {
+        status: RunStatus::Failed,
+        finished_at: Some(t0()),
+        failing: true,
+        error: Some(ErrorInfo::new("boom", "step `a` failed")),
+        closing: true,
+        ..run
+    };
+    assert!(store.finish_run(&done).await.unwrap());
+    store.close_run(&done).await.unwrap();
+    store.get_run(&done.id).await.unwrap()
+}
+
+pub async fn a_finished_run_reopens_once_as_read(store: &dyn StateStore) {
+    let was = failed_and_closed(store, "reopen").await;
+    let reopened = RunRecord {
+        status: RunStatus::Running,
+        finished_at: None,
+        failing: false,
+        error: None,
+        redrives: vec![braid_engine::model::Redrive {
+            by: "ana".into(),
+            at: t0(),
+            from: None,
+            was: RunStatus::Failed,
+            steps: vec!["a".into()],
+        }],
+        ..was.clone()
+    };
+    assert!(store.reopen_run(&was, &reopened).await.unwrap());
+    assert_eq!(store.get_run(&was.id).await.unwrap(), reopened);
+    let active = store.active_runs(None, 10_000).await.unwrap();
+    assert!(active.iter().any(|r| r.id == was.id), "active again");
+    assert!(
+        !store.reopen_run(&was, &reopened).await.unwrap(),
+        "reopened once: the run is no longer as read"
+    );
+    // It can end again, and be reopened again from that end.
+    let again = RunRecord {
+        status: RunStatus::Failed,
+        finished_at: Some(t0() + chrono::TimeDelta::seconds(5)),
+        ..reopened.clone()
+    };
+    assert!(store.finish_run(&again).await.unwrap());
+    let read = store.get_run(&was.id).await.unwrap();
+    let twice = RunRecord {
+        status: RunStatus::Running,
+        finished_at: None,
+        redrives: [reopened.redrives.clone(), reopened.redrives].concat(),
+        ..read.clone()
+    };
+    assert!(
+        !store.reopen_run(&was, &twice).await.unwrap(),
+        "a copy read before the first retry is stale"
+    );
+    assert!(store.reopen_run(&read, &twice).await.unwrap());
+}
+
+pub async fn a_reopened_step_runs_again_and_its_iterations_go(store: &dyn StateStore) {
+    let run = failed_and_closed(store, "reset").await;
+    let a = store.get_step(&run.id, &StepKey::step("a")).await.unwrap();
+    let failed = StepRecord {
+        status: StepStatus::Failed,
+        attempt: 2,
+        finished_at: Some(t0()),
+        ..a
+    };
+    store
+        .finalize_step(&Guard::status(&[StepStatus::Ready]), &failed, None)
+        .await
+        .unwrap()
+        .expect("recorded");
+    let it = StepRecord {
+        status: StepStatus::Succeeded,
+        ..StepRecord::new(&run.id, StepKey::iteration("a", 0), StepStatus::Pending)
+    };
+    store
+        .finalize_step(&Guard::status(&[StepStatus::Pending]), &it, None)
+        .await
+        .unwrap()
+        .expect("recorded");
+    let reset = StepRecord {
+        status: StepStatus::Ready,
+        retry_base: 2,
+        drive: 1,
+        finished_at: None,
+        ..failed.clone()
+    };
+    assert!(
+        store
+            .update_step(&Guard::unchanged(&failed), &reset)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.get_step(&run.id, &reset.key).await.unwrap(), reset);
+    store.delete_iterations(&run.id, &"a".into()).await.unwrap();
+    assert!(
+        store
+            .list_iterations(&run.id, &"a".into())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.get_step(&run.id, &reset.key).await.unwrap(), reset);
+    // Deleting what is gone already is no error.
+    store.delete_iterations(&run.id, &"a".into()).await.unwrap();
 }
 
 /// A run whose one step `a` is in `status` with `due_at`/`lease_until` at `at`.

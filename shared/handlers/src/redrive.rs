@@ -1,0 +1,147 @@
+//! Retrying a run in place (a redrive, `braid retry`, `POST /runs/{id}/retry`): the
+//! run reopens with the retry recorded on it, then each step the retry names is reset
+//! by the step lifecycle ([`Event::Redriven`]) and those whose needs are met are sent.
+//! What the retry names and how a step resets are the engine's
+//! ([`braid_engine::redrive`]); a crash part-way leaves the retry recorded and the
+//! tick resets what is left ([`Handlers::complete_redrive`]).
+
+use super::api::{ApiRequest, ApiResponse, failure};
+use super::approvals::{parse_body, who};
+use super::{HandlerError, HandlerResult, Handlers};
+use braid_engine::lifecycle::{self, Event};
+use braid_engine::model::{DispatchMsg, RunId, RunRecord, StepId, StepKey};
+use braid_engine::{records, redrive};
+use braid_lang::Workflow;
+use braid_ports::PortError;
+use serde::Deserialize;
+use serde_json::json;
+use std::time::Duration;
+
+/// The body of `POST /runs/{id}/retry` (may be empty).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetryBody {
+    /// Run again from this step (and everything downstream of it) too.
+    from: Option<String>,
+    /// Who asks, where the server does not authenticate callers (`braid dev`).
+    by: Option<String>,
+}
+
+impl Handlers {
+    /// Retries run `run_id` in place for `by`, from the steps that did not succeed
+    /// (and `from`, if given); returns the run as reopened. A run not over, one that
+    /// succeeded, or a `from` that names no step is a conflict saying so.
+    pub async fn retry_run(
+        &self,
+        run_id: &RunId,
+        by: &str,
+        from: Option<&str>,
+    ) -> HandlerResult<RunRecord> {
+        let run = self.ports.store.get_run(run_id).await?;
+        let refused = |why: redrive::Refusal| {
+            HandlerError::from(PortError::Conflict(format!(
+                "run {run_id} cannot be retried: {why}"
+            )))
+        };
+        let wf = self.workflow(&run).await?;
+        let written = self.ports.store.list_steps(run_id).await?;
+        let steps = records::every_step(&wf, run_id, written);
+        let rerun = redrive::reruns(&wf, &steps, from).map_err(|e| match e {
+            redrive::Refusal::UnknownStep(_) => {
+                HandlerError::Invalid(format!("run {run_id} cannot be retried: {e}"))
+            }
+            other => refused(other),
+        })?;
+        let reopened =
+            redrive::reopened(&wf, &run, rerun, from, by, self.now()).map_err(refused)?;
+        if !self.ports.store.reopen_run(&run, &reopened).await? {
+            let now = self.ports.store.get_run(run_id).await?;
+            let why = if now.status.is_final() && now.limit.is_some() {
+                format!(
+                    "workflow `{}` is at its concurrency limit ({}); retry once a run ends",
+                    now.workflow,
+                    now.limit.unwrap_or_default()
+                )
+            } else {
+                format!("it changed meanwhile (it is {})", now.status)
+            };
+            return Err(
+                PortError::Conflict(format!("run {run_id} cannot be retried: {why}")).into(),
+            );
+        }
+        self.complete_redrive(&wf, &reopened).await?;
+        Ok(self.ports.store.get_run(run_id).await?)
+    }
+
+    /// Resets the steps the last retry of `run` names and has not reset yet, then
+    /// sends those whose needs are met. All are reset before any is sent, so no step
+    /// of the retry ends while another it names still shows its earlier end. A
+    /// `for_each` step's iterations are deleted first (its next expansion makes new
+    /// ones, numbered after every attempt the old ones could have made).
+    pub(super) async fn complete_redrive(
+        &self,
+        wf: &Workflow,
+        run: &RunRecord,
+    ) -> HandlerResult<()> {
+        let Some(last) = run.redrives.last() else {
+            return Ok(());
+        };
+        let written = self.ports.store.list_steps(&run.id).await?;
+        let all = records::every_step(wf, &run.id, written);
+        let mut sends: Vec<(DispatchMsg, Duration)> = Vec::new();
+        for id in redrive::unreset(run, &all) {
+            let (Some(step), Some(rec)) =
+                (wf.step(id), all.iter().find(|r| r.key == StepKey::step(id)))
+            else {
+                continue;
+            };
+            let iteration_base = match rec.fan_out {
+                // Each iteration made at most `retry.attempts` attempts after its base.
+                Some(f) => f.base + step.retry.attempts.max(1),
+                None => rec.iteration_base,
+            };
+            if step.for_each.is_some() {
+                self.ports
+                    .store
+                    .delete_iterations(&run.id, &StepId::from(id))
+                    .await?;
+            }
+            let satisfied = redrive::satisfied(wf, step, &all, &last.steps);
+            let event = Event::Redriven {
+                drive: run.drive(),
+                satisfied: &satisfied,
+                iteration_base,
+            };
+            let t = lifecycle::decide(rec, event, &self.context(step, run));
+            let Some(w) = t.write else { continue };
+            if self.ports.store.update_step(&w.guard, &w.record).await? {
+                sends.extend(t.effects.into_iter().filter_map(|e| match e {
+                    lifecycle::Effect::Send { msg, delay } => Some((msg, delay)),
+                    _ => None,
+                }));
+            }
+        }
+        self.send_now(sends).await
+    }
+
+    /// `POST /runs/{id}/retry`: 202 with the run reopened; 409 for a run that is not
+    /// over or succeeded; 400 for a `from` that names no step.
+    pub(super) async fn api_retry(&self, req: &ApiRequest, run_id: &RunId) -> ApiResponse {
+        let body: RetryBody = match parse_body(req) {
+            Ok(b) => b,
+            Err(refused) => return refused,
+        };
+        let by = who(req, body.by);
+        match self.retry_run(run_id, &by, body.from.as_deref()).await {
+            Ok(run) => ApiResponse::ok(
+                202,
+                json!({
+                    "run_id": run.id,
+                    "status": run.status,
+                    "retry": run.redrives.last(),
+                }),
+            ),
+            Err(e) => failure(e),
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Retrying runs in place on the embedded backend: what succeeded keeps its output,
+//! the rest runs again with fresh attempts — iterations of a fan-out included — and a
+//! retry cut short by a crash is finished by the tick.
+
+mod common;
+
+use braid_engine::model::{RunStatus, StepKey, StepStatus};
+use braid_handlers::HandlerError;
+use braid_ports::{Clock, PortError, Task, TaskError, TaskRunner};
+use common::Bench;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// `fetch` → `items` → `each` (one call per item) → `report`.
+const SHAPE: &str = r#"
+name: shape
+steps:
+  - id: fetch
+    http: { url: "http://svc.invalid/fetch" }
+  - id: items
+    needs: [fetch]
+    pass: [1, 2, 3]
+  - id: each
+    needs: [items]
+    for_each: "{{ steps.items.output }}"
+    max_parallel: 2
+    http: { url: "http://svc.invalid/each", json: { n: "{{ item }}" } }
+  - id: report
+    needs: [each]
+    pass: "{{ steps.each.output | length }}"
+"#;
+
+/// A service whose `/each` fails for good while it is broken; counts calls per path.
+#[derive(Default)]
+struct Service {
+    broken: AtomicBool,
+    calls: Mutex<HashMap<String, usize>>,
+}
+
+impl Service {
+    fn calls(&self, path: &str) -> usize {
+        self.calls.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+}
+
+#[async_trait::async_trait]
+impl TaskRunner for Service {
+    async fn run(&self, task: &Task) -> Result<Value, TaskError> {
+        let Task::Http { url, json, .. } = task else {
+            return Err(TaskError::fatal("unexpected", "not an HTTP task"));
+        };
+        let path = url.rsplit('/').next().unwrap_or_default().to_string();
+        *self.calls.lock().unwrap().entry(path.clone()).or_default() += 1;
+        if path == "each" && self.broken.load(Ordering::SeqCst) {
+            return Err(TaskError::fatal("http.500", "the service is down"));
+        }
+        Ok(json.clone().unwrap_or(json!("fetched")))
+    }
+}
+
+fn bench() -> (Bench, Arc<Service>) {
+    let svc = Arc::new(Service::default());
+    svc.broken.store(true, Ordering::SeqCst);
+    let s = svc.clone();
+    let b = Bench::new(move |p| {
+        p.tasks = Some(braid_handlers::TaskRunners {
+            http: s.clone(),
+            lambda: s,
+        })
+    });
+    (b, svc)
+}
+
+async fn failed_run(b: &Bench) -> braid_engine::model::RunId {
+    let id = b.start(SHAPE).await;
+    b.deliver_all().await;
+    assert_eq!(b.run(&id).await.status, RunStatus::Failed);
+    id
+}
+
+#[tokio::test]
+async fn a_retry_runs_the_failed_step_again_keeping_earlier_outputs() {
+    let (b, svc) = bench();
+    let id = failed_run(&b).await;
+    assert_eq!(svc.calls("fetch"), 1);
+    svc.broken.store(false, Ordering::SeqCst);
+
+    let run = b.handlers().retry_run(&id, "ana", None).await.unwrap();
+    assert_eq!(run.status, RunStatus::Running);
+    let retry = run.redrives.last().unwrap();
+    assert_eq!((retry.by.as_str(), retry.was), ("ana", RunStatus::Failed));
+    assert_eq!(retry.steps, ["each", "report"]);
+    b.deliver_all().await;
+
+    let view = b.handlers().run_view(&id).await.unwrap();
+    assert_eq!(view.status, RunStatus::Succeeded, "{view:?}");
+    assert_eq!(view.output, json!({"report": 3}));
+    assert_eq!(
+        svc.calls("fetch"),
+        1,
+        "a step that succeeded is not run again"
+    );
+    assert_eq!(view.steps["fetch"].output, json!("fetched"));
+    assert_eq!(view.retries.len(), 1);
+    assert!(view.error.is_none());
+}
+
+#[tokio::test]
+async fn a_retry_from_an_earlier_step_runs_it_and_what_follows() {
+    let (b, svc) = bench();
+    let id = failed_run(&b).await;
+    svc.broken.store(false, Ordering::SeqCst);
+    let run = b
+        .handlers()
+        .retry_run(&id, "ana", Some("fetch"))
+        .await
+        .unwrap();
+    assert_eq!(run.redrives[0].steps, ["fetch", "items", "each", "report"]);
+    b.deliver_all().await;
+    assert_eq!(b.run(&id).await.status, RunStatus::Succeeded);
+    assert_eq!(svc.calls("fetch"), 2);
+}
+
+#[tokio::test]
+async fn a_retried_fan_out_runs_new_attempts_of_its_iterations() {
+    let (b, svc) = bench();
+    let id = failed_run(&b).await;
+    let first = svc.calls("each");
+    svc.broken.store(false, Ordering::SeqCst);
+    b.handlers().retry_run(&id, "ana", None).await.unwrap();
+    b.deliver_all().await;
+    assert_eq!(svc.calls("each") - first, 3, "each item once");
+    // Attempt numbers only grow: no token or child of the first try names these.
+    for i in 0..3 {
+        let it = b.step(&id, &StepKey::iteration("each", i)).await;
+        assert_eq!(it.status, StepStatus::Succeeded);
+        assert!(it.attempt > 1, "iteration {i} at attempt {}", it.attempt);
+    }
+    let each = b.step(&id, &StepKey::step("each")).await;
+    assert_eq!(each.attempt, 2);
+    assert_eq!(each.retry_base, 1);
+}
+
+#[tokio::test]
+async fn a_run_retried_again_after_failing_again_keeps_both_retries() {
+    let (b, svc) = bench();
+    let id = failed_run(&b).await;
+    b.handlers().retry_run(&id, "ana", None).await.unwrap();
+    b.deliver_all().await;
+    assert_eq!(b.run(&id).await.status, RunStatus::Failed, "still broken");
+    svc.broken.store(false, Ordering::SeqCst);
+    b.handlers().retry_run(&id, "bo", None).await.unwrap();
+    b.deliver_all().await;
+    let run = b.run(&id).await;
+    assert_eq!(run.status, RunStatus::Succeeded);
+    let by: Vec<&str> = run.redrives.iter().map(|r| r.by.as_str()).collect();
+    assert_eq!(by, ["ana", "bo"]);
+}
+
+#[tokio::test]
+async fn only_a_run_that_ended_without_succeeding_is_retried() {
+    let (b, svc) = bench();
+    svc.broken.store(false, Ordering::SeqCst);
+    let id = b.start(SHAPE).await;
+    let conflict = |r: Result<_, HandlerError>| match r {
+        Err(HandlerError::Port(PortError::Conflict(m))) => m,
+        other => panic!("expected a conflict, got {other:?}"),
+    };
+    let m = conflict(b.handlers().retry_run(&id, "ana", None).await);
+    assert!(m.contains("it is running"), "{m}");
+    b.deliver_all().await;
+    let m = conflict(b.handlers().retry_run(&id, "ana", None).await);
+    assert!(m.contains("it succeeded"), "{m}");
+    match b.handlers().retry_run(&id, "ana", Some("nope")).await {
+        Err(HandlerError::Invalid(m)) => assert!(m.contains("no step `nope`"), "{m}"),
+        other => panic!("expected invalid, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_retry_cut_short_after_reopening_the_run_is_finished_by_the_tick() {
+    let (b, svc) = bench();
+    let id = failed_run(&b).await;
+    svc.broken.store(false, Ordering::SeqCst);
+    // The retry's first write alone, as a crash right after it leaves it.
+    let store = &b.handlers().ports().store;
+    let was = store.get_run(&id).await.unwrap();
+    let wf = b.handlers().workflow(&was).await.unwrap();
+    let steps = braid_engine::records::every_step(&wf, &id, store.list_steps(&id).await.unwrap());
+    let rerun = braid_engine::redrive::reruns(&wf, &steps, None).unwrap();
+    let reopened =
+        braid_engine::redrive::reopened(&wf, &was, rerun, None, "ana", b.clock.now()).unwrap();
+    assert!(store.reopen_run(&was, &reopened).await.unwrap());
+    // Nothing ends the run while its retry has steps to reset.
+    b.handlers().tick().await.unwrap();
+    b.deliver_all().await;
+    let run = b.run(&id).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+}
