@@ -423,6 +423,9 @@ fn arrived(rec: &StepRecord, msg: &DispatchMsg, again: bool, ctx: &Context<'_>) 
                 lease_until: Some(lease_end(step, ctx)),
                 due_at: None,
                 started_at: rec.started_at.or(Some(ctx.now)),
+                // Re-sends count the messages of one state not started: this one's
+                // message came.
+                resends: 0,
                 ..rec.clone()
             };
             if is_pure(step, rec) {
@@ -577,6 +580,9 @@ fn ended(rec: &StepRecord, guard: Guard, outcome: &Outcome, ctx: &Context<'_>) -
                 lease_until: None,
                 due_at: Some(due_at),
                 error: Some(error),
+                // The next attempt's message is counted afresh: re-sends of a wait
+                // (never capped, see `lost`) must not delay or fail the retry.
+                resends: 0,
                 ..rec.clone()
             };
             let delay = until(due_at, now);

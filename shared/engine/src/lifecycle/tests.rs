@@ -1006,3 +1006,49 @@ fn a_reset_step_starts_on_its_next_attempt_and_counts_retries_afresh() {
         StepStatus::Failed
     );
 }
+
+#[test]
+fn a_retry_and_a_claim_count_re_sends_afresh() {
+    let w = wf();
+    // A child run waited on for good was looked at again many times.
+    let waited = StepRecord {
+        resends: 9,
+        ..rec("child", StepStatus::Waiting, 1)
+    };
+    let failed = Outcome::Failed {
+        error: ErrorInfo::new("workflow.failed", "the child failed"),
+        retryable: true,
+    };
+    let t = decide_in(
+        &w,
+        &waited,
+        Event::Resolved {
+            attempt: 1,
+            by: Waiter::ChildRun,
+            outcome: &failed,
+        },
+        false,
+    );
+    let retrying = t.write.unwrap().record;
+    assert_eq!(retrying.status, StepStatus::Retrying);
+    assert_eq!(
+        retrying.resends, 0,
+        "the retry's message is not presumed lost for long"
+    );
+    let counted = StepRecord {
+        resends: 3,
+        due_at: Some(t0()),
+        ..rec("task", StepStatus::Ready, 0)
+    };
+    let m = msg("task", 1);
+    let t = decide_in(
+        &w,
+        &counted,
+        Event::Arrived {
+            msg: &m,
+            again: false,
+        },
+        false,
+    );
+    assert_eq!(t.write.unwrap().record.resends, 0);
+}
