@@ -1,6 +1,6 @@
 //! `braid retry` through the binary: a run that failed on a service that was down is
-//! retried in place once it is up — the step that succeeded keeps its output, the
-//! failed one and what follows run again — and the retry shows on the run.
+//! forked, then retried in place, once it is up — the step that succeeded keeps its
+//! output, the failed one and what follows run again — and the retry shows on the run.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -76,6 +76,24 @@ output: "{{{{ steps.after.output }}}}"
     let run_id = view["run_id"].as_str().unwrap().to_string();
 
     serve(TcpListener::bind(("127.0.0.1", port)).unwrap());
+    // A fork first: a new run from the kept outputs; the source stays failed.
+    let forked = braid(
+        dir.path(),
+        &["retry", &run_id, "--new", "--wait", "--output", "json"],
+    );
+    assert_eq!(
+        forked.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&forked.stderr)
+    );
+    let fork = json(&forked);
+    assert_ne!(fork["run_id"], run_id.as_str());
+    assert_eq!(fork["forked_from"]["run"], run_id.as_str());
+    assert_eq!(fork["output"], "ready-up");
+    let source = json(&braid(dir.path(), &["show", &run_id, "--output", "json"]));
+    assert_eq!(source["status"], "failed");
+
     let retried = braid(
         dir.path(),
         &[
@@ -110,6 +128,15 @@ output: "{{{{ steps.after.output }}}}"
         "{}",
         String::from_utf8_lossy(&again.stderr)
     );
+}
+
+#[test]
+fn input_is_refused_without_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = braid(dir.path(), &["retry", "some-run", "--input", "{}"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--new"), "{stderr}");
 }
 
 #[test]

@@ -46,6 +46,7 @@ fn run(id: &str) -> RunRecord {
         parent: None,
         cancel: None,
         redrives: Vec::new(),
+        forked_from: None,
     }
 }
 

@@ -315,4 +315,15 @@ async fn a_failed_run_is_retried_in_place_on_aws() {
         h.retry_run(&id, "ana", None).await.is_err(),
         "a run that succeeded is not retried"
     );
+    // A fork from its last step starts with every other step's output.
+    let fork = h
+        .fork_run(&id, "bo", Some("total"), None)
+        .await
+        .unwrap()
+        .run;
+    assert_eq!(drive_to_end(&d, &fork.id).await, RunStatus::Succeeded);
+    let view = h.run_view(&fork.id).await.unwrap();
+    assert_eq!(view.output, json!(7));
+    assert_eq!(view.steps["each"].status, StepStatus::Succeeded);
+    assert_eq!(view.forked_from.unwrap().run, id);
 }

@@ -37,6 +37,21 @@ pub fn summary(v: &RunView) -> String {
         })
         .unwrap_or_default();
     let _ = writeln!(out, "run {} ({}): {}{took}", v.run_id, v.workflow, v.status);
+    if let Some(f) = &v.forked_from {
+        let from = f
+            .from
+            .as_deref()
+            .map(|s| format!(" from {s}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  forked{from} from run {} by {} at {}: {}",
+            f.run,
+            f.by,
+            f.at.format("%Y-%m-%d %H:%M:%S UTC"),
+            f.steps.join(", ")
+        );
+    }
     for r in &v.retries {
         let from = r
             .from

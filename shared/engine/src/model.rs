@@ -237,6 +237,21 @@ pub struct RunRecord {
     /// [`RunRecord::drive`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redrives: Vec<Redrive>,
+    /// For a run forked from another (`braid retry --new`): which, by whom, when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forked_from: Option<Fork>,
+}
+
+/// Where a forked run came from: it started with the outputs of the steps of `run`
+/// it did not run again (see [`crate::start::fork`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fork {
+    pub run: RunId,
+    pub by: String,
+    pub at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    pub steps: Vec<String>,
 }
 
 /// One retry of a run in place: who asked, when, from which step, and the steps it

@@ -71,6 +71,7 @@ pub fn plan(wf: &Workflow, info: StartInfo, now: Timestamp) -> RunPlan {
         parent: None,
         cancel: None,
         redrives: Vec::new(),
+        forked_from: None,
     };
     // Only the root steps are written: the others are pending until they first change
     // (see `braid_ports::Guard::admits_absent`).
@@ -98,6 +99,76 @@ pub fn plan(wf: &Workflow, info: StartInfo, now: Timestamp) -> RunPlan {
         steps,
         dispatch,
     }
+}
+
+/// Plans a fork of a run whose top-level records are `source`: a new run (as
+/// [`plan`] makes it, queued under a limit) in which the steps not in `rerun` start
+/// as they ended in the source — succeeded or skipped, with their outputs — and those
+/// in `rerun` run, the ones whose needs are all kept at once. The outputs are the
+/// source's as recorded: the handlers copy those kept by reference into the new run.
+pub fn fork(
+    wf: &Workflow,
+    info: StartInfo,
+    source: &[StepRecord],
+    rerun: &[String],
+    now: Timestamp,
+) -> RunPlan {
+    let mut plan = plan(wf, info, now);
+    let queued = plan.run.status == RunStatus::Queued;
+    let id = plan.run.id.clone();
+    plan.steps.clear();
+    plan.dispatch.clear();
+    for s in &wf.steps {
+        if !rerun.contains(&s.id) {
+            let kept = source
+                .iter()
+                .find(|r| r.key.index.is_none() && r.key.step == s.id.as_str());
+            if let Some(src) = kept {
+                plan.steps.push(StepRecord {
+                    run_id: id.clone(),
+                    // Its iterations stay with the source: nothing here reads them.
+                    items: None,
+                    resends: 0,
+                    child_run: src.child_run.clone(),
+                    ..src.clone()
+                });
+            }
+            continue;
+        }
+        let satisfied = crate::redrive::satisfied(wf, s, source, rerun);
+        let ready = !queued && crate::gates::is_ready(s, &satisfied);
+        let mut rec = StepRecord::new(
+            &id,
+            StepKey::step(&s.id),
+            if ready {
+                StepStatus::Ready
+            } else {
+                StepStatus::Pending
+            },
+        );
+        rec.satisfied = satisfied;
+        if ready {
+            rec.due_at = Some(now);
+            plan.dispatch.push(DispatchMsg::first(&id, rec.key.clone()));
+        }
+        plan.steps.push(rec);
+    }
+    plan
+}
+
+/// The top-level steps of a run admitted from the queue that start with it: those
+/// pending whose needs are all met (a new run's roots; a fork's steps whose needs it
+/// kept). `records` are the run's top-level records ([`crate::records::every_step`]).
+pub fn startable(wf: &Workflow, records: &[StepRecord]) -> Vec<StepKey> {
+    records
+        .iter()
+        .filter(|r| r.key.index.is_none() && r.status == StepStatus::Pending)
+        .filter(|r| {
+            wf.step(&r.key.step)
+                .is_some_and(|s| crate::gates::is_ready(s, &r.satisfied))
+        })
+        .map(|r| r.key.clone())
+        .collect()
 }
 
 /// What admitting a queued run writes and sends once it took a slot: the run running

@@ -287,6 +287,7 @@ fn run() -> RunRecord {
         parent: None,
         cancel: None,
         redrives: Vec::new(),
+        forked_from: None,
     }
 }
 

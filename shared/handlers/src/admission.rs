@@ -29,7 +29,13 @@ impl Handlers {
             for next in queued {
                 let wf = self.workflow(&next).await?;
                 let now = self.now();
-                let (run, roots) = start::admit(&wf, &next, now);
+                let (run, mut roots) = start::admit(&wf, &next, now);
+                // A fork starts with the steps whose needs it kept, its roots or not.
+                if next.forked_from.is_some() {
+                    let written = self.ports.store.list_steps(&next.id).await?;
+                    let records = braid_engine::records::every_step(&wf, &next.id, written);
+                    roots = start::startable(&wf, &records);
+                }
                 if self
                     .ports
                     .store

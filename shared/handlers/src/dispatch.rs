@@ -88,6 +88,12 @@ impl Handlers {
         if run.status.is_final() {
             return Ok(());
         }
+        // A run retried in place expanded its fan-outs again, and a message of an
+        // earlier expansion may still come: an iteration with no record is then taken
+        // from its step as now recorded, never from an expansion kept before.
+        if !run.redrives.is_empty() && msg.key.index.is_some() {
+            self.forget_expansion(&msg.run_id, &msg.key.step);
+        }
         let rec = match known_rec {
             Some(rec) => rec,
             None => match self

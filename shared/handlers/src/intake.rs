@@ -3,7 +3,8 @@
 
 use super::api::StartBody;
 use super::{HandlerError, HandlerResult, Handlers};
-use braid_engine::model::{Definition, LifecycleEvent, ParentRef, RunRecord, RunStatus};
+use braid_engine::model::{Definition, LifecycleEvent, ParentRef, RunRecord, RunStatus, Timestamp};
+use braid_engine::start::RunPlan;
 use braid_engine::{params, start};
 use braid_ports::{Created, PortError};
 use serde_json::Value;
@@ -85,7 +86,7 @@ impl Handlers {
     }
 
     /// The params run `run` was started with.
-    async fn params_of(&self, run: &RunRecord) -> HandlerResult<Value> {
+    pub(super) async fn params_of(&self, run: &RunRecord) -> HandlerResult<Value> {
         match &run.params_ref {
             Some(d) => self.load(d).await,
             None => Ok(run.params.clone()),
@@ -200,13 +201,19 @@ impl Handlers {
                 existing: true,
             });
         }
+        Ok(Started {
+            run: self.launch(plan, now).await?,
+            existing: false,
+        })
+    }
+
+    /// What follows a new run's records being stored: a queued run waits its turn,
+    /// another is sent its first steps and announced. Returns the run as it then is.
+    pub(super) async fn launch(&self, plan: RunPlan, now: Timestamp) -> HandlerResult<RunRecord> {
         if plan.run.status == RunStatus::Queued {
             // Behind the runs queued before it: admission goes oldest first.
             self.admit(&plan.run.workflow).await?;
-            return Ok(Started {
-                run: self.ports.store.get_run(&plan.run.id).await?,
-                existing: false,
-            });
+            return Ok(self.ports.store.get_run(&plan.run.id).await?);
         }
         // The records are durable: from here a lost message is re-sent by the sweeper.
         self.send_now(
@@ -218,10 +225,7 @@ impl Handlers {
         .await?;
         self.publish(vec![LifecycleEvent::run_started(&plan.run, now)])
             .await;
-        Ok(Started {
-            run: plan.run,
-            existing: false,
-        })
+        Ok(plan.run)
     }
 }
 

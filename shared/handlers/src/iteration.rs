@@ -117,6 +117,11 @@ impl Handlers {
         Ok(kept)
     }
 
+    /// Drops the expansion of `step` kept for run `run_id`: the next caller reads it.
+    pub(super) fn forget_expansion(&self, run_id: &RunId, step: &str) {
+        self.expansions.forget(&format!("{run_id}#{step}"));
+    }
+
     async fn read_expansion(
         &self,
         run_id: &RunId,

@@ -24,6 +24,7 @@
 //! - `retention`: a long run's payloads renewed as it ends, to outlive its records;
 //! - `triggers`, `backfill`: triggered and scheduled starts, and runs for past instants;
 //! - `cancel`: cancelling a run on request; `redrive`: retrying one in place;
+//!   `fork`: starting a new run from one's outputs;
 //! - `callbacks`: tasks that end by a callback token (and their heartbeats);
 //! - `children`: `workflow` steps — child runs started, waited on and cancelled;
 //! - `waiting`: approvals and signals — decisions, signals kept for a run, the wait
@@ -43,6 +44,7 @@ mod context;
 mod deliver;
 mod dispatch;
 mod eager;
+mod fork;
 mod intake;
 mod iteration;
 pub mod links;

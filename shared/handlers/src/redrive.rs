@@ -23,6 +23,11 @@ use std::time::Duration;
 struct RetryBody {
     /// Run again from this step (and everything downstream of it) too.
     from: Option<String>,
+    /// Fork a new run instead of retrying this one in place (see `fork`).
+    #[serde(default)]
+    new: bool,
+    /// The fork's input (only with `new`).
+    input: Option<serde_json::Value>,
     /// Who asks, where the server does not authenticate callers (`braid dev`).
     by: Option<String>,
 }
@@ -54,6 +59,8 @@ impl Handlers {
         })?;
         let reopened =
             redrive::reopened(&wf, &run, rerun, from, by, self.now()).map_err(refused)?;
+        // The kept outputs must outlive the run's new end (see `retention`).
+        self.keep_payloads(&run).await?;
         if !self.ports.store.reopen_run(&run, &reopened).await? {
             let now = self.ports.store.get_run(run_id).await?;
             let why = if now.status.is_final() && now.limit.is_some() {
@@ -95,11 +102,11 @@ impl Handlers {
             else {
                 continue;
             };
-            let iteration_base = match rec.fan_out {
-                // Each iteration made at most `retry.attempts` attempts after its base.
-                Some(f) => f.base + step.retry.attempts.max(1),
-                None => rec.iteration_base,
-            };
+            // Each iteration made at most `retry.attempts` attempts after its base —
+            // the last expansion's, which a record whose fan-out is gone (a write
+            // refused) still holds as `iteration_base`.
+            let last_base = rec.fan_out.map_or(0, |f| f.base).max(rec.iteration_base);
+            let iteration_base = last_base + step.retry.attempts.max(1);
             if step.for_each.is_some() {
                 self.ports
                     .store
@@ -124,14 +131,38 @@ impl Handlers {
         self.send_now(sends).await
     }
 
-    /// `POST /runs/{id}/retry`: 202 with the run reopened; 409 for a run that is not
-    /// over or succeeded; 400 for a `from` that names no step.
+    /// `POST /runs/{id}/retry`: 202 with the run reopened (or, with `new`, the run
+    /// forked); 409 for a run that is not over (or, in place, succeeded); 400 for a
+    /// `from` that names no step, or an `input` without `new`.
     pub(super) async fn api_retry(&self, req: &ApiRequest, run_id: &RunId) -> ApiResponse {
         let body: RetryBody = match parse_body(req) {
             Ok(b) => b,
             Err(refused) => return refused,
         };
         let by = who(req, body.by);
+        if body.new {
+            return match self
+                .fork_run(run_id, &by, body.from.as_deref(), body.input)
+                .await
+            {
+                Ok(started) => ApiResponse::ok(
+                    202,
+                    json!({
+                        "run_id": started.run.id,
+                        "status": started.run.status,
+                        "forked_from": started.run.forked_from,
+                    }),
+                ),
+                Err(e) => failure(e),
+            };
+        }
+        if body.input.is_some() {
+            return ApiResponse::error(
+                400,
+                "invalid_request",
+                "`input` needs `\"new\": true`: a run retried in place keeps its input",
+            );
+        }
         match self.retry_run(run_id, &by, body.from.as_deref()).await {
             Ok(run) => ApiResponse::ok(
                 202,

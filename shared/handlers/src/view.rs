@@ -2,7 +2,9 @@
 //! `GET /runs/{id}`.
 
 use super::{HandlerResult, Handlers};
-use braid_engine::model::{ErrorInfo, ParentRef, Redrive, RunId, RunStatus, StepStatus, Timestamp};
+use braid_engine::model::{
+    ErrorInfo, Fork, ParentRef, Redrive, RunId, RunStatus, StepStatus, Timestamp,
+};
 use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::Value;
@@ -25,6 +27,9 @@ pub struct RunView {
     /// Each retry in place, oldest first: who, when, from where, what it ran again.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub retries: Vec<Redrive>,
+    /// For a run forked from another: which, by whom, when, what it ran again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forked_from: Option<Fork>,
     /// Steps in workflow file order.
     pub steps: IndexMap<String, StepView>,
 }
@@ -107,6 +112,7 @@ impl Handlers {
             finished_at: run.finished_at,
             parent: run.parent,
             retries: run.redrives,
+            forked_from: run.forked_from,
             steps,
         })
     }

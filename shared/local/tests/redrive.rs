@@ -199,3 +199,94 @@ async fn a_retry_cut_short_after_reopening_the_run_is_finished_by_the_tick() {
     let run = b.run(&id).await;
     assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
 }
+
+#[tokio::test]
+async fn a_fork_starts_a_new_run_from_the_kept_outputs_leaving_the_source() {
+    let (b, svc) = bench();
+    let id = failed_run(&b).await;
+    svc.broken.store(false, Ordering::SeqCst);
+    let forked = b
+        .handlers()
+        .fork_run(&id, "ana", None, None)
+        .await
+        .unwrap()
+        .run;
+    assert_ne!(forked.id, id);
+    let from = forked.forked_from.clone().unwrap();
+    assert_eq!((from.run.clone(), from.by.as_str()), (id.clone(), "ana"));
+    assert_eq!(from.steps, ["each", "report"]);
+    b.deliver_all().await;
+    let view = b.handlers().run_view(&forked.id).await.unwrap();
+    assert_eq!(view.status, RunStatus::Succeeded, "{view:?}");
+    assert_eq!(view.output, json!({"report": 3}));
+    assert_eq!(view.steps["fetch"].output, json!("fetched"));
+    assert_eq!(
+        svc.calls("fetch"),
+        1,
+        "the kept output is copied, not made again"
+    );
+    let source = b.run(&id).await;
+    assert_eq!(
+        source.status,
+        RunStatus::Failed,
+        "the source stays as it was"
+    );
+    assert!(source.redrives.is_empty());
+}
+
+#[tokio::test]
+async fn a_fork_with_new_input_reruns_from_a_step_with_it() {
+    let (b, svc) = bench();
+    svc.broken.store(false, Ordering::SeqCst);
+    let yaml = r#"
+name: greet
+params:
+  who: { type: string }
+steps:
+  - id: fetch
+    http: { url: "http://svc.invalid/fetch" }
+  - id: hello
+    needs: [fetch]
+    pass: "hello {{ params.who }}"
+"#;
+    let (def, _) = braid_handlers::definition("wf.yaml", yaml).unwrap();
+    let id = b
+        .handlers()
+        .start(braid_handlers::StartRequest {
+            definition: def,
+            input: json!({"who": "ada"}),
+            trigger: Value::Null,
+            idempotency_key: None,
+            queue: false,
+        })
+        .await
+        .unwrap()
+        .run
+        .id;
+    b.deliver_all().await;
+    assert_eq!(b.run(&id).await.status, RunStatus::Succeeded);
+    // A run that succeeded forks only from a step.
+    match b.handlers().fork_run(&id, "ana", None, None).await {
+        Err(HandlerError::Invalid(m)) => assert!(m.contains("name a step"), "{m}"),
+        other => panic!("expected invalid, got {other:?}"),
+    }
+    match b
+        .handlers()
+        .fork_run(&id, "ana", Some("hello"), Some(json!({"who": 3})))
+        .await
+    {
+        Err(HandlerError::Invalid(m)) => assert!(m.contains("invalid input"), "{m}"),
+        other => panic!("expected invalid input, got {other:?}"),
+    }
+    let forked = b
+        .handlers()
+        .fork_run(&id, "ana", Some("hello"), Some(json!({"who": "bo"})))
+        .await
+        .unwrap()
+        .run;
+    b.deliver_all().await;
+    let view = b.handlers().run_view(&forked.id).await.unwrap();
+    assert_eq!(view.status, RunStatus::Succeeded);
+    assert_eq!(view.steps["hello"].output, json!("hello bo"));
+    assert_eq!(svc.calls("fetch"), 1);
+}

@@ -160,6 +160,8 @@ struct Process {
     tick_running: bool,
     next_tick: Duration,
     ended_at: Option<Duration>,
+    /// Reopenings of runs by a retry seen so far (see the tally's `retries`).
+    reopened: u32,
     /// A handler task ended since the runs were last looked at.
     changed: bool,
     people: People,
@@ -235,6 +237,7 @@ impl Process {
             tick_running: false,
             next_tick: setup.tick_every,
             ended_at: None,
+            reopened: 0,
             changed: false,
             people: People::new(&setup.scenario),
             calls: BTreeMap::new(),
@@ -340,6 +343,14 @@ impl Process {
             {
                 self.ended_at = Some(now);
                 self.world.trace(|| "every run is final".into());
+            }
+            // A retry reopened a run (its reopening counted by the store, even when
+            // the request then failed): the drive goes on until it is final again.
+            let reopened = self.world.tally(|t| t.retries.values().sum::<u32>());
+            if reopened > self.reopened {
+                self.reopened = reopened;
+                self.ended_at = None;
+                self.changed = true;
             }
             if let Some(at) = self.ended_at {
                 let answers_due = self.people.next_due().is_some_and(|d| d <= at + DRAIN);
@@ -704,6 +715,7 @@ impl Process {
                         .cancel_run(&run, PERSON, Some("no longer needed"))
                         .await
                         .map(|_| true),
+                    Say::Retry => h.retry_run(&run, PERSON, None).await.map(|_| true),
                 };
                 Job::Answered(i, say, took.map_err(|e| e.to_string()))
             });
@@ -730,16 +742,23 @@ impl Process {
             self.world.tally(|t| t.cancels.insert(run.to_string()));
         }
         let moot = !took
-            && (self.run_final(&run).await
-                || match &say {
-                    Say::Cancel => self.store.get_run(&run).await.is_ok_and(|r| r.failing),
-                    Say::Decide { step, .. } => self
-                        .store
-                        .get_step(&run, &StepKey::step(step.as_str()))
-                        .await
-                        .is_ok_and(|r| r.status.is_final()),
-                    Say::Signal { .. } => false,
-                });
+            && (if say == Say::Retry {
+                // Said until the run has ended; nothing to retry once it succeeded.
+                self.store
+                    .get_run(&run)
+                    .await
+                    .is_ok_and(|r| r.status == braid_engine::model::RunStatus::Succeeded)
+            } else {
+                self.run_final(&run).await
+            } || match &say {
+                Say::Cancel => self.store.get_run(&run).await.is_ok_and(|r| r.failing),
+                Say::Decide { step, .. } => self
+                    .store
+                    .get_step(&run, &StepKey::step(step.as_str()))
+                    .await
+                    .is_ok_and(|r| r.status.is_final()),
+                Say::Signal { .. } | Say::Retry => false,
+            });
         let now = self.world.now();
         self.people
             .answered(&self.setup.scenario, i, now, took, moot);

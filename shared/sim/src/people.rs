@@ -1,6 +1,6 @@
 //! The people and systems who answer waiting steps: per run, a decision for each
 //! `approval` step and a signal for each signal name, and now and then someone who
-//! cancels the run, drawn from the seed, so that the
+//! cancels the run or retries it once it failed, drawn from the seed, so that the
 //! faulty drive and its fault-free reference hear the same answers (see [`Scenario`]).
 //! When each answer is said depends on the drive: it is first tried at a virtual time
 //! drawn from the seed (early, before its step is reached; about when it parks; or
@@ -40,6 +40,8 @@ pub enum Say {
     },
     /// Cancel the run.
     Cancel,
+    /// Retry the run in place once it has ended without succeeding.
+    Retry,
 }
 
 /// When an answer is first tried.
@@ -131,6 +133,16 @@ impl Scenario {
             // Someone cancels the run now and then, at any moment (with its children).
             if rng.u8(..5) == 0 {
                 answers.push(answer(rng, run, Say::Cancel, None));
+            }
+            // Someone retries a run that did not succeed, now and then (said until the
+            // run has ended; again with the copies, which retry a run that failed
+            // again). Not a run that waits on people: their answers are said once.
+            let waits_on_people = spec
+                .steps
+                .iter()
+                .any(|s| matches!(s.kind, Kind::Approval { .. } | Kind::Signal { .. }));
+            if !waits_on_people && rng.u8(..4) == 0 {
+                answers.push(answer(rng, run, Say::Retry, None));
             }
         }
         Scenario { answers }

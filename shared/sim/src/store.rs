@@ -317,9 +317,23 @@ impl StateStore for FaultyStore {
         .await
     }
 
+    /// Counts each reopening that took effect: the run ends once more, and what
+    /// starts in it now is the retry's, not a start after its cancel.
     async fn reopen_run(&self, was: &RunRecord, run: &RunRecord) -> PortResult<bool> {
-        self.write("reopen_run", self.inner.reopen_run(was, run), |w| *w)
-            .await
+        let fail_after = self.world.enter("reopen_run", true).await?;
+        let done = self.inner.reopen_run(was, run).await?;
+        if done {
+            self.world.progress();
+            self.world.trace(|| format!("RUN {} reopened", run.id));
+            self.world.tally(|t| {
+                t.cancels.remove(run.id.as_str());
+                *t.retries.entry(run.id.to_string()).or_default() += 1;
+            });
+        }
+        if fail_after {
+            return Err(self.world.failed_after("reopen_run"));
+        }
+        Ok(done)
     }
 
     async fn delete_iterations(&self, run_id: &RunId, step: &StepId) -> PortResult<()> {
@@ -398,8 +412,12 @@ impl StateStore for FaultyStore {
             self.judge(before.as_ref(), new);
             self.world.trace(|| {
                 format!(
-                    "write {} {} {:?} attempt {}",
-                    new.run_id, new.key, new.status, new.attempt
+                    "write {} {} {:?} attempt {}{}",
+                    new.run_id,
+                    new.key,
+                    new.status,
+                    new.attempt,
+                    new.due_at.map(|d| format!(" due {d}")).unwrap_or_default()
                 )
             });
         }
@@ -437,7 +455,7 @@ impl StateStore for FaultyStore {
             });
             self.world.tally(|t| {
                 *t.finals
-                    .entry((new.run_id.to_string(), new.key.to_string()))
+                    .entry((new.run_id.to_string(), crate::world::final_key(new)))
                     .or_default() += 1;
             });
         }

@@ -47,7 +47,8 @@ pub struct Invocation {
 /// What the checks read after a run: counts kept by the decorators.
 #[derive(Debug, Default, Clone)]
 pub struct Tally {
-    /// Final writes that took effect, by run and step key.
+    /// Final writes that took effect, by run and step key (and, for a run retried in
+    /// place, the retry that wrote it: see [`final_key`]).
     pub finals: BTreeMap<(String, String), u32>,
     /// Run closes that took effect, by run.
     pub finishes: BTreeMap<String, u32>,
@@ -74,8 +75,10 @@ pub struct Tally {
     /// was started again (after a crash): its remote's calls, timed from each start,
     /// may then come in time for the later one, or not.
     pub callback_lapses: BTreeSet<String>,
-    /// Runs someone cancelled (the request took).
+    /// Runs someone cancelled (the request took), until a retry reopened them.
     pub cancels: BTreeSet<String>,
+    /// Retries in place that took, by run: each ends the run once more.
+    pub retries: BTreeMap<String, u32>,
     /// Heartbeats the remotes sent, by attempt.
     pub heartbeats: BTreeMap<(String, String, u32), u32>,
 }
@@ -436,5 +439,15 @@ impl World {
     /// Messages on their way.
     pub fn in_transit(&self) -> usize {
         self.lock().held.len()
+    }
+}
+
+/// The key a step record's final writes are counted by: its step key, and for a
+/// record a retry of its run reset (or an iteration of an expansion after one), the
+/// retry and the attempts before it — each retry ends the step once more.
+pub fn final_key(rec: &braid_engine::model::StepRecord) -> String {
+    match (rec.drive, rec.retry_base) {
+        (0, 0) => rec.key.to_string(),
+        (d, b) => format!("{} (retry {d}, after attempt {b})", rec.key),
     }
 }

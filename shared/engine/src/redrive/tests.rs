@@ -66,6 +66,7 @@ fn failed_run() -> RunRecord {
         parent: None,
         cancel: None,
         redrives: Vec::new(),
+        forked_from: None,
     }
 }
 

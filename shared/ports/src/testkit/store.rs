@@ -48,6 +48,7 @@ fn run_record(id: &str, workflow: &str, key: Option<&str>) -> RunRecord {
         parent: None,
         cancel: None,
         redrives: Vec::new(),
+        forked_from: None,
     }
 }
 

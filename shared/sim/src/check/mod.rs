@@ -6,7 +6,8 @@
 //!   end (the SPEC: steps in flight finish and are recorded);
 //! - **final once**: every step and iteration of a final run has a final record,
 //!   written by exactly one final write that took effect (counted by the store
-//!   decorator), and the run was closed by exactly one write;
+//!   decorator, per retry of its run), and the run was closed by exactly one write
+//!   per end (each retry in place ends it once more);
 //! - **bounded re-sends**: no step's attempt got more than [`MAX_SENDS`] "ready"
 //!   messages;
 //! - **waits end by their answer**: see [`waits`];
@@ -99,8 +100,12 @@ pub fn check_drive(setup: &Setup, d: &Drive, within: &'static str) -> Vec<Violat
         };
         let id = r.record.id.to_string();
         let closes = d.tally.finishes.get(&id).copied().unwrap_or(0);
-        if closes != 1 {
-            add("run-closed-not-once", format!("{id} closed {closes} times"));
+        let ends = 1 + d.tally.retries.get(&id).copied().unwrap_or(0);
+        if closes != ends {
+            add(
+                "run-closed-not-once",
+                format!("{id} closed {closes} times, ended {ends}"),
+            );
         }
         if scenario {
             waits::check_run(spec, &d.tally, r, &mut add);
@@ -140,7 +145,7 @@ pub fn check_drive(setup: &Setup, d: &Drive, within: &'static str) -> Vec<Violat
             }
         }
         for rec in &r.steps {
-            let key = rec.key.to_string();
+            let key = crate::world::final_key(rec);
             if !rec.status.is_final() {
                 add(
                     "step-left-open",
@@ -173,6 +178,8 @@ pub fn check_drive(setup: &Setup, d: &Drive, within: &'static str) -> Vec<Violat
 /// - someone cancelled the run, or it ended cancelled (a queued run cancelled ends
 ///   at once, with no request kept): when the cancel comes in its course depends on
 ///   timing;
+/// - someone retried the run in place: whether it failed first, and so was retried,
+///   depends on the course;
 /// - a callback attempt ended by its timeout or a missed heartbeat although its
 ///   remote answered in time: faults held the remote's calls up;
 /// - a child run's course changed so, or one of its waits timed out (see
@@ -194,6 +201,7 @@ pub fn check_drive(setup: &Setup, d: &Drive, within: &'static str) -> Vec<Violat
 /// task alone, on the virtual clock.
 fn perturbed(setup: &Setup, d: &Drive, run: usize, r: &RunResult) -> bool {
     lost_course(d, r)
+        || d.tally.retries.contains_key(r.record.id.as_str())
         || r.record.cancel.is_some()
         || r.record.status == RunStatus::Cancelled
         || waits::answer_raced_timeout(&setup.spec, &setup.scenario, run, r)
