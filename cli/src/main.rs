@@ -70,6 +70,8 @@ enum Command {
     Runs(cmd::runs::Args),
     /// Show one run with its steps, outputs and errors (locally or with --stack NAME).
     Show(cmd::show::Args),
+    /// Every attempt of a run's steps in time order (locally or with --stack NAME).
+    Logs(cmd::logs::Args),
     /// Measure local throughput (steps/s) and peak memory.
     Bench(cmd::bench::Args),
     /// List registered workflows with their triggers (locally or with --stack NAME).
@@ -113,6 +115,7 @@ fn main() -> ExitCode {
         Command::Undeploy(args) => cmd::undeploy::run(&args),
         Command::Runs(args) => cmd::runs::run(&args),
         Command::Show(args) => cmd::show::run(&args),
+        Command::Logs(args) => cmd::logs::run(&args),
         Command::Bench(args) => cmd::bench::run(&args),
         Command::Workflows(args) => cmd::workflows::run(&args),
         Command::Backfill(args) => cmd::backfill::run(&args),

@@ -12,6 +12,7 @@ pub mod emulated;
 pub mod graph;
 pub mod interrupt;
 pub mod local;
+pub mod logs;
 pub mod pause;
 pub mod progress;
 pub mod report;

@@ -70,26 +70,60 @@ pub fn summary(v: &RunView) -> String {
     let width = v.steps.keys().map(String::len).max().unwrap_or(4).max(4);
     let _ = writeln!(
         out,
-        "\n  {:<width$}  {:<10} {:>8} {:>6}  ERROR",
-        "STEP", "STATUS", "ATTEMPTS", "ITEMS"
+        "\n  {:<width$}  {:<10} {:>8} {:>6}  {:<8} {:>7}  OUTPUT / ERROR",
+        "STEP", "STATUS", "ATTEMPTS", "ITEMS", "STARTED", "TOOK"
     );
     for (id, s) in &v.steps {
         let items = s.iterations.map(|n| n.to_string()).unwrap_or_default();
-        let error = s
-            .error
-            .as_ref()
-            .map(|e| format!("{}: {}", e.error, e.message))
+        let started = s
+            .started_at
+            .map(|t| t.format("%H:%M:%S").to_string())
             .unwrap_or_default();
+        let took = s
+            .started_at
+            .zip(s.finished_at)
+            .map(|(a, b)| seconds((b - a).num_milliseconds()))
+            .unwrap_or_default();
+        let said = match &s.error {
+            Some(e) => format!("{}: {}", e.error, e.message),
+            None if s.output.is_null() => String::new(),
+            None => abbreviated(&s.output),
+        };
         let _ = writeln!(
             out,
-            "{} {:<width$}  {:<10} {:>8} {:>6}  {}",
+            "{} {:<width$}  {:<10} {:>8} {:>6}  {:<8} {:>7}  {}",
             status_mark(s.status),
             id,
             s.status.as_str(),
             s.attempts,
             items,
-            error
+            started,
+            took,
+            said
         );
+    }
+    let earlier: Vec<String> = v
+        .steps
+        .iter()
+        .flat_map(|(id, s)| {
+            s.earlier.iter().filter_map(move |a| {
+                let e = a.error.as_ref()?;
+                Some(format!(
+                    "  {id} attempt {}: {}: {}",
+                    a.attempt, e.error, e.message
+                ))
+            })
+        })
+        .collect();
+    if !earlier.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nearlier attempts (braid logs {} tells all):",
+            v.run_id
+        );
+        for line in earlier {
+            let _ = writeln!(out, "{line}");
+        }
     }
     match v.status {
         RunStatus::Succeeded => {
@@ -103,6 +137,21 @@ pub fn summary(v: &RunView) -> String {
         }
     }
     out
+}
+
+/// Seconds, one decimal: `1.3s`.
+fn seconds(ms: i64) -> String {
+    format!("{:.1}s", ms as f64 / 1000.0)
+}
+
+/// A value as compact JSON, cut to a table cell's width.
+fn abbreviated(v: &serde_json::Value) -> String {
+    const WIDTH: usize = 48;
+    let text = v.to_string();
+    match text.char_indices().nth(WIDTH) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
 }
 
 /// The run as one JSON object.

@@ -14,7 +14,8 @@
 //! - [`output`]: the run's output;
 //! - [`reconcile`]: what a sweep of a run must repair;
 //! - [`redrive`]: what retrying a run in place runs again;
-//! - [`records`]: a run's records, with the steps not written yet.
+//! - [`records`]: a run's records, with the steps not written yet;
+//! - [`timeline`]: a run's attempts in time order (`braid logs`).
 //!
 //! # Layout
 //! - [`model`]: the records (runs, steps, fan-outs), the queue messages, lifecycle events;
@@ -35,6 +36,7 @@ pub mod records;
 pub mod redrive;
 pub mod retry;
 pub mod start;
+pub mod timeline;
 pub mod verdict;
 
 #[cfg(test)]

@@ -457,6 +457,46 @@ pub struct StepRecord {
     /// while `due_at` is the next heartbeat due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_deadline: Option<Timestamp>,
+    /// When the attempt running or last run was claimed (`started_at` is the first's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_started_at: Option<Timestamp>,
+    /// The attempts before this one that ended, oldest first, the last
+    /// [`MAX_EARLIER_ATTEMPTS`] of them: what `braid logs` and `braid show` tell of
+    /// them. Kept on the record, so telling them costs no write of its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier: Vec<AttemptLog>,
+}
+
+/// How many ended attempts a step record keeps ([`StepRecord::earlier`]).
+pub const MAX_EARLIER_ATTEMPTS: usize = 20;
+
+/// An attempt that ended before its step's current one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttemptLog {
+    pub attempt: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    pub ended_at: Timestamp,
+    /// How it ended: `failed` (and retried), or, for the attempts a retry of the run
+    /// ran again, the status it had ended with.
+    pub status: StepStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
+    /// When the next attempt was due, for one retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<Timestamp>,
+}
+
+impl StepRecord {
+    /// `earlier` with the attempt `rec` reached ended as `log`, the oldest dropped
+    /// beyond [`MAX_EARLIER_ATTEMPTS`].
+    pub fn with_ended(&self, log: AttemptLog) -> Vec<AttemptLog> {
+        let mut earlier = self.earlier.clone();
+        earlier.push(log);
+        let over = earlier.len().saturating_sub(MAX_EARLIER_ATTEMPTS);
+        earlier.drain(..over);
+        earlier
+    }
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -488,6 +528,8 @@ impl StepRecord {
             resends: 0,
             child_run: None,
             wait_deadline: None,
+            attempt_started_at: None,
+            earlier: Vec::new(),
         }
     }
     /// When the tick must look at this step: when a retrying or waiting step is due (a

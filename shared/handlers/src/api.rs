@@ -118,6 +118,7 @@ impl Handlers {
                 Ok(view) => ApiResponse::ok(200, json!(view)),
                 Err(e) => failure(e),
             },
+            ("GET", ["runs", id, "logs"]) => self.api_logs(&RunId::from(*id), &req.query).await,
             ("POST", ["runs", id, "steps", step, verb @ ("approve" | "reject")]) => {
                 self.api_decide(req, &RunId::from(*id), step, *verb == "approve")
                     .await

@@ -29,7 +29,8 @@
 //! - `children`: `workflow` steps — child runs started, waited on and cancelled;
 //! - `waiting`: approvals and signals — decisions, signals kept for a run, the wait
 //!   announced; `approvals`: their HTTP routes; `links`: signed approval links;
-//! - `api`, `view`, `query`: the HTTP API's routes, the run view, the reads tools make.
+//! - `api`, `view`, `query`: the HTTP API's routes, the run view, the reads tools make;
+//!   `logs`: a run's attempts in time order.
 
 mod admission;
 mod api;
@@ -48,6 +49,7 @@ mod fork;
 mod intake;
 mod iteration;
 pub mod links;
+mod logs;
 mod query;
 mod redrive;
 mod retention;

@@ -3,7 +3,7 @@
 
 use super::{HandlerResult, Handlers};
 use braid_engine::model::{
-    ErrorInfo, Fork, ParentRef, Redrive, RunId, RunStatus, StepStatus, Timestamp,
+    AttemptLog, ErrorInfo, Fork, ParentRef, Redrive, RunId, RunStatus, StepStatus, Timestamp,
 };
 use indexmap::IndexMap;
 use serde::Serialize;
@@ -40,6 +40,14 @@ pub struct StepView {
     pub attempts: u32,
     pub output: Value,
     pub error: Option<ErrorInfo>,
+    /// When its first attempt started, and when it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+    /// Its attempts that ended before the last, with their errors (see `braid logs`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub earlier: Vec<AttemptLog>,
     /// For a `for_each` step: how many items it ran over.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iterations: Option<u32>,
@@ -92,6 +100,9 @@ impl Handlers {
                     error: rec.error.clone().filter(|_| {
                         rec.status == StepStatus::Failed || rec.status == StepStatus::Retrying
                     }),
+                    started_at: rec.started_at,
+                    finished_at: rec.finished_at,
+                    earlier: rec.earlier.clone(),
                     iterations: rec.fan_out.map(|f| f.total),
                     waiting,
                     child_run: rec.child_run.clone(),

@@ -158,3 +158,66 @@ async fn bad_requests_say_what_was_wrong() {
     let r = h.api(&request("GET", "/elsewhere", None)).await;
     assert_eq!(error_of(&r).0, 404);
 }
+
+#[tokio::test]
+async fn a_failed_run_is_retried_forked_and_its_attempts_listed_over_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    registered(&rt).await;
+    let h = rt.handlers();
+    let started = h
+        .api(&request(
+            "POST",
+            "/runs",
+            Some(json!({"workflow": "greet", "input": {"who": "ada"}})),
+        ))
+        .await;
+    let id = started.body["run_id"].as_str().unwrap().to_string();
+    rt.run_to_end(&id.as_str().into()).await.unwrap();
+
+    let logs = h
+        .api(&request("GET", &format!("/runs/{id}/logs"), None))
+        .await;
+    assert_eq!(logs.status, 200);
+    assert_eq!(logs.body["status"], "failed");
+    let events: Vec<&str> = logs.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["started", "ended"]);
+
+    let bad = h
+        .api(&request(
+            "POST",
+            &format!("/runs/{id}/retry"),
+            Some(json!({"input": {}})),
+        ))
+        .await;
+    assert_eq!(error_of(&bad).0, 400);
+    let forked = h
+        .api(&request(
+            "POST",
+            &format!("/runs/{id}/retry"),
+            Some(json!({"new": true, "input": {"who": "bo"}, "by": "ana"})),
+        ))
+        .await;
+    assert_eq!(forked.status, 202, "{:?}", forked.body);
+    assert_eq!(forked.body["forked_from"]["run"], id.as_str());
+    assert_ne!(forked.body["run_id"], id.as_str());
+    let retried = h
+        .api(&request(
+            "POST",
+            &format!("/runs/{id}/retry"),
+            Some(json!({"by": "ana"})),
+        ))
+        .await;
+    assert_eq!(retried.status, 202, "{:?}", retried.body);
+    assert_eq!(retried.body["status"], "running");
+    assert_eq!(retried.body["retry"]["by"], "ana");
+    let again = h
+        .api(&request("POST", &format!("/runs/{id}/retry"), None))
+        .await;
+    assert_eq!(error_of(&again).0, 409);
+}

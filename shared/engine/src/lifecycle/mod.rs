@@ -59,7 +59,7 @@
 use crate::gates;
 use crate::guard::Guard;
 use crate::model::{
-    Data, DispatchMsg, ErrorInfo, FanOut, Outcome, StepRecord, StepStatus, Timestamp,
+    AttemptLog, Data, DispatchMsg, ErrorInfo, FanOut, Outcome, StepRecord, StepStatus, Timestamp,
 };
 use crate::verdict::{self, Verdict};
 use braid_lang::{Step, StepKind};
@@ -423,6 +423,7 @@ fn arrived(rec: &StepRecord, msg: &DispatchMsg, again: bool, ctx: &Context<'_>) 
                 lease_until: Some(lease_end(step, ctx)),
                 due_at: None,
                 started_at: rec.started_at.or(Some(ctx.now)),
+                attempt_started_at: Some(ctx.now),
                 // Re-sends count the messages of one state not started: this one's
                 // message came.
                 resends: 0,
@@ -579,6 +580,14 @@ fn ended(rec: &StepRecord, guard: Guard, outcome: &Outcome, ctx: &Context<'_>) -
                 status: StepStatus::Retrying,
                 lease_until: None,
                 due_at: Some(due_at),
+                earlier: rec.with_ended(AttemptLog {
+                    attempt: rec.attempt,
+                    started_at: rec.attempt_started_at,
+                    ended_at: now,
+                    status: StepStatus::Failed,
+                    error: Some(error.clone()),
+                    retry_at: Some(due_at),
+                }),
                 error: Some(error),
                 // The next attempt's message is counted afresh: re-sends of a wait
                 // (never capped, see `lost`) must not delay or fail the retry.
@@ -713,12 +722,25 @@ fn redriven(
     if !resettable || rec.drive >= drive || rec.key.index.is_some() {
         return Transition::none();
     }
+    // The attempt it ended with is told among the earlier ones.
+    let earlier = match rec.finished_at.filter(|_| rec.attempt > rec.retry_base) {
+        Some(ended_at) => rec.with_ended(AttemptLog {
+            attempt: rec.attempt,
+            started_at: rec.attempt_started_at,
+            ended_at,
+            status: rec.status,
+            error: rec.error.clone(),
+            retry_at: None,
+        }),
+        None => rec.earlier.clone(),
+    };
     let pending = StepRecord {
         status: StepStatus::Pending,
         retry_base: rec.attempt,
         drive,
         iteration_base,
         satisfied: satisfied.to_vec(),
+        earlier,
         ..StepRecord::new(rec.run_id.clone(), rec.key.clone(), StepStatus::Pending)
     };
     let ready = gates::is_ready(ctx.step, satisfied);
