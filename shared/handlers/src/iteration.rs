@@ -136,7 +136,13 @@ impl Handlers {
                     .store
                     .get_step(run_id, &StepKey::step(step))
                     .await?;
-                let Some(fan_out) = parent.fan_out else {
+                // Only a running fan-out has iterations not written yet: one over has
+                // written them all, and a retry of its run deleted them before its
+                // step's reset — an iteration read then is no iteration.
+                let Some(fan_out) = parent
+                    .fan_out
+                    .filter(|_| parent.status == braid_engine::model::StepStatus::Running)
+                else {
                     return HandlerResult::Ok(None);
                 };
                 let items = match &parent.items {

@@ -738,7 +738,16 @@ impl Process {
             );
         }
         let took = took.unwrap_or(false);
-        if took && say == Say::Cancel {
+        // Unless a retry reopened the run since (which clears its cancel): then what
+        // starts is the retry's.
+        if took
+            && say == Say::Cancel
+            && self
+                .store
+                .get_run(&run)
+                .await
+                .is_ok_and(|r| r.cancel.is_some())
+        {
             self.world.tally(|t| t.cancels.insert(run.to_string()));
         }
         let moot = !took

@@ -43,7 +43,7 @@
 //! | running n, `workflow` | parked on the child run it started (until its `timeout` t, or for good) | held | waiting n on the child, due t | send n at t; announce the wait, look at the child (it may have ended already) |
 //! | running n, a fan-out | fanned in (its iterations over) | running n | succeeded, failed | settle |
 //! | running n, lease l passed | lease l expired | unchanged (lease l) | as ended with a retryable `timeout` | as ended |
-//! | not started | fail fast, cancel requested | not started | cancelled | settle |
+//! | not started | fail fast, cancel requested | not started, same attempt | cancelled | settle |
 //! | not final | its run ended (timed out, stopped; [`run_ended`]) | not final | cancelled | — |
 //! | not final | the store refused the write decided (it can never succeed) | that write's | failed `undeliverable` | settle |
 //! | not started, message presumed lost, resends < cap | lost | unchanged | same, resends + 1 | send |
@@ -677,8 +677,11 @@ fn cancel(rec: &StepRecord, now: Timestamp) -> Transition {
     if !NOT_STARTED.contains(&rec.status) {
         return Transition::none();
     }
+    // At the attempt as read: a record read before a claim must not write its old
+    // attempt over the one claimed since (which, parked waiting, is not started
+    // again); that one is cancelled from its own record, by the sweep if need be.
     Transition::write(
-        Guard::status(NOT_STARTED),
+        Guard::at(NOT_STARTED, rec.attempt),
         cancelled(rec, now),
         vec![Effect::Settle],
     )

@@ -206,7 +206,7 @@ fn arrival_in_a_failing_run_cancels_what_has_not_started() {
         true,
     );
     assert_eq!(summary(&t), s(Some(StepStatus::Cancelled), &["settle"]));
-    assert_eq!(t.write.unwrap().guard, Guard::status(NOT_STARTED));
+    assert_eq!(t.write.unwrap().guard, Guard::at(NOT_STARTED, 0));
 }
 
 #[test]
@@ -1051,4 +1051,19 @@ fn a_retry_and_a_claim_count_re_sends_afresh() {
         false,
     );
     assert_eq!(t.write.unwrap().record.resends, 0);
+}
+
+#[test]
+fn a_cancel_decided_from_a_record_read_before_a_claim_does_not_hold() {
+    let w = wf();
+    // Read pending, then claimed and parked on its callback (attempt 1) meanwhile.
+    let read = rec("deploy", StepStatus::Pending, 0);
+    let now = rec("deploy", StepStatus::Waiting, 1);
+    let t = decide_in(&w, &read, Event::FailFast, true);
+    let guard = t.write.unwrap().guard;
+    assert!(guard.holds(&read));
+    assert!(
+        !guard.holds(&now),
+        "the waiting attempt is cancelled from its own record"
+    );
 }
