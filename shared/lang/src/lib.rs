@@ -23,6 +23,7 @@ pub mod expr;
 mod keys;
 mod located;
 mod model;
+mod needs;
 mod schedule;
 pub mod triggers;
 mod validate;

@@ -6,12 +6,13 @@ use super::duration::parse_duration;
 use super::error::Collector;
 use super::located::{At, Pos};
 use super::model::*;
+use super::needs::Needs;
 use super::schedule::{Schedule, parse_timezone};
 use crate::expr;
 use crate::triggers::pattern::EventPattern;
 use indexmap::IndexMap;
 use serde_json::Value;
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 /// Run statuses a `notify` entry may name.
@@ -1093,18 +1094,19 @@ fn callback(cx: &mut Ctx, c: &At<CallbackDecl>, id: &str) -> Option<Callback> {
 
 /// Ids, `needs`, cycles and upstream references.
 fn graph(cx: &mut Ctx, decls: &[At<StepDecl>], steps: &[Step]) {
-    let mut first: HashMap<&str, Pos> = HashMap::new();
-    for s in decls {
-        if let Some(prev) = first.get(s.id.value.as_str()) {
+    // Each id's first step, by its place in the file.
+    let mut first: HashMap<&str, usize> = HashMap::new();
+    for (i, s) in decls.iter().enumerate() {
+        if let Some(&prev) = first.get(s.id.value.as_str()) {
             cx.err(
                 s.id.pos,
                 format!(
-                    "duplicate step id `{}` (first defined at {prev}); step ids must be unique",
-                    s.id.value
+                    "duplicate step id `{}` (first defined at {}); step ids must be unique",
+                    s.id.value, decls[prev].id.pos
                 ),
             );
         } else {
-            first.insert(&s.id.value, s.id.pos);
+            first.insert(&s.id.value, i);
         }
     }
     for s in decls {
@@ -1139,57 +1141,43 @@ fn graph(cx: &mut Ctx, decls: &[At<StepDecl>], steps: &[Step]) {
     }
 
     // The needs graph over known steps; self-needs are reported above, not as cycles.
-    let needs: HashMap<&str, Vec<&str>> = decls
-        .iter()
-        .map(|s| {
-            (
-                s.id.value.as_str(),
+    let needs = Needs::new(
+        decls
+            .iter()
+            .map(|s| {
                 s.needs
                     .iter()
-                    .map(|n| n.value.as_str())
-                    .filter(|n| first.contains_key(n) && *n != s.id.value)
-                    .collect(),
-            )
-        })
-        .collect();
+                    .filter(|n| n.value != s.id.value)
+                    .filter_map(|n| first.get(n.value.as_str()).copied())
+                    .collect()
+            })
+            .collect(),
+    );
 
-    // Cycles: depth-first search; a back edge names the whole cycle.
-    let mut state: HashMap<&str, u8> = HashMap::new();
-    let mut reported: BTreeSet<Vec<&str>> = BTreeSet::new();
-    for s in decls {
-        let mut stack: Vec<&str> = Vec::new();
-        find_cycles(
-            s.id.value.as_str(),
-            &needs,
-            &mut state,
-            &mut stack,
-            &mut |cycle| {
-                let mut key = cycle.to_vec();
-                key.sort_unstable();
-                if !reported.insert(key) {
-                    return;
-                }
-                let links: Vec<String> = (0..cycle.len())
-                    .map(|i| format!("`{}` needs `{}`", cycle[i], cycle[(i + 1) % cycle.len()]))
-                    .collect();
-                // Point at the need that closes the cycle from its first step.
-                let pos = decls
-                    .iter()
-                    .find(|d| d.id.value == cycle[0])
-                    .and_then(|d| {
-                        let next = cycle[1 % cycle.len()];
-                        d.needs.iter().find(|n| n.value == next).map(|n| n.pos)
-                    })
-                    .or_else(|| first.get(cycle[0]).copied())
-                    .unwrap_or_default();
-                cx.err(
-                    pos,
-                    format!(
-                        "needs form a cycle: {}; remove one of these needs",
-                        links.join(", ")
-                    ),
-                );
-            },
+    for cycle in needs.cycles() {
+        let links: Vec<String> = (0..cycle.len())
+            .map(|i| {
+                let next = cycle[(i + 1) % cycle.len()];
+                format!(
+                    "`{}` needs `{}`",
+                    decls[cycle[i]].id.value, decls[next].id.value
+                )
+            })
+            .collect();
+        // Point at the need that closes the cycle from its first step.
+        let from = &decls[cycle[0]];
+        let next = &decls[cycle[1 % cycle.len()]].id.value;
+        let pos = from
+            .needs
+            .iter()
+            .find(|n| &n.value == next)
+            .map_or(from.id.pos, |n| n.pos);
+        cx.err(
+            pos,
+            format!(
+                "needs form a cycle: {}; remove one of these needs",
+                links.join(", ")
+            ),
         );
     }
 
@@ -1199,87 +1187,49 @@ fn graph(cx: &mut Ctx, decls: &[At<StepDecl>], steps: &[Step]) {
         let Some(step) = by_pos.get(&decl.id.pos) else {
             continue;
         };
-        // Search for the reference within this step's text only.
+        // Search for the reference within this step's text only, and only to report it.
         let end = decls.get(i + 1).map(|d| d.pos);
-        for r in &step.reads.steps {
-            let at = [
+        let at = |cx: &Ctx, r: &str| {
+            [
                 format!("steps.{r}"),
                 format!("steps['{r}']"),
                 format!("steps[\"{r}\"]"),
             ]
             .iter()
             .find_map(|needle| cx.locate_before(decl.pos, end, needle))
-            .unwrap_or(decl.pos);
+            .unwrap_or(decl.pos)
+        };
+        for r in &step.reads.steps {
             if r == &step.id {
                 cx.err(
-                    at,
+                    at(cx, r),
                     format!(
                         "step `{}` reads its own output (`steps.{r}`); a step can only read the steps it needs",
                         step.id
                     ),
                 );
-            } else if !first.contains_key(r.as_str()) {
+            } else if let Some(&target) = first.get(r.as_str()) {
+                if !needs.reaches(i, target) {
+                    cx.err(
+                        at(cx, r),
+                        format!(
+                            "step `{}` reads `steps.{r}`, but `{r}` is not upstream of it; add `{r}` to its needs",
+                            step.id
+                        ),
+                    );
+                }
+            } else {
                 let hint = nearest(r, decls.iter().map(|d| d.id.value.as_str()))
                     .map(|n| format!("; did you mean `{n}`?"))
                     .unwrap_or_default();
                 cx.err(
-                    at,
+                    at(cx, r),
                     format!(
                         "step `{}` reads `steps.{r}`, but there is no step `{r}`{hint}",
                         step.id
                     ),
                 );
-            } else if !is_upstream(r, &step.id, &needs) {
-                cx.err(
-                    at,
-                    format!(
-                        "step `{}` reads `steps.{r}`, but `{r}` is not upstream of it; add `{r}` to its needs",
-                        step.id
-                    ),
-                );
             }
         }
     }
-}
-
-/// Whether `id` needs `target`, directly or through other steps; safe on cycles. Stops
-/// as soon as it finds it, so a long chain reading its predecessor costs little.
-fn is_upstream(target: &str, id: &str, needs: &HashMap<&str, Vec<&str>>) -> bool {
-    let mut seen: HashSet<&str> = HashSet::new();
-    let mut queue: VecDeque<&str> = needs.get(id).into_iter().flatten().copied().collect();
-    while let Some(n) = queue.pop_front() {
-        if n == target {
-            return true;
-        }
-        if seen.insert(n) {
-            queue.extend(needs.get(n).into_iter().flatten().copied());
-        }
-    }
-    false
-}
-
-fn find_cycles<'a>(
-    id: &'a str,
-    needs: &HashMap<&'a str, Vec<&'a str>>,
-    state: &mut HashMap<&'a str, u8>,
-    stack: &mut Vec<&'a str>,
-    report: &mut impl FnMut(&[&'a str]),
-) {
-    match state.get(id) {
-        Some(2) => return,
-        Some(1) => {
-            if let Some(i) = stack.iter().position(|s| *s == id) {
-                report(&stack[i..]);
-            }
-            return;
-        }
-        _ => {}
-    }
-    state.insert(id, 1);
-    stack.push(id);
-    for n in needs.get(id).into_iter().flatten() {
-        find_cycles(n, needs, state, stack, report);
-    }
-    stack.pop();
-    state.insert(id, 2);
 }
