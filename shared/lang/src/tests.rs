@@ -914,6 +914,17 @@ fn a_dashed_id_read_with_a_dot_is_explained() {
 }
 
 #[test]
+fn a_dashed_read_names_the_whole_id_not_a_shorter_one_it_starts_with() {
+    let p = problem(
+        "name: x\nsteps:\n  - id: big-day\n    pass: 1\n  - id: big-day-2\n    pass: 2\n  - id: b\n    needs: [big-day, big-day-2]\n    pass: \"{{ steps.big-day-2.output }}\"\n",
+    );
+    assert_eq!(
+        p,
+        "9:15: step `b`: pass: `steps.big-day-2` reads as `steps.big` minus the rest; write `steps['big-day-2']` for an id with dashes"
+    );
+}
+
+#[test]
 fn unknown_names_and_undeclared_params_are_rejected() {
     let all = problems(
         r#"

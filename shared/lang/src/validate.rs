@@ -12,7 +12,7 @@ use crate::expr;
 use crate::triggers::pattern::EventPattern;
 use indexmap::IndexMap;
 use serde_json::Value;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 /// Run statuses a `notify` entry may name.
@@ -48,8 +48,9 @@ struct Ctx<'a> {
     diags: &'a mut Collector,
     /// Declared param names, to check `params.X`.
     params: Vec<String>,
-    /// Every step id, to recognise `steps.big-day` (which Jinja reads as a subtraction).
-    step_ids: Vec<String>,
+    /// Every step id: to check a reference to one, and to recognise `steps.big-day`
+    /// (which Jinja reads as a subtraction).
+    step_ids: HashSet<String>,
     /// Whether the step whose expressions are read has a `callback` (`callback.url`).
     callback_bound: bool,
 }
@@ -228,19 +229,18 @@ impl Ctx<'_> {
         }
     }
 
-    /// Ids of steps with dashes that `s` reads as `steps.big-day`.
-    fn dashed_step_reads(&self, s: &str) -> Vec<String> {
-        self.step_ids
-            .iter()
-            .filter(|id| id.contains('-'))
-            .filter(|id| {
-                let needle = format!("steps.{id}");
-                s.match_indices(&needle).any(|(i, _)| {
-                    let next = s[i + needle.len()..].chars().next();
-                    !next.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-                })
+    /// Ids of steps with dashes that `s` reads as `steps.big-day`: the whole name after
+    /// each `steps.` is looked up, rather than every id searched for in every string.
+    fn dashed_step_reads(&self, s: &str) -> BTreeSet<String> {
+        s.match_indices("steps.")
+            .filter_map(|(i, prefix)| {
+                let rest = &s[i + prefix.len()..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+                    .unwrap_or(rest.len());
+                let name = &rest[..end];
+                (name.contains('-') && self.step_ids.contains(name)).then(|| name.to_string())
             })
-            .cloned()
             .collect()
     }
 
@@ -384,7 +384,7 @@ pub(super) fn validate(decl: WorkflowDecl, text: &str, diags: &mut Collector) ->
     let output = decl.output.map(|o| {
         let refs = cx.expressions(&o.value, o.pos, "output", RUN_LEVEL);
         for r in refs.steps {
-            if !decl.steps.iter().any(|s| s.id.value == r) {
+            if !cx.step_ids.contains(&r) {
                 let at = cx.locate(o.pos, &format!("steps.{r}"));
                 let hint = nearest(&r, cx.step_ids.iter().map(String::as_str))
                     .map(|n| format!("; did you mean `{n}`?"))
