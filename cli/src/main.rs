@@ -72,7 +72,8 @@ enum Command {
     Show(cmd::show::Args),
     /// Every attempt of a run's steps in time order (locally or with --stack NAME).
     Logs(cmd::logs::Args),
-    /// Measure local throughput (steps/s) and peak memory.
+    /// Measure local throughput (steps/s) and peak memory, or with --validation the
+    /// time validation takes per step.
     Bench(cmd::bench::Args),
     /// List registered workflows with their triggers (locally or with --stack NAME).
     Workflows(cmd::workflows::Args),

@@ -3,7 +3,10 @@
 //! Three shapes: a `for_each` of N `pass` iterations over `range(N)`, the same over an
 //! N-item input list (kept by reference: each iteration must read its item, not the
 //! whole input), and a chain of M `pass` steps, each run to the end on a fresh
-//! embedded backend in a temporary folder.
+//! embedded backend in a temporary folder. With `--validation`, the time validation
+//! takes per step instead ([`validation`]).
+
+mod validation;
 
 use super::Exit;
 use super::local::tokio;
@@ -21,6 +24,17 @@ pub struct Args {
     /// Steps of the chain shape.
     #[arg(long, default_value_t = 1_000)]
     pub chain: u32,
+    /// Measure validation instead of runs: generated workflows of `--steps` steps.
+    #[arg(long)]
+    pub validation: bool,
+    /// The numbers of steps of the workflows `--validation` validates.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "2000,4000,8000,16000",
+        requires = "validation"
+    )]
+    pub steps: Vec<u32>,
 }
 
 fn fan_out_workflow(items: u32) -> String {
@@ -100,6 +114,9 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<Exit> {
+    if args.validation {
+        return validation::run(&args.steps);
+    }
     let rt = tokio()?;
     let fan = rt.block_on(time_run(&fan_out_workflow(args.items), Value::Null))?;
     println!(
