@@ -6,8 +6,10 @@ use super::{HandlerError, HandlerResult, Handlers};
 use braid_engine::model::{Definition, LifecycleEvent, ParentRef, RunRecord, RunStatus, Timestamp};
 use braid_engine::start::RunPlan;
 use braid_engine::{params, start};
+use braid_lang::Workflow;
 use braid_ports::{Created, PortError};
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The longest idempotency key kept as given, in bytes, on both backends: on AWS the
@@ -98,10 +100,28 @@ impl Handlers {
     /// against two writes of the whole definition.
     /// A definition whose `workflow` steps would make it call itself is refused.
     pub async fn register(&self, def: &Definition) -> HandlerResult<()> {
+        self.register_with(def, || self.parse_cached(def)).await
+    }
+
+    /// [`Handlers::register`] of a definition already parsed into `wf`, as
+    /// [`crate::definition`] gives it: a big file is not parsed a second time on the
+    /// caller's thread, and its runs find it parsed.
+    pub async fn register_parsed(&self, def: &Definition, wf: Arc<Workflow>) -> HandlerResult<()> {
+        self.register_with(def, || Ok(wf.clone())).await?;
+        self.keep_parsed(def, wf);
+        Ok(())
+    }
+
+    /// Registers `def`, parsed by `parsed` only when it is not current already.
+    async fn register_with(
+        &self,
+        def: &Definition,
+        parsed: impl FnOnce() -> HandlerResult<Arc<Workflow>>,
+    ) -> HandlerResult<()> {
         match self.ports.store.current_definition(&def.workflow).await {
             Ok(current) if current.version == def.version => Ok(()),
             Ok(_) | Err(PortError::NotFound(_)) => {
-                self.check_no_cycle(&*self.parse_cached(def)?).await?;
+                self.check_no_cycle(&*parsed()?).await?;
                 Ok(self.ports.store.put_definition(def).await?)
             }
             Err(e) => Err(e.into()),

@@ -285,12 +285,14 @@ impl Handlers {
             return Ok(wf);
         }
         let wf = Arc::new(parse_definition(def)?);
-        let key = (def.workflow.clone(), def.version.clone());
-        self.workflows
-            .lock()
-            .expect("cache lock")
-            .insert(key, wf.clone());
+        self.keep_parsed(def, wf.clone());
         Ok(wf)
+    }
+
+    /// Keeps `wf`, the parse of `def`, for the runs of its version.
+    fn keep_parsed(&self, def: &Definition, wf: Arc<Workflow>) {
+        let key = (def.workflow.clone(), def.version.clone());
+        self.workflows.lock().expect("cache lock").insert(key, wf);
     }
 
     /// Keeps `value` inline when small, else stores it under `key` and returns a reference.
