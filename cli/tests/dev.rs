@@ -471,3 +471,44 @@ async fn bodies_the_stack_takes_are_taken_and_larger_ones_get_a_json_413() {
     assert_eq!(status, 413, "{v}");
     assert_eq!(v["error"], "invalid_request", "{v}");
 }
+
+/// A workflow file of several megabytes: thousands of steps with long texts, and at
+/// the end a need of a step that is not there, so it is checked to the end and refused.
+fn big_invalid_workflow() -> String {
+    let text = "x".repeat(400);
+    let mut yaml = String::from("name: big\nsteps:\n");
+    for i in 0..10_000 {
+        yaml.push_str(&format!("  - id: s{i}\n    pass: \"{text}\"\n"));
+    }
+    yaml.push_str("  - id: last\n    needs: [nowhere]\n    pass: 1\n");
+    yaml
+}
+
+#[tokio::test]
+async fn the_api_answers_while_a_big_workflow_file_is_checked() {
+    let small = "name: small\nsteps:\n  - id: a\n    pass: ok\n";
+    let mut dev = Dev::start(&[("small.yaml", small)], &[]);
+    dev.wait_for_line("loaded small");
+
+    // Written under a hidden name, then renamed: the folder sees it whole at once.
+    let big = big_invalid_workflow();
+    assert!(big.len() > 4_000_000, "{}", big.len());
+    std::fs::write(dev.path("workflows/.big.yaml"), &big).unwrap();
+    std::fs::rename(
+        dev.path("workflows/.big.yaml"),
+        dev.path("workflows/big.yaml"),
+    )
+    .unwrap();
+    dev.wait_for_line("loading workflows/big.yaml");
+    let (status, v) = dev.get("/runs").await;
+    assert_eq!(status, 200, "{v}");
+    assert!(
+        !dev.stderr().contains("big.yaml is invalid"),
+        "the API answered only once the file was checked:\n{}",
+        dev.stderr()
+    );
+
+    dev.wait_for_line("big.yaml is invalid: skipped");
+    let id = dev.start_run("small").await;
+    assert_eq!(dev.finished(&id).await["status"], "succeeded");
+}

@@ -11,8 +11,10 @@
 //!   emulator (`--backend aws`).
 //!
 //! Everything runs on one thread: the runtime loop (the one `braid run` drives), the
-//! server and the folder watcher. Ctrl-C (or SIGTERM) stops taking work, lets the
-//! messages and requests in flight finish and exits; a second one exits at once.
+//! server and the folder watcher; only reading and checking a workflow file runs on a
+//! blocking thread, so a big one does not hold up the others. Ctrl-C (or SIGTERM)
+//! stops taking work, lets the messages and requests in flight finish and exits; a
+//! second one exits at once.
 //!
 //! It owns the state folder while it runs (a second driver is refused; `braid runs`,
 //! `show` and `deploy` work beside it) and takes over at start the runs an earlier

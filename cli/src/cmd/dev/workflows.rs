@@ -2,12 +2,21 @@
 //! and registered — made its workflow's current definition, what triggers and
 //! `POST /runs` start — at start and again whenever it changes. A version is the
 //! content's hash: runs already going keep the version they started with.
+//!
+//! A file is read and validated on a blocking thread: the HTTP API and the tick share
+//! the runtime's one thread, and a file of megabytes takes a while to check.
 
-use super::watch::FolderWatch;
+use super::watch::{FolderWatch, Stamp};
+use braid_engine::model::Definition;
 use braid_handlers::{Handlers, definition};
-use braid_lang::{Trigger, TriggerSource, Workflow};
+use braid_lang::{Invalid, Trigger, TriggerSource, Workflow};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Files from this size on are said to be loading when their check starts: it takes
+/// long enough that a user would wonder why the workflow is not there yet.
+const NOTED_SIZE: u64 = 1_000_000;
 
 /// What a file registered last.
 #[derive(Debug, Clone)]
@@ -55,8 +64,8 @@ impl WorkflowFolder {
         }
         let files = self.watch.baseline();
         let mut loaded = 0;
-        for (rel, _) in files {
-            if self.is_workflow(&rel) && self.load(&rel, handlers).await {
+        for (rel, stamp) in files {
+            if self.is_workflow(&rel) && self.load(&rel, stamp, handlers).await {
                 loaded += 1;
             }
         }
@@ -93,9 +102,9 @@ impl WorkflowFolder {
                 ),
             }
         }
-        for (rel, _) in changes.changed {
+        for (rel, stamp) in changes.changed {
             if self.is_workflow(&rel) {
-                self.load(&rel, handlers).await;
+                self.load(&rel, stamp, handlers).await;
             }
         }
     }
@@ -113,20 +122,20 @@ impl WorkflowFolder {
 
     /// Validates and registers one file; true when it was registered. Problems are
     /// printed; an invalid file leaves what it registered before as it was.
-    async fn load(&mut self, rel: &Path, handlers: &Handlers) -> bool {
+    async fn load(&mut self, rel: &Path, stamp: Stamp, handlers: &Handlers) -> bool {
         let path = self.watch.root().join(rel);
         let name = path.display().to_string();
         let before = self.files.get(rel).cloned();
-        let source = match std::fs::read_to_string(&path) {
-            Ok(s) => s,
+        if stamp.len >= NOTED_SIZE {
+            eprintln!("loading {name} ({:.1} MB)…", stamp.len as f64 / 1_000_000.0);
+        }
+        let (def, wf) = match read_and_check(path, name.clone()).await {
+            Ok(Ok(d)) => d,
             Err(e) => {
                 eprintln!("cannot read `{name}`: {e}");
                 return false;
             }
-        };
-        let (def, wf) = match definition(&name, &source) {
-            Ok(d) => d,
-            Err(invalid) => {
+            Ok(Err(invalid)) => {
                 eprintln!("{invalid}");
                 match before {
                     Some(b) => eprintln!(
@@ -144,7 +153,7 @@ impl WorkflowFolder {
         {
             return true;
         }
-        if let Err(e) = handlers.register(&def).await {
+        if let Err(e) = handlers.register_parsed(&def, wf.clone()).await {
             eprintln!("cannot register `{name}`: {e}; trying again at its next change");
             self.watch.forget(rel);
             return false;
@@ -205,6 +214,20 @@ impl WorkflowFolder {
         }
         out
     }
+}
+
+/// Reads and validates the file at `path` (`name` in messages) on a blocking thread,
+/// so the runtime's thread goes on serving meanwhile.
+async fn read_and_check(
+    path: PathBuf,
+    name: String,
+) -> std::io::Result<Result<(Definition, Arc<Workflow>), Invalid>> {
+    tokio::task::spawn_blocking(move || {
+        let source = std::fs::read_to_string(&path)?;
+        Ok(definition(&name, &source).map(|(def, wf)| (def, Arc::new(wf))))
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// What fires a trigger under `braid dev`.
