@@ -64,8 +64,14 @@ fn hello() -> String {
         .to_string()
 }
 
-/// A CloudFormation stack whose outputs name `stack`'s resources (all but `leave_out`);
-/// its only resource is a queue, because a stack needs one.
+/// The dispatcher's ARN and invokable functions, as the template's outputs give them
+/// with the default `InvokableFunctionPrefix`.
+const DISPATCHER_ARN: &str =
+    "arn:aws:lambda:us-east-1:123456789012:function:braid-StepDispatcher-X1";
+const INVOKABLE: &str = "arn:aws:lambda:us-east-1:123456789012:function:braid-*";
+
+/// A CloudFormation stack whose outputs name `stack`'s resources (all but `leave_out`),
+/// as the template's do; its only resource is a queue, because a stack needs one.
 async fn cloudformation_stack(stack: &TestStack, leave_out: &[&str]) -> String {
     let cfg = &stack.config;
     let mut outputs = serde_json::Map::new();
@@ -76,6 +82,8 @@ async fn cloudformation_stack(stack: &TestStack, leave_out: &[&str]) -> String {
         ("EventQueueUrl", &cfg.event_queue_url),
         ("PayloadBucketName", &cfg.bucket),
         ("EventBusName", &cfg.event_bus),
+        ("StepDispatcherFunctionArn", &DISPATCHER_ARN.to_string()),
+        ("InvokableFunctions", &INVOKABLE.to_string()),
     ] {
         if !leave_out.contains(&key) {
             outputs.insert(key.into(), json!({ "Value": value }));
@@ -268,6 +276,45 @@ async fn stack_names_its_resources_through_its_cloudformation_outputs() {
         "{}",
         stderr(&out)
     );
+}
+
+#[tokio::test]
+async fn deploy_refuses_a_lambda_step_the_stacks_dispatcher_may_not_invoke() {
+    let stack = TestStack::create("cli-scope").await;
+    let name = cloudformation_stack(&stack, &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let allowed = dir.path().join("allowed.yaml");
+    std::fs::write(
+        &allowed,
+        "name: allowed\nsteps:\n  - id: a\n    lambda: braid-example-worker\n  \
+         - id: b\n    lambda: braid-example-worker:live\n",
+    )
+    .unwrap();
+    let outside = dir.path().join("outside.yaml");
+    std::fs::write(
+        &outside,
+        "name: outside\nsteps:\n  - id: price\n    lambda: orders-price\n",
+    )
+    .unwrap();
+    let (allowed, outside) = (allowed.display().to_string(), outside.display().to_string());
+
+    let out = braid(&["deploy", &allowed, &outside, "--stack", &name]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: {outside}: step `price` invokes `orders-price`, which the dispatcher of \
+             stack `{name}` may not invoke (it may invoke {INVOKABLE}): allow it with the \
+             stack parameter InvokableFunctionPrefix (a name prefix) or InvokableFunctions \
+             (ARN patterns)\n"
+        )
+    );
+    let registered = json_out(&braid(&["workflows", "--stack", &name, "--output", "json"]));
+    assert_eq!(registered, json!([]));
+
+    let out = braid(&["deploy", &allowed, "--stack", &name]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 
 #[tokio::test]

@@ -147,7 +147,7 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
                 tally
             }
             #[cfg(feature = "aws")]
-            Target::Stack(h, _) => {
+            Target::Stack(h, ..) => {
                 execute(h, &def, &instants, parallel, STACK_POLL, |_| {}).await?
             }
         };

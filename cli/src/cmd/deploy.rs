@@ -1,12 +1,19 @@
 //! `braid deploy FILE... [--state DIR | --stack NAME]`: register workflow definitions in
 //! the local state or in a deployed stack, each becoming its workflow's current
 //! definition (what `braid start`, the API and triggers run).
+//!
+//! A stack's dispatcher may invoke only the Lambda functions its role allows: a
+//! workflow naming another is refused here, before anything is registered, rather than
+//! failing `lambda.access_denied` when a run reaches the step.
 
+#[cfg(feature = "aws")]
+use super::invoke_scope::InvokeScope;
 use super::local::tokio;
 use super::target::{Target, TargetArgs};
 use super::{Exit, read_file};
 use braid_engine::model::Definition;
 use braid_handlers::definition;
+use braid_lang::Workflow;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -26,7 +33,15 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
     };
     tokio()?.block_on(async {
         let target = Target::open_or_create(&args.target).await?;
-        for def in &definitions {
+        #[cfg(feature = "aws")]
+        if let Target::Stack(_, place, Some(scope)) = &target {
+            let refused = uninvokable(&definitions, scope, place);
+            refused.iter().for_each(|why| eprintln!("error: {why}"));
+            if !refused.is_empty() {
+                return Ok(Exit::Invalid);
+            }
+        }
+        for (def, _) in &definitions {
             match target.handlers().register(def).await {
                 Ok(()) => {}
                 // Refused as it stands: a workflow that would call itself.
@@ -47,15 +62,15 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
     })
 }
 
-/// The definitions of all files, or `None` after printing every problem on stderr as
-/// `braid validate` prints them.
-fn check(files: &[PathBuf]) -> Option<Vec<Definition>> {
+/// The definitions of all files with their workflows, or `None` after printing every
+/// problem on stderr as `braid validate` prints them.
+fn check(files: &[PathBuf]) -> Option<Vec<(Definition, Workflow)>> {
     let mut definitions = Vec::new();
     let mut all_valid = true;
     for path in files {
         let name = path.display().to_string();
         match read_file(path).map(|text| definition(&name, &text)) {
-            Ok(Ok((def, _))) => definitions.push(def),
+            Ok(Ok(checked)) => definitions.push(checked),
             Ok(Err(invalid)) => {
                 eprintln!("{invalid}");
                 all_valid = false;
@@ -67,4 +82,35 @@ fn check(files: &[PathBuf]) -> Option<Vec<Definition>> {
         }
     }
     all_valid.then_some(definitions)
+}
+
+/// A message for each `lambda` step naming a function the stack's dispatcher may not
+/// invoke, naming the stack parameters that would allow it. A name made by an
+/// expression is known only at run time, where the dispatcher's role decides.
+#[cfg(feature = "aws")]
+fn uninvokable(
+    definitions: &[(Definition, Workflow)],
+    scope: &InvokeScope,
+    place: &str,
+) -> Vec<String> {
+    let mut refused = Vec::new();
+    for (def, wf) in definitions {
+        for step in &wf.steps {
+            let braid_lang::StepKind::Lambda { function } = &step.kind else {
+                continue;
+            };
+            if function.contains("{{") || scope.allows(function) {
+                continue;
+            }
+            refused.push(format!(
+                "{}: step `{}` invokes `{function}`, which the dispatcher of {place} may not \
+                 invoke (it may invoke {}): allow it with the stack parameter \
+                 InvokableFunctionPrefix (a name prefix) or InvokableFunctions (ARN patterns)",
+                def.file,
+                step.id,
+                scope.patterns()
+            ));
+        }
+    }
+    refused
 }

@@ -11,6 +11,8 @@ pub mod dev;
 pub mod emulated;
 pub mod graph;
 pub mod interrupt;
+#[cfg(feature = "aws")]
+pub mod invoke_scope;
 pub mod local;
 pub mod logs;
 pub mod pause;

@@ -6,6 +6,7 @@
 //! SDK, the same adapters the functions use; credentials, region and endpoint
 //! (`AWS_ENDPOINT_URL` for an emulator) come from the environment as the SDK reads them.
 
+use super::invoke_scope::InvokeScope;
 use anyhow::{Context, bail};
 use aws_sdk_cloudformation::error::{DisplayErrorContext, ProvideErrorMetadata};
 use braid_aws::backend::{AwsClients, aws_handlers, aws_ports};
@@ -112,8 +113,9 @@ impl StackArgs {
         }
     }
 
-    /// The handlers over the stack's resources, as the functions build them.
-    pub async fn handlers(&self) -> anyhow::Result<Handlers> {
+    /// The handlers over the stack's resources, as the functions build them, and what
+    /// its dispatcher may invoke when its outputs say.
+    pub async fn open(&self) -> anyhow::Result<(Handlers, Option<InvokeScope>)> {
         let sdk = sdk_from_env().await;
         let all_flags = self.resources().iter().all(|(v, _, _)| v.is_some());
         let outputs = match &self.stack {
@@ -128,7 +130,7 @@ impl StackArgs {
         };
         let config = self.resolve(&outputs)?;
         let ports = aws_ports(&config, &AwsClients::new(&sdk))?;
-        Ok(aws_handlers(ports))
+        Ok((aws_handlers(ports), InvokeScope::from_outputs(&outputs)))
     }
 }
 

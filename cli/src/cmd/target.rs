@@ -2,6 +2,8 @@
 //! deployed stack when one is named (`--stack` or the resource flags; built with the
 //! `aws` feature).
 
+#[cfg(feature = "aws")]
+use super::invoke_scope::InvokeScope;
 use super::local::{StateArgs, open, open_existing};
 #[cfg(feature = "aws")]
 use super::stack::StackArgs;
@@ -19,11 +21,12 @@ pub struct TargetArgs {
     pub stack: StackArgs,
 }
 
-/// The opened target and a description of it for messages.
+/// The opened target and a description of it for messages; a stack with what its
+/// dispatcher may invoke, when its outputs say.
 pub enum Target {
     Local(LocalRuntime, String),
     #[cfg(feature = "aws")]
-    Stack(Box<Handlers>, String),
+    Stack(Box<Handlers>, String, Option<InvokeScope>),
 }
 
 impl Target {
@@ -53,8 +56,8 @@ impl Target {
     ) -> anyhow::Result<Target> {
         #[cfg(feature = "aws")]
         if args.stack.is_set() {
-            let handlers = args.stack.handlers().await?;
-            return Ok(Target::Stack(Box::new(handlers), args.stack.place()));
+            let (handlers, scope) = args.stack.open().await?;
+            return Ok(Target::Stack(Box::new(handlers), args.stack.place(), scope));
         }
         let state = &args.state.state;
         let rt = if create {
@@ -69,7 +72,7 @@ impl Target {
         match self {
             Target::Local(rt, _) => rt.handlers(),
             #[cfg(feature = "aws")]
-            Target::Stack(h, _) => h,
+            Target::Stack(h, ..) => h,
         }
     }
 
@@ -84,7 +87,7 @@ impl Target {
         match self {
             Target::Local(_, place) => place,
             #[cfg(feature = "aws")]
-            Target::Stack(_, place) => place,
+            Target::Stack(_, place, _) => place,
         }
     }
 }
