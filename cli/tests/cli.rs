@@ -400,3 +400,95 @@ fn an_ad_hoc_run_of_an_edited_copy_leaves_the_registered_workflow_as_it_was() {
     );
     assert!(after.contains("/hooks/orders"), "{after}");
 }
+
+/// Every entry under `dir`, as paths relative to it, sorted.
+#[cfg(unix)]
+fn tree(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path.clone());
+            }
+            found.push(path.strip_prefix(dir).unwrap().to_path_buf());
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Sets `mode` on every file under `dir`, and `dir_mode` on `dir` and its folders.
+#[cfg(unix)]
+fn chmod_tree(dir: &Path, dir_mode: u32, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    for rel in tree(dir) {
+        let path = dir.join(rel);
+        let m = if path.is_dir() { dir_mode } else { mode };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m)).unwrap();
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(dir_mode)).unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn runs_show_and_workflows_read_a_state_folder_nobody_may_write() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    // An output over the inline limit, so that `show` reads the payload folder too.
+    let wf = write(
+        &dir,
+        "wf.yaml",
+        "name: kept\nsteps:\n  - id: many\n    pass: \"{{ range(2000) | list }}\"\n",
+    );
+    let state_arg = state.display().to_string();
+    let out = braid(&["deploy", &wf, "--state", &state_arg]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = braid(&["run", &wf, "--output", "json", "--state", &state_arg]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = run["run_id"].as_str().unwrap().to_string();
+
+    // chmod -R a-w. Root ignores file modes: the reads then run as an unprivileged
+    // user (through a link to the binary it can reach), whom the modes do stop.
+    let root = std::fs::metadata(dir.path()).unwrap().uid() == 0;
+    chmod_tree(&state, 0o555, 0o444);
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let binary = dir.path().join("braid");
+    if std::fs::hard_link(env!("CARGO_BIN_EXE_braid"), &binary).is_err() {
+        std::fs::copy(env!("CARGO_BIN_EXE_braid"), &binary).unwrap();
+    }
+    let before = tree(&state);
+    let read = |args: &[&str]| {
+        let mut cmd = Command::new(&binary);
+        cmd.args(args).arg("--state").arg(&state);
+        if root {
+            cmd.uid(65534).gid(65534);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        out
+    };
+
+    let listed: Value =
+        serde_json::from_slice(&read(&["runs", "--output", "json"]).stdout).unwrap();
+    assert_eq!(listed[0]["run_id"], id.as_str(), "{listed}");
+    let shown: Value =
+        serde_json::from_slice(&read(&["show", &id[..8], "--output", "json"]).stdout).unwrap();
+    assert_eq!(shown["status"], "succeeded");
+    assert_eq!(
+        shown["steps"]["many"]["output"].as_array().unwrap().len(),
+        2000
+    );
+    assert!(stdout(&read(&["workflows"])).starts_with("kept  version "));
+    assert_eq!(
+        tree(&state),
+        before,
+        "reading creates no file (no lock, no journal)"
+    );
+
+    chmod_tree(&state, 0o755, 0o644);
+}

@@ -86,13 +86,29 @@ pub async fn take_over(rt: &LocalRuntime, state: &Path, command: &str) -> anyhow
 /// what earlier runs left (listing, showing, backfilling) refuse to create an empty
 /// state.
 pub fn open_existing(state: &Path, functions: Option<PathBuf>) -> anyhow::Result<LocalRuntime> {
+    must_exist(state)?;
+    open(state, functions)
+}
+
+/// Opens the existing embedded backend to read it only: no file is created, no lock
+/// taken, so listing and showing work on a folder the user may not write, and beside
+/// the process that drives it.
+pub fn open_read_only(state: &Path) -> anyhow::Result<LocalRuntime> {
+    must_exist(state)?;
+    let mut opts = LocalOptions::new(state);
+    opts.read_only = true;
+    backend::open(&opts)
+        .with_context(|| format!("cannot read the local state in `{}`", state.display()))
+}
+
+fn must_exist(state: &Path) -> anyhow::Result<()> {
     if !state.join(backend::DB_FILE).exists() {
         anyhow::bail!(
             "no local state in `{}`: run a workflow first (braid run FILE)",
             state.display()
         );
     }
-    open(state, functions)
+    Ok(())
 }
 
 /// The tokio runtime for the async commands: one thread. The local runtime's work is

@@ -35,7 +35,7 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
         limit: args.limit,
     };
     let runs = tokio()?.block_on(async {
-        let target = Target::open(&args.target).await?;
+        let target = Target::read(&args.target).await?;
         anyhow::Ok(target.handlers().list_runs(&filter).await?)
     })?;
     match args.output {

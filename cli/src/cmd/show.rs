@@ -21,7 +21,7 @@ pub struct Args {
 
 pub fn run(args: &Args) -> anyhow::Result<Exit> {
     let (view, place) = tokio()?.block_on(async {
-        let target = Target::open(&args.target).await?;
+        let target = Target::read(&args.target).await?;
         let handlers = target.handlers();
         let view = match handlers.resolve_run(&args.run_id).await {
             Ok(id) => handlers.run_view(&id).await,

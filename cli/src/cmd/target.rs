@@ -4,7 +4,7 @@
 
 #[cfg(feature = "aws")]
 use super::invoke_scope::InvokeScope;
-use super::local::{StateArgs, open, open_existing};
+use super::local::{StateArgs, open, open_existing, open_read_only};
 #[cfg(feature = "aws")]
 use super::stack::StackArgs;
 use braid_handlers::Handlers;
@@ -30,9 +30,23 @@ pub enum Target {
 }
 
 impl Target {
-    /// The target to read: a local state must exist already.
+    /// The target to act on: a local state must exist already.
     pub async fn open(args: &TargetArgs) -> anyhow::Result<Target> {
         Self::open_with(args, None).await
+    }
+
+    /// The target to read only (`runs`, `show`, `workflows`): a local state must exist,
+    /// and is opened read-only.
+    pub async fn read(args: &TargetArgs) -> anyhow::Result<Target> {
+        #[cfg(feature = "aws")]
+        if args.stack.is_set() {
+            return Self::open(args).await;
+        }
+        let state = &args.state.state;
+        Ok(Target::Local(
+            open_read_only(state)?,
+            format!("`{}`", state.display()),
+        ))
     }
 
     /// The target to write to: a local state is created when missing.

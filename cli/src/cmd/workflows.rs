@@ -23,7 +23,7 @@ pub struct Args {
 
 pub fn run(args: &Args) -> anyhow::Result<Exit> {
     let (registered, place) = tokio()?.block_on(async {
-        let target = Target::open(&args.target).await?;
+        let target = Target::read(&args.target).await?;
         let mut registered = Vec::new();
         for (def, wf) in target.handlers().registered().await? {
             let paused = target.handlers().schedules_paused(&def.workflow).await?;

@@ -16,6 +16,8 @@
 //! that wait (measured: about twice the steps per second of a shared file).
 //!
 //! A process that drives runs also holds `owner.lock` there (see [`crate::owner`]).
+//! One that only reads ([`LocalOptions::read_only`]) opens `state.db` read-only and
+//! nothing else: it creates no file and takes no lock.
 //!
 //! # Environment
 //! - `BRAID_TEST_STATE_MAX_PAGES`: caps `state.db` at this many pages (SQLite's
@@ -26,6 +28,7 @@ use super::fault::Fault;
 use super::lambda::{FunctionMap, LambdaConfigError, LambdaRunner};
 use super::payloads::FolderPayloads;
 use super::queue::SqliteQueue;
+use super::read_only::NoQueue;
 use super::runtime::{LocalRuntime, RuntimeSettings};
 use super::store::SqliteStore;
 use braid_handlers::{Handlers, Ports, Settings, TaskRunners};
@@ -49,6 +52,9 @@ pub struct LocalOptions {
     pub fault: Fault,
     /// The most pages `state.db` may grow to (see the module docs' environment).
     pub max_state_pages: Option<u32>,
+    /// Only read the state: `state.db` read-only, no queue, no task runner, nothing
+    /// created, so that a folder the user may not write can still be read.
+    pub read_only: bool,
 }
 
 impl LocalOptions {
@@ -64,6 +70,7 @@ impl LocalOptions {
             max_state_pages: std::env::var(MAX_PAGES_ENV)
                 .ok()
                 .and_then(|v| v.trim().parse().ok()),
+            read_only: false,
         }
     }
 }
@@ -99,6 +106,20 @@ pub fn local_ports(opts: &LocalOptions) -> Result<Ports, LocalError> {
         source,
     };
     let db = dir.join(DB_FILE);
+    let secrets = Arc::new(EnvSecrets::with_file(dir.join(SECRETS_FILE)).with_key_files(dir));
+    if opts.read_only {
+        return Ok(Ports {
+            store: Arc::new(SqliteStore::open_read_only(&db).map_err(state)?),
+            ready: Arc::new(NoQueue),
+            results: Arc::new(NoQueue),
+            payloads: Arc::new(FolderPayloads::reading(&dir.join("payloads"))),
+            events: Arc::new(NullSink),
+            tasks: None,
+            secrets,
+            clock: opts.clock.clone(),
+            ids: Arc::new(UlidIds),
+        });
+    }
     let map = match &opts.functions {
         Some(path) => FunctionMap::load(path)?,
         None => FunctionMap::default(),
@@ -125,7 +146,7 @@ pub fn local_ports(opts: &LocalOptions) -> Result<Ports, LocalError> {
             http: Arc::new(HttpRunner::new().map_err(|e| LocalError::Http(e.to_string()))?),
             lambda: Arc::new(LambdaRunner::from_env(map)?),
         }),
-        secrets: Arc::new(EnvSecrets::with_file(dir.join(SECRETS_FILE)).with_key_files(dir)),
+        secrets,
         clock: opts.clock.clone(),
         ids: Arc::new(UlidIds),
     })

@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`store`]: the state store (SQLite);
 //! - [`queue`]: the work queues (SQLite);
+//! - [`read_only`]: no queues, for a process that only reads the state;
 //! - [`payloads`]: the payload store (a folder);
 //! - [`lambda`]: `lambda` steps without AWS (Invoke API endpoints, local binaries);
 //! - [`runtime`]: the message loop;
@@ -21,6 +22,7 @@ pub mod link_key;
 pub mod owner;
 pub mod payloads;
 pub mod queue;
+pub mod read_only;
 pub mod runtime;
 pub mod store;
 pub mod takeover;

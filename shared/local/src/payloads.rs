@@ -53,6 +53,16 @@ impl FolderPayloads {
         })
     }
 
+    /// The payloads under `root`, for reading only: the folder is not created (a
+    /// state whose values were all small has none, and reads find nothing).
+    pub fn reading(root: &Path) -> Self {
+        FolderPayloads {
+            root: root.to_path_buf(),
+            fsync: true,
+            fault: Fault::new(),
+        }
+    }
+
     /// Notes write failures that retrying cannot cure (a full disk) in `fault`, shared
     /// with the runtime.
     #[must_use]

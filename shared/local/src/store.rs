@@ -85,6 +85,22 @@ fn migrate(conn: &Connection) -> PortResult<()> {
     conn.execute_batch(INDEXES).map_err(db)
 }
 
+/// The URI that opens the database file at the absolute `path` as immutable (no
+/// locks, no WAL): every byte a URI path gives a meaning, and every one outside
+/// printable ASCII, escaped as `%XX`.
+fn immutable_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_encoded_bytes() {
+        match b {
+            b'%' | b'?' | b'#' => uri.push_str(&format!("%{b:02x}")),
+            b' '..=b'~' => uri.push(char::from(b)),
+            _ => uri.push_str(&format!("%{b:02x}")),
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
+}
+
 /// A timer as the `timer` column holds it: epoch milliseconds.
 fn timer_ms(t: Option<Timestamp>) -> Option<i64> {
     t.map(|t| t.timestamp_millis())
@@ -144,6 +160,35 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
             fault,
+        })
+    }
+
+    /// Opens the database at `path` for reading only: nothing is created, migrated or
+    /// written, so a state folder the user may not write can still be listed and shown,
+    /// beside a process that drives it or not. Writes fail.
+    ///
+    /// With a `-wal` file there, a connection may be writing: the file is read through
+    /// the WAL, as a writer's snapshots. Without one no connection is open, and the file
+    /// is read as immutable: SQLite would otherwise create `-wal` and `-shm` files to
+    /// read it (and fail in a read-only folder), and leave them behind.
+    pub fn open_read_only(path: &Path) -> PortResult<Self> {
+        use rusqlite::OpenFlags;
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = if Path::new(&wal).exists() {
+            Connection::open_with_flags(path, flags)
+        } else {
+            let uri = immutable_uri(&path.canonicalize().map_err(PortError::backend)?);
+            Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
+        }
+        .map_err(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(db)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+            fault: Fault::new(),
         })
     }
 
@@ -743,4 +788,84 @@ fn held_slots(tx: &rusqlite::Transaction<'_>, workflow: &str) -> PortResult<i64>
     )
     .and_then(|mut st| st.query_row([workflow], |r| r.get(0)))
     .map_err(db)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn definition(workflow: &str) -> Definition {
+        Definition {
+            workflow: workflow.into(),
+            version: "v1".into(),
+            file: format!("{workflow}.yaml"),
+            source: format!("name: {workflow}\nsteps:\n  - id: a\n    pass: 1\n"),
+        }
+    }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// SQLite enforces the read-only open itself, so this holds for root as well.
+    #[tokio::test]
+    async fn a_read_only_store_reads_refuses_writes_and_creates_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        let writer = SqliteStore::open(&db).unwrap();
+        writer.put_definition(&definition("kept")).await.unwrap();
+        drop(writer);
+        let before = files(dir.path());
+        assert_eq!(
+            before,
+            ["state.db"],
+            "the last connection cleans its WAL up"
+        );
+
+        let reader = SqliteStore::open_read_only(&db).unwrap();
+        assert_eq!(
+            reader.current_definition("kept").await.unwrap().workflow,
+            "kept"
+        );
+        assert!(reader.put_definition(&definition("new")).await.is_err());
+        drop(reader);
+        assert_eq!(files(dir.path()), before);
+    }
+
+    #[tokio::test]
+    async fn a_read_only_store_sees_what_a_live_writer_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        let writer = SqliteStore::open(&db).unwrap();
+        writer.put_definition(&definition("first")).await.unwrap();
+        let reader = SqliteStore::open_read_only(&db).unwrap();
+        writer.put_definition(&definition("second")).await.unwrap();
+        let names: Vec<String> = reader
+            .current_definitions()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.workflow)
+            .collect();
+        assert_eq!(names, ["first", "second"]);
+    }
+
+    #[tokio::test]
+    async fn a_quiet_database_with_an_awkward_name_is_read_as_immutable() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("a ?#% b.db");
+        let writer = SqliteStore::open(&db).unwrap();
+        writer.put_definition(&definition("only")).await.unwrap();
+        drop(writer);
+        let reader = SqliteStore::open_read_only(&db).unwrap();
+        assert_eq!(
+            reader.current_definition("only").await.unwrap().workflow,
+            "only"
+        );
+    }
 }
