@@ -6,6 +6,7 @@ mod common;
 
 use braid_lang::triggers::signature::sign_braid;
 use serde_json::{Value, json};
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,6 +19,8 @@ const DEADLINE: Duration = Duration::from_secs(60);
 /// A `braid dev` child on a free port with its own folders; killed when dropped.
 struct Dev {
     dir: tempfile::TempDir,
+    /// The state folder, relative to `dir`.
+    state: &'static str,
     child: Child,
     stderr: Arc<Mutex<String>>,
     base: String,
@@ -42,9 +45,37 @@ impl Dev {
             std::fs::write(dir.path().join("workflows").join(name), text).unwrap();
         }
         prepare(dir.path());
+        let args = ["dev", "--workflows", "workflows", "--buckets", "buckets"];
+        let args = args
+            .into_iter()
+            .chain(["--state", "state", "--listen", "127.0.0.1:0"]);
+        Self::launch(dir, "state", args.map(OsString::from), env)
+    }
+
+    /// `braid dev` as the README's walkthrough starts it, in a fresh folder: over the
+    /// repository's `examples/`, with the state and its bucket folders in `.braid`.
+    fn on_examples(env: &[(&str, &str)]) -> Dev {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let args = [
+            "dev".into(),
+            "--workflows".into(),
+            examples.into_os_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+        ];
+        Self::launch(tempfile::tempdir().unwrap(), ".braid", args, env)
+    }
+
+    /// Starts `braid ARGS` in `dir`, its state in `state`, and waits for its API's
+    /// address.
+    fn launch(
+        dir: tempfile::TempDir,
+        state: &'static str,
+        args: impl IntoIterator<Item = OsString>,
+        env: &[(&str, &str)],
+    ) -> Dev {
         let mut child = Command::new(env!("CARGO_BIN_EXE_braid"))
-            .args(["dev", "--workflows", "workflows", "--buckets", "buckets"])
-            .args(["--state", "state", "--listen", "127.0.0.1:0"])
+            .args(args)
             .current_dir(dir.path())
             .envs(env.iter().copied())
             .env_remove("BRAID_FUNCTIONS")
@@ -65,6 +96,7 @@ impl Dev {
         });
         let mut dev = Dev {
             dir,
+            state,
             child,
             stderr,
             base: String::new(),
@@ -110,7 +142,7 @@ impl Dev {
     fn runs(&self) -> Vec<Value> {
         let out = Command::new(env!("CARGO_BIN_EXE_braid"))
             .args(["runs", "--output", "json", "--state"])
-            .arg(self.path("state"))
+            .arg(self.path(self.state))
             .output()
             .unwrap();
         assert!(
@@ -511,4 +543,65 @@ async fn the_api_answers_while_a_big_workflow_file_is_checked() {
     dev.wait_for_line("big.yaml is invalid: skipped");
     let id = dev.start_run("small").await;
     assert_eq!(dev.finished(&id).await["status"], "succeeded");
+}
+
+/// The README's `braid dev` walkthrough, step by step as typed there: the server over
+/// `examples/`, a run started by `POST /runs` (curl's `-d` sends a form content type)
+/// and listed, a file created in `examples/inbox.yaml`'s bucket folder, and a webhook
+/// signed as the openssl one-liner signs it.
+#[tokio::test]
+async fn the_readme_walkthrough_starts_each_run_it_shows() {
+    let secret = "dev-secret";
+    let mut dev = Dev::on_examples(&[("BRAID_SECRET_ORDERS_HOOK", secret)]);
+    dev.wait_for_line("loaded inbox");
+    let form = || {
+        (
+            "content-type",
+            "application/x-www-form-urlencoded".to_string(),
+        )
+    };
+
+    let body = br#"{"workflow": "hello", "input": {"who": "Ada"}}"#.to_vec();
+    let (status, v) = dev.post("/runs", &[form()], body).await;
+    assert_eq!(status, 202, "{v}");
+    let hello = dev.finished(v["run_id"].as_str().unwrap()).await;
+    assert_eq!(hello["status"], "succeeded", "{hello}");
+    assert_eq!(hello["output"]["greeting"], "Hello, Ada!");
+    let (status, v) = dev.get("/runs?workflow=hello").await;
+    assert_eq!(
+        (status, v["runs"].as_array().unwrap().len()),
+        (200, 1),
+        "{v}"
+    );
+
+    let incoming = dev.path(".braid/buckets/acme-orders/incoming");
+    std::fs::create_dir_all(&incoming).unwrap();
+    std::fs::write(incoming.join("day.csv"), "id,total\n").unwrap();
+    let listed = dev.listed("inbox").await;
+    let uploaded = dev.finished(listed["run_id"].as_str().unwrap()).await;
+    assert_eq!(uploaded["status"], "succeeded", "{uploaded}");
+    assert_eq!(
+        uploaded["output"],
+        json!({"source": "s3", "file": "incoming/day.csv", "order": {}})
+    );
+    dev.wait_for_line("of inbox started by s3");
+
+    let body = br#"{"id": 42}"#.to_vec();
+    let signed = sign_braid(secret.as_bytes(), &body, chrono::Utc::now().timestamp());
+    let (status, v) = dev
+        .post(
+            "/hooks/orders",
+            &[("Braid-Signature", signed), form()],
+            body,
+        )
+        .await;
+    assert_eq!(status, 202, "{v}");
+    let hooked = dev.finished(v["run_id"].as_str().unwrap()).await;
+    assert_eq!(hooked["status"], "succeeded", "{hooked}");
+    assert_eq!(
+        hooked["output"],
+        json!({"source": "webhook", "file": "", "order": {"id": 42}})
+    );
+    assert_eq!(hooked["steps"]["order"]["output"], "took in order 42");
+    dev.wait_for_line("of inbox started by webhook");
 }

@@ -50,6 +50,10 @@ const EXPECTATIONS: &[(&str, Tests)] = &[
         &[http_check_pings_posts_the_record_and_summarises_both_answers],
     ),
     (
+        "inbox.yaml",
+        &[an_order_given_as_a_webhook_would_give_it_is_taken_in],
+    ),
+    (
         "nightly-report.yaml",
         &[the_nightly_report_settles_then_totals_the_sales_of_every_region],
     ),
@@ -283,6 +287,23 @@ async fn hello_greets_the_given_name_and_counts_the_characters() {
     assert_eq!(run.step("greet")["output"], "Hello, Ada!");
     run.assert_step("measure", "succeeded", 1);
     assert_eq!(run.step("measure")["error"], Value::Null);
+}
+
+/// The webhook trigger's params, given by hand; `braid dev` starts it from an upload
+/// or a signed webhook (cli/tests/dev.rs).
+#[tokio::test]
+async fn an_order_given_as_a_webhook_would_give_it_is_taken_in() {
+    let input = json!({"source": "webhook", "order": {"id": 7}});
+    let run = run_example("inbox.yaml", Some(input), Functions::None).await;
+    assert_run(
+        &run,
+        0,
+        "inbox",
+        "succeeded",
+        json!({"source": "webhook", "file": "", "order": {"id": 7}}),
+    );
+    run.assert_step("file", "skipped", 0);
+    assert_eq!(run.step("order")["output"], "took in order 7");
 }
 
 #[tokio::test]
