@@ -490,3 +490,84 @@ async fn a_run_is_named_by_a_unique_prefix_of_its_id() {
         "{both:?}"
     );
 }
+
+/// A command on the local state never builds an AWS configuration: that asks the
+/// instance metadata service for a region (and credentials) where the environment
+/// names none, and warns when it does not answer. Here the service is a listener of
+/// the test's that must see no connection.
+#[test]
+fn local_commands_never_contact_the_aws_metadata_service() {
+    let metadata = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    metadata.set_nonblocking(true).unwrap();
+    let endpoint = format!("http://{}", metadata.local_addr().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("wf.yaml"),
+        "name: greet\nsteps:\n  - id: hi\n    pass: hello\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("home")).unwrap();
+    let local = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_braid"));
+        cmd.args(args)
+            .arg("--state")
+            .arg(dir.path().join("state"))
+            .current_dir(dir.path())
+            .env("HOME", dir.path().join("home"))
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &endpoint);
+        for var in [
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_PROFILE",
+            "AWS_CONFIG_FILE",
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_ENDPOINT_URL",
+            "AWS_EC2_METADATA_DISABLED",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.output().unwrap()
+    };
+    let quiet = |args: &[&str]| {
+        let out = local(args);
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{args:?}: {said}");
+        assert!(
+            !said.to_lowercase().contains("warn") && !said.to_lowercase().contains("metadata"),
+            "{args:?} warned: {said}"
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+
+    quiet(&["deploy", "wf.yaml"]);
+    let id = quiet(&["start", "greet"]);
+    quiet(&["continue", &id]);
+    quiet(&["start", "greet", "--wait"]);
+    quiet(&["runs"]);
+    quiet(&["show", &id]);
+    quiet(&["workflows"]);
+    let contacted = metadata.accept();
+    assert!(
+        matches!(&contacted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "a local command contacted the metadata service: {contacted:?}"
+    );
+
+    // The listener does see an AWS configuration being built: a command on a stack
+    // asks it for the region.
+    #[cfg(feature = "aws")]
+    {
+        let out = local(&["runs", "--stack", "braid-no-such-stack"]);
+        assert!(!out.status.success());
+        assert!(
+            metadata.accept().is_ok(),
+            "the SDK did not ask the listener: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
