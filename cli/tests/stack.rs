@@ -83,7 +83,7 @@ async fn cloudformation_stack(stack: &TestStack, leave_out: &[&str]) -> String {
         ("PayloadBucketName", &cfg.bucket),
         ("EventBusName", &cfg.event_bus),
         ("StepDispatcherFunctionArn", &DISPATCHER_ARN.to_string()),
-        ("InvokableFunctions", &INVOKABLE.to_string()),
+        ("InvokableFunctionPatterns", &INVOKABLE.to_string()),
     ] {
         if !leave_out.contains(&key) {
             outputs.insert(key.into(), json!({ "Value": value }));

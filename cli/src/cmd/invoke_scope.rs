@@ -2,7 +2,7 @@
 //! so that `braid deploy --stack` refuses a workflow whose `lambda` step could only
 //! fail with `lambda.access_denied` once a run reaches it.
 //!
-//! The stack's `InvokableFunctions` output lists the policy's resources (ARN patterns
+//! The stack's `InvokableFunctionPatterns` output lists the policy's resources (ARN patterns
 //! with IAM's `*` and `?` wildcards). A step's `function` is matched as IAM matches the
 //! invoke: as the full ARN Lambda authorizes, with the version or alias when one is
 //! named, a name or partial ARN completed with the dispatcher's own partition, region
@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 /// The stack output listing the dispatcher's invokable ARN patterns, comma-separated.
-pub const PATTERNS_OUTPUT: &str = "InvokableFunctions";
+pub const PATTERNS_OUTPUT: &str = "InvokableFunctionPatterns";
 
 /// The stack output naming the dispatcher, whose ARN says where names resolve.
 pub const DISPATCHER_OUTPUT: &str = "StepDispatcherFunctionArn";
