@@ -1,20 +1,10 @@
 //! `braid logs` and `braid show` through the binary: every attempt of a retried step
 //! in time order, with its error and when the retry was due.
 
-use std::net::TcpListener;
-use std::process::{Command, Output, Stdio};
+mod common;
 
-fn braid(dir: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_braid"))
-        .args(args)
-        .arg("--state")
-        .arg(dir.join("state"))
-        .current_dir(dir)
-        .env_remove("BRAID_FUNCTIONS")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
+use common::{braid_in, free_port};
+use std::process::Output;
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -24,11 +14,7 @@ fn stdout(out: &Output) -> String {
 fn logs_tell_each_attempt_of_a_retried_step_in_order() {
     let dir = tempfile::tempdir().unwrap();
     // Nothing listens there: each call fails, and is retried once.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     std::fs::write(
         dir.path().join("wf.yaml"),
         format!(
@@ -36,13 +22,13 @@ fn logs_tell_each_attempt_of_a_retried_step_in_order() {
         ),
     )
     .unwrap();
-    let run = braid(dir.path(), &["run", "wf.yaml", "--output", "json"]);
+    let run = braid_in(dir.path(), &["run", "wf.yaml", "--output", "json"]);
     assert_eq!(run.status.code(), Some(1));
     let view: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     let id = view["run_id"].as_str().unwrap().to_string();
     assert_eq!(view["steps"]["call"]["earlier"][0]["attempt"], 1);
 
-    let logs = braid(dir.path(), &["logs", &id]);
+    let logs = braid_in(dir.path(), &["logs", &id]);
     assert_eq!(logs.status.code(), Some(0));
     let text = stdout(&logs);
     let lines: Vec<&str> = text.lines().collect();
@@ -64,7 +50,7 @@ fn logs_tell_each_attempt_of_a_retried_step_in_order() {
     );
     assert!(!lines[find("call  attempt 2  failed")].contains("retry at"));
 
-    let only = stdout(&braid(
+    let only = stdout(&braid_in(
         dir.path(),
         &["logs", &id, "--step", "call", "--output", "json"],
     ));
@@ -77,10 +63,10 @@ fn logs_tell_each_attempt_of_a_retried_step_in_order() {
     assert_eq!(entries[1]["event"], "ended");
     assert_eq!(entries[1]["status"], "failed");
 
-    let unknown = braid(dir.path(), &["logs", &id, "--step", "nope"]);
+    let unknown = braid_in(dir.path(), &["logs", &id, "--step", "nope"]);
     assert_eq!(unknown.status.code(), Some(2));
 
-    let shown = stdout(&braid(dir.path(), &["show", &id]));
+    let shown = stdout(&braid_in(dir.path(), &["show", &id]));
     assert!(shown.contains("earlier attempts"), "{shown}");
     assert!(shown.contains("call attempt 1: "), "{shown}");
 }

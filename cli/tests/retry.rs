@@ -2,21 +2,12 @@
 //! forked, then retried in place, once it is up — the step that succeeded keeps its
 //! output, the failed one and what follows run again — and the retry shows on the run.
 
+mod common;
+
+use common::{braid_in, free_port};
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::{Command, Output, Stdio};
-
-fn braid(dir: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_braid"))
-        .args(args)
-        .arg("--state")
-        .arg(dir.join("state"))
-        .current_dir(dir)
-        .env_remove("BRAID_FUNCTIONS")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
+use std::process::Output;
 
 /// Answers every request on `listener` with a JSON `"up"`.
 fn serve(listener: TcpListener) {
@@ -45,11 +36,7 @@ fn json(out: &Output) -> serde_json::Value {
 fn a_failed_run_is_retried_in_place_once_its_service_is_up() {
     let dir = tempfile::tempdir().unwrap();
     // A port with nothing listening yet: the call fails.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     std::fs::write(
         dir.path().join("wf.yaml"),
         format!(
@@ -69,7 +56,7 @@ output: "{{{{ steps.after.output }}}}"
         ),
     )
     .unwrap();
-    let failed = braid(dir.path(), &["run", "wf.yaml", "--output", "json"]);
+    let failed = braid_in(dir.path(), &["run", "wf.yaml", "--output", "json"]);
     assert_eq!(failed.status.code(), Some(1));
     let view = json(&failed);
     assert_eq!(view["steps"]["call"]["status"], "failed");
@@ -77,7 +64,7 @@ output: "{{{{ steps.after.output }}}}"
 
     serve(TcpListener::bind(("127.0.0.1", port)).unwrap());
     // A fork first: a new run from the kept outputs; the source stays failed.
-    let forked = braid(
+    let forked = braid_in(
         dir.path(),
         &["retry", &run_id, "--new", "--wait", "--output", "json"],
     );
@@ -91,10 +78,13 @@ output: "{{{{ steps.after.output }}}}"
     assert_ne!(fork["run_id"], run_id.as_str());
     assert_eq!(fork["forked_from"]["run"], run_id.as_str());
     assert_eq!(fork["output"], "ready-up");
-    let source = json(&braid(dir.path(), &["show", &run_id, "--output", "json"]));
+    let source = json(&braid_in(
+        dir.path(),
+        &["show", &run_id, "--output", "json"],
+    ));
     assert_eq!(source["status"], "failed");
 
-    let retried = braid(
+    let retried = braid_in(
         dir.path(),
         &[
             "retry",
@@ -117,11 +107,11 @@ output: "{{{{ steps.after.output }}}}"
     assert_eq!(view["retries"][0]["by"], "ana");
     assert_eq!(view["retries"][0]["was"], "failed");
 
-    let shown = braid(dir.path(), &["show", &run_id]);
+    let shown = braid_in(dir.path(), &["show", &run_id]);
     let text = String::from_utf8_lossy(&shown.stdout);
     assert!(text.contains("retried by ana"), "{text}");
 
-    let again = braid(dir.path(), &["retry", &run_id]);
+    let again = braid_in(dir.path(), &["retry", &run_id]);
     assert_eq!(again.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&again.stderr).contains("it succeeded"),
@@ -133,7 +123,7 @@ output: "{{{{ steps.after.output }}}}"
 #[test]
 fn input_is_refused_without_new() {
     let dir = tempfile::tempdir().unwrap();
-    let out = braid(dir.path(), &["retry", "some-run", "--input", "{}"]);
+    let out = braid_in(dir.path(), &["retry", "some-run", "--input", "{}"]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--new"), "{stderr}");
@@ -147,9 +137,9 @@ fn a_retry_from_a_step_the_workflow_lacks_is_refused() {
         "name: fails\nsteps:\n  - id: boom\n    fail: { error: nope, message: no }\n",
     )
     .unwrap();
-    let failed = braid(dir.path(), &["run", "wf.yaml", "--output", "json"]);
+    let failed = braid_in(dir.path(), &["run", "wf.yaml", "--output", "json"]);
     let run_id = json(&failed)["run_id"].as_str().unwrap().to_string();
-    let out = braid(dir.path(), &["retry", &run_id, "--from", "nope"]);
+    let out = braid_in(dir.path(), &["retry", &run_id, "--from", "nope"]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no step `nope`"), "{stderr}");

@@ -59,3 +59,26 @@ pub fn started_run(seen: &mpsc::Receiver<String>) -> String {
     let started = line_with(seen, "started");
     started.split_whitespace().nth(1).unwrap().to_string()
 }
+
+/// `braid ARGS --state DIR/state` run in `dir` to its end, with no function map from
+/// the environment.
+pub fn braid_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_braid"))
+        .args(args)
+        .arg("--state")
+        .arg(dir.join("state"))
+        .current_dir(dir)
+        .env_remove("BRAID_FUNCTIONS")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// A local port nothing listens on (yet): a call to it fails.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
