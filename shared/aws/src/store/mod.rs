@@ -540,6 +540,37 @@ impl DynamoStore {
         )
     }
 
+    /// The keys of run `run_id`'s items whose sort key starts with `prefix`, read
+    /// strongly consistent: only those passing the filter expression `filter` builds
+    /// (none when it builds an empty one).
+    async fn run_item_keys(
+        &self,
+        run_id: &str,
+        prefix: &str,
+        filter: impl FnOnce(&mut Expr) -> String,
+    ) -> PortResult<Vec<Item>> {
+        let mut x = Expr::default();
+        let cond = format!(
+            "{} = {} AND begins_with({}, {})",
+            x.name(PK),
+            x.value(s(run_pk(run_id))),
+            x.name(SK),
+            x.value(s(prefix))
+        );
+        let filter = filter(&mut x);
+        let q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression(cond)
+            .set_filter_expression((!filter.is_empty()).then_some(filter))
+            .projection_expression(format!("{}, {}", x.name(PK), x.name(SK)))
+            .set_expression_attribute_names(x.names())
+            .set_expression_attribute_values(x.values())
+            .consistent_read(true);
+        self.query(q, None).await
+    }
+
     /// Stamps `expires_at` on the run's idempotency item and on the step items that
     /// would otherwise go before the run (those that never became final, and those of
     /// a long run that finished more than [`STEP_MARGIN`] before it: a final write
@@ -547,29 +578,15 @@ impl DynamoStore {
     /// of the `timers` index (the run is over). Updates only existing items (never
     /// creates one), in parallel.
     async fn expire_run_items(&self, run: &RunRecord, at: i64) -> PortResult<()> {
-        let mut x = Expr::default();
-        let cond = format!(
-            "{} = {} AND begins_with({}, {})",
-            x.name(PK),
-            x.value(s(run_pk(&run.id))),
-            x.name(SK),
-            x.value(s("STEP#"))
-        );
-        let q = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression(cond)
-            .filter_expression(format!(
-                "attribute_not_exists({ttl}) OR {ttl} < {}",
-                x.value(n(at)),
-                ttl = x.name(TTL)
-            ))
-            .projection_expression(format!("{}, {}", x.name(PK), x.name(SK)))
-            .set_expression_attribute_names(x.names())
-            .set_expression_attribute_values(x.values())
-            .consistent_read(true);
-        let mut keys: Vec<Item> = self.query(q, None).await?;
+        let mut keys = self
+            .run_item_keys(&run.id, "STEP#", |x| {
+                format!(
+                    "attribute_not_exists({ttl}) OR {ttl} < {}",
+                    x.value(n(at)),
+                    ttl = x.name(TTL)
+                )
+            })
+            .await?;
         if let Some(k) = &run.idempotency_key {
             keys.push(key(idem_pk(&run.workflow, k), IDEM_SK));
         }
@@ -1306,24 +1323,9 @@ impl StateStore for DynamoStore {
     /// Deleted one by one, in parallel: a fan-out's iterations may be many more than a
     /// batch holds, and a delete of an item already gone succeeds.
     async fn delete_iterations(&self, run_id: &RunId, step: &StepId) -> PortResult<()> {
-        let mut x = Expr::default();
-        let cond = format!(
-            "{} = {} AND begins_with({}, {})",
-            x.name(PK),
-            x.value(s(run_pk(run_id))),
-            x.name(SK),
-            x.value(s(format!("STEP#{step}#")))
-        );
-        let q = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression(cond)
-            .projection_expression(format!("{}, {}", x.name(PK), x.name(SK)))
-            .set_expression_attribute_names(x.names())
-            .set_expression_attribute_values(x.values())
-            .consistent_read(true);
-        let keys: Vec<Item> = self.query(q, None).await?;
+        let keys = self
+            .run_item_keys(run_id, &format!("STEP#{step}#"), |_| String::new())
+            .await?;
         futures::stream::iter(keys)
             .map(|k| async move {
                 self.client
