@@ -59,8 +59,6 @@ impl Handlers {
         })?;
         let reopened =
             redrive::reopened(&wf, &run, rerun, from, by, self.now()).map_err(refused)?;
-        // The kept outputs must outlive the run's new end (see `retention`).
-        self.keep_payloads(&run).await?;
         if !self.ports.store.reopen_run(&run, &reopened).await? {
             let now = self.ports.store.get_run(run_id).await?;
             let why = if now.status.is_final() && now.limit.is_some() {
@@ -76,6 +74,10 @@ impl Handlers {
                 PortError::Conflict(format!("run {run_id} cannot be retried: {why}")).into(),
             );
         }
+        // The kept outputs must outlive the run's new end (see `retention`). Renewed
+        // only once the store took the retry; if a crash skips this, the renewal at
+        // the last end still leaves them weeks, and the next end renews them again.
+        self.keep_payloads(&run).await?;
         self.complete_redrive(&wf, &reopened).await?;
         Ok(self.ports.store.get_run(run_id).await?)
     }
@@ -104,10 +106,11 @@ impl Handlers {
             };
             // Each iteration made at most `retry.attempts` attempts after its base —
             // the last expansion's, which a record whose fan-out is gone (a write
-            // refused) still holds as `iteration_base`.
-            let last_base = rec.fan_out.map_or(0, |f| f.base).max(rec.iteration_base);
-            let iteration_base = last_base + step.retry.attempts.max(1);
+            // refused) still holds as `iteration_base`. Other steps keep theirs.
+            let mut iteration_base = rec.iteration_base;
             if step.for_each.is_some() {
+                let last_base = rec.fan_out.map_or(0, |f| f.base).max(rec.iteration_base);
+                iteration_base = last_base + step.retry.attempts.max(1);
                 self.ports
                     .store
                     .delete_iterations(&run.id, &StepId::from(id))
