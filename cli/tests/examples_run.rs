@@ -15,7 +15,7 @@ use chrono::{DateTime, FixedOffset};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 mod common;
 use std::time::Duration;
@@ -87,37 +87,6 @@ fn examples_dir() -> PathBuf {
         .join("../examples")
         .canonicalize()
         .expect("the examples folder exists")
-}
-
-/// The example worker's binary, built once per test run next to the `braid` binary
-/// (`<target>/<profile>/braid`), with the same target folder and profile.
-fn worker_binary() -> PathBuf {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY
-        .get_or_init(|| {
-            let braid = Path::new(env!("CARGO_BIN_EXE_braid"));
-            let profile_dir = braid.parent().expect("braid lives in <target>/<profile>");
-            let target_dir = profile_dir.parent().expect("a target folder");
-            let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-            let mut build = Command::new(env!("CARGO"));
-            build
-                .current_dir(&workspace)
-                .args(["build", "--quiet", "-p", "braid-example-worker"])
-                .arg("--target-dir")
-                .arg(target_dir);
-            if profile_dir.ends_with("release") {
-                build.arg("--release");
-            }
-            let status = build.status().expect("cargo runs");
-            assert!(status.success(), "building braid-example-worker failed");
-            let binary = profile_dir.join(format!(
-                "braid-example-worker{}",
-                std::env::consts::EXE_SUFFIX
-            ));
-            assert!(binary.is_file(), "{} was not built", binary.display());
-            binary
-        })
-        .clone()
 }
 
 /// Whether the run needs a function map for its `lambda` steps.
@@ -202,7 +171,9 @@ async fn run_example_after(
         cmd.arg("--input").arg(input.to_string());
     }
     if functions == Functions::ExampleWorker {
-        let worker = tokio::task::spawn_blocking(worker_binary).await.unwrap();
+        let worker = tokio::task::spawn_blocking(common::worker_binary)
+            .await
+            .unwrap();
         let map = dir.path().join("functions.yaml");
         // A JSON string is a valid YAML double-quoted scalar, whatever the path holds.
         let command = serde_json::to_string(&worker.to_string_lossy()).unwrap();
@@ -635,14 +606,7 @@ async fn orders_are_priced_in_chunks_and_totalled_with_tax_after_a_flaky_rate_ca
 #[test]
 fn a_release_is_approved_deployed_by_callback_and_smoke_tested_by_signal() {
     let dir = tempfile::tempdir().unwrap();
-    let worker = worker_binary();
-    let map = dir.path().join("functions.yaml");
-    let command = serde_json::to_string(&worker.to_string_lossy()).unwrap();
-    std::fs::write(
-        &map,
-        format!("functions:\n  braid-example-worker:\n    command: {command}\n"),
-    )
-    .unwrap();
+    let map = common::worker_map(dir.path());
     let braid = |args: &[&str]| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_braid"));
         cmd.args(args)

@@ -1,9 +1,10 @@
 //! `braid logs` and `braid show` through the binary: every attempt of a retried step
-//! in time order, with its error and when the retry was due.
+//! in time order, with its error and when the retry was due, and what a locally
+//! launched function wrote during each attempt.
 
 mod common;
 
-use common::{braid_in, free_port};
+use common::{braid_in, free_port, worker_map};
 use std::process::Output;
 
 fn stdout(out: &Output) -> String {
@@ -69,4 +70,61 @@ fn logs_tell_each_attempt_of_a_retried_step_in_order() {
     let shown = stdout(&braid_in(dir.path(), &["show", &id]));
     assert!(shown.contains("earlier attempts"), "{shown}");
     assert!(shown.contains("call attempt 1: "), "{shown}");
+}
+
+#[test]
+fn logs_print_a_local_functions_own_lines_under_each_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let map = worker_map(dir.path());
+    std::fs::write(
+        dir.path().join("wf.yaml"),
+        "name: noisy\nsteps:\n  - id: work\n    lambda: braid-example-worker\n    input: { op: fail, error: Broken, message: \"disk on fire\" }\n    retry: { attempts: 2, backoff: 100ms }\n",
+    )
+    .unwrap();
+    let functions = map.to_string_lossy().into_owned();
+    let run = braid_in(
+        dir.path(),
+        &[
+            "run",
+            "wf.yaml",
+            "--functions",
+            &functions,
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    let view: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let id = view["run_id"].as_str().unwrap().to_string();
+
+    let text = stdout(&braid_in(dir.path(), &["logs", &id]));
+    let lines: Vec<&str> = text.lines().collect();
+    let find = |what: &str, from: usize| {
+        from + lines[from..]
+            .iter()
+            .position(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no line with {what:?} after line {from} in:\n{text}"))
+    };
+    // Each attempt: its start, the function's own lines, then its end.
+    let mut at = 0;
+    for attempt in 1..=2 {
+        at = find(&format!("work  attempt {attempt}  started"), at);
+        at = find(&format!("work  attempt {attempt}  stdout| "), at);
+        assert!(lines[at].contains("invoked"), "{}", lines[at]);
+        at = find(
+            &format!("work  attempt {attempt}  stderr| fail failed: disk on fire"),
+            at,
+        );
+        at = find(&format!("work  attempt {attempt}  failed after"), at);
+    }
+
+    let json = stdout(&braid_in(dir.path(), &["logs", &id, "--output", "json"]));
+    let stderr_lines: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event"] == "output" && e["stream"] == "stderr")
+        .collect();
+    assert_eq!(stderr_lines.len(), 2, "{json}");
+    assert_eq!(stderr_lines[1]["attempt"], 2);
+    assert_eq!(stderr_lines[1]["text"], "fail failed: disk on fire");
 }

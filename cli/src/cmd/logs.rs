@@ -1,7 +1,7 @@
 //! `braid logs RUN [--step S] [--follow]`: every attempt of a run's steps in time
-//! order — start, end, how long, outcome, error, when the retry was due — from the
-//! local state or a deployed stack. `--follow` prints lines as they come until the
-//! run ends.
+//! order — start, end, how long, outcome, error, when the retry was due, and the lines
+//! a locally launched function wrote meanwhile — from the local state or a deployed
+//! stack. `--follow` prints lines as they come until the run ends.
 
 use super::Exit;
 use super::interrupt::Interrupts;
@@ -9,7 +9,7 @@ use super::local::tokio;
 use super::report::Format;
 use super::target::{Target, TargetArgs};
 use super::waits::refused;
-use braid_engine::timeline::{Entry, What};
+use braid_engine::timeline::{Entry, Stream, What};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -80,6 +80,13 @@ fn text(e: &Entry) -> String {
     };
     let what = match &e.what {
         What::Started => "started".to_string(),
+        What::Output { stream, text } => {
+            let stream = match stream {
+                Stream::Stdout => "stdout",
+                Stream::Stderr => "stderr",
+            };
+            format!("{stream}| {text}")
+        }
         What::Waiting { until } => match until {
             Some(t) => format!("waiting until {}", t.format("%Y-%m-%dT%H:%M:%SZ")),
             None => "waiting".to_string(),

@@ -4,8 +4,9 @@
 #![allow(dead_code)] // Each test file uses what it needs.
 
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::Duration;
 
 /// Long enough for a loaded machine; a wait that ends does so within a second.
@@ -81,4 +82,47 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The example worker's binary, built once per test run next to the `braid` binary
+/// (`<target>/<profile>/braid`), with the same target folder and profile.
+pub fn worker_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let braid = Path::new(env!("CARGO_BIN_EXE_braid"));
+            let profile_dir = braid.parent().expect("braid lives in <target>/<profile>");
+            let target_dir = profile_dir.parent().expect("a target folder");
+            let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let mut build = Command::new(env!("CARGO"));
+            build
+                .current_dir(&workspace)
+                .args(["build", "--quiet", "-p", "braid-example-worker"])
+                .arg("--target-dir")
+                .arg(target_dir);
+            if profile_dir.ends_with("release") {
+                build.arg("--release");
+            }
+            let status = build.status().expect("cargo runs");
+            assert!(status.success(), "building braid-example-worker failed");
+            let binary = profile_dir.join(format!(
+                "braid-example-worker{}",
+                std::env::consts::EXE_SUFFIX
+            ));
+            assert!(binary.is_file(), "{} was not built", binary.display());
+            binary
+        })
+        .clone()
+}
+
+/// A function map in `dir` that launches the example worker as `braid-example-worker`.
+pub fn worker_map(dir: &Path) -> PathBuf {
+    let map = dir.join("functions.yaml");
+    let command = serde_json::to_string(&worker_binary().to_string_lossy()).unwrap();
+    std::fs::write(
+        &map,
+        format!("functions:\n  braid-example-worker:\n    command: {command}\n"),
+    )
+    .unwrap();
+    map
 }

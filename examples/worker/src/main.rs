@@ -11,8 +11,21 @@ async fn main() -> Result<(), Error> {
     // One `Worker` per process: its state (the `flaky` counters) lives as long as the
     // warm execution environment, as it would in Lambda.
     let worker = Worker::default();
-    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        worker.handle(event.payload)
+    let worker = &worker;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
+        let op = event
+            .payload
+            .get("op")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        lambda_runtime::tracing::info!(%op, "invoked");
+        let result = worker.handle(event.payload).await;
+        if let Err(e) = &result {
+            // What a function says about its own failure, on its stderr.
+            eprintln!("{op} failed: {e}");
+        }
+        result
     }))
     .await
 }

@@ -19,7 +19,7 @@ use crate::store::DynamoStore;
 use aws_config::SdkConfig;
 use braid_handlers::{Handlers, Ports, Settings};
 use braid_ports::env_secrets::{EnvSecrets, env_secrets};
-use braid_ports::{SystemClock, UlidIds};
+use braid_ports::{NoOutput, SystemClock, UlidIds};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -77,6 +77,7 @@ pub fn stack_ports(cfg: &AwsConfig, clients: &StackClients) -> Ports {
         )),
         events: Arc::new(QueueSink::new(queue(&cfg.event_queue_url))),
         tasks: None,
+        output: Arc::new(NoOutput),
         secrets: Arc::new(EnvSecrets::env_only()),
         clock: Arc::new(SystemClock),
         ids: Arc::new(UlidIds),

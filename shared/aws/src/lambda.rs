@@ -80,7 +80,9 @@ impl AwsLambdaRunner {
 impl TaskRunner for AwsLambdaRunner {
     async fn run(&self, task: &Task) -> Result<Value, TaskError> {
         match task {
-            Task::Lambda { function, payload } => self.invoke(function, payload).await,
+            Task::Lambda {
+                function, payload, ..
+            } => self.invoke(function, payload).await,
             Task::Http { .. } => Err(TaskError::fatal(
                 "runner.unsupported_task",
                 "the Lambda runner cannot run an http task",
@@ -168,6 +170,7 @@ mod tests {
         Task::Lambda {
             function: function.into(),
             payload: json!({"order": 7}),
+            invocation: braid_ports::Invocation::new("run", "step", 1),
         }
     }
 

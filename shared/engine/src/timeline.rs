@@ -1,10 +1,11 @@
 //! A run's attempts in time order — each start and each end, with its error and the
 //! time of the retry it led to — as `braid logs` and `GET /runs/{id}/logs` tell them.
 //! Read from the step records alone: each holds its ended attempts
-//! ([`StepRecord::earlier`]) beside its current one.
+//! ([`StepRecord::earlier`]) beside its current one. What a function wrote while it
+//! ran an attempt is kept apart and put among them by [`with_output`].
 
 use crate::model::{ErrorInfo, StepRecord, StepStatus, Timestamp};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One line of a run's timeline.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -28,6 +29,11 @@ pub enum What {
         #[serde(skip_serializing_if = "Option::is_none")]
         until: Option<Timestamp>,
     },
+    /// A line the function wrote while it ran the attempt.
+    Output {
+        stream: Stream,
+        text: String,
+    },
     Ended {
         status: StepStatus,
         /// How long it ran, in milliseconds, when its start is known.
@@ -39,6 +45,23 @@ pub enum What {
         #[serde(skip_serializing_if = "Option::is_none")]
         retry_at: Option<Timestamp>,
     },
+}
+
+/// Which of a process's streams a line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// `entries` (a timeline) with `output` ([`What::Output`] entries) among them, in time
+/// order: a line stamped at the same instant as another entry comes after it.
+pub fn with_output(mut entries: Vec<Entry>, output: Vec<Entry>) -> Vec<Entry> {
+    entries.extend(output);
+    // Stable: lines keep their own order, and follow entries of the same instant.
+    entries.sort_by_key(|e| e.at);
+    entries
 }
 
 /// The timeline of `records` (steps and iterations, any order): every start and end,
@@ -148,6 +171,7 @@ mod tests {
                 let what = match &e.what {
                     What::Started => "started",
                     What::Waiting { .. } => "waiting",
+                    What::Output { .. } => "output",
                     What::Ended { status, .. } => status.as_str(),
                 };
                 let at = (e.at - t(0)).num_seconds();
@@ -186,5 +210,43 @@ mod tests {
                 retry_at: Some(t(5)),
             }
         );
+    }
+
+    #[test]
+    fn output_lines_come_between_their_attempts_start_and_end() {
+        let entry = |at, what| Entry {
+            at: t(at),
+            step: "call".into(),
+            attempt: 1,
+            what,
+        };
+        let line = |at, text: &str| {
+            entry(
+                at,
+                What::Output {
+                    stream: Stream::Stdout,
+                    text: text.into(),
+                },
+            )
+        };
+        let ended = What::Ended {
+            status: StepStatus::Succeeded,
+            took_ms: Some(3000),
+            error: None,
+            retry_at: None,
+        };
+        let merged = with_output(
+            vec![entry(0, What::Started), entry(3, ended)],
+            vec![line(0, "first"), line(2, "second"), line(2, "third")],
+        );
+        let order: Vec<_> = merged
+            .iter()
+            .map(|e| match &e.what {
+                What::Output { text, .. } => text.as_str(),
+                What::Started => "started",
+                _ => "ended",
+            })
+            .collect();
+        assert_eq!(order, ["started", "first", "second", "third", "ended"]);
     }
 }

@@ -9,7 +9,7 @@ use braid_engine::lifecycle::{Event, is_pure};
 use braid_engine::model::{DispatchMsg, ErrorInfo, Outcome, RunRecord, StepRecord, StepStatus};
 use braid_lang::expr::ExprError;
 use braid_lang::{Step, StepKind, WaitFor};
-use braid_ports::{PortError, Task, TaskError};
+use braid_ports::{Invocation, PortError, Task, TaskError};
 use serde_json::Value;
 
 fn expr_failure(step: &Step, field: &str, text: &str, e: &ExprError) -> Outcome {
@@ -259,7 +259,15 @@ impl Handlers {
                     Ok(f) => as_text(f),
                     Err((f, t, e)) => return Ok(Attempt::Ended(expr_failure(step, &f, &t, &e))),
                 };
-                Task::Lambda { function, payload }
+                Task::Lambda {
+                    function,
+                    payload,
+                    invocation: Invocation {
+                        run_id: run.id.to_string(),
+                        step: rec.key.to_string(),
+                        attempt: rec.attempt,
+                    },
+                }
             }
             StepKind::Approval { .. } | StepKind::Signal { .. } => return Ok(self.park_for(step)),
             StepKind::Workflow { name } => {

@@ -78,8 +78,8 @@ use braid_engine::model::{
 use braid_lang::Workflow;
 use braid_lang::expr::Renderer;
 use braid_ports::{
-    Clock, EventSink, Ids, Outgoing, PayloadStore, PortError, SecretStore, StateStore, TaskRunner,
-    WorkQueue,
+    Clock, EventSink, FunctionOutput, Ids, Outgoing, PayloadStore, PortError, SecretStore,
+    StateStore, TaskRunner, WorkQueue,
 };
 use serde_json::Value;
 use std::collections::HashMap;
@@ -99,6 +99,8 @@ pub struct Ports {
     /// What runs steps' tasks; `None` in a process that runs none (on AWS, every
     /// function but the step dispatcher, which then links no HTTP or Lambda client).
     pub tasks: Option<TaskRunners>,
+    /// What functions wrote while they ran attempts (`braid logs`).
+    pub output: Arc<dyn FunctionOutput>,
     pub secrets: Arc<dyn SecretStore>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn Ids>,

@@ -7,6 +7,7 @@
 //!   ready.db      the "ready" work queue
 //!   results.db    the "result" work queue
 //!   payloads/     values over the inline limit
+//!   output/       what launched functions wrote, per attempt (`braid logs`)
 //!   secrets.toml  webhook and other secrets (written by the user; optional)
 //!   approval-links.key  the approval links' key when `braid dev` made it (0600)
 //! ```
@@ -26,6 +27,7 @@
 
 use super::fault::Fault;
 use super::lambda::{FunctionMap, LambdaConfigError, LambdaRunner};
+use super::output::FolderOutput;
 use super::payloads::FolderPayloads;
 use super::queue::SqliteQueue;
 use super::read_only::NoQueue;
@@ -37,6 +39,9 @@ use braid_ports::{Clock, NullSink, PortError, SystemClock, UlidIds};
 use braid_runners::http::HttpRunner;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+/// The folder of launched functions' output, in the state folder.
+const OUTPUT_DIR: &str = "output";
 
 /// Where the embedded backend keeps its state and how it runs.
 #[derive(Clone)]
@@ -115,6 +120,7 @@ pub fn local_ports(opts: &LocalOptions) -> Result<Ports, LocalError> {
             payloads: Arc::new(FolderPayloads::reading(&dir.join("payloads"))),
             events: Arc::new(NullSink),
             tasks: None,
+            output: Arc::new(FolderOutput::new(dir.join(OUTPUT_DIR), opts.clock.clone())),
             secrets,
             clock: opts.clock.clone(),
             ids: Arc::new(UlidIds),
@@ -124,6 +130,7 @@ pub fn local_ports(opts: &LocalOptions) -> Result<Ports, LocalError> {
         Some(path) => FunctionMap::load(path)?,
         None => FunctionMap::default(),
     };
+    let output = FolderOutput::new(dir.join(OUTPUT_DIR), opts.clock.clone());
     let fault = &opts.fault;
     let queue = |file: &str, name: &str| {
         SqliteQueue::open(&dir.join(file), name, opts.clock.clone())
@@ -144,8 +151,9 @@ pub fn local_ports(opts: &LocalOptions) -> Result<Ports, LocalError> {
         events: Arc::new(NullSink),
         tasks: Some(TaskRunners {
             http: Arc::new(HttpRunner::new().map_err(|e| LocalError::Http(e.to_string()))?),
-            lambda: Arc::new(LambdaRunner::from_env(map)?),
+            lambda: Arc::new(LambdaRunner::from_env(map)?.with_output(output.clone())),
         }),
+        output: Arc::new(output),
         secrets,
         clock: opts.clock.clone(),
         ids: Arc::new(UlidIds),

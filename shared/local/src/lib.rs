@@ -8,6 +8,7 @@
 //! - [`read_only`]: no queues, for a process that only reads the state;
 //! - [`payloads`]: the payload store (a folder);
 //! - [`lambda`]: `lambda` steps without AWS (Invoke API endpoints, local binaries);
+//! - [`output`]: what launched functions wrote, per attempt (`braid logs`);
 //! - [`runtime`]: the message loop;
 //! - [`fault`]: a state that cannot be written stops the loop;
 //! - [`owner`]: the one process that drives a state folder (an OS file lock);
@@ -19,6 +20,7 @@ pub mod backend;
 pub mod fault;
 pub mod lambda;
 pub mod link_key;
+pub mod output;
 pub mod owner;
 pub mod payloads;
 pub mod queue;

@@ -12,7 +12,7 @@ use braid_local::lambda::{
     EndpointSpec, FunctionMap, FunctionTarget, InvokeApiRunner, LambdaConfigError, LambdaRunner,
     ProcessSpec, RuntimeApiRunner,
 };
-use braid_ports::{Task, TaskRunner};
+use braid_ports::{Invocation, Task, TaskRunner};
 use indexmap::IndexMap;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -66,6 +66,7 @@ fn lambda(function: &str, payload: Value) -> Task {
     Task::Lambda {
         function: function.into(),
         payload,
+        invocation: Invocation::new("run", "step", 1),
     }
 }
 
@@ -73,10 +74,10 @@ fn lambda(function: &str, payload: Value) -> Task {
 async fn a_launched_function_echoes_its_payload() {
     let runner = worker(|_| {});
     let input = json!({"op": "echo", "nested": {"list": [1, 2, 3]}, "text": "héllo"});
-    let out = runner.invoke(&input).await.unwrap();
+    let out = runner.invoke(&input, None).await.unwrap();
     assert_eq!(out, input);
     let out = runner
-        .invoke(&json!({"op": "split", "items": [1, 2, 3], "size": 2}))
+        .invoke(&json!({"op": "split", "items": [1, 2, 3], "size": 2}), None)
         .await
         .unwrap();
     assert_eq!(out, json!({"chunks": [[1, 2], [3]]}));
@@ -87,12 +88,12 @@ async fn a_warm_process_keeps_its_state_between_invocations() {
     let runner = worker(|_| {});
     let input = json!({"op": "flaky", "key": "k", "fail_times": 2});
     for attempt in 1..=2 {
-        let err = runner.invoke(&input).await.unwrap_err();
+        let err = runner.invoke(&input, None).await.unwrap_err();
         assert_eq!(err.error, "Flaky", "attempt {attempt}: {err}");
         assert!(err.retryable);
         assert!(err.message.contains(&format!("attempt {attempt}")), "{err}");
     }
-    let out = runner.invoke(&input).await.unwrap();
+    let out = runner.invoke(&input, None).await.unwrap();
     assert_eq!(out, json!({"key": "k", "attempts": 3}));
 }
 
@@ -100,13 +101,19 @@ async fn a_warm_process_keeps_its_state_between_invocations() {
 async fn function_errors_carry_the_function_error_type() {
     let runner = worker(|_| {});
     let err = runner
-        .invoke(&json!({"op": "fail", "error": "OrderRejected", "message": "no stock"}))
+        .invoke(
+            &json!({"op": "fail", "error": "OrderRejected", "message": "no stock"}),
+            None,
+        )
         .await
         .unwrap_err();
     assert_eq!(err.error, "OrderRejected");
     assert_eq!(err.message, "no stock");
     assert!(err.retryable);
-    let err = runner.invoke(&json!({"op": "nope"})).await.unwrap_err();
+    let err = runner
+        .invoke(&json!({"op": "nope"}), None)
+        .await
+        .unwrap_err();
     assert_eq!(err.error, "UnknownOp");
 }
 
@@ -114,13 +121,13 @@ async fn function_errors_carry_the_function_error_type() {
 async fn a_crashed_process_fails_the_attempt_and_is_replaced() {
     let runner = worker(|_| {});
     let err = runner
-        .invoke(&json!({"op": "exit", "code": 3}))
+        .invoke(&json!({"op": "exit", "code": 3}), None)
         .await
         .unwrap_err();
     assert_eq!(err.error, "lambda.crash");
     assert!(err.retryable);
     assert!(err.message.contains("exit status: 3"), "{err}");
-    let out = runner.invoke(&json!({"op": "echo"})).await.unwrap();
+    let out = runner.invoke(&json!({"op": "echo"}), None).await.unwrap();
     assert_eq!(out, json!({"op": "echo"}));
 }
 
@@ -128,7 +135,7 @@ async fn a_crashed_process_fails_the_attempt_and_is_replaced() {
 async fn an_invocation_past_its_deadline_times_out_and_the_process_is_replaced() {
     let runner = worker(|p| p.timeout = Duration::from_millis(300));
     let err = runner
-        .invoke(&json!({"op": "sleep", "ms": 5000}))
+        .invoke(&json!({"op": "sleep", "ms": 5000}), None)
         .await
         .unwrap_err();
     assert_eq!(err.error, "lambda.timeout");
@@ -136,7 +143,7 @@ async fn an_invocation_past_its_deadline_times_out_and_the_process_is_replaced()
     let flaky = json!({"op": "flaky", "key": "fresh", "fail_times": 0});
     // A fresh process: the counter starts again.
     assert_eq!(
-        runner.invoke(&flaky).await.unwrap(),
+        runner.invoke(&flaky, None).await.unwrap(),
         json!({"key": "fresh", "attempts": 1})
     );
 }
@@ -145,15 +152,16 @@ async fn an_invocation_past_its_deadline_times_out_and_the_process_is_replaced()
 async fn a_cancelled_invocation_does_not_leave_a_busy_process_behind() {
     let runner = worker(|_| {});
     let flaky = json!({"op": "flaky", "key": "c", "fail_times": 5});
-    let err = runner.invoke(&flaky).await.unwrap_err();
+    let err = runner.invoke(&flaky, None).await.unwrap_err();
     assert!(err.message.contains("attempt 1"), "{err}");
     // The step's own timeout drops the invocation mid-flight.
     let sleep = json!({"op": "sleep", "ms": 10_000});
-    let cancelled = tokio::time::timeout(Duration::from_millis(200), runner.invoke(&sleep)).await;
+    let cancelled =
+        tokio::time::timeout(Duration::from_millis(200), runner.invoke(&sleep, None)).await;
     assert!(cancelled.is_err());
     // The next invocation does not wait for the abandoned one: it gets a fresh process.
     let started = std::time::Instant::now();
-    let err = runner.invoke(&flaky).await.unwrap_err();
+    let err = runner.invoke(&flaky, None).await.unwrap_err();
     assert!(err.message.contains("attempt 1"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
@@ -173,7 +181,7 @@ async fn the_function_sees_the_lambda_environment_and_its_own_variables() {
         spec.memory_mb = 512;
         spec
     });
-    let err = runner.invoke(&json!({})).await.unwrap_err();
+    let err = runner.invoke(&json!({}), None).await.unwrap_err();
     assert_eq!(err.error, "lambda.crash");
     assert!(err.message.contains("env-check 512 hi"), "{err}");
 }
@@ -206,7 +214,7 @@ async fn an_init_error_fails_the_attempt() {
         .to_vec();
     spec.env = IndexMap::from([("BRAID_FAKE_RUNTIME".to_string(), "init_error".to_string())]);
     let runner = RuntimeApiRunner::new("broken-init", spec);
-    let err = runner.invoke(&json!({})).await.unwrap_err();
+    let err = runner.invoke(&json!({}), None).await.unwrap_err();
     assert_eq!(err.error, "lambda.init_error");
     assert!(err.retryable);
     assert!(
@@ -218,7 +226,7 @@ async fn an_init_error_fails_the_attempt() {
 #[tokio::test]
 async fn a_missing_binary_is_a_fatal_spawn_error() {
     let runner = RuntimeApiRunner::new("ghost", ProcessSpec::new("/nonexistent/ghost"));
-    let err = runner.invoke(&json!({})).await.unwrap_err();
+    let err = runner.invoke(&json!({}), None).await.unwrap_err();
     assert_eq!(err.error, "lambda.spawn");
     assert!(!err.retryable);
     assert!(err.message.contains("/nonexistent/ghost"), "{err}");
@@ -229,7 +237,7 @@ async fn concurrent_invocations_use_up_to_the_allowed_processes() {
     let runner = worker(|p| p.concurrency = 2);
     let started = std::time::Instant::now();
     let sleep = json!({"op": "sleep", "ms": 1000});
-    let (a, b) = tokio::join!(runner.invoke(&sleep), runner.invoke(&sleep));
+    let (a, b) = tokio::join!(runner.invoke(&sleep, None), runner.invoke(&sleep, None));
     assert_eq!(a.unwrap(), json!({"slept_ms": 1000}));
     assert_eq!(b.unwrap(), json!({"slept_ms": 1000}));
     // Side by side, not one after the other.
@@ -518,6 +526,6 @@ async fn unmapped_functions_go_to_the_default_endpoint() {
         ..FunctionMap::default()
     };
     let runner = LambdaRunner::new(map).unwrap();
-    let out = runner.invoke("echo", &json!([1])).await.unwrap();
+    let out = runner.invoke("echo", &json!([1]), None).await.unwrap();
     assert_eq!(out, json!([1]));
 }

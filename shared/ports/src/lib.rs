@@ -10,7 +10,8 @@
 //! - [`WorkQueue`]: at-least-once messages with a delay;
 //! - [`PayloadStore`]: bytes by key, for values over the inline limit;
 //! - [`EventSink`]: lifecycle events out;
-//! - [`TaskRunner`]: a step's task ([`Task`]) carried out;
+//! - [`TaskRunner`]: a step's task ([`Task`]) carried out, for an [`Invocation`];
+//! - [`FunctionOutput`]: what functions wrote while they ran attempts;
 //! - [`SecretStore`]: webhook keys; [`env_secrets`]: secrets from the environment, for
 //!   both backends;
 //! - [`Clock`] and [`Ids`]: time and ids, injected so tests control them;
@@ -21,6 +22,7 @@
 mod clock;
 pub mod env_secrets;
 mod limits;
+mod output;
 mod payloads;
 mod queue;
 mod secrets;
@@ -30,6 +32,7 @@ mod tasks;
 
 pub use clock::{Clock, Ids, ManualClock, SystemClock, UlidIds};
 pub use limits::{MAX_RECORD_BYTES, Record, check_record_size};
+pub use output::{FunctionOutput, Invocation, NoOutput, OutputLine};
 pub use payloads::PayloadStore;
 pub use queue::{MAX_RECEIVES, Outgoing, Received, WorkQueue};
 pub use secrets::SecretStore;

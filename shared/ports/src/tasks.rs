@@ -1,3 +1,4 @@
+use super::Invocation;
 use async_trait::async_trait;
 use indexmap::IndexMap;
 use serde_json::Value;
@@ -20,6 +21,8 @@ pub enum Task {
     Lambda {
         function: String,
         payload: Value,
+        /// The attempt it is for: a local runner files the function's output under it.
+        invocation: Invocation,
     },
 }
 

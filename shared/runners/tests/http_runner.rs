@@ -4,7 +4,7 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{any, get, post};
-use braid_ports::{Task, TaskError, TaskRunner};
+use braid_ports::{Invocation, Task, TaskError, TaskRunner};
 use braid_runners::HttpRunner;
 use indexmap::IndexMap;
 use serde_json::{Value, json};
@@ -221,6 +221,7 @@ async fn a_lambda_task_is_refused() {
     let err = run(Task::Lambda {
         function: "f".into(),
         payload: json!({}),
+        invocation: Invocation::new("run", "f", 1),
     })
     .await
     .unwrap_err();

@@ -34,7 +34,7 @@ use braid_local::payloads::FolderPayloads;
 use braid_local::queue::SqliteQueue;
 use braid_local::store::SqliteStore;
 use braid_ports::env_secrets::env_secrets;
-use braid_ports::{NullSink, Outgoing, PayloadStore, RunFilter, StateStore, WorkQueue};
+use braid_ports::{NoOutput, NullSink, Outgoing, PayloadStore, RunFilter, StateStore, WorkQueue};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -217,6 +217,7 @@ impl Process {
                 http: runner.clone(),
                 lambda: runner,
             }),
+            output: Arc::new(NoOutput),
             secrets: Arc::new(LinkKey),
             clock,
             ids: Arc::new(SeqIds::default()),

@@ -31,9 +31,10 @@
 use super::invoke_api::{self, InvokeApiRunner};
 use super::runtime_api::{ProcessSpec, RuntimeApiRunner};
 use super::split_function_name;
+use crate::output::FolderOutput;
 use async_trait::async_trait;
 use braid_lang::{At, Pos, parse_duration};
-use braid_ports::{Task, TaskError, TaskRunner};
+use braid_ports::{Invocation, Task, TaskError, TaskRunner};
 use indexmap::IndexMap;
 use reqwest::{Client, Url};
 use serde::Deserialize;
@@ -327,6 +328,8 @@ pub struct LambdaRunner {
     functions: IndexMap<String, Route>,
     default: Option<InvokeApiRunner>,
     source: Option<PathBuf>,
+    /// Where launched functions' output is kept per attempt, if anywhere.
+    output: Option<FolderOutput>,
 }
 
 #[derive(Debug)]
@@ -362,7 +365,14 @@ impl LambdaRunner {
             functions,
             default: map.default_endpoint.map(endpoint),
             source: map.source,
+            output: None,
         })
+    }
+
+    /// Keeps what launched functions write, per attempt, in `output`.
+    pub fn with_output(mut self, output: FolderOutput) -> Self {
+        self.output = Some(output);
+        self
     }
 
     /// Like [`LambdaRunner::new`], with the default endpoint taken from
@@ -379,14 +389,23 @@ impl LambdaRunner {
         Self::new(map)
     }
 
-    /// Invokes `function` (a name or an ARN) synchronously where the map says.
-    pub async fn invoke(&self, function: &str, payload: &Value) -> Result<Value, TaskError> {
+    /// Invokes `function` (a name or an ARN) synchronously where the map says, for
+    /// `call` when it is a step's attempt.
+    pub async fn invoke(
+        &self,
+        function: &str,
+        payload: &Value,
+        call: Option<&Invocation>,
+    ) -> Result<Value, TaskError> {
         let route = self
             .functions
             .get(function)
             .or_else(|| self.functions.get(split_function_name(function).0));
         match (route, &self.default) {
-            (Some(Route::Process(runner)), _) => runner.invoke(payload).await,
+            (Some(Route::Process(runner)), _) => {
+                let output = self.output.as_ref().zip(call).map(|(o, c)| o.file(c));
+                runner.invoke(payload, output).await
+            }
             (Some(Route::Endpoint(runner)), _) => runner.invoke(function, payload).await,
             (None, Some(runner)) => runner.invoke(function, payload).await,
             (None, None) => Err(self.unknown(function)),
@@ -424,7 +443,11 @@ impl LambdaRunner {
 impl TaskRunner for LambdaRunner {
     async fn run(&self, task: &Task) -> Result<Value, TaskError> {
         match task {
-            Task::Lambda { function, payload } => self.invoke(function, payload).await,
+            Task::Lambda {
+                function,
+                payload,
+                invocation,
+            } => self.invoke(function, payload, Some(invocation)).await,
             Task::Http { .. } => Err(TaskError::fatal(
                 "runner.unsupported_task",
                 "the Lambda runner cannot run an http task",

@@ -17,7 +17,9 @@
 //! `AWS_LAMBDA_LOG_STREAM_NAME`, `AWS_LAMBDA_INITIALIZATION_TYPE`) on top of Braid's own
 //! environment and the function's `env`. Its stdout lines are logged at INFO and its
 //! stderr lines at WARN (target `braid::function`), so they never mix with Braid's
-//! stdout.
+//! stdout; given an [`OutputFile`], they are also kept for that invocation (see
+//! [`crate::output`]). Lines a process writes after answering still go to the last
+//! invocation's file, as late lines reach the same log stream on Lambda.
 //!
 //! Like Lambda, environments start on first use and stay warm: state a function keeps
 //! in memory survives from one invocation to the next. One environment runs one
@@ -27,12 +29,14 @@
 //! kills every process it started.
 
 use super::{excerpt, function_error, payload_value};
+use crate::output::OutputFile;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use braid_engine::timeline::Stream;
 use braid_lang::format_duration;
 use braid_ports::TaskError;
 use indexmap::IndexMap;
@@ -144,11 +148,16 @@ impl RuntimeApiRunner {
         &self.spec
     }
 
-    /// Invokes the function synchronously and returns its response.
+    /// Invokes the function synchronously and returns its response; the process's
+    /// output lines go to `output` meanwhile, when given.
     ///
     /// Cancel-safe: dropping the future mid-invocation kills the process that was
     /// running it (its state is unknown), as Lambda does after a timeout.
-    pub async fn invoke(&self, payload: &Value) -> Result<Value, TaskError> {
+    pub async fn invoke(
+        &self,
+        payload: &Value,
+        output: Option<OutputFile>,
+    ) -> Result<Value, TaskError> {
         let _slot = self.slots.acquire().await.map_err(|_| {
             TaskError::retryable("lambda.runtime_api", "the runner is shutting down")
         })?;
@@ -156,6 +165,7 @@ impl RuntimeApiRunner {
             Some(env) => env,
             None => self.start().await?,
         };
+        *lock(&env.output) = output;
         let result = env.invoke(&self.name, &self.spec, payload).await;
         if env.reusable {
             self.lock_idle().push(env);
@@ -165,7 +175,7 @@ impl RuntimeApiRunner {
 
     fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Environment>> {
         // The list stays consistent even if a holder panicked: pushes and pops only.
-        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.idle)
     }
 
     /// A warm environment whose process is still alive, if any.
@@ -234,14 +244,21 @@ impl RuntimeApiRunner {
         tracing::debug!(function = %self.name, pid = child.id(), port, "started a function process");
 
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
+        let output = Arc::new(Mutex::new(None));
         let mut log_readers = Vec::new();
         if let Some(stdout) = child.stdout.take() {
-            log_readers.push(forward_lines(stdout, self.name.clone(), None));
+            log_readers.push(forward_lines(
+                stdout,
+                self.name.clone(),
+                output.clone(),
+                None,
+            ));
         }
         if let Some(stderr) = child.stderr.take() {
             log_readers.push(forward_lines(
                 stderr,
                 self.name.clone(),
+                output.clone(),
                 Some(stderr_tail.clone()),
             ));
         }
@@ -250,6 +267,7 @@ impl RuntimeApiRunner {
             invocations,
             events,
             stderr_tail,
+            output,
             log_readers,
             reusable: true,
             _server: server,
@@ -289,10 +307,12 @@ fn lambda_env(name: &str, spec: &ProcessSpec) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Logs each line of a process's output; keeps the last stderr lines for crash reports.
+/// Logs each line of a process's output and keeps it in the current invocation's
+/// file; keeps the last stderr lines (`tail`) for crash reports.
 fn forward_lines(
     stream: impl AsyncRead + Unpin + Send + 'static,
     function: String,
+    output: SharedOutput,
     tail: Option<Arc<Mutex<VecDeque<String>>>>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -306,11 +326,18 @@ fn forward_lines(
             }
             let line = String::from_utf8_lossy(&buf);
             let line = line.trim_end();
+            if let Some(file) = lock(&output).as_mut() {
+                let stream = match tail {
+                    None => Stream::Stdout,
+                    Some(_) => Stream::Stderr,
+                };
+                file.write(stream, line);
+            }
             match &tail {
                 None => tracing::info!(target: "braid::function", %function, "{line}"),
                 Some(tail) => {
                     tracing::warn!(target: "braid::function", %function, "{line}");
-                    let mut tail = tail.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut tail = lock(tail);
                     if tail.len() == STDERR_TAIL_LINES {
                         tail.pop_front();
                     }
@@ -319,6 +346,14 @@ fn forward_lines(
             }
         }
     })
+}
+
+/// Where an environment's output lines go: the file of the invocation it runs.
+type SharedOutput = Arc<Mutex<Option<OutputFile>>>;
+
+/// `m` locked, even if a holder panicked: every value it guards stays whole.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// One execution environment: a process and the Runtime API serving it.
@@ -330,6 +365,7 @@ struct Environment {
     invocations: mpsc::Sender<Invocation>,
     events: mpsc::UnboundedReceiver<Event>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    output: SharedOutput,
     log_readers: Vec<JoinHandle<()>>,
     /// False once the process is in a state no later invocation should inherit.
     reusable: bool,
@@ -459,13 +495,7 @@ impl Environment {
             Ok(s) => s.to_string(),
             Err(e) => format!("an unknown status ({e})"),
         };
-        let tail: Vec<String> = self
-            .stderr_tail
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .cloned()
-            .collect();
+        let tail: Vec<String> = lock(&self.stderr_tail).iter().cloned().collect();
         let mut message = format!("function `{function}` exited ({status}) before answering");
         if !tail.is_empty() {
             message.push_str("; its last stderr lines: ");
@@ -568,7 +598,7 @@ struct RuntimeApi {
 impl RuntimeApi {
     /// Whether `id` is the invocation in flight; if so it is answered from now on.
     fn settle(&self, id: &str) -> bool {
-        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let mut current = lock(&self.current);
         if current.as_deref() == Some(id) {
             *current = None;
             true
@@ -608,7 +638,7 @@ async fn next(State(api): State<Arc<RuntimeApi>>) -> Response {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis();
-    *api.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(invocation.request_id.clone());
+    *lock(&api.current) = Some(invocation.request_id.clone());
     api.send(Event::Started {
         request_id: invocation.request_id.clone(),
         deadline,
