@@ -1,10 +1,11 @@
 //! Ending waits from the command line: `braid run` says what a waiting step waits for
 //! and keeps waiting; `braid approve` and `braid signal`, run beside it on the same
-//! state, end the waits and the run goes on to succeed; `braid cancel` ends it.
+//! state, end the waits and the run goes on to succeed; `braid cancel` ends it, and
+//! stops a function that is running.
 
 mod common;
 
-use common::{in_background, line_with, started_run};
+use common::{PATIENCE, in_background, line_with, started_run, worker_map};
 use std::process::{Command, Output, Stdio};
 
 const GATED: &str = r#"
@@ -121,4 +122,48 @@ fn a_waiting_run_is_cancelled_from_another_command_with_who_and_why() {
     assert_eq!(result["status"], "cancelled");
     assert_eq!(result["error"]["message"], "cancelled by ana: not today");
     assert_eq!(result["steps"]["manager"]["status"], "cancelled");
+}
+
+#[test]
+fn a_running_function_is_stopped_when_its_run_is_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let map = worker_map(dir.path());
+    std::fs::write(
+        dir.path().join("wf.yaml"),
+        "name: slow\nsteps:\n  - id: crunch\n    lambda: braid-example-worker\n    input: { op: sleep, ms: 600000 }\n",
+    )
+    .unwrap();
+    let functions = map.to_string_lossy().into_owned();
+    let (mut background, seen) = in_background(braid(
+        dir.path(),
+        &[
+            "run",
+            "wf.yaml",
+            "--functions",
+            &functions,
+            "--output",
+            "json",
+        ],
+    ));
+    let run_id = started_run(&seen);
+    // Until the function says it was invoked: its task is in flight.
+    let began = std::time::Instant::now();
+    while !String::from_utf8_lossy(&run(dir.path(), &["logs", &run_id]).stdout).contains("invoked")
+    {
+        assert!(began.elapsed() < PATIENCE, "the function never started");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    let cancelled = run(dir.path(), &["cancel", &run_id, "--as", "ana"]);
+    assert!(cancelled.status.success(), "{cancelled:?}");
+    let out = background.0.take().unwrap().wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["status"], "cancelled");
+    let crunch = &result["steps"]["crunch"];
+    assert_eq!(crunch["status"], "cancelled", "{crunch}");
+    assert_eq!(
+        crunch["error"]["message"], "stopped while running: cancelled by ana",
+        "{crunch}"
+    );
 }

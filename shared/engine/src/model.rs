@@ -488,6 +488,17 @@ pub struct AttemptLog {
 }
 
 impl StepRecord {
+    /// The error that tells how the step stands: its failure's, the failure it is
+    /// retrying after, or the cancel that stopped its task. None for any other status:
+    /// an error kept from an attempt before says nothing of how it ended.
+    pub fn status_error(&self) -> Option<&ErrorInfo> {
+        self.error.as_ref().filter(|e| match self.status {
+            StepStatus::Failed | StepStatus::Retrying => true,
+            StepStatus::Cancelled => e.error == "cancelled",
+            _ => false,
+        })
+    }
+
     /// `earlier` with the attempt `rec` reached ended as `log`, the oldest dropped
     /// beyond [`MAX_EARLIER_ATTEMPTS`].
     pub fn with_ended(&self, log: AttemptLog) -> Vec<AttemptLog> {
@@ -604,6 +615,11 @@ pub enum Outcome {
     Expanded {
         items: Data,
         total: u32,
+    },
+    /// The task was told to stop because its run is being cancelled; `error` says who
+    /// asked. It may have had effects before it stopped.
+    Stopped {
+        error: ErrorInfo,
     },
 }
 

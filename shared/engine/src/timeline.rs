@@ -121,7 +121,7 @@ pub fn timeline(records: &[StepRecord]) -> Vec<Entry> {
                         took_ms: started
                             .filter(|_| current)
                             .map(|st| (ended - st).num_milliseconds()),
-                        error: rec.error.clone().filter(|_| s == StepStatus::Failed),
+                        error: rec.status_error().cloned(),
                         retry_at: None,
                     },
                 );

@@ -41,6 +41,11 @@ pub fn decide(
             output: None,
             error: None,
         },
+        Outcome::Stopped { error } => Verdict::Final {
+            status: StepStatus::Cancelled,
+            output: None,
+            error: Some(error.clone()),
+        },
         Outcome::Expanded { items, total } => Verdict::Expand {
             items: items.clone(),
             total: *total,

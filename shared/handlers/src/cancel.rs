@@ -1,7 +1,8 @@
-//! Cancelling a run on request: it stops as fail fast stops it — nothing new starts,
-//! what has not started (waiting approvals, signals and child runs included) is
-//! cancelled at once, attempts in flight finish and are recorded — and it ends
-//! `cancelled`, saying who asked and why. A queued run, which started nothing, ends
+//! Cancelling a run on request: nothing new starts, what has not started (waiting
+//! approvals, signals and child runs included) is cancelled at once, and tasks in
+//! flight are stopped by their dispatchers, which look for the request while they
+//! wait on them (see `Handlers::execute`); an attempt ending first is recorded as it
+//! ended. The run ends `cancelled`, saying who asked and why. A queued run, which started nothing, ends
 //! at once. Its child runs are cancelled with the steps that wait on them.
 
 use super::api::{ApiRequest, ApiResponse, failure};

@@ -6,7 +6,9 @@ use super::eager::FollowUps;
 use super::transition::Attempt;
 use super::{HandlerError, HandlerResult, Handlers, span};
 use braid_engine::lifecycle::{Event, is_pure};
-use braid_engine::model::{DispatchMsg, ErrorInfo, Outcome, RunRecord, StepRecord, StepStatus};
+use braid_engine::model::{
+    CancelRequest, DispatchMsg, ErrorInfo, Outcome, RunId, RunRecord, StepRecord, StepStatus,
+};
 use braid_lang::expr::ExprError;
 use braid_lang::{Step, StepKind, WaitFor};
 use braid_ports::{Invocation, PortError, Task, TaskError};
@@ -294,20 +296,34 @@ impl Handlers {
             Task::Http { .. } => &tasks.http,
             Task::Lambda { .. } => &tasks.lambda,
         };
-        let result = match step.timeout {
-            Some(limit) => match tokio::time::timeout(limit, runner.run(&task)).await {
-                Ok(r) => r,
-                Err(_) => Err(TaskError::retryable(
-                    "timeout",
-                    format!(
-                        "step `{}` attempt {} exceeded its timeout of {}",
-                        step.id,
-                        rec.attempt,
-                        braid_lang::format_duration(limit)
-                    ),
-                )),
-            },
-            None => runner.run(&task).await,
+        let call = async {
+            match step.timeout {
+                Some(limit) => match tokio::time::timeout(limit, runner.run(&task)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(TaskError::retryable(
+                        "timeout",
+                        format!(
+                            "step `{}` attempt {} exceeded its timeout of {}",
+                            step.id,
+                            rec.attempt,
+                            braid_lang::format_duration(limit)
+                        ),
+                    )),
+                },
+                None => runner.run(&task).await,
+            }
+        };
+        // Dropping the call stops it: the HTTP request is dropped, a launched
+        // function's process is killed.
+        let result = tokio::select! {
+            result = call => result,
+            asked = self.cancel_asked(&run.id) => {
+                let error = ErrorInfo::new(
+                    "cancelled",
+                    format!("stopped while running: {}", asked.error().message),
+                );
+                return Ok(Attempt::Ended(Outcome::Stopped { error }));
+            }
         };
         Ok(match result {
             // Started: the attempt waits for its callback.
@@ -317,6 +333,25 @@ impl Handlers {
             }),
             Err(e) => Attempt::Ended(task_failure(e)),
         })
+    }
+
+    /// Returns once run `run_id` is being cancelled, looking every `cancel_check`
+    /// (never before the first has passed). A look that fails is tried again at the
+    /// next: the task goes on meanwhile.
+    async fn cancel_asked(&self, run_id: &RunId) -> CancelRequest {
+        loop {
+            tokio::time::sleep(self.settings.cancel_check).await;
+            match self.ports.store.get_run(run_id).await {
+                Ok(RunRecord {
+                    cancel: Some(asked),
+                    ..
+                }) => return asked,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(run = %run_id, error = %e, "cannot look whether the run is being cancelled");
+                }
+            }
+        }
     }
 
     /// When a `wait` step's attempt is over: it parks until then (see the lifecycle's

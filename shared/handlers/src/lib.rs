@@ -132,6 +132,9 @@ pub struct Settings {
     /// The HTTP API's base URL (`https://…`, no trailing path), for the signed
     /// approval links; `None`: no links are made (the commands still decide).
     pub api_base_url: Option<String>,
+    /// How often a dispatcher whose task is still running looks whether the run is
+    /// being cancelled, and stops the task if so. A task that ends sooner costs no look.
+    pub cancel_check: Duration,
 }
 
 /// Which steps' ends are published as `step.finished` lifecycle events (`run.started`
@@ -171,6 +174,7 @@ impl Default for Settings {
             sweep_limit: 1000,
             step_events: StepEvents::default(),
             api_base_url: None,
+            cancel_check: Duration::from_secs(3),
         }
     }
 }

@@ -97,9 +97,7 @@ impl Handlers {
                         rec.attempt
                     },
                     output,
-                    error: rec.error.clone().filter(|_| {
-                        rec.status == StepStatus::Failed || rec.status == StepStatus::Retrying
-                    }),
+                    error: rec.status_error().cloned(),
                     started_at: rec.started_at,
                     finished_at: rec.finished_at,
                     earlier: rec.earlier.clone(),

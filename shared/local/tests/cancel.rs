@@ -1,6 +1,7 @@
 //! Cancelling runs on the embedded backend: what has not started is cancelled at once,
-//! attempts in flight finish and are recorded, and the run ends `cancelled` saying who
-//! asked and why; child runs go with the steps that wait on them.
+//! attempts in flight are stopped (or, ending first, recorded as they ended), and the
+//! run ends `cancelled` saying who asked and why; child runs go with the steps that
+//! wait on them.
 
 mod common;
 
@@ -9,6 +10,8 @@ use braid_handlers::{HandlerError, definition};
 use braid_ports::PortError;
 use common::Bench;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
 
 const WAITING: &str = r#"
 name: waiting
@@ -45,7 +48,7 @@ async fn a_waiting_run_is_cancelled_at_once_with_who_and_why() {
 }
 
 #[tokio::test]
-async fn a_task_in_flight_is_recorded_before_the_run_ends_cancelled() {
+async fn a_task_ending_before_its_dispatcher_looks_is_recorded_as_it_ended() {
     let (b, gate) = Bench::gated();
     let b = Arc::new(b);
     let id = b
@@ -88,6 +91,63 @@ steps:
         view.steps["next"].status,
         StepStatus::Cancelled,
         "nothing new started"
+    );
+}
+
+#[tokio::test]
+async fn an_http_call_in_flight_is_dropped_and_its_step_cancelled() {
+    // A server that takes the request and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (closed_tx, closed) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0; 64 * 1024];
+        // Reads the request, then waits for the caller to hang up.
+        while socket.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+        let _ = closed_tx.send(());
+    });
+    let b = Arc::new(Bench::with(
+        |o| o.settings.cancel_check = Duration::from_millis(20),
+        |_| {},
+    ));
+    let id = b
+        .start(&format!(
+            "name: hung\nsteps:\n  - id: call\n    http: {{ url: \"http://127.0.0.1:{port}/\" }}\n  - id: next\n    needs: [call]\n    pass: 1\n"
+        ))
+        .await;
+    let msgs = b.take_ready().await;
+    let running = {
+        let b = b.clone();
+        let call = msgs[0].clone();
+        tokio::spawn(async move { b.handlers().dispatch(&call).await.unwrap() })
+    };
+    // Until the call is in flight.
+    while b.step(&id, &StepKey::step("call")).await.status != StepStatus::Running {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    b.handlers()
+        .cancel_run(&id, "ana", Some("hung"))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(60), running)
+        .await
+        .expect("the dispatcher stopped the call")
+        .unwrap();
+    closed.await.expect("the server saw the request dropped");
+    b.deliver_all().await;
+    let call = b.step(&id, &StepKey::step("call")).await;
+    assert_eq!(call.status, StepStatus::Cancelled);
+    let error = call.error.expect("why it stopped");
+    assert_eq!(error.error, "cancelled");
+    assert_eq!(
+        error.message,
+        "stopped while running: cancelled by ana: hung"
+    );
+    assert_eq!(b.run(&id).await.status, RunStatus::Cancelled);
+    assert_eq!(
+        b.step(&id, &StepKey::step("next")).await.status,
+        StepStatus::Cancelled
     );
 }
 

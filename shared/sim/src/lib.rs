@@ -114,6 +114,8 @@ pub struct SeedReport {
     /// Runs compared with the fault-free reference, of `runs`.
     pub compared: usize,
     pub runs: usize,
+    /// Tasks a cancel stopped while they ran, in both drives.
+    pub stops: u32,
     /// Virtual time the faulty drive took.
     pub virtual_time: Duration,
     /// Real time the seed took, both drives.
@@ -175,6 +177,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> SeedReport {
         violations,
         compared,
         runs: spec.runs as usize,
+        stops: reference.tally.stops + faulty.tally.stops,
         virtual_time: faulty.elapsed,
         wall: began.elapsed(),
         setting,
@@ -243,6 +246,7 @@ pub struct Summary {
     pub seeds: u64,
     pub runs: usize,
     pub compared: usize,
+    pub stops: u64,
     /// The slowest seeds, slowest first, with their real time.
     pub slowest: Vec<(u64, Duration)>,
     /// The reports of the seeds that broke an invariant, in seed order (the others
@@ -276,6 +280,7 @@ pub fn run_seeds(
                     sum.seeds += 1;
                     sum.runs += r.runs;
                     sum.compared += r.compared;
+                    sum.stops += u64::from(r.stops);
                     sum.slowest.push((r.seed, r.wall));
                     sum.slowest.sort_by_key(|s| std::cmp::Reverse(s.1));
                     sum.slowest.truncate(SLOWEST);

@@ -96,6 +96,15 @@ impl FaultyStore {
             );
         }
         self.judge_callback(old, new);
+        if old.status == StepStatus::Running
+            && new.status == StepStatus::Cancelled
+            && new
+                .error
+                .as_ref()
+                .is_some_and(|e| e.message.starts_with("stopped while running"))
+        {
+            self.world.tally(|t| t.stops += 1);
+        }
         // Once a cancel's scan is over (its request returned), nothing starts.
         let started = new.status == StepStatus::Running
             && braid_engine::lifecycle::NOT_STARTED.contains(&old.status);

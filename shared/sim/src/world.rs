@@ -81,6 +81,8 @@ pub struct Tally {
     pub retries: BTreeMap<String, u32>,
     /// Heartbeats the remotes sent, by attempt.
     pub heartbeats: BTreeMap<(String, String, u32), u32>,
+    /// Attempts whose task a cancel of their run stopped while it ran.
+    pub stops: u32,
 }
 
 impl Tally {

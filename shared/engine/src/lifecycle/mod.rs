@@ -33,6 +33,7 @@
 //! | waiting n (`workflow`) | resolved n by its child run's end: succeeded / failed, timed out / cancelled | unchanged | succeeded with the child's output / as a failure (retried by the rules, with a new child; a cancelled child is not retried) | settle / send n+1 when due |
 //! | running n (or waiting n, resolved) | ended: output, skip, failure for good | held | succeeded, skipped, failed | settle |
 //! | running n | ended: retryable failure, attempts left | held | retrying n, due | send n+1 when due |
+//! | running n | ended: stopped (its run is being cancelled, and its dispatcher stopped the task) | held | cancelled, with who asked | settle |
 //! | running n, `for_each` | ended: expanded | held | running n with its fan-out | launch lanes |
 //! | running n, `wait` | parked until t | held | waiting n, due t | send n at t |
 //! | running n, approval or signal | parked until its timeout t (or for good) | held | waiting n, due t | send n at t; announce the wait, look for a signal sent before |

@@ -365,6 +365,35 @@ fn outcomes_end_retry_or_expand_the_attempt_under_its_guard() {
 }
 
 #[test]
+fn a_task_stopped_by_a_cancel_ends_cancelled_never_retried_nor_failing_the_run() {
+    let w = wf();
+    let held = Guard::at(&[StepStatus::Running], 1);
+    let running = rec("task", StepStatus::Running, 1);
+    let asked = ErrorInfo::new("cancelled", "stopped while running: cancelled by ana");
+    let stopped = Outcome::Stopped {
+        error: asked.clone(),
+    };
+    let t = decide_in(
+        &w,
+        &running,
+        Event::Ended {
+            attempt: 1,
+            outcome: &stopped,
+            held: Some(&held),
+        },
+        false,
+    );
+    assert_eq!(summary(&t), s(Some(StepStatus::Cancelled), &["settle"]));
+    let write = t.write.unwrap();
+    assert_eq!(write.guard, held);
+    assert_eq!(write.record.error, Some(asked));
+    assert_eq!(
+        write.fail_run, None,
+        "the cancel, not the step, ends the run"
+    );
+}
+
+#[test]
 fn an_outcome_for_another_attempt_or_a_step_not_running_changes_nothing() {
     let w = wf();
     let ok = Outcome::Succeeded {

@@ -3,7 +3,8 @@
 //!
 //! - **terminal**: every run is final within the virtual-time bound;
 //! - **in flight finishes**: fail fast never cancels an attempt whose task ran to its
-//!   end (the SPEC: steps in flight finish and are recorded);
+//!   end (the SPEC: steps in flight finish and are recorded); a task is stopped
+//!   while running only in a run that ends cancelled;
 //! - **final once**: every step and iteration of a final run has a final record,
 //!   written by exactly one final write that took effect (counted by the store
 //!   decorator, per retry of its run), and the run was closed by exactly one write
@@ -146,6 +147,21 @@ pub fn check_drive(setup: &Setup, d: &Drive, within: &'static str) -> Vec<Violat
         }
         for rec in &r.steps {
             let key = crate::world::final_key(rec);
+            // A task is stopped only because its run is being cancelled.
+            let stopped = rec.status == StepStatus::Cancelled
+                && rec
+                    .error
+                    .as_ref()
+                    .is_some_and(|e| e.message.starts_with("stopped while running"));
+            if stopped && r.record.status != RunStatus::Cancelled {
+                add(
+                    "stopped-outside-cancel",
+                    format!(
+                        "{id}: {key} attempt {} was stopped in a run that ended {:?}",
+                        rec.attempt, r.record.status
+                    ),
+                );
+            }
             if !rec.status.is_final() {
                 add(
                     "step-left-open",
