@@ -571,3 +571,26 @@ fn local_commands_never_contact_the_aws_metadata_service() {
         );
     }
 }
+
+#[test]
+fn progress_lines_tell_every_step_end_in_the_order_they_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    // `fast` is listed after `slow` but ends first; `last` ends as the run does.
+    std::fs::write(
+        dir.path().join("order.yaml"),
+        "name: order\nsteps:\n  - id: slow\n    wait: 300ms\n  - id: fast\n    pass: 1\n  - id: last\n    needs: [slow, fast]\n    pass: 2\n",
+    )
+    .unwrap();
+    let out = braid(dir.path(), &["run", "order.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ends: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.ends_with(" succeeded"))
+        .collect();
+    assert_eq!(
+        ends,
+        ["✓ fast succeeded", "✓ slow succeeded", "✓ last succeeded"],
+        "{stderr}"
+    );
+}

@@ -21,7 +21,8 @@ use braid_emulated::driver::Driver;
 use braid_emulated::sdk::emulator_sdk;
 use braid_emulated::stack::{CLI_STACK, Stack};
 use braid_engine::model::RunStatus;
-use braid_handlers::Handlers;
+use braid_handlers::{Handlers, Settings, StepEvents};
+use braid_local::events::{EventHub, Tee};
 use braid_local::lambda::{FunctionMap, LambdaRunner};
 use braid_ports::env_secrets::env_secrets;
 use braid_ports::{Task, TaskError, TaskRunner};
@@ -33,6 +34,9 @@ use std::sync::Arc;
 pub struct Emulated {
     pub stack: Stack,
     pub handlers: Arc<Handlers>,
+    /// What the handlers publish, also sent to this process's subscribers (every
+    /// step's end: progress lines are told from them).
+    pub events: EventHub,
 }
 
 impl Emulated {
@@ -57,10 +61,20 @@ impl Emulated {
                 aws: tasks.lambda.clone(),
             });
         }
-        let handlers = Handlers::new(ports, stack.settings.clone(), env_secrets());
+        let events = EventHub::default();
+        ports.events = Arc::new(Tee {
+            hub: events.clone(),
+            other: ports.events.clone(),
+        });
+        let settings = Settings {
+            step_events: StepEvents::All,
+            ..stack.settings.clone()
+        };
+        let handlers = Handlers::new(ports, settings, env_secrets());
         Ok(Emulated {
             stack,
             handlers: Arc::new(handlers),
+            events,
         })
     }
 
@@ -111,6 +125,7 @@ pub fn run(request: RunRequest) -> anyhow::Result<Exit> {
             request.step_order,
             String::new(),
             request.output == Format::Text,
+            emulated.events.subscribe(),
         );
         // No limit: the run's own timeouts end it, through the tick.
         let result = emulated.driver().run_to_end(&started.run.id, None).await;

@@ -1,10 +1,11 @@
 //! Live progress while a run goes: a line per step on a terminal (a bar for
-//! `for_each`), or one line per finished step when stderr is not a terminal; and,
-//! either way, once per waiting step, what it waits for and the command that ends the
-//! wait.
+//! `for_each`), or one line per finished step when stderr is not a terminal — told
+//! from the `step.finished` events the handlers publish, so in the order the steps
+//! ended, each once, the last ones included; and, either way, once per waiting step,
+//! what it waits for and the command that ends the wait.
 
 use super::report::status_mark;
-use braid_engine::model::{RunId, StepStatus};
+use braid_engine::model::{EventKind, LifecycleEvent, RunId, StepStatus};
 use braid_handlers::Handlers;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
@@ -12,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 
 /// Watches `run_id` in the store until the returned handle is stopped.
 pub struct Progress {
@@ -23,12 +25,14 @@ impl Progress {
     /// `flags`: what the printed commands need to reach this run (`--state PATH`),
     /// with a leading space; empty when they need nothing. Without `show_steps`, only
     /// the waits are told (the result goes to stdout as JSON, stderr stays quiet).
+    /// `events`: what the handlers publish, subscribed before the run can end.
     pub fn start(
         handlers: Arc<Handlers>,
         run_id: &RunId,
         step_order: Vec<String>,
         flags: String,
         show_steps: bool,
+        mut events: broadcast::Receiver<LifecycleEvent>,
     ) -> Self {
         let run_id = run_id.clone();
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
@@ -52,7 +56,8 @@ impl Progress {
                     (id.clone(), bar)
                 })
                 .collect();
-            let mut printed: HashMap<String, StepStatus> = HashMap::new();
+            let mut ends = StepEnds::new(&run_id, &step_order);
+            let print_ends = !tty && show_steps;
             // (step, attempt) already announced as waiting.
             let mut announced: HashSet<(String, u32)> = HashSet::new();
             loop {
@@ -97,30 +102,40 @@ impl Progress {
                             bar.set_position(done as u64);
                         }
                         bar.set_message(label);
-                        if !tty
-                            && show_steps
-                            && rec.status.is_final()
-                            && printed.get(rec.key.step.as_str()) != Some(&rec.status)
-                        {
-                            eprintln!(
-                                "{} {} {}",
-                                status_mark(rec.status),
-                                rec.key.step,
-                                rec.status
-                            );
-                            printed.insert(rec.key.step.to_string(), rec.status);
-                        }
                     }
                 }
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                    _ = stopped.changed() => break,
+                let tick = tokio::time::sleep(Duration::from_millis(100));
+                tokio::pin!(tick);
+                loop {
+                    tokio::select! {
+                        () = &mut tick => break,
+                        _ = stopped.changed() => {
+                            // The run is over: its last ends were published before.
+                            loop {
+                                match events.try_recv() {
+                                    Ok(e) => ends.take(&e, print_ends),
+                                    Err(TryRecvError::Lagged(n)) => ends.missed(n, print_ends),
+                                    Err(_) => break,
+                                }
+                            }
+                            for bar in bars.values() {
+                                bar.finish_and_clear();
+                            }
+                            let _ = multi.clear();
+                            return;
+                        }
+                        e = events.recv() => match e {
+                            Ok(e) => ends.take(&e, print_ends),
+                            Err(RecvError::Lagged(n)) => ends.missed(n, print_ends),
+                            // No hub: the handlers publish elsewhere.
+                            Err(RecvError::Closed) => {
+                                let _ = stopped.changed().await;
+                                break;
+                            }
+                        },
+                    }
                 }
             }
-            for bar in bars.values() {
-                bar.finish_and_clear();
-            }
-            let _ = multi.clear();
         });
         Progress { stop, task }
     }
@@ -128,6 +143,55 @@ impl Progress {
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+    }
+}
+
+/// The end lines of one run's top-level steps, from its `step.finished` events.
+struct StepEnds {
+    run_id: String,
+    steps: HashSet<String>,
+    /// Each (step, status, when) told, so that an event published twice is told once.
+    told: HashSet<(String, String, String)>,
+}
+
+impl StepEnds {
+    fn new(run_id: &RunId, steps: &[String]) -> Self {
+        StepEnds {
+            run_id: run_id.to_string(),
+            steps: steps.iter().cloned().collect(),
+            told: HashSet::new(),
+        }
+    }
+
+    /// The line for `e` if it is a new end of one of the run's steps.
+    fn line(&mut self, e: &LifecycleEvent) -> Option<String> {
+        let step = e.step.as_ref()?;
+        if e.kind != EventKind::StepFinished
+            || e.run_id.as_str() != self.run_id
+            || !self.steps.contains(step)
+        {
+            return None;
+        }
+        let status: StepStatus = serde_json::from_value(Value::String(e.status.clone())).ok()?;
+        let first = self
+            .told
+            .insert((step.clone(), e.status.clone(), e.at.to_rfc3339()));
+        first.then(|| format!("{} {step} {status}", status_mark(status)))
+    }
+
+    fn take(&mut self, e: &LifecycleEvent, print: bool) {
+        if let Some(line) = self.line(e)
+            && print
+        {
+            eprintln!("{line}");
+        }
+    }
+
+    /// Says that `n` events went by unread (the process fell far behind).
+    fn missed(&self, n: u64, print: bool) {
+        if print {
+            eprintln!("({n} progress events were missed; `braid logs` has every step)");
+        }
     }
 }
 

@@ -220,6 +220,7 @@ impl Driving<'_> {
             steps,
             self.state_flag(),
             self.format == Format::Text,
+            rt.events(),
         );
         let result = tokio::select! {
             r = rt.run_to_end(id) => Some(r),

@@ -25,6 +25,7 @@
 //!   `max_page_count`), so that a write beyond fails as on a full disk. For tests: it
 //!   is how the suite makes a disk full without privileges (root ignores file modes).
 
+use super::events::EventHub;
 use super::fault::Fault;
 use super::lambda::{FunctionMap, LambdaConfigError, LambdaRunner};
 use super::output::FolderOutput;
@@ -33,7 +34,7 @@ use super::queue::SqliteQueue;
 use super::read_only::NoQueue;
 use super::runtime::{LocalRuntime, RuntimeSettings};
 use super::store::SqliteStore;
-use braid_handlers::{Handlers, Ports, Settings, TaskRunners};
+use braid_handlers::{Handlers, Ports, Settings, StepEvents, TaskRunners};
 use braid_ports::env_secrets::{EnvSecrets, env_secrets};
 use braid_ports::{Clock, NullSink, PortError, SystemClock, UlidIds};
 use braid_runners::http::HttpRunner;
@@ -60,6 +61,8 @@ pub struct LocalOptions {
     /// Only read the state: `state.db` read-only, no queue, no task runner, nothing
     /// created, so that a folder the user may not write can still be read.
     pub read_only: bool,
+    /// Where the handlers publish lifecycle events; subscribe to see them.
+    pub events: EventHub,
 }
 
 impl LocalOptions {
@@ -68,7 +71,12 @@ impl LocalOptions {
         LocalOptions {
             state_dir: state_dir.into(),
             functions: None,
-            settings: Settings::default(),
+            // Every step's end is published: in one process it costs nothing, and
+            // progress lines are told from it.
+            settings: Settings {
+                step_events: StepEvents::All,
+                ..Settings::default()
+            },
             runtime: RuntimeSettings::default(),
             clock: Arc::new(SystemClock),
             fault: Fault::new(),
@@ -76,6 +84,7 @@ impl LocalOptions {
                 .ok()
                 .and_then(|v| v.trim().parse().ok()),
             read_only: false,
+            events: EventHub::default(),
         }
     }
 }
@@ -148,7 +157,7 @@ pub fn local_ports(opts: &LocalOptions) -> Result<Ports, LocalError> {
                 .map_err(state)?
                 .with_fault(fault.clone()),
         ),
-        events: Arc::new(NullSink),
+        events: Arc::new(opts.events.clone()),
         tasks: Some(TaskRunners {
             http: Arc::new(HttpRunner::new().map_err(|e| LocalError::Http(e.to_string()))?),
             lambda: Arc::new(LambdaRunner::from_env(map)?.with_output(output.clone())),
@@ -163,7 +172,12 @@ pub fn local_ports(opts: &LocalOptions) -> Result<Ports, LocalError> {
 /// The handlers and the runtime over `ports`.
 pub fn local_runtime(ports: Ports, opts: &LocalOptions) -> LocalRuntime {
     let handlers = Handlers::new(ports, opts.settings.clone(), env_secrets());
-    LocalRuntime::new(Arc::new(handlers), opts.runtime.clone(), opts.fault.clone())
+    LocalRuntime::new(
+        Arc::new(handlers),
+        opts.runtime.clone(),
+        opts.fault.clone(),
+        opts.events.clone(),
+    )
 }
 
 /// Opens the embedded backend in `opts.state_dir`.

@@ -10,6 +10,7 @@
 //! - [`lambda`]: `lambda` steps without AWS (Invoke API endpoints, local binaries);
 //! - [`output`]: what launched functions wrote, per attempt (`braid logs`);
 //! - [`runtime`]: the message loop;
+//! - [`events`]: lifecycle events to subscribers in the same process;
 //! - [`fault`]: a state that cannot be written stops the loop;
 //! - [`owner`]: the one process that drives a state folder (an OS file lock);
 //! - [`takeover`]: what it does with the runs an earlier process left;
@@ -17,6 +18,7 @@
 //! - [`link_key`]: the approval links' key, made when none is set.
 
 pub mod backend;
+pub mod events;
 pub mod fault;
 pub mod lambda;
 pub mod link_key;

@@ -11,10 +11,11 @@
 //! state over ([`crate::takeover`]), which also has this runtime sweep every active
 //! run once, a moment after it started, as if nothing were in flight.
 
+use crate::events::EventHub;
 use crate::fault::Fault;
 use crate::owner::Owner;
 use crate::takeover;
-use braid_engine::model::{RunId, RunRecord};
+use braid_engine::model::{LifecycleEvent, RunId, RunRecord};
 use braid_handlers::{Delivery, HandlerError, Handlers};
 use braid_ports::{PortError, Received};
 use std::pin::Pin;
@@ -60,19 +61,33 @@ pub struct LocalRuntime {
     owner: Mutex<Option<Owner>>,
     /// When the sweep of a takeover is due, until it ran.
     recovery: Mutex<Vec<RunId>>,
+    /// Where its handlers publish lifecycle events.
+    events: EventHub,
 }
 
 impl LocalRuntime {
     /// The runtime over `handlers`; `fault` is the cell its adapters note incurable
     /// failures in (a fresh one when they note none).
-    pub fn new(handlers: Arc<Handlers>, settings: RuntimeSettings, fault: Fault) -> Self {
+    /// `events`: the hub its handlers publish to.
+    pub fn new(
+        handlers: Arc<Handlers>,
+        settings: RuntimeSettings,
+        fault: Fault,
+        events: EventHub,
+    ) -> Self {
         LocalRuntime {
             handlers,
             settings,
             fault,
             owner: Mutex::new(None),
             recovery: Mutex::new(Vec::new()),
+            events,
         }
+    }
+
+    /// The lifecycle events its handlers publish from now on.
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<LifecycleEvent> {
+        self.events.subscribe()
     }
 
     /// Keeps `owner` for as long as the runtime lives and arms the takeover's sweep of
