@@ -355,3 +355,93 @@ async fn a_missing_stack_exits_2_naming_it() {
     );
     assert_eq!(stdout(&out), "");
 }
+
+#[tokio::test]
+async fn a_failed_run_is_retried_forked_logged_and_refused_a_cancel_on_a_stack() {
+    let stack = TestStack::create("cli-retry").await;
+    let cfg = &stack.config;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("guarded.yaml");
+    std::fs::write(
+        &file,
+        "name: guarded\nparams:\n  bad: { type: boolean, required: true }\nsteps:\n  - id: prep\n    pass: 1\n  - id: check\n    needs: [prep]\n    when: \"{{ params.bad }}\"\n    fail: { error: Bad, message: \"the input is bad\" }\n  - id: done\n    needs: [check]\n    pass: \"{{ steps.prep.output }}\"\n",
+    )
+    .unwrap();
+    let deployed = braid(&with_flags(&["deploy", &file.display().to_string()], cfg));
+    assert_eq!(deployed.status.code(), Some(0), "{}", stderr(&deployed));
+    let driver = Driver::new(&stack, aws_handlers(stack.ports()));
+    let drive = |id: String| {
+        let driver = &driver;
+        async move {
+            driver
+                .run_to_end(&id.as_str().into(), Some(Duration::from_secs(60)))
+                .await
+                .expect("the run ends");
+        }
+    };
+
+    let started = json_out(&braid(&with_flags(
+        &[
+            "start",
+            "guarded",
+            "--input",
+            r#"{"bad": true}"#,
+            "--output",
+            "json",
+        ],
+        cfg,
+    )));
+    let run_id = started["run_id"].as_str().unwrap().to_string();
+    drive(run_id.clone()).await;
+
+    let cancel = braid(&with_flags(&["cancel", &run_id], cfg));
+    assert_eq!(cancel.status.code(), Some(2), "{}", stderr(&cancel));
+    assert!(
+        stderr(&cancel).contains("it is failed"),
+        "{}",
+        stderr(&cancel)
+    );
+
+    // In place: `check` runs again (and fails again); `prep` keeps its output.
+    let retried = braid(&with_flags(&["retry", &run_id, "--as", "ana"], cfg));
+    assert_eq!(retried.status.code(), Some(0), "{}", stderr(&retried));
+    assert!(
+        stderr(&retried).contains("check, done run again"),
+        "{}",
+        stderr(&retried)
+    );
+    drive(run_id.clone()).await;
+    let shown = json_out(&braid(&with_flags(
+        &["show", &run_id, "--output", "json"],
+        cfg,
+    )));
+    assert_eq!(shown["status"], "failed");
+    assert_eq!(shown["retries"][0]["by"], "ana");
+    assert_eq!(shown["steps"]["prep"]["attempts"], 1);
+    assert_eq!(shown["steps"]["check"]["earlier"][0]["status"], "failed");
+
+    // A fork with a good input succeeds; the source stays failed.
+    let forked = braid(&with_flags(
+        &["retry", &run_id, "--new", "--input", r#"{"bad": false}"#],
+        cfg,
+    ));
+    assert_eq!(forked.status.code(), Some(0), "{}", stderr(&forked));
+    let fork_id = stdout(&forked).trim().to_string();
+    assert_ne!(fork_id, run_id);
+    drive(fork_id.clone()).await;
+    let fork = json_out(&braid(&with_flags(
+        &["show", &fork_id, "--output", "json"],
+        cfg,
+    )));
+    assert_eq!(fork["status"], "succeeded", "{fork}");
+    assert_eq!(fork["output"], json!({"done": 1}));
+    assert_eq!(fork["forked_from"]["run"], run_id.as_str());
+    assert_eq!(fork["steps"]["done"]["output"], 1);
+
+    let logs = stdout(&braid(&with_flags(
+        &["logs", &run_id, "--step", "check"],
+        cfg,
+    )));
+    let ends = logs.lines().filter(|l| l.contains("failed after")).count();
+    assert_eq!(ends, 2, "one end per drive:\n{logs}");
+}

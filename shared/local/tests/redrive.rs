@@ -290,3 +290,33 @@ steps:
     assert_eq!(view.steps["hello"].output, json!("hello bo"));
     assert_eq!(svc.calls("fetch"), 1);
 }
+
+#[tokio::test]
+async fn a_retry_waits_for_a_slot_under_its_workflows_concurrency_limit() {
+    let (b, _svc) = bench();
+    let limited = SHAPE.replace("name: shape\n", "name: shape\nconcurrency: 1\n");
+    let (def, _) = braid_handlers::definition("wf.yaml", &limited).unwrap();
+    let first = b.start_queued(&def).await;
+    b.deliver_all().await;
+    assert_eq!(b.run(&first).await.status, RunStatus::Failed);
+    // Another run holds the one slot.
+    let second = b.start_queued(&def).await;
+    assert_eq!(b.run(&second).await.status, RunStatus::Running);
+
+    match b.handlers().retry_run(&first, "ana", None).await {
+        Err(HandlerError::Port(PortError::Conflict(m))) => {
+            assert!(m.contains("at its concurrency limit (1)"), "{m}");
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(
+        b.run(&first).await.status,
+        RunStatus::Failed,
+        "left as it was"
+    );
+
+    b.deliver_all().await;
+    assert!(b.run(&second).await.status.is_final());
+    let run = b.handlers().retry_run(&first, "ana", None).await.unwrap();
+    assert_eq!(run.status, RunStatus::Running, "the slot is free again");
+}
