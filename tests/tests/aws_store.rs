@@ -47,6 +47,7 @@ fn run(id: &str) -> RunRecord {
         cancel: None,
         redrives: Vec::new(),
         forked_from: None,
+        notices: Vec::new(),
     }
 }
 

@@ -1,6 +1,6 @@
-//! Approvals, signals and child workflows on the AWS backend, on the emulator: the same
-//! handlers as on the embedded backend, over DynamoDB, SQS and S3, driven the way
-//! Lambda drives the five functions (see `braid_emulated::driver`).
+//! Approvals, signals, child workflows and notifications on the AWS backend, on the
+//! emulator: the same handlers as on the embedded backend, over DynamoDB, SQS and S3,
+//! driven the way Lambda drives the five functions (see `braid_emulated::driver`).
 
 use braid_e2e::stack::TestStack;
 use braid_emulated::driver::Driver;
@@ -326,4 +326,137 @@ async fn a_failed_run_is_retried_in_place_on_aws() {
     assert_eq!(view.output, json!(7));
     assert_eq!(view.steps["each"].status, StepStatus::Succeeded);
     assert_eq!(view.forked_from.unwrap().run, id);
+}
+
+/// A receiver standing in for Slack and webhook endpoints: `/ok/...` answers 200,
+/// `/down/...` 500; returns its base URL and the paths and bodies it got.
+async fn receiver() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+) {
+    use axum::extract::{Path, State};
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>;
+    async fn take(
+        State(seen): State<Seen>,
+        Path((mode, name)): Path<(String, String)>,
+        body: axum::body::Bytes,
+    ) -> axum::http::StatusCode {
+        let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        seen.lock().unwrap().push((format!("{mode}/{name}"), body));
+        if mode == "ok" {
+            axum::http::StatusCode::OK
+        } else {
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+    let seen = Seen::default();
+    let app = axum::Router::new()
+        .route("/{mode}/{name}", axum::routing::post(take))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_are_sent_recorded_and_given_up_on_into_the_dlq_on_aws() {
+    let stack = TestStack::create("notify").await;
+    let d = driver(&stack).await;
+    let h = &d.handlers;
+    let (base, seen) = receiver().await;
+    let posts = |path: &str| {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, b)| b.clone())
+            .collect::<Vec<_>>()
+    };
+    let id = start(
+        h,
+        &format!(
+            r#"
+name: nightly
+notify:
+  - on: [failed]
+    slack: {{ webhook_url: "{base}/ok/slack" }}
+  - on: [failed]
+    webhook: {{ url: "{base}/down/hook" }}
+steps:
+  - id: load
+    fail: {{ error: LoadError, message: "the warehouse is down" }}
+"#
+        ),
+    )
+    .await;
+    assert_eq!(
+        drive_to_end(&d, &id).await,
+        RunStatus::Failed,
+        "the run is unaffected"
+    );
+
+    let slack = posts("ok/slack");
+    assert_eq!(slack.len(), 1, "one message");
+    let text = slack[0].to_string();
+    assert!(
+        text.contains("LoadError") && text.contains("the warehouse is down"),
+        "{text}"
+    );
+    assert_eq!(
+        posts("down/hook").len(),
+        braid_handlers::NOTICE_TRIES as usize
+    );
+
+    let run = h.run_record(&id).await.unwrap();
+    assert_eq!(run.notices.len(), 2, "{:?}", run.notices);
+    assert!(run.notices.iter().any(|n| n.target == "slack" && n.sent));
+    assert!(run.notices.iter().any(|n| n.target == "webhook" && !n.sent));
+
+    // Given up on: in the dead-letter queue, with the reason.
+    let sqs = &stack.clients.sqs;
+    let dlq = stack.queue("EventDeadLetterQueue");
+    let got = sqs
+        .receive_message()
+        .queue_url(dlq)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let body = got[0].body.clone().unwrap();
+    let dead: braid_handlers::DeadNotice = serde_json::from_str(&body).unwrap();
+    assert_eq!(dead.event.run_id, id);
+    assert!(dead.reason.contains("500"), "{}", dead.reason);
+    assert!(
+        !dead.reason.contains("/down/hook"),
+        "no URL: {}",
+        dead.reason
+    );
+
+    // Redriven to the event queue, it is tried again, alone.
+    sqs.send_message()
+        .queue_url(stack.queue("EventQueue"))
+        .message_body(body)
+        .send()
+        .await
+        .unwrap();
+    while d
+        .deliver(braid_emulated::driver::Consumer::Notifier)
+        .await
+        .unwrap()
+        > 0
+    {}
+    assert_eq!(
+        posts("down/hook").len(),
+        2 * braid_handlers::NOTICE_TRIES as usize
+    );
+    assert_eq!(
+        posts("ok/slack").len(),
+        1,
+        "the other notification is not sent again"
+    );
 }

@@ -358,7 +358,12 @@ async fn notifier_sample_reaches_the_event_bus_and_the_tick_sample_sweeps() {
 
     let event: SqsEvent = serde_json::from_str(&sample("notifier-sqs.json")).unwrap();
     let sink = EventBridgeSink::new(eb.clone(), &stack.config.event_bus);
-    let response = notify::handle(&sink, event).await;
+    let notifier = handlers(&stack);
+    let dead = braid_aws::queue::SqsQueue::new(
+        stack.clients.sqs.clone(),
+        stack.queue("EventDeadLetterQueue"),
+    );
+    let response = notify::handle(&notifier, &sink, &dead, event).await;
     assert!(response.batch_item_failures.is_empty());
     let mut kinds = Vec::new();
     for _ in 0..20 {

@@ -125,6 +125,32 @@ pub fn summary(v: &RunView) -> String {
             let _ = writeln!(out, "{line}");
         }
     }
+    if !v.notifications.is_empty() {
+        let _ = writeln!(out, "\nnotifications:");
+        for n in &v.notifications {
+            let about = n
+                .step
+                .as_deref()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default();
+            let how = match (&n.error, n.sent) {
+                (_, true) => format!(
+                    "sent after {} tr{}",
+                    n.tries,
+                    if n.tries == 1 { "y" } else { "ies" }
+                ),
+                (Some(e), false) => format!("failed after {} tries: {e}", n.tries),
+                (None, false) => "failed".to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "  {} {}{about} to {}: {how}",
+                n.at.format("%H:%M:%S"),
+                n.on,
+                n.target
+            );
+        }
+    }
     match v.status {
         RunStatus::Succeeded => {
             let pretty = serde_json::to_string_pretty(&v.output).unwrap_or_default();

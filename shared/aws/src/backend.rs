@@ -78,6 +78,7 @@ pub fn stack_ports(cfg: &AwsConfig, clients: &StackClients) -> Ports {
         events: Arc::new(QueueSink::new(queue(&cfg.event_queue_url))),
         tasks: None,
         output: Arc::new(NoOutput),
+        notices: None,
         secrets: Arc::new(EnvSecrets::env_only()),
         clock: Arc::new(SystemClock),
         ids: Arc::new(UlidIds),
@@ -135,6 +136,27 @@ pub fn aws_ports(cfg: &AwsConfig, clients: &AwsClients) -> Result<Ports, Backend
         clients.secrets_manager.clone(),
     ));
     Ok(ports)
+}
+
+/// The notifier's task runners: HTTP requests (notifications) only; a `lambda` task
+/// is refused.
+#[cfg(feature = "http")]
+pub fn http_runners() -> Result<braid_handlers::TaskRunners, BackendError> {
+    let http = Arc::new(
+        braid_runners::http::HttpRunner::new().map_err(|e| BackendError::Http(e.to_string()))?,
+    );
+    Ok(braid_handlers::TaskRunners {
+        http: http.clone(),
+        lambda: http,
+    })
+}
+
+/// Where the notifier puts the notifications it gave up on: the event queue's
+/// dead-letter queue (`BRAID_EVENT_DLQ_URL`).
+pub fn event_dead_letters_from_env(sdk: &SdkConfig) -> Result<SqsQueue, BackendError> {
+    let url = std::env::var("BRAID_EVENT_DLQ_URL")
+        .map_err(|_| BackendError::Config(MissingConfig("BRAID_EVENT_DLQ_URL".into())))?;
+    Ok(SqsQueue::new(aws_sdk_sqs::Client::new(sdk), &url))
 }
 
 /// The handlers over `ports`, with the backend's default settings and its secrets.

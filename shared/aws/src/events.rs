@@ -72,6 +72,7 @@ pub(crate) mod tests {
             trigger: None,
             detail: None,
             at: Utc.with_ymd_and_hms(2026, 11, 3, 9, 30, 0).unwrap(),
+            notices: Vec::new(),
         }
     }
 

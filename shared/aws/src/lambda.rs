@@ -32,21 +32,20 @@ use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
 use braid_handlers::TaskRunners;
 use braid_ports::{Task, TaskError, TaskRunner};
-use braid_runners::http::HttpRunner;
 use braid_runners::lambda::{function_error, payload_value};
 use serde_json::Value;
 use std::sync::Arc;
 
-/// Invokes Lambda functions through the AWS SDK. Cheap to clone.
 /// The step dispatcher's task runners: `lambda` steps through the Lambda API, `http`
 /// steps with the shared HTTP runner.
 pub fn task_runners(client: Client) -> Result<TaskRunners, BackendError> {
     Ok(TaskRunners {
-        http: Arc::new(HttpRunner::new().map_err(|e| BackendError::Http(e.to_string()))?),
         lambda: Arc::new(AwsLambdaRunner::new(client)),
+        ..crate::backend::http_runners()?
     })
 }
 
+/// Invokes Lambda functions through the AWS SDK. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AwsLambdaRunner {
     client: Client,

@@ -15,6 +15,7 @@ use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use braid_aws::event_bus::EventBridgeSink;
+use braid_aws::queue::SqsQueue;
 use braid_engine::model::{RunId, RunRecord};
 use braid_handlers::Handlers;
 use braid_lambda::sqs_batch::{self, Source};
@@ -165,7 +166,13 @@ impl<'a> Driver<'a> {
         let response: SqsBatchResponse = match consumer {
             Consumer::Dispatcher => sqs_batch::handle(&self.handlers, Source::Ready, event).await,
             Consumer::Completer => sqs_batch::handle(&self.handlers, Source::Results, event).await,
-            Consumer::Notifier => notify::handle(self.sink.as_ref(), event).await,
+            Consumer::Notifier => {
+                let dead = SqsQueue::new(
+                    self.stack.clients.sqs.clone(),
+                    self.stack.queue("EventDeadLetterQueue"),
+                );
+                notify::handle(&self.handlers, self.sink.as_ref(), &dead, event).await
+            }
         };
         self.bill(consumer.function(), started.elapsed());
         let failed: Vec<String> = response

@@ -15,7 +15,8 @@
 //! - [`reconcile`]: what a sweep of a run must repair;
 //! - [`redrive`]: what retrying a run in place runs again;
 //! - [`records`]: a run's records, with the steps not written yet;
-//! - [`timeline`]: a run's attempts in time order (`braid logs`).
+//! - [`timeline`]: a run's attempts in time order (`braid logs`);
+//! - [`notify`]: which `notify` entries an event calls for, and the messages.
 //!
 //! # Layout
 //! - [`model`]: the records (runs, steps, fan-outs), the queue messages, lifecycle events;
@@ -29,6 +30,7 @@ pub mod guard;
 pub mod ids;
 pub mod lifecycle;
 pub mod model;
+pub mod notify;
 pub mod output;
 pub mod params;
 pub mod reconcile;

@@ -240,6 +240,10 @@ pub struct RunRecord {
     /// For a run forked from another (`braid retry --new`): which, by whom, when.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forked_from: Option<Fork>,
+    /// The notifications sent about the run (or that failed for good), oldest first;
+    /// at most [`MAX_NOTICES`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<NoticeLog>,
 }
 
 /// Where a forked run came from: it started with the outputs of the steps of `run`
@@ -291,6 +295,30 @@ impl CancelRequest {
             .unwrap_or_default();
         ErrorInfo::new("cancelled", format!("cancelled by {}{why}", self.by))
     }
+}
+
+/// The most notifications a run record keeps: a run that sends more (a `waiting`
+/// entry on a step of a big fan-out) records the first ones.
+pub const MAX_NOTICES: usize = 50;
+
+/// How one notification about a run went.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoticeLog {
+    pub at: Timestamp,
+    /// The status it was sent for (`failed`, `waiting`, ...).
+    pub on: String,
+    /// The step whose event it told, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// `slack` or `webhook`.
+    pub target: String,
+    /// Whether it was delivered.
+    pub sent: bool,
+    /// How many times it was tried.
+    pub tries: u32,
+    /// Why it failed for good (never the URL, which may be a secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The step of another run that started a run as its child (a `workflow` step).
@@ -692,6 +720,10 @@ pub struct LifecycleEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<serde_json::Value>,
     pub at: Timestamp,
+    /// The workflow's `notify` entries this event calls for (see
+    /// [`crate::notify::wanted`]): what the notifier sends. Not forwarded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<crate::notify::NoticeRef>,
 }
 
 impl LifecycleEvent {
@@ -748,6 +780,7 @@ impl LifecycleEvent {
             trigger: None,
             detail: None,
             at,
+            notices: Vec::new(),
         }
     }
 }

@@ -72,6 +72,7 @@ pub fn plan(wf: &Workflow, info: StartInfo, now: Timestamp) -> RunPlan {
         cancel: None,
         redrives: Vec::new(),
         forked_from: None,
+        notices: Vec::new(),
     };
     // Only the root steps are written: the others are pending until they first change
     // (see `braid_ports::Guard::admits_absent`).

@@ -288,6 +288,7 @@ fn run() -> RunRecord {
         cancel: None,
         redrives: Vec::new(),
         forked_from: None,
+        notices: Vec::new(),
     }
 }
 

@@ -44,7 +44,7 @@ impl Handlers {
                 {
                     admitted_any = true;
                     self.release_roots(&run, &roots, now).await?;
-                    self.publish(vec![LifecycleEvent::run_started(&run, now)])
+                    self.publish(&run, vec![LifecycleEvent::run_started(&run, now)])
                         .await;
                     continue;
                 }
@@ -102,7 +102,7 @@ impl Handlers {
         if done.status != RunStatus::Succeeded {
             self.cancel_open_steps(done).await?;
         }
-        self.publish(vec![LifecycleEvent::run_finished(done, now)])
+        self.publish(done, vec![LifecycleEvent::run_finished(done, now)])
             .await;
         if done.slot {
             self.admit(&done.workflow).await?;

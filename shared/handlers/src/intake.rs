@@ -243,7 +243,7 @@ impl Handlers {
                 .collect(),
         )
         .await?;
-        self.publish(vec![LifecycleEvent::run_started(&plan.run, now)])
+        self.publish(&plan.run, vec![LifecycleEvent::run_started(&plan.run, now)])
             .await;
         Ok(plan.run)
     }

@@ -30,7 +30,8 @@
 //! - `waiting`: approvals and signals — decisions, signals kept for a run, the wait
 //!   announced; `approvals`: their HTTP routes; `links`: signed approval links;
 //! - `api`, `view`, `query`: the HTTP API's routes, the run view, the reads tools make;
-//!   `logs`: a run's attempts in time order.
+//!   `logs`: a run's attempts in time order;
+//! - `notify`: the notifications an event calls for, sent, retried and recorded.
 
 mod admission;
 mod api;
@@ -50,6 +51,7 @@ mod intake;
 mod iteration;
 pub mod links;
 mod logs;
+mod notify;
 mod query;
 mod redrive;
 mod retention;
@@ -66,6 +68,7 @@ pub use backfill::MAX_BACKFILL_INSTANTS;
 pub use callbacks::{CallbackAnswer, CallbackReport};
 pub use deliver::{Delivery, MAX_RECEIVES};
 pub use intake::{StartRequest, Started};
+pub use notify::{DeadNotice, NOTICE_TRIES, NotifierMessage};
 pub use retention::{PAYLOAD_LIFETIME_DAYS, RENEW_OLDER_THAN};
 pub use tick::TickReport;
 pub use triggers::TriggeredRun;
@@ -101,6 +104,10 @@ pub struct Ports {
     pub tasks: Option<TaskRunners>,
     /// What functions wrote while they ran attempts (`braid logs`).
     pub output: Arc<dyn FunctionOutput>,
+    /// Where events that call for notifications wait, for a process that sends them
+    /// itself (the local runtime); `None` where the notifier function reads the event
+    /// queue.
+    pub notices: Option<Arc<dyn WorkQueue>>,
     pub secrets: Arc<dyn SecretStore>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn Ids>,
@@ -360,7 +367,19 @@ impl Handlers {
         Ok(())
     }
 
-    async fn publish(&self, events: Vec<LifecycleEvent>) {
+    /// Publishes `events` of `run`, each with the `notify` entries of its workflow it
+    /// calls for. Never fails: a lost event loses no state.
+    async fn publish(&self, run: &RunRecord, mut events: Vec<LifecycleEvent>) {
+        match self.workflow(run).await {
+            Ok(wf) => {
+                for e in &mut events {
+                    e.notices = braid_engine::notify::wanted(&wf, e);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot tell which notifications an event calls for")
+            }
+        }
         if let Err(e) = self.ports.events.publish(&events).await {
             tracing::warn!(error = %e, "publishing lifecycle events failed");
         }

@@ -32,10 +32,19 @@ impl Handlers {
         fresh: bool,
     ) -> HandlerResult<()> {
         let published = rec.status == StepStatus::Failed
-            || (rec.key.index.is_none() && self.settings.step_events == StepEvents::All);
+            || (rec.key.index.is_none()
+                && (self.settings.step_events == StepEvents::All
+                    || braid_engine::notify::step_end_wanted(
+                        wf,
+                        &rec.key.step,
+                        rec.status.as_str(),
+                    )));
         if fresh && published {
-            self.publish(vec![LifecycleEvent::step_finished(&run, rec, self.now())])
-                .await;
+            self.publish(
+                &run,
+                vec![LifecycleEvent::step_finished(&run, rec, self.now())],
+            )
+            .await;
         }
         let Some(step) = wf.step(&rec.key.step) else {
             return Ok(());

@@ -3,7 +3,8 @@
 
 use super::{HandlerResult, Handlers};
 use braid_engine::model::{
-    AttemptLog, ErrorInfo, Fork, ParentRef, Redrive, RunId, RunStatus, StepStatus, Timestamp,
+    AttemptLog, ErrorInfo, Fork, NoticeLog, ParentRef, Redrive, RunId, RunStatus, StepStatus,
+    Timestamp,
 };
 use indexmap::IndexMap;
 use serde::Serialize;
@@ -30,6 +31,9 @@ pub struct RunView {
     /// For a run forked from another: which, by whom, when, what it ran again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forked_from: Option<Fork>,
+    /// The notifications sent about it, or given up on, oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<NoticeLog>,
     /// Steps in workflow file order.
     pub steps: IndexMap<String, StepView>,
 }
@@ -122,6 +126,7 @@ impl Handlers {
             parent: run.parent,
             retries: run.redrives,
             forked_from: run.forked_from,
+            notifications: run.notices,
             steps,
         })
     }

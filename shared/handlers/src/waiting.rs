@@ -118,13 +118,16 @@ impl Handlers {
         let after = self
             .resolve(&wf, &run, &rec, Waiter::Approval, &outcome)
             .await?;
-        self.publish(vec![LifecycleEvent::of_step(
-            EventKind::StepDecided,
+        self.publish(
             &run,
-            &after,
-            record,
-            now,
-        )])
+            vec![LifecycleEvent::of_step(
+                EventKind::StepDecided,
+                &run,
+                &after,
+                record,
+                now,
+            )],
+        )
         .await;
         Ok(after)
     }
@@ -237,13 +240,16 @@ impl Handlers {
         rec: &StepRecord,
     ) -> HandlerResult<()> {
         let detail = self.waiting_for(run, step, rec).await?;
-        self.publish(vec![LifecycleEvent::of_step(
-            EventKind::StepWaiting,
+        self.publish(
             run,
-            rec,
-            detail,
-            self.now(),
-        )])
+            vec![LifecycleEvent::of_step(
+                EventKind::StepWaiting,
+                run,
+                rec,
+                detail,
+                self.now(),
+            )],
+        )
         .await;
         self.take_early_end(wf, run, step, rec).await?;
         Ok(())

@@ -12,9 +12,8 @@
 //! - `sqs_batch` (feature `handlers`): SQS batches to the dispatcher/completer handlers,
 //!   partial failures back.
 //! - `cron` (feature `handlers`): the cron-tick function's scheduled event.
-//! - [`notify`]: the notifier function's batches, forwarded to an event sink. It needs
-//!   no handler, so the notifier builds this crate without the `handlers` feature and
-//!   links neither the handlers nor the stack's table, queues or bucket.
+//! - `notify` (feature `handlers`): the notifier function's batches, forwarded to an
+//!   event sink, then the notifications they call for sent.
 
 #[cfg(feature = "handlers")]
 pub mod cron;
@@ -22,6 +21,7 @@ pub mod cron;
 pub mod http_api;
 #[cfg(feature = "handlers")]
 pub mod intake;
+#[cfg(feature = "handlers")]
 pub mod notify;
 #[cfg(feature = "handlers")]
 pub mod sqs_batch;

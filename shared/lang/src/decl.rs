@@ -217,7 +217,8 @@ pub struct RetryDecl {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyDecl {
-    /// Run statuses that send this notification.
+    /// What sends this notification: the run's (or, on a step, the step's) statuses,
+    /// and `waiting` when a step starts to wait for a person or a system.
     pub on: Vec<At<String>>,
     #[serde(default)]
     pub slack: Option<SlackDecl>,
@@ -236,6 +237,9 @@ pub struct SlackDecl {
 #[serde(deny_unknown_fields)]
 pub struct NotifyWebhookDecl {
     pub url: At<String>,
+    /// Extra request headers (rendered; may use `secret(name)`).
+    #[serde(default)]
+    pub headers: IndexMap<String, String>,
     /// Name of the secret used to sign deliveries.
     #[serde(default)]
     pub secret: Option<String>,
@@ -301,6 +305,9 @@ pub struct StepDecl {
     /// Fail the step with this error.
     #[serde(default)]
     pub fail: Option<At<FailDecl>>,
+    /// Notifications about this step alone.
+    #[serde(default)]
+    pub notify: Vec<At<NotifyDecl>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

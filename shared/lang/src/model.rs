@@ -130,14 +130,34 @@ pub enum TriggerSource {
 
 #[derive(Debug, Clone)]
 pub struct Notify {
+    /// The statuses that send it (see [`crate::validate::RUN_NOTIFY_STATUSES`] and
+    /// [`crate::validate::STEP_NOTIFY_STATUSES`]).
     pub on: Vec<String>,
     pub target: NotifyTarget,
 }
 
+/// Where a notification goes. Text fields are templates, rendered when it is sent.
 #[derive(Debug, Clone)]
 pub enum NotifyTarget {
+    /// A Slack incoming webhook.
     Slack { webhook_url: String },
-    Webhook { url: String, secret: Option<String> },
+    /// A JSON POST of the lifecycle event, signed `Braid-Signature` with the secret
+    /// named by `secret`, when given.
+    Webhook {
+        url: String,
+        headers: IndexMap<String, String>,
+        secret: Option<String>,
+    },
+}
+
+impl NotifyTarget {
+    /// `slack` or `webhook`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            NotifyTarget::Slack { .. } => "slack",
+            NotifyTarget::Webhook { .. } => "webhook",
+        }
+    }
 }
 
 /// A validated step.
@@ -157,6 +177,8 @@ pub struct Step {
     /// For a `lambda` or `http` step: its attempts end by a callback.
     pub callback: Option<Callback>,
     pub kind: StepKind,
+    /// Notifications about this step alone.
+    pub notify: Vec<Notify>,
     /// What this step's fields read of the run: steps, params, trigger.
     pub reads: Reads,
     /// What the fields rendered for each run of its task read (all but `when` and

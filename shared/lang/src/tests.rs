@@ -400,6 +400,35 @@ steps:
     ));
 }
 
+#[test]
+fn a_step_carries_its_own_notify_with_step_statuses_only() {
+    let wf = ok(r#"
+name: steps-notify
+steps:
+  - id: deploy
+    pass: 1
+    notify:
+      - on: [failed, waiting]
+        webhook:
+          url: "https://example.com/hook"
+          headers: { X-Team: "{{ secret('team') }}" }
+"#);
+    let n = &wf.step("deploy").unwrap().notify;
+    assert_eq!(n.len(), 1);
+    assert_eq!(n[0].on, ["failed", "waiting"]);
+    assert!(matches!(
+        &n[0].target,
+        NotifyTarget::Webhook { headers, .. } if headers["X-Team"] == "{{ secret('team') }}"
+    ));
+    let p = problem(
+        "name: x\nsteps:\n  - id: a\n    pass: 1\n    notify:\n      - on: [started]\n        slack: { webhook_url: \"https://x\" }\n",
+    );
+    assert_eq!(
+        p,
+        "6:14: step `a`: notify: unknown status `started`; expected one of: succeeded, failed, cancelled, waiting"
+    );
+}
+
 // ---- unknown keys and shapes ----
 
 #[test]
@@ -794,7 +823,7 @@ fn notify_with_an_unknown_status_suggests_the_nearest() {
     );
     assert_eq!(
         p,
-        "3:18: notify: unknown status `faild`; did you mean `failed`? expected one of: started, succeeded, failed, cancelled, timed_out"
+        "3:18: notify: unknown status `faild`; did you mean `failed`? expected one of: started, succeeded, failed, cancelled, timed_out, waiting"
     );
 }
 

@@ -15,8 +15,19 @@ use serde_json::Value;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
-/// Run statuses a `notify` entry may name.
-pub const NOTIFY_STATUSES: &[&str] = &["started", "succeeded", "failed", "cancelled", "timed_out"];
+/// What a workflow's `notify` entry may name: its run's statuses, and `waiting` for
+/// any step that starts to wait for a person or a system.
+pub const RUN_NOTIFY_STATUSES: &[&str] = &[
+    "started",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "timed_out",
+    "waiting",
+];
+
+/// What a step's `notify` entry may name: the step's final statuses, and `waiting`.
+pub const STEP_NOTIFY_STATUSES: &[&str] = &["succeeded", "failed", "cancelled", "waiting"];
 
 /// Variables an expression may read.
 const SCOPE: &[&str] = &[
@@ -400,7 +411,7 @@ pub(super) fn validate(decl: WorkflowDecl, text: &str, diags: &mut Collector) ->
     let notify = decl
         .notify
         .into_iter()
-        .filter_map(|n| notify(&mut cx, n))
+        .filter_map(|n| notify(&mut cx, &n, RUN_NOTIFY_STATUSES, "notify"))
         .collect();
 
     let default_retry = default_retry.unwrap_or_default();
@@ -621,18 +632,20 @@ fn trigger(cx: &mut Ctx, t: At<TriggerDecl>) -> Option<Trigger> {
     })
 }
 
-fn notify(cx: &mut Ctx, n: At<NotifyDecl>) -> Option<Notify> {
+/// A `notify` entry that may name `statuses`; `field` names it in messages
+/// (`notify`, or `step `x`: notify`).
+fn notify(cx: &mut Ctx, n: &At<NotifyDecl>, statuses: &[&str], field: &str) -> Option<Notify> {
     for s in &n.on {
-        if !NOTIFY_STATUSES.contains(&s.value.as_str()) {
-            let hint = nearest(&s.value, NOTIFY_STATUSES.iter().copied())
+        if !statuses.contains(&s.value.as_str()) {
+            let hint = nearest(&s.value, statuses.iter().copied())
                 .map(|n| format!("did you mean `{n}`? "))
                 .unwrap_or_default();
             cx.err(
                 s.pos,
                 format!(
-                    "notify: unknown status `{}`; {hint}expected one of: {}",
+                    "{field}: unknown status `{}`; {hint}expected one of: {}",
                     s.value,
-                    NOTIFY_STATUSES.join(", ")
+                    statuses.join(", ")
                 ),
             );
         }
@@ -640,7 +653,7 @@ fn notify(cx: &mut Ctx, n: At<NotifyDecl>) -> Option<Notify> {
     if n.on.is_empty() {
         cx.err(
             n.pos,
-            "notify: `on` lists no status, so this notification would never be sent",
+            format!("{field}: `on` lists no status, so this notification would never be sent"),
         );
     }
     let on = n.on.iter().map(|s| s.value.clone()).collect();
@@ -649,7 +662,7 @@ fn notify(cx: &mut Ctx, n: At<NotifyDecl>) -> Option<Notify> {
             cx.expressions(
                 &Value::String(s.webhook_url.value.clone()),
                 s.webhook_url.pos,
-                "notify.slack.webhook_url",
+                &format!("{field}.slack.webhook_url"),
                 RUN_LEVEL,
             );
             NotifyTarget::Slack {
@@ -660,18 +673,27 @@ fn notify(cx: &mut Ctx, n: At<NotifyDecl>) -> Option<Notify> {
             cx.expressions(
                 &Value::String(w.url.value.clone()),
                 w.url.pos,
-                "notify.webhook.url",
+                &format!("{field}.webhook.url"),
                 RUN_LEVEL,
             );
+            for v in w.headers.values() {
+                cx.expressions(
+                    &Value::String(v.clone()),
+                    w.url.pos,
+                    &format!("{field}.webhook.headers"),
+                    RUN_LEVEL,
+                );
+            }
             NotifyTarget::Webhook {
                 url: w.url.value.clone(),
+                headers: w.headers.clone(),
                 secret: w.secret.clone(),
             }
         }
         _ => {
             cx.err(
                 n.pos,
-                "a notify entry needs exactly one of `slack` or `webhook`",
+                format!("{field}: an entry needs exactly one of `slack` or `webhook`"),
             );
             return None;
         }
@@ -1036,6 +1058,11 @@ fn step(
         }
     }
     let kind = kinds.pop().expect("exactly one kind").1;
+    let notify = s
+        .notify
+        .iter()
+        .filter_map(|n| notify(cx, n, STEP_NOTIFY_STATUSES, &format!("step `{id}`: notify")))
+        .collect();
     Some(Step {
         id,
         pos: s.id.pos,
@@ -1049,6 +1076,7 @@ fn step(
         input: s.input.as_ref().map(|i| i.value.clone()),
         callback,
         kind,
+        notify,
         reads: reads.union(&task_reads),
         task_reads,
     })

@@ -6,6 +6,7 @@
 //!   state.db      runs, steps and definitions (SQLite, WAL)
 //!   ready.db      the "ready" work queue
 //!   results.db    the "result" work queue
+//!   notices.db    events that call for notifications, until they are sent
 //!   payloads/     values over the inline limit
 //!   output/       what launched functions wrote, per attempt (`braid logs`)
 //!   secrets.toml  webhook and other secrets (written by the user; optional)
@@ -25,7 +26,7 @@
 //!   `max_page_count`), so that a write beyond fails as on a full disk. For tests: it
 //!   is how the suite makes a disk full without privileges (root ignores file modes).
 
-use super::events::EventHub;
+use super::events::{EventHub, NoticeQueue, Tee};
 use super::fault::Fault;
 use super::lambda::{FunctionMap, LambdaConfigError, LambdaRunner};
 use super::output::FolderOutput;
@@ -36,7 +37,7 @@ use super::runtime::{LocalRuntime, RuntimeSettings};
 use super::store::SqliteStore;
 use braid_handlers::{Handlers, Ports, Settings, StepEvents, TaskRunners};
 use braid_ports::env_secrets::{EnvSecrets, env_secrets};
-use braid_ports::{Clock, NullSink, PortError, SystemClock, UlidIds};
+use braid_ports::{Clock, NullSink, PortError, SystemClock, UlidIds, WorkQueue};
 use braid_runners::http::HttpRunner;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -109,8 +110,13 @@ pub const SECRETS_FILE: &str = "secrets.toml";
 /// The name of the database file inside the state folder.
 pub const DB_FILE: &str = "state.db";
 
-/// The "ready" and "result" queues' files inside the state folder, with their names.
-pub const QUEUES: [(&str, &str); 2] = [("ready.db", "ready"), ("results.db", "results")];
+/// The queues' files inside the state folder, with their names: "ready", "result", and
+/// the events that call for notifications.
+pub const QUEUES: [(&str, &str); 3] = [
+    ("ready.db", "ready"),
+    ("results.db", "results"),
+    ("notices.db", "notices"),
+];
 
 /// Builds the ports of the embedded backend.
 pub fn local_ports(opts: &LocalOptions) -> Result<Ports, LocalError> {
@@ -130,6 +136,7 @@ pub fn local_ports(opts: &LocalOptions) -> Result<Ports, LocalError> {
             events: Arc::new(NullSink),
             tasks: None,
             output: Arc::new(FolderOutput::new(dir.join(OUTPUT_DIR), opts.clock.clone())),
+            notices: None,
             secrets,
             clock: opts.clock.clone(),
             ids: Arc::new(UlidIds),
@@ -146,6 +153,7 @@ pub fn local_ports(opts: &LocalOptions) -> Result<Ports, LocalError> {
             .map(|q| q.with_fault(fault.clone()))
             .map_err(state)
     };
+    let notices: Arc<dyn WorkQueue> = Arc::new(queue(QUEUES[2].0, QUEUES[2].1)?);
     Ok(Ports {
         store: Arc::new(
             SqliteStore::open_with(&db, fault.clone(), opts.max_state_pages).map_err(state)?,
@@ -157,12 +165,16 @@ pub fn local_ports(opts: &LocalOptions) -> Result<Ports, LocalError> {
                 .map_err(state)?
                 .with_fault(fault.clone()),
         ),
-        events: Arc::new(opts.events.clone()),
+        events: Arc::new(Tee {
+            hub: opts.events.clone(),
+            other: Arc::new(NoticeQueue(notices.clone())),
+        }),
         tasks: Some(TaskRunners {
             http: Arc::new(HttpRunner::new().map_err(|e| LocalError::Http(e.to_string()))?),
             lambda: Arc::new(LambdaRunner::from_env(map)?.with_output(output.clone())),
         }),
         output: Arc::new(output),
+        notices: Some(notices),
         secrets,
         clock: opts.clock.clone(),
         ids: Arc::new(UlidIds),

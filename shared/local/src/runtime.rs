@@ -16,7 +16,7 @@ use crate::fault::Fault;
 use crate::owner::Owner;
 use crate::takeover;
 use braid_engine::model::{LifecycleEvent, RunId, RunRecord};
-use braid_handlers::{Delivery, HandlerError, Handlers};
+use braid_handlers::{Delivery, HandlerError, Handlers, NotifierMessage};
 use braid_ports::{PortError, Received};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -224,6 +224,9 @@ struct Driver<'a> {
     /// Handled messages are acknowledged in batches: an ack is a write, and a message
     /// redelivered because its ack was late changes nothing.
     acks: Vec<String>,
+    /// Notifications being sent, apart from the steps: a slow receiver holds up no
+    /// step. Each ends with the receipt to acknowledge, if any.
+    notices: JoinSet<Option<String>>,
 }
 
 impl<'a> Driver<'a> {
@@ -236,6 +239,7 @@ impl<'a> Driver<'a> {
             idle: Duration::from_millis(1),
             drained: false,
             acks: Vec::new(),
+            notices: JoinSet::new(),
         }
     }
 
@@ -283,6 +287,8 @@ impl<'a> Driver<'a> {
 
         let mut quiet = false;
         if Instant::now() >= self.next_rare {
+            let notices = self.notices().await?;
+            worked |= notices;
             let results = ports
                 .results
                 .receive(settings.batch, Duration::from_secs(60))
@@ -298,7 +304,7 @@ impl<'a> Driver<'a> {
             if !handled.is_empty() {
                 ports.results.ack(&handled).await?;
             }
-            quiet = !news && self.tasks.is_empty();
+            quiet = !news && !notices && self.tasks.is_empty() && self.notices.is_empty();
             worked |= news;
             if !news {
                 self.next_rare = Instant::now() + POLL_RARE;
@@ -314,6 +320,35 @@ impl<'a> Driver<'a> {
             self.idle = Duration::from_millis(1);
         }
         Ok(Pass { worked, quiet })
+    }
+
+    /// Acknowledges the notifications sent and takes new ones; whether any came or
+    /// ended.
+    async fn notices(&mut self) -> Result<bool, HandlerError> {
+        let handlers = &self.rt.handlers;
+        let Some(queue) = handlers.ports().notices.clone() else {
+            return Ok(false);
+        };
+        let mut worked = false;
+        let mut acks = Vec::new();
+        while let Some(done) = self.notices.try_join_next() {
+            acks.extend(done.ok().flatten());
+            worked = true;
+        }
+        if !acks.is_empty() {
+            queue.ack(&acks).await?;
+        }
+        let free = NOTICE_CONCURRENCY.saturating_sub(self.notices.len());
+        if free > 0 {
+            let got = queue.receive(free, NOTICE_VISIBILITY).await?;
+            worked |= !got.is_empty();
+            for m in got {
+                let handlers = handlers.clone();
+                self.notices
+                    .spawn(async move { notify(&handlers, m).await });
+            }
+        }
+        Ok(worked)
     }
 
     /// Waits for a task to finish, the idle pause to pass (each one longer, up to
@@ -343,7 +378,8 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
-    /// Lets the tasks in flight finish and acknowledges what they handled.
+    /// Lets the tasks in flight finish and acknowledges what they handled; the
+    /// notifications being sent are left to the next process (they are still queued).
     async fn finish(&mut self) {
         while let Some(done) = self.tasks.join_next().await {
             if let Ok(Handled::Ack(r)) = done {
@@ -352,6 +388,37 @@ impl<'a> Driver<'a> {
         }
         if let Err(e) = self.flush().await {
             tracing::warn!(error = %e, "could not acknowledge the last messages; they will be delivered again");
+        }
+    }
+}
+
+/// How many notifications are sent at once.
+const NOTICE_CONCURRENCY: usize = 8;
+
+/// How long a notification taken off the queue is hidden from another taker: longer
+/// than all its tries take.
+const NOTICE_VISIBILITY: Duration = Duration::from_secs(120);
+
+/// Sends the notifications of message `m`; the receipt to acknowledge it with, unless
+/// it should come again. One given up on is recorded on its run (`braid show`) and
+/// logged: locally that is the dead-letter queue.
+async fn notify(handlers: &Handlers, m: Received) -> Option<String> {
+    let msg = match NotifierMessage::decode(&m.body) {
+        Ok(msg) => msg,
+        Err(e) => {
+            tracing::error!(error = %e, "not a notifier message; set aside");
+            return Some(m.receipt);
+        }
+    };
+    match handlers.notify(&msg).await {
+        Ok(_) => Some(m.receipt),
+        Err(e) if e.is_retryable() && m.receive_count < braid_handlers::MAX_RECEIVES => {
+            tracing::warn!(error = %e, "sending notifications failed; they will be tried again");
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "notifications given up on");
+            Some(m.receipt)
         }
     }
 }

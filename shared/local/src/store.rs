@@ -12,8 +12,8 @@
 use crate::fault::Fault;
 use async_trait::async_trait;
 use braid_engine::model::{
-    CancelRequest, Definition, ErrorInfo, RunId, RunRecord, RunStatus, Signal, StepId, StepKey,
-    StepRecord, StepStatus, Timestamp,
+    CancelRequest, Definition, ErrorInfo, MAX_NOTICES, NoticeLog, RunId, RunRecord, RunStatus,
+    Signal, StepId, StepKey, StepRecord, StepStatus, Timestamp,
 };
 use braid_ports::{
     Created, Finalized, Guard, PortError, PortResult, Record, RunFilter, StateStore,
@@ -690,6 +690,18 @@ impl StateStore for SqliteStore {
             };
             write_run(tx, &asked)?;
             Ok(Some(asked))
+        })
+    }
+
+    async fn note_notice(&self, run_id: &RunId, log: &NoticeLog) -> PortResult<bool> {
+        self.with_tx(|tx| {
+            let mut run = read_run(tx, run_id)?;
+            if run.notices.len() >= MAX_NOTICES {
+                return Ok(false);
+            }
+            run.notices.push(log.clone());
+            write_run(tx, &run)?;
+            Ok(true)
         })
     }
 

@@ -740,6 +740,7 @@ async fn a_message_that_can_never_be_handled_fails_its_run_with_the_reason() {
         cancel: None,
         redrives: Vec::new(),
         forked_from: None,
+        notices: Vec::new(),
     };
     let step = StepRecord::new("r-poison", StepKey::step("a"), StepStatus::Ready);
     ports.store.create_run(&run, &[step]).await.unwrap();

@@ -1,8 +1,8 @@
 use super::PortResult;
 use async_trait::async_trait;
 use braid_engine::model::{
-    CancelRequest, Definition, ErrorInfo, RunId, RunRecord, RunStatus, Signal, StepId, StepKey,
-    StepRecord, Timestamp,
+    CancelRequest, Definition, ErrorInfo, NoticeLog, RunId, RunRecord, RunStatus, Signal, StepId,
+    StepKey, StepRecord, Timestamp,
 };
 
 pub use braid_engine::guard::Guard;
@@ -145,6 +145,11 @@ pub trait StateStore: Send + Sync {
         run_id: &RunId,
         cancel: &CancelRequest,
     ) -> PortResult<Option<RunRecord>>;
+
+    /// Appends `log` to run `run_id`'s notifications unless it keeps
+    /// [`MAX_NOTICES`](braid_engine::model::MAX_NOTICES) already; returns whether it
+    /// was kept. The rest of the run is left as it is.
+    async fn note_notice(&self, run_id: &RunId, log: &NoticeLog) -> PortResult<bool>;
 
     /// Reopens run `was`, which ended and is closed, as `run` (running, retried in
     /// place: see [`braid_engine::redrive`]) if it is still as `was` read; a store that

@@ -218,6 +218,7 @@ impl Process {
                 lambda: runner,
             }),
             output: Arc::new(NoOutput),
+            notices: None,
             secrets: Arc::new(LinkKey),
             clock,
             ids: Arc::new(SeqIds::default()),

@@ -9,8 +9,8 @@
 use crate::world::World;
 use async_trait::async_trait;
 use braid_engine::model::{
-    CancelRequest, Definition, ErrorInfo, RunId, RunRecord, Signal, StepId, StepKey, StepRecord,
-    Timestamp,
+    CancelRequest, Definition, ErrorInfo, NoticeLog, RunId, RunRecord, Signal, StepId, StepKey,
+    StepRecord, Timestamp,
 };
 use braid_ports::{Created, Finalized, Guard, PortResult, RunFilter, StateStore};
 use std::sync::Arc;
@@ -324,6 +324,11 @@ impl StateStore for FaultyStore {
             Option::is_some,
         )
         .await
+    }
+
+    async fn note_notice(&self, run_id: &RunId, log: &NoticeLog) -> PortResult<bool> {
+        self.write("note_notice", self.inner.note_notice(run_id, log), |k| *k)
+            .await
     }
 
     /// Counts each reopening that took effect: the run ends once more, and what

@@ -68,8 +68,8 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, KeysAndAttributes, Put, ReturnValue, TransactWriteItem, Update,
 };
 use braid_engine::model::{
-    CancelRequest, Definition, ErrorInfo, RunId, RunRecord, RunStatus, Signal, StepId, StepKey,
-    StepRecord, StepStatus, Timestamp,
+    CancelRequest, Definition, ErrorInfo, MAX_NOTICES, NoticeLog, RunId, RunRecord, RunStatus,
+    Signal, StepId, StepKey, StepRecord, StepStatus, Timestamp,
 };
 use braid_ports::{Created, Finalized, Guard, PortError, PortResult, RunFilter, StateStore};
 use codec::{
@@ -1261,6 +1261,28 @@ impl StateStore for DynamoStore {
             .await?
             .map(|item| decode(item, RUN_OPAQUE))
             .transpose()
+    }
+
+    /// One update appending to the list, conditioned on its length: no read first.
+    async fn note_notice(&self, run_id: &RunId, log: &NoticeLog) -> PortResult<bool> {
+        let mut x = Expr::default();
+        let entry = serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(vec![log])
+            .map_err(PortError::backend)?;
+        let notices = x.name("notices");
+        let update = format!(
+            "SET {notices} = list_append(if_not_exists({notices}, {}), {})",
+            x.value(AttributeValue::L(Vec::new())),
+            x.value(entry)
+        );
+        let cond = format!(
+            "attribute_exists({}) AND (attribute_not_exists({notices}) OR size({notices}) < {})",
+            x.name(PK),
+            x.value(n(MAX_NOTICES))
+        );
+        Ok(self
+            .update_if(key(run_pk(run_id), RUN_SK), &update, &cond, &x)
+            .await?
+            .is_some())
     }
 
     /// The run item is replaced whole (its `active_runs` attributes back, its expiry

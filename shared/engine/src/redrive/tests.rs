@@ -67,6 +67,7 @@ fn failed_run() -> RunRecord {
         cancel: None,
         redrives: Vec::new(),
         forked_from: None,
+        notices: Vec::new(),
     }
 }
 

@@ -27,6 +27,7 @@ fn lifecycle(run_id: &str) -> Vec<LifecycleEvent> {
         trigger: None,
         detail: None,
         at: at(ms).unwrap_or_default(),
+        notices: Vec::new(),
     };
     vec![
         LifecycleEvent {

@@ -141,7 +141,7 @@ mod failing_store {
     use crate::{Created, Finalized, Guard, PortResult, RunFilter, StateStore};
     use async_trait::async_trait;
     use braid_engine::model::{
-        CancelRequest, Definition, ErrorInfo, RunId, RunRecord, Signal, StepId, StepKey,
+        CancelRequest, Definition, ErrorInfo, NoticeLog, RunId, RunRecord, Signal, StepId, StepKey,
         StepRecord, Timestamp,
     };
 
@@ -183,6 +183,7 @@ mod failing_store {
         finish_run(run: &RunRecord) -> bool;
         close_run(run: &RunRecord) -> ();
         request_cancel(run_id: &RunId, cancel: &CancelRequest) -> Option<RunRecord>;
+        note_notice(run_id: &RunId, log: &NoticeLog) -> bool;
         reopen_run(was: &RunRecord, run: &RunRecord) -> bool;
         delete_iterations(run_id: &RunId, step: &StepId) -> ();
         put_signal(run_id: &RunId, signal: &Signal) -> Signal;

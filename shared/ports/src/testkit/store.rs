@@ -49,6 +49,7 @@ fn run_record(id: &str, workflow: &str, key: Option<&str>) -> RunRecord {
         cancel: None,
         redrives: Vec::new(),
         forked_from: None,
+        notices: Vec::new(),
     }
 }
 
@@ -78,6 +79,7 @@ pub async fn run_all(store: Arc<dyn StateStore>) {
     markers_round_trip(&*store).await;
     a_signal_is_kept_once_per_name(&*store).await;
     a_cancel_is_recorded_once_on_a_running_run(&*store).await;
+    notices_are_appended_up_to_the_cap(&*store).await;
     current_definitions_list_the_registry(&*store).await;
     a_removed_definition_leaves_the_registry_not_its_versions(&*store).await;
     created_run_and_steps_read_back(&*store).await;
@@ -323,6 +325,48 @@ pub async fn a_cancel_is_recorded_once_on_a_running_run(store: &dyn StateStore) 
         store.request_cancel(&failing.id, &ask).await.unwrap(),
         None,
         "a failing run ends failed"
+    );
+}
+
+pub async fn notices_are_appended_up_to_the_cap(store: &dyn StateStore) {
+    let run = two_step_run(store, "notices").await;
+    let log = |i: usize| braid_engine::model::NoticeLog {
+        at: t0(),
+        on: "failed".into(),
+        step: i.is_multiple_of(2).then(|| "a".to_string()),
+        target: "slack".into(),
+        sent: i != 1,
+        tries: 3,
+        error: (i == 1).then(|| "http.500: down".to_string()),
+    };
+    for i in 0..braid_engine::model::MAX_NOTICES {
+        assert!(
+            store.note_notice(&run.id, &log(i)).await.unwrap(),
+            "notice {i}"
+        );
+    }
+    assert!(
+        !store.note_notice(&run.id, &log(99)).await.unwrap(),
+        "over the cap"
+    );
+    let read = store.get_run(&run.id).await.unwrap();
+    assert_eq!(read.notices.len(), braid_engine::model::MAX_NOTICES);
+    assert_eq!(read.notices[1], log(1));
+    assert_eq!(read.notices[2], log(2));
+    assert_eq!(
+        RunRecord {
+            notices: Vec::new(),
+            ..read
+        },
+        run,
+        "the rest of the run is left as it was"
+    );
+    assert!(
+        !store
+            .note_notice(&RunId::new("no-such-run"), &log(0))
+            .await
+            .unwrap_or(false),
+        "an unknown run keeps nothing"
     );
 }
 

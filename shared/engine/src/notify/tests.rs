@@ -1,0 +1,122 @@
+use super::*;
+use crate::model::{ErrorInfo, RunId};
+use chrono::TimeZone;
+
+fn wf() -> Workflow {
+    braid_lang::parse(
+        "wf.yaml",
+        r#"
+name: shipping
+notify:
+  - on: [failed, timed_out]
+    slack: { webhook_url: "https://hooks.example/a" }
+  - on: [succeeded, waiting]
+    webhook: { url: "https://example.com/b" }
+steps:
+  - id: deploy
+    pass: 1
+    notify:
+      - on: [failed]
+        webhook: { url: "https://example.com/c" }
+  - id: gate
+    needs: [deploy]
+    approval: { message: "Ship?" }
+    notify:
+      - on: [waiting]
+        slack: { webhook_url: "https://hooks.example/d" }
+"#,
+    )
+    .unwrap()
+}
+
+fn event(kind: EventKind, status: &str, step: Option<&str>) -> LifecycleEvent {
+    LifecycleEvent {
+        kind,
+        run_id: RunId::new("01RUN"),
+        workflow: "shipping".into(),
+        status: status.into(),
+        step: step.map(str::to_string),
+        error: None,
+        trigger: None,
+        detail: None,
+        at: chrono::Utc.with_ymd_and_hms(2026, 12, 7, 1, 0, 0).unwrap(),
+        notices: Vec::new(),
+    }
+}
+
+fn refs(v: &[NoticeRef]) -> Vec<(Option<&str>, usize, &str)> {
+    v.iter()
+        .map(|r| (r.step.as_deref(), r.index, r.on.as_str()))
+        .collect()
+}
+
+#[test]
+fn each_event_calls_for_the_entries_naming_its_status() {
+    let wf = wf();
+    let of = |kind, status, step| wanted(&wf, &event(kind, status, step));
+    assert_eq!(
+        refs(&of(EventKind::RunFinished, "failed", None)),
+        [(None, 0, "failed")]
+    );
+    assert_eq!(
+        refs(&of(EventKind::RunFinished, "succeeded", None)),
+        [(None, 1, "succeeded")]
+    );
+    assert!(of(EventKind::RunFinished, "cancelled", None).is_empty());
+    assert!(of(EventKind::RunStarted, "running", None).is_empty());
+    assert_eq!(
+        refs(&of(EventKind::StepFinished, "failed", Some("deploy"))),
+        [(Some("deploy"), 0, "failed")],
+        "a step's failure is its own entries' business, not the run's"
+    );
+    assert!(of(EventKind::StepFinished, "failed", Some("deploy[2]")).is_empty());
+    assert_eq!(
+        refs(&of(EventKind::StepWaiting, "waiting", Some("gate"))),
+        [(None, 1, "waiting"), (Some("gate"), 0, "waiting")]
+    );
+    assert!(step_end_wanted(&wf, "deploy", "failed"));
+    assert!(!step_end_wanted(&wf, "deploy", "succeeded"));
+}
+
+#[test]
+fn a_slack_message_tells_the_failure_and_offers_an_approvals_links() {
+    let mut failed = event(EventKind::RunFinished, "failed", None);
+    failed.error = Some(ErrorInfo::new("http.500", "step `deploy` failed: boom"));
+    let m = slack_message(&failed, Some(Duration::from_secs(192)));
+    assert_eq!(m["text"], "❌ shipping failed");
+    let text = m.to_string();
+    assert!(text.contains("*Run*\\n`01RUN`"), "{text}");
+    assert!(text.contains("*Duration*\\n3m12s"), "{text}");
+    assert!(
+        text.contains("```http.500: step `deploy` failed: boom```"),
+        "{text}"
+    );
+
+    let mut waiting = event(EventKind::StepWaiting, "waiting", Some("gate"));
+    waiting.detail = Some(json!({"for": "approval", "message": "Ship?",
+        "approve_url": "https://x/approve", "reject_url": "https://x/reject"}));
+    let m = slack_message(&waiting, None);
+    assert_eq!(m["text"], "⏳ shipping step `gate` is waiting");
+    let actions = m["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "actions")
+        .expect("buttons");
+    assert_eq!(actions["elements"][0]["url"], "https://x/approve");
+    assert_eq!(actions["elements"][1]["url"], "https://x/reject");
+}
+
+#[test]
+fn a_webhook_body_is_the_event_without_its_routing() {
+    let mut e = event(EventKind::RunFinished, "succeeded", None);
+    e.notices = vec![NoticeRef {
+        step: None,
+        index: 1,
+        on: "succeeded".into(),
+    }];
+    let body = webhook_body(&e);
+    assert_eq!(body["type"], Value::Null);
+    assert_eq!(body["status"], "succeeded");
+    assert!(body.get("notices").is_none());
+}

@@ -1,0 +1,263 @@
+//! Notifications sent: for each `notify` entry an event calls for (attached by
+//! `Handlers::publish`, see [`braid_engine::notify`]), the target is rendered — its
+//! secrets resolved where the run's expressions resolve them — the message posted, a
+//! failure with 5xx, 429, a timeout or a dropped connection tried again (up to
+//! [`NOTICE_TRIES`] times), and how it went recorded on the run (`braid show`). One
+//! that fails for good is handed back as a [`DeadNotice`] for the notifier's
+//! dead-letter queue; it never fails the run nor holds it up.
+//!
+//! A webhook's body is the lifecycle event; with a `secret` it is signed
+//! `Braid-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`, the scheme
+//! Braid checks on its own webhooks, and `Braid-Delivery` names the notification so a
+//! receiver can drop a repeat (delivery is at least once).
+
+use super::{HandlerResult, Handlers};
+use braid_engine::model::{LifecycleEvent, NoticeLog, RunRecord};
+use braid_engine::notify::{self, NoticeRef};
+use braid_lang::{NotifyTarget, Reads};
+use braid_ports::{Task, TaskError};
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+/// How many times a notification is tried before it is given up on.
+pub const NOTICE_TRIES: u32 = 3;
+
+/// The wait before each try after the first.
+const BACKOFF: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(3)];
+
+/// How long one try may take.
+const NOTICE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A notification given up on, as the dead-letter queue keeps it: sent to the event
+/// queue again (a redrive), it is tried once more.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeadNotice {
+    pub event: LifecycleEvent,
+    pub notice: NoticeRef,
+    pub reason: String,
+    pub tries: u32,
+}
+
+/// A message of the notifier's queue.
+pub enum NotifierMessage {
+    /// A lifecycle event: forwarded, then its notifications sent.
+    Event(LifecycleEvent),
+    /// A notification given up on before, sent again.
+    Redriven(DeadNotice),
+}
+
+impl NotifierMessage {
+    /// The message in `body`, or why it is none.
+    pub fn decode(body: &str) -> Result<Self, serde_json::Error> {
+        match serde_json::from_str::<DeadNotice>(body) {
+            Ok(d) => Ok(NotifierMessage::Redriven(d)),
+            Err(_) => serde_json::from_str(body).map(NotifierMessage::Event),
+        }
+    }
+}
+
+impl Handlers {
+    /// Sends the notifications `event` calls for, side by side (a slow receiver
+    /// delays no other); returns those given up on.
+    pub async fn send_notices(&self, event: &LifecycleEvent) -> HandlerResult<Vec<DeadNotice>> {
+        let sends = event.notices.iter().map(|n| self.send_notice(event, n));
+        let mut dead = Vec::new();
+        for sent in futures::future::join_all(sends).await {
+            dead.extend(sent?);
+        }
+        Ok(dead)
+    }
+
+    /// Sends one notification of `event`; `Some` when it was given up on.
+    pub async fn send_notice(
+        &self,
+        event: &LifecycleEvent,
+        notice: &NoticeRef,
+    ) -> HandlerResult<Option<DeadNotice>> {
+        let run = self.ports.store.get_run(&event.run_id).await?;
+        let wf = self.workflow(&run).await?;
+        let entries = match &notice.step {
+            None => Some(&wf.notify),
+            Some(id) => wf.step(id).map(|s| &s.notify),
+        };
+        let Some(entry) = entries.and_then(|e| e.get(notice.index)) else {
+            tracing::warn!(run = %run.id, ?notice, "no such notify entry in the run's workflow; nothing sent");
+            return Ok(None);
+        };
+        let (tries, result) = match self.notice_task(&run, event, notice, &entry.target).await {
+            Ok(task) => self.try_notice(&task).await,
+            Err(reason) => (0, Err(reason)),
+        };
+        let log = NoticeLog {
+            at: self.now(),
+            on: notice.on.clone(),
+            step: event.step.clone(),
+            target: entry.target.kind().to_string(),
+            sent: result.is_ok(),
+            tries,
+            error: result.as_ref().err().cloned(),
+        };
+        match &result {
+            Ok(()) => {
+                tracing::info!(run = %run.id, on = %notice.on, target = log.target, "notification sent")
+            }
+            Err(reason) => {
+                tracing::error!(run = %run.id, on = %notice.on, target = log.target, %reason, "notification given up on")
+            }
+        }
+        if let Err(e) = self.ports.store.note_notice(&run.id, &log).await {
+            tracing::warn!(run = %run.id, error = %e, "cannot record how a notification went");
+        }
+        Ok(result.err().map(|reason| DeadNotice {
+            event: LifecycleEvent {
+                notices: vec![notice.clone()],
+                ..event.clone()
+            },
+            notice: notice.clone(),
+            reason,
+            tries,
+        }))
+    }
+
+    /// Posts `task` up to [`NOTICE_TRIES`] times while it fails retryably; how many
+    /// tries it took, and why it failed for good (never naming its URL).
+    async fn try_notice(&self, task: &Task) -> (u32, Result<(), String>) {
+        let Some(runners) = &self.ports.tasks else {
+            return (0, Err("this process sends no notifications".into()));
+        };
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match runners.http.run(task).await {
+                Ok(_) => return (tries, Ok(())),
+                Err(e) if e.retryable && tries < NOTICE_TRIES => {
+                    let wait = BACKOFF[(tries - 1) as usize % BACKOFF.len()];
+                    tracing::warn!(error = %without_url(&e, task), tries, "a notification failed; trying again");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => return (tries, Err(without_url(&e, task))),
+            }
+        }
+    }
+
+    /// The request that tells `event` to `target`, rendered for `run`; why it cannot
+    /// be made (an expression that fails, a missing secret) otherwise.
+    async fn notice_task(
+        &self,
+        run: &RunRecord,
+        event: &LifecycleEvent,
+        notice: &NoticeRef,
+        target: &NotifyTarget,
+    ) -> Result<Task, String> {
+        let (url, mut headers, body) = match target {
+            NotifyTarget::Slack { webhook_url } => {
+                let took = run
+                    .finished_at
+                    .map(|end| (end - run.created_at).to_std().unwrap_or_default());
+                let message = notify::slack_message(event, took);
+                (webhook_url, IndexMap::new(), message.to_string())
+            }
+            NotifyTarget::Webhook { url, headers, .. } => (
+                url,
+                headers.clone(),
+                notify::webhook_body(event).to_string(),
+            ),
+        };
+        let reads = std::iter::once(url.as_str())
+            .chain(headers.values().map(String::as_str))
+            .map(Reads::of_text)
+            .fold(Reads::default(), |a, b| a.union(&b));
+        let scope = self
+            .scope(run, &reads, None)
+            .await
+            .map_err(|e| format!("cannot read the run to render the target: {e}"))?;
+        let render = |field: &str, text: &str| match self
+            .renderer
+            .render(&Value::String(text.to_string()), &scope)
+        {
+            Ok(Value::String(s)) => Ok(s),
+            Ok(other) => Ok(other.to_string()),
+            Err(e) => Err(format!("{} `{field}`: {e}", target.kind())),
+        };
+        let url = render("url", url)?;
+        for (name, value) in headers.iter_mut() {
+            *value = render(name, value)?;
+        }
+        headers.insert("Content-Type".into(), "application/json".into());
+        if let NotifyTarget::Webhook {
+            secret: Some(name), ..
+        } = target
+        {
+            let key = self
+                .ports
+                .secrets
+                .secret(name)
+                .await
+                .map_err(|e| format!("cannot read secret `{name}`: {e}"))?
+                .ok_or_else(|| {
+                    format!("secret `{name}` is not set; the webhook is not signed without it")
+                })?;
+            let t = self.now().timestamp();
+            headers.insert(
+                "Braid-Signature".into(),
+                braid_lang::triggers::signature::sign_braid(key.as_bytes(), body.as_bytes(), t),
+            );
+        }
+        headers.insert("Braid-Delivery".into(), delivery_id(event, notice));
+        Ok(Task::Http {
+            method: "POST".into(),
+            url,
+            headers,
+            json: None,
+            body: Some(body),
+            timeout: Some(NOTICE_TIMEOUT),
+            expect: None,
+        })
+    }
+}
+
+/// The same for every try and every redelivery of one notification of one event.
+fn delivery_id(event: &LifecycleEvent, notice: &NoticeRef) -> String {
+    let key = format!(
+        "{}|{}|{}|{}|{:?}|{}",
+        event.run_id,
+        event.kind,
+        event.step.as_deref().unwrap_or(""),
+        event.at.timestamp_millis(),
+        notice.step,
+        notice.index
+    );
+    Sha256::digest(key.as_bytes())[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `e` told without the URL it names: a Slack webhook's path is its secret.
+fn without_url(e: &TaskError, task: &Task) -> String {
+    let mut message = format!("{}: {}", e.error, e.message);
+    if let Task::Http { url, .. } = task {
+        let bare = url.split(['?', '#']).next().unwrap_or(url);
+        message = message.replace(bare, "<url>");
+    }
+    message
+}
+
+impl Handlers {
+    /// One message of the notifier's queue, its event already forwarded: the
+    /// notifications it calls for sent. Returns those given up on; an error when the
+    /// run could not be read (the message should be delivered again).
+    pub async fn notify(&self, msg: &NotifierMessage) -> HandlerResult<Vec<DeadNotice>> {
+        match msg {
+            NotifierMessage::Event(e) => self.send_notices(e).await,
+            NotifierMessage::Redriven(d) => Ok(self
+                .send_notice(&d.event, &d.notice)
+                .await?
+                .into_iter()
+                .collect()),
+        }
+    }
+}

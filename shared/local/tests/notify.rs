@@ -1,0 +1,228 @@
+//! Notifications on the embedded backend, with a local HTTP server standing in for
+//! Slack and for a webhook receiver: a failed run's Slack message names the failed
+//! step and its error; a succeeded run's webhook is signed with the workflow's secret;
+//! a receiver answering 500 twice gets the third try; one that always fails is given
+//! up on, recorded on the run, and the run is unaffected.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use braid_engine::model::RunStatus;
+use braid_lang::triggers::signature::sign_braid;
+use braid_local::backend::{LocalOptions, open};
+use braid_local::runtime::LocalRuntime;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+
+/// What the receiver got: (path, headers, body), and how many times each path failed.
+#[derive(Default)]
+struct Seen {
+    posts: Vec<(String, HeaderMap, Bytes)>,
+    failed: std::collections::HashMap<String, u32>,
+}
+
+type Shared = Arc<Mutex<Seen>>;
+
+/// `/ok/{name}` answers 200; `/flaky/{name}` 500 twice, then 200; `/down/{name}`
+/// always 500.
+async fn receiver() -> (String, Shared) {
+    async fn take(
+        State(seen): State<Shared>,
+        Path((mode, name)): Path<(String, String)>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> StatusCode {
+        let mut s = seen.lock().unwrap();
+        let path = format!("{mode}/{name}");
+        s.posts.push((path.clone(), headers, body));
+        let failed = s.failed.entry(path).or_default();
+        let fail = match mode.as_str() {
+            "flaky" => *failed < 2,
+            "down" => true,
+            _ => false,
+        };
+        if fail {
+            *failed += 1;
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            StatusCode::OK
+        }
+    }
+    let seen = Shared::default();
+    let app = Router::new()
+        .route("/{mode}/{name}", post(take))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, seen)
+}
+
+fn runtime(dir: &std::path::Path) -> LocalRuntime {
+    std::fs::write(dir.join("secrets.toml"), "hook-secret = \"s3cret\"\n").unwrap();
+    open(&LocalOptions::new(dir)).unwrap()
+}
+
+async fn run(rt: &LocalRuntime, yaml: &str) -> braid_engine::model::RunRecord {
+    let (def, _) = braid_handlers::definition("wf.yaml", yaml).unwrap();
+    let started = rt
+        .handlers()
+        .start(braid_handlers::StartRequest {
+            definition: def,
+            input: json!({}),
+            trigger: Value::Null,
+            idempotency_key: None,
+            queue: false,
+        })
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        rt.run_to_end(&started.run.id),
+    )
+    .await
+    .expect("the run ends, its notifications sent")
+    .unwrap();
+    rt.handlers().run_record(&started.run.id).await.unwrap()
+}
+
+fn posts_to(seen: &Shared, path: &str) -> Vec<(HeaderMap, Value)> {
+    seen.lock()
+        .unwrap()
+        .posts
+        .iter()
+        .filter(|(p, ..)| p == path)
+        .map(|(_, h, b)| (h.clone(), serde_json::from_slice(b).unwrap()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_failed_run_sends_one_slack_message_naming_the_failed_step() {
+    let (base, seen) = receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let done = run(
+        &rt,
+        &format!(
+            r#"
+name: nightly
+notify:
+  - on: [failed]
+    slack: {{ webhook_url: "{base}/ok/slack" }}
+steps:
+  - id: load
+    fail: {{ error: LoadError, message: "the warehouse is down" }}
+"#
+        ),
+    )
+    .await;
+    assert_eq!(done.status, RunStatus::Failed);
+    let posts = posts_to(&seen, "ok/slack");
+    assert_eq!(posts.len(), 1, "one message: {:?}", done.notices);
+    let message = posts[0].1.to_string();
+    assert!(message.contains("nightly failed"), "{message}");
+    assert!(message.contains("LoadError"), "{message}");
+    assert!(message.contains("the warehouse is down"), "{message}");
+    assert!(message.contains("`load`"), "{message}");
+    assert_eq!(done.notices.len(), 1);
+    assert!(done.notices[0].sent);
+    assert_eq!(
+        (done.notices[0].target.as_str(), done.notices[0].on.as_str()),
+        ("slack", "failed")
+    );
+}
+
+#[tokio::test]
+async fn a_succeeded_run_sends_a_webhook_signed_with_the_workflows_secret() {
+    let (base, seen) = receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let done = run(
+        &rt,
+        &format!(
+            r#"
+name: report
+notify:
+  - on: [succeeded]
+    webhook: {{ url: "{base}/ok/hook", secret: hook-secret, headers: {{ X-Team: data }} }}
+  - on: [failed]
+    webhook: {{ url: "{base}/ok/never" }}
+steps:
+  - id: build
+    pass: 42
+"#
+        ),
+    )
+    .await;
+    assert_eq!(done.status, RunStatus::Succeeded);
+    assert!(posts_to(&seen, "ok/never").is_empty());
+    let s = seen.lock().unwrap();
+    let (_, headers, body) = s
+        .posts
+        .iter()
+        .find(|(p, ..)| p == "ok/hook")
+        .expect("a post");
+    let event: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(event["type"], Value::Null);
+    assert_eq!(event["kind"], "run.finished");
+    assert_eq!(event["status"], "succeeded");
+    assert_eq!(event["run_id"], done.id.as_str());
+    assert_eq!(headers["x-team"], "data");
+    assert!(headers.contains_key("braid-delivery"));
+    let signature = headers["braid-signature"].to_str().unwrap();
+    let t: i64 = signature
+        .split(',')
+        .find_map(|p| p.strip_prefix("t="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(signature, sign_braid(b"s3cret", body, t), "it verifies");
+}
+
+#[tokio::test]
+async fn a_receiver_failing_twice_gets_the_third_try_and_one_always_failing_is_given_up() {
+    let (base, seen) = receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let done = run(
+        &rt,
+        &format!(
+            r#"
+name: flaky-receivers
+notify:
+  - on: [succeeded]
+    webhook: {{ url: "{base}/flaky/a" }}
+  - on: [succeeded]
+    slack: {{ webhook_url: "{base}/down/b?token=hidden" }}
+steps:
+  - id: only
+    pass: 1
+"#
+        ),
+    )
+    .await;
+    assert_eq!(done.status, RunStatus::Succeeded, "the run is unaffected");
+    assert_eq!(
+        posts_to(&seen, "flaky/a").len(),
+        3,
+        "two failures, then the third try"
+    );
+    assert_eq!(
+        posts_to(&seen, "down/b").len(),
+        braid_handlers::NOTICE_TRIES as usize
+    );
+    let by_target = |t: &str| done.notices.iter().find(|n| n.target == t).unwrap().clone();
+    let flaky = by_target("webhook");
+    assert!(flaky.sent);
+    assert_eq!(flaky.tries, 3);
+    let down = by_target("slack");
+    assert!(!down.sent);
+    let error = down.error.unwrap();
+    assert!(error.contains("500"), "{error}");
+    assert!(
+        !error.contains("down/b"),
+        "the URL is never recorded: {error}"
+    );
+}
