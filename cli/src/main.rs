@@ -91,6 +91,9 @@ enum Command {
     Reject(cmd::waits::DecideArgs),
     /// Send a signal to a run: the step waiting for it goes on with its data.
     Signal(cmd::waits::SignalArgs),
+    /// Who deployed, started, cancelled, retried, approved or signalled what, and
+    /// when, oldest first (locally or with --stack NAME).
+    Audit(cmd::audit::Args),
 }
 
 fn main() -> ExitCode {
@@ -125,6 +128,7 @@ fn main() -> ExitCode {
         Command::Approve(args) => cmd::waits::decide(&args, true),
         Command::Reject(args) => cmd::waits::decide(&args, false),
         Command::Signal(args) => cmd::waits::signal(&args),
+        Command::Audit(args) => cmd::audit::run(&args),
     };
     match outcome {
         Ok(exit) => exit.into(),

@@ -403,7 +403,15 @@ async fn a_failed_run_is_retried_forked_logged_and_refused_a_cancel_on_a_stack()
     );
 
     // In place: `check` runs again (and fails again); `prep` keeps its output.
-    let retried = braid(&with_flags(&["retry", &run_id, "--as", "ana"], cfg));
+    // On a stack the credentials' principal acts: a name is refused.
+    let named = braid(&with_flags(&["retry", &run_id, "--as", "ana"], cfg));
+    assert_eq!(named.status.code(), Some(2), "{}", stderr(&named));
+    assert!(
+        stderr(&named).contains("--as ana: on a stack"),
+        "{}",
+        stderr(&named)
+    );
+    let retried = braid(&with_flags(&["retry", &run_id], cfg));
     assert_eq!(retried.status.code(), Some(0), "{}", stderr(&retried));
     assert!(
         stderr(&retried).contains("check, done run again"),
@@ -416,7 +424,16 @@ async fn a_failed_run_is_retried_forked_logged_and_refused_a_cancel_on_a_stack()
         cfg,
     )));
     assert_eq!(shown["status"], "failed");
-    assert_eq!(shown["retries"][0]["by"], "ana");
+    let by = shown["retries"][0]["by"].as_str().unwrap().to_string();
+    assert!(by.starts_with("arn:aws:"), "the IAM principal: {by}");
+    let audit = json_out(&braid(&with_flags(&["audit", "--output", "json"], cfg)));
+    let retry = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "retry" && e["run_id"] == run_id.as_str())
+        .expect("the retry is in the stack's audit trail");
+    assert_eq!(retry["actor"], by.as_str());
     assert_eq!(shown["steps"]["prep"]["attempts"], 1);
     assert_eq!(shown["steps"]["check"]["earlier"][0]["status"], "failed");
 

@@ -48,6 +48,8 @@ fn run(id: &str) -> RunRecord {
         redrives: Vec::new(),
         forked_from: None,
         notices: Vec::new(),
+        sla_due: None,
+        sla_missed: Vec::new(),
     }
 }
 

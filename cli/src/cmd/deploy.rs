@@ -41,8 +41,9 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
                 return Ok(Exit::Invalid);
             }
         }
+        let by = target.actor(None).await?;
         for (def, _) in &definitions {
-            match target.handlers().register(def).await {
+            match target.handlers().deploy(def, &by).await {
                 Ok(()) => {}
                 // Refused as it stands: a workflow that would call itself.
                 Err(braid_handlers::HandlerError::Invalid(why)) => {

@@ -1,6 +1,7 @@
 //! One module per command, plus what they share: exit statuses, loading a workflow
 //! file, reporting errors, and where runs live ([`local`] state, a deployed [`stack`]).
 
+pub mod audit;
 pub mod backend;
 pub mod backfill;
 pub mod bench;

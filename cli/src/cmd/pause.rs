@@ -18,9 +18,10 @@ pub struct Args {
 pub fn run(args: &Args, paused: bool) -> anyhow::Result<Exit> {
     tokio()?.block_on(async {
         let target = Target::open(&args.target).await?;
+        let by = target.actor(None).await?;
         match target
             .handlers()
-            .pause_schedules(&args.workflow, paused)
+            .pause_schedules(&args.workflow, paused, &by)
             .await
         {
             Ok(()) => {}

@@ -125,6 +125,21 @@ pub fn summary(v: &RunView) -> String {
             let _ = writeln!(out, "{line}");
         }
     }
+    if !v.sla_missed.is_empty() {
+        let _ = writeln!(out, "\nSLA missed:");
+        for m in &v.sla_missed {
+            let who = m
+                .step
+                .as_deref()
+                .map_or("the run".to_string(), |s| format!("step {s}"));
+            let _ = writeln!(
+                out,
+                "  {who}: not ended within {} (by {})",
+                m.within,
+                m.due.format("%Y-%m-%d %H:%M:%SZ")
+            );
+        }
+    }
     if !v.notifications.is_empty() {
         let _ = writeln!(out, "\nnotifications:");
         for n in &v.notifications {

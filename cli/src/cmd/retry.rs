@@ -47,7 +47,6 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<Exit> {
-    let by = args.by.clone().unwrap_or_else(super::os_user);
     let input = match &args.input {
         Some(text) => Some(parse_json_arg("--input", text)?),
         None => None,
@@ -56,6 +55,7 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
     tokio()?.block_on(async {
         let mut interrupts = Interrupts::catch()?;
         let target = Target::open_with(&args.target, functions.clone()).await?;
+        let by = target.actor(args.by.as_deref()).await?;
         let handlers = target.handlers();
         let from = args.from.as_deref();
         let retried = match handlers.resolve_run(&args.run_id).await {

@@ -134,6 +134,21 @@ impl StackArgs {
     }
 }
 
+/// Who the AWS credentials in use are (their IAM principal's ARN), as the audit
+/// trail names whoever acts through them.
+pub async fn caller_arn() -> anyhow::Result<String> {
+    let sdk = sdk_from_env().await;
+    let me = aws_sdk_sts::Client::new(&sdk)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(&e)))
+        .context("cannot tell who the AWS credentials are (sts:GetCallerIdentity)")?;
+    me.arn()
+        .map(str::to_string)
+        .context("sts:GetCallerIdentity gave no ARN")
+}
+
 /// The outputs of CloudFormation stack `name`, by key.
 async fn stack_outputs(
     client: &aws_sdk_cloudformation::Client,

@@ -59,7 +59,8 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
         let mut interrupts = Interrupts::catch()?;
         let target = Target::open_with(&args.target, functions.clone()).await?;
         let handlers = target.handlers();
-        let started = match handlers.start_named(body, Value::Null).await {
+        let by = target.actor(None).await?;
+        let started = match handlers.start_named(body, Value::Null, &by).await {
             Ok(s) => s,
             // Bad input, a workflow never deployed, a key used with another input: the
             // caller's to fix.

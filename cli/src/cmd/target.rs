@@ -90,6 +90,25 @@ impl Target {
         }
     }
 
+    /// Who acts, for the audit trail and the records: locally `named` (`--as`) or the
+    /// OS user; on a stack the IAM principal of the credentials in use. A name is
+    /// refused there: it would be anyone's word, and approvers are judged by it.
+    pub async fn actor(&self, named: Option<&str>) -> anyhow::Result<String> {
+        match self {
+            Target::Local(..) => Ok(named.map_or_else(super::os_user, str::to_string)),
+            #[cfg(feature = "aws")]
+            Target::Stack(..) => {
+                let arn = super::stack::caller_arn().await?;
+                match named {
+                    Some(n) => anyhow::bail!(
+                        "--as {n}: on a stack, whoever the AWS credentials are acts ({arn}); --as names who acts in a local state"
+                    ),
+                    None => Ok(arn),
+                }
+            }
+        }
+    }
+
     /// Whether the runs are in a local state (nothing drives them unless a braid
     /// process does).
     pub fn is_local(&self) -> bool {

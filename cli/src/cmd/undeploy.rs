@@ -21,7 +21,8 @@ pub struct Args {
 pub fn run(args: &Args) -> anyhow::Result<Exit> {
     tokio()?.block_on(async {
         let target = Target::open(&args.target).await?;
-        match target.handlers().undeploy(&args.workflow).await {
+        let by = target.actor(None).await?;
+        match target.handlers().undeploy(&args.workflow, &by).await {
             Ok(()) => {
                 println!(
                     "undeployed {} from {}: its triggers are off; runs already going finish",

@@ -66,9 +66,9 @@ pub struct CancelArgs {
 /// `braid cancel`: what has not started is cancelled at once, attempts in flight end
 /// and are recorded, then the run is `cancelled`.
 pub fn cancel(args: &CancelArgs) -> anyhow::Result<Exit> {
-    let by = args.by.clone().unwrap_or_else(super::os_user);
     tokio()?.block_on(async {
         let target = Target::open(&args.target).await?;
+        let by = target.actor(args.by.as_deref()).await?;
         let cancelled = target.handlers().resolve_run(&args.run_id).await;
         let cancelled = match cancelled {
             Ok(id) => {
@@ -98,13 +98,13 @@ pub fn cancel(args: &CancelArgs) -> anyhow::Result<Exit> {
 
 /// `braid approve` (`approve`) or `braid reject`.
 pub fn decide(args: &DecideArgs, approve: bool) -> anyhow::Result<Exit> {
-    let decision = Decision {
-        approve,
-        by: args.by.clone().unwrap_or_else(super::os_user),
-        comment: args.comment.clone(),
-    };
     tokio()?.block_on(async {
         let target = Target::open(&args.target).await?;
+        let decision = Decision {
+            approve,
+            by: target.actor(args.by.as_deref()).await?,
+            comment: args.comment.clone(),
+        };
         let decided = target.handlers().resolve_run(&args.run_id).await;
         let decided = match decided {
             Ok(id) => target.handlers().decide(&id, &args.step, &decision).await,
@@ -130,14 +130,14 @@ pub fn signal(args: &SignalArgs) -> anyhow::Result<Exit> {
         Some(text) => parse_json_arg("--data", text)?,
         None => serde_json::Value::Null,
     };
-    let request = SignalRequest {
-        name: args.name.clone(),
-        data,
-        id: args.id.clone(),
-        by: args.by.clone().unwrap_or_else(super::os_user),
-    };
     tokio()?.block_on(async {
         let target = Target::open(&args.target).await?;
+        let request = SignalRequest {
+            name: args.name.clone(),
+            data,
+            id: args.id.clone(),
+            by: target.actor(args.by.as_deref()).await?,
+        };
         let sent = target.handlers().resolve_run(&args.run_id).await;
         let sent = match sent {
             Ok(id) => target.handlers().signal(&id, request).await,

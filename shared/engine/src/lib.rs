@@ -16,7 +16,8 @@
 //! - [`redrive`]: what retrying a run in place runs again;
 //! - [`records`]: a run's records, with the steps not written yet;
 //! - [`timeline`]: a run's attempts in time order (`braid logs`);
-//! - [`notify`]: which `notify` entries an event calls for, and the messages.
+//! - [`notify`]: which `notify` entries an event calls for, and the messages;
+//! - [`sla`]: which SLAs a run or its steps missed.
 //!
 //! # Layout
 //! - [`model`]: the records (runs, steps, fan-outs), the queue messages, lifecycle events;
@@ -37,6 +38,7 @@ pub mod reconcile;
 pub mod records;
 pub mod redrive;
 pub mod retry;
+pub mod sla;
 pub mod start;
 pub mod timeline;
 pub mod verdict;

@@ -244,6 +244,24 @@ pub struct RunRecord {
     /// at most [`MAX_NOTICES`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notices: Vec<NoticeLog>,
+    /// When the tick next looks at the run's `sla` (the earliest SLA not yet checked;
+    /// see [`crate::sla`]); none once every SLA was checked, or for a run retried in
+    /// place, whose SLAs counted from its first start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sla_due: Option<Timestamp>,
+    /// The SLAs the run or its steps missed, each noted once, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sla_missed: Vec<SlaMiss>,
+}
+
+/// An SLA the run (`step` none) or one of its steps missed: it had not ended
+/// `within` (as written, e.g. `30m`) of the run's start, at `due`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlaMiss {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    pub within: String,
+    pub due: Timestamp,
 }
 
 /// Where a forked run came from: it started with the outputs of the steps of `run`
@@ -342,16 +360,20 @@ impl RunRecord {
         self.redrives.len() as u32
     }
 
-    /// When the tick must look at this run whatever its steps do: its deadline while it
-    /// is not final, [`CLOSING_GRACE`] after its end while it is closing. State stores index it (the store
-    /// port's `due_runs`).
+    /// When the tick must look at this run whatever its steps do: its deadline or its
+    /// next SLA, whichever comes first, while it is not final; [`CLOSING_GRACE`] after
+    /// its end while it is closing. State stores index it (the store port's
+    /// `due_runs`).
     pub fn timer(&self) -> Option<Timestamp> {
         if self.status.is_final() {
             self.finished_at
                 .filter(|_| self.closing)
                 .and_then(|t| t.checked_add_signed(CLOSING_GRACE))
         } else {
-            self.deadline
+            match (self.deadline, self.sla_due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
         }
     }
 }
@@ -679,6 +701,12 @@ pub enum EventKind {
     /// A person decided an approval.
     #[serde(rename = "step.decided")]
     StepDecided,
+    /// A step's attempt failed and the step will be tried again.
+    #[serde(rename = "step.retrying")]
+    StepRetrying,
+    /// The run (`step` none) or a step had not ended by its SLA.
+    #[serde(rename = "sla.missed")]
+    SlaMissed,
 }
 
 impl EventKind {
@@ -690,6 +718,8 @@ impl EventKind {
             EventKind::StepFinished => "step.finished",
             EventKind::StepWaiting => "step.waiting",
             EventKind::StepDecided => "step.decided",
+            EventKind::StepRetrying => "step.retrying",
+            EventKind::SlaMissed => "sla.missed",
         }
     }
 }
@@ -753,6 +783,32 @@ impl LifecycleEvent {
         }
     }
 
+    /// `step.retrying` of the step (or iteration) `rec` of `run`, just set to retry:
+    /// the failed attempt's error, the next attempt and when it is due.
+    pub fn step_retrying(run: &RunRecord, rec: &StepRecord, at: Timestamp) -> Self {
+        LifecycleEvent {
+            status: rec.status.as_str().into(),
+            step: Some(rec.key.to_string()),
+            error: rec.error.clone(),
+            detail: Some(serde_json::json!({
+                "failed_attempt": rec.attempt,
+                "next_attempt": rec.attempt + 1,
+                "retry_at": rec.due_at,
+            })),
+            ..Self::of_run(EventKind::StepRetrying, run, at)
+        }
+    }
+
+    /// `sla.missed` of `run` for `miss`; `status`, the run's or the step's as seen.
+    pub fn sla_missed(run: &RunRecord, miss: &SlaMiss, status: &str, at: Timestamp) -> Self {
+        LifecycleEvent {
+            status: status.to_string(),
+            step: miss.step.clone(),
+            detail: Some(serde_json::json!({ "sla": miss.within, "due": miss.due })),
+            ..Self::of_run(EventKind::SlaMissed, run, at)
+        }
+    }
+
     /// `kind` (`step.waiting`, `step.decided`) of step `rec`, with its `detail`.
     pub fn of_step(
         kind: EventKind,
@@ -797,4 +853,59 @@ pub struct Signal {
     /// Who sent it: the IAM principal on AWS, the OS user or `--as` locally.
     pub by: String,
     pub at: Timestamp,
+}
+
+/// What a person (or a system acting for one) did, for the audit trail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    Deploy,
+    Undeploy,
+    Start,
+    Cancel,
+    Retry,
+    Fork,
+    Approve,
+    Reject,
+    Signal,
+    Pause,
+    Resume,
+}
+
+impl AuditAction {
+    /// The action as written: `deploy`, `cancel`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::Deploy => "deploy",
+            AuditAction::Undeploy => "undeploy",
+            AuditAction::Start => "start",
+            AuditAction::Cancel => "cancel",
+            AuditAction::Retry => "retry",
+            AuditAction::Fork => "fork",
+            AuditAction::Approve => "approve",
+            AuditAction::Reject => "reject",
+            AuditAction::Signal => "signal",
+            AuditAction::Pause => "pause",
+            AuditAction::Resume => "resume",
+        }
+    }
+}
+
+/// One entry of the audit trail: who did what to which workflow (and run, step),
+/// and when. Kept with the state, as long as run records are.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at: Timestamp,
+    /// The IAM principal on AWS; the OS user or `--as` locally.
+    pub actor: String,
+    pub action: AuditAction,
+    pub workflow: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<RunId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// What else tells the action: a version deployed, a cancel's reason, a retry's
+    /// `from`, a signal's name, an approval's comment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }

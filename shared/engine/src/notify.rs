@@ -9,6 +9,8 @@
 //! | `run.finished` | the run's status | — |
 //! | `step.finished` of a step (not an iteration) | — | the step's status |
 //! | `step.waiting` | `waiting` | `waiting` |
+//! | `step.retrying` of a step (not an iteration) | `retrying` | `retrying` |
+//! | `sla.missed` of the run / of a step | `sla_missed` | — / `sla_missed` |
 
 use crate::model::{EventKind, LifecycleEvent};
 use braid_lang::Workflow;
@@ -33,6 +35,8 @@ pub fn wanted(wf: &Workflow, e: &LifecycleEvent) -> Vec<NoticeRef> {
         EventKind::RunFinished => (Some(e.status.as_str()), None),
         EventKind::StepFinished => (None, Some(e.status.as_str())),
         EventKind::StepWaiting => (Some("waiting"), Some("waiting")),
+        EventKind::StepRetrying => (Some("retrying"), Some("retrying")),
+        EventKind::SlaMissed => (Some("sla_missed"), Some("sla_missed")),
         EventKind::StepDecided => (None, None),
     };
     let mut out = Vec::new();
@@ -76,15 +80,23 @@ const MAX_ERROR_CHARS: usize = 2_000;
 /// A Slack message (Block Kit, with a `text` fallback) telling `e`; `took`, how long
 /// the run ran, for a run's end. An approval's links become buttons.
 pub fn slack_message(e: &LifecycleEvent, took: Option<Duration>) -> Value {
-    let mark = match e.status.as_str() {
-        "succeeded" => "✅",
-        "failed" | "timed_out" => "❌",
-        "cancelled" => "⏹",
-        "waiting" => "⏳",
+    let mark = match (e.kind, e.status.as_str()) {
+        (EventKind::SlaMissed, _) => "⏰",
+        (EventKind::StepRetrying, _) => "🔁",
+        (_, "succeeded") => "✅",
+        (_, "failed" | "timed_out") => "❌",
+        (_, "cancelled") => "⏹",
+        (_, "waiting") => "⏳",
         _ => "▶",
     };
+    let sla = e.detail.as_ref().and_then(|d| d["sla"].as_str());
     let what = match (e.kind, e.step.as_deref()) {
         (EventKind::StepWaiting, Some(step)) => format!("step `{step}` is waiting"),
+        (EventKind::StepRetrying, Some(step)) => format!("step `{step}` failed and will retry"),
+        (EventKind::SlaMissed, Some(step)) => {
+            format!("step `{step}` missed its SLA ({})", sla.unwrap_or("?"))
+        }
+        (EventKind::SlaMissed, None) => format!("run missed its SLA ({})", sla.unwrap_or("?")),
         (_, Some(step)) => format!("step `{step}` {}", e.status),
         (_, None) => e.status.clone(),
     };

@@ -116,6 +116,9 @@ pub fn reopened(
         closing: false,
         cancel: None,
         redrives,
+        // SLAs count from the run's first start: a retry, maybe days later, is
+        // past them all.
+        sla_due: None,
         ..run.clone()
     })
 }

@@ -73,6 +73,8 @@ pub fn plan(wf: &Workflow, info: StartInfo, now: Timestamp) -> RunPlan {
         redrives: Vec::new(),
         forked_from: None,
         notices: Vec::new(),
+        sla_due: crate::sla::first_due(wf, now),
+        sla_missed: Vec::new(),
     };
     // Only the root steps are written: the others are pending until they first change
     // (see `braid_ports::Guard::admits_absent`).

@@ -289,6 +289,8 @@ fn run() -> RunRecord {
         redrives: Vec::new(),
         forked_from: None,
         notices: Vec::new(),
+        sla_due: None,
+        sla_missed: Vec::new(),
     }
 }
 

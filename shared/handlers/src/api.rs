@@ -108,7 +108,8 @@ impl Handlers {
         }
         let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
         match (req.method.as_str(), segments.as_slice()) {
-            ("POST", ["runs"]) => self.api_start(req.body.as_deref()).await,
+            ("POST", ["runs"]) => self.api_start(req).await,
+            ("GET", ["audit"]) => self.api_audit(req).await,
             ("POST", ["hooks", path]) => {
                 self.webhook(path, &req.headers, req.body.as_deref().unwrap_or(""))
                     .await
@@ -143,14 +144,15 @@ impl Handlers {
         }
     }
 
-    async fn api_start(&self, body: Option<&str>) -> ApiResponse {
-        let start: StartBody = match serde_json::from_str(body.unwrap_or("")) {
+    async fn api_start(&self, req: &ApiRequest) -> ApiResponse {
+        let start: StartBody = match serde_json::from_str(req.body.as_deref().unwrap_or("")) {
             Ok(s) => s,
             Err(e) => {
                 return ApiResponse::error(400, "invalid_request", format!("request body: {e}"));
             }
         };
-        match self.start_named(start, Value::Null).await {
+        let by = super::approvals::who(req, None);
+        match self.start_named(start, Value::Null, &by).await {
             Ok(started) => ApiResponse::ok(
                 if started.existing { 200 } else { 202 },
                 json!({"run_id": started.run.id, "status": started.run.status}),

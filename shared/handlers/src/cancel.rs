@@ -7,9 +7,10 @@
 
 use super::api::{ApiRequest, ApiResponse, failure};
 use super::approvals::{parse_body, who};
+use super::audit::Target;
 use super::eager::FollowUps;
 use super::{HandlerResult, Handlers};
-use braid_engine::model::{CancelRequest, RunId, RunRecord, RunStatus};
+use braid_engine::model::{AuditAction, CancelRequest, RunId, RunRecord, RunStatus};
 use braid_ports::PortError;
 use serde::Deserialize;
 use serde_json::json;
@@ -39,9 +40,16 @@ impl Handlers {
             reason: reason.map(str::to_string),
             at: self.now(),
         };
+        let target = Target {
+            workflow: &run.workflow,
+            run_id: Some(run_id),
+            detail: reason,
+            ..Target::default()
+        };
         if run.status == RunStatus::Queued {
             self.end_run(run_id, RunStatus::Cancelled, ask.error())
                 .await?;
+            self.audit_action(AuditAction::Cancel, by, target).await;
             return Ok(self.ports.store.get_run(run_id).await?);
         }
         let Some(asked) = self.ports.store.request_cancel(run_id, &ask).await? else {
@@ -59,6 +67,7 @@ impl Handlers {
                 PortError::Conflict(format!("run {run_id} cannot be cancelled: {why}")).into(),
             );
         };
+        self.audit_action(AuditAction::Cancel, by, target).await;
         let wf = self.workflow(&asked).await?;
         self.fail_fast(&FollowUps::none(), &wf, run_id).await?;
         Ok(self.ports.store.get_run(run_id).await?)

@@ -5,9 +5,10 @@
 //! source stays as it was. What runs again is the same as for a retry in place
 //! ([`braid_engine::redrive::reruns`]); the plan is [`braid_engine::start::fork`].
 
+use super::audit::Target;
 use super::intake::Started;
 use super::{HandlerError, HandlerResult, Handlers};
-use braid_engine::model::{Data, Fork, RunId, StepRecord};
+use braid_engine::model::{AuditAction, Data, Fork, RunId, StepRecord};
 use braid_engine::{params, records, redrive, start};
 use braid_ports::PortError;
 use serde_json::Value;
@@ -76,6 +77,14 @@ impl Handlers {
             self.copy_output(rec).await?;
         }
         self.ports.store.create_run(&plan.run, &plan.steps).await?;
+        let detail = format!("from run {run_id}");
+        let target = Target {
+            workflow: &source.workflow,
+            run_id: Some(&plan.run.id),
+            step: from,
+            detail: Some(&detail),
+        };
+        self.audit_action(AuditAction::Fork, by, target).await;
         Ok(Started {
             run: self.launch(plan, now).await?,
             existing: false,

@@ -2,8 +2,11 @@
 //! idempotency key), then wake the root steps.
 
 use super::api::StartBody;
+use super::audit::Target;
 use super::{HandlerError, HandlerResult, Handlers};
-use braid_engine::model::{Definition, LifecycleEvent, ParentRef, RunRecord, RunStatus, Timestamp};
+use braid_engine::model::{
+    AuditAction, Definition, LifecycleEvent, ParentRef, RunRecord, RunStatus, Timestamp,
+};
 use braid_engine::start::RunPlan;
 use braid_engine::{params, start};
 use braid_lang::Workflow;
@@ -64,9 +67,14 @@ pub(super) enum Registry {
 }
 
 impl Handlers {
-    /// Starts a run of the current definition of a registered workflow (an explicit
-    /// start by name: `POST /runs`, a direct invoke, `braid start`).
-    pub async fn start_named(&self, body: StartBody, trigger: Value) -> HandlerResult<Started> {
+    /// Starts a run of the current definition of a registered workflow for `by` (an
+    /// explicit start by name: `POST /runs`, a direct invoke, `braid start`).
+    pub async fn start_named(
+        &self,
+        body: StartBody,
+        trigger: Value,
+        by: &str,
+    ) -> HandlerResult<Started> {
         let definition = match self.ports.store.current_definition(&body.workflow).await {
             Ok(d) => d,
             Err(PortError::NotFound(_)) => {
@@ -84,7 +92,16 @@ impl Handlers {
             idempotency_key: body.idempotency_key,
             queue: false,
         };
-        self.start_as(req, Registry::Current, None).await
+        let started = self.start_as(req, Registry::Current, None).await?;
+        if !started.existing {
+            let target = Target {
+                workflow: &started.run.workflow,
+                run_id: Some(&started.run.id),
+                ..Target::default()
+            };
+            self.audit_action(AuditAction::Start, by, target).await;
+        }
+        Ok(started)
     }
 
     /// The params run `run` was started with.
@@ -100,29 +117,59 @@ impl Handlers {
     /// against two writes of the whole definition.
     /// A definition whose `workflow` steps would make it call itself is refused.
     pub async fn register(&self, def: &Definition) -> HandlerResult<()> {
-        self.register_with(def, || self.parse_cached(def)).await
+        self.register_with(def, || self.parse_cached(def))
+            .await
+            .map(|_| ())
     }
 
-    /// [`Handlers::register`] of a definition already parsed into `wf`, as
+    /// [`Handlers::register`] for `by` (`braid deploy`), noted in the audit trail
+    /// when it changed the current version.
+    pub async fn deploy(&self, def: &Definition, by: &str) -> HandlerResult<()> {
+        if self.register_with(def, || self.parse_cached(def)).await? {
+            self.audit_deploy(def, by).await;
+        }
+        Ok(())
+    }
+
+    /// [`Handlers::deploy`] of a definition already parsed into `wf`, as
     /// [`crate::definition`] gives it: a big file is not parsed a second time on the
     /// caller's thread, and its runs find it parsed.
-    pub async fn register_parsed(&self, def: &Definition, wf: Arc<Workflow>) -> HandlerResult<()> {
-        self.register_with(def, || Ok(wf.clone())).await?;
+    pub async fn deploy_parsed(
+        &self,
+        def: &Definition,
+        wf: Arc<Workflow>,
+        by: &str,
+    ) -> HandlerResult<()> {
+        if self.register_with(def, || Ok(wf.clone())).await? {
+            self.audit_deploy(def, by).await;
+        }
         self.keep_parsed(def, wf);
         Ok(())
     }
 
-    /// Registers `def`, parsed by `parsed` only when it is not current already.
+    async fn audit_deploy(&self, def: &Definition, by: &str) {
+        let detail = format!("version {}", def.version);
+        let target = Target {
+            workflow: &def.workflow,
+            detail: Some(&detail),
+            ..Target::default()
+        };
+        self.audit_action(AuditAction::Deploy, by, target).await;
+    }
+
+    /// Registers `def`, parsed by `parsed` only when it is not current already;
+    /// whether it was not.
     async fn register_with(
         &self,
         def: &Definition,
         parsed: impl FnOnce() -> HandlerResult<Arc<Workflow>>,
-    ) -> HandlerResult<()> {
+    ) -> HandlerResult<bool> {
         match self.ports.store.current_definition(&def.workflow).await {
-            Ok(current) if current.version == def.version => Ok(()),
+            Ok(current) if current.version == def.version => Ok(false),
             Ok(_) | Err(PortError::NotFound(_)) => {
                 self.check_no_cycle(&*parsed()?).await?;
-                Ok(self.ports.store.put_definition(def).await?)
+                self.ports.store.put_definition(def).await?;
+                Ok(true)
             }
             Err(e) => Err(e.into()),
         }
@@ -143,12 +190,18 @@ impl Handlers {
     /// path answers 404, its schedules, events and uploads start nothing) and it can
     /// no longer be started by name; runs in flight finish on the version they started
     /// with, and its history stays readable. Not registered: not found.
-    pub async fn undeploy(&self, workflow: &str) -> HandlerResult<()> {
+    /// `by` is noted in the audit trail.
+    pub async fn undeploy(&self, workflow: &str, by: &str) -> HandlerResult<()> {
         if !self.ports.store.remove_definition(workflow).await? {
             return Err(
                 PortError::NotFound(format!("workflow `{workflow}` is not registered")).into(),
             );
         }
+        let target = Target {
+            workflow,
+            ..Target::default()
+        };
+        self.audit_action(AuditAction::Undeploy, by, target).await;
         Ok(())
     }
 

@@ -36,6 +36,7 @@
 mod admission;
 mod api;
 mod approvals;
+mod audit;
 mod backfill;
 mod bounded;
 mod callbacks;
@@ -57,6 +58,7 @@ mod redrive;
 mod retention;
 mod settle;
 mod shared_reads;
+mod sla;
 mod tick;
 mod transition;
 mod triggers;
@@ -64,6 +66,7 @@ mod view;
 mod waiting;
 
 pub use api::{ApiRequest, ApiResponse, HTML, JSON, StartBody};
+pub use audit::{MAX_AUDIT_LIMIT, parse_since};
 pub use backfill::MAX_BACKFILL_INSTANTS;
 pub use callbacks::{CallbackAnswer, CallbackReport};
 pub use deliver::{Delivery, MAX_RECEIVES};

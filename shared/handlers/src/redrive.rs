@@ -7,9 +7,10 @@
 
 use super::api::{ApiRequest, ApiResponse, failure};
 use super::approvals::{parse_body, who};
+use super::audit::Target;
 use super::{HandlerError, HandlerResult, Handlers};
 use braid_engine::lifecycle::{self, Event};
-use braid_engine::model::{DispatchMsg, RunId, RunRecord, StepId, StepKey};
+use braid_engine::model::{AuditAction, DispatchMsg, RunId, RunRecord, StepId, StepKey};
 use braid_engine::{records, redrive};
 use braid_lang::Workflow;
 use braid_ports::PortError;
@@ -77,6 +78,13 @@ impl Handlers {
         // The kept outputs must outlive the run's new end (see `retention`). Renewed
         // only once the store took the retry; if a crash skips this, the renewal at
         // the last end still leaves them weeks, and the next end renews them again.
+        let target = Target {
+            workflow: &run.workflow,
+            run_id: Some(run_id),
+            step: from,
+            ..Target::default()
+        };
+        self.audit_action(AuditAction::Retry, by, target).await;
         self.keep_payloads(&run).await?;
         self.complete_redrive(&wf, &reopened).await?;
         Ok(self.ports.store.get_run(run_id).await?)

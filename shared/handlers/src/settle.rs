@@ -15,6 +15,22 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 impl Handlers {
+    /// Carries out the lifecycle's `Retrying` effect for `rec`, just set to retry:
+    /// publishes `step.retrying` for a top-level step when all step events are, or
+    /// when a `notify` entry wants it (an iteration's retries are its fan-out's own
+    /// business, as its end is).
+    pub(super) async fn announce_retry(&self, wf: &Workflow, run: &RunRecord, rec: &StepRecord) {
+        if rec.key.index.is_some() {
+            return;
+        }
+        let e = LifecycleEvent::step_retrying(run, rec, self.now());
+        if self.settings.step_events == StepEvents::All
+            || !braid_engine::notify::wanted(wf, &e).is_empty()
+        {
+            self.publish(run, vec![e]).await;
+        }
+    }
+
     /// Carries out the consequences of `rec` having become final. `fresh` is true when
     /// the caller just made it final (publish its event), false for a sweeper repair.
     ///

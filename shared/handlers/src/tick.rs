@@ -7,7 +7,7 @@
 //! behind (a lost wake-up of a ready step or a lane's next iteration, an attempt whose
 //! worker is gone past its lease, a crash between a step's final write and what
 //! follows it, a run whose last step finished but which was not closed, a queued run
-//! not admitted).
+//! not admitted). Each run swept has its SLAs looked at when they are due.
 
 use super::eager::FollowUps;
 use super::{HandlerError, HandlerResult, Handlers};
@@ -119,6 +119,9 @@ impl Handlers {
         admit: &mut std::collections::BTreeSet<String>,
     ) {
         report.runs_checked += 1;
+        if let Err(e) = self.check_sla(run).await {
+            tracing::warn!(run = %run.id, error = %e, "checking the run's SLAs failed; the next tick tries again");
+        }
         match self.repair_run(run, admit).await {
             Ok(n) => report.repairs += n,
             Err(HandlerError::Invalid(reason)) => {

@@ -142,6 +142,10 @@ impl Handlers {
                     let Some(parked) = &written else { continue };
                     self.announce_wait(wf, run, step, parked).await?;
                 }
+                Effect::Retrying => {
+                    let Some(retrying) = &written else { continue };
+                    self.announce_retry(wf, run, retrying).await;
+                }
                 Effect::LaunchLanes => {
                     let Some(expanded) = written.clone() else {
                         continue;

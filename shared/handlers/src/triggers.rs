@@ -9,7 +9,7 @@
 use super::api::ApiResponse;
 use super::intake::{Registry, StartRequest, Started};
 use super::{HandlerError, HandlerResult, Handlers};
-use braid_engine::model::{Definition, RunStatus};
+use braid_engine::model::{AuditAction, Definition, RunStatus};
 use braid_lang::triggers::incoming::Incoming;
 use braid_lang::triggers::route;
 use braid_lang::triggers::schedule::{Overlap, due, overlap_decision};
@@ -308,7 +308,13 @@ impl Handlers {
     /// scheduled instants pass without a run, and resuming fires from the next instant
     /// on — whatever the catch-up policy. Other triggers are not affected.
     /// A workflow without schedules has nothing to pause: that is said, not done.
-    pub async fn pause_schedules(&self, workflow: &str, paused: bool) -> HandlerResult<()> {
+    /// `by` is noted in the audit trail.
+    pub async fn pause_schedules(
+        &self,
+        workflow: &str,
+        paused: bool,
+        by: &str,
+    ) -> HandlerResult<()> {
         let def = self
             .ports
             .store
@@ -336,6 +342,15 @@ impl Handlers {
             .store
             .set_marker(&paused_marker(workflow), value)
             .await?;
+        let action = match paused {
+            true => AuditAction::Pause,
+            false => AuditAction::Resume,
+        };
+        let target = super::audit::Target {
+            workflow,
+            ..Default::default()
+        };
+        self.audit_action(action, by, target).await;
         Ok(())
     }
 

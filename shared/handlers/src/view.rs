@@ -3,8 +3,8 @@
 
 use super::{HandlerResult, Handlers};
 use braid_engine::model::{
-    AttemptLog, ErrorInfo, Fork, NoticeLog, ParentRef, Redrive, RunId, RunStatus, StepStatus,
-    Timestamp,
+    AttemptLog, ErrorInfo, Fork, NoticeLog, ParentRef, Redrive, RunId, RunStatus, SlaMiss,
+    StepStatus, Timestamp,
 };
 use indexmap::IndexMap;
 use serde::Serialize;
@@ -34,6 +34,9 @@ pub struct RunView {
     /// The notifications sent about it, or given up on, oldest first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notifications: Vec<NoticeLog>,
+    /// The SLAs it or its steps missed, oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sla_missed: Vec<SlaMiss>,
     /// Steps in workflow file order.
     pub steps: IndexMap<String, StepView>,
 }
@@ -127,6 +130,7 @@ impl Handlers {
             retries: run.redrives,
             forked_from: run.forked_from,
             notifications: run.notices,
+            sla_missed: run.sla_missed,
             steps,
         })
     }

@@ -6,13 +6,14 @@
 //! when the step parks — or, when that look is cut short by a failed call or a crash,
 //! by the next message for the waiting step (its redelivery, its timeout).
 
+use super::audit::Target;
 use super::eager::FollowUps;
 use super::transition::Attempt;
 use super::{HandlerResult, Handlers, span};
 use braid_engine::lifecycle::{Event, Waiter};
 use braid_engine::model::{
-    ErrorInfo, EventKind, LifecycleEvent, Outcome, RunId, RunRecord, Signal, StepKey, StepRecord,
-    StepStatus, Timestamp,
+    AuditAction, ErrorInfo, EventKind, LifecycleEvent, Outcome, RunId, RunRecord, Signal, StepKey,
+    StepRecord, StepStatus, Timestamp,
 };
 use braid_lang::{Step, StepKind, Workflow};
 use braid_ports::PortError;
@@ -118,6 +119,17 @@ impl Handlers {
         let after = self
             .resolve(&wf, &run, &rec, Waiter::Approval, &outcome)
             .await?;
+        let action = match d.approve {
+            true => AuditAction::Approve,
+            false => AuditAction::Reject,
+        };
+        let target = Target {
+            workflow: &run.workflow,
+            run_id: Some(&run.id),
+            step: Some(step),
+            detail: d.comment.as_deref(),
+        };
+        self.audit_action(action, &d.by, target).await;
         self.publish(
             &run,
             vec![LifecycleEvent::of_step(
@@ -185,7 +197,7 @@ impl Handlers {
             name: req.name.clone(),
             id: id.clone(),
             data,
-            by: req.by,
+            by: req.by.clone(),
             at: now,
         };
         let kept = self.ports.store.put_signal(run_id, &sent).await?;
@@ -196,6 +208,14 @@ impl Handlers {
             ))
             .into());
         }
+        let target = Target {
+            workflow: &run.workflow,
+            run_id: Some(run_id),
+            detail: Some(&req.name),
+            ..Target::default()
+        };
+        self.audit_action(AuditAction::Signal, &req.by, target)
+            .await;
         let mut ended = Vec::new();
         for step in steps {
             let rec = self.step_record(run_id, &step.id).await?;

@@ -72,7 +72,10 @@ pub async fn handle(handlers: &Handlers, event: Value) -> Result<Value, HandlerE
     match IntakeEvent::parse(event)? {
         IntakeEvent::Start(start) => {
             let trigger = json!({"kind": "direct"});
-            let started = handlers.start_named(start, trigger).await?;
+            // A direct invoke says nothing of who invoked: CloudTrail does.
+            let started = handlers
+                .start_named(start, trigger, "lambda:Invoke")
+                .await?;
             Ok(json!({
                 "run_id": started.run.id,
                 "status": started.run.status,

@@ -617,7 +617,7 @@ async fn paused_schedules_fire_nothing_and_resume_from_the_next_instant() {
     e.register("h.yaml", &hourly("all")).await;
     assert!(e.handlers().fire_schedules().await.unwrap().is_empty());
     e.handlers()
-        .pause_schedules("hourly-all", true)
+        .pause_schedules("hourly-all", true, "ana")
         .await
         .unwrap();
     assert!(e.handlers().schedules_paused("hourly-all").await.unwrap());
@@ -626,7 +626,7 @@ async fn paused_schedules_fire_nothing_and_resume_from_the_next_instant() {
         .await;
     assert!(fired.is_empty(), "paused: {fired:?}");
     e.handlers()
-        .pause_schedules("hourly-all", false)
+        .pause_schedules("hourly-all", false, "ana")
         .await
         .unwrap();
     let fired = e
@@ -639,7 +639,7 @@ async fn paused_schedules_fire_nothing_and_resume_from_the_next_instant() {
     );
     let err = e
         .handlers()
-        .pause_schedules("nope", true)
+        .pause_schedules("nope", true, "ana")
         .await
         .unwrap_err();
     assert!(err.to_string().contains("not registered"), "{err}");

@@ -40,6 +40,10 @@ pub struct WorkflowDecl {
     /// the outputs of the leaf steps.
     #[serde(default)]
     pub output: Option<At<Value>>,
+    /// How long the run and its steps should take, counted from the run's start;
+    /// exceeding one notifies `sla_missed` once and does not fail anything.
+    #[serde(default)]
+    pub sla: Option<At<SlaDecl>>,
     /// Notifications on run lifecycle events.
     #[serde(default)]
     pub notify: Vec<At<NotifyDecl>>,
@@ -212,6 +216,17 @@ pub struct RetryDecl {
     /// Full jitter: wait a random time between zero and the computed wait.
     #[serde(default)]
     pub jitter: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SlaDecl {
+    /// The run should have ended this long after it started, e.g. `30m`.
+    #[serde(default)]
+    pub run: Option<At<String>>,
+    /// Step ids with how long after the run's start each should have ended.
+    #[serde(default)]
+    pub steps: IndexMap<String, At<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

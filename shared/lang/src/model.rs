@@ -26,6 +26,8 @@ pub struct Workflow {
     pub concurrency: Option<u32>,
     /// Run output template; `None` means the map of leaf step outputs.
     pub output: Option<Value>,
+    /// How long the run and its steps should take (its `sla`).
+    pub sla: Sla,
     pub notify: Vec<Notify>,
     /// Steps in file order.
     pub steps: Vec<Step>,
@@ -126,6 +128,26 @@ pub enum TriggerSource {
     Sqs {
         queue: String,
     },
+}
+
+/// How long a run and its steps should take, each counted from the run's start
+/// (as Airflow counts a task's SLA): one not ended by then is an SLA miss, notified
+/// once (`sla_missed`) and failing nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sla {
+    pub run: Option<Duration>,
+    /// Step ids, in file order of the `sla` entry.
+    pub steps: IndexMap<String, Duration>,
+}
+
+impl Sla {
+    /// Each SLA as (the step, or none for the run; its duration), the run's first.
+    pub fn entries(&self) -> impl Iterator<Item = (Option<&str>, Duration)> {
+        self.run
+            .map(|d| (None, d))
+            .into_iter()
+            .chain(self.steps.iter().map(|(s, d)| (Some(s.as_str()), *d)))
+    }
 }
 
 #[derive(Debug, Clone)]

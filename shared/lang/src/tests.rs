@@ -425,7 +425,7 @@ steps:
     );
     assert_eq!(
         p,
-        "6:14: step `a`: notify: unknown status `started`; expected one of: succeeded, failed, cancelled, waiting"
+        "6:14: step `a`: notify: unknown status `started`; expected one of: succeeded, failed, cancelled, waiting, retrying, sla_missed"
     );
 }
 
@@ -823,7 +823,7 @@ fn notify_with_an_unknown_status_suggests_the_nearest() {
     );
     assert_eq!(
         p,
-        "3:18: notify: unknown status `faild`; did you mean `failed`? expected one of: started, succeeded, failed, cancelled, timed_out, waiting"
+        "3:18: notify: unknown status `faild`; did you mean `failed`? expected one of: started, succeeded, failed, cancelled, timed_out, waiting, retrying, sla_missed"
     );
 }
 
@@ -1152,4 +1152,29 @@ fn an_unknown_filter_is_refused_where_it_is_written() {
     assert_eq!(p.len(), 1, "{p:?}");
     assert!(p[0].contains("unknown filter `nosuchfilter`"), "{p:?}");
     assert!(p[0].starts_with("4:"), "names the line: {p:?}");
+}
+
+#[test]
+fn an_sla_names_the_run_and_steps_with_durations() {
+    let wf = ok(r#"
+name: nightly
+sla: { run: 30m, steps: { report: 5m } }
+steps:
+  - id: report
+    pass: 1
+"#);
+    assert_eq!(wf.sla.run, Some(Duration::from_secs(1800)));
+    assert_eq!(wf.sla.steps["report"], Duration::from_secs(300));
+    assert_eq!(
+        problem("name: x\nsla: { steps: { reprot: 5m } }\nsteps:\n  - id: report\n    pass: 1\n"),
+        "2:25: sla.steps.reprot: there is no step `reprot`; did you mean `report`?"
+    );
+    assert_eq!(
+        problem("name: x\nsla: { run: soon }\nsteps:\n  - id: a\n    pass: 1\n"),
+        "2:13: sla.run: bad duration `soon`: expected a number then a unit (ms, s, m, h, d), e.g. `30s`"
+    );
+    assert_eq!(
+        problem("name: x\nsla: {}\nsteps:\n  - id: a\n    pass: 1\n"),
+        "2:6: sla: name `run`, `steps`, or both"
+    );
 }

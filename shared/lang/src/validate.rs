@@ -15,8 +15,9 @@ use serde_json::Value;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
-/// What a workflow's `notify` entry may name: its run's statuses, and `waiting` for
-/// any step that starts to wait for a person or a system.
+/// What a workflow's `notify` entry may name: its run's statuses, `waiting` for any
+/// step that starts to wait for a person or a system, `retrying` for any step whose
+/// attempt failed and will be tried again, and `sla_missed` for any of its `sla`.
 pub const RUN_NOTIFY_STATUSES: &[&str] = &[
     "started",
     "succeeded",
@@ -24,10 +25,20 @@ pub const RUN_NOTIFY_STATUSES: &[&str] = &[
     "cancelled",
     "timed_out",
     "waiting",
+    "retrying",
+    "sla_missed",
 ];
 
-/// What a step's `notify` entry may name: the step's final statuses, and `waiting`.
-pub const STEP_NOTIFY_STATUSES: &[&str] = &["succeeded", "failed", "cancelled", "waiting"];
+/// What a step's `notify` entry may name: the step's final statuses, `waiting`,
+/// `retrying`, and `sla_missed` for the step's own entry in the workflow's `sla`.
+pub const STEP_NOTIFY_STATUSES: &[&str] = &[
+    "succeeded",
+    "failed",
+    "cancelled",
+    "waiting",
+    "retrying",
+    "sla_missed",
+];
 
 /// Variables an expression may read.
 const SCOPE: &[&str] = &[
@@ -413,6 +424,7 @@ pub(super) fn validate(decl: WorkflowDecl, text: &str, diags: &mut Collector) ->
         .into_iter()
         .filter_map(|n| notify(&mut cx, &n, RUN_NOTIFY_STATUSES, "notify"))
         .collect();
+    let sla = decl.sla.map(|s| sla(&mut cx, s)).unwrap_or_default();
 
     let default_retry = default_retry.unwrap_or_default();
     let steps: Vec<Step> = decl
@@ -436,10 +448,38 @@ pub(super) fn validate(decl: WorkflowDecl, text: &str, diags: &mut Collector) ->
         timeout,
         concurrency: decl.concurrency.map(|c| c.value),
         output,
+        sla,
         notify,
         steps,
         index: Default::default(),
     })
+}
+
+/// The workflow's `sla`: durations that parse, naming steps that exist.
+fn sla(cx: &mut Ctx, decl: At<SlaDecl>) -> Sla {
+    let run = decl
+        .value
+        .run
+        .as_ref()
+        .and_then(|d| cx.duration(d, "sla.run"));
+    let mut steps = IndexMap::new();
+    for (id, d) in &decl.value.steps {
+        let field = format!("sla.steps.{id}");
+        if !cx.step_ids.contains(id) {
+            let hint = nearest(id, cx.step_ids.iter().map(String::as_str))
+                .map(|n| format!("; did you mean `{n}`?"))
+                .unwrap_or_default();
+            cx.err(d.pos, format!("{field}: there is no step `{id}`{hint}"));
+            continue;
+        }
+        if let Some(v) = cx.duration(d, &field) {
+            steps.insert(id.clone(), v);
+        }
+    }
+    if decl.value.run.is_none() && decl.value.steps.is_empty() {
+        cx.err(decl.pos, "sla: name `run`, `steps`, or both");
+    }
+    Sla { run, steps }
 }
 
 fn params(cx: &mut Ctx, decls: IndexMap<String, At<ParamDecl>>) -> IndexMap<String, Param> {

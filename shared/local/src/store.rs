@@ -12,11 +12,11 @@
 use crate::fault::Fault;
 use async_trait::async_trait;
 use braid_engine::model::{
-    CancelRequest, Definition, ErrorInfo, MAX_NOTICES, NoticeLog, RunId, RunRecord, RunStatus,
-    Signal, StepId, StepKey, StepRecord, StepStatus, Timestamp,
+    AuditEntry, CancelRequest, Definition, ErrorInfo, MAX_NOTICES, NoticeLog, RunId, RunRecord,
+    RunStatus, Signal, SlaMiss, StepId, StepKey, StepRecord, StepStatus, Timestamp,
 };
 use braid_ports::{
-    Created, Finalized, Guard, PortError, PortResult, Record, RunFilter, StateStore,
+    AuditFilter, Created, Finalized, Guard, PortError, PortResult, Record, RunFilter, StateStore,
 };
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
@@ -55,6 +55,10 @@ CREATE TABLE IF NOT EXISTS steps (
     status TEXT NOT NULL, attempt INTEGER NOT NULL, body TEXT NOT NULL,
     timer INTEGER,
     PRIMARY KEY (run_id, step, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, workflow TEXT NOT NULL,
+    body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_by_at ON audit(at);
 ";
 
 /// Columns added after the first release, for files made before them: (table, column).
@@ -703,6 +707,59 @@ impl StateStore for SqliteStore {
             write_run(tx, &run)?;
             Ok(true)
         })
+    }
+
+    async fn note_sla_missed(
+        &self,
+        was: &RunRecord,
+        missed: &[SlaMiss],
+        next: Option<Timestamp>,
+    ) -> PortResult<bool> {
+        self.with_tx(|tx| {
+            let mut run = read_run(tx, &was.id)?;
+            if run.status != was.status || run.sla_due != was.sla_due {
+                return Ok(false);
+            }
+            run.sla_missed.extend_from_slice(missed);
+            run.sla_due = next;
+            write_run(tx, &run)?;
+            Ok(true)
+        })
+    }
+
+    async fn note_audit(&self, entry: &AuditEntry) -> PortResult<()> {
+        let body = serde_json::to_string(entry).map_err(PortError::backend)?;
+        self.with_tx(|tx| {
+            exec(
+                tx,
+                "INSERT INTO audit (at, workflow, body) VALUES (?1, ?2, ?3)",
+                params![entry.at.timestamp_millis(), entry.workflow, body],
+            )
+            .map(|_| ())
+        })
+    }
+
+    async fn audit(&self, filter: &AuditFilter) -> PortResult<Vec<AuditEntry>> {
+        let limit = if filter.limit == 0 { 100 } else { filter.limit } as i64;
+        let since = timer_ms(filter.since);
+        let mut latest: Vec<AuditEntry> = self.with_read(|tx| {
+            // A state made before the audit trail, opened read-only, has no table.
+            let has: bool = tx
+                .prepare_cached("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit'")
+                .and_then(|mut st| st.exists([]))
+                .map_err(db)?;
+            if !has {
+                return Ok(Vec::new());
+            }
+            query_bodies(
+                tx,
+                "SELECT body FROM audit WHERE (?1 IS NULL OR workflow = ?1) AND (?2 IS NULL OR at >= ?2)
+                 ORDER BY at DESC, seq DESC LIMIT ?3",
+                params![filter.workflow, since, limit],
+            )
+        })?;
+        latest.reverse();
+        Ok(latest)
     }
 
     async fn reopen_run(&self, was: &RunRecord, run: &RunRecord) -> PortResult<bool> {

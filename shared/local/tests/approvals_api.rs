@@ -97,6 +97,55 @@ async fn approve_by_api_records_the_caller_and_the_run_goes_on_by_signal() {
     assert_eq!(r.body["id"], "ci-1");
     b.deliver_all().await;
     assert_eq!(b.run(&id).await.status, RunStatus::Succeeded);
+
+    // The audit trail names the authenticated caller of each, in order.
+    let r = call(&b, "GET", "/audit", None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let told: Vec<_> = r.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_string(),
+                e["actor"].as_str().unwrap().to_string(),
+                e["step"]
+                    .as_str()
+                    .or(e["detail"].as_str())
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        })
+        .collect();
+    let ana = "arn:aws:iam::123456789012:user/ana";
+    assert_eq!(
+        told,
+        [
+            (
+                "approve".to_string(),
+                ana.to_string(),
+                "manager".to_string()
+            ),
+            (
+                "signal".to_string(),
+                ana.to_string(),
+                "smoke-passed".to_string()
+            ),
+        ]
+    );
+    let bad_since = ApiRequest {
+        method: "GET".into(),
+        path: "/audit".into(),
+        query: [("since".to_string(), "tomorrow".to_string())].into(),
+        ..ApiRequest::default()
+    };
+    let r = b.handlers().api(&bad_since).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body.to_string().contains("since `tomorrow`"),
+        "{}",
+        r.body
+    );
 }
 
 #[tokio::test]

@@ -565,10 +565,13 @@ async fn a_chain_runs_on_in_one_delivery_without_a_message_per_step() {
     assert_eq!(ready, 1, "only the root's message is sent");
 }
 
+/// The handlers' default (what the stack's functions use); the local runtime
+/// publishes every step's end.
 #[tokio::test]
 async fn by_default_only_failed_steps_publish_their_end() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = options(dir.path());
+    let mut opts = options(dir.path());
+    opts.settings.step_events = braid_handlers::StepEvents::default();
     let mut ports = local_ports(&opts).unwrap();
     let recorder = Arc::new(Recorder::default());
     ports.events = recorder.clone();
@@ -741,6 +744,8 @@ async fn a_message_that_can_never_be_handled_fails_its_run_with_the_reason() {
         redrives: Vec::new(),
         forked_from: None,
         notices: Vec::new(),
+        sla_due: None,
+        sla_missed: Vec::new(),
     };
     let step = StepRecord::new("r-poison", StepKey::step("a"), StepStatus::Ready);
     ports.store.create_run(&run, &[step]).await.unwrap();

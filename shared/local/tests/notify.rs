@@ -226,3 +226,101 @@ steps:
         "the URL is never recorded: {error}"
     );
 }
+
+#[tokio::test]
+async fn each_retry_of_a_step_is_notified_with_the_failed_attempts_error() {
+    let (base, seen) = receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let done = run(
+        &rt,
+        &format!(
+            r#"
+name: flaky-call
+steps:
+  - id: call
+    http: {{ url: "{base}/flaky/service", method: POST }}
+    retry: {{ attempts: 3, backoff: 100ms }}
+    notify:
+      - on: [retrying]
+        webhook: {{ url: "{base}/ok/retries" }}
+"#
+        ),
+    )
+    .await;
+    assert_eq!(done.status, RunStatus::Succeeded, "the third try succeeds");
+    let posts = posts_to(&seen, "ok/retries");
+    let told: Vec<_> = posts
+        .iter()
+        .map(|(_, b)| (b["kind"].clone(), b["detail"]["failed_attempt"].clone()))
+        .collect();
+    assert_eq!(
+        told,
+        [
+            (json!("step.retrying"), json!(1)),
+            (json!("step.retrying"), json!(2))
+        ]
+    );
+    assert_eq!(posts[0].1["step"], "call");
+    assert!(
+        posts[0].1["error"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("500"),
+        "{}",
+        posts[0].1
+    );
+}
+
+#[tokio::test]
+async fn a_run_and_a_step_past_their_sla_are_notified_once_each_and_the_run_goes_on() {
+    let (base, seen) = receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let done = run(
+        &rt,
+        &format!(
+            r#"
+name: slow-report
+sla: {{ run: 1s, steps: {{ report: 1s, quick: 30m }} }}
+notify:
+  - on: [sla_missed]
+    webhook: {{ url: "{base}/ok/sla" }}
+steps:
+  - id: quick
+    pass: 1
+  - id: report
+    wait: 3s
+"#
+        ),
+    )
+    .await;
+    assert_eq!(
+        done.status,
+        RunStatus::Succeeded,
+        "a missed SLA fails nothing"
+    );
+    let posts = posts_to(&seen, "ok/sla");
+    let mut told: Vec<_> = posts
+        .iter()
+        .map(|(_, b)| {
+            (
+                b["kind"].clone(),
+                b["step"].clone(),
+                b["detail"]["sla"].clone(),
+            )
+        })
+        .collect();
+    told.sort_by_key(|t| t.1.to_string());
+    assert_eq!(
+        told,
+        [
+            (json!("sla.missed"), json!("report"), json!("1s")),
+            (json!("sla.missed"), Value::Null, json!("1s")),
+        ],
+        "once each, though the tick looked many times; `quick` ended in time"
+    );
+    let missed: Vec<_> = done.sla_missed.iter().map(|m| m.step.as_deref()).collect();
+    assert_eq!(missed, [None, Some("report")]);
+    assert_eq!(done.notices.len(), 2);
+}

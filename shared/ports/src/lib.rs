@@ -37,7 +37,7 @@ pub use payloads::PayloadStore;
 pub use queue::{MAX_RECEIVES, Outgoing, Received, WorkQueue};
 pub use secrets::SecretStore;
 pub use sink::{EventSink, NullSink};
-pub use store::{Created, Finalized, Guard, RunFilter, StateStore};
+pub use store::{AuditFilter, Created, Finalized, Guard, RunFilter, StateStore};
 pub use tasks::{Task, TaskError, TaskRunner};
 
 #[cfg(any(test, feature = "testkit"))]

@@ -22,6 +22,16 @@ pub trait Record: serde::Serialize {
     fn describe(&self) -> String;
 }
 
+impl Record for braid_engine::model::AuditEntry {
+    fn describe(&self) -> String {
+        format!(
+            "audit entry of {} on {}",
+            self.action.as_str(),
+            self.workflow
+        )
+    }
+}
+
 impl Record for RunRecord {
     fn describe(&self) -> String {
         format!("run {}", self.id)

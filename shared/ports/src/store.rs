@@ -1,8 +1,8 @@
 use super::PortResult;
 use async_trait::async_trait;
 use braid_engine::model::{
-    CancelRequest, Definition, ErrorInfo, NoticeLog, RunId, RunRecord, RunStatus, Signal, StepId,
-    StepKey, StepRecord, Timestamp,
+    AuditEntry, CancelRequest, Definition, ErrorInfo, NoticeLog, RunId, RunRecord, RunStatus,
+    Signal, SlaMiss, StepId, StepKey, StepRecord, Timestamp,
 };
 
 pub use braid_engine::guard::Guard;
@@ -30,6 +30,16 @@ pub struct Finalized {
 pub struct RunFilter {
     pub workflow: Option<String>,
     pub status: Option<RunStatus>,
+    pub limit: usize,
+}
+
+/// Which audit entries to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub workflow: Option<String>,
+    /// Entries at or after this instant.
+    pub since: Option<Timestamp>,
+    /// At most this many: the latest ones.
     pub limit: usize,
 }
 
@@ -150,6 +160,23 @@ pub trait StateStore: Send + Sync {
     /// [`MAX_NOTICES`](braid_engine::model::MAX_NOTICES) already; returns whether it
     /// was kept. The rest of the run is left as it is.
     async fn note_notice(&self, run_id: &RunId, log: &NoticeLog) -> PortResult<bool>;
+
+    /// Notes that run `was` missed the SLAs `missed` (added to its `sla_missed`) and
+    /// sets its next SLA look to `next` (its timer moving with it), if the run is
+    /// still as `was` read it: the same status and the same `sla_due`. False when it
+    /// changed (another tick noted them, or the run was admitted or ended).
+    async fn note_sla_missed(
+        &self,
+        was: &RunRecord,
+        missed: &[SlaMiss],
+        next: Option<Timestamp>,
+    ) -> PortResult<bool>;
+
+    /// Appends `entry` to the audit trail.
+    async fn note_audit(&self, entry: &AuditEntry) -> PortResult<()>;
+
+    /// The audit entries `filter` asks for, oldest first.
+    async fn audit(&self, filter: &AuditFilter) -> PortResult<Vec<AuditEntry>>;
 
     /// Reopens run `was`, which ended and is closed, as `run` (running, retried in
     /// place: see [`braid_engine::redrive`]) if it is still as `was` read; a store that

@@ -116,6 +116,8 @@ pub struct SeedReport {
     pub runs: usize,
     /// Tasks a cancel stopped while they ran, in both drives.
     pub stops: u32,
+    /// SLA misses noted on the runs, in both drives.
+    pub sla_misses: usize,
     /// Virtual time the faulty drive took.
     pub virtual_time: Duration,
     /// Real time the seed took, both drives.
@@ -178,6 +180,11 @@ pub fn run_seed(seed: u64, opts: &Options) -> SeedReport {
         compared,
         runs: spec.runs as usize,
         stops: reference.tally.stops + faulty.tally.stops,
+        sla_misses: [&reference, &faulty]
+            .iter()
+            .flat_map(|d| d.runs.iter().flatten())
+            .map(|r| r.record.sla_missed.len())
+            .sum(),
         virtual_time: faulty.elapsed,
         wall: began.elapsed(),
         setting,
@@ -247,6 +254,7 @@ pub struct Summary {
     pub runs: usize,
     pub compared: usize,
     pub stops: u64,
+    pub sla_misses: u64,
     /// The slowest seeds, slowest first, with their real time.
     pub slowest: Vec<(u64, Duration)>,
     /// The reports of the seeds that broke an invariant, in seed order (the others
@@ -281,6 +289,7 @@ pub fn run_seeds(
                     sum.runs += r.runs;
                     sum.compared += r.compared;
                     sum.stops += u64::from(r.stops);
+                    sum.sla_misses += r.sla_misses as u64;
                     sum.slowest.push((r.seed, r.wall));
                     sum.slowest.sort_by_key(|s| std::cmp::Reverse(s.1));
                     sum.slowest.truncate(SLOWEST);

@@ -9,10 +9,10 @@
 use crate::world::World;
 use async_trait::async_trait;
 use braid_engine::model::{
-    CancelRequest, Definition, ErrorInfo, NoticeLog, RunId, RunRecord, Signal, StepId, StepKey,
-    StepRecord, Timestamp,
+    AuditEntry, CancelRequest, Definition, ErrorInfo, NoticeLog, RunId, RunRecord, Signal, SlaMiss,
+    StepId, StepKey, StepRecord, Timestamp,
 };
-use braid_ports::{Created, Finalized, Guard, PortResult, RunFilter, StateStore};
+use braid_ports::{AuditFilter, Created, Finalized, Guard, PortResult, RunFilter, StateStore};
 use std::sync::Arc;
 
 /// A [`StateStore`] that fails, pauses and crashes as its [`World`] says.
@@ -329,6 +329,30 @@ impl StateStore for FaultyStore {
     async fn note_notice(&self, run_id: &RunId, log: &NoticeLog) -> PortResult<bool> {
         self.write("note_notice", self.inner.note_notice(run_id, log), |k| *k)
             .await
+    }
+
+    async fn note_audit(&self, entry: &AuditEntry) -> PortResult<()> {
+        self.write("note_audit", self.inner.note_audit(entry), |_| true)
+            .await
+    }
+
+    async fn audit(&self, filter: &AuditFilter) -> PortResult<Vec<AuditEntry>> {
+        self.read("audit").await?;
+        self.inner.audit(filter).await
+    }
+
+    async fn note_sla_missed(
+        &self,
+        was: &RunRecord,
+        missed: &[SlaMiss],
+        next: Option<Timestamp>,
+    ) -> PortResult<bool> {
+        self.write(
+            "note_sla_missed",
+            self.inner.note_sla_missed(was, missed, next),
+            |k| *k,
+        )
+        .await
     }
 
     /// Counts each reopening that took effect: the run ends once more, and what

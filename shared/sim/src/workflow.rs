@@ -6,7 +6,7 @@
 //! and `http` tasks (some ending by a `callback`, with or without a heartbeat),
 //! `workflow` steps starting child workflows — drawn the same way, small, without
 //! children of their own, registered before the parent starts — and workflow
-//! `concurrency` with several runs. Each is written as YAML text and parsed by
+//! `concurrency` with several runs, and an `sla` on the run and one of its steps. Each is written as YAML text and parsed by
 //! `braid-lang`, so what runs is a real workflow file.
 
 use braid_engine::model::Definition;
@@ -253,6 +253,16 @@ fn draw(rng: &mut fastrand::Rng, name: &str, max_steps: usize, children: usize) 
         (None, 1)
     };
     let output = child || rng.bool();
+    // Shorter and longer than the tick's period and than typical runs.
+    const SLA_SECS: [u64; 3] = [30, 600, 7200];
+    let sla = (!child && rng.u8(..3) == 0).then(|| {
+        let run = SLA_SECS[rng.usize(..3)];
+        let step = rng.bool().then(|| {
+            let id = steps[rng.usize(..steps.len())].id.clone();
+            (id, SLA_SECS[rng.usize(..3)])
+        });
+        (run, step)
+    });
     let head = Head {
         name,
         flag,
@@ -260,6 +270,7 @@ fn draw(rng: &mut fastrand::Rng, name: &str, max_steps: usize, children: usize) 
         run_timeout,
         concurrency,
         output,
+        sla: sla.clone(),
     };
     let yaml = to_yaml(&steps, &head);
     let (definition, _) = braid_handlers::definition(&format!("{name}.yaml"), &yaml)
@@ -283,6 +294,8 @@ struct Head<'a> {
     run_timeout: Option<Duration>,
     concurrency: Option<u32>,
     output: bool,
+    /// The run's SLA and maybe one step's, in seconds.
+    sla: Option<(u64, Option<(String, u64)>)>,
 }
 
 /// The workflow file.
@@ -294,6 +307,7 @@ fn to_yaml(steps: &[StepSpec], head: &Head<'_>) -> String {
         run_timeout,
         concurrency,
         output,
+        ref sla,
     } = *head;
     let mut y = String::new();
     let items: Vec<String> = items.iter().map(u32::to_string).collect();
@@ -310,6 +324,15 @@ fn to_yaml(steps: &[StepSpec], head: &Head<'_>) -> String {
     }
     if let Some(c) = concurrency {
         let _ = writeln!(y, "concurrency: {c}");
+    }
+    match sla {
+        Some((run, Some((step, secs)))) => {
+            let _ = writeln!(y, "sla: {{ run: {run}s, steps: {{ {step}: {secs}s }} }}");
+        }
+        Some((run, None)) => {
+            let _ = writeln!(y, "sla: {{ run: {run}s }}");
+        }
+        None => {}
     }
     if output && let Some(last) = steps.last() {
         let _ = writeln!(y, "output: \"{}\"", output_ref(last));

@@ -7,7 +7,7 @@ use braid_engine::model::{EventKind, LifecycleEvent};
 use braid_ports::{EventSink, PortResult};
 
 /// Prints `run <id> of <workflow> started by <kind>`, `run <id> of <workflow> <status>`,
-/// and what a waiting step waits for and how it was decided.
+/// what a waiting step waits for and how it was decided, and each SLA missed.
 pub struct RunLog;
 
 #[async_trait]
@@ -54,7 +54,20 @@ impl EventSink for RunLog {
                         d["by"].as_str().unwrap_or("someone")
                     );
                 }
-                EventKind::StepFinished => {}
+                EventKind::SlaMissed => {
+                    let d = e.detail.clone().unwrap_or_default();
+                    let who = match &e.step {
+                        Some(step) => format!("step {step}"),
+                        None => "the run".to_string(),
+                    };
+                    eprintln!(
+                        "run {} of {}: {who} missed its SLA ({})",
+                        e.run_id,
+                        e.workflow,
+                        d["sla"].as_str().unwrap_or("?")
+                    );
+                }
+                EventKind::StepFinished | EventKind::StepRetrying => {}
             }
         }
         Ok(())

@@ -91,7 +91,10 @@ impl WorkflowFolder {
                 );
                 continue;
             }
-            match handlers.undeploy(&gone.workflow).await {
+            match handlers
+                .undeploy(&gone.workflow, &crate::cmd::os_user())
+                .await
+            {
                 Ok(()) => eprintln!(
                     "{name} was removed: undeployed {} (its triggers are off; runs going finish)",
                     gone.workflow
@@ -153,7 +156,10 @@ impl WorkflowFolder {
         {
             return true;
         }
-        if let Err(e) = handlers.register_parsed(&def, wf.clone()).await {
+        if let Err(e) = handlers
+            .deploy_parsed(&def, wf.clone(), &crate::cmd::os_user())
+            .await
+        {
             eprintln!("cannot register `{name}`: {e}; trying again at its next change");
             self.watch.forget(rel);
             return false;

@@ -68,10 +68,12 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, KeysAndAttributes, Put, ReturnValue, TransactWriteItem, Update,
 };
 use braid_engine::model::{
-    CancelRequest, Definition, ErrorInfo, MAX_NOTICES, NoticeLog, RunId, RunRecord, RunStatus,
-    Signal, StepId, StepKey, StepRecord, StepStatus, Timestamp,
+    AuditEntry, CancelRequest, Definition, ErrorInfo, MAX_NOTICES, NoticeLog, RunId, RunRecord,
+    RunStatus, Signal, SlaMiss, StepId, StepKey, StepRecord, StepStatus, Timestamp,
 };
-use braid_ports::{Created, Finalized, Guard, PortError, PortResult, RunFilter, StateStore};
+use braid_ports::{
+    AuditFilter, Created, Finalized, Guard, PortError, PortResult, RunFilter, StateStore,
+};
 use codec::{
     RUN_OPAQUE, RUN_SK, SIGNAL_OPAQUE, STEP_OPAQUE, decode, encode, expiry, idem_pk, n, queued_pk,
     run_id_of, run_item, run_pk, s, signal_sk, slots_pk, step_item, step_sk, timer_attrs,
@@ -125,6 +127,8 @@ const PARALLEL_WRITES: usize = 16;
 const REGISTRY_PK: &str = "REGISTRY";
 const IDEM_SK: &str = "IDEM";
 const MARKER_PK: &str = "MARKER";
+/// The audit trail's partitions: one a month (`AUDIT#2026-12`), entries sorted by time.
+const AUDIT_PK: &str = "AUDIT#";
 const SLOTS_SK: &str = "SLOTS";
 const ACTIVE: [RunStatus; 2] = [RunStatus::Queued, RunStatus::Running];
 
@@ -1285,6 +1289,91 @@ impl StateStore for DynamoStore {
             .is_some())
     }
 
+    /// Sets `sla_missed`, `sla_due` and the run's timer, conditioned on the status and
+    /// `sla_due` as `was` read them (the timer follows from both and the deadline,
+    /// which changes only with the status).
+    async fn note_sla_missed(
+        &self,
+        was: &RunRecord,
+        missed: &[SlaMiss],
+        next: Option<Timestamp>,
+    ) -> PortResult<bool> {
+        let mut run = was.clone();
+        run.sla_missed.extend_from_slice(missed);
+        run.sla_due = next;
+        let new = encode(&run, RUN_OPAQUE)?;
+        let old = encode(was, RUN_OPAQUE)?;
+        let mut x = Expr::default();
+        let mut sets = Vec::new();
+        let mut removes = Vec::new();
+        for f in ["sla_missed", "sla_due"] {
+            match new.get(f) {
+                Some(v) => sets.push(format!("{} = {}", x.name(f), x.value(v.clone()))),
+                None => removes.push(x.name(f)),
+            }
+        }
+        let had_one = was.timer().is_some();
+        timer_clauses(
+            &mut x,
+            &run.id,
+            run.timer(),
+            had_one,
+            &mut sets,
+            &mut removes,
+        );
+        let status = x.name("status");
+        let mut cond = format!("{status} = {}", x.value(s(was.status.as_str())));
+        let due = x.name("sla_due");
+        match old.get("sla_due") {
+            Some(v) => cond.push_str(&format!(" AND {due} = {}", x.value(v.clone()))),
+            None => cond.push_str(&format!(" AND attribute_not_exists({due})")),
+        }
+        Ok(self
+            .update_if(
+                key(run_pk(&run.id), RUN_SK),
+                &update_expression(&sets, &removes),
+                &cond,
+                &x,
+            )
+            .await?
+            .is_some())
+    }
+
+    /// One item per entry in its month's partition, sorted by time (a random suffix
+    /// keeps entries of one millisecond apart), expiring with run records.
+    async fn note_audit(&self, entry: &AuditEntry) -> PortResult<()> {
+        let mut item = encode(entry, &[])?;
+        let month = entry.at.format("%Y-%m");
+        item.insert(PK.into(), s(format!("{AUDIT_PK}{month}")));
+        let suffix = format!("{:016x}", fastrand::u64(..));
+        item.insert(SK.into(), s(format!("{}#{suffix}", timer_key(entry.at))));
+        item.insert(TTL.into(), n(expiry(entry.at)));
+        self.put(item).await
+    }
+
+    /// Month partitions newest first, back to `since` or as far as entries are kept.
+    async fn audit(&self, filter: &AuditFilter) -> PortResult<Vec<AuditEntry>> {
+        let want = if filter.limit == 0 { 100 } else { filter.limit };
+        let now = chrono::Utc::now();
+        let oldest = filter
+            .since
+            .unwrap_or(now - chrono::Duration::from_std(RETENTION).unwrap_or_default())
+            .max(now - chrono::Duration::days(400));
+        let mut month =
+            chrono::Datelike::with_day(&now.date_naive(), 1).unwrap_or(now.date_naive());
+        let mut out = Vec::new();
+        while out.len() < want && month <= now.date_naive() {
+            let key = month.format("%Y-%m").to_string();
+            out.extend(self.audit_month(&key, filter, want - out.len()).await?);
+            if month <= oldest.date_naive() {
+                break;
+            }
+            month = month - chrono::Months::new(1);
+        }
+        out.reverse();
+        Ok(out)
+    }
+
     /// The run item is replaced whole (its `active_runs` attributes back, its expiry
     /// gone), conditioned on the run as `was` read it: still final with the same end
     /// and retries, and closed. With a concurrency limit, the slot is taken in the
@@ -1535,6 +1624,43 @@ impl DynamoStore {
     }
 
     /// The step items of a run whose sort key starts with `prefix`, in key order.
+    /// The latest audit entries of `month` (its partition) at or after `since`, at
+    /// most `want`, newest first.
+    async fn audit_month(
+        &self,
+        month: &str,
+        filter: &AuditFilter,
+        want: usize,
+    ) -> PortResult<Vec<AuditEntry>> {
+        let mut x = Expr::default();
+        let mut cond = format!(
+            "{} = {}",
+            x.name(PK),
+            x.value(s(format!("{AUDIT_PK}{month}")))
+        );
+        if let Some(since) = filter.since {
+            cond += &format!(" AND {} >= {}", x.name(SK), x.value(s(timer_key(since))));
+        }
+        let filter_expr = filter
+            .workflow
+            .as_ref()
+            .map(|w| format!("{} = {}", x.name("workflow"), x.value(s(w))));
+        let q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression(cond)
+            .set_filter_expression(filter_expr)
+            .set_expression_attribute_names(x.names())
+            .set_expression_attribute_values(x.values())
+            .scan_index_forward(false);
+        self.query(q, Some(want))
+            .await?
+            .into_iter()
+            .map(|item| decode(item, &[]))
+            .collect()
+    }
+
     async fn steps_with_prefix(&self, run_id: &str, prefix: &str) -> PortResult<Vec<StepRecord>> {
         let mut x = Expr::default();
         let cond = format!(

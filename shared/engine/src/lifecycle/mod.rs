@@ -32,7 +32,7 @@
 //! | waiting n (approval, signal) | resolved n by its own kind of waiter: approved, signal data / rejected | unchanged | succeeded / failed `approval.rejected` | settle |
 //! | waiting n (`workflow`) | resolved n by its child run's end: succeeded / failed, timed out / cancelled | unchanged | succeeded with the child's output / as a failure (retried by the rules, with a new child; a cancelled child is not retried) | settle / send n+1 when due |
 //! | running n (or waiting n, resolved) | ended: output, skip, failure for good | held | succeeded, skipped, failed | settle |
-//! | running n | ended: retryable failure, attempts left | held | retrying n, due | send n+1 when due |
+//! | running n | ended: retryable failure, attempts left | held | retrying n, due | send n+1 when due; announce the retry |
 //! | running n | ended: stopped (its run is being cancelled, and its dispatcher stopped the task) | held | cancelled, with who asked | settle |
 //! | running n, `for_each` | ended: expanded | held | running n with its fan-out | launch lanes |
 //! | running n, `wait` | parked until t | held | waiting n, due t | send n at t |
@@ -211,6 +211,8 @@ pub enum Effect {
     /// The step now waits for a person or a system: announce it (`step.waiting`), and
     /// look for what may have ended the wait before it began (a signal sent early).
     Waiting,
+    /// The step will be tried again: announce it (`step.retrying`).
+    Retrying,
 }
 
 /// A decision: a write (or none) and what follows it.
@@ -596,14 +598,14 @@ fn ended(rec: &StepRecord, guard: Guard, outcome: &Outcome, ctx: &Context<'_>) -
                 ..rec.clone()
             };
             let delay = until(due_at, now);
-            let effects = if delay <= ctx.max_queue_delay {
-                vec![Effect::Send {
+            let mut effects = Vec::new();
+            if delay <= ctx.max_queue_delay {
+                effects.push(Effect::Send {
                     msg: message(rec, rec.attempt + 1),
                     delay,
-                }]
-            } else {
-                Vec::new()
-            };
+                });
+            }
+            effects.push(Effect::Retrying);
             Transition::write(guard, retrying, effects)
         }
         Verdict::Expand { items, total } => {

@@ -93,6 +93,7 @@ fn summary(t: &Transition) -> (Option<StepStatus>, Vec<String>) {
             Effect::Settle => "settle".into(),
             Effect::LaunchLanes => "launch lanes".into(),
             Effect::Waiting => "announce the wait".into(),
+            Effect::Retrying => "announce the retry".into(),
         })
         .collect();
     (t.write.as_ref().map(|w| w.record.status), effects)
@@ -336,7 +337,10 @@ fn outcomes_end_retry_or_expand_the_attempt_under_its_guard() {
     );
     assert_eq!(
         summary(&ended(&running, &retryable)),
-        s(Some(StepStatus::Retrying), &["send 2 after 2s"])
+        s(
+            Some(StepStatus::Retrying),
+            &["send 2 after 2s", "announce the retry"]
+        )
     );
     let failed = ended(&running, &fatal);
     assert_eq!(summary(&failed), s(Some(StepStatus::Failed), &["settle"]));
@@ -461,7 +465,10 @@ fn a_lease_expiry_holds_only_for_the_lease_it_saw() {
     );
     assert_eq!(
         summary(&t),
-        s(Some(StepStatus::Retrying), &["send 2 after 2s"])
+        s(
+            Some(StepStatus::Retrying),
+            &["send 2 after 2s", "announce the retry"]
+        )
     );
     assert_eq!(t.write.unwrap().guard, Guard::unchanged(&running));
     // Taken over since: a new lease, so the expiry seen is no longer the record's.
@@ -810,7 +817,10 @@ fn a_child_runs_end_resolves_its_waiting_step_and_failures_retry() {
     };
     assert_eq!(
         summary(&decide_in(&w, &waiting, by_child(&failed), false)),
-        s(Some(StepStatus::Retrying), &["send 2 after 1s"]),
+        s(
+            Some(StepStatus::Retrying),
+            &["send 2 after 1s", "announce the retry"]
+        ),
         "a retry starts attempt 2, whose child is a new run"
     );
     let cancelled = Outcome::Failed {
@@ -928,7 +938,10 @@ fn a_callback_that_misses_its_heartbeat_or_timeout_fails_the_attempt_for_a_retry
         let t = arrived(&waiting);
         assert_eq!(
             summary(&t),
-            s(Some(StepStatus::Retrying), &["send 2 after 1s"]),
+            s(
+                Some(StepStatus::Retrying),
+                &["send 2 after 1s", "announce the retry"]
+            ),
             "{error}"
         );
         assert_eq!(t.write.unwrap().record.error.unwrap().error, error);

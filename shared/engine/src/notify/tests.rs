@@ -120,3 +120,58 @@ fn a_webhook_body_is_the_event_without_its_routing() {
     assert_eq!(body["status"], "succeeded");
     assert!(body.get("notices").is_none());
 }
+
+#[test]
+fn retries_and_sla_misses_call_for_the_entries_naming_them() {
+    let wf = braid_lang::parse(
+        "wf.yaml",
+        r#"
+name: nightly
+sla: { run: 30m, steps: { load: 5m } }
+notify:
+  - on: [sla_missed]
+    slack: { webhook_url: "https://hooks.example/a" }
+steps:
+  - id: load
+    pass: 1
+    notify:
+      - on: [retrying, sla_missed]
+        webhook: { url: "https://example.com/b" }
+"#,
+    )
+    .unwrap();
+    let of = |kind, step| wanted(&wf, &event(kind, "running", step));
+    assert_eq!(
+        refs(&of(EventKind::StepRetrying, Some("load"))),
+        [(Some("load"), 0, "retrying")]
+    );
+    assert_eq!(
+        refs(&of(EventKind::SlaMissed, None)),
+        [(None, 0, "sla_missed")]
+    );
+    assert_eq!(
+        refs(&of(EventKind::SlaMissed, Some("load"))),
+        [(None, 0, "sla_missed"), (Some("load"), 0, "sla_missed")]
+    );
+}
+
+#[test]
+fn a_slack_message_names_a_missed_sla_and_a_retry() {
+    let mut missed = event(EventKind::SlaMissed, "running", Some("load"));
+    missed.detail = Some(json!({"sla": "5m", "due": "2026-12-07T01:05:00Z"}));
+    assert_eq!(
+        slack_message(&missed, None)["text"],
+        "⏰ shipping step `load` missed its SLA (5m)"
+    );
+    let mut run = event(EventKind::SlaMissed, "running", None);
+    run.detail = Some(json!({"sla": "30m"}));
+    assert_eq!(
+        slack_message(&run, None)["text"],
+        "⏰ shipping run missed its SLA (30m)"
+    );
+    let mut retrying = event(EventKind::StepRetrying, "retrying", Some("load"));
+    retrying.error = Some(ErrorInfo::new("http.503", "unavailable"));
+    let m = slack_message(&retrying, None);
+    assert_eq!(m["text"], "🔁 shipping step `load` failed and will retry");
+    assert!(m.to_string().contains("http.503: unavailable"));
+}

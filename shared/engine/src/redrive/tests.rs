@@ -68,6 +68,8 @@ fn failed_run() -> RunRecord {
         redrives: Vec::new(),
         forked_from: None,
         notices: Vec::new(),
+        sla_due: None,
+        sla_missed: Vec::new(),
     }
 }
 

@@ -138,11 +138,11 @@ impl FailingStore {
 
 mod failing_store {
     use super::FailingStore;
-    use crate::{Created, Finalized, Guard, PortResult, RunFilter, StateStore};
+    use crate::{AuditFilter, Created, Finalized, Guard, PortResult, RunFilter, StateStore};
     use async_trait::async_trait;
     use braid_engine::model::{
-        CancelRequest, Definition, ErrorInfo, NoticeLog, RunId, RunRecord, Signal, StepId, StepKey,
-        StepRecord, Timestamp,
+        AuditEntry, CancelRequest, Definition, ErrorInfo, NoticeLog, RunId, RunRecord, Signal,
+        SlaMiss, StepId, StepKey, StepRecord, Timestamp,
     };
 
     /// Each method trips its failure, if one is set, then delegates.
@@ -184,6 +184,9 @@ mod failing_store {
         close_run(run: &RunRecord) -> ();
         request_cancel(run_id: &RunId, cancel: &CancelRequest) -> Option<RunRecord>;
         note_notice(run_id: &RunId, log: &NoticeLog) -> bool;
+        note_sla_missed(was: &RunRecord, missed: &[SlaMiss], next: Option<Timestamp>) -> bool;
+        note_audit(entry: &AuditEntry) -> ();
+        audit(filter: &AuditFilter) -> Vec<AuditEntry>;
         reopen_run(was: &RunRecord, run: &RunRecord) -> bool;
         delete_iterations(run_id: &RunId, step: &StepId) -> ();
         put_signal(run_id: &RunId, signal: &Signal) -> Signal;

@@ -2,7 +2,7 @@
 //!
 //! Each check uses fresh run ids, so one store can run the whole suite.
 
-use crate::{Created, Guard, PortError, RunFilter, StateStore};
+use crate::{AuditFilter, Created, Guard, PortError, RunFilter, StateStore};
 use braid_engine::model::*;
 use chrono::TimeZone;
 use serde_json::{Value, json};
@@ -50,6 +50,8 @@ fn run_record(id: &str, workflow: &str, key: Option<&str>) -> RunRecord {
         redrives: Vec::new(),
         forked_from: None,
         notices: Vec::new(),
+        sla_due: None,
+        sla_missed: Vec::new(),
     }
 }
 
@@ -80,6 +82,8 @@ pub async fn run_all(store: Arc<dyn StateStore>) {
     a_signal_is_kept_once_per_name(&*store).await;
     a_cancel_is_recorded_once_on_a_running_run(&*store).await;
     notices_are_appended_up_to_the_cap(&*store).await;
+    sla_misses_are_noted_once_and_move_the_timer(&*store).await;
+    the_audit_trail_lists_the_latest_entries_oldest_first(&*store).await;
     current_definitions_list_the_registry(&*store).await;
     a_removed_definition_leaves_the_registry_not_its_versions(&*store).await;
     created_run_and_steps_read_back(&*store).await;
@@ -326,6 +330,146 @@ pub async fn a_cancel_is_recorded_once_on_a_running_run(store: &dyn StateStore) 
         None,
         "a failing run ends failed"
     );
+}
+
+pub async fn sla_misses_are_noted_once_and_move_the_timer(store: &dyn StateStore) {
+    // A time of its own, as in `due_runs_follow_timers`.
+    let base = chrono::Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap()
+        + chrono::Duration::seconds(fastrand::i64(0..86_400 * 300));
+    let min = |m: i64| base + chrono::Duration::minutes(m);
+    let run = RunRecord {
+        sla_due: Some(min(5)),
+        deadline: Some(min(60)),
+        ..run_record(&fresh_id("sla"), "conformance", None)
+    };
+    let a = StepRecord::new(&run.id, StepKey::step("a"), StepStatus::Ready);
+    assert_eq!(store.create_run(&run, &[a]).await.unwrap(), Created::New);
+    let ours = |ids: Vec<RunId>| ids.contains(&run.id);
+    assert!(
+        ours(store.due_runs(min(6), 10_000).await.unwrap()),
+        "due at its SLA"
+    );
+
+    let miss = |step: &str, m: i64| SlaMiss {
+        step: Some(step.to_string()),
+        within: format!("{m}m"),
+        due: min(m),
+    };
+    assert!(
+        store
+            .note_sla_missed(&run, &[miss("a", 5)], Some(min(20)))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .note_sla_missed(&run, &[miss("a", 5)], Some(min(20)))
+            .await
+            .unwrap(),
+        "noted once: the run is no longer as read"
+    );
+    let read = store.get_run(&run.id).await.unwrap();
+    assert_eq!(read.sla_missed, [miss("a", 5)]);
+    assert_eq!(read.sla_due, Some(min(20)));
+    assert!(
+        !ours(store.due_runs(min(6), 10_000).await.unwrap()),
+        "the timer moved on"
+    );
+    assert!(ours(store.due_runs(min(21), 10_000).await.unwrap()));
+
+    assert!(
+        store
+            .note_sla_missed(&read, &[miss("b", 20)], None)
+            .await
+            .unwrap()
+    );
+    let last = store.get_run(&run.id).await.unwrap();
+    assert_eq!(last.sla_missed, [miss("a", 5), miss("b", 20)]);
+    assert_eq!(last.sla_due, None);
+    assert!(
+        !ours(store.due_runs(min(30), 10_000).await.unwrap()),
+        "no SLA left: due at its deadline only"
+    );
+    assert!(ours(store.due_runs(min(61), 10_000).await.unwrap()));
+    assert_eq!(
+        RunRecord {
+            sla_missed: Vec::new(),
+            sla_due: Some(min(5)),
+            ..last
+        },
+        run,
+        "the rest of the run is left as it is"
+    );
+}
+
+pub async fn the_audit_trail_lists_the_latest_entries_oldest_first(store: &dyn StateStore) {
+    // Recent, so a store that keeps its trail for a while lists them.
+    let now = chrono::Utc::now();
+    let workflow = fresh_name("audited");
+    let entry = |secs: i64, action: AuditAction, actor: &str| AuditEntry {
+        at: now - chrono::Duration::seconds(100 - secs),
+        actor: actor.to_string(),
+        action,
+        workflow: workflow.clone(),
+        run_id: (action != AuditAction::Deploy).then(|| RunId::new("01RUN")),
+        step: (action == AuditAction::Approve).then(|| "gate".to_string()),
+        detail: (action == AuditAction::Cancel).then(|| "not needed".to_string()),
+    };
+    let all = [
+        entry(1, AuditAction::Deploy, "ana"),
+        entry(2, AuditAction::Start, "bo"),
+        entry(2, AuditAction::Approve, "cy"),
+        entry(3, AuditAction::Cancel, "ana"),
+    ];
+    for e in &all {
+        store.note_audit(e).await.unwrap();
+    }
+    let other = AuditEntry {
+        workflow: fresh_name("other"),
+        ..entry(4, AuditAction::Deploy, "dee")
+    };
+    store.note_audit(&other).await.unwrap();
+    let of = |since: Option<Timestamp>, limit: usize| AuditFilter {
+        workflow: Some(workflow.clone()),
+        since,
+        limit,
+    };
+    let listed = store.audit(&of(None, 100)).await.unwrap();
+    let actions: Vec<_> = listed.iter().map(|e| e.action).collect();
+    assert_eq!(listed.len(), 4, "its workflow's only: {listed:?}");
+    assert_eq!(listed[0], all[0]);
+    assert_eq!(listed[3], all[3]);
+    assert!(
+        actions
+            == [
+                AuditAction::Deploy,
+                AuditAction::Start,
+                AuditAction::Approve,
+                AuditAction::Cancel
+            ]
+            || actions
+                == [
+                    AuditAction::Deploy,
+                    AuditAction::Approve,
+                    AuditAction::Start,
+                    AuditAction::Cancel
+                ],
+        "in time order: {actions:?}"
+    );
+    let latest = store.audit(&of(None, 2)).await.unwrap();
+    assert_eq!(latest.last(), Some(&all[3]), "the latest ones");
+    assert_eq!(latest.len(), 2);
+    let since = store.audit(&of(Some(all[3].at), 100)).await.unwrap();
+    assert_eq!(since, [all[3].clone()]);
+    let everyone = store
+        .audit(&AuditFilter {
+            workflow: None,
+            since: Some(all[0].at),
+            limit: 1000,
+        })
+        .await
+        .unwrap();
+    assert!(everyone.contains(&other) && everyone.contains(&all[0]));
 }
 
 pub async fn notices_are_appended_up_to_the_cap(store: &dyn StateStore) {

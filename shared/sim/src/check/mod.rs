@@ -111,6 +111,7 @@ pub fn check_drive(setup: &Setup, d: &Drive, within: &'static str) -> Vec<Violat
         if scenario {
             waits::check_run(spec, &d.tally, r, &mut add);
         }
+        check_sla(r, &mut add);
         for s in &spec.steps {
             if !r
                 .steps
@@ -476,5 +477,40 @@ mod comparison_tests {
 
     fn classes(v: &[Violation]) -> Vec<&str> {
         v.iter().map(|v| v.class.as_str()).collect()
+    }
+}
+
+/// Each SLA miss is noted once, and only when true: its step (or the run) ended
+/// after it. A run retried in place may run its steps again later: not checked.
+fn check_sla(r: &RunResult, add: &mut impl FnMut(&str, String)) {
+    let id = &r.record.id;
+    let mut seen = std::collections::HashSet::new();
+    for m in &r.record.sla_missed {
+        if !seen.insert(m.step.clone()) {
+            add(
+                "sla-noted-twice",
+                format!("{id}: {:?} missed twice", m.step),
+            );
+        }
+        if !r.record.redrives.is_empty() {
+            continue;
+        }
+        let ended = match &m.step {
+            None => r.record.finished_at,
+            Some(s) => r
+                .steps
+                .iter()
+                .find(|rec| rec.key.index.is_none() && rec.key.step.as_str() == s)
+                .and_then(|rec| rec.finished_at),
+        };
+        if ended.is_some_and(|t| t <= m.due) {
+            add(
+                "sla-missed-wrongly",
+                format!(
+                    "{id}: {:?} ended at {ended:?}, by its SLA at {}",
+                    m.step, m.due
+                ),
+            );
+        }
     }
 }
