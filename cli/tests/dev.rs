@@ -605,3 +605,74 @@ async fn the_readme_walkthrough_starts_each_run_it_shows() {
     assert_eq!(hooked["steps"]["order"]["output"], "took in order 42");
     dev.wait_for_line("of inbox started by webhook");
 }
+
+#[tokio::test]
+async fn metrics_are_served_in_the_prometheus_text_format_after_a_few_runs() {
+    let flaky = "name: counted\nsteps:\n  - id: a\n    pass: 1\n  - id: b\n    needs: [a]\n    http: { url: \"http://127.0.0.1:1/\", timeout: 2s }\n    retry: { attempts: 2, backoff: 10ms }\n";
+    let mut dev = Dev::start(&[("counted.yaml", flaky)], &[]);
+    dev.wait_for_line("loaded counted");
+    for _ in 0..3 {
+        let id = dev.start_run("counted").await;
+        assert_eq!(dev.finished(&id).await["status"], "failed");
+    }
+    let resp = dev
+        .http
+        .get(format!("{}/metrics", dev.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let kind = resp.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
+    let text = resp.text().await.unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .unwrap_or_else(|e| panic!("not the Prometheus text format ({e}):\n{text}"));
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+                prometheus_parse::Value::Histogram(ref h) => {
+                    h.iter().map(|b| b.count).fold(0.0, f64::max)
+                }
+                _ => 0.0,
+            })
+            .sum()
+    };
+    let wf = ("workflow", "counted");
+    assert_eq!(value("braid_runs_started_total", &[wf]), 3.0, "{text}");
+    assert_eq!(
+        value("braid_runs_finished_total", &[wf, ("status", "failed")]),
+        3.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            "braid_step_attempts_total",
+            &[wf, ("kind", "http"), ("outcome", "failed")]
+        ),
+        6.0,
+        "two attempts a run: {text}"
+    );
+    assert_eq!(
+        value("braid_step_retries_total", &[wf, ("kind", "http")]),
+        3.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            "braid_step_attempts_total",
+            &[wf, ("kind", "pass"), ("outcome", "succeeded")]
+        ),
+        3.0,
+        "{text}"
+    );
+    assert_eq!(value("braid_run_duration_seconds", &[wf]), 3.0, "{text}");
+    assert!(
+        value("braid_queue_lag_seconds", &[wf, ("kind", "pass")]) >= 3.0,
+        "{text}"
+    );
+}

@@ -79,6 +79,7 @@ pub fn stack_ports(cfg: &AwsConfig, clients: &StackClients) -> Ports {
         tasks: None,
         output: Arc::new(NoOutput),
         notices: None,
+        metrics: Arc::new(braid_ports::NoMetrics),
         secrets: Arc::new(EnvSecrets::env_only()),
         clock: Arc::new(SystemClock),
         ids: Arc::new(UlidIds),
@@ -194,12 +195,11 @@ pub fn handlers_from_env(ports: Ports) -> Result<Handlers, BackendError> {
 }
 
 /// The stack's ports over its own resources ([`stack_ports`]), configured from the
-/// environment.
+/// environment, as a function has them: metrics go out as EMF lines.
 pub fn stack_ports_from_env(sdk: &SdkConfig) -> Result<Ports, BackendError> {
-    Ok(stack_ports(
-        &AwsConfig::from_env()?,
-        &StackClients::new(sdk),
-    ))
+    let mut ports = stack_ports(&AwsConfig::from_env()?, &StackClients::new(sdk));
+    ports.metrics = Arc::new(crate::metrics::EmfMetrics::from_env());
+    Ok(ports)
 }
 
 #[cfg(test)]

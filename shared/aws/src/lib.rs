@@ -15,6 +15,7 @@
 //! - `event_bus` (feature `event-bus`): lifecycle events published on EventBridge.
 //! - `lambda` (feature `lambda`): `lambda` steps, invoked through the Lambda API.
 //! - `secrets` (feature `secrets`): webhook secrets from Parameter Store or Secrets Manager.
+//! - [`metrics`]: metrics as CloudWatch Embedded Metric Format lines.
 //!
 //! Assembly:
 //! - [`config`]: the stack's resources, from the environment.
@@ -24,6 +25,7 @@
 
 pub mod config;
 pub mod events;
+pub mod metrics;
 pub mod sdk;
 
 #[cfg(feature = "stack")]

@@ -730,6 +730,20 @@ impl std::fmt::Display for EventKind {
     }
 }
 
+impl Outcome {
+    /// What the attempt came to, as metrics count it: `succeeded`, `failed`,
+    /// `skipped`, `expanded`, `stopped`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Succeeded { .. } => "succeeded",
+            Outcome::Failed { .. } => "failed",
+            Outcome::Skipped => "skipped",
+            Outcome::Expanded { .. } => "expanded",
+            Outcome::Stopped { .. } => "stopped",
+        }
+    }
+}
+
 /// A lifecycle event published to the event sink (EventBridge on AWS).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LifecycleEvent {

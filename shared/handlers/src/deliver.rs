@@ -72,6 +72,10 @@ impl Handlers {
             return Delivery::Retry;
         }
         tracing::error!(error = %e, run = %run_id, step = %key, "{kind} message given up; failing its run");
+        let queue = if kind == "ready" { "ready" } else { "result" };
+        self.ports
+            .metrics
+            .observe(&braid_ports::Observation::DeadLetter { queue });
         let reason = ErrorInfo::new(
             "undeliverable",
             format!(

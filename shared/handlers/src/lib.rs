@@ -84,8 +84,8 @@ use braid_engine::model::{
 use braid_lang::Workflow;
 use braid_lang::expr::Renderer;
 use braid_ports::{
-    Clock, EventSink, FunctionOutput, Ids, Outgoing, PayloadStore, PortError, SecretStore,
-    StateStore, TaskRunner, WorkQueue,
+    Clock, EventSink, FunctionOutput, Ids, MetricsSink, Outgoing, PayloadStore, PortError,
+    SecretStore, StateStore, TaskRunner, WorkQueue,
 };
 use serde_json::Value;
 use std::collections::HashMap;
@@ -111,6 +111,8 @@ pub struct Ports {
     /// itself (the local runtime); `None` where the notifier function reads the event
     /// queue.
     pub notices: Option<Arc<dyn WorkQueue>>,
+    /// Where runs and attempts are counted (CloudWatch EMF, Prometheus).
+    pub metrics: Arc<dyn MetricsSink>,
     pub secrets: Arc<dyn SecretStore>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn Ids>,
@@ -373,6 +375,9 @@ impl Handlers {
     /// Publishes `events` of `run`, each with the `notify` entries of its workflow it
     /// calls for. Never fails: a lost event loses no state.
     async fn publish(&self, run: &RunRecord, mut events: Vec<LifecycleEvent>) {
+        for e in &events {
+            self.count_run(run, e);
+        }
         match self.workflow(run).await {
             Ok(wf) => {
                 for e in &mut events {
@@ -386,6 +391,24 @@ impl Handlers {
         if let Err(e) = self.ports.events.publish(&events).await {
             tracing::warn!(error = %e, "publishing lifecycle events failed");
         }
+    }
+}
+
+impl Handlers {
+    /// Counts a run's start or end in the metrics, from its lifecycle event.
+    fn count_run(&self, run: &RunRecord, e: &LifecycleEvent) {
+        let o = match e.kind {
+            braid_engine::model::EventKind::RunStarted => braid_ports::Observation::RunStarted {
+                workflow: &run.workflow,
+            },
+            braid_engine::model::EventKind::RunFinished => braid_ports::Observation::RunFinished {
+                workflow: &run.workflow,
+                status: &e.status,
+                took: (e.at - run.created_at).to_std().unwrap_or_default(),
+            },
+            _ => return,
+        };
+        self.ports.metrics.observe(&o);
     }
 }
 

@@ -251,13 +251,18 @@ impl Handlers {
     /// notifications it calls for sent. Returns those given up on; an error when the
     /// run could not be read (the message should be delivered again).
     pub async fn notify(&self, msg: &NotifierMessage) -> HandlerResult<Vec<DeadNotice>> {
-        match msg {
-            NotifierMessage::Event(e) => self.send_notices(e).await,
-            NotifierMessage::Redriven(d) => Ok(self
+        let dead: Vec<DeadNotice> = match msg {
+            NotifierMessage::Event(e) => self.send_notices(e).await?,
+            NotifierMessage::Redriven(d) => self
                 .send_notice(&d.event, &d.notice)
                 .await?
                 .into_iter()
-                .collect()),
+                .collect(),
+        };
+        for _ in &dead {
+            let o = braid_ports::Observation::DeadLetter { queue: "notify" };
+            self.ports.metrics.observe(&o);
         }
+        Ok(dead)
     }
 }

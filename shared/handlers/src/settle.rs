@@ -20,6 +20,14 @@ impl Handlers {
     /// when a `notify` entry wants it (an iteration's retries are its fan-out's own
     /// business, as its end is).
     pub(super) async fn announce_retry(&self, wf: &Workflow, run: &RunRecord, rec: &StepRecord) {
+        if let Some(step) = wf.step(&rec.key.step) {
+            self.ports
+                .metrics
+                .observe(&braid_ports::Observation::Retried {
+                    workflow: &run.workflow,
+                    kind: step.kind.name(),
+                });
+        }
         if rec.key.index.is_some() {
             return;
         }

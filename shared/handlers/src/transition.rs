@@ -8,6 +8,7 @@ use super::{HandlerResult, Handlers};
 use braid_engine::lifecycle::{self, Context, Effect, Event, Transition};
 use braid_engine::model::{RunRecord, StepRecord};
 use braid_lang::{Step, Workflow};
+use braid_ports::Observation;
 
 /// What running an attempt came to.
 pub(super) enum Attempt {
@@ -98,11 +99,29 @@ impl Handlers {
         let mut parent = parent;
         for effect in t.effects {
             match effect {
-                Effect::Run { mut record, held } => {
+                Effect::Run {
+                    mut record,
+                    held,
+                    ready_since,
+                } => {
                     let attempt = record.attempt;
+                    let started = record.attempt_started_at.unwrap_or_else(|| self.now());
+                    if let Some(since) = ready_since {
+                        self.ports.metrics.observe(&Observation::QueueLag {
+                            workflow: &run.workflow,
+                            kind: step.kind.name(),
+                            lag: (started - since).to_std().unwrap_or_default(),
+                        });
+                    }
                     let event_outcome;
                     let event = match self.execute(run, step, &record).await? {
                         Attempt::Ended(outcome) => {
+                            self.ports.metrics.observe(&Observation::AttemptEnded {
+                                workflow: &run.workflow,
+                                kind: step.kind.name(),
+                                outcome: outcome.name(),
+                                took: (self.now() - started).to_std().unwrap_or_default(),
+                            });
                             // Every value bounded before it is recorded (see `bounded`).
                             event_outcome = self.bound_outcome(&record, outcome).await?;
                             Event::Ended {

@@ -29,6 +29,7 @@
 use super::events::{EventHub, NoticeQueue, Tee};
 use super::fault::Fault;
 use super::lambda::{FunctionMap, LambdaConfigError, LambdaRunner};
+use super::metrics::PromMetrics;
 use super::output::FolderOutput;
 use super::payloads::FolderPayloads;
 use super::queue::SqliteQueue;
@@ -64,6 +65,8 @@ pub struct LocalOptions {
     pub read_only: bool,
     /// Where the handlers publish lifecycle events; subscribe to see them.
     pub events: EventHub,
+    /// Where runs and attempts are counted (`braid dev`'s `GET /metrics`).
+    pub metrics: Arc<PromMetrics>,
 }
 
 impl LocalOptions {
@@ -86,6 +89,7 @@ impl LocalOptions {
                 .and_then(|v| v.trim().parse().ok()),
             read_only: false,
             events: EventHub::default(),
+            metrics: Arc::default(),
         }
     }
 }
@@ -137,6 +141,7 @@ pub fn local_ports(opts: &LocalOptions) -> Result<Ports, LocalError> {
             tasks: None,
             output: Arc::new(FolderOutput::new(dir.join(OUTPUT_DIR), opts.clock.clone())),
             notices: None,
+            metrics: Arc::new(braid_ports::NoMetrics),
             secrets,
             clock: opts.clock.clone(),
             ids: Arc::new(UlidIds),
@@ -175,6 +180,7 @@ pub fn local_ports(opts: &LocalOptions) -> Result<Ports, LocalError> {
         }),
         output: Arc::new(output),
         notices: Some(notices),
+        metrics: opts.metrics.clone(),
         secrets,
         clock: opts.clock.clone(),
         ids: Arc::new(UlidIds),

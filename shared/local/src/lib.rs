@@ -11,6 +11,7 @@
 //! - [`output`]: what launched functions wrote, per attempt (`braid logs`);
 //! - [`runtime`]: the message loop;
 //! - [`events`]: lifecycle events to subscribers in the same process;
+//! - [`metrics`]: metrics kept in memory, in the Prometheus text format;
 //! - [`fault`]: a state that cannot be written stops the loop;
 //! - [`owner`]: the one process that drives a state folder (an OS file lock);
 //! - [`takeover`]: what it does with the runs an earlier process left;
@@ -22,6 +23,7 @@ pub mod events;
 pub mod fault;
 pub mod lambda;
 pub mod link_key;
+pub mod metrics;
 pub mod output;
 pub mod owner;
 pub mod payloads;

@@ -12,6 +12,7 @@
 //! - [`EventSink`]: lifecycle events out;
 //! - [`TaskRunner`]: a step's task ([`Task`]) carried out, for an [`Invocation`];
 //! - [`FunctionOutput`]: what functions wrote while they ran attempts;
+//! - [`MetricsSink`]: what is counted as runs and attempts go ([`Observation`]);
 //! - [`SecretStore`]: webhook keys; [`env_secrets`]: secrets from the environment, for
 //!   both backends;
 //! - [`Clock`] and [`Ids`]: time and ids, injected so tests control them;
@@ -22,6 +23,7 @@
 mod clock;
 pub mod env_secrets;
 mod limits;
+mod metrics;
 mod output;
 mod payloads;
 mod queue;
@@ -32,6 +34,7 @@ mod tasks;
 
 pub use clock::{Clock, Ids, ManualClock, SystemClock, UlidIds};
 pub use limits::{MAX_RECORD_BYTES, Record, check_record_size};
+pub use metrics::{MetricsSink, NoMetrics, Observation};
 pub use output::{FunctionOutput, Invocation, NoOutput, OutputLine};
 pub use payloads::PayloadStore;
 pub use queue::{MAX_RECEIVES, Outgoing, Received, WorkQueue};

@@ -219,6 +219,7 @@ impl Process {
             }),
             output: Arc::new(NoOutput),
             notices: None,
+            metrics: Arc::new(braid_ports::NoMetrics),
             secrets: Arc::new(LinkKey),
             clock,
             ids: Arc::new(SeqIds::default()),

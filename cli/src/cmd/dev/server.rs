@@ -2,6 +2,9 @@
 //! answered by [`Handlers::api`], the same routes and answers as the deployed stack's
 //! API (SPEC §4).
 //!
+//! `GET /metrics` answers the Prometheus text exposition of the runs this process
+//! drove (see `braid_local::metrics`).
+//!
 //! Management routes (everything but `/hooks/`, `/callbacks/` and `/approvals/`) are
 //! signed with AWS credentials on AWS; here they answer only to the loopback
 //! interface, which is all there is with the default `--listen 127.0.0.1:…`. Hooks,
@@ -70,6 +73,9 @@ async fn answer(
                 "braid dev answers management routes on the loopback interface only",
             )
         }
+        Ok(req) if req.method == "GET" && req.path == "/metrics" => {
+            return metrics(&handlers);
+        }
         Ok(req) => handlers.api(&req).await,
     };
     if uri.path().starts_with("/hooks/") && reply.status >= 400 {
@@ -81,6 +87,25 @@ async fn answer(
         );
     }
     response(reply)
+}
+
+/// `GET /metrics`: the Prometheus text exposition of the runs this process drove.
+fn metrics(handlers: &Handlers) -> Response {
+    match handlers.ports().metrics.exposition() {
+        Some(text) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            )],
+            text,
+        )
+            .into_response(),
+        None => response(ApiResponse::error(
+            404,
+            "not_found",
+            "this backend sends its metrics on (CloudWatch on AWS); the embedded backend serves them here",
+        )),
+    }
 }
 
 /// Who calls a management route: nobody is authenticated here, so the body's `by`

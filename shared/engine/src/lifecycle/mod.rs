@@ -200,6 +200,9 @@ pub enum Effect {
     Run {
         record: Box<StepRecord>,
         held: Guard,
+        /// When the step became due, for a new attempt (not one resumed): its wait in
+        /// queues is the attempt's start less this.
+        ready_since: Option<Timestamp>,
     },
     /// Send a "ready" message after `delay`.
     Send { msg: DispatchMsg, delay: Duration },
@@ -408,7 +411,7 @@ fn arrived(rec: &StepRecord, msg: &DispatchMsg, again: bool, ctx: &Context<'_>) 
                 lease_until: Some(lease_end(step, ctx)),
                 ..rec.clone()
             };
-            claim(Guard::unchanged(rec), resumed)
+            claim(Guard::unchanged(rec), resumed, None)
         }
         _ if starts(rec, msg, step) => {
             if ctx.run_failing {
@@ -441,9 +444,10 @@ fn arrived(rec: &StepRecord, msg: &DispatchMsg, again: bool, ctx: &Context<'_>) 
                         ..running
                     }),
                     held: Guard::unchanged(rec),
+                    ready_since: rec.due_at,
                 })
             } else {
-                claim(Guard::unchanged(rec), running)
+                claim(Guard::unchanged(rec), running, rec.due_at)
             }
         }
         _ => Transition::none(),
@@ -549,7 +553,7 @@ fn starts(rec: &StepRecord, msg: &DispatchMsg, step: &Step) -> bool {
 }
 
 /// A claim: the attempt is running under `running`'s lease once the write holds.
-fn claim(guard: Guard, running: StepRecord) -> Transition {
+fn claim(guard: Guard, running: StepRecord, ready_since: Option<Timestamp>) -> Transition {
     let held = Guard {
         statuses: vec![StepStatus::Running],
         attempt: Some(running.attempt),
@@ -561,6 +565,7 @@ fn claim(guard: Guard, running: StepRecord) -> Transition {
         vec![Effect::Run {
             record: Box::new(running),
             held,
+            ready_since,
         }],
     )
 }
