@@ -53,18 +53,23 @@ impl Template {
     }
 
     /// The functions' environment (`Globals.Function.Environment.Variables`): variable
-    /// name to the logical id it refers to.
+    /// name to the logical id it refers to. A value made from the stack's own name
+    /// (`Fn::Sub` over pseudo parameters only, e.g. the metrics namespace) names
+    /// nothing the emulated stack makes, and is left out.
     pub fn function_environment(&self) -> Result<Vec<(String, String)>, String> {
         self.0["Globals"]["Function"]["Environment"]["Variables"]
             .as_object()
             .ok_or("sets no functions' environment in Globals")?
             .iter()
-            .map(|(name, v)| match v["Ref"].as_str() {
-                Some(id) => Ok((name.clone(), id.to_string())),
-                None => Err(format!(
-                    "sets {name}, which is not a Ref to a resource or parameter"
-                )),
-            })
+            .filter_map(
+                |(name, v)| match (v["Ref"].as_str(), v["Fn::Sub"].as_str()) {
+                    (Some(id), _) => Some(Ok((name.clone(), id.to_string()))),
+                    (None, Some(text)) if only_pseudo_parameters(text) => None,
+                    _ => Some(Err(format!(
+                        "sets {name}, which is not a Ref to a resource or parameter"
+                    ))),
+                },
+            )
             .collect()
     }
 
@@ -98,6 +103,13 @@ pub fn sub_name(v: &Value, stack: &str) -> Result<String, String> {
         .or_else(|| v.as_str())
         .ok_or_else(|| format!("names a resource with {v}, not a string or Fn::Sub"))?;
     Ok(text.replace("${AWS::StackName}", stack))
+}
+
+/// Whether every `${...}` of `text` is a pseudo parameter (`AWS::StackName`, ...).
+fn only_pseudo_parameters(text: &str) -> bool {
+    text.split("${")
+        .skip(1)
+        .all(|rest| rest.starts_with("AWS::"))
 }
 
 #[cfg(test)]
