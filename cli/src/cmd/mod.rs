@@ -74,12 +74,39 @@ pub fn read_file(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))
 }
 
-/// The OS user, as who acted when nobody is named (`--as`, a request's `by`).
+/// The OS user, as who acted when nobody is named (`--as`, a request's `by`): from
+/// the environment, else (a service or a container, where `USER` is often unset) the
+/// account of the process's user id in `/etc/passwd`.
 pub fn os_user() -> String {
-    ["USER", "USERNAME"]
+    ["USER", "LOGNAME", "USERNAME"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .or_else(account_of_process)
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// The name `/etc/passwd` gives the process's user id (Linux: the owner of
+/// `/proc/self`).
+fn account_of_process() -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let uid = std::fs::metadata("/proc/self").ok()?.uid();
+        let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+        account_named(uid, &passwd)
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+/// The account of user id `uid` in `passwd` (`name:x:uid:...` lines).
+fn account_named(uid: u32, passwd: &str) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id = fields.nth(1)?.parse::<u32>().ok()?;
+        (id == uid && !name.is_empty()).then(|| name.to_string())
+    })
 }
 
 /// Prints an error that ended a command on stderr and picks the exit status.
@@ -92,4 +119,16 @@ pub fn report(e: &anyhow::Error) -> Exit {
         None => eprintln!("error: {e:#}"),
     }
     Exit::Invalid
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_account_is_found_by_its_user_id() {
+        let passwd =
+            "root:x:0:0:root:/root:/bin/bash\n# note\nana:x:1000:1000::/home/ana:/bin/sh\n";
+        assert_eq!(super::account_named(1000, passwd).as_deref(), Some("ana"));
+        assert_eq!(super::account_named(0, passwd).as_deref(), Some("root"));
+        assert_eq!(super::account_named(7, passwd), None);
+    }
 }
