@@ -460,3 +460,47 @@ steps:
         "the other notification is not sent again"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_sla_is_notified_once_on_aws_and_the_run_goes_on() {
+    let stack = TestStack::create("sla").await;
+    let d = driver(&stack).await;
+    let h = &d.handlers;
+    let (base, seen) = receiver().await;
+    let id = start(
+        h,
+        &format!(
+            r#"
+name: slow-report
+sla: {{ run: 1s, steps: {{ report: 1s }} }}
+notify:
+  - on: [sla_missed]
+    webhook: {{ url: "{base}/ok/sla" }}
+steps:
+  - id: report
+    wait: 3s
+"#
+        ),
+    )
+    .await;
+    assert_eq!(drive_to_end(&d, &id).await, RunStatus::Succeeded);
+    let mut told: Vec<(Value, Value)> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(p, _)| p == "ok/sla")
+        .map(|(_, b)| (b["kind"].clone(), b["step"].clone()))
+        .collect();
+    told.sort_by_key(|t| t.1.to_string());
+    assert_eq!(
+        told,
+        [
+            (json!("sla.missed"), json!("report")),
+            (json!("sla.missed"), Value::Null),
+        ],
+        "once each, whatever the ticks"
+    );
+    let run = h.run_record(&id).await.unwrap();
+    assert_eq!(run.sla_missed.len(), 2, "{:?}", run.sla_missed);
+    assert_eq!(run.sla_due, None, "every SLA looked at");
+}
