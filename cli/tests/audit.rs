@@ -1,5 +1,5 @@
 //! `braid audit` lists the actions taken on a local state, in order, with their
-//! actors: the OS user, or `--as` where a command takes it.
+//! actors: the OS user, or `--as`.
 
 use serde_json::Value;
 use std::process::{Command, Output, Stdio};
@@ -34,7 +34,7 @@ fn audit_lists_the_actions_taken_in_order_with_their_actors() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("wf.yaml"), TINY).unwrap();
-    ok(braid(d, &["deploy", "wf.yaml"]));
+    ok(braid(d, &["deploy", "wf.yaml", "--as", "ana"]));
     let started: Value =
         serde_json::from_str(&ok(braid(d, &["start", "tiny", "--output", "json"]))).unwrap();
     let run = started["run_id"].as_str().unwrap().to_string();
@@ -62,7 +62,7 @@ fn audit_lists_the_actions_taken_in_order_with_their_actors() {
     assert_eq!(
         told,
         [
-            ("deploy", "dee", "-"),
+            ("deploy", "ana", "-"),
             ("start", "dee", run.as_str()),
             ("cancel", "bo", run.as_str()),
             ("retry", "cy", run.as_str()),

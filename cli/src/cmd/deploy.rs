@@ -21,6 +21,9 @@ pub struct Args {
     /// Workflow files (YAML or JSON).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
+    /// Who deploys, for the audit trail (default: the OS user; refused on a stack).
+    #[arg(long = "as", value_name = "NAME")]
+    pub by: Option<String>,
     #[command(flatten)]
     pub target: TargetArgs,
 }
@@ -41,7 +44,7 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
                 return Ok(Exit::Invalid);
             }
         }
-        let by = target.actor(None).await?;
+        let by = target.actor(args.by.as_deref()).await?;
         for (def, _) in &definitions {
             match target.handlers().deploy(def, &by).await {
                 Ok(()) => {}

@@ -11,6 +11,9 @@ pub struct Args {
     /// The registered workflow.
     #[arg(value_name = "WORKFLOW")]
     pub workflow: String,
+    /// Who pauses or resumes, for the audit trail (default: the OS user; refused on a stack).
+    #[arg(long = "as", value_name = "NAME")]
+    pub by: Option<String>,
     #[command(flatten)]
     pub target: TargetArgs,
 }
@@ -18,7 +21,7 @@ pub struct Args {
 pub fn run(args: &Args, paused: bool) -> anyhow::Result<Exit> {
     tokio()?.block_on(async {
         let target = Target::open(&args.target).await?;
-        let by = target.actor(None).await?;
+        let by = target.actor(args.by.as_deref()).await?;
         match target
             .handlers()
             .pause_schedules(&args.workflow, paused, &by)

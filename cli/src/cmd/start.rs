@@ -40,6 +40,9 @@ pub struct Args {
     /// "status", "existing"}`. With `--wait`, as `braid run` prints a run.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
+    /// Who starts the run, for the audit trail (default: the OS user; refused on a stack).
+    #[arg(long = "as", value_name = "NAME")]
+    pub by: Option<String>,
     #[command(flatten)]
     pub target: TargetArgs,
 }
@@ -59,7 +62,7 @@ pub fn run(args: &Args) -> anyhow::Result<Exit> {
         let mut interrupts = Interrupts::catch()?;
         let target = Target::open_with(&args.target, functions.clone()).await?;
         let handlers = target.handlers();
-        let by = target.actor(None).await?;
+        let by = target.actor(args.by.as_deref()).await?;
         let started = match handlers.start_named(body, Value::Null, &by).await {
             Ok(s) => s,
             // Bad input, a workflow never deployed, a key used with another input: the
