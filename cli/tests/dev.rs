@@ -676,3 +676,43 @@ async fn metrics_are_served_in_the_prometheus_text_format_after_a_few_runs() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_failed_runs_notification_is_sent_from_braid_dev() {
+    use axum::{Router, body::Bytes, extract::State, routing::post};
+    type Got = Arc<Mutex<Vec<Value>>>;
+    async fn take(State(got): State<Got>, body: Bytes) -> &'static str {
+        got.lock()
+            .unwrap()
+            .push(serde_json::from_slice(&body).unwrap());
+        "ok"
+    }
+    let got = Got::default();
+    let app = Router::new()
+        .route("/hook", post(take))
+        .with_state(got.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let wf = format!(
+        "name: alerted\nnotify:\n  - on: [failed]\n    webhook: {{ url: \"{hook}\" }}\nsteps:\n  - id: a\n    fail: {{ error: Broke, message: down }}\n"
+    );
+    let mut dev = Dev::start(&[("alerted.yaml", &wf)], &[]);
+    dev.wait_for_line("loaded alerted");
+    let id = dev.start_run("alerted").await;
+    assert_eq!(dev.finished(&id).await["status"], "failed");
+    let start = Instant::now();
+    while got.lock().unwrap().is_empty() {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no notification:\n{}",
+            dev.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sent = got.lock().unwrap()[0].clone();
+    assert_eq!(sent["kind"], "run.finished");
+    assert_eq!(sent["run_id"], id.as_str());
+    assert_eq!(sent["error"]["error"], "Broke");
+}

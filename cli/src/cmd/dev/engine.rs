@@ -3,9 +3,7 @@
 //! (feature `aws`). The server, the folder watcher and the buckets work on the
 //! handlers alone, the same for both.
 
-#[cfg(feature = "aws")]
 use super::log::Logged;
-use super::log::RunLog;
 use crate::cmd::backend::Backend;
 use crate::cmd::local::take_over;
 use anyhow::Context;
@@ -103,6 +101,7 @@ async fn open_local(
     link_key::ensure(&*ports.secrets, state)
         .await
         .context("cannot make the approval links' key")?;
-    ports.events = Arc::new(RunLog);
+    // Printed, and still handed on: the notifications they call for are sent.
+    ports.events = Arc::new(Logged(ports.events.clone()));
     Ok(backend::local_runtime(ports, &opts))
 }

@@ -76,10 +76,8 @@ impl EventSink for RunLog {
 
 /// Hands the events on to the sink it wraps, then prints them like [`RunLog`] (once
 /// published: a batch that fails is delivered again, and printed then).
-#[cfg(feature = "aws")]
 pub struct Logged(pub std::sync::Arc<dyn EventSink>);
 
-#[cfg(feature = "aws")]
 #[async_trait]
 impl EventSink for Logged {
     async fn publish(&self, events: &[LifecycleEvent]) -> PortResult<()> {
