@@ -4,7 +4,7 @@
 //! a crash between the two loses the announcement, never the record of the miss.
 
 use super::{HandlerResult, Handlers};
-use braid_engine::model::{LifecycleEvent, RunRecord, StepKey, StepRecord};
+use braid_engine::model::{LifecycleEvent, RunRecord, StepKey};
 use braid_ports::PortError;
 
 impl Handlers {
@@ -37,7 +37,7 @@ impl Handlers {
             None => run.status.as_str(),
             Some(id) => steps
                 .iter()
-                .find(|r: &&StepRecord| r.key.step == id)
+                .find(|r| r.key.step == id)
                 .map_or("pending", |r| r.status.as_str()),
         };
         let events = check

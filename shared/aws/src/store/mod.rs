@@ -1355,10 +1355,9 @@ impl StateStore for DynamoStore {
     async fn audit(&self, filter: &AuditFilter) -> PortResult<Vec<AuditEntry>> {
         let want = if filter.limit == 0 { 100 } else { filter.limit };
         let now = chrono::Utc::now();
-        let oldest = filter
-            .since
-            .unwrap_or(now - chrono::Duration::from_std(RETENTION).unwrap_or_default())
-            .max(now - chrono::Duration::days(400));
+        // Entries expire with run records: nothing is kept from before that.
+        let kept = now - chrono::Duration::from_std(RETENTION).unwrap_or_default();
+        let oldest = filter.since.map_or(kept, |since| since.max(kept));
         let mut month =
             chrono::Datelike::with_day(&now.date_naive(), 1).unwrap_or(now.date_naive());
         let mut out = Vec::new();
