@@ -5,7 +5,9 @@ use anyhow::Context;
 use braid_local::backend::{self, LocalOptions};
 use braid_local::runtime::LocalRuntime;
 use braid_local::takeover;
+use braid_ports::{NoTraces, TraceSink};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Where the local state lives unless `--state` says otherwise.
 pub const DEFAULT_STATE: &str = ".braid";
@@ -52,8 +54,17 @@ pub fn open_with_api(
     let mut opts = LocalOptions::new(state);
     opts.functions = functions;
     opts.settings.api_base_url = api_url;
+    opts.traces = traces_from_env()?;
     backend::open(&opts)
         .with_context(|| format!("cannot open the local state in `{}`", state.display()))
+}
+
+/// The OTLP exporter the environment configures (`OTEL_EXPORTER_OTLP_ENDPOINT`), or
+/// none.
+pub fn traces_from_env() -> anyhow::Result<Arc<dyn TraceSink>> {
+    Ok(braid_otel::from_env()
+        .map_err(anyhow::Error::msg)?
+        .unwrap_or_else(|| Arc::new(NoTraces)))
 }
 
 /// Makes this process the one that drives the local state in `state` and takes over the

@@ -19,7 +19,16 @@ async fn main() -> Result<(), Error> {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        lambda_runtime::tracing::info!(%op, "invoked");
+        // The trace context Braid passes in the client context: calls made from here
+        // with it join the run's trace under this attempt's span.
+        let traceparent = event
+            .context
+            .client_context
+            .as_ref()
+            .and_then(|c| c.custom.get("traceparent"))
+            .cloned()
+            .unwrap_or_default();
+        lambda_runtime::tracing::info!(%op, %traceparent, "invoked");
         let result = worker.handle(event.payload).await;
         if let Err(e) = &result {
             // What a function says about its own failure, on its stderr.

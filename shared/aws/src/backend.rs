@@ -80,6 +80,7 @@ pub fn stack_ports(cfg: &AwsConfig, clients: &StackClients) -> Ports {
         output: Arc::new(NoOutput),
         notices: None,
         metrics: Arc::new(braid_ports::NoMetrics),
+        traces: Arc::new(braid_ports::NoTraces),
         secrets: Arc::new(EnvSecrets::env_only()),
         clock: Arc::new(SystemClock),
         ids: Arc::new(UlidIds),
@@ -195,10 +196,14 @@ pub fn handlers_from_env(ports: Ports) -> Result<Handlers, BackendError> {
 }
 
 /// The stack's ports over its own resources ([`stack_ports`]), configured from the
-/// environment, as a function has them: metrics go out as EMF lines.
+/// environment, as a function has them: metrics go out as EMF lines, spans over OTLP
+/// when the stack names an endpoint (`OTEL_EXPORTER_OTLP_ENDPOINT`).
 pub fn stack_ports_from_env(sdk: &SdkConfig) -> Result<Ports, BackendError> {
     let mut ports = stack_ports(&AwsConfig::from_env()?, &StackClients::new(sdk));
     ports.metrics = Arc::new(crate::metrics::EmfMetrics::from_env());
+    if let Some(traces) = braid_otel::from_env().map_err(BackendError::Setting)? {
+        ports.traces = traces;
+    }
     Ok(ports)
 }
 

@@ -30,8 +30,10 @@ use aws_sdk_lambda::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError}
 use aws_sdk_lambda::operation::invoke::InvokeError;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
+use base64::Engine;
+use base64::prelude::BASE64_STANDARD;
 use braid_handlers::TaskRunners;
-use braid_ports::{Task, TaskError, TaskRunner};
+use braid_ports::{Task, TaskError, TaskRunner, lambda_client_context};
 use braid_runners::lambda::{function_error, payload_value};
 use serde_json::Value;
 use std::sync::Arc;
@@ -56,13 +58,20 @@ impl AwsLambdaRunner {
         AwsLambdaRunner { client }
     }
 
-    /// Invokes `function` synchronously with `payload` and returns its JSON response.
-    pub async fn invoke(&self, function: &str, payload: &Value) -> Result<Value, TaskError> {
+    /// Invokes `function` synchronously with `payload` and returns its JSON response;
+    /// `client_context` (JSON) goes with it, base64-encoded as the Invoke API takes it.
+    pub async fn invoke(
+        &self,
+        function: &str,
+        payload: &Value,
+        client_context: Option<&str>,
+    ) -> Result<Value, TaskError> {
         let out = self
             .client
             .invoke()
             .function_name(function)
             .invocation_type(InvocationType::RequestResponse)
+            .set_client_context(client_context.map(|c| BASE64_STANDARD.encode(c)))
             .payload(Blob::new(payload.to_string()))
             .send()
             .await
@@ -80,8 +89,14 @@ impl TaskRunner for AwsLambdaRunner {
     async fn run(&self, task: &Task) -> Result<Value, TaskError> {
         match task {
             Task::Lambda {
-                function, payload, ..
-            } => self.invoke(function, payload).await,
+                function,
+                payload,
+                traceparent,
+                ..
+            } => {
+                let context = traceparent.as_deref().map(lambda_client_context);
+                self.invoke(function, payload, context.as_deref()).await
+            }
             Task::Http { .. } => Err(TaskError::fatal(
                 "runner.unsupported_task",
                 "the Lambda runner cannot run an http task",
@@ -170,6 +185,7 @@ mod tests {
             function: function.into(),
             payload: json!({"order": 7}),
             invocation: braid_ports::Invocation::new("run", "step", 1),
+            traceparent: None,
         }
     }
 

@@ -17,7 +17,9 @@
 //! - [`records`]: a run's records, with the steps not written yet;
 //! - [`timeline`]: a run's attempts in time order (`braid logs`);
 //! - [`notify`]: which `notify` entries an event calls for, and the messages;
-//! - [`sla`]: which SLAs a run or its steps missed.
+//! - [`sla`]: which SLAs a run or its steps missed;
+//! - [`trace`]: the ids of a run's trace and its attempts' spans, and which writes
+//!   end an attempt.
 //!
 //! # Layout
 //! - [`model`]: the records (runs, steps, fan-outs), the queue messages, lifecycle events;
@@ -41,6 +43,7 @@ pub mod retry;
 pub mod sla;
 pub mod start;
 pub mod timeline;
+pub mod trace;
 pub mod verdict;
 
 #[cfg(test)]

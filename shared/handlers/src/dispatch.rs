@@ -9,6 +9,7 @@ use braid_engine::lifecycle::{Event, is_pure};
 use braid_engine::model::{
     CancelRequest, DispatchMsg, ErrorInfo, Outcome, RunId, RunRecord, StepRecord, StepStatus,
 };
+use braid_engine::trace;
 use braid_lang::expr::ExprError;
 use braid_lang::{Step, StepKind, WaitFor};
 use braid_ports::{Invocation, PortError, Task, TaskError};
@@ -269,6 +270,7 @@ impl Handlers {
                         step: rec.key.to_string(),
                         attempt: rec.attempt,
                     },
+                    traceparent: None,
                 }
             }
             StepKind::Approval { .. } | StepKind::Signal { .. } => return Ok(self.park_for(step)),
@@ -292,6 +294,10 @@ impl Handlers {
         if let Some(c) = &scope.callback {
             hand_callback(&mut task, c);
         }
+        hand_traceparent(
+            &mut task,
+            trace::traceparent(&run.id, &rec.key, rec.attempt),
+        );
         let runner = match task {
             Task::Http { .. } => &tasks.http,
             Task::Lambda { .. } => &tasks.lambda,
@@ -410,6 +416,23 @@ fn no_runners(step: &Step) -> HandlerError {
 /// Hands `task` its callback `{token, url}`: a Lambda payload that is an object gets
 /// it as `callback` (unless it has one), an HTTP call as the `Braid-Callback-Token`
 /// and `Braid-Callback-Url` headers (unless it sets them).
+/// Hands the task the attempt's W3C `traceparent`, so what it calls joins the run's
+/// trace under the attempt's span: an HTTP header (unless the step sets its own), the
+/// Lambda invocation's client context.
+fn hand_traceparent(task: &mut Task, parent: String) {
+    match task {
+        Task::Http { headers, .. } => {
+            if !headers
+                .keys()
+                .any(|k| k.eq_ignore_ascii_case("traceparent"))
+            {
+                headers.insert("traceparent".into(), parent);
+            }
+        }
+        Task::Lambda { traceparent, .. } => *traceparent = Some(parent),
+    }
+}
+
 fn hand_callback(task: &mut Task, callback: &Value) {
     match task {
         Task::Lambda { payload, .. } => {

@@ -53,6 +53,7 @@ mod iteration;
 pub mod links;
 mod logs;
 mod notify;
+mod observe;
 mod query;
 mod redrive;
 mod retention;
@@ -85,7 +86,7 @@ use braid_lang::Workflow;
 use braid_lang::expr::Renderer;
 use braid_ports::{
     Clock, EventSink, FunctionOutput, Ids, MetricsSink, Outgoing, PayloadStore, PortError,
-    SecretStore, StateStore, TaskRunner, WorkQueue,
+    SecretStore, StateStore, TaskRunner, TraceSink, WorkQueue,
 };
 use serde_json::Value;
 use std::collections::HashMap;
@@ -113,6 +114,8 @@ pub struct Ports {
     pub notices: Option<Arc<dyn WorkQueue>>,
     /// Where runs and attempts are counted (CloudWatch EMF, Prometheus).
     pub metrics: Arc<dyn MetricsSink>,
+    /// Where the spans of runs and attempts go (OTLP).
+    pub traces: Arc<dyn TraceSink>,
     pub secrets: Arc<dyn SecretStore>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn Ids>,
@@ -376,7 +379,7 @@ impl Handlers {
     /// calls for. Never fails: a lost event loses no state.
     async fn publish(&self, run: &RunRecord, mut events: Vec<LifecycleEvent>) {
         for e in &events {
-            self.count_run(run, e);
+            self.observe_run(run, e);
         }
         match self.workflow(run).await {
             Ok(wf) => {
@@ -391,24 +394,6 @@ impl Handlers {
         if let Err(e) = self.ports.events.publish(&events).await {
             tracing::warn!(error = %e, "publishing lifecycle events failed");
         }
-    }
-}
-
-impl Handlers {
-    /// Counts a run's start or end in the metrics, from its lifecycle event.
-    fn count_run(&self, run: &RunRecord, e: &LifecycleEvent) {
-        let o = match e.kind {
-            braid_engine::model::EventKind::RunStarted => braid_ports::Observation::RunStarted {
-                workflow: &run.workflow,
-            },
-            braid_engine::model::EventKind::RunFinished => braid_ports::Observation::RunFinished {
-                workflow: &run.workflow,
-                status: &e.status,
-                took: (e.at - run.created_at).to_std().unwrap_or_default(),
-            },
-            _ => return,
-        };
-        self.ports.metrics.observe(&o);
     }
 }
 

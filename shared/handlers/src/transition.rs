@@ -52,16 +52,18 @@ impl Handlers {
             return Ok(());
         };
         let t = lifecycle::decide(rec, event, &self.context(step, run));
-        Box::pin(self.carry_out(fu, wf, run, step, t)).await
+        Box::pin(self.carry_out(fu, wf, run, step, rec, t)).await
     }
 
-    /// Makes transition `t`'s write and, if it held, carries out its effects.
+    /// Makes transition `t`'s write and, if it held, carries out its effects. `before`
+    /// is the record as it stood before the transition (for the trace).
     async fn carry_out(
         &self,
         fu: &FollowUps,
         wf: &Workflow,
         run: &RunRecord,
         step: &Step,
+        before: &StepRecord,
         t: Transition,
     ) -> HandlerResult<()> {
         let store = &self.ports.store;
@@ -90,12 +92,15 @@ impl Handlers {
                             reason: &reason,
                         };
                         let t = lifecycle::decide(&w.record, event, &self.context(step, run));
-                        return Box::pin(self.carry_out(fu, wf, run, step, t)).await;
+                        return Box::pin(self.carry_out(fu, wf, run, step, before, t)).await;
                     }
                     Err(e) => return Err(e.into()),
                 }
             }
         };
+        if let Some(after) = &written {
+            self.trace_attempt(run, step, before, after);
+        }
         let mut parent = parent;
         for effect in t.effects {
             match effect {

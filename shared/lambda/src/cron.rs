@@ -7,12 +7,14 @@ use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use braid_handlers::{HandlerResult, Handlers, TickReport};
 use serde_json::Value;
 
-/// Runs one tick for a scheduled event.
+/// Runs one tick for a scheduled event, and sends the spans it recorded.
 pub async fn handle(
     handlers: &Handlers,
     event: EventBridgeEvent<Value>,
 ) -> HandlerResult<TickReport> {
-    let report = handlers.tick().await?;
+    let report = handlers.tick().await;
+    handlers.ports().traces.flush().await;
+    let report = report?;
     tracing::info!(
         scheduled = ?event.time,
         runs_checked = report.runs_checked,

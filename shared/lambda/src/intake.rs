@@ -67,8 +67,15 @@ impl IntakeEvent {
     }
 }
 
-/// Handles one invocation (see the module doc for the answers).
+/// Handles one invocation (see the module doc for the answers), and sends the spans
+/// it recorded (a run that ran to its end at once, a run cancelled).
 pub async fn handle(handlers: &Handlers, event: Value) -> Result<Value, HandlerError> {
+    let answer = answer(handlers, event).await;
+    handlers.ports().traces.flush().await;
+    answer
+}
+
+async fn answer(handlers: &Handlers, event: Value) -> Result<Value, HandlerError> {
     match IntakeEvent::parse(event)? {
         IntakeEvent::Start(start) => {
             let trigger = json!({"kind": "direct"});

@@ -18,15 +18,18 @@ pub enum Source {
 }
 
 /// Hands every message of `event` to the handler for `source`, all at once (a batch
-/// of ready messages runs its tasks concurrently), and reports the failures.
+/// of ready messages runs its tasks concurrently), and reports the failures. The
+/// spans recorded are sent before the invocation ends (a frozen process sends none).
 pub async fn handle(handlers: &Handlers, source: Source, event: SqsEvent) -> SqsBatchResponse {
-    each_message(event, |m| async move {
+    let response = each_message(event, |m| async move {
         match source {
             Source::Ready => handlers.deliver_ready(&m).await,
             Source::Results => handlers.deliver_result(&m).await,
         }
     })
-    .await
+    .await;
+    handlers.ports().traces.flush().await;
+    response
 }
 
 /// Runs `deliver` on every message concurrently; a message is a batch item failure

@@ -38,7 +38,7 @@ use super::runtime::{LocalRuntime, RuntimeSettings};
 use super::store::SqliteStore;
 use braid_handlers::{Handlers, Ports, Settings, StepEvents, TaskRunners};
 use braid_ports::env_secrets::{EnvSecrets, env_secrets};
-use braid_ports::{Clock, NullSink, PortError, SystemClock, UlidIds, WorkQueue};
+use braid_ports::{Clock, NullSink, PortError, SystemClock, TraceSink, UlidIds, WorkQueue};
 use braid_runners::http::HttpRunner;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -67,6 +67,8 @@ pub struct LocalOptions {
     pub events: EventHub,
     /// Where runs and attempts are counted (`braid dev`'s `GET /metrics`).
     pub metrics: Arc<PromMetrics>,
+    /// Where the spans of runs and attempts go (an OTLP exporter when configured).
+    pub traces: Arc<dyn TraceSink>,
 }
 
 impl LocalOptions {
@@ -90,6 +92,7 @@ impl LocalOptions {
             read_only: false,
             events: EventHub::default(),
             metrics: Arc::default(),
+            traces: Arc::new(braid_ports::NoTraces),
         }
     }
 }
@@ -142,6 +145,7 @@ pub fn local_ports(opts: &LocalOptions) -> Result<Ports, LocalError> {
             output: Arc::new(FolderOutput::new(dir.join(OUTPUT_DIR), opts.clock.clone())),
             notices: None,
             metrics: Arc::new(braid_ports::NoMetrics),
+            traces: Arc::new(braid_ports::NoTraces),
             secrets,
             clock: opts.clock.clone(),
             ids: Arc::new(UlidIds),
@@ -181,6 +185,7 @@ pub fn local_ports(opts: &LocalOptions) -> Result<Ports, LocalError> {
         output: Arc::new(output),
         notices: Some(notices),
         metrics: opts.metrics.clone(),
+        traces: opts.traces.clone(),
         secrets,
         clock: opts.clock.clone(),
         ids: Arc::new(UlidIds),

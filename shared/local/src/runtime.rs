@@ -152,6 +152,7 @@ impl LocalRuntime {
                 let run = self.handlers.ports().store.get_run(run_id).await?;
                 if run.status.is_final() {
                     driver.flush().await?;
+                    self.handlers.ports().traces.flush().await;
                     return Ok(run);
                 }
             }
@@ -378,8 +379,9 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
-    /// Lets the tasks in flight finish and acknowledges what they handled; the
-    /// notifications being sent are left to the next process (they are still queued).
+    /// Lets the tasks in flight finish and acknowledges what they handled, and sends
+    /// the spans recorded; the notifications being sent are left to the next process
+    /// (they are still queued).
     async fn finish(&mut self) {
         while let Some(done) = self.tasks.join_next().await {
             if let Ok(Handled::Ack(r)) = done {
@@ -389,6 +391,7 @@ impl<'a> Driver<'a> {
         if let Err(e) = self.flush().await {
             tracing::warn!(error = %e, "could not acknowledge the last messages; they will be delivered again");
         }
+        self.rt.handlers.ports().traces.flush().await;
     }
 }
 

@@ -67,6 +67,7 @@ fn lambda(function: &str, payload: Value) -> Task {
         function: function.into(),
         payload,
         invocation: Invocation::new("run", "step", 1),
+        traceparent: None,
     }
 }
 
@@ -74,10 +75,14 @@ fn lambda(function: &str, payload: Value) -> Task {
 async fn a_launched_function_echoes_its_payload() {
     let runner = worker(|_| {});
     let input = json!({"op": "echo", "nested": {"list": [1, 2, 3]}, "text": "héllo"});
-    let out = runner.invoke(&input, None).await.unwrap();
+    let out = runner.invoke(&input, None, None).await.unwrap();
     assert_eq!(out, input);
     let out = runner
-        .invoke(&json!({"op": "split", "items": [1, 2, 3], "size": 2}), None)
+        .invoke(
+            &json!({"op": "split", "items": [1, 2, 3], "size": 2}),
+            None,
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(out, json!({"chunks": [[1, 2], [3]]}));
@@ -88,12 +93,12 @@ async fn a_warm_process_keeps_its_state_between_invocations() {
     let runner = worker(|_| {});
     let input = json!({"op": "flaky", "key": "k", "fail_times": 2});
     for attempt in 1..=2 {
-        let err = runner.invoke(&input, None).await.unwrap_err();
+        let err = runner.invoke(&input, None, None).await.unwrap_err();
         assert_eq!(err.error, "Flaky", "attempt {attempt}: {err}");
         assert!(err.retryable);
         assert!(err.message.contains(&format!("attempt {attempt}")), "{err}");
     }
-    let out = runner.invoke(&input, None).await.unwrap();
+    let out = runner.invoke(&input, None, None).await.unwrap();
     assert_eq!(out, json!({"key": "k", "attempts": 3}));
 }
 
@@ -104,6 +109,7 @@ async fn function_errors_carry_the_function_error_type() {
         .invoke(
             &json!({"op": "fail", "error": "OrderRejected", "message": "no stock"}),
             None,
+            None,
         )
         .await
         .unwrap_err();
@@ -111,7 +117,7 @@ async fn function_errors_carry_the_function_error_type() {
     assert_eq!(err.message, "no stock");
     assert!(err.retryable);
     let err = runner
-        .invoke(&json!({"op": "nope"}), None)
+        .invoke(&json!({"op": "nope"}), None, None)
         .await
         .unwrap_err();
     assert_eq!(err.error, "UnknownOp");
@@ -121,13 +127,16 @@ async fn function_errors_carry_the_function_error_type() {
 async fn a_crashed_process_fails_the_attempt_and_is_replaced() {
     let runner = worker(|_| {});
     let err = runner
-        .invoke(&json!({"op": "exit", "code": 3}), None)
+        .invoke(&json!({"op": "exit", "code": 3}), None, None)
         .await
         .unwrap_err();
     assert_eq!(err.error, "lambda.crash");
     assert!(err.retryable);
     assert!(err.message.contains("exit status: 3"), "{err}");
-    let out = runner.invoke(&json!({"op": "echo"}), None).await.unwrap();
+    let out = runner
+        .invoke(&json!({"op": "echo"}), None, None)
+        .await
+        .unwrap();
     assert_eq!(out, json!({"op": "echo"}));
 }
 
@@ -135,7 +144,7 @@ async fn a_crashed_process_fails_the_attempt_and_is_replaced() {
 async fn an_invocation_past_its_deadline_times_out_and_the_process_is_replaced() {
     let runner = worker(|p| p.timeout = Duration::from_millis(300));
     let err = runner
-        .invoke(&json!({"op": "sleep", "ms": 5000}), None)
+        .invoke(&json!({"op": "sleep", "ms": 5000}), None, None)
         .await
         .unwrap_err();
     assert_eq!(err.error, "lambda.timeout");
@@ -143,7 +152,7 @@ async fn an_invocation_past_its_deadline_times_out_and_the_process_is_replaced()
     let flaky = json!({"op": "flaky", "key": "fresh", "fail_times": 0});
     // A fresh process: the counter starts again.
     assert_eq!(
-        runner.invoke(&flaky, None).await.unwrap(),
+        runner.invoke(&flaky, None, None).await.unwrap(),
         json!({"key": "fresh", "attempts": 1})
     );
 }
@@ -152,16 +161,19 @@ async fn an_invocation_past_its_deadline_times_out_and_the_process_is_replaced()
 async fn a_cancelled_invocation_does_not_leave_a_busy_process_behind() {
     let runner = worker(|_| {});
     let flaky = json!({"op": "flaky", "key": "c", "fail_times": 5});
-    let err = runner.invoke(&flaky, None).await.unwrap_err();
+    let err = runner.invoke(&flaky, None, None).await.unwrap_err();
     assert!(err.message.contains("attempt 1"), "{err}");
     // The step's own timeout drops the invocation mid-flight.
     let sleep = json!({"op": "sleep", "ms": 10_000});
-    let cancelled =
-        tokio::time::timeout(Duration::from_millis(200), runner.invoke(&sleep, None)).await;
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(200),
+        runner.invoke(&sleep, None, None),
+    )
+    .await;
     assert!(cancelled.is_err());
     // The next invocation does not wait for the abandoned one: it gets a fresh process.
     let started = std::time::Instant::now();
-    let err = runner.invoke(&flaky, None).await.unwrap_err();
+    let err = runner.invoke(&flaky, None, None).await.unwrap_err();
     assert!(err.message.contains("attempt 1"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
@@ -181,7 +193,7 @@ async fn the_function_sees_the_lambda_environment_and_its_own_variables() {
         spec.memory_mb = 512;
         spec
     });
-    let err = runner.invoke(&json!({}), None).await.unwrap_err();
+    let err = runner.invoke(&json!({}), None, None).await.unwrap_err();
     assert_eq!(err.error, "lambda.crash");
     assert!(err.message.contains("env-check 512 hi"), "{err}");
 }
@@ -214,7 +226,7 @@ async fn an_init_error_fails_the_attempt() {
         .to_vec();
     spec.env = IndexMap::from([("BRAID_FAKE_RUNTIME".to_string(), "init_error".to_string())]);
     let runner = RuntimeApiRunner::new("broken-init", spec);
-    let err = runner.invoke(&json!({}), None).await.unwrap_err();
+    let err = runner.invoke(&json!({}), None, None).await.unwrap_err();
     assert_eq!(err.error, "lambda.init_error");
     assert!(err.retryable);
     assert!(
@@ -226,7 +238,7 @@ async fn an_init_error_fails_the_attempt() {
 #[tokio::test]
 async fn a_missing_binary_is_a_fatal_spawn_error() {
     let runner = RuntimeApiRunner::new("ghost", ProcessSpec::new("/nonexistent/ghost"));
-    let err = runner.invoke(&json!({}), None).await.unwrap_err();
+    let err = runner.invoke(&json!({}), None, None).await.unwrap_err();
     assert_eq!(err.error, "lambda.spawn");
     assert!(!err.retryable);
     assert!(err.message.contains("/nonexistent/ghost"), "{err}");
@@ -237,7 +249,10 @@ async fn concurrent_invocations_use_up_to_the_allowed_processes() {
     let runner = worker(|p| p.concurrency = 2);
     let started = std::time::Instant::now();
     let sleep = json!({"op": "sleep", "ms": 1000});
-    let (a, b) = tokio::join!(runner.invoke(&sleep, None), runner.invoke(&sleep, None));
+    let (a, b) = tokio::join!(
+        runner.invoke(&sleep, None, None),
+        runner.invoke(&sleep, None, None)
+    );
     assert_eq!(a.unwrap(), json!({"slept_ms": 1000}));
     assert_eq!(b.unwrap(), json!({"slept_ms": 1000}));
     // Side by side, not one after the other.
@@ -297,13 +312,17 @@ fn invoke_runner(endpoint: &str) -> InvokeApiRunner {
 #[tokio::test]
 async fn the_invoke_api_runner_returns_the_function_response() {
     let runner = invoke_runner(&invoke_api_double().await);
-    let out = runner.invoke("echo", &json!({"a": [1, 2]})).await.unwrap();
+    let out = runner
+        .invoke("echo", &json!({"a": [1, 2]}), None)
+        .await
+        .unwrap();
     assert_eq!(out, json!({"a": [1, 2]}));
     // An ARN reaches the function by its name.
     let out = runner
         .invoke(
             "arn:aws:lambda:us-east-1:000000000000:function:echo",
             &json!(7),
+            None,
         )
         .await
         .unwrap();
@@ -314,26 +333,32 @@ async fn the_invoke_api_runner_returns_the_function_response() {
 async fn the_invoke_api_runner_classifies_errors() {
     let runner = invoke_runner(&invoke_api_double().await);
 
-    let err = runner.invoke("broken", &json!({})).await.unwrap_err();
+    let err = runner.invoke("broken", &json!({}), None).await.unwrap_err();
     assert_eq!(
         (err.error.as_str(), err.message.as_str()),
         ("Flaky", "try again")
     );
     assert!(err.retryable);
 
-    let err = runner.invoke("broken-watch", &json!({})).await.unwrap_err();
+    let err = runner
+        .invoke("broken-watch", &json!({}), None)
+        .await
+        .unwrap_err();
     assert_eq!(err.error, "BadInput");
     assert!(err.retryable);
 
-    let err = runner.invoke("throttled", &json!({})).await.unwrap_err();
+    let err = runner
+        .invoke("throttled", &json!({}), None)
+        .await
+        .unwrap_err();
     assert_eq!(err.error, "lambda.status_429");
     assert!(err.retryable);
 
-    let err = runner.invoke("bad", &json!({})).await.unwrap_err();
+    let err = runner.invoke("bad", &json!({}), None).await.unwrap_err();
     assert_eq!(err.error, "lambda.status_400");
     assert!(!err.retryable);
 
-    let err = runner.invoke("nobody", &json!({})).await.unwrap_err();
+    let err = runner.invoke("nobody", &json!({}), None).await.unwrap_err();
     assert_eq!(err.error, "lambda.unknown_function");
     assert!(!err.retryable);
     assert!(err.message.contains("Missing function"), "{err}");
@@ -346,7 +371,7 @@ async fn an_unreachable_invoke_api_may_be_retried() {
         l.local_addr().unwrap().port()
     };
     let err = invoke_runner(&format!("http://127.0.0.1:{port}"))
-        .invoke("echo", &json!({}))
+        .invoke("echo", &json!({}), None)
         .await
         .unwrap_err();
     assert_eq!(err.error, "lambda.connect");
@@ -526,6 +551,9 @@ async fn unmapped_functions_go_to_the_default_endpoint() {
         ..FunctionMap::default()
     };
     let runner = LambdaRunner::new(map).unwrap();
-    let out = runner.invoke("echo", &json!([1]), None).await.unwrap();
+    let out = runner
+        .invoke("echo", &json!([1]), None, None)
+        .await
+        .unwrap();
     assert_eq!(out, json!([1]));
 }

@@ -13,6 +13,7 @@
 //! - [`TaskRunner`]: a step's task ([`Task`]) carried out, for an [`Invocation`];
 //! - [`FunctionOutput`]: what functions wrote while they ran attempts;
 //! - [`MetricsSink`]: what is counted as runs and attempts go ([`Observation`]);
+//! - [`TraceSink`]: the spans of runs and attempts ([`Span`]);
 //! - [`SecretStore`]: webhook keys; [`env_secrets`]: secrets from the environment, for
 //!   both backends;
 //! - [`Clock`] and [`Ids`]: time and ids, injected so tests control them;
@@ -31,6 +32,7 @@ mod secrets;
 mod sink;
 mod store;
 mod tasks;
+mod traces;
 
 pub use clock::{Clock, Ids, ManualClock, SystemClock, UlidIds};
 pub use limits::{MAX_RECORD_BYTES, Record, check_record_size};
@@ -41,7 +43,8 @@ pub use queue::{MAX_RECEIVES, Outgoing, Received, WorkQueue};
 pub use secrets::SecretStore;
 pub use sink::{EventSink, NullSink};
 pub use store::{AuditFilter, Created, Finalized, Guard, RunFilter, StateStore};
-pub use tasks::{Task, TaskError, TaskRunner};
+pub use tasks::{Task, TaskError, TaskRunner, lambda_client_context};
+pub use traces::{NoTraces, Span, SpanValue, TraceSink};
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

@@ -23,7 +23,17 @@ pub enum Task {
         payload: Value,
         /// The attempt it is for: a local runner files the function's output under it.
         invocation: Invocation,
+        /// The attempt's W3C trace context, passed in the invocation's client context
+        /// (`custom.traceparent`).
+        traceparent: Option<String>,
     },
+}
+
+/// The client context a Lambda invocation carries the W3C `traceparent` in, as JSON
+/// (`{"custom": {"traceparent": ...}}`): the Invoke API takes it base64-encoded, the
+/// Runtime API hands it to the function as is.
+pub fn lambda_client_context(traceparent: &str) -> String {
+    serde_json::json!({ "custom": { "traceparent": traceparent } }).to_string()
 }
 
 /// Why an attempt failed, and whether another attempt may succeed.

@@ -222,6 +222,7 @@ async fn a_lambda_task_is_refused() {
         function: "f".into(),
         payload: json!({}),
         invocation: Invocation::new("run", "f", 1),
+        traceparent: None,
     })
     .await
     .unwrap_err();

@@ -220,6 +220,7 @@ impl Process {
             output: Arc::new(NoOutput),
             notices: None,
             metrics: Arc::new(braid_ports::NoMetrics),
+            traces: Arc::new(braid_ports::NoTraces),
             secrets: Arc::new(LinkKey),
             clock,
             ids: Arc::new(SeqIds::default()),

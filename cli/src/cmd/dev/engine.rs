@@ -96,6 +96,7 @@ async fn open_local(
     opts.functions = functions;
     opts.runtime.idle_poll = IDLE_POLL;
     opts.settings.api_base_url = Some(base_url.to_string());
+    opts.traces = crate::cmd::local::traces_from_env()?;
     let mut ports = backend::local_ports(&opts)
         .with_context(|| format!("cannot open the local state in `{}`", state.display()))?;
     link_key::ensure(&*ports.secrets, state)

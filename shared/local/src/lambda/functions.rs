@@ -34,7 +34,7 @@ use super::split_function_name;
 use crate::output::FolderOutput;
 use async_trait::async_trait;
 use braid_lang::{At, Pos, parse_duration};
-use braid_ports::{Invocation, Task, TaskError, TaskRunner};
+use braid_ports::{Invocation, Task, TaskError, TaskRunner, lambda_client_context};
 use indexmap::IndexMap;
 use reqwest::{Client, Url};
 use serde::Deserialize;
@@ -390,12 +390,13 @@ impl LambdaRunner {
     }
 
     /// Invokes `function` (a name or an ARN) synchronously where the map says, for
-    /// `call` when it is a step's attempt.
+    /// `call` when it is a step's attempt, with `client_context` (JSON) if given.
     pub async fn invoke(
         &self,
         function: &str,
         payload: &Value,
         call: Option<&Invocation>,
+        client_context: Option<String>,
     ) -> Result<Value, TaskError> {
         let route = self
             .functions
@@ -404,10 +405,13 @@ impl LambdaRunner {
         match (route, &self.default) {
             (Some(Route::Process(runner)), _) => {
                 let output = self.output.as_ref().zip(call).map(|(o, c)| o.file(c));
-                runner.invoke(payload, output).await
+                runner.invoke(payload, output, client_context).await
             }
-            (Some(Route::Endpoint(runner)), _) => runner.invoke(function, payload).await,
-            (None, Some(runner)) => runner.invoke(function, payload).await,
+            (Some(Route::Endpoint(runner)), _) | (None, Some(runner)) => {
+                runner
+                    .invoke(function, payload, client_context.as_deref())
+                    .await
+            }
             (None, None) => Err(self.unknown(function)),
         }
     }
@@ -447,7 +451,12 @@ impl TaskRunner for LambdaRunner {
                 function,
                 payload,
                 invocation,
-            } => self.invoke(function, payload, Some(invocation)).await,
+                traceparent,
+            } => {
+                let context = traceparent.as_deref().map(lambda_client_context);
+                self.invoke(function, payload, Some(invocation), context)
+                    .await
+            }
             Task::Http { .. } => Err(TaskError::fatal(
                 "runner.unsupported_task",
                 "the Lambda runner cannot run an http task",

@@ -9,6 +9,8 @@
 //! check signatures.
 
 use super::{error_document, excerpt, function_error, payload_value, split_function_name};
+use base64::Engine;
+use base64::prelude::BASE64_STANDARD;
 use braid_ports::TaskError;
 use braid_runners::error_chain;
 use braid_runners::http::status_is_retryable;
@@ -48,15 +50,26 @@ impl InvokeApiRunner {
         &self.endpoint
     }
 
-    /// Invokes `function` (a name or an ARN) synchronously and returns its response.
-    pub async fn invoke(&self, function: &str, payload: &Value) -> Result<Value, TaskError> {
+    /// Invokes `function` (a name or an ARN) synchronously and returns its response;
+    /// `client_context` (JSON) goes base64-encoded in `X-Amz-Client-Context`, as the
+    /// Invoke API takes it.
+    pub async fn invoke(
+        &self,
+        function: &str,
+        payload: &Value,
+        client_context: Option<&str>,
+    ) -> Result<Value, TaskError> {
         let (name, qualifier) = split_function_name(function);
         let url = self.invocation_url(name, qualifier)?;
-        let response = self
+        let mut request = self
             .client
             .post(url)
             .header("content-type", "application/json")
-            .header("x-amz-invocation-type", "RequestResponse")
+            .header("x-amz-invocation-type", "RequestResponse");
+        if let Some(context) = client_context {
+            request = request.header("x-amz-client-context", BASE64_STANDARD.encode(context));
+        }
+        let response = request
             .body(payload.to_string())
             .timeout(self.timeout)
             .send()

@@ -157,6 +157,7 @@ impl RuntimeApiRunner {
         &self,
         payload: &Value,
         output: Option<OutputFile>,
+        client_context: Option<String>,
     ) -> Result<Value, TaskError> {
         let _slot = self.slots.acquire().await.map_err(|_| {
             TaskError::retryable("lambda.runtime_api", "the runner is shutting down")
@@ -166,7 +167,9 @@ impl RuntimeApiRunner {
             None => self.start().await?,
         };
         *lock(&env.output) = output;
-        let result = env.invoke(&self.name, &self.spec, payload).await;
+        let result = env
+            .invoke(&self.name, &self.spec, payload, client_context)
+            .await;
         if env.reusable {
             self.lock_idle().push(env);
         }
@@ -385,6 +388,7 @@ impl Environment {
         function: &str,
         spec: &ProcessSpec,
         payload: &Value,
+        client_context: Option<String>,
     ) -> Result<Value, TaskError> {
         // Until proven otherwise: every early return below leaves the process in an
         // unknown state, and so does a cancelled future.
@@ -393,6 +397,7 @@ impl Environment {
         let invocation = Invocation {
             request_id: request_id.clone(),
             payload: Bytes::from(payload.to_string()),
+            client_context,
         };
         if self.invocations.send(invocation).await.is_err() {
             return Err(TaskError::retryable(
@@ -562,6 +567,8 @@ impl Drop for AbortOnDrop {
 struct Invocation {
     request_id: String,
     payload: Bytes,
+    /// JSON, handed on in `Lambda-Runtime-Client-Context`.
+    client_context: Option<String>,
 }
 
 /// What the server tells the environment.
@@ -650,7 +657,10 @@ async fn next(State(api): State<Arc<RuntimeApi>>) -> Response {
         ("lambda-runtime-invoked-function-arn", api.arn.clone()),
         ("lambda-runtime-trace-id", trace_id()),
     ];
-    for (name, value) in pairs {
+    let context = invocation
+        .client_context
+        .map(|c| ("lambda-runtime-client-context", c));
+    for (name, value) in pairs.into_iter().chain(context) {
         if let Ok(value) = HeaderValue::from_str(&value) {
             headers.insert(name, value);
         }
