@@ -28,6 +28,10 @@ pub const NOTICE_TRIES: u32 = 3;
 /// The wait before each try after the first.
 const BACKOFF: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(3)];
 
+/// The longest wait between tries a receiver's `Retry-After` gets: three tries of
+/// [`NOTICE_TIMEOUT`] and two such waits fit in the notifier's time limit (60 s).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+
 /// How long one try may take.
 const NOTICE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -134,7 +138,11 @@ impl Handlers {
             match runners.http.run(task).await {
                 Ok(_) => return (tries, Ok(())),
                 Err(e) if e.retryable && tries < NOTICE_TRIES => {
-                    let wait = BACKOFF[(tries - 1) as usize % BACKOFF.len()];
+                    // A receiver that asks for a longer wait (429 with Retry-After)
+                    // gets it, up to a bound that keeps all tries within a delivery.
+                    let backoff = BACKOFF[(tries - 1) as usize % BACKOFF.len()];
+                    let asked = e.retry_after.unwrap_or_default().min(MAX_RETRY_AFTER);
+                    let wait = backoff.max(asked);
                     tracing::warn!(error = %without_url(&e, task), tries, "a notification failed; trying again");
                     tokio::time::sleep(wait).await;
                 }

@@ -21,33 +21,39 @@ use std::sync::{Arc, Mutex};
 struct Seen {
     posts: Vec<(String, HeaderMap, Bytes)>,
     failed: std::collections::HashMap<String, u32>,
+    /// When each post came, in order.
+    times: Vec<std::time::Instant>,
 }
 
 type Shared = Arc<Mutex<Seen>>;
 
 /// `/ok/{name}` answers 200; `/flaky/{name}` 500 twice, then 200; `/down/{name}`
-/// always 500.
+/// always 500; `/throttled/{name}` 429 with `Retry-After: 2` once, then 200.
 async fn receiver() -> (String, Shared) {
     async fn take(
         State(seen): State<Shared>,
         Path((mode, name)): Path<(String, String)>,
         headers: HeaderMap,
         body: Bytes,
-    ) -> StatusCode {
+    ) -> (StatusCode, [(&'static str, &'static str); 1]) {
         let mut s = seen.lock().unwrap();
         let path = format!("{mode}/{name}");
         s.posts.push((path.clone(), headers, body));
+        s.times.push(std::time::Instant::now());
         let failed = s.failed.entry(path).or_default();
         let fail = match mode.as_str() {
             "flaky" => *failed < 2,
+            "throttled" => *failed < 1,
             "down" => true,
             _ => false,
         };
-        if fail {
-            *failed += 1;
-            StatusCode::INTERNAL_SERVER_ERROR
-        } else {
-            StatusCode::OK
+        if !fail {
+            return (StatusCode::OK, [("x-ok", "1")]);
+        }
+        *failed += 1;
+        match mode.as_str() {
+            "throttled" => (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "2")]),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, [("x-ok", "0")]),
         }
     }
     let seen = Shared::default();
@@ -225,6 +231,39 @@ steps:
         !error.contains("down/b"),
         "the URL is never recorded: {error}"
     );
+}
+
+#[tokio::test]
+async fn a_throttled_receiver_is_tried_again_after_the_wait_it_asks_for() {
+    let (base, seen) = receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let done = run(
+        &rt,
+        &format!(
+            r#"
+name: throttled
+notify:
+  - on: [succeeded]
+    webhook: {{ url: "{base}/throttled/a" }}
+steps:
+  - id: only
+    pass: 1
+"#
+        ),
+    )
+    .await;
+    assert_eq!(posts_to(&seen, "throttled/a").len(), 2);
+    let times = seen.lock().unwrap().times.clone();
+    // The first backoff is 1 s; the receiver asked for 2.
+    assert!(
+        times[1] - times[0] >= std::time::Duration::from_secs(2),
+        "tried again after {:?}",
+        times[1] - times[0]
+    );
+    let sent = done.notices.iter().find(|n| n.target == "webhook").unwrap();
+    assert!(sent.sent);
+    assert_eq!(sent.tries, 2);
 }
 
 #[tokio::test]

@@ -43,6 +43,9 @@ pub struct TaskError {
     pub error: String,
     pub message: String,
     pub retryable: bool,
+    /// How long the other side asked to be left alone before the next try (an HTTP
+    /// `Retry-After` on a 429 or 503).
+    pub retry_after: Option<Duration>,
 }
 
 impl TaskError {
@@ -51,6 +54,7 @@ impl TaskError {
             error: error.into(),
             message: message.into(),
             retryable: true,
+            retry_after: None,
         }
     }
 
@@ -59,6 +63,7 @@ impl TaskError {
             error: error.into(),
             message: message.into(),
             retryable: false,
+            retry_after: None,
         }
     }
 }

@@ -29,10 +29,10 @@ use super::error_chain;
 use async_trait::async_trait;
 use braid_ports::{Task, TaskError, TaskRunner};
 use indexmap::IndexMap;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Client, Method, StatusCode, Url, redirect};
 use serde_json::{Map, Value, json};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// The request time limit when the step sets none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -111,6 +111,7 @@ impl HttpRunner {
             .await
             .map_err(|e| transport_error(&what, e))?;
         let status = response.status();
+        let retry_after = retry_after(response.headers());
         let headers = headers_json(response.headers());
         let content_type = response
             .headers()
@@ -128,7 +129,9 @@ impl HttpRunner {
             None => status.is_success(),
         };
         if !ok {
-            return Err(status_error(&what, status, expect, &body));
+            let mut error = status_error(&what, status, expect, &body);
+            error.retry_after = retry_after.filter(|_| error.retryable);
+            return Err(error);
         }
         Ok(json!({ "status": status.as_u16(), "headers": headers, "body": body }))
     }
@@ -249,7 +252,19 @@ fn status_error(what: &str, status: StatusCode, expect: Option<&[u16]>, body: &V
         error: format!("http.status_{code}"),
         message,
         retryable: status_is_retryable(code),
+        retry_after: None,
     }
+}
+
+/// The wait a `Retry-After` header asks for: seconds, or an HTTP date (none once
+/// past). A value that is neither is ignored.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(SystemTime::now()).unwrap_or_default())
 }
 
 fn headers_json(headers: &HeaderMap) -> Value {
@@ -335,6 +350,23 @@ mod tests {
         for code in [400, 401, 403, 404, 409, 422, 200, 301] {
             assert!(!status_is_retryable(code), "{code}");
         }
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_a_date() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(RETRY_AFTER, HeaderValue::from_str(v).unwrap());
+            retry_after(&h)
+        };
+        assert_eq!(with("7"), Some(Duration::from_secs(7)));
+        assert_eq!(with(" 0 "), Some(Duration::ZERO));
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(120));
+        let wait = with(&later).unwrap();
+        assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120));
+        assert_eq!(with("Sun, 06 Nov 1994 08:49:37 GMT"), Some(Duration::ZERO));
+        assert_eq!(with("soon"), None);
+        assert_eq!(retry_after(&HeaderMap::new()), None);
     }
 
     #[test]

@@ -116,6 +116,7 @@ impl InvokeApiRunner {
             error: format!("lambda.status_{code}"),
             message,
             retryable: status_is_retryable(code),
+            retry_after: None,
         })
     }
 
