@@ -678,6 +678,50 @@ async fn metrics_are_served_in_the_prometheus_text_format_after_a_few_runs() {
 }
 
 #[tokio::test]
+async fn metrics_are_served_under_the_aws_backend_too() {
+    let wf = "name: counted-on-aws\nsteps:\n  - id: a\n    pass: 1\n";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("workflows")).unwrap();
+    std::fs::write(dir.path().join("workflows/counted-on-aws.yaml"), wf).unwrap();
+    let args = [
+        "dev",
+        "--workflows",
+        "workflows",
+        "--backend",
+        "aws",
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    let mut dev = Dev::launch(dir, "state", args.map(OsString::from), &[]);
+    dev.wait_for_line("loaded counted-on-aws");
+    let id = dev.start_run("counted-on-aws").await;
+    assert_eq!(dev.finished(&id).await["status"], "succeeded");
+    let resp = dev
+        .http
+        .get(format!("{}/metrics", dev.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "{}", dev.stderr());
+    let text = resp.text().await.unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .unwrap_or_else(|e| panic!("not the Prometheus text format ({e}):\n{text}"));
+    let finished = scrape
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "braid_runs_finished_total"
+                && s.labels.get("workflow") == Some("counted-on-aws")
+                && s.labels.get("status") == Some("succeeded")
+        })
+        .unwrap_or_else(|| panic!("no finished run counted:\n{text}"));
+    assert!(matches!(
+        finished.value,
+        prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) if v >= 1.0
+    ));
+}
+
+#[tokio::test]
 async fn a_failed_runs_notification_is_sent_from_braid_dev() {
     use axum::{Router, body::Bytes, extract::State, routing::post};
     type Got = Arc<Mutex<Vec<Value>>>;

@@ -24,6 +24,7 @@ use braid_engine::model::RunStatus;
 use braid_handlers::{Handlers, Settings, StepEvents};
 use braid_local::events::{EventHub, Tee};
 use braid_local::lambda::{FunctionMap, LambdaRunner};
+use braid_local::metrics::PromMetrics;
 use braid_ports::env_secrets::env_secrets;
 use braid_ports::{Task, TaskError, TaskRunner};
 use serde_json::Value;
@@ -61,6 +62,9 @@ impl Emulated {
                 aws: tasks.lambda.clone(),
             });
         }
+        // Counted as `braid dev` serves them (`GET /metrics`), traced like local runs.
+        ports.metrics = Arc::new(PromMetrics::default());
+        ports.traces = crate::cmd::local::traces_from_env()?;
         let events = EventHub::default();
         ports.events = Arc::new(Tee {
             hub: events.clone(),
