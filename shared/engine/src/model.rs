@@ -337,6 +337,18 @@ pub struct NoticeLog {
     /// Why it failed for good (never the URL, which may be a secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// For a message a Slack bot posted: the thread the run's next messages to that
+    /// channel go under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<SlackThread>,
+}
+
+/// A Slack thread: the channel as the `notify` entry names it, and the timestamp of
+/// the message that started the thread.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlackThread {
+    pub channel: String,
+    pub ts: String,
 }
 
 /// The step of another run that started a run as its child (a `workflow` step).

@@ -12,7 +12,7 @@
 //! | `step.retrying` of a step (not an iteration) | `retrying` | `retrying` |
 //! | `sla.missed` of the run / of a step | `sla_missed` | — / `sla_missed` |
 
-use crate::model::{EventKind, LifecycleEvent};
+use crate::model::{EventKind, LifecycleEvent, NoticeLog, SlackThread};
 use braid_lang::Workflow;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -144,6 +144,63 @@ pub fn slack_message(e: &LifecycleEvent, took: Option<Duration>) -> Value {
     blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn",
         "text": format!("Braid · workflow `{}` · {}", e.workflow, e.at.format("%Y-%m-%d %H:%M:%SZ"))}]}));
     json!({"text": title, "blocks": blocks})
+}
+
+/// The thread a run's next Slack message to `channel` goes under: that of the first
+/// message a bot posted there for the run (from the run's notice log).
+pub fn slack_thread<'a>(log: &'a [NoticeLog], channel: &str) -> Option<&'a str> {
+    log.iter()
+        .filter_map(|n| n.thread.as_ref())
+        .find(|t| t.channel == channel)
+        .map(|t| t.ts.as_str())
+}
+
+/// The body of a `chat.postMessage` call posting `message` ([`slack_message`]) to
+/// `channel`, under `thread` when the run has one there.
+pub fn slack_post(message: Value, channel: &str, thread: Option<&str>) -> Value {
+    let mut body = message;
+    body["channel"] = json!(channel);
+    if let Some(ts) = thread {
+        body["thread_ts"] = json!(ts);
+    }
+    body
+}
+
+/// Why Slack's Web API refused a call that it answered with a 2xx: it says `ok: false`
+/// with an `error` code in the body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlackRefusal {
+    pub error: String,
+    /// Slack's own trouble, which a later try may not meet; a bad token, a channel
+    /// the bot is not in, and the like are not.
+    pub retryable: bool,
+}
+
+/// What a `chat.postMessage` answer means: the thread the message started or joined
+/// (its `thread_ts` when it replied, else its own `ts`), or why it was refused.
+pub fn slack_answer(
+    body: &Value,
+    channel: &str,
+    thread: Option<&str>,
+) -> Result<SlackThread, SlackRefusal> {
+    if body["ok"] != json!(true) {
+        let error = body["error"].as_str().unwrap_or("no `ok` in the answer");
+        return Err(SlackRefusal {
+            error: error.to_string(),
+            retryable: matches!(
+                error,
+                "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout"
+            ),
+        });
+    }
+    let ts = thread.or(body["ts"].as_str()).ok_or_else(|| SlackRefusal {
+        error: "no `ts` in the answer".into(),
+        retryable: false,
+    })?;
+    Ok(SlackThread {
+        channel: channel.to_string(),
+        ts: ts.to_string(),
+    })
 }
 
 /// The body of a webhook notification: the lifecycle event as published, without the

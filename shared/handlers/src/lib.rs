@@ -150,7 +150,12 @@ pub struct Settings {
     /// How often a dispatcher whose task is still running looks whether the run is
     /// being cancelled, and stops the task if so. A task that ends sooner costs no look.
     pub cancel_check: Duration,
+    /// Where a Slack bot's messages are posted (`chat.postMessage` of Slack's Web API).
+    pub slack_post_url: String,
 }
+
+/// Slack's `chat.postMessage`.
+pub const SLACK_POST_URL: &str = "https://slack.com/api/chat.postMessage";
 
 /// Which steps' ends are published as `step.finished` lifecycle events (`run.started`
 /// and `run.finished` always are).
@@ -190,6 +195,7 @@ impl Default for Settings {
             step_events: StepEvents::default(),
             api_base_url: None,
             cancel_check: Duration::from_secs(3),
+            slack_post_url: SLACK_POST_URL.to_string(),
         }
     }
 }

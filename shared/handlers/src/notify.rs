@@ -12,7 +12,7 @@
 //! receiver can drop a repeat (delivery is at least once).
 
 use super::{HandlerResult, Handlers};
-use braid_engine::model::{LifecycleEvent, NoticeLog, RunRecord};
+use braid_engine::model::{LifecycleEvent, NoticeLog, RunRecord, SlackThread};
 use braid_engine::notify::{self, NoticeRef};
 use braid_lang::{NotifyTarget, Reads};
 use braid_ports::{Task, TaskError};
@@ -92,9 +92,11 @@ impl Handlers {
             return Ok(None);
         };
         let (tries, result) = match self.notice_task(&run, event, notice, &entry.target).await {
-            Ok(task) => self.try_notice(&task).await,
+            Ok((task, bot)) => self.try_notice(&task, bot.as_ref()).await,
             Err(reason) => (0, Err(reason)),
         };
+        let thread = result.as_ref().ok().cloned().flatten();
+        let result = result.map(|_| ());
         let log = NoticeLog {
             at: self.now(),
             on: notice.on.clone(),
@@ -103,6 +105,7 @@ impl Handlers {
             sent: result.is_ok(),
             tries,
             error: result.as_ref().err().cloned(),
+            thread,
         };
         match &result {
             Ok(()) => {
@@ -127,16 +130,34 @@ impl Handlers {
     }
 
     /// Posts `task` up to [`NOTICE_TRIES`] times while it fails retryably; how many
-    /// tries it took, and why it failed for good (never naming its URL).
-    async fn try_notice(&self, task: &Task) -> (u32, Result<(), String>) {
+    /// tries it took, and why it failed for good (never naming its URL). For a Slack
+    /// bot's post, Slack's answer is judged too ([`notify::slack_answer`]), and the
+    /// thread it names returned.
+    async fn try_notice(
+        &self,
+        task: &Task,
+        bot: Option<&BotPost>,
+    ) -> (u32, Result<Option<SlackThread>, String>) {
         let Some(runners) = &self.ports.tasks else {
             return (0, Err("this process sends no notifications".into()));
         };
         let mut tries = 0;
         loop {
             tries += 1;
-            match runners.http.run(task).await {
-                Ok(_) => return (tries, Ok(())),
+            let answer = runners.http.run(task).await.and_then(|v| match bot {
+                None => Ok(None),
+                Some(b) => notify::slack_answer(&v["body"], &b.channel, b.thread.as_deref())
+                    .map(Some)
+                    .map_err(|r| TaskError {
+                        retryable: r.retryable,
+                        ..TaskError::fatal(
+                            "slack.refused",
+                            format!("Slack refused the message: {}", r.error),
+                        )
+                    }),
+            });
+            match answer {
+                Ok(thread) => return (tries, Ok(thread)),
                 Err(e) if e.retryable && tries < NOTICE_TRIES => {
                     // A receiver that asks for a longer wait (429 with Retry-After)
                     // gets it, up to a bound that keeps all tries within a delivery.
@@ -151,31 +172,41 @@ impl Handlers {
         }
     }
 
-    /// The request that tells `event` to `target`, rendered for `run`; why it cannot
-    /// be made (an expression that fails, a missing secret) otherwise.
+    /// The request that tells `event` to `target`, rendered for `run` (and, for a Slack
+    /// bot, where it posts); why it cannot be made (an expression that fails, a
+    /// missing secret) otherwise.
     async fn notice_task(
         &self,
         run: &RunRecord,
         event: &LifecycleEvent,
         notice: &NoticeRef,
         target: &NotifyTarget,
-    ) -> Result<Task, String> {
-        let (url, mut headers, body) = match target {
-            NotifyTarget::Slack { webhook_url } => {
-                let took = run
-                    .finished_at
-                    .map(|end| (end - run.created_at).to_std().unwrap_or_default());
-                let message = notify::slack_message(event, took);
-                (webhook_url, IndexMap::new(), message.to_string())
-            }
-            NotifyTarget::Webhook { url, headers, .. } => (
-                url,
-                headers.clone(),
-                notify::webhook_body(event).to_string(),
+    ) -> Result<(Task, Option<BotPost>), String> {
+        let took = run
+            .finished_at
+            .map(|end| (end - run.created_at).to_std().unwrap_or_default());
+        let (url, mut headers, mut body) = match target {
+            NotifyTarget::Slack { webhook_url } => (
+                webhook_url.clone(),
+                IndexMap::new(),
+                notify::slack_message(event, took),
             ),
+            NotifyTarget::SlackBot { token, .. } => (
+                self.settings.slack_post_url.clone(),
+                IndexMap::from([("Authorization".to_string(), format!("Bearer {token}"))]),
+                notify::slack_message(event, took),
+            ),
+            NotifyTarget::Webhook { url, headers, .. } => {
+                (url.clone(), headers.clone(), notify::webhook_body(event))
+            }
+        };
+        let channel = match target {
+            NotifyTarget::SlackBot { channel, .. } => Some(channel.as_str()),
+            _ => None,
         };
         let reads = std::iter::once(url.as_str())
             .chain(headers.values().map(String::as_str))
+            .chain(channel)
             .map(Reads::of_text)
             .fold(Reads::default(), |a, b| a.union(&b));
         let scope = self
@@ -190,10 +221,20 @@ impl Handlers {
             Ok(other) => Ok(other.to_string()),
             Err(e) => Err(format!("{} `{field}`: {e}", target.kind())),
         };
-        let url = render("url", url)?;
+        let url = render("url", &url)?;
         for (name, value) in headers.iter_mut() {
             *value = render(name, value)?;
         }
+        let bot = match channel {
+            Some(channel) => {
+                let channel = render("channel", channel)?;
+                let thread = notify::slack_thread(&run.notices, &channel).map(str::to_string);
+                body = notify::slack_post(body, &channel, thread.as_deref());
+                Some(BotPost { channel, thread })
+            }
+            None => None,
+        };
+        let body = body.to_string();
         headers.insert("Content-Type".into(), "application/json".into());
         if let NotifyTarget::Webhook {
             secret: Some(name), ..
@@ -215,7 +256,7 @@ impl Handlers {
             );
         }
         headers.insert("Braid-Delivery".into(), delivery_id(event, notice));
-        Ok(Task::Http {
+        let task = Task::Http {
             method: "POST".into(),
             url,
             headers,
@@ -223,8 +264,16 @@ impl Handlers {
             body: Some(body),
             timeout: Some(NOTICE_TIMEOUT),
             expect: None,
-        })
+        };
+        Ok((task, bot))
     }
+}
+
+/// Where a Slack bot's message goes: the channel, and the run's thread there if it
+/// has one.
+struct BotPost {
+    channel: String,
+    thread: Option<String>,
 }
 
 /// The same for every try and every redelivery of one notification of one event.

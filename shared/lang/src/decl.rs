@@ -245,7 +245,16 @@ pub struct NotifyDecl {
 #[serde(deny_unknown_fields)]
 pub struct SlackDecl {
     /// Incoming-webhook URL; use `{{ secret('name') }}` rather than the URL itself.
-    pub webhook_url: At<String>,
+    #[serde(default)]
+    pub webhook_url: Option<At<String>>,
+    /// Bot token (`xoxb-...`) for Slack's `chat.postMessage`, instead of a webhook: a
+    /// run's messages then come as one thread. Must be `{{ secret('name') }}`.
+    #[serde(default)]
+    pub token: Option<At<String>>,
+    /// The channel the bot posts to (an id such as `C0123456789`, or `#name`); with
+    /// `token` only.
+    #[serde(default)]
+    pub channel: Option<At<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -163,6 +163,9 @@ pub struct Notify {
 pub enum NotifyTarget {
     /// A Slack incoming webhook.
     Slack { webhook_url: String },
+    /// Slack's `chat.postMessage` with a bot token: a run's messages to one channel
+    /// are threaded under its first.
+    SlackBot { token: String, channel: String },
     /// A JSON POST of the lifecycle event, signed `Braid-Signature` with the secret
     /// named by `secret`, when given.
     Webhook {
@@ -176,7 +179,7 @@ impl NotifyTarget {
     /// `slack` or `webhook`.
     pub fn kind(&self) -> &'static str {
         match self {
-            NotifyTarget::Slack { .. } => "slack",
+            NotifyTarget::Slack { .. } | NotifyTarget::SlackBot { .. } => "slack",
             NotifyTarget::Webhook { .. } => "webhook",
         }
     }

@@ -401,6 +401,43 @@ steps:
 }
 
 #[test]
+fn slack_takes_a_webhook_or_a_bot_token_from_a_secret_and_a_channel() {
+    let wf = ok(r##"
+name: bot
+notify:
+  - on: [failed]
+    slack: { token: "{{ secret('slack-bot') }}", channel: "#ops" }
+steps:
+  - id: a
+    pass: 1
+"##);
+    assert!(matches!(
+        &wf.notify[0].target,
+        NotifyTarget::SlackBot { channel, .. } if channel == "#ops"
+    ));
+    assert_eq!(wf.notify[0].target.kind(), "slack");
+    let head = "name: x\nnotify:\n  - on: [failed]\n    slack: ";
+    let tail = "\nsteps:\n  - id: a\n    pass: 1\n";
+    let bad = |slack: &str| problem(&format!("{head}{slack}{tail}"));
+    assert_eq!(
+        bad("{ token: \"xoxb-123\", channel: C1 }"),
+        "4:21: notify.slack.token: a token written here would be stored with the workflow and shown with it; use `{{ secret('name') }}`"
+    );
+    assert_eq!(
+        bad("{ token: \"{{ secret('b') }}\" }"),
+        "3:5: notify.slack: `token` needs a `channel` to post to"
+    );
+    assert_eq!(
+        bad("{ webhook_url: \"https://x\", token: \"{{ secret('b') }}\", channel: C1 }"),
+        "3:5: notify.slack: set either `webhook_url`, or `token` and `channel`, not both"
+    );
+    assert_eq!(
+        bad("{}"),
+        "3:5: notify.slack: set either `webhook_url`, or `token` and `channel`, not both"
+    );
+}
+
+#[test]
 fn a_step_carries_its_own_notify_with_step_statuses_only() {
     let wf = ok(r#"
 name: steps-notify

@@ -698,17 +698,7 @@ fn notify(cx: &mut Ctx, n: &At<NotifyDecl>, statuses: &[&str], field: &str) -> O
     }
     let on = n.on.iter().map(|s| s.value.clone()).collect();
     let target = match (&n.slack, &n.webhook) {
-        (Some(s), None) => {
-            cx.expressions(
-                &Value::String(s.webhook_url.value.clone()),
-                s.webhook_url.pos,
-                &format!("{field}.slack.webhook_url"),
-                RUN_LEVEL,
-            );
-            NotifyTarget::Slack {
-                webhook_url: s.webhook_url.value.clone(),
-            }
-        }
+        (Some(s), None) => slack(cx, s, n.pos, field)?,
         (None, Some(w)) => {
             cx.expressions(
                 &Value::String(w.url.value.clone()),
@@ -739,6 +729,55 @@ fn notify(cx: &mut Ctx, n: &At<NotifyDecl>, statuses: &[&str], field: &str) -> O
         }
     };
     Some(Notify { on, target })
+}
+
+/// A `slack` target: an incoming webhook, or a bot token and a channel.
+fn slack(cx: &mut Ctx, s: &SlackDecl, pos: Pos, field: &str) -> Option<NotifyTarget> {
+    let text = |cx: &mut Ctx, v: &At<String>, name: &str| {
+        cx.expressions(
+            &Value::String(v.value.clone()),
+            v.pos,
+            &format!("{field}.slack.{name}"),
+            RUN_LEVEL,
+        );
+        v.value.clone()
+    };
+    match (&s.webhook_url, &s.token, &s.channel) {
+        (Some(url), None, None) => Some(NotifyTarget::Slack {
+            webhook_url: text(cx, url, "webhook_url"),
+        }),
+        (None, Some(token), Some(channel)) => {
+            if !token.value.contains("secret(") {
+                cx.err(
+                    token.pos,
+                    format!(
+                        "{field}.slack.token: a token written here would be stored with the \
+                         workflow and shown with it; use `{{{{ secret('name') }}}}`"
+                    ),
+                );
+            }
+            Some(NotifyTarget::SlackBot {
+                token: text(cx, token, "token"),
+                channel: text(cx, channel, "channel"),
+            })
+        }
+        (None, Some(_), None) => {
+            cx.err(
+                pos,
+                format!("{field}.slack: `token` needs a `channel` to post to"),
+            );
+            None
+        }
+        _ => {
+            cx.err(
+                pos,
+                format!(
+                    "{field}.slack: set either `webhook_url`, or `token` and `channel`, not both"
+                ),
+            );
+            None
+        }
+    }
 }
 
 /// A retry policy over `base`; `field` names it in messages (`step `x`: retry`).

@@ -28,18 +28,30 @@ struct Seen {
 type Shared = Arc<Mutex<Seen>>;
 
 /// `/ok/{name}` answers 200; `/flaky/{name}` 500 twice, then 200; `/down/{name}`
-/// always 500; `/throttled/{name}` 429 with `Retry-After: 2` once, then 200.
+/// always 500; `/throttled/{name}` 429 with `Retry-After: 2` once, then 200;
+/// `/slack/chat.postMessage` answers as Slack's Web API does, each message its own
+/// `ts`; `/slack/refusing` with `ok: false`.
 async fn receiver() -> (String, Shared) {
     async fn take(
         State(seen): State<Shared>,
         Path((mode, name)): Path<(String, String)>,
         headers: HeaderMap,
         body: Bytes,
-    ) -> (StatusCode, [(&'static str, &'static str); 1]) {
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
         let mut s = seen.lock().unwrap();
         let path = format!("{mode}/{name}");
         s.posts.push((path.clone(), headers, body));
         s.times.push(std::time::Instant::now());
+        if mode == "slack" {
+            let answer = match name.as_str() {
+                "refusing" => json!({"ok": false, "error": "not_in_channel"}),
+                _ => {
+                    json!({"ok": true, "channel": "C0001", "ts": format!("1700000000.{:06}", s.posts.len())})
+                }
+            };
+            return axum::Json(answer).into_response();
+        }
         let failed = s.failed.entry(path).or_default();
         let fail = match mode.as_str() {
             "flaky" => *failed < 2,
@@ -48,12 +60,12 @@ async fn receiver() -> (String, Shared) {
             _ => false,
         };
         if !fail {
-            return (StatusCode::OK, [("x-ok", "1")]);
+            return StatusCode::OK.into_response();
         }
         *failed += 1;
         match mode.as_str() {
-            "throttled" => (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "2")]),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, [("x-ok", "0")]),
+            "throttled" => (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "2")]).into_response(),
+            _ => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
         }
     }
     let seen = Shared::default();
@@ -92,6 +104,24 @@ async fn run(rt: &LocalRuntime, yaml: &str) -> braid_engine::model::RunRecord {
     .expect("the run ends, its notifications sent")
     .unwrap();
     rt.handlers().run_record(&started.run.id).await.unwrap()
+}
+
+/// A runtime whose Slack bot posts to `slack` and whose `secret('slack-bot')` is a
+/// test token.
+fn runtime_with_slack(dir: &std::path::Path, slack: &str) -> LocalRuntime {
+    let mut opts = LocalOptions::new(dir);
+    opts.settings.slack_post_url = slack.to_string();
+    let ports = braid_local::backend::local_ports(&opts).unwrap();
+    let secrets = braid_lang::expr::Renderer::new(Arc::new(|name: &str| {
+        (name == "slack-bot").then(|| "xoxb-test".to_string())
+    }));
+    let handlers = braid_handlers::Handlers::new(ports, opts.settings.clone(), secrets);
+    LocalRuntime::new(
+        Arc::new(handlers),
+        opts.runtime.clone(),
+        opts.fault.clone(),
+        opts.events.clone(),
+    )
 }
 
 fn posts_to(seen: &Shared, path: &str) -> Vec<(HeaderMap, Value)> {
@@ -362,4 +392,76 @@ steps:
     let missed: Vec<_> = done.sla_missed.iter().map(|m| m.step.as_deref()).collect();
     assert_eq!(missed, [None, Some("report")]);
     assert_eq!(done.notices.len(), 2);
+}
+
+#[tokio::test]
+async fn a_slack_bots_messages_of_one_run_are_threaded_under_the_first() {
+    let (base, seen) = receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime_with_slack(dir.path(), &format!("{base}/slack/chat.postMessage"));
+    let done = run(
+        &rt,
+        &format!(
+            r##"
+name: threaded
+notify:
+  - on: [retrying, succeeded]
+    slack: {{ token: "{{{{ secret('slack-bot') }}}}", channel: "#ops" }}
+steps:
+  - id: call
+    http: {{ url: "{base}/flaky/service", method: POST }}
+    retry: {{ attempts: 3, backoff: 100ms }}
+"##
+        ),
+    )
+    .await;
+    assert_eq!(done.status, RunStatus::Succeeded);
+    let posts = posts_to(&seen, "slack/chat.postMessage");
+    assert_eq!(posts.len(), 3, "two retries and the end");
+    for (headers, body) in &posts {
+        assert_eq!(headers["authorization"], "Bearer xoxb-test");
+        assert_eq!(body["channel"], "#ops");
+        assert!(body["blocks"].is_array(), "Block Kit: {body}");
+    }
+    let first_ts = "1700000000.000002"; // the receiver's second post: after `flaky` once
+    assert!(
+        posts[0].1.get("thread_ts").is_none(),
+        "the first starts the thread"
+    );
+    assert_eq!(posts[1].1["thread_ts"], first_ts);
+    assert_eq!(posts[2].1["thread_ts"], first_ts);
+    assert!(posts[2].1["text"].as_str().unwrap().contains("succeeded"));
+    assert!(done.notices.iter().all(|n| n.sent && n.target == "slack"));
+}
+
+#[tokio::test]
+async fn a_message_slack_refuses_is_given_up_with_slacks_reason() {
+    let (base, seen) = receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime_with_slack(dir.path(), &format!("{base}/slack/refusing"));
+    let done = run(
+        &rt,
+        r##"
+name: refused
+notify:
+  - on: [succeeded]
+    slack: { token: "{{ secret('slack-bot') }}", channel: "#nowhere" }
+steps:
+  - id: only
+    pass: 1
+"##,
+    )
+    .await;
+    assert_eq!(done.status, RunStatus::Succeeded, "the run is unaffected");
+    assert_eq!(
+        posts_to(&seen, "slack/refusing").len(),
+        1,
+        "not tried again"
+    );
+    let n = &done.notices[0];
+    assert!(!n.sent);
+    assert_eq!(n.tries, 1);
+    let error = n.error.as_deref().unwrap();
+    assert!(error.contains("not_in_channel"), "{error}");
+    assert!(!error.contains("xoxb"), "{error}");
 }

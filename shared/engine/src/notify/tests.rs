@@ -175,3 +175,69 @@ fn a_slack_message_names_a_missed_sla_and_a_retry() {
     assert_eq!(m["text"], "🔁 shipping step `load` failed and will retry");
     assert!(m.to_string().contains("http.503: unavailable"));
 }
+
+#[test]
+fn a_bots_messages_of_a_run_are_threaded_under_its_first_per_channel() {
+    let at = chrono::Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+    let log = |channel: &str, ts: &str| NoticeLog {
+        at,
+        on: "failed".into(),
+        step: None,
+        target: "slack".into(),
+        sent: true,
+        tries: 1,
+        error: None,
+        thread: Some(SlackThread {
+            channel: channel.into(),
+            ts: ts.into(),
+        }),
+    };
+    let notices = [log("#ops", "1.1"), log("#dev", "2.2"), log("#ops", "1.1")];
+    assert_eq!(slack_thread(&notices, "#ops"), Some("1.1"));
+    assert_eq!(slack_thread(&notices, "#dev"), Some("2.2"));
+    assert_eq!(slack_thread(&notices, "#other"), None);
+
+    let body = slack_post(json!({"text": "t", "blocks": []}), "#ops", Some("1.1"));
+    assert_eq!(body["channel"], "#ops");
+    assert_eq!(body["thread_ts"], "1.1");
+    assert!(
+        slack_post(json!({"text": "t"}), "#ops", None)
+            .get("thread_ts")
+            .is_none()
+    );
+}
+
+#[test]
+fn a_slack_answer_names_the_thread_or_why_it_was_refused() {
+    let first = slack_answer(
+        &json!({"ok": true, "ts": "9.9", "channel": "C1"}),
+        "#ops",
+        None,
+    );
+    assert_eq!(
+        first.unwrap().ts,
+        "9.9",
+        "a first message starts the thread"
+    );
+    let reply = slack_answer(&json!({"ok": true, "ts": "9.10"}), "#ops", Some("9.9"));
+    assert_eq!(reply.unwrap().ts, "9.9", "a reply stays in it");
+    let refused = slack_answer(
+        &json!({"ok": false, "error": "not_in_channel"}),
+        "#ops",
+        None,
+    );
+    assert_eq!(
+        refused,
+        Err(SlackRefusal {
+            error: "not_in_channel".into(),
+            retryable: false
+        })
+    );
+    let trouble = slack_answer(
+        &json!({"ok": false, "error": "internal_error"}),
+        "#ops",
+        None,
+    );
+    assert!(trouble.unwrap_err().retryable);
+    assert!(slack_answer(&json!("not json object"), "#ops", None).is_err());
+}

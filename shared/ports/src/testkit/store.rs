@@ -482,6 +482,10 @@ pub async fn notices_are_appended_up_to_the_cap(store: &dyn StateStore) {
         sent: i != 1,
         tries: 3,
         error: (i == 1).then(|| "http.500: down".to_string()),
+        thread: (i == 2).then(|| braid_engine::model::SlackThread {
+            channel: "#ops".into(),
+            ts: "1700000000.000100".into(),
+        }),
     };
     for i in 0..braid_engine::model::MAX_NOTICES {
         assert!(
