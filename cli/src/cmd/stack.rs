@@ -11,9 +11,11 @@ use anyhow::{Context, bail};
 use aws_sdk_cloudformation::error::{DisplayErrorContext, ProvideErrorMetadata};
 use braid_aws::backend::{AwsClients, aws_handlers, aws_ports};
 use braid_aws::config::AwsConfig;
+use braid_aws::logs::CloudWatchOutput;
 use braid_aws::sdk::sdk_from_env;
 use braid_handlers::Handlers;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// `--stack` and the per-resource flags.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -129,8 +131,26 @@ impl StackArgs {
             _ => HashMap::new(),
         };
         let config = self.resolve(&outputs)?;
-        let ports = aws_ports(&config, &AwsClients::new(&sdk))?;
+        let mut ports = aws_ports(&config, &AwsClients::new(&sdk))?;
+        if let Some(group) = self.dispatcher_log_group(&outputs) {
+            let client = aws_sdk_cloudwatchlogs::Client::new(&sdk);
+            ports.output = Arc::new(CloudWatchOutput::new(client, group));
+        }
         Ok((aws_handlers(ports), InvokeScope::from_outputs(&outputs)))
+    }
+
+    /// The step dispatcher's log group (`braid logs`): the stack's output, else the
+    /// template's name for it; none for resources named by flags alone.
+    fn dispatcher_log_group(&self, outputs: &HashMap<String, String>) -> Option<String> {
+        outputs
+            .get("StepDispatcherLogGroupName")
+            .cloned()
+            .or_else(|| {
+                Some(format!(
+                    "/aws/lambda/{}-step-dispatcher",
+                    self.stack.as_ref()?
+                ))
+            })
     }
 }
 

@@ -27,13 +27,14 @@ use async_trait::async_trait;
 use aws_sdk_lambda::Client;
 use aws_sdk_lambda::config::http::HttpResponse;
 use aws_sdk_lambda::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_lambda::operation::RequestId;
 use aws_sdk_lambda::operation::invoke::InvokeError;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
 use base64::Engine;
 use base64::prelude::BASE64_STANDARD;
 use braid_handlers::TaskRunners;
-use braid_ports::{Task, TaskError, TaskRunner, lambda_client_context};
+use braid_ports::{Invocation, Task, TaskError, TaskRunner, lambda_client_context};
 use braid_runners::lambda::{function_error, payload_value};
 use serde_json::Value;
 use std::sync::Arc;
@@ -58,15 +59,18 @@ impl AwsLambdaRunner {
         AwsLambdaRunner { client }
     }
 
-    /// Invokes `function` synchronously with `payload` and returns its JSON response;
-    /// `client_context` (JSON) goes with it, base64-encoded as the Invoke API takes it.
+    /// Invokes `function` synchronously with `payload` for attempt `call` and returns
+    /// its JSON response; `client_context` (JSON) goes with it, base64-encoded as the
+    /// Invoke API takes it. The invocation is logged with its request id, which is how
+    /// `braid logs --stack` finds the function's own lines ([`crate::logs`]).
     pub async fn invoke(
         &self,
+        call: &Invocation,
         function: &str,
         payload: &Value,
         client_context: Option<&str>,
     ) -> Result<Value, TaskError> {
-        let out = self
+        let sent = self
             .client
             .invoke()
             .function_name(function)
@@ -74,8 +78,20 @@ impl AwsLambdaRunner {
             .set_client_context(client_context.map(|c| BASE64_STANDARD.encode(c)))
             .payload(Blob::new(payload.to_string()))
             .send()
-            .await
-            .map_err(|e| sdk_error(function, e))?;
+            .await;
+        let request_id = match &sent {
+            Ok(out) => out.request_id(),
+            Err(e) => e.request_id(),
+        };
+        if let Some(request_id) = request_id {
+            tracing::info!(
+                invocation = %invocation_mark(call),
+                function,
+                request_id,
+                "invoked a function"
+            );
+        }
+        let out = sent.map_err(|e| sdk_error(function, e))?;
         let body = out.payload.map(Blob::into_inner).unwrap_or_default();
         if let Some(kind) = out.function_error {
             return Err(function_error(&body, &kind));
@@ -92,10 +108,11 @@ impl TaskRunner for AwsLambdaRunner {
                 function,
                 payload,
                 traceparent,
-                ..
+                invocation,
             } => {
                 let context = traceparent.as_deref().map(lambda_client_context);
-                self.invoke(function, payload, context.as_deref()).await
+                self.invoke(invocation, function, payload, context.as_deref())
+                    .await
             }
             Task::Http { .. } => Err(TaskError::fatal(
                 "runner.unsupported_task",
@@ -103,6 +120,12 @@ impl TaskRunner for AwsLambdaRunner {
             )),
         }
     }
+}
+
+/// How the dispatcher's log names attempt `call`: bracketed, so that searching for it
+/// finds attempt 1 and not attempt 10.
+pub fn invocation_mark(call: &Invocation) -> String {
+    format!("[{call}]")
 }
 
 /// An SDK failure as a task error: what a retry cannot fix is fatal, the rest (throttling,

@@ -14,6 +14,7 @@
 //! - [`events`]: lifecycle events onto the notifier's queue (any [`braid_ports::WorkQueue`]).
 //! - `event_bus` (feature `event-bus`): lifecycle events published on EventBridge.
 //! - `lambda` (feature `lambda`): `lambda` steps, invoked through the Lambda API.
+//! - `logs` (feature `logs`): what those steps' functions logged, from CloudWatch Logs.
 //! - `secrets` (feature `secrets`): webhook secrets from Parameter Store or Secrets Manager.
 //! - [`metrics`]: metrics as CloudWatch Embedded Metric Format lines.
 //!
@@ -34,6 +35,8 @@ pub mod backend;
 pub mod event_bus;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+#[cfg(feature = "logs")]
+pub mod logs;
 #[cfg(feature = "stack")]
 pub mod payloads;
 #[cfg(feature = "stack")]

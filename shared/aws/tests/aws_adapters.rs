@@ -347,3 +347,127 @@ async fn eventbridge_sink_delivers_every_event_through_a_rule() {
         }
     }
 }
+
+/// Writes `lines` (milliseconds since the Unix epoch, text) to a new stream `stream`
+/// of log group `group`, creating the group if need be.
+async fn put_lines(
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    group: &str,
+    stream: &str,
+    lines: &[(i64, String)],
+) {
+    let _ = logs.create_log_group().log_group_name(group).send().await;
+    logs.create_log_stream()
+        .log_group_name(group)
+        .log_stream_name(stream)
+        .send()
+        .await
+        .expect("create log stream");
+    let events = lines.iter().map(|(at, text)| {
+        aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+            .timestamp(*at)
+            .message(text)
+            .build()
+            .unwrap()
+    });
+    logs.put_log_events()
+        .log_group_name(group)
+        .log_stream_name(stream)
+        .set_log_events(Some(events.collect()))
+        .send()
+        .await
+        .expect("put log events");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_attempts_function_lines_are_found_through_the_dispatchers_log() {
+    use braid_aws::logs::CloudWatchOutput;
+    use braid_ports::{FunctionOutput, Invocation};
+    let config = sdk_config().await;
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
+    let dispatcher = format!("/aws/lambda/{}", unique("dispatcher"));
+    let function = unique("fn");
+    let group = format!("/aws/lambda/{function}");
+    let started = chrono::Utc::now() - chrono::Duration::seconds(30);
+    let t = |s: i64| started.timestamp_millis() + s * 1000;
+    let invoked = |attempt: u32, request: &str| {
+        format!(
+            r#"{{"level":"INFO","fields":{{"message":"invoked a function","invocation":"[run-1 charge attempt {attempt}]","function":"{function}:live","request_id":"{request}"}},"spans":[{{"name":"dispatch","run":"run-1"}}]}}"#
+        )
+    };
+    put_lines(
+        &logs,
+        &dispatcher,
+        "2026/12/07/[$LATEST]d1",
+        &[(t(0), invoked(1, "req-1")), (t(5), invoked(10, "req-10"))],
+    )
+    .await;
+    let lines = |v: &[(i64, &str)]| -> Vec<(i64, String)> {
+        v.iter().map(|(at, s)| (*at, s.to_string())).collect()
+    };
+    put_lines(
+        &logs,
+        &group,
+        "env-a",
+        &lines(&[
+            (t(-3), "START RequestId: req-0 Version: $LATEST"),
+            (t(-2), "an earlier invocation's line"),
+            (t(-1), "END RequestId: req-0"),
+            (t(1), "START RequestId: req-1 Version: $LATEST"),
+            (t(2), "charging order 7"),
+            (t(3), r#"{"level":"ERROR","message":"card declined"}"#),
+            (t(4), "END RequestId: req-1"),
+            (t(4), "REPORT RequestId: req-1 Duration: 3000.00 ms"),
+            (t(8), "START RequestId: req-2 Version: $LATEST"),
+            (t(9), "a later invocation's line"),
+        ]),
+    )
+    .await;
+    put_lines(
+        &logs,
+        &group,
+        "env-b",
+        &lines(&[
+            (t(6), "START RequestId: req-10 Version: $LATEST"),
+            (t(6), "the tenth attempt's line"),
+            (t(7), "END RequestId: req-10"),
+        ]),
+    )
+    .await;
+
+    let output = CloudWatchOutput::new(logs.clone(), &dispatcher);
+    let text = |lines: Vec<braid_ports::OutputLine>| -> Vec<String> {
+        lines.into_iter().map(|l| l.text).collect()
+    };
+    let first = output
+        .lines(&Invocation::new("run-1", "charge", 1), started)
+        .await
+        .unwrap();
+    assert_eq!(first[0].at.timestamp_millis(), t(1));
+    assert_eq!(
+        text(first),
+        [
+            "START RequestId: req-1 Version: $LATEST",
+            "charging order 7",
+            r#"{"level":"ERROR","message":"card declined"}"#,
+            "END RequestId: req-1",
+            "REPORT RequestId: req-1 Duration: 3000.00 ms",
+        ]
+    );
+    let tenth = output
+        .lines(&Invocation::new("run-1", "charge", 10), started)
+        .await
+        .unwrap();
+    assert_eq!(text(tenth)[1], "the tenth attempt's line");
+    let never = output
+        .lines(&Invocation::new("run-1", "charge", 2), started)
+        .await
+        .unwrap();
+    assert!(never.is_empty(), "no invocation logged for attempt 2");
+    let elsewhere = CloudWatchOutput::new(logs, "/aws/lambda/no-such-group");
+    let none = elsewhere
+        .lines(&Invocation::new("run-1", "charge", 1), started)
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "a missing log group finds nothing");
+}

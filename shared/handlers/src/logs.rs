@@ -39,7 +39,7 @@ impl Handlers {
                 continue;
             }
             let call = Invocation::new(run_id.to_string(), &started.step, started.attempt);
-            for line in self.ports.output.lines(&call).await? {
+            for line in self.ports.output.lines(&call, started.at).await? {
                 output.push(Entry {
                     at: line.at,
                     step: started.step.clone(),

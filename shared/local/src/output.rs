@@ -7,6 +7,7 @@
 //! when the rest was dropped. Like the rest of the state folder, nothing expires.
 
 use async_trait::async_trait;
+use braid_engine::model::Timestamp;
 use braid_engine::timeline::Stream;
 use braid_ports::{Clock, FunctionOutput, Invocation, OutputLine, PortError, PortResult};
 use std::fs::{File, OpenOptions};
@@ -74,7 +75,7 @@ fn component(name: &str) -> String {
 
 #[async_trait]
 impl FunctionOutput for FolderOutput {
-    async fn lines(&self, call: &Invocation) -> PortResult<Vec<OutputLine>> {
+    async fn lines(&self, call: &Invocation, _started: Timestamp) -> PortResult<Vec<OutputLine>> {
         let path = self.path(call);
         tokio::task::spawn_blocking(move || read_lines(&path))
             .await
@@ -184,14 +185,28 @@ mod tests {
         first.write(Stream::Stderr, "warn: slow");
         out.file(&call("fetch[2]", 2))
             .write(Stream::Stdout, "again");
-        let lines = out.lines(&call("fetch[2]", 1)).await.unwrap();
+        let lines = out
+            .lines(&call("fetch[2]", 1), chrono::Utc::now())
+            .await
+            .unwrap();
         let texts: Vec<_> = lines.iter().map(|l| (l.stream, l.text.as_str())).collect();
         assert_eq!(
             texts,
             [(Stream::Stdout, "hello"), (Stream::Stderr, "warn: slow")]
         );
-        assert_eq!(out.lines(&call("fetch[2]", 2)).await.unwrap().len(), 1);
-        assert!(out.lines(&call("other", 1)).await.unwrap().is_empty());
+        assert_eq!(
+            out.lines(&call("fetch[2]", 2), chrono::Utc::now())
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            out.lines(&call("other", 1), chrono::Utc::now())
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[tokio::test]
@@ -203,7 +218,10 @@ mod tests {
         for _ in 0..20 {
             file.write(Stream::Stdout, &line);
         }
-        let lines = out.lines(&call("noisy", 1)).await.unwrap();
+        let lines = out
+            .lines(&call("noisy", 1), chrono::Utc::now())
+            .await
+            .unwrap();
         assert_eq!(lines.len(), 11, "ten whole lines and the note");
         assert!(lines[10].text.contains("is not kept"), "{:?}", lines[10]);
     }

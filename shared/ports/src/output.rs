@@ -40,11 +40,13 @@ pub struct OutputLine {
 }
 
 /// The output functions wrote while they ran steps' attempts: locally, what the
-/// Runtime API captured from the processes it launched.
+/// Runtime API captured from the processes it launched; on AWS, the functions' lines
+/// in CloudWatch Logs.
 #[async_trait]
 pub trait FunctionOutput: Send + Sync {
-    /// The lines written for `call`, oldest first; none when nothing was kept.
-    async fn lines(&self, call: &Invocation) -> PortResult<Vec<OutputLine>>;
+    /// The lines written for `call`, an attempt that started at `started`, oldest
+    /// first; none when nothing was kept or can be found.
+    async fn lines(&self, call: &Invocation, started: Timestamp) -> PortResult<Vec<OutputLine>>;
 }
 
 /// Keeps no output (a backend that cannot read it back).
@@ -53,7 +55,7 @@ pub struct NoOutput;
 
 #[async_trait]
 impl FunctionOutput for NoOutput {
-    async fn lines(&self, _: &Invocation) -> PortResult<Vec<OutputLine>> {
+    async fn lines(&self, _: &Invocation, _: Timestamp) -> PortResult<Vec<OutputLine>> {
         Ok(Vec::new())
     }
 }
