@@ -10,7 +10,9 @@ use super::approvals::{parse_body, who};
 use super::audit::Target;
 use super::{HandlerError, HandlerResult, Handlers};
 use braid_engine::lifecycle::{self, Event};
-use braid_engine::model::{AuditAction, DispatchMsg, RunId, RunRecord, StepId, StepKey};
+use braid_engine::model::{
+    AuditAction, DispatchMsg, RunId, RunRecord, StepId, StepKey, StepStatus,
+};
 use braid_engine::{records, redrive};
 use braid_lang::Workflow;
 use braid_ports::PortError;
@@ -94,7 +96,10 @@ impl Handlers {
     /// sends those whose needs are met. All are reset before any is sent, so no step
     /// of the retry ends while another it names still shows its earlier end. A
     /// `for_each` step's iterations are deleted first (its next expansion makes new
-    /// ones, numbered after every attempt the old ones could have made).
+    /// ones, numbered after every attempt the old ones could have made) — but those
+    /// that succeeded, when its items cannot have changed (none of its needs runs
+    /// again, and the retry is not from it): the new expansion keeps their outputs,
+    /// as a redriven Map state does.
     pub(super) async fn complete_redrive(
         &self,
         wf: &Workflow,
@@ -119,9 +124,23 @@ impl Handlers {
             if step.for_each.is_some() {
                 let last_base = rec.fan_out.map_or(0, |f| f.base).max(rec.iteration_base);
                 iteration_base = last_base + step.retry.attempts.max(1);
+                let same_items = last.from.as_deref() != Some(id)
+                    && !step.needs.iter().any(|n| last.steps.contains(n));
+                let keep: Vec<u32> = match same_items {
+                    true => self
+                        .ports
+                        .store
+                        .list_iterations(&run.id, &StepId::from(id))
+                        .await?
+                        .iter()
+                        .filter(|r| r.status == StepStatus::Succeeded)
+                        .filter_map(|r| r.key.index)
+                        .collect(),
+                    false => Vec::new(),
+                };
                 self.ports
                     .store
-                    .delete_iterations(&run.id, &StepId::from(id))
+                    .delete_iterations(&run.id, &StepId::from(id), &keep)
                     .await?;
             }
             let satisfied = redrive::satisfied(wf, step, &all, &last.steps);

@@ -303,10 +303,15 @@ impl Handlers {
                 ..DispatchMsg::first(&run.id, StepKey::iteration(step_id, next))
             };
             // Launched only here, so it has no record yet (at worst a race wrote one,
-            // which its guard then finds).
-            let unwritten = self
-                .unwritten_iteration(&run.id, step_id, next, Some(rec.retry_base))
-                .await?;
+            // which its guard then finds) — unless its run was retried in place (a base
+            // above zero), which may have kept its record from before: then it is read.
+            let unwritten = match rec.retry_base {
+                0 => {
+                    self.unwritten_iteration(&run.id, step_id, next, Some(rec.retry_base))
+                        .await?
+                }
+                _ => None,
+            };
             return self
                 .send_dispatch_of(fu, run, vec![(msg, Duration::ZERO)], unwritten.as_slice())
                 .await;

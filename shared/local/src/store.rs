@@ -782,12 +782,19 @@ impl StateStore for SqliteStore {
         })
     }
 
-    async fn delete_iterations(&self, run_id: &RunId, step: &StepId) -> PortResult<()> {
+    async fn delete_iterations(
+        &self,
+        run_id: &RunId,
+        step: &StepId,
+        keep: &[u32],
+    ) -> PortResult<()> {
+        let keep = serde_json::to_string(keep).expect("indexes serialize");
         self.with_tx(|tx| {
             exec(
                 tx,
-                "DELETE FROM steps WHERE run_id = ?1 AND step = ?2 AND idx >= 0",
-                params![run_id.as_str(), step.as_str()],
+                "DELETE FROM steps WHERE run_id = ?1 AND step = ?2 AND idx >= 0 \
+                 AND idx NOT IN (SELECT value FROM json_each(?3))",
+                params![run_id.as_str(), step.as_str(), keep],
             )
             .map(|_| ())
         })

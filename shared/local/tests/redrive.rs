@@ -32,10 +32,12 @@ steps:
     pass: "{{ steps.each.output | length }}"
 "#;
 
-/// A service whose `/each` fails for good while it is broken; counts calls per path.
+/// A service whose `/each` fails for good while it is broken (for item `only_item`
+/// alone when set); counts calls per path, and per item of `/each`.
 #[derive(Default)]
 struct Service {
     broken: AtomicBool,
+    only_item: Mutex<Option<Value>>,
     calls: Mutex<HashMap<String, usize>>,
 }
 
@@ -53,7 +55,18 @@ impl TaskRunner for Service {
         };
         let path = url.rsplit('/').next().unwrap_or_default().to_string();
         *self.calls.lock().unwrap().entry(path.clone()).or_default() += 1;
-        if path == "each" && self.broken.load(Ordering::SeqCst) {
+        let item = json.as_ref().map(|j| j["n"].clone());
+        if path == "each" {
+            *self
+                .calls
+                .lock()
+                .unwrap()
+                .entry(format!("each/{}", item.clone().unwrap_or_default()))
+                .or_default() += 1;
+        }
+        let only = self.only_item.lock().unwrap().clone();
+        let hit = only.is_none_or(|o| Some(o) == item);
+        if path == "each" && hit && self.broken.load(Ordering::SeqCst) {
             return Err(TaskError::fatal("http.500", "the service is down"));
         }
         Ok(json.clone().unwrap_or(json!("fetched")))
@@ -141,6 +154,56 @@ async fn a_retried_fan_out_runs_new_attempts_of_its_iterations() {
     let each = b.step(&id, &StepKey::step("each")).await;
     assert_eq!(each.attempt, 2);
     assert_eq!(each.retry_base, 1);
+}
+
+#[tokio::test]
+async fn a_retried_fan_out_runs_only_the_items_that_did_not_succeed() {
+    let (b, svc) = bench();
+    *svc.only_item.lock().unwrap() = Some(json!(2));
+    let id = failed_run(&b).await;
+    assert_eq!(
+        (
+            svc.calls("each/1"),
+            svc.calls("each/2"),
+            svc.calls("each/3")
+        ),
+        (1, 1, 1)
+    );
+    svc.broken.store(false, Ordering::SeqCst);
+    let run = b.handlers().retry_run(&id, "ana", None).await.unwrap();
+    assert_eq!(run.redrives[0].steps, ["each", "report"]);
+    b.deliver_all().await;
+    let view = b.handlers().run_view(&id).await.unwrap();
+    assert_eq!(view.status, RunStatus::Succeeded, "{view:?}");
+    assert_eq!(
+        (
+            svc.calls("each/1"),
+            svc.calls("each/2"),
+            svc.calls("each/3")
+        ),
+        (1, 2, 1),
+        "only the failed item runs again"
+    );
+    assert_eq!(view.output, json!({"report": 3}));
+    assert_eq!(
+        view.steps["each"].output,
+        json!([{"n": 1}, {"n": 2}, {"n": 3}]),
+        "kept outputs and the new one, in item order"
+    );
+
+    // Retried from the fan-out itself, every item runs again.
+    svc.broken.store(true, Ordering::SeqCst);
+    *svc.only_item.lock().unwrap() = None;
+    let id = failed_run(&b).await;
+    svc.broken.store(false, Ordering::SeqCst);
+    let before = svc.calls("each/1");
+    b.handlers()
+        .retry_run(&id, "ana", Some("each"))
+        .await
+        .unwrap();
+    b.deliver_all().await;
+    assert_eq!(b.run(&id).await.status, RunStatus::Succeeded);
+    assert_eq!(svc.calls("each/1") - before, 1);
 }
 
 #[tokio::test]

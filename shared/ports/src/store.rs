@@ -185,9 +185,15 @@ pub trait StateStore: Send + Sync {
     /// changed since `was` was read, or no slot is free.
     async fn reopen_run(&self, was: &RunRecord, run: &RunRecord) -> PortResult<bool>;
 
-    /// Deletes every iteration record of `for_each` step `step`: a retried run
-    /// expands the step again, with new iterations.
-    async fn delete_iterations(&self, run_id: &RunId, step: &StepId) -> PortResult<()>;
+    /// Deletes the iteration records of `for_each` step `step` but those at the
+    /// indexes in `keep`: a retried run expands the step again, and its new iterations
+    /// run where no record is kept (see the lifecycle's kept iterations).
+    async fn delete_iterations(
+        &self,
+        run_id: &RunId,
+        step: &StepId,
+        keep: &[u32],
+    ) -> PortResult<()>;
 
     /// Keeps `signal` for run `run_id` unless a signal of its name is kept already,
     /// and returns the one kept: `signal` itself, or the earlier one (the same when

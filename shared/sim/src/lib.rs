@@ -116,6 +116,8 @@ pub struct SeedReport {
     pub runs: usize,
     /// Tasks a cancel stopped while they ran, in both drives.
     pub stops: u32,
+    /// Iterations a retry of their run kept, in both drives.
+    pub kept: u32,
     /// SLA misses noted on the runs, in both drives.
     pub sla_misses: usize,
     /// Virtual time the faulty drive took.
@@ -180,6 +182,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> SeedReport {
         compared,
         runs: spec.runs as usize,
         stops: reference.tally.stops + faulty.tally.stops,
+        kept: reference.tally.kept + faulty.tally.kept,
         sla_misses: [&reference, &faulty]
             .iter()
             .flat_map(|d| d.runs.iter().flatten())
@@ -254,6 +257,7 @@ pub struct Summary {
     pub runs: usize,
     pub compared: usize,
     pub stops: u64,
+    pub kept: u64,
     pub sla_misses: u64,
     /// The slowest seeds, slowest first, with their real time.
     pub slowest: Vec<(u64, Duration)>,
@@ -289,6 +293,7 @@ pub fn run_seeds(
                     sum.runs += r.runs;
                     sum.compared += r.compared;
                     sum.stops += u64::from(r.stops);
+                    sum.kept += u64::from(r.kept);
                     sum.sla_misses += r.sla_misses as u64;
                     sum.slowest.push((r.seed, r.wall));
                     sum.slowest.sort_by_key(|s| std::cmp::Reverse(s.1));

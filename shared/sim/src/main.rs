@@ -79,11 +79,12 @@ fn main() {
         }
     }
     println!(
-        "{count} seed(s) from {start} in {secs:.1}s ({:.1} seeds/s): {} runs, {} compared with their fault-free run, {} task(s) stopped by a cancel, {} SLA miss(es) noted, {} seed(s) failing",
+        "{count} seed(s) from {start} in {secs:.1}s ({:.1} seeds/s): {} runs, {} compared with their fault-free run, {} task(s) stopped by a cancel, {} iteration(s) kept by a retry, {} SLA miss(es) noted, {} seed(s) failing",
         count as f64 / secs.max(1e-9),
         summary.runs,
         summary.compared,
         summary.stops,
+        summary.kept,
         summary.sla_misses,
         summary.failing.len()
     );

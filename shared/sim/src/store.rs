@@ -105,6 +105,25 @@ impl FaultyStore {
         {
             self.world.tally(|t| t.stops += 1);
         }
+        // An iteration kept by a retry of its run: taken into the new expansion with
+        // its output and attempts as they were.
+        if old.status == StepStatus::Succeeded
+            && new.status == StepStatus::Succeeded
+            && new.retry_base > old.retry_base
+        {
+            self.world.tally(|t| t.kept += 1);
+            if (new.attempt, &new.output, new.key.index.is_some())
+                != (old.attempt, &old.output, true)
+            {
+                self.world.violation(
+                    "kept-changed",
+                    format!(
+                        "{}: {} was kept by a retry but changed: attempt {} -> {}, output {:?} -> {:?}",
+                        new.run_id, new.key, old.attempt, new.attempt, old.output, new.output
+                    ),
+                );
+            }
+        }
         // Once a cancel's scan is over (its request returned), nothing starts.
         let started = new.status == StepStatus::Running
             && braid_engine::lifecycle::NOT_STARTED.contains(&old.status);
@@ -374,10 +393,15 @@ impl StateStore for FaultyStore {
         Ok(done)
     }
 
-    async fn delete_iterations(&self, run_id: &RunId, step: &StepId) -> PortResult<()> {
+    async fn delete_iterations(
+        &self,
+        run_id: &RunId,
+        step: &StepId,
+        keep: &[u32],
+    ) -> PortResult<()> {
         self.write(
             "delete_iterations",
-            self.inner.delete_iterations(run_id, step),
+            self.inner.delete_iterations(run_id, step, keep),
             |_| true,
         )
         .await

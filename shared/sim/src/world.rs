@@ -83,6 +83,8 @@ pub struct Tally {
     pub heartbeats: BTreeMap<(String, String, u32), u32>,
     /// Attempts whose task a cancel of their run stopped while it ran.
     pub stops: u32,
+    /// Iterations that a retry of their run kept (succeeded before, not run again).
+    pub kept: u32,
 }
 
 impl Tally {

@@ -1432,11 +1432,24 @@ impl StateStore for DynamoStore {
 
     /// Deleted one by one, in parallel: a fan-out's iterations may be many more than a
     /// batch holds, and a delete of an item already gone succeeds.
-    async fn delete_iterations(&self, run_id: &RunId, step: &StepId) -> PortResult<()> {
+    async fn delete_iterations(
+        &self,
+        run_id: &RunId,
+        step: &StepId,
+        keep: &[u32],
+    ) -> PortResult<()> {
+        let prefix = format!("STEP#{step}#");
         let keys = self
-            .run_item_keys(run_id, &format!("STEP#{step}#"), |_| String::new())
+            .run_item_keys(run_id, &prefix, |_| String::new())
             .await?;
-        futures::stream::iter(keys)
+        let kept = |k: &Item| {
+            k.get(SK)
+                .and_then(|v| v.as_s().ok())
+                .and_then(|sk| sk.strip_prefix(&prefix))
+                .and_then(|i| i.parse::<u32>().ok())
+                .is_some_and(|i| keep.contains(&i))
+        };
+        futures::stream::iter(keys.into_iter().filter(|k| !kept(k)))
             .map(|k| async move {
                 self.client
                     .delete_item()

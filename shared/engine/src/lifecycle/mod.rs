@@ -51,6 +51,7 @@
 //! | same, resends = cap | lost | unchanged | failed `undeliverable` | settle |
 //! | waiting n (signal, `workflow`) for good, parked long ago | lost | unchanged | same, resends + 1, never capped | send n (its arrival looks again for a signal kept before, a child over) |
 //! | final, or pending (a top-level step), reset by no later retry | its run retried in place (retry d) | unchanged | pending (ready if its needs are met) at the same attempt n, its policy counted afresh, needs met recomputed, retry d | send n+1 if ready |
+//! | an iteration succeeded, kept by a retry of its run (its other iterations deleted) | arrived from the new expansion (n past every attempt of the old one) | unchanged | succeeded, same output, the new expansion's base | settle (its lane goes on) |
 //! | anything else | any | — | — | — (a duplicate or stale event) |
 //!
 //! The waits people and systems end (approvals, signals, callback tokens, child
@@ -450,8 +451,26 @@ fn arrived(rec: &StepRecord, msg: &DispatchMsg, again: bool, ctx: &Context<'_>) 
                 claim(Guard::unchanged(rec), running, rec.due_at)
             }
         }
+        StepStatus::Succeeded if kept_by_retry(rec, msg, step) => {
+            // Succeeded before its run was retried in place: the new expansion keeps
+            // its output rather than run it again, and its lane goes on from it. Taking
+            // the new expansion's base makes a copy of this message a duplicate.
+            let kept = StepRecord {
+                retry_base: msg.attempt - 1,
+                resends: 0,
+                ..rec.clone()
+            };
+            Transition::write(Guard::unchanged(rec), kept, vec![Effect::Settle])
+        }
         _ => Transition::none(),
     }
+}
+
+/// Whether `msg` is an iteration's first message from an expansion after the one
+/// that made `rec`: numbered past every attempt `rec`'s expansion could have made
+/// (see [`crate::model::FanOut::base`]).
+fn kept_by_retry(rec: &StepRecord, msg: &DispatchMsg, step: &Step) -> bool {
+    rec.key.index.is_some() && msg.attempt > rec.retry_base + step.retry.attempts.max(1)
 }
 
 /// What ends `step`'s wait, for a step that waits.

@@ -1109,3 +1109,80 @@ fn a_cancel_decided_from_a_record_read_before_a_claim_does_not_hold() {
         "the waiting attempt is cancelled from its own record"
     );
 }
+
+#[test]
+fn an_iteration_kept_by_a_retry_of_its_run_settles_from_the_new_expansion() {
+    // `fan` makes one attempt per expansion: the first expansion's base is 0, the
+    // next one's 1, so its first messages are attempt 2.
+    let kept = StepRecord {
+        key: StepKey::iteration("fan", 0),
+        output: Some(Data::Inline(json!("done"))),
+        finished_at: Some(t0() - secs(60)),
+        ..rec("fan", StepStatus::Succeeded, 1)
+    };
+    let from_new = DispatchMsg {
+        key: StepKey::iteration("fan", 0),
+        ..msg("fan", 2)
+    };
+    let t = decide_in(
+        &wf(),
+        &kept,
+        Event::Arrived {
+            msg: &from_new,
+            again: false,
+        },
+        false,
+    );
+    let w = t.write.expect("a write");
+    assert_eq!(w.guard, Guard::unchanged(&kept));
+    assert_eq!(w.record.status, StepStatus::Succeeded);
+    assert_eq!(w.record.output, kept.output, "its output is kept");
+    assert_eq!(w.record.attempt, 1, "no new attempt is made");
+    assert_eq!(w.record.retry_base, 1, "the new expansion's base");
+    assert_eq!(t.effects, [Effect::Settle]);
+
+    // A copy of the message, once kept, and a message of the old expansion: nothing.
+    for m in [
+        &from_new,
+        &DispatchMsg {
+            attempt: 1,
+            ..from_new.clone()
+        },
+    ] {
+        let t = decide_in(
+            &wf(),
+            &w.record,
+            Event::Arrived {
+                msg: m,
+                again: true,
+            },
+            false,
+        );
+        assert_eq!(t, Transition::none());
+    }
+    let stale = decide_in(
+        &wf(),
+        &kept,
+        Event::Arrived {
+            msg: &DispatchMsg {
+                attempt: 1,
+                ..from_new.clone()
+            },
+            again: true,
+        },
+        false,
+    );
+    assert_eq!(stale, Transition::none(), "the old expansion's own message");
+    // A top-level step that succeeded is never kept this way.
+    let top = rec("task", StepStatus::Succeeded, 1);
+    let t = decide_in(
+        &wf(),
+        &top,
+        Event::Arrived {
+            msg: &msg("task", 9),
+            again: false,
+        },
+        false,
+    );
+    assert_eq!(t, Transition::none());
+}

@@ -188,7 +188,7 @@ mod failing_store {
         note_audit(entry: &AuditEntry) -> ();
         audit(filter: &AuditFilter) -> Vec<AuditEntry>;
         reopen_run(was: &RunRecord, run: &RunRecord) -> bool;
-        delete_iterations(run_id: &RunId, step: &StepId) -> ();
+        delete_iterations(run_id: &RunId, step: &StepId, keep: &[u32]) -> ();
         put_signal(run_id: &RunId, signal: &Signal) -> Signal;
         get_signal(run_id: &RunId, name: &str) -> Option<Signal>;
         queued_runs(workflow: &str, limit: usize) -> Vec<RunRecord>;

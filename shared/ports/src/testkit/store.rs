@@ -1064,7 +1064,29 @@ pub async fn a_reopened_step_runs_again_and_its_iterations_go(store: &dyn StateS
             .unwrap()
     );
     assert_eq!(store.get_step(&run.id, &reset.key).await.unwrap(), reset);
-    store.delete_iterations(&run.id, &"a".into()).await.unwrap();
+    for i in [1, 12] {
+        let other = StepRecord {
+            key: StepKey::iteration("a", i),
+            ..it.clone()
+        };
+        store
+            .finalize_step(&Guard::status(&[StepStatus::Pending]), &other, None)
+            .await
+            .unwrap()
+            .expect("recorded");
+    }
+    // Those kept stay (1, not 12: the index is compared whole).
+    store
+        .delete_iterations(&run.id, &"a".into(), &[1])
+        .await
+        .unwrap();
+    let left = store.list_iterations(&run.id, &"a".into()).await.unwrap();
+    let left: Vec<_> = left.iter().map(|r| r.key.index).collect();
+    assert_eq!(left, [Some(1)]);
+    store
+        .delete_iterations(&run.id, &"a".into(), &[])
+        .await
+        .unwrap();
     assert!(
         store
             .list_iterations(&run.id, &"a".into())
@@ -1074,7 +1096,10 @@ pub async fn a_reopened_step_runs_again_and_its_iterations_go(store: &dyn StateS
     );
     assert_eq!(store.get_step(&run.id, &reset.key).await.unwrap(), reset);
     // Deleting what is gone already is no error.
-    store.delete_iterations(&run.id, &"a".into()).await.unwrap();
+    store
+        .delete_iterations(&run.id, &"a".into(), &[])
+        .await
+        .unwrap();
 }
 
 /// A run whose one step `a` is in `status` with `due_at`/`lease_until` at `at`.
