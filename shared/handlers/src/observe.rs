@@ -31,6 +31,9 @@ impl Handlers {
     }
 
     fn trace_run(&self, run: &RunRecord, e: &LifecycleEvent) {
+        if !self.ports.traces.enabled() {
+            return;
+        }
         let failed = e.status != "succeeded";
         self.ports.traces.record(Span {
             trace: trace::trace_id(&run.id),
@@ -62,6 +65,9 @@ impl Handlers {
         before: &StepRecord,
         after: &StepRecord,
     ) {
+        if !self.ports.traces.enabled() {
+            return;
+        }
         let Some(ended) = trace::ended_attempt(before, after) else {
             return;
         };

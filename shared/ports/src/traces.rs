@@ -37,6 +37,11 @@ pub enum SpanValue {
 pub trait TraceSink: Send + Sync {
     fn record(&self, span: Span);
 
+    /// Whether spans go anywhere: when not, none is built.
+    fn enabled(&self) -> bool {
+        true
+    }
+
     /// Sends what is buffered: called at the end of each Lambda invocation (a frozen
     /// process sends nothing) and before a local process exits.
     async fn flush(&self) {}
@@ -48,4 +53,8 @@ pub struct NoTraces;
 
 impl TraceSink for NoTraces {
     fn record(&self, _: Span) {}
+
+    fn enabled(&self) -> bool {
+        false
+    }
 }
