@@ -1,6 +1,7 @@
 //! A run's trace, exported over OTLP to a collector in the test: one root span for the
-//! run, one span per attempt under it, and the attempt's `traceparent` handed to the
-//! HTTP and Lambda calls it made.
+//! run, one span per attempt under it, a child run's spans under the attempt that
+//! started it, and the attempt's `traceparent` handed to the HTTP and Lambda calls it
+//! made.
 
 mod common;
 
@@ -85,8 +86,13 @@ async fn a_runs_trace_has_a_span_per_attempt_under_the_run_and_calls_carry_it() 
     std::fs::write(
         dir.path().join("wf.yaml"),
         format!(
-            "name: traced\nsteps:\n  - id: prep\n    pass: 1\n  - id: call\n    needs: [prep]\n    http: {{ url: \"{base}/flaky\" }}\n    retry: {{ attempts: 2, backoff: 100ms }}\n  - id: work\n    needs: [call]\n    lambda: braid-example-worker\n    input: {{ op: echo }}\n"
+            "name: traced\nsteps:\n  - id: prep\n    pass: 1\n  - id: call\n    needs: [prep]\n    http: {{ url: \"{base}/flaky\" }}\n    retry: {{ attempts: 2, backoff: 100ms }}\n  - id: work\n    needs: [call]\n    lambda: braid-example-worker\n    input: {{ op: echo }}\n  - id: sub\n    needs: [work]\n    workflow: traced-child\n"
         ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("child.yaml"),
+        "name: traced-child\nsteps:\n  - id: inner\n    pass: 2\n",
     )
     .unwrap();
     let braid = |args: &[&str]| {
@@ -101,6 +107,11 @@ async fn a_runs_trace_has_a_span_per_attempt_under_the_run_and_calls_carry_it() 
             .stdin(Stdio::null());
         cmd
     };
+    let mut deploy = braid(&["deploy", "child.yaml"]);
+    let deployed = tokio::task::spawn_blocking(move || deploy.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(deployed.status.code(), Some(0), "{deployed:?}");
     let functions = map.to_string_lossy().into_owned();
     let mut run = braid(&[
         "run",
@@ -118,15 +129,23 @@ async fn a_runs_trace_has_a_span_per_attempt_under_the_run_and_calls_carry_it() 
     let run_id = view["run_id"].as_str().unwrap().to_string();
 
     // Exported before `braid run` exits.
-    let spans = seen.spans.lock().unwrap().clone();
-    let roots: Vec<&Span> = spans
-        .iter()
-        .filter(|s| s.parent_span_id.is_empty())
-        .collect();
-    assert_eq!(roots.len(), 1, "one root span: {spans:#?}");
+    let all = seen.spans.lock().unwrap().clone();
+    let roots: Vec<&Span> = all.iter().filter(|s| s.parent_span_id.is_empty()).collect();
+    assert_eq!(roots.len(), 1, "one root span: {all:#?}");
     let root = roots[0];
     assert_eq!(root.name, "run traced");
     assert_eq!(attribute(root, "braid.run_id"), run_id);
+    // The child run's spans: in the same trace, its root under the `sub` attempt.
+    let (child, spans): (Vec<Span>, Vec<Span>) = all
+        .iter()
+        .cloned()
+        .partition(|s| attribute(s, "braid.workflow") == "traced-child");
+    assert_eq!(child.len(), 2, "{child:#?}");
+    let child_root = child.iter().find(|s| s.name == "run traced-child").unwrap();
+    let inner = child.iter().find(|s| s.name == "pass inner").unwrap();
+    assert_eq!(child_root.trace_id, root.trace_id);
+    assert_eq!(inner.trace_id, root.trace_id);
+    assert_eq!(inner.parent_span_id, child_root.span_id);
     let mut attempts: Vec<(String, String)> = spans
         .iter()
         .filter(|s| !s.parent_span_id.is_empty())
@@ -146,7 +165,13 @@ async fn a_runs_trace_has_a_span_per_attempt_under_the_run_and_calls_carry_it() 
         })
         .collect();
     attempts.sort();
-    let expected = [("call", "1"), ("call", "2"), ("prep", "1"), ("work", "1")];
+    let expected = [
+        ("call", "1"),
+        ("call", "2"),
+        ("prep", "1"),
+        ("sub", "1"),
+        ("work", "1"),
+    ];
     assert_eq!(
         attempts,
         expected.map(|(s, a)| (s.to_string(), a.to_string())),
@@ -162,6 +187,11 @@ async fn a_runs_trace_has_a_span_per_attempt_under_the_run_and_calls_carry_it() 
             })
             .unwrap()
     };
+    assert_eq!(
+        child_root.parent_span_id,
+        span_of("sub", "1").span_id,
+        "the child run sits under the attempt that started it"
+    );
     let failed = span_of("call", "1");
     assert_eq!(failed.status.as_ref().unwrap().code, 2, "an error status");
     assert_eq!(failed.name, "http call");

@@ -360,6 +360,17 @@ pub struct ParentRef {
     pub attempt: u32,
     /// How deep the child is: 1 for a child of a run nobody started, and so on.
     pub depth: u32,
+    /// The run at the top of the family, which nobody started: its trace is the
+    /// child's ([`crate::trace::trace_of`]). None in records made before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<RunId>,
+}
+
+impl ParentRef {
+    /// The run at the top of the family.
+    pub fn root(&self) -> &RunId {
+        self.root.as_ref().unwrap_or(&self.run_id)
+    }
 }
 
 /// How deep child runs may nest: a child at this depth starts no child of its own.

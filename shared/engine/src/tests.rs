@@ -264,7 +264,7 @@ fn default_run_output_maps_leaf_steps() {
     assert_eq!(out, json!({"d": 4}));
 }
 
-fn run() -> RunRecord {
+pub(crate) fn run() -> RunRecord {
     RunRecord {
         id: "r".into(),
         workflow: "diamond".into(),

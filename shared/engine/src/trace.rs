@@ -8,7 +8,7 @@
 //! that ended it.
 
 use crate::ids::RunId;
-use crate::model::{ErrorInfo, StepKey, StepRecord, StepStatus, Timestamp};
+use crate::model::{ErrorInfo, RunRecord, StepKey, StepRecord, StepStatus, Timestamp};
 
 /// A W3C trace id: 16 bytes, never all zero.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -25,6 +25,19 @@ pub fn trace_id(run: &RunId) -> TraceId {
         id[15] = 1;
     }
     TraceId(id)
+}
+
+/// The trace `run` is in: its own, or for a child run (a `workflow` step's), its
+/// family's — so a child's spans sit under the attempt that started it.
+pub fn trace_of(run: &RunRecord) -> TraceId {
+    trace_id(run.parent.as_ref().map_or(&run.id, |p| p.root()))
+}
+
+/// The parent of `run`'s root span: for a child run, the span of the attempt that
+/// started it; none for a run nobody started.
+pub fn run_span_parent(run: &RunRecord) -> Option<SpanId> {
+    let p = run.parent.as_ref()?;
+    Some(attempt_span_id(&p.run_id, &p.key, p.attempt))
 }
 
 /// The root span of run `run`: the parent of its attempts' spans.
@@ -44,11 +57,11 @@ pub fn attempt_span_id(run: &RunId, key: &StepKey, attempt: u32) -> SpanId {
 
 /// The W3C `traceparent` an attempt's task is called with: its calls become children
 /// of the attempt's span. Sampled, since Braid records every attempt.
-pub fn traceparent(run: &RunId, key: &StepKey, attempt: u32) -> String {
+pub fn traceparent(run: &RunRecord, key: &StepKey, attempt: u32) -> String {
     format!(
         "00-{}-{}-01",
-        hex(&trace_id(run).0),
-        hex(&attempt_span_id(run, key, attempt).0)
+        hex(&trace_of(run).0),
+        hex(&attempt_span_id(&run.id, key, attempt).0)
     )
 }
 
@@ -145,8 +158,12 @@ mod tests {
 
     #[test]
     fn traceparent_names_the_runs_trace_and_the_attempts_span() {
-        let run = RunId::new("01JRUN");
-        let tp = traceparent(&run, &StepKey::step("fetch"), 2);
+        let record = RunRecord {
+            id: RunId::new("01JRUN"),
+            ..crate::tests::run()
+        };
+        let run = record.id.clone();
+        let tp = traceparent(&record, &StepKey::step("fetch"), 2);
         let parts: Vec<&str> = tp.split('-').collect();
         assert_eq!(parts.len(), 4);
         assert_eq!(parts[0], "00");
@@ -156,7 +173,50 @@ mod tests {
             hex(&attempt_span_id(&run, &StepKey::step("fetch"), 2).0)
         );
         assert_eq!(parts[3], "01");
-        assert_eq!(tp, traceparent(&run, &StepKey::step("fetch"), 2), "stable");
+        assert_eq!(
+            tp,
+            traceparent(&record, &StepKey::step("fetch"), 2),
+            "stable"
+        );
+    }
+
+    #[test]
+    fn a_child_run_is_traced_in_its_familys_trace_under_the_attempt_that_started_it() {
+        let top = RunRecord {
+            id: RunId::new("top"),
+            ..crate::tests::run()
+        };
+        assert_eq!(trace_of(&top), trace_id(&top.id));
+        assert_eq!(run_span_parent(&top), None);
+        let parent = |run: &str, root: Option<&str>| crate::model::ParentRef {
+            run_id: RunId::new(run),
+            key: StepKey::step("nightly"),
+            attempt: 2,
+            depth: 1,
+            root: root.map(RunId::new),
+        };
+        let child = RunRecord {
+            id: RunId::new("child"),
+            parent: Some(parent("top", Some("top"))),
+            ..crate::tests::run()
+        };
+        assert_eq!(trace_of(&child), trace_of(&top));
+        assert_eq!(
+            run_span_parent(&child),
+            Some(attempt_span_id(&top.id, &StepKey::step("nightly"), 2))
+        );
+        let grandchild = RunRecord {
+            id: RunId::new("grandchild"),
+            parent: Some(parent("child", Some("top"))),
+            ..crate::tests::run()
+        };
+        assert_eq!(trace_of(&grandchild), trace_of(&top));
+        // A child recorded before the family's top was kept: its parent's trace.
+        let older = RunRecord {
+            parent: Some(parent("child", None)),
+            ..grandchild
+        };
+        assert_eq!(trace_of(&older), trace_id(&RunId::new("child")));
     }
 
     #[test]

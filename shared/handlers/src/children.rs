@@ -65,6 +65,7 @@ impl Handlers {
             key: rec.key.clone(),
             attempt: rec.attempt,
             depth,
+            root: Some(run.parent.as_ref().map_or(&run.id, |p| p.root()).clone()),
         };
         let req = StartRequest {
             definition,

@@ -294,10 +294,7 @@ impl Handlers {
         if let Some(c) = &scope.callback {
             hand_callback(&mut task, c);
         }
-        hand_traceparent(
-            &mut task,
-            trace::traceparent(&run.id, &rec.key, rec.attempt),
-        );
+        hand_traceparent(&mut task, trace::traceparent(run, &rec.key, rec.attempt));
         let runner = match task {
             Task::Http { .. } => &tasks.http,
             Task::Lambda { .. } => &tasks.lambda,

@@ -36,9 +36,9 @@ impl Handlers {
         }
         let failed = e.status != "succeeded";
         self.ports.traces.record(Span {
-            trace: trace::trace_id(&run.id),
+            trace: trace::trace_of(run),
             id: trace::run_span_id(&run.id),
-            parent: None,
+            parent: trace::run_span_parent(run),
             name: format!("run {}", run.workflow),
             calls_out: false,
             start: run.created_at,
@@ -88,7 +88,7 @@ impl Handlers {
         }
         let failed = !matches!(ended.status, StepStatus::Succeeded | StepStatus::Skipped);
         self.ports.traces.record(Span {
-            trace: trace::trace_id(&run.id),
+            trace: trace::trace_of(run),
             id: trace::attempt_span_id(&run.id, &after.key, ended.attempt),
             parent: Some(trace::run_span_id(&run.id)),
             name: format!("{kind} {}", after.key.step),
