@@ -455,9 +455,23 @@ fn arrived(rec: &StepRecord, msg: &DispatchMsg, again: bool, ctx: &Context<'_>) 
             // Succeeded before its run was retried in place: the new expansion keeps
             // its output rather than run it again, and its lane goes on from it. Taking
             // the new expansion's base makes a copy of this message a duplicate.
+            // Its attempt is told among the earlier ones, as a reset step's is.
+            let earlier = match rec.finished_at {
+                Some(ended_at) if rec.earlier.iter().all(|a| a.attempt != rec.attempt) => rec
+                    .with_ended(AttemptLog {
+                        attempt: rec.attempt,
+                        started_at: rec.attempt_started_at,
+                        ended_at,
+                        status: rec.status,
+                        error: None,
+                        retry_at: None,
+                    }),
+                _ => rec.earlier.clone(),
+            };
             let kept = StepRecord {
                 retry_base: msg.attempt - 1,
                 resends: 0,
+                earlier,
                 ..rec.clone()
             };
             Transition::write(Guard::unchanged(rec), kept, vec![Effect::Settle])

@@ -1139,6 +1139,15 @@ fn an_iteration_kept_by_a_retry_of_its_run_settles_from_the_new_expansion() {
     assert_eq!(w.record.output, kept.output, "its output is kept");
     assert_eq!(w.record.attempt, 1, "no new attempt is made");
     assert_eq!(w.record.retry_base, 1, "the new expansion's base");
+    assert_eq!(
+        w.record
+            .earlier
+            .iter()
+            .map(|a| a.attempt)
+            .collect::<Vec<_>>(),
+        [1],
+        "its attempt is told among the earlier ones"
+    );
     assert_eq!(t.effects, [Effect::Settle]);
 
     // A copy of the message, once kept, and a message of the old expansion: nothing.
