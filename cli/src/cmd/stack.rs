@@ -132,6 +132,7 @@ impl StackArgs {
         };
         let config = self.resolve(&outputs)?;
         let mut ports = aws_ports(&config, &AwsClients::new(&sdk))?;
+        ports.traces = crate::cmd::local::traces_from_env()?;
         if let Some(group) = self.dispatcher_log_group(&outputs) {
             let client = aws_sdk_cloudwatchlogs::Client::new(&sdk);
             ports.output = Arc::new(CloudWatchOutput::new(client, group));

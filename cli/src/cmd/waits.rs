@@ -79,6 +79,8 @@ pub fn cancel(args: &CancelArgs) -> anyhow::Result<Exit> {
             }
             Err(e) => Err(e),
         };
+        // The spans of what it ended (a run over at once) go before the process does.
+        target.handlers().ports().traces.flush().await;
         match refused(cancelled)? {
             Ok(run) if run.status.is_final() => {
                 println!("run {} {}", run.id, run.status);
@@ -110,6 +112,7 @@ pub fn decide(args: &DecideArgs, approve: bool) -> anyhow::Result<Exit> {
             Ok(id) => target.handlers().decide(&id, &args.step, &decision).await,
             Err(e) => Err(e),
         };
+        target.handlers().ports().traces.flush().await;
         match refused(decided)? {
             Ok(step) => {
                 let verb = if approve { "approved" } else { "rejected" };
@@ -143,6 +146,7 @@ pub fn signal(args: &SignalArgs) -> anyhow::Result<Exit> {
             Ok(id) => target.handlers().signal(&id, request).await,
             Err(e) => Err(e),
         };
+        target.handlers().ports().traces.flush().await;
         match refused(sent)? {
             Ok(sent) => {
                 let ended = if sent.ended.is_empty() {

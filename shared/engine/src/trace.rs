@@ -56,12 +56,13 @@ pub fn attempt_span_id(run: &RunId, key: &StepKey, attempt: u32) -> SpanId {
 }
 
 /// The W3C `traceparent` an attempt's task is called with: its calls become children
-/// of the attempt's span. Sampled, since Braid records every attempt.
-pub fn traceparent(run: &RunRecord, key: &StepKey, attempt: u32) -> String {
+/// of the attempt's span. `sampled` when Braid records its spans (an exporter is set).
+pub fn traceparent(run: &RunRecord, key: &StepKey, attempt: u32, sampled: bool) -> String {
     format!(
-        "00-{}-{}-01",
+        "00-{}-{}-{}",
         hex(&trace_of(run).0),
-        hex(&attempt_span_id(&run.id, key, attempt).0)
+        hex(&attempt_span_id(&run.id, key, attempt).0),
+        if sampled { "01" } else { "00" }
     )
 }
 
@@ -163,7 +164,7 @@ mod tests {
             ..crate::tests::run()
         };
         let run = record.id.clone();
-        let tp = traceparent(&record, &StepKey::step("fetch"), 2);
+        let tp = traceparent(&record, &StepKey::step("fetch"), 2, true);
         let parts: Vec<&str> = tp.split('-').collect();
         assert_eq!(parts.len(), 4);
         assert_eq!(parts[0], "00");
@@ -173,9 +174,10 @@ mod tests {
             hex(&attempt_span_id(&run, &StepKey::step("fetch"), 2).0)
         );
         assert_eq!(parts[3], "01");
+        assert!(traceparent(&record, &StepKey::step("fetch"), 2, false).ends_with("-00"));
         assert_eq!(
             tp,
-            traceparent(&record, &StepKey::step("fetch"), 2),
+            traceparent(&record, &StepKey::step("fetch"), 2, true),
             "stable"
         );
     }

@@ -294,7 +294,11 @@ impl Handlers {
         if let Some(c) = &scope.callback {
             hand_callback(&mut task, c);
         }
-        hand_traceparent(&mut task, trace::traceparent(run, &rec.key, rec.attempt));
+        let sampled = self.ports.traces.enabled();
+        hand_traceparent(
+            &mut task,
+            trace::traceparent(run, &rec.key, rec.attempt, sampled),
+        );
         let runner = match task {
             Task::Http { .. } => &tasks.http,
             Task::Lambda { .. } => &tasks.lambda,

@@ -42,7 +42,9 @@ impl Handlers {
             name: format!("run {}", run.workflow),
             calls_out: false,
             start: run.created_at,
-            end: e.at.max(run.created_at),
+            // Its recorded end, so that a `run.finished` told again (the tick
+            // finishing a run's close) names the same span the same way.
+            end: run.finished_at.unwrap_or(e.at).max(run.created_at),
             attributes: vec![
                 ("braid.workflow", SpanValue::Text(run.workflow.to_string())),
                 ("braid.run_id", SpanValue::Text(run.id.to_string())),

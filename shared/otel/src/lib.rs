@@ -31,6 +31,11 @@ pub const MAX_PENDING: usize = 4096;
 /// How long after a span the buffer is sent, in a process that is not told to flush.
 const SEND_AFTER: Duration = Duration::from_secs(1);
 
+/// The longest a flush waits for its export: it ends a Lambda invocation (an API
+/// answer, a batch), which a slow collector must not hold up. Spans it cuts short
+/// are dropped.
+pub const FLUSH_LIMIT: Duration = Duration::from_secs(2);
+
 /// The OTLP exporter the environment configures, if it configures one: an endpoint is
 /// set (`OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), and
 /// neither `OTEL_SDK_DISABLED=true` nor `OTEL_TRACES_EXPORTER=none` turns it off.
@@ -152,7 +157,12 @@ impl<E: SpanExporter + 'static> TraceSink for OtelTraces<E> {
     }
 
     async fn flush(&self) {
-        self.inner.send().await;
+        if tokio::time::timeout(FLUSH_LIMIT, self.inner.send())
+            .await
+            .is_err()
+        {
+            tracing::warn!(limit = ?FLUSH_LIMIT, "exporting spans took too long; they are dropped");
+        }
     }
 }
 
