@@ -171,11 +171,13 @@ fn invoked(message: &str) -> Option<(String, String)> {
 /// The name of the function `function` (a name, `name:qualifier`, or an ARN) names:
 /// its log group's.
 fn function_name(function: &str) -> &str {
-    match function.strip_prefix("arn:") {
-        // arn:partition:lambda:region:account:function:name[:qualifier]
-        Some(_) => function.split(':').nth(6).unwrap_or(function),
-        None => function.split(':').next().unwrap_or(function),
-    }
+    // arn:partition:lambda:region:account:function:name[:qualifier], or the partial
+    // account:function:name[:qualifier]; else name[:qualifier].
+    let named = match function.split_once(":function:") {
+        Some((_, rest)) => rest,
+        None => function,
+    };
+    named.split(':').next().unwrap_or(named)
 }
 
 #[cfg(test)]
@@ -202,6 +204,10 @@ mod tests {
         );
         assert_eq!(
             function_name("arn:aws:lambda:us-east-1:123456789012:function:braid-orders"),
+            "braid-orders"
+        );
+        assert_eq!(
+            function_name("123456789012:function:braid-orders:live"),
             "braid-orders"
         );
     }

@@ -423,6 +423,10 @@ steps:
         bad("{ token: \"xoxb-123\", channel: C1 }"),
         "4:21: notify.slack.token: a token written here would be stored with the workflow and shown with it; use `{{ secret('name') }}`"
     );
+    assert!(
+        bad("{ token: \"xoxb-1 {{ secret('b') }}\", channel: C1 }")
+            .contains("a token written here")
+    );
     assert_eq!(
         bad("{ token: \"{{ secret('b') }}\" }"),
         "3:5: notify.slack: `token` needs a `channel` to post to"

@@ -747,7 +747,12 @@ fn slack(cx: &mut Ctx, s: &SlackDecl, pos: Pos, field: &str) -> Option<NotifyTar
             webhook_url: text(cx, url, "webhook_url"),
         }),
         (None, Some(token), Some(channel)) => {
-            if !token.value.contains("secret(") {
+            let t = token.value.trim();
+            let only_a_secret = t.starts_with("{{")
+                && t.ends_with("}}")
+                && t.contains("secret(")
+                && t.matches("{{").count() == 1;
+            if !only_a_secret {
                 cx.err(
                     token.pos,
                     format!(
