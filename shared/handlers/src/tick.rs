@@ -275,17 +275,28 @@ impl Handlers {
         let now = self.now();
         let written = self.ports.store.list_steps(&run.id).await?;
         // A definition that cannot be read names no step beyond the records.
-        let steps = match self.workflow(run).await {
-            Ok(wf) => records::every_step(&wf, &run.id, written),
-            Err(HandlerError::Invalid(_)) => written,
+        let wf = match self.workflow(run).await {
+            Ok(wf) => Some(wf),
+            Err(HandlerError::Invalid(_)) => None,
             Err(e) => return Err(e),
+        };
+        let steps = match &wf {
+            Some(wf) => records::every_step(wf, &run.id, written),
+            None => written,
         };
         for rec in &steps {
             if let Some(w) = lifecycle::run_ended(rec, now).write {
-                self.ports
+                let held = self
+                    .ports
                     .store
                     .finalize_step(&w.guard, &w.record, None)
                     .await?;
+                // An attempt in flight ends here, cancelled: its span says so.
+                if held.is_some()
+                    && let Some(step) = wf.as_ref().and_then(|wf| wf.step(&rec.key.step))
+                {
+                    self.trace_attempt(run, step, rec, &w.record);
+                }
                 // A child's end cancels its own children in turn.
                 Box::pin(self.cancel_child(&w.record)).await?;
             }
