@@ -178,6 +178,23 @@ impl Dev {
     }
 
     /// Starts `workflow` with `POST /runs`; returns the run id.
+    /// `GET /metrics`, which must answer the Prometheus text format: the text, parsed.
+    async fn scrape(&self) -> (String, prometheus_parse::Scrape) {
+        let resp = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{}", self.stderr());
+        let kind = resp.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
+        let text = resp.text().await.unwrap();
+        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+            .unwrap_or_else(|e| panic!("not the Prometheus text format ({e}):\n{text}"));
+        (text, scrape)
+    }
+
     async fn start_run(&self, workflow: &str) -> String {
         let body = json!({"workflow": workflow}).to_string().into_bytes();
         let (status, v) = self.post("/runs", &[], body).await;
@@ -615,18 +632,7 @@ async fn metrics_are_served_in_the_prometheus_text_format_after_a_few_runs() {
         let id = dev.start_run("counted").await;
         assert_eq!(dev.finished(&id).await["status"], "failed");
     }
-    let resp = dev
-        .http
-        .get(format!("{}/metrics", dev.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    let kind = resp.headers()["content-type"].to_str().unwrap().to_string();
-    assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
-    let text = resp.text().await.unwrap();
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
-        .unwrap_or_else(|e| panic!("not the Prometheus text format ({e}):\n{text}"));
+    let (text, scrape) = dev.scrape().await;
     let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
         scrape
             .samples
@@ -696,16 +702,7 @@ async fn metrics_are_served_under_the_aws_backend_too() {
     dev.wait_for_line("loaded counted-on-aws");
     let id = dev.start_run("counted-on-aws").await;
     assert_eq!(dev.finished(&id).await["status"], "succeeded");
-    let resp = dev
-        .http
-        .get(format!("{}/metrics", dev.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200, "{}", dev.stderr());
-    let text = resp.text().await.unwrap();
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
-        .unwrap_or_else(|e| panic!("not the Prometheus text format ({e}):\n{text}"));
+    let (text, scrape) = dev.scrape().await;
     let finished = scrape
         .samples
         .iter()
