@@ -126,18 +126,13 @@ impl Handlers {
                 iteration_base = last_base + step.retry.attempts.max(1);
                 let same_items = last.from.as_deref() != Some(id)
                     && !step.needs.iter().any(|n| last.steps.contains(n));
-                let keep: Vec<u32> = match same_items {
-                    true => self
-                        .ports
-                        .store
-                        .list_iterations(&run.id, &StepId::from(id))
-                        .await?
-                        .iter()
-                        .filter(|r| r.status == StepStatus::Succeeded)
-                        .filter_map(|r| r.key.index)
-                        .collect(),
-                    false => Vec::new(),
-                };
+                // The run's records, read above, hold its iterations too.
+                let keep: Vec<u32> = all
+                    .iter()
+                    .filter(|r| same_items && r.key.step == id)
+                    .filter(|r| r.status == StepStatus::Succeeded)
+                    .filter_map(|r| r.key.index)
+                    .collect();
                 self.ports
                     .store
                     .delete_iterations(&run.id, &StepId::from(id), &keep)
