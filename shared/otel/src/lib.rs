@@ -21,7 +21,7 @@ use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter, SpanLinks};
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -84,6 +84,9 @@ struct Inner<E> {
     exporter: E,
     scope: InstrumentationScope,
     pending: Mutex<Vec<SpanData>>,
+    /// Spans dropped since the last send, the buffer being full: told once per send,
+    /// not once per span.
+    dropped: AtomicU64,
     /// One export at a time: an exporter is never called concurrently.
     sending: tokio::sync::Mutex<()>,
     /// A delayed send is on its way.
@@ -100,6 +103,7 @@ impl<E: SpanExporter + 'static> OtelTraces<E> {
                     .with_version(env!("CARGO_PKG_VERSION"))
                     .build(),
                 pending: Mutex::new(Vec::new()),
+                dropped: AtomicU64::new(0),
                 sending: tokio::sync::Mutex::new(()),
                 scheduled: AtomicBool::new(false),
             }),
@@ -117,6 +121,14 @@ impl<E> Inner<E> {
 impl<E: SpanExporter + 'static> Inner<E> {
     async fn send(&self) {
         let _one = self.sending.lock().await;
+        let dropped = self.dropped.swap(0, Ordering::AcqRel);
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                max = MAX_PENDING,
+                "spans were dropped: too many waited to be exported"
+            );
+        }
         let batch = std::mem::take(&mut *self.pending());
         if batch.is_empty() {
             return;
@@ -135,10 +147,7 @@ impl<E: SpanExporter + 'static> TraceSink for OtelTraces<E> {
         {
             let mut pending = self.inner.pending();
             if pending.len() >= MAX_PENDING {
-                tracing::warn!(
-                    max = MAX_PENDING,
-                    "too many spans waiting to be exported; one is dropped"
-                );
+                self.inner.dropped.fetch_add(1, Ordering::Relaxed);
                 return;
             }
             pending.push(data);

@@ -93,3 +93,30 @@ fn the_service_is_braid_unless_the_environment_names_one() {
         Err(_) => assert_eq!(name.unwrap().to_string(), "braid"),
     }
 }
+
+/// An exporter whose collector never answers.
+#[derive(Debug)]
+struct Stuck;
+
+impl SpanExporter for Stuck {
+    async fn export(&self, _: Vec<SpanData>) -> opentelemetry_sdk::error::OTelSdkResult {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flush_gives_up_on_a_collector_that_does_not_answer() {
+    let traces = OtelTraces::new(Stuck, resource());
+    traces.record(span(false, None));
+    let started = tokio::time::Instant::now();
+    traces.flush().await;
+    assert_eq!(
+        started.elapsed(),
+        FLUSH_LIMIT,
+        "the flush ends at its limit"
+    );
+    assert!(
+        traces.inner.pending().is_empty(),
+        "its spans are dropped, not kept"
+    );
+}
