@@ -4,7 +4,9 @@
 //! a point on a graph, not a step.
 
 use super::Handlers;
-use braid_engine::model::{EventKind, LifecycleEvent, RunRecord, StepRecord, StepStatus};
+use braid_engine::model::{
+    ErrorInfo, EventKind, LifecycleEvent, RunRecord, StepRecord, StepStatus,
+};
 use braid_engine::trace;
 use braid_lang::{Step, StepKind};
 use braid_ports::{Observation, Span, SpanValue};
@@ -50,10 +52,7 @@ impl Handlers {
                 ("braid.run_id", SpanValue::Text(run.id.to_string())),
                 ("braid.status", SpanValue::Text(e.status.clone())),
             ],
-            error: failed.then(|| match &e.error {
-                Some(err) => format!("{}: {}", err.error, err.message),
-                None => e.status.clone(),
-            }),
+            error: failed.then(|| why(e.error.as_ref(), &e.status)),
         });
     }
 
@@ -98,10 +97,15 @@ impl Handlers {
             start: ended.started,
             end: ended.ended,
             attributes,
-            error: failed.then(|| match &ended.error {
-                Some(err) => format!("{}: {}", err.error, err.message),
-                None => ended.status.as_str().to_string(),
-            }),
+            error: failed.then(|| why(ended.error.as_ref(), ended.status.as_str())),
         });
+    }
+}
+
+/// What a failed span says: its error, else the status it ended with.
+fn why(error: Option<&ErrorInfo>, status: &str) -> String {
+    match error {
+        Some(e) => format!("{}: {}", e.error, e.message),
+        None => status.to_string(),
     }
 }
