@@ -3,8 +3,8 @@
 //!
 //! The step dispatcher logs every invocation it makes — `invoked a function`, with the
 //! attempt ([`invocation_mark`]), the function and the request id Lambda gave it. An
-//! attempt's lines are then found in three reads, all within the hour around the
-//! attempt's start:
+//! attempt's lines are then found in three reads, all from a minute before the
+//! attempt's start to twenty after it:
 //! 1. the dispatcher's line for the attempt, in the dispatcher's log group: the
 //!    function and the request id;
 //! 2. the lines naming that request id in the function's log group
