@@ -7,11 +7,14 @@
 //! secrets ([`crate::secrets::AwsSecrets`]), so each function links only the clients
 //! it calls.
 //!
-//! Lifecycle events go from the handlers to the event queue ([`QueueSink`]), and the
-//! notifier function forwards them to the event bus: a handler's write never waits on
-//! (nor fails with) EventBridge.
+//! Lifecycle events go from the handlers straight to the event bus when they call for
+//! no notification, else to the event queue, whose notifier function sends the
+//! notifications and then puts the event on the bus ([`BusFirst`]); an event the bus
+//! does not take goes to the queue too. A handler's write never fails with
+//! EventBridge.
 
 use crate::config::{AwsConfig, MissingConfig};
+use crate::event_bus::{BusFirst, EventBridgeSink};
 use crate::events::QueueSink;
 use crate::payloads::S3Payloads;
 use crate::queue::SqsQueue;
@@ -44,6 +47,7 @@ pub struct StackClients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub s3: aws_sdk_s3::Client,
+    pub eventbridge: aws_sdk_eventbridge::Client,
 }
 
 impl StackClients {
@@ -57,6 +61,7 @@ impl StackClients {
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             sqs: aws_sdk_sqs::Client::new(sdk),
             s3: aws_sdk_s3::Client::from_conf(s3),
+            eventbridge: aws_sdk_eventbridge::Client::new(sdk),
         }
     }
 }
@@ -75,7 +80,10 @@ pub fn stack_ports(cfg: &AwsConfig, clients: &StackClients) -> Ports {
             &cfg.bucket,
             PAYLOAD_PREFIX,
         )),
-        events: Arc::new(QueueSink::new(queue(&cfg.event_queue_url))),
+        events: Arc::new(BusFirst::new(
+            EventBridgeSink::new(clients.eventbridge.clone(), &cfg.event_bus),
+            Arc::new(QueueSink::new(queue(&cfg.event_queue_url))),
+        )),
         tasks: None,
         output: Arc::new(NoOutput),
         notices: None,
@@ -89,7 +97,7 @@ pub fn stack_ports(cfg: &AwsConfig, clients: &StackClients) -> Ports {
 
 /// Every client of the stack, for a process that does all the functions' work: the
 /// CLI operating a stack and the end-to-end tests.
-#[cfg(all(feature = "event-bus", feature = "lambda", feature = "secrets"))]
+#[cfg(all(feature = "lambda", feature = "secrets"))]
 #[derive(Debug, Clone)]
 pub struct AwsClients {
     pub dynamodb: aws_sdk_dynamodb::Client,
@@ -101,7 +109,7 @@ pub struct AwsClients {
     pub secrets_manager: aws_sdk_secretsmanager::Client,
 }
 
-#[cfg(all(feature = "event-bus", feature = "lambda", feature = "secrets"))]
+#[cfg(all(feature = "lambda", feature = "secrets"))]
 impl AwsClients {
     /// Clients from one SDK configuration (see [`StackClients::new`]).
     pub fn new(sdk: &SdkConfig) -> Self {
@@ -110,7 +118,7 @@ impl AwsClients {
             dynamodb: stack.dynamodb,
             sqs: stack.sqs,
             s3: stack.s3,
-            eventbridge: aws_sdk_eventbridge::Client::new(sdk),
+            eventbridge: stack.eventbridge,
             lambda: aws_sdk_lambda::Client::new(sdk),
             ssm: aws_sdk_ssm::Client::new(sdk),
             secrets_manager: aws_sdk_secretsmanager::Client::new(sdk),
@@ -123,13 +131,14 @@ impl AwsClients {
             dynamodb: self.dynamodb.clone(),
             sqs: self.sqs.clone(),
             s3: self.s3.clone(),
+            eventbridge: self.eventbridge.clone(),
         }
     }
 }
 
 /// The ports of the stack `cfg` names with every adapter: the step dispatcher's task
 /// runners and trigger intake's secrets on top of [`stack_ports`].
-#[cfg(all(feature = "event-bus", feature = "lambda", feature = "secrets"))]
+#[cfg(all(feature = "lambda", feature = "secrets"))]
 pub fn aws_ports(cfg: &AwsConfig, clients: &AwsClients) -> Result<Ports, BackendError> {
     let mut ports = stack_ports(cfg, &clients.stack());
     ports.tasks = Some(crate::lambda::task_runners(clients.lambda.clone())?);

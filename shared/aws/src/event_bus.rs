@@ -1,5 +1,8 @@
-//! Lifecycle events published on an EventBridge bus, where users route them with rules
-//! (see [`crate::events`] for the first hop, the notifier's queue).
+//! Lifecycle events published on an EventBridge bus, where users route them with rules.
+//! The handlers publish through a [`BusFirst`]: an event that calls for no notification
+//! goes straight on the bus; one that does (and one the bus did not take) goes to the
+//! notifier's queue ([`crate::events`]), and the notifier puts it on the bus once it
+//! has sent its notifications.
 //!
 //! Every event has `source` [`SOURCE`], a `detail-type` naming what happened
 //! ([`detail_type`], e.g. `Run Succeeded`) and the event's JSON as `detail`, so a rule
@@ -16,6 +19,7 @@ use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use braid_engine::model::LifecycleEvent;
 use braid_ports::{EventSink, PortError, PortResult};
 use futures::future::join_all;
+use std::sync::Arc;
 /// The `source` of every event Braid puts on EventBridge.
 pub const SOURCE: &str = "braid";
 /// The most entries EventBridge takes per PutEvents call.
@@ -47,63 +51,116 @@ impl EventBridgeSink {
             .build())
     }
 
-    /// Puts one chunk of at most [`BATCH`] events; what failed, if anything.
-    async fn put_chunk(&self, chunk: &[LifecycleEvent]) -> PortResult<Vec<String>> {
-        let entries = chunk
+    /// Puts one chunk of at most [`BATCH`] events; the events not put, each with why.
+    async fn put_chunk<'a>(
+        &self,
+        chunk: &'a [LifecycleEvent],
+    ) -> Vec<(&'a LifecycleEvent, String)> {
+        let entries = match chunk
             .iter()
             .map(|e| self.entry(e))
-            .collect::<PortResult<Vec<_>>>()?;
-        let out = self
+            .collect::<PortResult<Vec<_>>>()
+        {
+            Ok(entries) => entries,
+            Err(e) => return chunk.iter().map(|ev| (ev, e.to_string())).collect(),
+        };
+        let out = match self
             .client
             .put_events()
             .set_entries(Some(entries))
             .send()
             .await
-            .map_err(|e| {
-                PortError::backend_msg(format!(
-                    "eventbridge PutEvents on bus {}: {}",
-                    self.bus,
-                    DisplayErrorContext(e)
-                ))
-            })?;
+        {
+            Ok(out) => out,
+            Err(e) => {
+                let why = DisplayErrorContext(e).to_string();
+                return chunk.iter().map(|ev| (ev, why.clone())).collect();
+            }
+        };
         // Result entries are in request order; a failed one carries an error code.
-        Ok(chunk
+        chunk
             .iter()
             .zip(out.entries())
             .filter_map(|(event, result)| {
                 let code = result.error_code()?;
-                Some(format!(
-                    "{} of run {} ({code}: {})",
-                    detail_type(event),
-                    event.run_id,
-                    result.error_message().unwrap_or("")
+                Some((
+                    event,
+                    format!("{code}: {}", result.error_message().unwrap_or("")),
                 ))
             })
-            .collect())
+            .collect()
+    }
+
+    /// Puts `events`, chunks concurrently; the events not put, each with why.
+    async fn put<'a>(&self, events: &'a [LifecycleEvent]) -> Vec<(&'a LifecycleEvent, String)> {
+        join_all(events.chunks(BATCH).map(|c| self.put_chunk(c)))
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 }
 
 #[async_trait]
 impl EventSink for EventBridgeSink {
-    /// Chunks go out concurrently; if any event fails, the error names each failed one
-    /// and the caller publishes the whole batch again (consumers may see an event twice,
-    /// as with any EventBridge delivery).
+    /// If any event fails, the error names each failed one and the caller publishes
+    /// the whole batch again (consumers may see an event twice, as with any
+    /// EventBridge delivery).
     async fn publish(&self, events: &[LifecycleEvent]) -> PortResult<()> {
-        let mut failed = Vec::new();
-        for result in join_all(events.chunks(BATCH).map(|c| self.put_chunk(c))).await {
-            failed.extend(result?);
-        }
+        let failed = self.put(events).await;
         if failed.is_empty() {
-            Ok(())
-        } else {
-            Err(PortError::backend_msg(format!(
-                "eventbridge PutEvents on bus {}: {} of {} events not put: {}",
-                self.bus,
-                failed.len(),
-                events.len(),
-                failed.join("; ")
-            )))
+            return Ok(());
         }
+        let named: Vec<String> = failed
+            .iter()
+            .map(|(e, why)| format!("{} of run {} ({why})", detail_type(e), e.run_id))
+            .collect();
+        Err(PortError::backend_msg(format!(
+            "eventbridge PutEvents on bus {}: {} of {} events not put: {}",
+            self.bus,
+            failed.len(),
+            events.len(),
+            named.join("; ")
+        )))
+    }
+}
+
+/// The handlers' sink: an event that calls for no notification goes straight on the
+/// bus, which spares it the notifier's queue (a send, a receive, a delete and an
+/// invocation per event); one with notifications to send goes to the queue, and so
+/// does one the bus did not take, for the notifier to put again: none is lost.
+#[derive(Clone)]
+pub struct BusFirst {
+    bus: EventBridgeSink,
+    queue: Arc<dyn EventSink>,
+}
+
+impl BusFirst {
+    /// Straight onto `bus`, else onto `queue` (the notifier's, [`crate::events::QueueSink`]).
+    pub fn new(bus: EventBridgeSink, queue: Arc<dyn EventSink>) -> Self {
+        BusFirst { bus, queue }
+    }
+}
+
+#[async_trait]
+impl EventSink for BusFirst {
+    async fn publish(&self, events: &[LifecycleEvent]) -> PortResult<()> {
+        let (plain, mut queued): (Vec<LifecycleEvent>, Vec<LifecycleEvent>) =
+            events.iter().cloned().partition(|e| e.notices.is_empty());
+        for (event, why) in self.bus.put(&plain).await {
+            tracing::warn!(
+                event = %detail_type(event),
+                run = %event.run_id,
+                bus = %self.bus.bus,
+                error = %why,
+                "the event bus did not take an event; the notifier will put it"
+            );
+            queued.push(event.clone());
+        }
+        if queued.is_empty() {
+            return Ok(());
+        }
+        self.queue.publish(&queued).await
     }
 }
 

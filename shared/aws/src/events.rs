@@ -1,10 +1,11 @@
-//! Lifecycle events out, in two hops.
+//! Lifecycle events onto the notifier's queue, the hop of those that call for
+//! notifications.
 //!
-//! The handlers publish through a [`QueueSink`] onto the notifier's SQS queue: a send to
-//! SQS is what they already do for their own work, and the queue keeps the events when
-//! the notifier or EventBridge is slow or failing. The notifier reads each message back
-//! with [`QueueSink::decode`] and forwards the events to the stack's event bus (the
-//! `event_bus` module, feature `event-bus`).
+//! The handlers publish an event that calls for a `notify` entry (and one the event bus
+//! did not take) through a [`QueueSink`] onto the notifier's SQS queue, which keeps it
+//! while the notifier or EventBridge is slow or failing; the others go straight on the
+//! bus (`event_bus::BusFirst`, feature `stack`). The notifier reads each message back
+//! with [`QueueSink::decode`], sends the notifications and puts the event on the bus.
 
 use async_trait::async_trait;
 use braid_engine::model::LifecycleEvent;

@@ -12,7 +12,8 @@
 //! - `queue` (feature `stack`): the work queue on SQS.
 //! - `payloads` (feature `stack`): the payload store on S3.
 //! - [`events`]: lifecycle events onto the notifier's queue (any [`braid_ports::WorkQueue`]).
-//! - `event_bus` (feature `event-bus`): lifecycle events published on EventBridge.
+//! - `event_bus` (feature `stack`): lifecycle events published on EventBridge, straight
+//!   from the handlers when they call for no notification, else by the notifier.
 //! - `lambda` (feature `lambda`): `lambda` steps, invoked through the Lambda API.
 //! - `logs` (feature `logs`): what those steps' functions logged, from CloudWatch Logs.
 //! - `secrets` (feature `secrets`): webhook secrets from Parameter Store or Secrets Manager.
@@ -31,7 +32,7 @@ pub mod sdk;
 
 #[cfg(feature = "stack")]
 pub mod backend;
-#[cfg(feature = "event-bus")]
+#[cfg(feature = "stack")]
 pub mod event_bus;
 #[cfg(feature = "lambda")]
 pub mod lambda;

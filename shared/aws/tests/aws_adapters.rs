@@ -348,6 +348,88 @@ async fn eventbridge_sink_delivers_every_event_through_a_rule() {
     }
 }
 
+/// An event that calls for no notification goes on the bus; one that calls for
+/// some goes to the notifier's queue, and so does one the bus does not take.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bus_first_puts_plain_events_on_the_bus_and_queues_the_rest() {
+    use braid_aws::event_bus::BusFirst;
+    use braid_engine::model::EventKind;
+    use braid_engine::notify::NoticeRef;
+    use braid_ports::EventSink;
+    let config = sdk_config().await;
+    let (bus, on_bus) = bus_into_queue(&config).await;
+    let notifier = Arc::new(fresh_queue(&config).await);
+    let sink = BusFirst::new(bus, Arc::new(QueueSink::new(notifier.clone())));
+    let event = |kind: EventKind, status: &str| LifecycleEvent {
+        kind,
+        run_id: unique("run").into(),
+        workflow: "orders".into(),
+        status: status.into(),
+        step: None,
+        error: None,
+        trigger: None,
+        detail: None,
+        at: chrono::DateTime::from_timestamp_millis(1_793_000_000_000).unwrap_or_default(),
+        notices: Vec::new(),
+    };
+    let plain = event(EventKind::RunStarted, "running");
+    let noticed = LifecycleEvent {
+        notices: vec![NoticeRef {
+            step: None,
+            index: 0,
+            on: "failed".into(),
+        }],
+        ..event(EventKind::RunFinished, "failed")
+    };
+    sink.publish(&[plain.clone(), noticed.clone()])
+        .await
+        .unwrap();
+    let mut arrived = Vec::new();
+    for _ in 0..5 {
+        arrived.extend(drain(&on_bus).await);
+        if !arrived.is_empty() {
+            break;
+        }
+    }
+    let arrived: Vec<LifecycleEvent> = arrived
+        .iter()
+        .map(|b| serde_json::from_str::<Envelope>(b).unwrap().detail)
+        .collect();
+    assert_eq!(
+        arrived,
+        std::slice::from_ref(&plain),
+        "only the plain event is on the bus"
+    );
+    let queued = || async {
+        drain(&notifier)
+            .await
+            .iter()
+            .map(|b| QueueSink::decode(b).unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        queued().await,
+        [noticed],
+        "the notifier sends the notifications"
+    );
+
+    // A bus that does not take the event: it waits on the queue instead.
+    let missing = EventBridgeSink::new(
+        aws_sdk_eventbridge::Client::new(&config),
+        unique("never-created"),
+    );
+    let fallback = BusFirst::new(missing, Arc::new(QueueSink::new(notifier.clone())));
+    fallback
+        .publish(std::slice::from_ref(&plain))
+        .await
+        .unwrap();
+    assert_eq!(
+        queued().await,
+        [plain],
+        "the notifier puts it on the bus later"
+    );
+}
+
 /// Writes `lines` (milliseconds since the Unix epoch, text) to a new stream `stream`
 /// of log group `group`, creating the group if need be.
 async fn put_lines(
