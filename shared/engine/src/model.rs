@@ -648,6 +648,12 @@ pub struct DispatchMsg {
     /// for an earlier due time ends where it arrives.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due: Option<Timestamp>,
+    /// Sent for a step whose record its sender knew was not written (a fan-out's
+    /// first iterations): its first delivery starts from the record as it is before
+    /// its first write ([`FanOut::iteration`]) instead of reading it; a copy finds the
+    /// claim's guard false. A delivery received again reads the record.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unwritten: bool,
 }
 
 impl DispatchMsg {
@@ -667,6 +673,7 @@ impl DispatchMsg {
             attempt: 1,
             resume: false,
             due: None,
+            unwritten: false,
         }
     }
 }

@@ -97,12 +97,17 @@ impl Handlers {
         if !run.redrives.is_empty() && msg.key.index.is_some() {
             self.forget_expansion(&msg.run_id, &msg.key.step);
         }
-        let rec = match known_rec {
-            Some(rec) => rec,
-            None => match self
-                .step_or_iteration(&msg.run_id, &msg.key, Some(msg.attempt.saturating_sub(1)))
+        let base = Some(msg.attempt.saturating_sub(1));
+        let rec = match (known_rec, msg.key.index) {
+            (Some(rec), _) => rec,
+            (None, Some(index)) if msg.unwritten && !redelivered => match self
+                .unwritten_iteration(&msg.run_id, &msg.key.step, index, base)
                 .await?
             {
+                Some(rec) => rec,
+                None => return Ok(()),
+            },
+            (None, _) => match self.step_or_iteration(&msg.run_id, &msg.key, base).await? {
                 Some(rec) => rec,
                 None => return Ok(()),
             },

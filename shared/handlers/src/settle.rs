@@ -213,8 +213,10 @@ impl Handlers {
 
     /// Starts a fan-out's lanes: the first iteration of each, right after its expansion
     /// (or fans in at once when there is nothing to iterate). Sends only: a pending
-    /// iteration is claimed straight from its message. All go to the queue (none is
-    /// run eagerly), so the first wave starts together.
+    /// iteration is claimed straight from its message, without a read of its record
+    /// when none can have been written (a first expansion: a run retried in place may
+    /// have kept some). All go to the queue (none is run eagerly), so the first wave
+    /// starts together.
     pub(super) async fn launch_lanes(
         &self,
         wf: &Workflow,
@@ -234,7 +236,10 @@ impl Handlers {
             .lane_starts()
             .map(|i| {
                 (
-                    DispatchMsg::next(&f.iteration(&run.id, step, i)),
+                    DispatchMsg {
+                        unwritten: f.base == 0,
+                        ..DispatchMsg::next(&f.iteration(&run.id, step, i))
+                    },
                     Duration::ZERO,
                 )
             })

@@ -113,11 +113,9 @@ async fn resume_orphans(handlers: &Handlers) -> HandlerResult<(usize, Vec<RunId>
                     && rec.lease_until.is_some_and(|l| l > now);
                 if orphan {
                     let msg = DispatchMsg {
-                        run_id: run.id.clone(),
-                        key: rec.key.clone(),
                         attempt: rec.attempt,
                         resume: true,
-                        due: None,
+                        ..DispatchMsg::first(run.id.clone(), rec.key.clone())
                     };
                     out.push(Outgoing {
                         body: serde_json::to_string(&msg).map_err(PortError::backend)?,

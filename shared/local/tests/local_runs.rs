@@ -749,13 +749,7 @@ async fn a_message_that_can_never_be_handled_fails_its_run_with_the_reason() {
     };
     let step = StepRecord::new("r-poison", StepKey::step("a"), StepStatus::Ready);
     ports.store.create_run(&run, &[step]).await.unwrap();
-    let msg = DispatchMsg {
-        run_id: "r-poison".into(),
-        key: StepKey::step("a"),
-        attempt: 1,
-        resume: false,
-        due: None,
-    };
+    let msg = DispatchMsg::first("r-poison", StepKey::step("a"));
     ports
         .ready
         .send(vec![Outgoing {

@@ -912,11 +912,8 @@ fn lease_end(step: &Step, ctx: &Context<'_>) -> Timestamp {
 /// The "ready" message for attempt `attempt` of `rec`.
 fn message(rec: &StepRecord, attempt: u32) -> DispatchMsg {
     DispatchMsg {
-        run_id: rec.run_id.clone(),
-        key: rec.key.clone(),
         attempt,
-        resume: false,
-        due: None,
+        ..DispatchMsg::first(rec.run_id.clone(), rec.key.clone())
     }
 }
 

@@ -60,11 +60,8 @@ fn rec(step: &str, status: StepStatus, attempt: u32) -> StepRecord {
 
 fn msg(step: &str, attempt: u32) -> DispatchMsg {
     DispatchMsg {
-        run_id: "r".into(),
-        key: StepKey::step(step),
         attempt,
-        resume: false,
-        due: None,
+        ..DispatchMsg::first("r", StepKey::step(step))
     }
 }
 
