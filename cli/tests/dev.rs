@@ -702,6 +702,9 @@ async fn metrics_are_served_under_the_aws_backend_too() {
     dev.wait_for_line("loaded counted-on-aws");
     let id = dev.start_run("counted-on-aws").await;
     assert_eq!(dev.finished(&id).await["status"], "succeeded");
+    // Its events went straight on the stack's bus, and were printed as they went.
+    dev.wait_for_line(&format!("run {id} of counted-on-aws started by api"));
+    dev.wait_for_line(&format!("run {id} of counted-on-aws succeeded"));
     let (text, scrape) = dev.scrape().await;
     let finished = scrape
         .samples

@@ -26,7 +26,7 @@ use braid_local::events::{EventHub, Tee};
 use braid_local::lambda::{FunctionMap, LambdaRunner};
 use braid_local::metrics::PromMetrics;
 use braid_ports::env_secrets::env_secrets;
-use braid_ports::{Task, TaskError, TaskRunner};
+use braid_ports::{EventSink, Task, TaskError, TaskRunner};
 use serde_json::Value;
 use std::path::Path;
 use std::sync::Arc;
@@ -42,8 +42,13 @@ pub struct Emulated {
 
 impl Emulated {
     /// Makes (or finds) the stack on the emulator; `lambda` steps run where the
-    /// function map `functions` says, else through the emulator's Lambda API.
-    pub async fn open(functions: Option<&Path>) -> anyhow::Result<Emulated> {
+    /// function map `functions` says, else through the emulator's Lambda API. The
+    /// handlers publish their lifecycle events through what `events` makes of the
+    /// stack's sink (`braid dev` prints them as they go).
+    pub async fn open(
+        functions: Option<&Path>,
+        events: impl FnOnce(Arc<dyn EventSink>) -> Arc<dyn EventSink>,
+    ) -> anyhow::Result<Emulated> {
         let sdk = emulator_sdk().await?;
         let endpoint = sdk.endpoint_url().unwrap_or("AWS_ENDPOINT_URL").to_string();
         let stack = Stack::ensure(CLI_STACK, AwsClients::new(&sdk))
@@ -65,11 +70,11 @@ impl Emulated {
         // Counted as `braid dev` serves them (`GET /metrics`), traced like local runs.
         ports.metrics = Arc::new(PromMetrics::default());
         ports.traces = crate::cmd::local::traces_from_env()?;
-        let events = EventHub::default();
-        ports.events = Arc::new(Tee {
-            hub: events.clone(),
+        let hub = EventHub::default();
+        ports.events = events(Arc::new(Tee {
+            hub: hub.clone(),
             other: ports.events.clone(),
-        });
+        }));
         let settings = Settings {
             step_events: StepEvents::All,
             ..stack.settings.clone()
@@ -78,7 +83,7 @@ impl Emulated {
         Ok(Emulated {
             stack,
             handlers: Arc::new(handlers),
-            events,
+            events: hub,
         })
     }
 
@@ -114,7 +119,7 @@ impl TaskRunner for MappedFirst {
 /// its end and prints it as the embedded backend's runs print.
 pub fn run(request: RunRequest) -> anyhow::Result<Exit> {
     tokio()?.block_on(async {
-        let emulated = Emulated::open(request.functions.as_deref()).await?;
+        let emulated = Emulated::open(request.functions.as_deref(), |sink| sink).await?;
         let key = request.idempotency_key;
         let started =
             match start_announced(&emulated.handlers, request.definition, request.input, key)

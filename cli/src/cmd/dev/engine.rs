@@ -43,7 +43,10 @@ impl Engine {
             }
             #[cfg(feature = "aws")]
             Backend::Aws => {
-                let emulated = crate::cmd::emulated::Emulated::open(functions.as_deref()).await?;
+                let emulated = crate::cmd::emulated::Emulated::open(functions.as_deref(), |sink| {
+                    Arc::new(Logged(sink))
+                })
+                .await?;
                 Ok(Engine::Aws(Box::new(emulated)))
             }
             #[cfg(not(feature = "aws"))]
@@ -69,16 +72,13 @@ impl Engine {
     }
 
     /// Drives runs until `stop` resolves, or until the local state cannot be
-    /// written. On AWS the notifier's events are printed as they are forwarded to the
-    /// stack's bus.
+    /// written.
     pub async fn serve(&self, stop: impl Future<Output = ()>) -> Result<(), HandlerError> {
         match self {
             Engine::Local(rt) => rt.serve(stop).await,
             #[cfg(feature = "aws")]
             Engine::Aws(e) => {
-                let mut driver = e.driver();
-                driver.sink = Arc::new(Logged(driver.sink.clone()));
-                driver.serve(stop).await;
+                e.driver().serve(stop).await;
                 Ok(())
             }
         }

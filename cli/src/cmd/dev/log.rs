@@ -1,6 +1,6 @@
 //! One line on stderr per run started and per run finished, from the handlers'
-//! lifecycle events (on AWS they go to EventBridge; here they are printed, and with
-//! `--backend aws` printed as the notifier forwards them to the stack's bus).
+//! lifecycle events (on AWS they go to EventBridge; here they are printed as the
+//! handlers publish them, on either backend).
 
 use async_trait::async_trait;
 use braid_engine::model::{EventKind, LifecycleEvent};
