@@ -99,18 +99,15 @@ impl Handlers {
         }
         let base = Some(msg.attempt.saturating_sub(1));
         let rec = match (known_rec, msg.key.index) {
-            (Some(rec), _) => rec,
-            (None, Some(index)) if msg.unwritten && !redelivered => match self
-                .unwritten_iteration(&msg.run_id, &msg.key.step, index, base)
-                .await?
-            {
-                Some(rec) => rec,
-                None => return Ok(()),
-            },
-            (None, _) => match self.step_or_iteration(&msg.run_id, &msg.key, base).await? {
-                Some(rec) => rec,
-                None => return Ok(()),
-            },
+            (Some(rec), _) => Some(rec),
+            (None, Some(index)) if msg.unwritten && !redelivered => {
+                self.unwritten_iteration(&msg.run_id, &msg.key.step, index, base)
+                    .await?
+            }
+            (None, _) => self.step_or_iteration(&msg.run_id, &msg.key, base).await?,
+        };
+        let Some(rec) = rec else {
+            return Ok(());
         };
         let wf = self.workflow(&run).await?;
         // Only the dispatcher receives "ready" messages; a process without runners that

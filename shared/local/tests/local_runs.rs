@@ -980,3 +980,62 @@ async fn a_process_without_task_runners_records_nothing_and_hands_the_task_back(
     let run = rt.handlers().run_record(&started.run.id).await.unwrap();
     assert_eq!(run.status, RunStatus::Running);
 }
+
+/// A fan-out's first iteration is claimed from its lane's message without a read of
+/// its record: a copy of that message finds the claim and changes nothing, and the
+/// message received again after its claimer stopped runs the claimed attempt.
+#[tokio::test]
+async fn a_lane_start_claimed_then_received_again_is_resumed_and_a_copy_changes_nothing() {
+    use braid_engine::model::{DispatchMsg, StepKey, StepRecord};
+    use braid_ports::Guard;
+    use std::sync::atomic::Ordering::SeqCst;
+    let (url, calls) = slow_server(Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = options(dir.path());
+    let ports = local_ports(&opts).unwrap();
+    let store = ports.store.clone();
+    let rt = local_runtime(ports, &opts);
+    let yaml = format!(
+        "name: fan\nsteps:\n  - id: each\n    for_each: \"{{{{ [1] }}}}\"\n    http: {{ url: \"{url}\" }}\n"
+    );
+    let id = start(&rt, &yaml, Value::Null).await.run.id;
+    let handlers = rt.handlers();
+    // The expansion sends the lane's first message (the queue is not driven here).
+    let expand = DispatchMsg::first(id.clone(), StepKey::step("each"));
+    handlers.dispatch_delivery(&expand, false).await.unwrap();
+    let key = StepKey::iteration("each", 0);
+    let lane_start = DispatchMsg {
+        unwritten: true,
+        ..DispatchMsg::first(id.clone(), key.clone())
+    };
+    // A dispatcher claimed it and stopped before the call; its lease ran out.
+    let fan_out = store
+        .get_step(&id, &StepKey::step("each"))
+        .await
+        .unwrap()
+        .fan_out
+        .expect("expanded");
+    let now = chrono::Utc::now();
+    let claimed = StepRecord {
+        status: StepStatus::Running,
+        attempt: 1,
+        attempt_started_at: Some(now),
+        started_at: Some(now),
+        lease_until: Some(now - chrono::TimeDelta::seconds(1)),
+        ..fan_out.iteration(&id, "each", 0)
+    };
+    let first_write = Guard::at(&[StepStatus::Pending], 0);
+    assert!(store.update_step(&first_write, &claimed).await.unwrap());
+
+    handlers
+        .dispatch_delivery(&lane_start, false)
+        .await
+        .unwrap();
+    assert_eq!(calls.most.load(SeqCst), 0, "a copy does not call the task");
+    assert_eq!(store.get_step(&id, &key).await.unwrap(), claimed);
+
+    handlers.dispatch_delivery(&lane_start, true).await.unwrap();
+    assert_eq!(calls.most.load(SeqCst), 1, "received again, it runs");
+    let done = store.get_step(&id, &key).await.unwrap();
+    assert_eq!((done.status, done.attempt), (StepStatus::Succeeded, 1));
+}

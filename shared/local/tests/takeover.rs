@@ -60,16 +60,16 @@ async fn start(rt: &LocalRuntime, yaml: &str) -> RunId {
         .id
 }
 
-async fn status(rt: &LocalRuntime, id: &RunId, step: &str) -> StepStatus {
+async fn status(rt: &LocalRuntime, id: &RunId, key: &StepKey) -> StepStatus {
     let recs = rt.handlers().step_records(id).await.unwrap();
     recs.iter()
-        .find(|r| r.key == StepKey::step(step))
+        .find(|r| r.key == *key)
         .map_or(StepStatus::Pending, |r| r.status)
 }
 
-/// Drives `yaml` until step `step` is recorded running, then drops the runtime mid-task
-/// (what a crash leaves); returns the run.
-async fn stopped_while_running(dir: &Path, yaml: &str, step: &str) -> RunId {
+/// Drives `yaml` until step (or iteration) `key` is recorded running, then drops the
+/// runtime mid-task (what a crash leaves); returns the run.
+async fn stopped_while_running(dir: &Path, yaml: &str, key: StepKey) -> RunId {
     let rt = runtime(dir);
     take_over(&rt, dir, "first").await.unwrap();
     let id = start(&rt, yaml).await;
@@ -80,10 +80,10 @@ async fn stopped_while_running(dir: &Path, yaml: &str, step: &str) -> RunId {
             r = &mut driving => panic!("the run ended early: {r:?}"),
             () = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
-        if status(&rt, &id, step).await == StepStatus::Running {
+        if status(&rt, &id, &key).await == StepStatus::Running {
             return id.clone();
         }
-        assert!(tokio::time::Instant::now() < deadline, "{step} never ran");
+        assert!(tokio::time::Instant::now() < deadline, "{key} never ran");
     }
 }
 
@@ -98,26 +98,44 @@ async fn finished_by_the_next_owner(dir: &Path, id: &RunId) {
     assert_eq!(run.status, RunStatus::Succeeded);
 }
 
+/// Stops a process while `key`'s call to a slow server is under way in `yaml` (made
+/// from the server's URL), and checks that the next owner finishes the run.
+async fn resumed_after_a_stop_mid_call(yaml: impl Fn(&str) -> String, key: StepKey) {
+    let slow = slow_server(Duration::from_millis(1500)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let id = stopped_while_running(dir.path(), &yaml(&slow), key).await;
+    finished_by_the_next_owner(dir.path(), &id).await;
+}
+
 #[tokio::test]
 async fn an_attempt_claimed_by_a_stopped_process_is_resumed_by_its_message() {
-    let slow = slow_server(Duration::from_millis(1500)).await;
-    let yaml = format!("name: one\nsteps:\n  - id: call\n    http: {{ url: \"{slow}\" }}\n");
-    let dir = tempfile::tempdir().unwrap();
-    let id = stopped_while_running(dir.path(), &yaml, "call").await;
-    finished_by_the_next_owner(dir.path(), &id).await;
+    let yaml =
+        |url: &str| format!("name: one\nsteps:\n  - id: call\n    http: {{ url: \"{url}\" }}\n");
+    resumed_after_a_stop_mid_call(yaml, StepKey::step("call")).await;
+}
+
+#[tokio::test]
+async fn a_fan_outs_first_iteration_claimed_by_a_stopped_process_is_resumed() {
+    // The iteration was claimed straight from its lane's first message, with no read
+    // of a record: the next owner's delivery of it reads the claim and runs it.
+    let yaml = |url: &str| {
+        format!(
+            "name: fan\nsteps:\n  - id: each\n    for_each: \"{{{{ [1, 2] }}}}\"\n    http: {{ url: \"{url}\" }}\n"
+        )
+    };
+    resumed_after_a_stop_mid_call(yaml, StepKey::iteration("each", 0)).await;
 }
 
 #[tokio::test]
 async fn a_step_run_in_place_of_a_message_is_resumed_when_taken_over() {
     // `call` runs in the delivery of `first`'s message (eager dispatch): it has no
     // message of its own for the next owner to deliver again.
-    let slow = slow_server(Duration::from_millis(1500)).await;
-    let yaml = format!(
-        "name: chain\nsteps:\n  - id: first\n    pass: 1\n  - id: call\n    needs: [first]\n    http: {{ url: \"{slow}\" }}\n"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let id = stopped_while_running(dir.path(), &yaml, "call").await;
-    finished_by_the_next_owner(dir.path(), &id).await;
+    let yaml = |url: &str| {
+        format!(
+            "name: chain\nsteps:\n  - id: first\n    pass: 1\n  - id: call\n    needs: [first]\n    http: {{ url: \"{url}\" }}\n"
+        )
+    };
+    resumed_after_a_stop_mid_call(yaml, StepKey::step("call")).await;
 }
 
 #[tokio::test]
